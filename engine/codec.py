@@ -1,0 +1,70 @@
+"""TextCodec: the one adapter between text and token ids (wraps a Hugging Face tokenizer)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+@dataclass(frozen=True)
+class TextCodec:
+    """Text <-> ids for one tokenizer, plus the special ids the sampler must know by name.
+
+    `frame_prefix`/`frame_suffix` are the special tokens the tokenizer wraps a whole input in
+    ([CLS] ... [SEP] for BERT, <s> for Llama, nothing for Qwen). `banned_ids` are ids the sampler
+    must never write into a span: every special token except end-of-text (which lets a model end a
+    span early), plus ids the tokenizer cannot decode (padded embedding rows).
+    """
+
+    tokenizer: Any
+    frame_prefix: tuple[int, ...]
+    frame_suffix: tuple[int, ...]
+    eos_id: int | None
+    pad_id: int | None
+    mask_id: int | None
+    banned_ids: tuple[int, ...]
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, *, mask_id: int | None = None,
+                       vocab_size: int | None = None) -> "TextCodec":
+        """Read the special ids from `tokenizer`; `mask_id` overrides the tokenizer's mask token."""
+        if mask_id is None:
+            mask_id = getattr(tokenizer, "mask_token_id", None)
+        prefix, suffix = _special_frame(tokenizer)
+        eos_id = tokenizer.eos_token_id
+        # A tokenizer without eos (BERT) ends text with [SEP]; it is not a token to write in a span.
+        specials = set(getattr(tokenizer, "all_special_ids", ()) or ())
+        specials.update(prefix + suffix)
+        if mask_id is not None:
+            specials.add(mask_id)
+        specials.discard(eos_id)
+        size = len(tokenizer)
+        extra = range(size, vocab_size) if vocab_size and vocab_size > size else range(0)
+        banned = tuple(sorted(specials | set(extra)))
+        return cls(tokenizer=tokenizer, frame_prefix=prefix, frame_suffix=suffix, eos_id=eos_id,
+                   pad_id=tokenizer.pad_token_id, mask_id=mask_id, banned_ids=banned)
+
+    def encode(self, text: str) -> list[int]:
+        """Ids for `text` with no special tokens; empty text gives no ids."""
+        if not text:
+            return []
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text for `ids`, special tokens dropped (an end-of-text token inside a span ends it)."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True,
+                                     clean_up_tokenization_spaces=False)
+
+    def token_text(self, token_id: int) -> str:
+        """How one token reads on its own (for token views and inspectors)."""
+        return self.tokenizer.decode([int(token_id)], skip_special_tokens=False,
+                                     clean_up_tokenization_spaces=False)
+
+
+def _special_frame(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The special ids a tokenizer puts before and after a body of text."""
+    body = list(tokenizer.encode("a", add_special_tokens=False))
+    full = list(tokenizer.encode("a", add_special_tokens=True))
+    for start in range(len(full) - len(body) + 1):
+        if full[start:start + len(body)] == body:
+            return tuple(full[:start]), tuple(full[start + len(body):])
+    return (), ()

@@ -1,0 +1,47 @@
+"""DiffusionLM: the one small interface every model family is loaded behind."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import torch
+
+from .codec import TextCodec
+
+Noise = Literal["mask", "uniform"]
+
+
+class DiffusionLM(ABC):
+    """Token ids in, logits out.
+
+    Contract for `logits(ids)`: ids (B, L) long on `self.device` -> (B, L, V) float, aligned so that
+    `logits[:, i]` scores the token at position i. Families with a shifted head (Dream, the bundled
+    model: position i-1 predicts token i) do the shift inside their `logits`, so the sampler never
+    knows. Attention is bidirectional over the whole canvas.
+
+    `noise` says what an undecided position holds: "mask" models see `mask_id` there; "uniform"
+    models (DiffusionGemma) see a random token, and re-masking a span means re-randomising it.
+    """
+
+    codec: TextCodec
+    noise: Noise
+    mask_id: int | None
+    vocab_size: int
+    max_length: int
+    device: torch.device
+    label: str  # what the UI and CLI show, e.g. "Dream-style (local: /models/dream)"
+
+    @abstractmethod
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids -> (B, L, V) logits, position-aligned (see class docstring)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r}, noise={self.noise}, V={self.vocab_size})"
+
+
+class ModelNotFound(FileNotFoundError):
+    """A model folder or hub id that is not on this machine; the message says how to get it."""
+
+
+class UnsupportedModel(ValueError):
+    """A folder that holds a model of a family Sharpen cannot load."""

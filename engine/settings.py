@@ -1,0 +1,85 @@
+"""SamplerSettings: the one frozen, validated set of knobs for the denoising loop, plus presets."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How a span is denoised. Validated once, here; the loop trusts it.
+
+    steps: most forwards the loop may run; None means one per token to fill (LLaDA's best quality).
+    block_length: tokens per semi-autoregressive block inside each span (None: whole span at once).
+    strategy: how to pick the positions to commit each step:
+      low_confidence  the most confident predictions (LLaDA)
+      random          uniformly random positions (LLaDA's baseline)
+      threshold       the best one plus every one with confidence >= threshold (Fast-dLLM)
+      entropy         lowest-entropy ones while their summed entropy minus the largest stays
+                      <= entropy_bound (EB-sampler; HF DiffusionGemma)
+    temperature: 0 takes the argmax; > 0 samples (Gumbel-max) at that temperature.
+    seed: seeds the one torch.Generator every random draw goes through.
+    remask_below: self-correction, off by default: each step, earlier commits whose confidence was
+      below this go back to undecided (at most half as many as were committed that step).
+    candidates: alternatives of the same canvas denoised together in one batch.
+    alternatives: top-k alternatives recorded per committed position for token inspectors.
+    """
+
+    steps: int | None = None
+    block_length: int | None = None
+    strategy: str = "threshold"
+    threshold: float = 0.9
+    entropy_bound: float = 0.1
+    temperature: float = 0.0
+    seed: int = 0
+    remask_below: float | None = None
+    candidates: int = 1
+    alternatives: int = 5
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ValueError(f"steps must be a whole number >= 1 (or None), got {self.steps!r}")
+        if self.block_length is not None and (not isinstance(self.block_length, int) or self.block_length < 1):
+            raise ValueError(f"block_length must be a whole number >= 1 (or None), got {self.block_length!r}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold!r}")
+        if self.entropy_bound < 0:
+            raise ValueError(f"entropy_bound must be >= 0, got {self.entropy_bound!r}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if self.remask_below is not None and not 0.0 < self.remask_below < 1.0:
+            raise ValueError(f"remask_below must be in (0, 1) or None, got {self.remask_below!r}")
+        if not isinstance(self.candidates, int) or not 1 <= self.candidates <= 64:
+            raise ValueError(f"candidates must be a whole number from 1 to 64, got {self.candidates!r}")
+        if not isinstance(self.alternatives, int) or not 1 <= self.alternatives <= 20:
+            raise ValueError(f"alternatives must be a whole number from 1 to 20, got {self.alternatives!r}")
+
+    def replace(self, **changes: Any) -> "SamplerSettings":
+        """A copy with `changes`, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SamplerSettings":
+        """Settings from user JSON; unknown keys are an error, not silently ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+PRESETS: dict[str, SamplerSettings] = {
+    # One token per forward, most confident first: LLaDA's reference quality.
+    "quality": SamplerSettings(strategy="low_confidence"),
+    # Fast-dLLM's parallel commits: everything the model is >= 90% sure of, each forward.
+    "fast": SamplerSettings(strategy="threshold", threshold=0.9),
+    # EB-sampler: as many low-entropy tokens as fit under the bound.
+    "balanced": SamplerSettings(strategy="entropy", entropy_bound=0.1),
+}

@@ -1,0 +1,89 @@
+"""Tiny offline tokenizers and a scripted model for tests: nothing here touches a hub."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.codec import TextCodec
+from engine.model import DiffusionLM
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "def add(a, b):\n    return a + b\n",
+    "for i in range(10):\n    print(i)\n",
+    "Héllo wörld, naïve café — 東京 and emoji 🙂 too.",
+    "import os\nimport sys\n\nclass Foo:\n    pass\n",
+    "It was the best of times, it was the worst of times.",
+] * 20
+
+
+def byte_bpe_tokenizer(*, vocab_size: int = 400, bos: bool = False, mask: str | None = "<|mask|>"):
+    """A byte-level BPE tokenizer (GPT-2 / Llama-3 / Qwen style) trained on a few lines."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|pad|>"] + ([mask] if mask else []) + (["<s>"] if bos else [])
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    kwargs = dict(eos_token="<|endoftext|>", pad_token="<|pad|>")
+    if mask:
+        kwargs["mask_token"] = mask
+    if bos:
+        kwargs["bos_token"] = "<s>"
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
+
+
+def wordpiece_tokenizer():
+    """A BERT-style uncased WordPiece tokenizer ([CLS] ... [SEP], [MASK])."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted({w.strip(".,:()").lower() for line in CORPUS for w in line.split()} - {""})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,:()+=_")
+    vocab += words + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz"]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(vocab))}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+class ScriptedModel(DiffusionLM):
+    """A mask model whose logits are scripted: it wants `target[i]` at position i with a
+    confidence that is a fixed function of i, so tests can predict what every strategy does."""
+
+    def __init__(self, codec: TextCodec, target: torch.Tensor, confidence: torch.Tensor,
+                 vocab_size: int | None = None):
+        self.codec = codec
+        self.noise = "mask"
+        self.mask_id = codec.mask_id
+        self.vocab_size = vocab_size or len(codec.tokenizer)
+        self.max_length = 4096
+        self.device = torch.device("cpu")
+        self.label = "scripted"
+        self.target = target            # (L,) ids the model wants
+        self.confidence = confidence    # (L,) probability it gives them
+        self.calls = 0
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        B, L = ids.shape
+        V = self.vocab_size
+        p = self.confidence[:L].clamp(1e-4, 1 - 1e-4)
+        # The target gets probability p, the rest share 1 - p evenly.
+        rest = torch.log((1 - p) / (V - 1))
+        logits = rest[:, None].expand(L, V).clone()
+        logits[torch.arange(L), self.target[:L]] = torch.log(p)
+        return logits.unsqueeze(0).expand(B, L, V).clone()
