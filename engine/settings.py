@@ -23,7 +23,7 @@ class SamplerSettings:
     temperature: 0 takes the argmax; > 0 samples (Gumbel-max) at that temperature.
     seed: seeds the one torch.Generator every random draw goes through.
     remask_below: self-correction, off by default: each step, earlier commits whose confidence was
-      below this go back to undecided (at most half as many as were committed that step).
+      below this go back to undecided (at most as many as were committed that step).
     candidates: alternatives of the same canvas denoised together in one batch.
     alternatives: top-k alternatives recorded per committed position for token inspectors.
     """
@@ -65,14 +65,13 @@ class SamplerSettings:
         """A copy with `changes`, validated again."""
         return dataclasses.replace(self, **changes)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SamplerSettings":
-        """Settings from user JSON; unknown keys are an error, not silently ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
+    def with_values(self, values: dict[str, Any]) -> "SamplerSettings":
+        """A copy with user-supplied `values` (e.g. from JSON); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return dataclasses.replace(self, **values)
 
 
 PRESETS: dict[str, SamplerSettings] = {

@@ -87,3 +87,25 @@ class ScriptedModel(DiffusionLM):
         logits = rest[:, None].expand(L, V).clone()
         logits[torch.arange(L), self.target[:L]] = torch.log(p)
         return logits.unsqueeze(0).expand(B, L, V).clone()
+
+
+def save_tiny_bert(folder: Path) -> Path:
+    """A randomly initialised 2-layer BERT masked LM with the WordPiece tokenizer, as a user's folder."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    tok = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertForMaskedLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return Path(folder)
+
+
+class ScriptedUniformModel(ScriptedModel):
+    """The scripted model as a uniform-noise model (no mask token, undecided slots hold drafts)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.noise = "uniform"
+        self.mask_id = None

@@ -1,0 +1,186 @@
+"""`python -m engine infill`: regenerate spans of a document (or a JSONL batch) from the shell."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from .canvas import Constraint, Span, build_canvas
+from .infill import infill
+from .loop import Step, run
+from .model import DiffusionLM
+from .settings import PRESETS, STRATEGIES, SamplerSettings
+
+SETTING_FLAGS = ("steps", "block_length", "strategy", "threshold", "entropy_bound", "temperature",
+                 "seed", "remask_below", "candidates")
+
+
+class InputError(ValueError):
+    """Bad input from the user: reported as a one-line message, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("infill", help="regenerate spans of a document",
+                       description="Prints exactly the final document to stdout; progress goes to stderr.")
+    p.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text-file", help="the document (UTF-8); - reads stdin")
+    src.add_argument("--jsonl", help='many edits, one load: lines of {"text": ..., "spans": [[start, end], ...]}')
+    p.add_argument("--span", action="append", default=[], metavar="START:END[:LENGTH]",
+                   help="characters to regenerate (repeatable); LENGTH in tokens")
+    p.add_argument("--length", type=int, help="tokens per span when a span gives none (default: keep)")
+    p.add_argument("--constraint", action="append", default=[], metavar="TEXT@K",
+                   help="TEXT must appear K tokens into the first span (repeatable)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--block-length", type=int)
+    p.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)}")
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--entropy-bound", type=float)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--remask-below", type=float, help="self-correction: re-mask commits below this")
+    p.add_argument("--candidates", type=int)
+    p.add_argument("--show-steps", action="store_true", help="also print every step's draft")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        text = None if args.jsonl else read_document(args.text_file)
+        spans = None if args.jsonl else parse_spans(args.span, args.length, args.constraint, text)
+        jsonl = open_jsonl(args.jsonl) if args.jsonl else None
+        model = load(args, stderr)
+        if jsonl is not None:
+            return run_jsonl(model, jsonl, settings, stdout, stderr)
+        final = edit(model, text, spans, settings, stdout if args.show_steps else None, stderr)
+    except (InputError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=stderr)
+        return 2
+    stdout.write(final)
+    stdout.flush()
+    return 0
+
+
+def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
+    base = PRESETS[args.preset] if args.preset else SamplerSettings()
+    changes = {k: getattr(args, k) for k in SETTING_FLAGS if getattr(args, k) is not None}
+    return base.replace(**changes)
+
+
+def read_document(path: str) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text (byte {err.start})") from None
+    if not text:
+        raise InputError(f"{path} is empty: there is no document to edit")
+    return text
+
+
+def parse_spans(specs: list[str], length: int | None, constraints: list[str], text: str) -> list[Span]:
+    if not specs:
+        raise InputError("give at least one --span START:END")
+    spans = []
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise InputError(f"--span {spec!r}: expected START:END or START:END:LENGTH (whole numbers)")
+        start, end = int(parts[0]), int(parts[1])
+        spans.append(Span(start, end, int(parts[2]) if len(parts) == 3 else length))
+    if constraints:
+        forced = []
+        for spec in constraints:
+            body, sep, at = spec.rpartition("@")
+            if not sep or not at.isdigit():
+                raise InputError(f"--constraint {spec!r}: expected TEXT@K, K a token offset")
+            forced.append(Constraint(body, int(at)))
+        spans[0] = Span(spans[0].start, spans[0].end, spans[0].length, tuple(forced))
+    return spans
+
+
+def open_jsonl(path: str) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text") from None
+
+
+def load(args: argparse.Namespace, stderr: TextIO) -> DiffusionLM:
+    from .load import load_model
+    t0 = time.perf_counter()
+    model = load_model(args.model, device=args.device)
+    print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s", file=stderr)
+    return model
+
+
+def edit(model: DiffusionLM, text: str, spans: list[Span], settings: SamplerSettings,
+         show: TextIO | None, stderr: TextIO) -> str:
+    canvas = build_canvas(model.codec, text, spans, model.max_length)
+    last: Step | None = None
+    for last in infill(model, canvas, settings):
+        if show is not None:
+            print(f"--- step {last.index + 1}: committed {int(last.committed[0].sum())}, "
+                  f"still masked {int(last.masked[0].sum())}", file=show)
+            print(last.texts[0], file=show)
+    assert last is not None
+    tokens = int((last.committed_at[0] >= 0).sum())
+    print(f"{last.forwards} forwards, {tokens / last.forwards:.2f} tokens/forward, "
+          f"{last.elapsed * 1000:.0f} ms", file=stderr)
+    if show is not None:
+        print("--- final", file=show)
+    return last.texts[0]
+
+
+def run_jsonl(model: DiffusionLM, lines: list[str], settings: SamplerSettings,
+              stdout: TextIO, stderr: TextIO) -> int:
+    """One output line per non-blank input line; a bad line gets {"error": ...} and the rest go on.
+    Exit status 1 when any line failed, else 0."""
+    failed = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            result = jsonl_edit(model, json.loads(line), settings)
+        except (ValueError, TypeError, KeyError) as err:
+            failed += 1
+            result = {"error": f"line {number}: {err}"}
+        stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+        stdout.flush()
+    if failed:
+        print(f"{failed} line(s) failed", file=stderr)
+    return 1 if failed else 0
+
+
+def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings) -> dict:
+    if not isinstance(item, dict):
+        raise ValueError("each line must be a JSON object")
+    text, raw_spans = item.get("text"), item.get("spans")
+    if not isinstance(text, str) or not text:
+        raise ValueError('"text" must be a non-empty string')
+    if not isinstance(raw_spans, list) or not raw_spans:
+        raise ValueError('"spans" must be a non-empty list of [start, end]')
+    length = item.get("length")
+    spans = []
+    for s in raw_spans:
+        if not (isinstance(s, list) and len(s) in (2, 3) and all(isinstance(v, int) for v in s)):
+            raise ValueError(f"span {s!r} must be [start, end] or [start, end, length]")
+        spans.append(Span(s[0], s[1], s[2] if len(s) == 3 else length))
+    overrides = {k: v for k, v in item.items() if k not in ("text", "spans", "length")}
+    canvas = build_canvas(model.codec, text, spans, model.max_length)
+    step = run(infill(model, canvas, settings.with_values(overrides)))
+    return {"text": step.texts[0], "forwards": step.forwards, "ms": round(step.elapsed * 1000, 1)}

@@ -1,0 +1,27 @@
+"""infill: the denoising loop over a Canvas, each step carrying the document text it reads as."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Sequence
+
+from .canvas import Canvas, Span, build_canvas
+from .loop import Step, denoise, run
+from .model import DiffusionLM
+from .settings import SamplerSettings
+
+
+def infill(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
+    """Denoise every span of `canvas`; each yielded step has `texts`, one document per candidate."""
+    if canvas.codec is not model.codec:
+        raise ValueError("the canvas was built with another model's tokenizer")
+    steps = denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, settings)
+    for step in steps:
+        texts = tuple(canvas.render(step.tokens[b], step.masked[b]) for b in range(step.tokens.shape[0]))
+        yield dataclasses.replace(step, texts=texts)
+
+
+def infill_text(model: DiffusionLM, text: str, spans: Sequence[Span],
+                settings: SamplerSettings = SamplerSettings()) -> str:
+    """The final document of the first candidate: the one-call form of `infill`."""
+    canvas = build_canvas(model.codec, text, spans, model.max_length)
+    return run(infill(model, canvas, settings)).texts[0]

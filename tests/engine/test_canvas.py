@@ -1,0 +1,102 @@
+"""Canvas: characters <-> token slots, span validation, and verbatim rendering of outside text."""
+import pytest
+import torch
+
+from engine import Constraint, Span, TextCodec, build_canvas
+from engine.canvas import MASK_GLYPH
+from tests.tiny import byte_bpe_tokenizer, wordpiece_tokenizer
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+
+
+@pytest.fixture(scope="module")
+def wordpiece():
+    return TextCodec.from_tokenizer(wordpiece_tokenizer())
+
+
+def fill_with_original(canvas, original_ids):
+    tokens = canvas.ids.clone()
+    for (a, b), ids in zip(canvas.span_ranges, original_ids):
+        tokens[a:b] = torch.tensor(ids)
+    return tokens
+
+
+@pytest.mark.parametrize("text,start,end", [
+    ("Héllo wörld, naïve café", 1, 9),            # multi-byte characters inside and at the edges
+    ("emoji 🙂 in 東京 text", 6, 7),               # a character outside the BMP is one offset
+    ("  leading and trailing spaces  ", 0, 3),    # whitespace-only edges
+    ("The quick brown fox", 6, 13),                # a span that cuts two words mid-token
+    ("def add(a, b):\n    return a + b\n", 14, 19),  # newline + indentation
+])
+def test_span_keeps_its_original_text_when_refilled_with_its_own_tokens(bpe, text, start, end):
+    canvas = build_canvas(bpe, text, [Span(start, end)])
+    (a, b), = canvas.span_ranges
+    tokens = fill_with_original(canvas, [bpe.encode(text[start:end])])
+    assert b - a == len(bpe.encode(text[start:end]))
+    assert canvas.render(tokens) == text
+    assert canvas.segments == (text[:start], text[end:])
+
+
+def test_outside_text_is_verbatim_even_when_the_tokenizer_is_lossy(wordpiece):
+    text = "The QUICK   brown fox;\tjumps"           # uppercase and odd spacing do not survive decode
+    canvas = build_canvas(wordpiece, text, [Span(10, 16)])
+    out = canvas.render(fill_with_original(canvas, [wordpiece.encode("brown")]))
+    assert out.startswith("The QUICK ") and out.endswith(" fox;\tjumps")
+
+
+def test_frame_tokens_wrap_the_canvas(bpe, wordpiece):
+    c = build_canvas(bpe, "abc def", [Span(4, 7)])
+    assert c.ids[: len(bpe.frame_prefix)].tolist() == list(bpe.frame_prefix)
+    w = build_canvas(wordpiece, "abc def", [Span(4, 7)])
+    assert w.ids[0].item() == wordpiece.frame_prefix[0] and w.ids[-1].item() == wordpiece.frame_suffix[-1]
+
+
+def test_several_spans_get_their_own_slots_and_lengths(bpe):
+    text = "one two three four five"
+    canvas = build_canvas(bpe, text, [Span(14, 18, length=5), Span(0, 3)])
+    assert [s.start for s in canvas.spans] == [0, 14]  # sorted
+    (a0, b0), (a1, b1) = canvas.span_ranges
+    assert b1 - a1 == 5 and b0 - a0 == len(bpe.encode("one")) and b0 <= a1
+    undecided = torch.zeros(canvas.length, dtype=torch.bool)
+    undecided[a1:b1] = True
+    assert canvas.render(fill_with_original(canvas, [bpe.encode("one"), [0] * 5]), undecided) == \
+        "one two three " + MASK_GLYPH * 5 + " five"
+
+
+def test_insertion_point_needs_a_length(bpe):
+    with pytest.raises(ValueError, match="empty: give a length"):
+        build_canvas(bpe, "abc", [Span(1, 1)])
+    canvas = build_canvas(bpe, "abc", [Span(1, 1, length=4)])
+    assert canvas.span_ranges[0][1] - canvas.span_ranges[0][0] == 4
+
+
+@pytest.mark.parametrize("spans,message", [
+    ([Span(-1, 2)], "outside the document"),
+    ([Span(2, 99)], "outside the document"),
+    ([Span(3, 1)], "outside the document"),
+    ([Span(0, 4), Span(2, 6)], "overlaps"),
+    ([Span(0, 2, length=0)], "length must be"),
+    ([], "at least one span"),
+])
+def test_bad_spans_are_refused_with_a_clear_message(bpe, spans, message):
+    with pytest.raises(ValueError, match=message):
+        build_canvas(bpe, "some text here", spans)
+
+
+def test_canvas_longer_than_the_context_is_refused(bpe):
+    with pytest.raises(ValueError, match="context is 8"):
+        build_canvas(bpe, "a fairly long piece of text", [Span(0, 1, length=20)], max_length=8)
+
+
+def test_constraints_are_forced_slots(bpe):
+    span = Span(0, 3, length=8, constraints=(Constraint("return", 2),))
+    canvas = build_canvas(bpe, "abc def", [span])
+    a, b = canvas.span_ranges[0]
+    forced = bpe.encode("return")
+    assert canvas.ids[a + 2:a + 2 + len(forced)].tolist() == forced
+    assert canvas.fixed[a + 2:a + 2 + len(forced)].all() and canvas.fixed.sum() == len(forced)
+    with pytest.raises(ValueError, match="does not fit"):
+        build_canvas(bpe, "abc", [Span(0, 3, length=2, constraints=(Constraint("return a + b", 1),))])
