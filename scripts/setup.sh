@@ -22,6 +22,8 @@ fi
 if [ "${1:-}" = dev ]; then
   missing=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  # Browser tests drive Debian's chromium through Playwright (never `playwright install`).
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
