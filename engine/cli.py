@@ -12,10 +12,10 @@ from .canvas import Constraint, Span, build_canvas
 from .infill import infill
 from .loop import Step, run
 from .model import DiffusionLM
-from .settings import PRESETS, STRATEGIES, SamplerSettings
+from .settings import CACHES, PRESETS, STRATEGIES, SamplerSettings
 
 SETTING_FLAGS = ("steps", "block_length", "strategy", "threshold", "entropy_bound", "temperature",
-                 "seed", "remask_below", "candidates")
+                 "seed", "remask_below", "candidates", "cache", "refresh_every", "context_window")
 
 
 class InputError(ValueError):
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--remask-below", type=float, help="self-correction: re-mask commits below this")
     p.add_argument("--candidates", type=int)
+    p.add_argument("--cache", choices=CACHES, help="dual: cache the context around the spans")
+    p.add_argument("--refresh-every", type=int, help="with --cache dual: refresh every N steps")
+    p.add_argument("--context-window", type=int, help="tokens of context either side of the spans")
     p.add_argument("--show-steps", action="store_true", help="also print every step's draft")
     return parser
 

@@ -8,6 +8,7 @@ from typing import Iterable, Iterator
 import torch
 
 from .commit import Layout, choose_commits, choose_remasks
+from .context import make_context
 from .model import DiffusionLM
 from .settings import SamplerSettings
 
@@ -39,7 +40,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     """Regenerate the slots in `span_ranges` of `ids` (L,), except `forced` (L,) ones.
 
     1. Fill every slot to decide with noise: the mask id, or random tokens for uniform models.
-    2. Run the model over the whole canvas; read its choice, confidence and entropy per slot.
+    2. Run the model (whole canvas, or slots over cached context); read choice, confidence, entropy.
     3. Commit the slots the strategy ranks first, as many as it and the step budget ask for.
     4. Optionally send weak earlier commits back to undecided (self-correction).
     5. Yield the step; stop once no slot is undecided (the budget guarantees that happens).
@@ -57,9 +58,10 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     top_p = torch.zeros((*todo.shape, K), device=device)
     budget = settings.steps or int(lay.gather(todo, False).sum(-1).max())
     ban = banned_bias(model, device)
+    context = make_context(model, lay, settings)
     tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, ban), tokens[:, pos])  # 1
     for step in range(budget):
-        logits = model.logits(tokens)[:, pos]                                  # 2 (B, P, V)
+        logits = context.logits(tokens, step, todo)                            # 2 (B, P, V)
         guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, settings.temperature, g, K)
         conf = torch.where(todo, p, conf)
         now = todo & choose_commits(settings, lay, todo, p, entropy, budget - step, g)  # 3

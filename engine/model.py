@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -31,9 +31,21 @@ class DiffusionLM(ABC):
     device: torch.device
     label: str  # what the UI and CLI show, e.g. "Dream-style (local: /models/dream)"
 
+    supports_cache: bool = False  # True where `cached_logits` is implemented (engine/context.py)
+
     @abstractmethod
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, L) ids -> (B, L, V) logits, position-aligned (see class docstring)."""
+
+    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor,
+                      cache: Any) -> tuple[torch.Tensor, Any]:
+        """(B, P, V) logits of `positions` (P,) only, and the context cache.
+
+        cache=None runs the whole canvas and returns a fresh cache of every position's keys and
+        values; with a cache, only the slots (and, for shifted heads, the slot before each) are
+        run, attending to the cached context. Families that support it set `supports_cache`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no context cache")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r}, noise={self.noise}, V={self.vocab_size})"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
+CACHES = ("none", "dual")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,12 @@ class SamplerSettings:
       below this go back to undecided (at most as many as were committed that step).
     candidates: alternatives of the same canvas denoised together in one batch.
     alternatives: top-k alternatives recorded per committed position for token inspectors.
+    cache: "none" runs the whole canvas every forward; "dual" caches the context's keys/values and
+      runs only the span slots between refreshes (Fast-dLLM DualCache; models with
+      `supports_cache`, others run in full).
+    refresh_every: with cache="dual", recompute the context every this many steps (None: only at
+      the start and when a span moves to its next block).
+    context_window: tokens of context the model sees either side of the spans (None: all).
     """
 
     steps: int | None = None
@@ -38,6 +45,9 @@ class SamplerSettings:
     remask_below: float | None = None
     candidates: int = 1
     alternatives: int = 5
+    cache: str = "none"
+    refresh_every: int | None = None
+    context_window: int | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -60,6 +70,12 @@ class SamplerSettings:
             raise ValueError(f"candidates must be a whole number from 1 to 64, got {self.candidates!r}")
         if not isinstance(self.alternatives, int) or not 1 <= self.alternatives <= 20:
             raise ValueError(f"alternatives must be a whole number from 1 to 20, got {self.alternatives!r}")
+        if self.cache not in CACHES:
+            raise ValueError(f"unknown cache {self.cache!r}; choose one of {', '.join(CACHES)}")
+        for name in ("refresh_every", "context_window"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a whole number >= 1 (or None), got {value!r}")
 
     def replace(self, **changes: Any) -> "SamplerSettings":
         """A copy with `changes`, validated again."""
