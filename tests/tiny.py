@@ -109,3 +109,26 @@ class ScriptedUniformModel(ScriptedModel):
         super().__init__(*args, **kwargs)
         self.noise = "uniform"
         self.mask_id = None
+
+
+def save_tiny_diffusion_gemma(folder: Path, *, bos: bool = True) -> Path:
+    """A randomly initialised 2-layer DiffusionGemma (encoder/decoder sharing weights, 4 experts,
+    a 1-layer vision tower the architecture requires) with the byte BPE tokenizer, as a user's folder."""
+    from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
+
+    tok = byte_bpe_tokenizer(mask=None, bos=bos)
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, head_dim=16, global_head_dim=16,
+                sliding_window=8, max_position_embeddings=512, num_experts=4, top_k_experts=2,
+                moe_intermediate_size=32, layer_types=["sliding_attention", "full_attention"],
+                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                # without a <s> in the tokenizer the config's bos is GPT-2's: end-of-text
+                bos_token_id=tok.bos_token_id if bos else tok.eos_token_id)
+    vision = dict(model_type="gemma4_vision", hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                  num_attention_heads=2, num_key_value_heads=1, head_dim=8)
+    config = DiffusionGemmaConfig(text_config=text, vision_config=vision, canvas_length=16,
+                                  boi_token_id=None, eoi_token_id=None, image_token_id=None)
+    torch.manual_seed(0)
+    DiffusionGemmaForBlockDiffusion(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return Path(folder)
