@@ -38,7 +38,7 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise UnsupportedModel(f"{folder}: no usable tokenizer files ({err}).") from err
     net = AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True, dtype=dtype or torch.float32)

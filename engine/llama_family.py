@@ -1,0 +1,335 @@
+"""A small Llama/Qwen2 decoder in torch, run bidirectionally, plus the DiffusionLM that wraps it."""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .codec import TextCodec
+from .model import DiffusionLM, ModelNotFound
+
+KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, kv_heads, L, head_dim) each
+Rename = Callable[[str], "str | None"]  # checkpoint tensor name -> our parameter name (None: drop)
+
+
+@dataclass(frozen=True)
+class LlamaShape:
+    """Everything that fixes the size of a Llama-style decoder (LLaDA, Dream and SmolLM2 all are)."""
+
+    vocab: int
+    width: int
+    layers: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    qkv_bias: bool = False
+    tie_embeddings: bool = False
+    max_length: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads or self.heads % self.kv_heads:
+            raise ValueError(f"width {self.width} must split into {self.heads} heads, and the heads "
+                             f"into {self.kv_heads} key/value groups")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm, computed in float32 like the reference implementations."""
+
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float,
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (B, 1, L, head_dim) for (B, L) positions; halves layout (rotate_half), as in HF."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
+    angles = positions.float()[..., None] * inv_freq                            # (B, L, D/2)
+    angles = torch.cat([angles, angles], dim=-1)[:, None]                       # (B, 1, L, D)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, L, D) queries or keys by their positions."""
+    a, b = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-b, a], dim=-1) * sin
+
+
+class Attention(nn.Module):
+    """Grouped-query attention. Returns this chunk's keys/values so that a caller may later feed
+    them back as `context` (precomputed keys/values of other positions, e.g. a frozen prefix)."""
+
+    def __init__(self, shape: LlamaShape):
+        super().__init__()
+        d, hd = shape.width, shape.head_dim
+        self.heads, self.kv_heads, self.head_dim = shape.heads, shape.kv_heads, hd
+        self.q = nn.Linear(d, shape.heads * hd, bias=shape.qkv_bias)
+        self.k = nn.Linear(d, shape.kv_heads * hd, bias=shape.qkv_bias)
+        self.v = nn.Linear(d, shape.kv_heads * hd, bias=shape.qkv_bias)
+        self.o = nn.Linear(shape.heads * hd, d, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, causal: bool = False,
+                context: KV | None = None) -> tuple[torch.Tensor, KV]:
+        B, L, _ = x.shape
+        q = self.q(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)      # (B, H, L, D)
+        k = self.k(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)   # (B, Hkv, L, D)
+        v = self.v(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        kv = (k, v)
+        if context is not None:
+            if causal:
+                raise ValueError("causal attention over context keys/values is not supported")
+            k, v = torch.cat([context[0], k], dim=2), torch.cat([context[1], v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                             enable_gqa=self.heads != self.kv_heads)
+        return self.o(out.transpose(1, 2).reshape(B, L, -1)), kv
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, shape: LlamaShape):
+        super().__init__()
+        self.gate = nn.Linear(shape.width, shape.ffn, bias=False)
+        self.up = nn.Linear(shape.width, shape.ffn, bias=False)
+        self.down = nn.Linear(shape.ffn, shape.width, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, shape: LlamaShape):
+        super().__init__()
+        self.attn_norm = RMSNorm(shape.width, shape.norm_eps)
+        self.attn = Attention(shape)
+        self.mlp_norm = RMSNorm(shape.width, shape.norm_eps)
+        self.mlp = MLP(shape)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, causal: bool = False,
+                context: KV | None = None) -> tuple[torch.Tensor, KV]:
+        a, kv = self.attn(self.attn_norm(x), cos, sin, causal=causal, context=context)
+        x = x + a
+        return x + self.mlp(self.mlp_norm(x)), kv
+
+
+class LlamaNet(nn.Module):
+    """Embedding, blocks, final norm, head. Bidirectional unless `causal=True` (used by tests to
+    compare with Hugging Face's causal models, and by callers that want the AR view)."""
+
+    def __init__(self, shape: LlamaShape):
+        super().__init__()
+        self.shape = shape
+        self.embed = nn.Embedding(shape.vocab, shape.width)
+        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.layers))
+        self.norm = RMSNorm(shape.width, shape.norm_eps)
+        self.head = None if shape.tie_embeddings else nn.Linear(shape.width, shape.vocab, bias=False)
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, *,
+                causal: bool = False) -> torch.Tensor:
+        """(B, L) ids, optional (B, L) or (L,) position ids -> (B, L, V) raw logits."""
+        return self.project(self.hidden(ids, positions, causal=causal))
+
+    def hidden(self, ids: torch.Tensor, positions: torch.Tensor | None = None, *,
+               causal: bool = False, contexts: list[KV] | None = None) -> torch.Tensor:
+        """(B, L) ids -> (B, L, width) final-normed hidden states. `contexts`: one KV per block."""
+        B, L = ids.shape
+        if positions is None:
+            positions = torch.arange(L, device=ids.device)
+        positions = positions.expand(B, L)                                       # (B, L)
+        x = self.embed(ids)                                                      # (B, L, d)
+        cos, sin = rope_tables(positions, self.shape.head_dim, self.shape.rope_theta, x.dtype)
+        for i, block in enumerate(self.blocks):
+            x, _ = block(x, cos, sin, causal=causal, context=None if contexts is None else contexts[i])
+        return self.norm(x)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        weight = self.embed.weight if self.head is None else self.head.weight
+        return F.linear(h, weight)
+
+
+# ---- weights --------------------------------------------------------------------------------
+
+_HF_BLOCK = {"input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm",
+             "self_attn.q_proj": "attn.q", "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v",
+             "self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up",
+             "mlp.down_proj": "mlp.down"}
+
+
+def hf_llama_name(name: str) -> str | None:
+    """Hugging Face Llama/Qwen2 (and Dream) tensor names -> ours; rotary buffers are dropped."""
+    if "rotary_emb" in name:
+        return None
+    if name == "model.embed_tokens.weight":
+        return "embed.weight"
+    if name == "model.norm.weight":
+        return "norm.weight"
+    if name == "lm_head.weight":
+        return "head.weight"
+    parts = name.split(".")
+    if parts[:2] == ["model", "layers"] and len(parts) >= 5:
+        module, leaf = ".".join(parts[3:-1]), parts[-1]
+        if module in _HF_BLOCK:
+            return f"blocks.{parts[2]}.{_HF_BLOCK[module]}.{leaf}"
+    raise KeyError(f"unexpected tensor {name!r} in a Llama/Qwen2-layout checkpoint")
+
+
+def build_net(shape: LlamaShape, state: Mapping[str, torch.Tensor], rename: Rename,
+              *, device: torch.device, dtype: torch.dtype) -> LlamaNet:
+    """A LlamaNet whose parameters are exactly `state` (renamed); every parameter must be given.
+
+    The module is built on the meta device and the tensors are assigned, so an 8B checkpoint is
+    never held twice in memory.
+    """
+    with torch.device("meta"):
+        net = LlamaNet(shape)
+    mapped = {}
+    for name, tensor in state.items():
+        ours = rename(name)
+        if ours is not None:
+            mapped[ours] = tensor.to(device=device, dtype=dtype)
+    if shape.tie_embeddings:
+        mapped.pop("head.weight", None)
+    expected = dict(net.named_parameters())
+    missing = sorted(set(expected) - set(mapped))
+    unexpected = sorted(set(mapped) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"checkpoint does not fit the model: missing {missing[:6]}"
+                         f"{'...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}")
+    for name, param in expected.items():
+        if tuple(mapped[name].shape) != tuple(param.shape):
+            raise ValueError(f"{name}: checkpoint shape {tuple(mapped[name].shape)} != "
+                             f"expected {tuple(param.shape)}")
+    net.load_state_dict(mapped, assign=True)
+    return net.eval().requires_grad_(False)
+
+
+def read_safetensors(folder: Path, device: torch.device, dtype: torch.dtype | None = None
+                     ) -> dict[str, torch.Tensor]:
+    """All tensors of a folder's model.safetensors, or of the shards its index json lists."""
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        files = sorted(p.name for p in folder.glob("*.safetensors"))
+    if not files:
+        raise ModelNotFound(f"{folder} has no *.safetensors weights (PyTorch .bin files are not "
+                            "read: they can run code when loaded).")
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        for key, t in load_file(str(folder / name), device=str(device)).items():
+            state[key] = t if dtype is None else t.to(dtype)
+    return state
+
+
+def pick_dtype(device: torch.device, dtype: torch.dtype | None, stored: torch.dtype) -> torch.dtype:
+    """The caller's dtype; else float32 on CPU (bf16 matmuls are slow without AVX-512) and the
+    checkpoint's own floating dtype on an accelerator."""
+    if dtype is not None:
+        return dtype
+    return torch.float32 if device.type == "cpu" else stored
+
+
+def load_tokenizer(folder: Path):
+    """The folder's tokenizer, offline and without running code shipped in the folder."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        # trust_remote_code=False said outright: else transformers asks on stdin for custom classes.
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except Exception as err:  # a custom tokenizer class (Dream's): read tokenizer.json instead
+        if not (folder / "tokenizer.json").is_file():
+            raise ModelNotFound(f"{folder}: cannot load its tokenizer ({err}) and it has no "
+                                "tokenizer.json to fall back on.") from err
+        return PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+
+
+def token_id(tokenizer, token: str) -> int | None:
+    """The id of `token` if the vocabulary holds it as one token, else None."""
+    tid = tokenizer.convert_tokens_to_ids(token)
+    if tid is None or tokenizer.convert_ids_to_tokens(int(tid)) != token:
+        return None
+    return int(tid)
+
+
+# ---- the DiffusionLM ------------------------------------------------------------------------
+
+class LlamaDiffusionLM(DiffusionLM):
+    """A LlamaNet behind the DiffusionLM interface.
+
+    shifted: the net was trained autoregressively (Dream, the bundled SmolLM2): raw[:, i-1] scores
+    token i. `logits` re-aligns so logits[:, i] scores token i. Position 0 has no predecessor:
+    with `start_id` set, that token is put in front of the canvas (one extra position) so that
+    every canvas position gets a real prediction; without it, position 0 reuses raw[:, 0], as
+    Dream's own sampler does (its position 0 is a prompt token that is never masked).
+    """
+
+    def __init__(self, net: LlamaNet, codec: TextCodec, *, label: str, shifted: bool,
+                 start_id: int | None = None, max_length: int | None = None):
+        self.net = net
+        self.shape = net.shape
+        self.codec = codec
+        self.noise = "mask"
+        self.mask_id = codec.mask_id
+        if self.mask_id is None:
+            raise ValueError(f"{label}: no mask token id")
+        self.vocab_size = net.shape.vocab
+        self.device = net.embed.weight.device
+        self.label = label
+        self.shifted = shifted
+        self.start_id = start_id if shifted else None
+        extra = 1 if self.start_id is not None else 0
+        self.max_length = (max_length or net.shape.max_length) - extra
+        self.causal = False  # True only to compare with autoregressive references
+
+    @torch.inference_mode()
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.start_id is not None:
+            start = torch.full_like(ids[:, :1], self.start_id)
+            return self.net(torch.cat([start, ids], dim=1), causal=self.causal)[:, :-1]
+        raw = self.net(ids, causal=self.causal)                                  # (B, L, V)
+        if not self.shifted:
+            return raw
+        return torch.cat([raw[:, :1], raw[:, :-1]], dim=1)
+
+
+def mask_id_from(config: dict, tokenizer, names: Iterable[str], fallback: int | None,
+                 family: str) -> int:
+    """The mask id: config's mask_token_id, else the tokenizer's mask token, else a token with one
+    of `names`, else the family's documented id (with a warning saying so)."""
+    if config.get("mask_token_id") is not None:
+        return int(config["mask_token_id"])
+    if getattr(tokenizer, "mask_token_id", None) is not None:
+        return int(tokenizer.mask_token_id)
+    for name in names:
+        tid = token_id(tokenizer, name)
+        if tid is not None:
+            return tid
+    if fallback is None:
+        raise ValueError(f"{family}: no mask_token_id in config.json and no mask token in the "
+                         "tokenizer")
+    warnings.warn(f"{family}: no mask_token_id in config.json or tokenizer; using the documented "
+                  f"id {fallback}", stacklevel=3)
+    return fallback
