@@ -26,7 +26,7 @@ class FullContext:
 
     def logits(self, tokens: torch.Tensor, step: int, todo: torch.Tensor) -> torch.Tensor:
         """(B, L) canvas, (B, P) undecided slots -> (B, P, V) logits of the span slots."""
-        return self.model.logits(tokens[:, self.window])[:, self.positions]
+        return self.model.logits_at(tokens[:, self.window], self.positions)
 
 
 class DualCache(FullContext):

@@ -149,8 +149,10 @@ class LlamaNet(nn.Module):
         return self.project(self.hidden(ids, positions, causal=causal))
 
     def hidden(self, ids: torch.Tensor, positions: torch.Tensor | None = None, *,
-               causal: bool = False, contexts: list[KV] | None = None) -> torch.Tensor:
-        """(B, L) ids -> (B, L, width) final-normed hidden states. `contexts`: one KV per block."""
+               causal: bool = False, contexts: list[KV] | None = None,
+               kv_out: list[KV] | None = None) -> torch.Tensor:
+        """(B, L) ids -> (B, L, width) final-normed hidden states. `contexts`: one KV per block of
+        other positions to attend to as well; `kv_out`: a list that receives each block's KV."""
         B, L = ids.shape
         if positions is None:
             positions = torch.arange(L, device=ids.device)
@@ -158,7 +160,9 @@ class LlamaNet(nn.Module):
         x = self.embed(ids)                                                      # (B, L, d)
         cos, sin = rope_tables(positions, self.shape.head_dim, self.shape.rope_theta, x.dtype)
         for i, block in enumerate(self.blocks):
-            x, _ = block(x, cos, sin, causal=causal, context=None if contexts is None else contexts[i])
+            x, kv = block(x, cos, sin, causal=causal, context=None if contexts is None else contexts[i])
+            if kv_out is not None:
+                kv_out.append(kv)
         return self.norm(x)
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
@@ -304,15 +308,60 @@ class LlamaDiffusionLM(DiffusionLM):
         self.max_length = (max_length or net.shape.max_length) - extra
         self.causal = False  # True only to compare with autoregressive references
 
+    supports_cache = True
+
+    def net_input(self, ids: torch.Tensor) -> torch.Tensor:
+        """The canvas as the net reads it: with the start token in front where there is one."""
+        if self.start_id is None:
+            return ids
+        return torch.cat([torch.full_like(ids[:, :1], self.start_id), ids], dim=1)
+
+    def query_rows(self, positions: torch.Tensor) -> torch.Tensor:
+        """(P,) canvas positions -> (P,) net rows whose raw logits score them (see class doc)."""
+        if self.start_id is not None:
+            return positions          # net row i holds canvas token i-1 and predicts token i
+        return (positions - 1).clamp(min=0) if self.shifted else positions
+
     @torch.inference_mode()
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.start_id is not None:
-            start = torch.full_like(ids[:, :1], self.start_id)
-            return self.net(torch.cat([start, ids], dim=1), causal=self.causal)[:, :-1]
-        raw = self.net(ids, causal=self.causal)                                  # (B, L, V)
-        if not self.shifted:
-            return raw
-        return torch.cat([raw[:, :1], raw[:, :-1]], dim=1)
+        L = ids.shape[1]
+        return self.logits_at(ids, torch.arange(L, device=ids.device))
+
+    @torch.inference_mode()
+    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """(B, P, V) logits of `positions` only: the 49k-row head runs on P rows, not L."""
+        h = self.net.hidden(self.net_input(ids), causal=self.causal)
+        return self.net.project(h[:, self.query_rows(positions)])
+
+    @torch.inference_mode()
+    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor,
+                      cache: "SpanCache | None") -> tuple[torch.Tensor, "SpanCache"]:
+        """DualCache (Fast-dLLM): a full forward keeps every block's keys/values of the context;
+        later calls run only the `active` rows (span slots plus the rows that score them) and
+        attend to that frozen context. Keys are cached after RoPE, so positions stay exact."""
+        x = self.net_input(ids)                                                  # (B, Ln)
+        if cache is None:
+            slots = positions + (1 if self.start_id is not None else 0)
+            active = torch.cat([slots, self.query_rows(positions)]).unique()     # (A,) sorted
+            kvs: list[KV] = []
+            h = self.net.hidden(x, causal=False, kv_out=kvs)
+            keep = torch.ones(x.shape[1], dtype=torch.bool, device=x.device)
+            keep[active] = False
+            contexts = [(k[:, :, keep], v[:, :, keep]) for k, v in kvs]
+            query = torch.searchsorted(active, self.query_rows(positions))       # (P,) into active
+            cache = SpanCache(contexts, active, query)
+            return self.net.project(h[:, self.query_rows(positions)]), cache
+        h = self.net.hidden(x[:, cache.active], cache.active, contexts=cache.contexts)
+        return self.net.project(h[:, cache.query]), cache
+
+
+@dataclass(frozen=True)
+class SpanCache:
+    """Keys/values of the positions that stay fixed while the span slots denoise."""
+
+    contexts: list[KV]       # per block: (B, Hkv, L - A, D) keys and values
+    active: torch.Tensor     # (A,) net rows recomputed every step (slots and their scorers)
+    query: torch.Tensor      # (P,) index into `active` of the row that scores each slot
 
 
 def mask_id_from(config: dict, tokenizer, names: Iterable[str], fallback: int | None,

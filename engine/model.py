@@ -37,6 +37,10 @@ class DiffusionLM(ABC):
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, L) ids -> (B, L, V) logits, position-aligned (see class docstring)."""
 
+    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """(B, P, V) logits of `positions` (P,) only; families may skip work for the others."""
+        return self.logits(ids)[:, positions]
+
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor,
                       cache: Any) -> tuple[torch.Tensor, Any]:
         """(B, P, V) logits of `positions` (P,) only, and the context cache.

@@ -1,0 +1,203 @@
+"""`python -m engine.bench`: span edits side by side, reference algorithm against Sharpen's fast paths.
+
+Every configuration runs in this one process on the same model and the same edits, through the
+one denoising loop (`engine.infill`). The reference is LLaDA's algorithm: whole canvas every
+forward, one token committed per forward, most confident first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .canvas import Span, build_canvas
+from .infill import infill
+from .loop import run
+from .model import DiffusionLM
+from .settings import PRESETS, SamplerSettings
+
+REFERENCE = SamplerSettings(strategy="low_confidence")
+CONFIGS: dict[str, SamplerSettings] = {
+    "reference": REFERENCE,
+    "threshold": REFERENCE.replace(strategy="threshold"),
+    "dual_cache": REFERENCE.replace(cache="dual"),
+    "window": REFERENCE.replace(context_window=PRESETS["fast"].context_window or 128),
+    "fast": PRESETS["fast"],
+}
+QUICK_CONFIGS = ("reference", "fast")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One span edit of a workload; `answer` is the text the span held (held-out truth)."""
+
+    workload: str
+    text: str
+    span: Span
+    answer: str
+
+
+def documents(codec, tokens: int) -> dict[str, str]:
+    """A prose and a code document of about `tokens` tokens, from text every Python ships:
+    the English reference docs in pydoc_data (PSF licence) and the stdlib's own source."""
+    from pydoc_data.topics import topics
+    prose = "\n\n".join(topics[k].strip() for k in sorted(topics))
+    code = "\n\n".join((Path(sysconfig.get_paths()["stdlib"]) / name).read_text()
+                       for name in ("textwrap.py", "string.py", "bisect.py"))
+    return {kind: cut(codec, text, tokens) for kind, text in (("prose", prose), ("code", code))}
+
+
+def cut(codec, text: str, tokens: int) -> str:
+    """The start of `text` that is `tokens` tokens long (ended at a line break where possible)."""
+    head = codec.decode(codec.encode(text[: tokens * 8])[:tokens])
+    return head[: head.rfind("\n") + 1] or head
+
+
+def span_edits(codec, workload: str, text: str, span_tokens: int, count: int) -> list[Edit]:
+    """`count` spans of `span_tokens` tokens spread around the middle of `text`."""
+    ids = codec.encode(text)
+    edits = []
+    for k in range(count):
+        at = int(len(ids) * (0.35 + 0.3 * k / max(1, count - 1))) - span_tokens // 2
+        start, end = len(codec.decode(ids[:at])), len(codec.decode(ids[:at + span_tokens]))
+        edits.append(Edit(workload, text, Span(start, end, length=span_tokens), text[start:end]))
+    return edits
+
+
+def generation_edits(codec, text: str, new_tokens: int, count: int) -> list[Edit]:
+    """Plain generation: `new_tokens` after a prompt (the prompt's true continuation is the answer)."""
+    ids = codec.encode(text)
+    edits = []
+    for k in range(count):
+        at = len(ids) // 4 + k * 40
+        prompt = codec.decode(ids[:at])
+        answer = codec.decode(ids[at:at + new_tokens])
+        edits.append(Edit(f"generate-{new_tokens}", prompt, Span(len(prompt), len(prompt), new_tokens), answer))
+    return edits
+
+
+def measure(model: DiffusionLM, edits: list[Edit], settings: SamplerSettings) -> list[dict]:
+    """Run every edit through the loop; per edit: forwards, seconds, the span's result."""
+    results = []
+    for edit in edits:
+        canvas = build_canvas(model.codec, edit.text, [edit.span], model.max_length)
+        started = time.perf_counter()
+        last = run(infill(model, canvas, settings))
+        seconds = time.perf_counter() - started
+        ids = canvas.span_ids(last.tokens[0], 0)
+        results.append({"forwards": last.forwards, "seconds": seconds, "ids": ids,
+                        "tokens": edit.span.length, "text": model.codec.decode(ids)})
+    return results
+
+
+def summarise(config: str, workload: str, edits: list[Edit], results: list[dict],
+              reference: list[dict] | None, device: str) -> dict:
+    ms = sorted(r["seconds"] * 1000 for r in results)
+    forwards = sum(r["forwards"] for r in results)
+    tokens = sum(r["tokens"] for r in results)
+    truth = [e.answer for e in edits]
+    row = {
+        "config": config, "workload": workload, "edits": len(results),
+        "forwards": forwards / len(results),
+        "tokens_per_forward": tokens / forwards,
+        "ms_per_forward": sum(ms) / forwards,
+        "p50_ms": statistics.median(ms),
+        "p90_ms": ms[min(len(ms) - 1, int(round(0.9 * (len(ms) - 1))))],
+        "tokens_per_s": tokens / (sum(ms) / 1000),
+        "exact_match": sum(r["text"] == t for r, t in zip(results, truth)) / len(results),
+        "token_accuracy": token_agreement(results, [{"ids": None, "text": t} for t in truth]),
+        "agreement_with_reference": token_agreement(results, reference) if reference else 1.0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        row["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return row
+
+
+def token_agreement(results: list[dict], others: list[dict]) -> float:
+    """Share of character positions where two results agree (ids when both have them)."""
+    same = total = 0
+    for a, b in zip(results, others):
+        x, y = (a["ids"], b["ids"]) if b.get("ids") is not None else (a["text"], b["text"])
+        total += max(len(x), len(y), 1)
+        same += sum(p == q for p, q in zip(x, y))
+    return same / max(total, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__)
+    parser.add_argument("--model", help="model folder (default: the bundled model)")
+    parser.add_argument("--device", help="cpu or cuda")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the 32-token span in a ~512-token document, reference and fast")
+    parser.add_argument("--edits", type=int, default=3, help="edits per workload (p50/p90 over them)")
+    parser.add_argument("--configs", help="comma-separated subset of " + ",".join(CONFIGS))
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    args = parser.parse_args(argv)
+
+    from .load import load_model
+    model = load_model(args.model, device=args.device)
+    device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else
+                                  f" ({torch.get_num_threads()} threads)")
+    names = args.configs.split(",") if args.configs else list(QUICK_CONFIGS if args.quick else CONFIGS)
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown or "reference" not in names:
+        parser.error(f"configs must include reference and come from {', '.join(CONFIGS)}")
+    workloads = plan(model, args.quick, args.edits)
+    rows = []
+    for workload, edits in workloads.items():
+        reference = None
+        for name in names:
+            print(f"[bench] {workload}: {name} ...", file=sys.stderr, flush=True)
+            results = measure(model, edits, CONFIGS[name])
+            if name == "reference":
+                reference, ref_ms = results, statistics.median(r["seconds"] for r in results)
+            row = summarise(name, workload, edits, results, reference, device)
+            row["speedup_vs_reference"] = ref_ms * 1000 / row["p50_ms"]
+            row["forward_ratio_vs_reference"] = rows_forwards(rows, workload, row)
+            rows.append(row)
+    print(json.dumps(rows, indent=1) if args.json else table(rows, model.label))
+    return 0
+
+
+def rows_forwards(rows: list[dict], workload: str, row: dict) -> float:
+    ref = next((r for r in rows if r["workload"] == workload and r["config"] == "reference"), row)
+    return ref["forwards"] / row["forwards"]
+
+
+def plan(model: DiffusionLM, quick: bool, edits: int) -> dict[str, list[Edit]]:
+    codec = model.codec
+    sizes, spans = ((512,), (32,)) if quick else ((512, 2000), (8, 32, 128))
+    out: dict[str, list[Edit]] = {}
+    for size in sizes:
+        for kind, text in documents(codec, size).items():
+            for n in spans:
+                out[f"{kind}-{size}/span-{n}"] = span_edits(codec, f"{kind}-{size}", text, n, edits)
+    if not quick:
+        out["generate-256"] = generation_edits(codec, documents(codec, 2000)["prose"], 256, edits)
+    return out
+
+
+def table(rows: list[dict], label: str) -> str:
+    cols = [("workload", "{}"), ("config", "{}"), ("forwards", "{:.1f}"), ("tokens_per_forward", "{:.2f}"),
+            ("ms_per_forward", "{:.0f}"), ("p50_ms", "{:.0f}"), ("p90_ms", "{:.0f}"),
+            ("tokens_per_s", "{:.1f}"), ("exact_match", "{:.2f}"), ("token_accuracy", "{:.2f}"),
+            ("agreement_with_reference", "{:.2f}"), ("speedup_vs_reference", "{:.1f}x"),
+            ("forward_ratio_vs_reference", "{:.1f}x"), ("peak_rss_mb", "{:.0f}")]
+    lines = [f"model: {label}; device: {rows[0]['device'] if rows else '?'}",
+             "| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(f.format(r[c]) for c, f in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
