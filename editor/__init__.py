@@ -1,0 +1,1 @@
+"""Sharpen's editor: documents, structure, prose spans, validity, diffs and history (no torch)."""

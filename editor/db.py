@@ -1,0 +1,101 @@
+"""Storage schema (typed SQLAlchemy 2 ORM) and engine setup: documents, append-only revisions, labels."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, CheckConstraint, DateTime, Engine, Float, ForeignKey, Integer, String,
+                        Text, create_engine, event)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import StaticPool
+
+AUTHORS = ("typed", "regenerated", "restored", "merged")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DocumentRow(Base):
+    """A document: a name, a language and a pointer to its newest revision (the only moving part)."""
+
+    __tablename__ = "documents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    head_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id", name="fk_documents_head"))
+
+
+class RevisionRow(Base):
+    """One full text of a document. Inserted once and never updated or deleted."""
+
+    __tablename__ = "revisions"
+    __table_args__ = (CheckConstraint(f"author IN {AUTHORS!r}", name="ck_revisions_author"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id"), index=True)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id"))  # restored from / merged edit's base
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    author: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    # Set for author == "regenerated": what the model did to produce this text.
+    spans: Mapped[list[Any] | None] = mapped_column(JSON)
+    model: Mapped[str | None] = mapped_column(String(255))
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    forwards: Mapped[int | None] = mapped_column(Integer)
+    elapsed_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class LabelRow(Base):
+    """A person's name for a revision. Metadata about a revision, kept apart so revisions stay unwritten."""
+
+    __tablename__ = "labels"
+    revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id"), primary_key=True)
+    text: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def default_url() -> str:
+    """SHARPEN_DATABASE_URL, else the SQLite file sharpen.db in SHARPEN_DATA (default <repo>/data)."""
+    url = os.environ.get("SHARPEN_DATABASE_URL")
+    if url:
+        return url
+    folder = Path(os.environ.get("SHARPEN_DATA") or REPO / "data")
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'sharpen.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; SQLite gets WAL, foreign keys, a busy timeout and write-locking transactions."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                           poolclass=StaticPool if memory else None)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: committed data survives a killed process
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock at BEGIN, so two writers queue (busy timeout) instead of
+        # one failing with "database is locked" when it upgrades a read lock mid-transaction.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

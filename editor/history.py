@@ -1,0 +1,301 @@
+"""Document history: append-only revisions with optimistic concurrency, branches, restore and labels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from editor.db import DocumentRow, LabelRow, RevisionRow, default_url, make_engine
+from editor.diffs import diff as text_diff
+from editor.diffs import rebase_edit
+from editor.languages import get_language, language_for
+from editor.text import EditorError, check_document
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_MERGE_TRIES = 5  # a merge that loses the race to yet another writer rebases again, this often
+
+
+class _LostRace(Exception):
+    """Another writer moved the head between our read and our update; the transaction rolls back."""
+
+
+class NotFound(EditorError):
+    """No document or revision with that id."""
+
+
+class StaleRevision(EditorError):
+    """The edit was made on a revision that is no longer the document's head."""
+
+    def __init__(self, document_id: int, base_id: int, head_id: int | None) -> None:
+        self.document_id, self.base_id, self.head_id = document_id, base_id, head_id
+        super().__init__(f"document {document_id}: the edit was made on revision {base_id}, but the head is now "
+                         f"revision {head_id}; reload, or commit with merge=True (rebase onto the head) or "
+                         f"branch=True (keep both)")
+
+
+@dataclass(frozen=True)
+class Regeneration:
+    """What the model did, stored with a "regenerated" revision."""
+
+    spans: list[tuple[int, int]]
+    model: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    forwards: int | None = None
+    elapsed_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: int
+    document_id: int
+    parent_id: int | None
+    source_id: int | None  # restored: the revision restored; merged: the revision the edit was made on
+    created_at: datetime  # UTC
+    author: str  # "typed" | "regenerated" | "restored" | "merged"
+    text: str
+    label: str | None
+    regeneration: Regeneration | None
+
+
+@dataclass(frozen=True)
+class Document:
+    id: int
+    name: str
+    language: str
+    created_at: datetime
+    head_id: int
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)  # SQLite drops the zone
+
+
+def _revision(row: RevisionRow, label: str | None) -> Revision:
+    regen = None
+    if row.author == "regenerated" and row.model is not None:
+        regen = Regeneration([tuple(s) for s in row.spans or []], row.model, row.settings or {}, row.seed,
+                             row.forwards, row.elapsed_ms)
+    return Revision(row.id, row.document_id, row.parent_id, row.source_id, _utc(row.created_at), row.author,
+                    row.text, label, regen)
+
+
+class History:
+    """All documents and their revisions in one database (SQLite file or PostgreSQL)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_url()
+        self.engine = make_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # two processes starting at once migrate one after the other
+                conn.execute(text("SELECT pg_advisory_xact_lock(7411)"))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _row(self, s: Session, revision_id: int) -> RevisionRow:
+        row = s.get(RevisionRow, revision_id)
+        if row is None:
+            raise NotFound(f"no revision {revision_id}")
+        return row
+
+    def _doc(self, s: Session, document_id: int) -> DocumentRow:
+        row = s.get(DocumentRow, document_id)
+        if row is None:
+            raise NotFound(f"no document {document_id}")
+        return row
+
+    def _label(self, s: Session, revision_id: int) -> str | None:
+        return s.scalar(select(LabelRow.text).where(LabelRow.revision_id == revision_id))
+
+    def _public(self, s: Session, row: RevisionRow) -> Revision:
+        return _revision(row, self._label(s, row.id))
+
+    def documents(self) -> list[Document]:
+        with self._transaction() as s:
+            rows = s.scalars(select(DocumentRow).order_by(DocumentRow.id)).all()
+            return [Document(r.id, r.name, r.language, _utc(r.created_at), r.head_id or 0) for r in rows]
+
+    def document(self, document_id: int) -> Document:
+        with self._transaction() as s:
+            r = self._doc(s, document_id)
+            return Document(r.id, r.name, r.language, _utc(r.created_at), r.head_id or 0)
+
+    def revision(self, revision_id: int) -> Revision:
+        with self._transaction() as s:
+            return self._public(s, self._row(s, revision_id))
+
+    def head(self, document_id: int) -> Revision:
+        with self._transaction() as s:
+            doc = self._doc(s, document_id)
+            return self._public(s, self._row(s, doc.head_id or 0))
+
+    def history(self, document_id: int) -> list[Revision]:
+        """Every revision of a document, oldest first."""
+        with self._transaction() as s:
+            self._doc(s, document_id)
+            rows = s.scalars(select(RevisionRow).where(RevisionRow.document_id == document_id)
+                             .order_by(RevisionRow.id)).all()
+            labels = dict(s.execute(select(LabelRow.revision_id, LabelRow.text).join(RevisionRow)
+                                    .where(RevisionRow.document_id == document_id)).all())
+            return [_revision(r, labels.get(r.id)) for r in rows]
+
+    def children(self, revision_id: int) -> list[Revision]:
+        with self._transaction() as s:
+            self._row(s, revision_id)
+            rows = s.scalars(select(RevisionRow).where(RevisionRow.parent_id == revision_id)
+                             .order_by(RevisionRow.id)).all()
+            return [self._public(s, r) for r in rows]
+
+    def tree(self, document_id: int) -> dict[int, list[int]]:
+        """Revision id -> ids of its children, for every revision of the document."""
+        out: dict[int, list[int]] = {}
+        for rev in self.history(document_id):
+            out.setdefault(rev.id, [])
+            if rev.parent_id is not None:
+                out.setdefault(rev.parent_id, []).append(rev.id)
+        return out
+
+    def branch_points(self, document_id: int) -> list[int]:
+        """Revisions with two or more children: where the history branches."""
+        return [rid for rid, kids in self.tree(document_id).items() if len(kids) > 1]
+
+    def diff(self, rev_a: int, rev_b: int) -> list[tuple[str, str]]:
+        """Diff for people from revision a to revision b."""
+        return text_diff(self.revision(rev_a).text, self.revision(rev_b).text)
+
+    # -- writing -----------------------------------------------------------------------------------
+    def create_document(self, name: str, text: str | bytes, language: str | None = None) -> Revision:
+        """A new document with its first revision (typed) as head."""
+        content = check_document(text)
+        lang = get_language(language).name if language is not None else language_for(name)
+        if not name.strip() or len(name) > 255:
+            raise EditorError(f"a document name is 1 to 255 characters, not {len(name.strip())}")
+        with self._transaction() as s:
+            doc = DocumentRow(name=name, language=lang)
+            s.add(doc)
+            s.flush()
+            row = RevisionRow(document_id=doc.id, author="typed", text=content)
+            s.add(row)
+            s.flush()
+            doc.head_id = row.id
+            return _revision(row, None)
+
+    def commit(self, document_id: int, text: str | bytes, base_revision_id: int, how: str = "typed", *,
+               regeneration: Regeneration | None = None, merge: bool = False, branch: bool = False) -> Revision:
+        """Record `text`, an edit of revision `base_revision_id`, as the document's new head.
+
+        If the head is no longer the base: by default StaleRevision and nothing is written;
+        merge=True rebases the edit (base -> text) onto the head (diffs.rebase_edit) and records it as
+        "merged" (PatchConflict and nothing written when it does not apply); branch=True keeps
+        the edit as a child of its base, starting a branch, and makes it the head. The head moves
+        with a conditional UPDATE (... WHERE head_id = the head this transaction read), so of two
+        writers on the same head exactly one wins, also across processes.
+        """
+        if how not in ("typed", "regenerated"):
+            raise EditorError(f"how is 'typed' or 'regenerated', not {how!r}")
+        if merge and branch:
+            raise EditorError("merge=True and branch=True exclude each other")
+        content = check_document(text)
+        for _ in range(_MERGE_TRIES):
+            try:
+                return self._commit_once(document_id, content, base_revision_id, how, regeneration, merge, branch)
+            except _LostRace:
+                if not merge:
+                    raise StaleRevision(document_id, base_revision_id,
+                                        self.document(document_id).head_id) from None
+        raise EditorError(f"document {document_id}: gave up merging after {_MERGE_TRIES} lost races")
+
+    def _commit_once(self, document_id: int, text: str, base_revision_id: int, how: str,
+                     regeneration: Regeneration | None, merge: bool, branch: bool) -> Revision:
+        with self._transaction() as s:
+            doc = self._doc(s, document_id)
+            base = self._row(s, base_revision_id)
+            if base.document_id != document_id:
+                raise NotFound(f"revision {base_revision_id} is not a revision of document {document_id}")
+            seen_head = doc.head_id
+            row = RevisionRow(document_id=document_id, parent_id=base.id, author=how, text=text)
+            if regeneration is not None:
+                row.spans = [list(span) for span in regeneration.spans]
+                row.model, row.settings, row.seed = regeneration.model, regeneration.settings, regeneration.seed
+                row.forwards, row.elapsed_ms = regeneration.forwards, regeneration.elapsed_ms
+            if seen_head != base.id and not branch:
+                if not merge:
+                    raise StaleRevision(document_id, base.id, seen_head)
+                head = self._row(s, seen_head or 0)
+                row.text = check_document(rebase_edit(base.text, text, head.text))
+                row.parent_id, row.source_id, row.author = head.id, base.id, "merged"
+            s.add(row)
+            s.flush()
+            self._move_head(s, document_id, seen_head, row.id)
+            return _revision(row, None)
+
+    def _move_head(self, s: Session, document_id: int, expected: int | None, new: int) -> None:
+        """Point the head at `new` if it still is `expected`; else _LostRace (the caller's transaction rolls back)."""
+        result = s.execute(update(DocumentRow).where(DocumentRow.id == document_id, DocumentRow.head_id == expected)
+                           .values(head_id=new).execution_options(synchronize_session=False))
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise _LostRace()
+
+    def restore(self, revision_id: int) -> Revision:
+        """A new head revision whose text is that of an older revision (nothing is rewritten)."""
+        for _ in range(_MERGE_TRIES):
+            try:
+                with self._transaction() as s:
+                    old = self._row(s, revision_id)
+                    doc = self._doc(s, old.document_id)
+                    row = RevisionRow(document_id=doc.id, parent_id=doc.head_id, source_id=old.id,
+                                      author="restored", text=old.text)
+                    s.add(row)
+                    s.flush()
+                    self._move_head(s, doc.id, doc.head_id, row.id)
+                    return _revision(row, None)
+            except _LostRace:
+                continue
+        raise EditorError(f"revision {revision_id}: gave up restoring after {_MERGE_TRIES} lost races")
+
+    def label(self, revision_id: int, label: str | None) -> Revision:
+        """Name a revision (None removes the name). Labels live in their own table: the revision is untouched."""
+        if label is not None and (not label.strip() or len(label) > 255):
+            raise EditorError("a label is 1 to 255 characters")
+        with self._transaction() as s:
+            row = self._row(s, revision_id)
+            existing = s.get(LabelRow, revision_id)
+            if existing is not None:
+                s.delete(existing)
+                s.flush()
+            if label is not None:
+                s.add(LabelRow(revision_id=revision_id, text=label))
+            return _revision(row, label)
+
+    def export(self, document_id: int, path: str | Path, revision_id: int | None = None) -> Path:
+        """Write the head (or a given revision) of a document to a UTF-8 file, byte for byte."""
+        rev = self.head(document_id) if revision_id is None else self.revision(revision_id)
+        if rev.document_id != document_id:
+            raise NotFound(f"revision {rev.id} is not a revision of document {document_id}")
+        out = Path(path)
+        out.write_text(rev.text, encoding="utf-8", newline="")
+        return out

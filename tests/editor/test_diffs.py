@@ -1,0 +1,47 @@
+"""Diffs for people, patches that round-trip, conflicts that say which hunk failed, rebasing edits."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from editor.diffs import PatchConflict, apply_patch, diff, make_patch, rebase_edit
+
+# Unicode with emoji, combining marks and newlines, but no surrogates (not text) and no NUL (refused).
+PIECE = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00") | st.sampled_from(
+    ["😀", "👍🏽", "é", "\n", " ", "e\u0301", "ab", "the "])
+TEXT = st.lists(PIECE, max_size=80).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(TEXT, TEXT)
+def test_patch_round_trip(a: str, b: str) -> None:
+    assert apply_patch(make_patch(a, b), a) == b
+    ops = diff(a, b)
+    assert "".join(t for op, t in ops if op != "insert") == a
+    assert "".join(t for op, t in ops if op != "delete") == b
+
+
+def test_semantic_diff_is_for_people() -> None:
+    assert diff("the cat sat", "the dog sat") == [("equal", "the "), ("delete", "cat"), ("insert", "dog"),
+                                                  ("equal", " sat")]
+
+
+def test_rebase_and_conflict() -> None:
+    base = "one\ntwo\nthree\nfour\nfive\nsix\nseven\n"
+    edited = base.replace("two", "TWO")
+    newest = base.replace("six", "SIX")
+    assert rebase_edit(base, edited, newest) == base.replace("two", "TWO").replace("six", "SIX")
+    with pytest.raises(PatchConflict, match=r"1 hunk\(s\) of the patch did not apply: hunk 1 @@") as info:
+        apply_patch(make_patch(base, edited), "completely different text here, nothing alike at all")
+    assert info.value.failed[0].index == 0 and "two" in info.value.failed[0].expected
+    with pytest.raises(PatchConflict, match="expected 'two'"):
+        rebase_edit(base, edited, base.replace("two", "deux"))
+    assert rebase_edit(base, edited, edited) == edited  # the same edit on both sides is no conflict
+
+
+@settings(max_examples=100, deadline=None)
+@given(TEXT, TEXT, TEXT, TEXT)
+def test_rebase_of_disjoint_edits_keeps_both(left: str, right: str, left_edit: str, right_edit: str) -> None:
+    base = left + "\n|\n" + right
+    edited, newest = left_edit + "\n|\n" + right, left + "\n|\n" + right_edit
+    assert rebase_edit(base, edited, newest) == left_edit + "\n|\n" + right_edit

@@ -1,0 +1,222 @@
+"""History on SQLite and on a real PostgreSQL server: append-only revisions, races, crashes, restore."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from editor.diffs import PatchConflict
+from editor.history import History, NotFound, Regeneration, StaleRevision
+from editor.languages import UnknownLanguage
+from editor.text import BinaryDocument, DocumentTooLarge, EditorError, NotUtf8
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = "".join(f"line {i} é😀\n" for i in range(10))
+
+
+@pytest.fixture
+def history(db_url: str):
+    h = History(db_url)
+    yield h
+    h.close()
+
+
+def test_create_commit_and_read_back(history: History) -> None:
+    first = history.create_document("notes.py", BASE)
+    assert first.author == "typed" and first.parent_id is None and first.created_at.utcoffset().total_seconds() == 0
+    regen = Regeneration([(0, 4)], "tiny-model", {"steps": 8}, seed=3, forwards=8, elapsed_ms=12.5)
+    second = history.commit(first.document_id, BASE.replace("line 0", "LINE 0"), first.id, "regenerated",
+                            regeneration=regen)
+    assert second.parent_id == first.id
+    doc = history.document(first.document_id)
+    assert doc.language == "python" and doc.head_id == second.id
+    assert history.revision(second.id).regeneration == regen
+    assert [r.id for r in history.history(doc.id)] == [first.id, second.id]
+    assert ("insert", "LINE") in history.diff(first.id, second.id)
+    assert [d.id for d in history.documents()] == [doc.id]
+
+
+def test_stale_merge_and_branch(history: History) -> None:
+    first = history.create_document("a.txt", BASE)
+    doc = first.document_id
+    head = history.commit(doc, BASE.replace("line 9", "line nine"), first.id)
+    with pytest.raises(StaleRevision, match=f"made on revision {first.id}, but the head is now revision {head.id}"):
+        history.commit(doc, BASE.replace("line 0", "line zero"), first.id)
+    merged = history.commit(doc, BASE.replace("line 0", "line zero"), first.id, merge=True)
+    assert merged.author == "merged" and merged.parent_id == head.id and merged.source_id == first.id
+    assert "line zero" in merged.text and "line nine" in merged.text
+    count = len(history.history(doc))
+    with pytest.raises(PatchConflict):
+        history.commit(doc, BASE.replace("line 9", "line NINE"), first.id, merge=True)
+    assert len(history.history(doc)) == count  # a conflict writes nothing
+    branch = history.commit(doc, "another idea\n", first.id, branch=True)
+    assert branch.parent_id == first.id and history.document(doc).head_id == branch.id
+    assert history.branch_points(doc) == [first.id]
+    assert {c.id for c in history.children(first.id)} == {head.id, branch.id}
+    assert sorted(history.tree(doc)[first.id]) == sorted([head.id, branch.id])
+
+
+def test_restore_and_label_do_not_rewrite(history: History) -> None:
+    first = history.create_document("a.md", BASE)
+    second = history.commit(first.document_id, "changed\n", first.id)
+    restored = history.restore(first.id)
+    assert restored.id not in (first.id, second.id) and restored.author == "restored"
+    assert restored.text == first.text and restored.parent_id == second.id and restored.source_id == first.id
+    assert history.revision(second.id).text == "changed\n"  # untouched
+    history.label(first.id, "draft")
+    assert history.revision(first.id).label == "draft"
+    assert history.label(first.id, "final").label == "final"
+    assert [r.label for r in history.history(first.document_id)] == ["final", None, None]
+    assert history.revision(first.id).text == BASE
+
+
+def test_export(history: History, tmp_path: Path) -> None:
+    first = history.create_document("a.txt", "crlf\r\nline é😀\n")
+    out = history.export(first.document_id, tmp_path / "a.txt")
+    assert out.read_bytes() == "crlf\r\nline é😀\n".encode()
+
+
+def test_bad_input(history: History) -> None:
+    with pytest.raises(UnknownLanguage, match="supported:"):
+        history.create_document("a", "x", language="klingon")
+    with pytest.raises(BinaryDocument):
+        history.create_document("a", "x\x00y")
+    with pytest.raises(NotUtf8, match="not UTF-8"):
+        history.create_document("a", b"caf\xe9")
+    with pytest.raises(DocumentTooLarge):
+        history.create_document("a", "x" * (2 * 1024 * 1024))
+    first = history.create_document("a", "x")
+    with pytest.raises(NotFound, match="no revision 9999"):
+        history.commit(first.document_id, "y", 9999)
+    with pytest.raises(NotFound, match="no document 9999"):
+        history.commit(9999, "y", first.id)
+    with pytest.raises(EditorError, match="how is"):
+        history.commit(first.document_id, "y", first.id, how="restored")
+    assert len(history.history(first.document_id)) == 1
+
+
+def test_two_writers_racing_lose_nothing(db_url: str) -> None:
+    setup = History(db_url)
+    first = setup.create_document("race.txt", BASE)
+    doc, rounds = first.document_id, 8
+    outcomes: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def writer(who: int, merge: bool, barrier: threading.Barrier, base_id: int) -> None:
+        h = History(db_url)
+        lines = h.revision(base_id).text.splitlines(keepends=True)
+        lines[who] = f"writer {who} round {base_id}\n"  # the two writers edit different lines
+        text = "".join(lines)
+        barrier.wait()
+        try:
+            rev = h.commit(doc, text, base_id, merge=merge)
+            with lock:
+                outcomes.append(("won" if rev.author == "typed" else "merged", rev.id))
+        except StaleRevision:
+            with lock:
+                outcomes.append(("stale", 0))
+        finally:
+            h.close()
+
+    for merge in (False, True):
+        for _ in range(rounds):
+            outcomes.clear()
+            base_id = setup.document(doc).head_id
+            barrier = threading.Barrier(2)
+            threads = [threading.Thread(target=writer, args=(w, merge, barrier, base_id)) for w in (1, 8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            kinds = sorted(k for k, _ in outcomes)
+            assert kinds == (["merged", "won"] if merge else ["stale", "won"]), kinds
+            if merge:  # both edits are in the head: nothing was lost
+                head = setup.head(doc).text
+                assert f"writer 1 round {base_id}" in head and f"writer 8 round {base_id}" in head
+    revisions = setup.history(doc)
+    assert len(revisions) == 1 + rounds + 2 * rounds
+    assert len({r.parent_id for r in revisions if r.parent_id}) == len(revisions) - 1  # a chain, no branch
+    setup.close()
+
+
+CHILD = """
+import sys
+from editor.history import History
+h = History(sys.argv[1])
+doc, base = int(sys.argv[2]), int(sys.argv[3])
+for i in range(100000):
+    rev = h.commit(doc, "".join(f"{j} é😀 {'x' * 200}\\n" for j in range(i % 50 + 1)), base)
+    base = rev.id
+    print(i, flush=True)
+"""
+
+
+def test_history_survives_kill_9_mid_commit(db_url: str) -> None:
+    h = History(db_url)
+    first = h.create_document("crash.txt", "start\n")
+    h.close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, db_url, str(first.document_id), str(first.id)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert child.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in child.stdout:  # let it commit a while, then kill it wherever it is
+        if int(line) >= 30 or time.monotonic() > deadline:
+            break
+    child.kill()
+    child.wait()
+    assert child.returncode == -9, child.stderr.read() if child.stderr else ""
+    h = History(db_url)  # reopen, as a restarted server would
+    revisions = {r.id: r for r in h.history(first.document_id)}
+    head = h.document(first.document_id).head_id
+    assert head in revisions and len(revisions) >= 31
+    for rev in revisions.values():
+        assert rev.parent_id is None or rev.parent_id in revisions
+        if rev.id != first.id:
+            lines = rev.text.splitlines()
+            assert lines == [f"{j} é😀 {'x' * 200}" for j in range(len(lines))]
+    # the survivors form one chain from the first revision to the head
+    chain, at = [], head
+    while at is not None:
+        chain.append(at)
+        at = revisions[at].parent_id
+    assert chain[-1] == first.id and len(chain) == len(revisions)
+    h.commit(first.document_id, "after the crash\n", head)  # still writable
+    h.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("merge", [False, True])
+def test_head_moved_between_read_and_update(postgres_url: str, merge: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conditional UPDATE catches a writer that commits after this transaction read the head.
+
+    PostgreSQL only: on SQLite, BEGIN IMMEDIATE already makes the second writer wait for the first.
+    """
+    h, other = History(postgres_url), History(postgres_url)
+    first = h.create_document("a.txt", BASE)
+    real_row = History._row
+    sneaked: list[int] = []
+
+    def row_then_sneak_in(self: History, s, revision_id: int):
+        if self is h and not sneaked:  # after h read the head, another process commits
+            sneaked.append(other.commit(first.document_id, BASE.replace("line 9", "other"), first.id).id)
+        return real_row(self, s, revision_id)
+
+    monkeypatch.setattr(History, "_row", row_then_sneak_in)
+    mine = BASE.replace("line 0", "mine")
+    if merge:
+        rev = h.commit(first.document_id, mine, first.id, merge=True)
+        assert rev.author == "merged" and rev.parent_id == sneaked[0] and "other" in rev.text and "mine" in rev.text
+    else:
+        with pytest.raises(StaleRevision) as info:
+            h.commit(first.document_id, mine, first.id)
+        assert info.value.head_id == sneaked[0] and f"head is now revision {sneaked[0]}" in str(info.value)
+    assert len(h.history(first.document_id)) == (3 if merge else 2)  # the loser's insert was rolled back
+    h.close()
+    other.close()
