@@ -93,8 +93,9 @@ class SamplerSettings:
 PRESETS: dict[str, SamplerSettings] = {
     # One token per forward, most confident first: LLaDA's reference quality.
     "quality": SamplerSettings(strategy="low_confidence"),
-    # Fast-dLLM's parallel commits: everything the model is >= 90% sure of, each forward.
-    "fast": SamplerSettings(strategy="threshold", threshold=0.9),
+    # Sharpen's fast path: Fast-dLLM's parallel commits (everything >= 90% sure, each forward)
+    # over cached context (DualCache), seeing at most 256 tokens either side of the spans.
+    "fast": SamplerSettings(strategy="threshold", threshold=0.9, cache="dual", context_window=256),
     # EB-sampler: as many low-entropy tokens as fit under the bound.
     "balanced": SamplerSettings(strategy="entropy", entropy_bound=0.1),
 }
