@@ -97,3 +97,15 @@ def test_bad_cache_settings_are_refused_by_name():
         SamplerSettings(cache="triple")
     with pytest.raises(ValueError, match="refresh_every"):
         SamplerSettings(refresh_every=0)
+
+
+def test_batched_candidates_share_one_cache_and_match_their_single_runs():
+    model = tiny_llama(True, True)
+    start = DOC.index("return")
+    canvas = build_canvas(model.codec, DOC, [Span(start, start + 12, 6)], model.max_length)
+    settings = SamplerSettings(strategy="low_confidence", temperature=1.0, seed=5, cache="dual",
+                               refresh_every=1, candidates=3)
+    batch = run(infill(model, canvas, settings))
+    assert batch.tokens.shape[0] == 3 and len(set(batch.texts)) > 1  # sampled alternatives differ
+    full = run(infill(model, canvas, settings.replace(cache="none")))
+    assert batch.texts == full.texts  # the cache path and the full path draw the same samples
