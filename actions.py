@@ -1,0 +1,135 @@
+"""What the page's buttons mean: selections to spans, dial to settings, syntax nodes, candidate checks.
+
+No gradio here: errors are ValueError / EditorError with a message a person can act on; app.py
+shows them in the page.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from editor.languages import get_language
+from editor.prose import prose_span
+from editor.structure import NodeSpan, Structure
+from editor.text import utf16_to_index
+from editor.validity import check_edit
+from engine import PRESETS, Canvas, Constraint, SamplerSettings, Span, Step
+
+LENGTH_MODES = ("keep", "N tokens", "pick")
+PICK_SLACK = 1.25  # "pick": room to grow by a quarter; the model may end a span early with end-of-text
+
+
+@dataclass
+class Run:
+    """One regeneration: what it started from and every step the engine yielded (kept server side)."""
+
+    canvas: Canvas
+    base_text: str
+    span: tuple[int, int]            # characters [start, end) of base_text that were regenerated
+    language: str
+    document: Any = None             # the document's id (None: not stored yet)
+    base_revision: Any = None        # the revision the edit started from (None: unsaved document)
+    kind: str | None = None          # syntax node kind for the syntax-node action
+    settings: SamplerSettings = field(default_factory=SamplerSettings)
+    steps: list[Step] = field(default_factory=list)
+    problems: list[str | None] = field(default_factory=list)  # per candidate: None parses
+
+    @property
+    def last(self) -> Step | None:
+        return self.steps[-1] if self.steps else None
+
+    def result(self, candidate: int) -> str:
+        """The finished document of one candidate."""
+        step = self.last
+        if step is None or not step.done:
+            raise ValueError("this run did not finish; regenerate again")
+        if not 0 <= candidate < len(step.texts):
+            raise ValueError(f"there is no candidate {candidate + 1}")
+        return step.texts[candidate]
+
+    def new_span(self, candidate: int) -> tuple[int, int]:
+        """Where the regenerated span lies in a candidate: text outside spans comes back unchanged."""
+        after = self.result(candidate)
+        return self.span[0], len(after) - (len(self.base_text) - self.span[1])
+
+
+def selection(text: str, start16: Any, end16: Any) -> tuple[int, int]:
+    """Browser selection (UTF-16 code units) -> ordered Python character offsets."""
+    a, b = utf16_to_index(text, int(start16 or 0)), utf16_to_index(text, int(end16 or 0))
+    return min(a, b), max(a, b)
+
+
+def to_utf16(text: str, index: int) -> int:
+    """Character offset -> UTF-16 units, for moving the browser's selection."""
+    return index + sum(1 for ch in text[:index] if ord(ch) > 0xFFFF)
+
+
+def settings_from_dial(preset: str | None, steps: Any, strategy: str, threshold: Any, temperature: Any,
+                       seed: Any, candidates: Any) -> SamplerSettings:
+    """The dial's values as validated settings; steps 0 means one forward per token."""
+    base = PRESETS.get(preset or "", SamplerSettings())
+    return base.replace(steps=int(steps) or None, strategy=strategy, threshold=float(threshold),
+                        temperature=float(temperature), seed=int(seed or 0), candidates=int(candidates or 1))
+
+
+def preset_values(name: str) -> tuple[str, float]:
+    """(strategy, threshold) of a named preset, for filling the dial."""
+    preset = PRESETS[name]
+    return preset.strategy, preset.threshold
+
+
+def span_length(codec: Any, original: str, mode: str, n: Any) -> int | None:
+    """Tokens to generate: keep the span's count, exactly N, or let the engine pick (original + slack)."""
+    if mode not in LENGTH_MODES:
+        raise ValueError(f"unknown length mode {mode!r}; choose one of {', '.join(LENGTH_MODES)}")
+    n = int(n or 0)
+    if mode == "N tokens" or not original:
+        if n < 1:
+            raise ValueError("give a length of at least 1 token")
+        return n
+    if mode == "keep":
+        return None
+    return max(1, math.ceil(PICK_SLACK * len(codec.encode(original))))
+
+
+def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, constraint: str) -> Span:
+    """The engine span for characters [start, end) with the chosen length and optional constraint."""
+    constraints = (Constraint(constraint, 0),) if constraint else ()
+    return Span(start, end, span_length(codec, text[start:end], mode, n), constraints)
+
+
+def syntax_node(text: str, language: str, start: int, end: int) -> NodeSpan:
+    """The smallest syntax node around a selection; for prose, the sentence around the cursor."""
+    info = get_language(language)
+    if info.module is None or info.prose:
+        return prose_span(text, start, "sentence")
+    return Structure(text, info.name).enclosing(start, end)
+
+
+def move_node(text: str, language: str, start: int, end: int, direction: str) -> NodeSpan | None:
+    """Expand the selection to the next larger node or shrink it to the next smaller one."""
+    info = get_language(language)
+    if info.module is None or info.prose:
+        units = ("word", "sentence", "paragraph")
+        raise ValueError(f"{info.name} has no syntax tree; use a code language, or select a {'/'.join(units)}")
+    st = Structure(text, info.name)
+    return st.expand(start, end) if direction == "expand" else st.shrink(start, end)
+
+
+def check_candidates(run: Run) -> list[str | None]:
+    """Per candidate: None if it parses (code) or is prose, else the first syntax problem."""
+    info = get_language(run.language)
+    if info.module is None or info.prose or run.last is None or not run.last.done:
+        return [None] * (len(run.last.texts) if run.last is not None else 0)
+    out: list[str | None] = []
+    for b in range(len(run.last.texts)):
+        result = check_edit(run.base_text, run.result(b), info.name, run.span, run.new_span(b), run.kind)
+        if result.ok:
+            out.append(None)
+        elif result.error is not None:
+            e = result.error
+            out.append(f"line {e.line}:{e.column} {e.message}")
+        else:
+            out.append(f"the {result.before_kind} became {result.after_kind}")
+    return out

@@ -1,0 +1,85 @@
+"""A real Sharpen page in headless Chromium: the app in-process on a free port, a scripted model
+that can be slowed down, and a temporary SQLite history."""
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+class SlowModel:
+    """Wraps the scripted model: each forward sleeps `delay` seconds, like a real model on a CPU."""
+
+    def __new__(cls, codec):
+        from tests.tiny import ScriptedModel
+
+        class _Slow(ScriptedModel):
+            delay = 0.05
+
+            def logits(self, ids):
+                time.sleep(self.delay)
+                return super().logits(ids)
+
+        # It wants the tokens of ordinary sentences at every position, so regenerated spans read as words.
+        words = codec.encode(" It was the best of times, the quick brown fox jumps over the lazy dog." * 40)
+        target = torch.tensor(words[:1024])
+        confidence = 0.3 + 0.65 * torch.rand(1024, generator=torch.Generator().manual_seed(0))
+        return _Slow(codec, target, confidence)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def model():
+    from engine import TextCodec
+    from tests.tiny import byte_bpe_tokenizer
+    return SlowModel(TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True)))
+
+
+@pytest.fixture(scope="session")
+def app_url(model, tmp_path_factory):
+    from app import build_demo, launch
+    from editor.history import History
+    history = History(f"sqlite:///{tmp_path_factory.mktemp('db') / 'sharpen.db'}")
+    demo = build_demo(model, history)
+    launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: install Debian's chromium package to run the browser tests")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_url, model):
+    model.delay = 0.05
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    pg.external = []  # requests that leave the app's own server (fonts, scripts, analytics)
+    pg.on("request", lambda r: r.url.startswith("http") and not r.url.startswith(app_url.rstrip("/"))
+          and pg.external.append(r.url))
+    pg.goto(app_url)
+    pg.wait_for_selector("#document textarea")
+    yield pg
+    context.close()

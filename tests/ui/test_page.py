@@ -1,0 +1,155 @@
+"""What a person does on the page: type, select, regenerate, watch, accept, diff, restore, stop."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.ui.conftest import SCREENSHOTS
+
+pytestmark = pytest.mark.browser
+
+PARAGRAPH = "The old lighthouse keeper watched the storm roll in across the grey water every night."
+CODE = "def area(width, height):\n    result = width * height\n    return result\n"
+
+RECORD_LIVE = """() => {
+  window.__frames = [];
+  const live = document.querySelector('#live');
+  new MutationObserver(() => window.__frames.push(live.innerHTML))
+    .observe(live, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def document(page):
+    return page.input_value("#document textarea")
+
+
+def type_document(page, text):
+    page.fill("#document textarea", text)
+
+
+def select(page, start, end):
+    page.evaluate("([a, b]) => { const t = document.querySelector('#document textarea');"
+                  " t.focus(); t.setSelectionRange(a, b); }", [start, end])
+
+
+def run_action(page, button):
+    page.evaluate(RECORD_LIVE)
+    page.click(button)
+    try:
+        page.wait_for_selector("#metrics [data-state='done']", timeout=30_000)
+    except Exception:
+        page.screenshot(path="/tmp/fail.png")
+        print(page.inner_html("#metrics"), page.inner_text("body")[:3000])
+        raise
+    page.wait_for_selector("#candidates", state="visible")
+
+
+def pick_revision(page, box, text):
+    page.click(f"{box} input")
+    page.get_by_role("option", name=re.compile(text)).first.click()
+
+
+def test_regenerate_a_phrase_accept_diff_and_restore(page):
+    type_document(page, PARAGRAPH)
+    a = PARAGRAPH.index("watched the storm")
+    select(page, a, a + len("watched the storm"))
+    run_action(page, "#go-selection")
+    frames = page.evaluate("window.__frames")
+    masked = [i for i, f in enumerate(frames) if 'tok masked' in f]
+    final = [i for i, f in enumerate(frames) if 'data-done="1"' in f]
+    assert masked and final and masked[0] < final[0], "masked steps must arrive before the final text"
+    assert document(page) == PARAGRAPH  # unchanged until Accept
+    page.click("#live .tok.new, #live .tok.settled >> nth=0")
+    page.wait_for_selector("#inspector table")
+    assert "committed at step" in page.inner_text("#inspector")
+    page.fill("#scrub input[type=number]", "1")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#live [data-step='0']")
+    assert page.locator("#live .tok.masked").count() > 0  # the first step, replayed from the record
+    page.check("#heatmap input")
+    page.wait_for_selector("#live .sh-view.heatmap")
+    page.uncheck("#heatmap input")
+    page.fill("#scrub input[type=number]", page.get_attribute("#scrub input[type=range]", "max"))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#live [data-done='1']")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "regenerate.png"))
+
+    page.click("#accept")
+    page.wait_for_function("t => document.querySelector('#document textarea').value !== t", arg=PARAGRAPH)
+    edited = document(page)
+    assert edited.startswith("The old lighthouse keeper ")
+    assert edited.endswith(" roll in across the grey water every night.")
+    page.wait_for_selector("#history li.rev >> nth=1")
+    assert "regenerated" in page.inner_text("#history")
+
+    page.click("#diff")
+    page.wait_for_selector("#diff-view ins")
+    assert "watched the storm" in page.inner_text("#diff-view del")
+    page.locator("#diff-view").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "history-diff.png"))
+
+    pick_revision(page, "#rev-b", "typed")  # the first revision
+    page.click("#restore")
+    page.wait_for_function("t => document.querySelector('#document textarea').value === t", arg=PARAGRAPH)
+    assert "restored" in page.inner_text("#history")
+
+
+def test_regenerate_python_function_body_by_syntax_node(page):
+    page.set_input_files("input[type=file]", files=[
+        {"name": "area.py", "mimeType": "text/x-python", "buffer": CODE.encode()}])
+    page.wait_for_function("t => document.querySelector('#document textarea').value === t", arg=CODE)
+    assert page.input_value("#language input") == "python"  # picked from the file name
+    at = CODE.index("width * height")
+    select(page, at, at + 1)
+    body = CODE[CODE.index("result ="):CODE.rindex("result") + len("result")]
+    selected = "() => { const t = document.querySelector('#document textarea');" \
+               " return t.value.slice(t.selectionStart, t.selectionEnd); }"
+    for _ in range(6):  # Expand walks up the tree: identifier, expression, statement, ... the body
+        before = page.evaluate(selected)
+        page.click("#expand")
+        page.wait_for_function(f"b => ({selected})() !== b", arg=before)
+        if page.evaluate(selected) == body:
+            break
+    assert page.evaluate(selected) == body
+    assert "block" in page.inner_text("#message")
+    run_action(page, "#go-node")
+    page.screenshot(path=str(SCREENSHOTS / "syntax-node.png"))
+    page.click("#accept")
+    page.wait_for_function("t => document.querySelector('#document textarea').value !== t", arg=CODE)
+    edited = document(page)
+    assert edited.startswith("def area(width, height):\n    ") and body not in edited
+
+
+def test_stop_mid_generation_leaves_the_text_unchanged(page, model):
+    model.delay = 0.25
+    type_document(page, PARAGRAPH)
+    page.evaluate(RECORD_LIVE)
+    a = PARAGRAPH.index("lighthouse")
+    select(page, a, len(PARAGRAPH))
+    page.click("#go-selection")
+    page.wait_for_selector("#live .tok.masked")
+    page.click("#stop")
+    page.wait_for_selector("#metrics [data-state='stopped']", timeout=10_000)
+    assert document(page) == PARAGRAPH
+    assert not page.is_visible("#candidates")
+
+
+def test_html_in_the_document_executes_nothing(page):
+    evil = '<img src=x onerror="window.__pwned=1;alert(1)"> is not a tag here'
+    type_document(page, evil)
+    page.click("#go-selection")  # nothing selected yet: a clear message, the text stays
+    page.get_by_text("Select some text in the document first").first.wait_for()
+    assert document(page) == evil
+    a = evil.index("not a tag")
+    select(page, a, a + len("not a tag"))
+    run_action(page, "#go-selection")
+    page.click("#accept")
+    page.wait_for_selector("#history li.rev >> nth=1")
+    page.click("#diff")
+    page.wait_for_selector("#diff-view ins")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__pwned") is None and page.dialogs == []
+    assert "<img" in page.inner_text("#live")  # shown as text
+    assert page.external == [], "the page must work offline"

@@ -1,0 +1,150 @@
+"""HTML for the page: denoising steps as tokens, the token inspector, diffs and the revision tree.
+
+Every string that came from a user, a file or the model goes through `html.escape` here; only
+numbers and fixed class names are written raw.
+"""
+from __future__ import annotations
+
+from html import escape
+from typing import Any, Sequence
+
+from engine import MASK_GLYPH, Canvas, Step
+
+EMPTY_VIEW = '<div class="sh-view sh-empty">Select text and press an action: every denoising step shows here.</div>'
+
+
+def _heat(confidence: float) -> str:
+    """Background for the confidence heatmap: red (unsure) to green (sure)."""
+    return f"background-color: hsla({confidence * 120:.0f}, 75%, 70%, 0.55)"
+
+
+def token_html(step: Step, canvas: Canvas, b: int, pos: int, heatmap: bool) -> str:
+    """One span slot as a clickable <span>; the class says masked / committed now / settled / forced."""
+    c = float(step.confidence[b, pos])
+    if bool(step.masked[b, pos]):
+        style = _heat(c) if heatmap else f"opacity: {0.25 + 0.5 * c:.2f}"
+        return f'<span class="tok masked" data-pos="{pos}" style="{style}">{MASK_GLYPH}</span>'
+    born = int(step.committed_at[b, pos])
+    kind = "new" if bool(step.committed[b, pos]) else ("forced" if born < 0 else "settled")
+    text = canvas.codec.token_text(int(step.tokens[b, pos]))
+    if int(step.tokens[b, pos]) == canvas.codec.eos_id:
+        kind, text = kind + " eos", "\u23ce"  # an end-of-text token ends the span early
+    style = _heat(c) if heatmap else f"opacity: {0.35 + 0.65 * c:.2f}"
+    return (f'<span class="tok {kind}" data-pos="{pos}" title="p={c:.2f}" style="{style}">'
+            f"{escape(text)}</span>")
+
+
+def step_html(step: Step | None, canvas: Canvas | None, candidate: int = 0, heatmap: bool = False) -> str:
+    """The whole document at `step`: context as plain text, span slots as tokens."""
+    if step is None or canvas is None:
+        return EMPTY_VIEW
+    b = min(candidate, step.tokens.shape[0] - 1)
+    parts = [f'<span class="ctx">{escape(canvas.segments[0])}</span>']
+    for i, (start, end) in enumerate(canvas.span_ranges):
+        parts.append('<span class="span">')
+        parts.extend(token_html(step, canvas, b, pos, heatmap) for pos in range(start, end))
+        parts.append("</span>")
+        parts.append(f'<span class="ctx">{escape(canvas.segments[i + 1])}</span>')
+    mode = " heatmap" if heatmap else ""
+    return f'<div class="sh-view{mode}" data-step="{step.index}" data-done="{int(step.done)}">{"".join(parts)}</div>'
+
+
+def decided_count(step: Step, canvas: Canvas) -> int:
+    """Span slots the sampler has decided (forced constraint tokens not counted)."""
+    span = canvas.fixed.new_zeros(canvas.length)
+    for a, b in canvas.span_ranges:
+        span[a:b] = True
+    free = span & ~canvas.fixed
+    return int((free[None] & ~step.masked).sum())
+
+
+def metrics_html(step: Step, canvas: Canvas, stopped: bool = False) -> str:
+    """Forwards, tokens per forward, time and tokens/s so far (all candidates counted)."""
+    n = decided_count(step, canvas)
+    per_forward = n / max(step.forwards, 1)
+    speed = n / step.elapsed if step.elapsed > 0 else 0.0
+    state = "stopped" if stopped else ("done" if step.done else "denoising")
+    return (f'<div class="sh-metrics" data-state="{state}"><b>{state}</b> · step {step.index + 1}'
+            f" · {step.forwards} forwards · {per_forward:.2f} tokens/forward"
+            f" · {step.elapsed:.2f} s · {speed:.1f} tokens/s</div>")
+
+
+def inspector_html(step: Step | None, canvas: Canvas | None, candidate: int, pos: int) -> str:
+    """Confidence, commit step and top alternatives of one slot of one candidate."""
+    if step is None or canvas is None or not 0 <= pos < canvas.length:
+        return '<div class="sh-inspector">Click a token in the result to inspect it.</div>'
+    b = min(candidate, step.tokens.shape[0] - 1)
+    codec = canvas.codec
+    if bool(step.masked[b, pos]):
+        head = f"<b>{MASK_GLYPH}</b> still masked at step {step.index + 1}"
+    else:
+        born = int(step.committed_at[b, pos])
+        when = f"committed at step {born + 1}" if born >= 0 else "forced by a constraint"
+        head = f'<code>{escape(repr(codec.token_text(int(step.tokens[b, pos]))))}</code> {when}'
+    rows = "".join(
+        f"<tr><td><code>{escape(repr(codec.token_text(int(t))))}</code></td><td>{float(p):.3f}</td></tr>"
+        for t, p in zip(step.top_ids[b, pos].tolist(), step.top_probs[b, pos].tolist()) if p > 0)
+    table = (f'<table><tr><th>alternative</th><th>p</th></tr>{rows}</table>' if rows
+             else "<p>No alternatives recorded for this slot.</p>")
+    return (f'<div class="sh-inspector" data-pos="{pos}">{head} · confidence '
+            f"{float(step.confidence[b, pos]):.3f}{table}</div>")
+
+
+def diff_html(ops: Sequence[tuple[str, str]]) -> str:
+    """A readable diff: [(op, text)] with op equal/insert/delete -> escaped <ins>/<del>."""
+    tags = {"insert": "ins", "delete": "del"}
+    parts = []
+    for op, text in ops:
+        tag = tags.get(op)
+        parts.append(f"<{tag}>{escape(text)}</{tag}>" if tag else f"<span>{escape(text)}</span>")
+    body = "".join(parts) or "<i>no differences</i>"
+    return f'<div class="sh-diff">{body}</div>'
+
+
+def field(rev: Any, *names: str, default: Any = None) -> Any:
+    """The first attribute (or mapping key) of `rev` among `names` that is set."""
+    for name in names:
+        value = rev.get(name) if isinstance(rev, dict) else getattr(rev, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def revision_label(rev: Any) -> str:
+    """One line for a revision: id, how it was made, its label and time (plain text)."""
+    rid = field(rev, "id", "revision_id")
+    how = field(rev, "author", "how", "kind", default="")
+    label = field(rev, "label", "name", default="")
+    when = field(rev, "created_at", "created", default="")
+    when = when.strftime("%H:%M:%S") if hasattr(when, "strftime") else str(when)
+    return f"#{rid} {how}" + (f" [{label}]" if label else "") + (f" {when}" if when else "")
+
+
+def revision_tree(revisions: Sequence[Any]) -> list[tuple[int, Any]]:
+    """(depth, revision) in tree order: a first child continues its parent's line, later ones branch."""
+    ids = {field(r, "id", "revision_id") for r in revisions}
+    children: dict[Any, list[Any]] = {}
+    for r in revisions:
+        parent = field(r, "parent_id", "base_revision_id", "parent")
+        children.setdefault(parent if parent in ids else None, []).append(r)
+    out: list[tuple[int, Any]] = []
+    stack = [(0, r) for r in reversed(children.get(None, []))]
+    while stack:
+        depth, r = stack.pop()
+        out.append((depth, r))
+        kids = children.get(field(r, "id", "revision_id"), [])
+        stack.extend((depth + (1 if i else 0), k) for i, k in reversed(list(enumerate(kids))))
+    return out
+
+
+def history_html(revisions: Sequence[Any], current: Any = None) -> str:
+    """The revision tree, branches indented, the revision the document is on marked."""
+    if not revisions:
+        return '<div class="sh-history">No revisions yet: open a file or accept an edit.</div>'
+    rows = []
+    for depth, r in revision_tree(revisions):
+        rid = field(r, "id", "revision_id")
+        mark = " current" if rid == current else ""
+        rows.append(f'<li class="rev{mark}" style="margin-left: {depth * 1.5:.1f}em" data-rev="{escape(str(rid))}">'
+                    f"{escape(revision_label(r))}</li>")
+    return f'<ul class="sh-history">{"".join(rows)}</ul>'
