@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true",
                         help="only the 32-token span in a ~512-token document, reference and fast")
-    parser.add_argument("--edits", type=int, default=3, help="edits per workload (p50/p90 over them)")
+    parser.add_argument("--edits", type=int, help="edits per workload, p50/p90 over them (3; --quick 2)")
     parser.add_argument("--configs", help="comma-separated subset of " + ",".join(CONFIGS))
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     args = parser.parse_args(argv)
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in CONFIGS]
     if unknown or "reference" not in names:
         parser.error(f"configs must include reference and come from {', '.join(CONFIGS)}")
-    workloads = plan(model, args.quick, args.edits)
+    workloads = plan(model, args.quick, args.edits or (2 if args.quick else 3))
     rows = []
     for workload, edits in workloads.items():
         reference = None
