@@ -1,0 +1,30 @@
+"""The benchmark's JSON rows carry the keys the issue names, measured through the real loop."""
+import json
+
+import pytest
+
+from engine import bench
+from tests.engine.test_context import tiny_llama
+
+
+def test_bench_rows_compare_configs_on_the_same_edits(monkeypatch, capsys):
+    model = tiny_llama(True, True)
+    monkeypatch.setattr("engine.load.load_model", lambda *a, **k: model)
+    monkeypatch.setattr(bench, "plan", lambda m, quick, edits: {
+        "code/span-6": bench.span_edits(m.codec, "code", "def add(a, b):\n    return a + b\n" * 6, 6, edits)})
+    assert bench.main(["--quick", "--json", "--configs", "reference,dual_cache,fast"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["config"] for r in rows] == ["reference", "dual_cache", "fast"]
+    for row in rows:
+        for key in ("config", "workload", "forwards", "tokens_per_forward", "ms_per_forward", "p50_ms",
+                    "p90_ms", "tokens_per_s", "exact_match", "speedup_vs_reference", "device"):
+            assert key in row
+        assert row["edits"] == 2 and 1 <= row["forwards"] <= 6 and row["p90_ms"] >= row["p50_ms"]
+    ref, dual = rows[0], rows[1]
+    assert ref["forwards"] == 6 and ref["agreement_with_reference"] == 1.0  # one token per forward
+    assert dual["forwards"] == 6  # same commit rule, cheaper forwards
+
+
+def test_bench_refuses_a_run_without_the_reference():
+    with pytest.raises(SystemExit):
+        bench.main(["--configs", "fast"])
