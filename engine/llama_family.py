@@ -314,7 +314,8 @@ class LlamaDiffusionLM(DiffusionLM):
         """The canvas as the net reads it: with the start token in front where there is one."""
         if self.start_id is None:
             return ids
-        return torch.cat([torch.full_like(ids[:, :1], self.start_id), ids], dim=1)
+        start = torch.full((ids.shape[0], 1), self.start_id, dtype=ids.dtype, device=ids.device)
+        return torch.cat([start, ids], dim=1)
 
     def query_rows(self, positions: torch.Tensor) -> torch.Tensor:
         """(P,) canvas positions -> (P,) net rows whose raw logits score them (see class doc)."""

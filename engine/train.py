@@ -1,0 +1,329 @@
+"""`python -m engine.train`: adapt the bundled SmolLM2 to masked diffusion with LoRA (writes the adapter).
+
+Objective (LLaDA / Dream / DiffuLLaMA): per sequence draw t ~ U(eps, 1), replace each token by the
+mask token with probability t, run the net with BIDIRECTIONAL attention, and take the cross-entropy
+of the masked tokens weighted by 1/t (the masked-diffusion ELBO), averaged over all positions.
+The net keeps its autoregressive head alignment ("shift", Dream / DiffuLLaMA): the start token
+goes in front and net row i scores canvas token i, exactly as `LlamaDiffusionLM.logits` reads it.
+
+Trained: LoRA (rank r) on attention q, k, v, o and MLP gate, up, down of every block, plus the
+mask token's embedding row. The base weights stay frozen. Output: the adapter file described in
+engine/default_model.py, written atomically whenever held-out loss improves.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .llama_family import LlamaNet
+
+LORA_TARGETS = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    seq: int = 128
+    batch: int = 4
+    rank: int = 8
+    alpha: float = 16.0           # lora_scale = alpha / rank
+    lr: float = 5e-4
+    warmup: int = 20
+    eps: float = 1e-3             # t ~ U(eps, 1)
+    prose_share: float = 0.5      # share of rows drawn from prose (the rest: code)
+    seed: int = 0
+    checkpoint_every: int = 25
+    eval_rows: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "seq", "batch", "rank", "checkpoint_every", "eval_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 < self.eps < 1 or not 0 <= self.prose_share <= 1 or self.lr <= 0:
+            raise ValueError("need 0 < eps < 1, 0 <= prose_share <= 1 and lr > 0")
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+# ---- trainable pieces -------------------------------------------------------------------------
+
+class LoRALinear(nn.Module):
+    """base(x) + scale * x A^T B^T, A (r, in), B (out, r); B starts at zero (Hu et al., 2021)."""
+
+    def __init__(self, base: nn.Linear, rank: int, scale: float, generator: torch.Generator):
+        super().__init__()
+        self.base, self.scale = base, scale
+        a = torch.randn(rank, base.in_features, generator=generator) / math.sqrt(base.in_features)
+        self.lora_a = nn.Parameter(a.to(base.weight))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank).to(base.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.scale * F.linear(F.linear(x, self.lora_a), self.lora_b)
+
+
+class MaskedEmbedding(nn.Module):
+    """The frozen embedding with a trainable row for the mask token. `weight` has it too, so a
+    tied head scores exactly what the merged adapter will."""
+
+    def __init__(self, base: nn.Embedding, mask_id: int):
+        super().__init__()
+        self.base, self.mask_id = base, mask_id
+        self.mask_embedding = nn.Parameter(base.weight[mask_id].detach().clone())
+
+    @property
+    def weight(self) -> torch.Tensor:
+        w = self.base.weight.clone()
+        w[self.mask_id] = self.mask_embedding
+        return w
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.base(ids)                                                       # (B, L, d)
+        return torch.where((ids == self.mask_id).unsqueeze(-1), self.mask_embedding.to(x), x)
+
+
+def attach(net: LlamaNet, mask_id: int, rank: int, scale: float, seed: int) -> dict[str, nn.Parameter]:
+    """Wrap `net` in place (frozen base + LoRA + mask row); returns the trainable parameters by
+    their adapter-file names (`blocks.3.attn.q.weight.lora_a`, ..., `mask_embedding`)."""
+    net.requires_grad_(False)
+    g = torch.Generator().manual_seed(seed)
+    params: dict[str, nn.Parameter] = {}
+    for i, block in enumerate(net.blocks):
+        for target in LORA_TARGETS:
+            parent_name, leaf = target.split(".")
+            parent = getattr(block, parent_name)
+            lora = LoRALinear(getattr(parent, leaf), rank, scale, g)
+            setattr(parent, leaf, lora)
+            params[f"blocks.{i}.{target}.weight.lora_a"] = lora.lora_a
+            params[f"blocks.{i}.{target}.weight.lora_b"] = lora.lora_b
+    net.embed = MaskedEmbedding(net.embed, mask_id)
+    params["mask_embedding"] = net.embed.mask_embedding
+    return params
+
+
+# ---- the objective ----------------------------------------------------------------------------
+
+def noise(ids: torch.Tensor, mask_id: int, eps: float, g: torch.Generator
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, L) clean ids -> noisy ids, (B, L) masked flags, (B,) t. At least one mask per row."""
+    B, L = ids.shape
+    t = eps + (1 - eps) * torch.rand(B, generator=g)                             # (B,)
+    masked = torch.rand(B, L, generator=g) < t[:, None]                           # (B, L)
+    forced = torch.randint(0, L, (B,), generator=g)
+    masked[torch.arange(B), forced] = True
+    return torch.where(masked, torch.full_like(ids, mask_id), ids), masked, t
+
+
+def diffusion_loss(net: LlamaNet, ids: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor,
+                   t: torch.Tensor, start_id: int) -> torch.Tensor:
+    """sum over masked positions of CE / t, divided by B * L. Row i of [start] + noisy scores
+    canvas token i (the shifted head), so the head runs on the masked rows only."""
+    B, L = ids.shape
+    x = torch.cat([torch.full_like(noisy[:, :1], start_id), noisy], dim=1)       # (B, L+1)
+    h = net.hidden(x, causal=False)[:, :L]                                        # (B, L, d)
+    logits = net.project(h[masked])                                              # (M, V)
+    ce = F.cross_entropy(logits.float(), ids[masked], reduction="none")          # (M,)
+    weight = (1.0 / t)[:, None].expand(B, L)[masked]                              # (M,)
+    return (ce * weight).sum() / (B * L)
+
+
+@torch.no_grad()
+def heldout_loss(net: LlamaNet, rows: torch.Tensor, mask_id: int, start_id: int,
+                 ratios: tuple[float, ...] = (0.15, 0.5, 0.9), seed: int = 1234) -> dict:
+    """Mean masked CE and accuracy on fixed held-out rows at fixed masking ratios (same masks
+    every call, so checkpoints are comparable)."""
+    g = torch.Generator().manual_seed(seed)
+    ce_sum = hits = count = 0.0
+    for ratio in ratios:
+        masked = (torch.rand(rows.shape, generator=g) < ratio).to(rows.device)
+        noisy = torch.where(masked, torch.full_like(rows, mask_id), rows)
+        x = torch.cat([torch.full_like(noisy[:, :1], start_id), noisy], dim=1)
+        h = net.hidden(x)[:, : rows.shape[1]]
+        logits = net.project(h[masked])
+        ce_sum += F.cross_entropy(logits, rows[masked], reduction="sum").item()
+        hits += (logits.argmax(-1) == rows[masked]).sum().item()
+        count += masked.sum().item()
+    return {"heldout_ce": ce_sum / count, "heldout_acc": hits / count}
+
+
+# ---- files ------------------------------------------------------------------------------------
+
+def adapter_tensors(params: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
+    """LoRA factors in float16 (half the file; the merge reads them back as float32), the mask
+    row in float32."""
+    return {k: p.detach().to(torch.float32 if k == "mask_embedding" else torch.float16).contiguous()
+            for k, p in params.items()}
+
+
+def write_adapter(params: dict[str, nn.Parameter], path: Path, config: TrainConfig, info: dict) -> None:
+    from safetensors.torch import save_file
+
+    meta = {"lora_scale": str(config.scale), "format": "sharpen-lora-1",
+            "base": "SmolLM2-135M-Instruct.Q4_1.gguf", "config": json.dumps(asdict(config)),
+            "info": json.dumps(info)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(adapter_tensors(params), str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # a file for the repository, not private state
+    tmp.replace(path)
+
+
+def save_checkpoint(path: Path, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer,
+                    step: int, g: torch.Generator, best: float, history: list[dict],
+                    config: TrainConfig) -> None:
+    state = {"params": {k: p.detach().clone() for k, p in params.items()}, "opt": opt.state_dict(),
+             "step": step, "generator": g.get_state(), "torch_rng": torch.get_rng_state(),
+             "best": best, "history": history, "config": asdict(config)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer,
+                    g: torch.Generator) -> tuple[int, float, list[dict]]:
+    state = torch.load(path, weights_only=False)
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(state["params"][k])
+    opt.load_state_dict(state["opt"])
+    g.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["best"], state["history"]
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then constant (so a run can be extended with --resume and more --steps)."""
+    return config.lr * min(1.0, (step + 1) / config.warmup)
+
+
+def draw_batch(pools: dict[str, torch.Tensor], config: TrainConfig, g: torch.Generator) -> torch.Tensor:
+    """(B, seq) rows, each from prose with probability prose_share, else from code."""
+    prose = torch.rand(config.batch, generator=g) < config.prose_share
+    rows = []
+    for is_prose in prose.tolist():
+        pool = pools["prose" if is_prose else "code"]
+        rows.append(pool[torch.randint(0, pool.shape[0], (1,), generator=g)][0])
+    return torch.stack(rows)
+
+
+def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, *, mask_id: int,
+          start_id: int, config: TrainConfig, out: Path, checkpoint: Path, resume: bool,
+          log_every: int = 5, stop_after_s: float | None = None) -> list[dict]:
+    """Run (or continue) training; writes the adapter on held-out improvement and the checkpoint
+    every `checkpoint_every` steps. Returns the history (one dict per evaluation)."""
+    params = attach(net, mask_id, config.rank, config.scale, config.seed)
+    opt = torch.optim.AdamW(params.values(), lr=config.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    g = torch.Generator().manual_seed(config.seed + 1)
+    step, best, history = 0, math.inf, []
+    if resume and checkpoint.is_file():
+        step, best, history = load_checkpoint(checkpoint, params, opt, g)
+        print(f"[train] resumed at step {step} (best held-out CE {best:.4f})", file=sys.stderr)
+    if not history:  # the starting point of the curve: the base net read bidirectionally
+        history.append({"step": 0, "train_loss": float("nan"), "tokens_per_s": 0.0, "time": time.time(),
+                        **heldout_loss(net, heldout, mask_id, start_id)})
+        print(f"[train] eval {json.dumps(history[-1])}", file=sys.stderr, flush=True)
+    net.train()
+    started, tokens, window_loss, window_n = time.perf_counter(), 0, 0.0, 0
+    while step < config.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, config)
+        ids = draw_batch(pools, config, g)                                       # (B, L) on CPU
+        noisy, masked, t = noise(ids, mask_id, config.eps, g)
+        dev = heldout.device  # random draws stay on the CPU generator; the batch moves
+        ids, noisy, masked, t = ids.to(dev), noisy.to(dev), masked.to(dev), t.to(dev)
+        loss = diffusion_loss(net, ids, noisy, masked, t, start_id)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
+        opt.step()
+        step += 1
+        tokens += ids.numel()
+        window_loss, window_n = window_loss + loss.item(), window_n + 1
+        if step % log_every == 0 or step == config.steps:
+            rate = tokens / (time.perf_counter() - started)
+            print(f"[train] step {step}/{config.steps} loss {window_loss / window_n:.4f} "
+                  f"lr {lr_at(step - 1, config):.2e} {rate:.0f} tok/s", file=sys.stderr, flush=True)
+            window_loss, window_n = 0.0, 0
+        out_of_time = stop_after_s is not None and time.perf_counter() - started > stop_after_s
+        if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
+            net.eval()
+            scores = heldout_loss(net, heldout, mask_id, start_id)
+            net.train()
+            entry = {"step": step, "train_loss": loss.item(), "tokens_per_s": tokens / (time.perf_counter() - started),
+                     "time": time.time(), **scores}
+            history.append(entry)
+            print(f"[train] eval {json.dumps(entry)}", file=sys.stderr, flush=True)
+            if scores["heldout_ce"] < best:
+                best = scores["heldout_ce"]
+                write_adapter(params, out, config, {"step": step, **scores})
+            save_checkpoint(checkpoint, params, opt, step, g, best, history, config)
+        if out_of_time:
+            break
+    net.eval()
+    return history
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in ("steps", "seq", "batch", "rank", "warmup", "seed", "checkpoint_every", "eval_rows"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("alpha", "lr", "eps", "prose_share"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    p.add_argument("--out", type=Path, default=None, help="adapter file (default: the bundled one)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="training state .pt (default: <data>/train/<out name>.pt, kept out of git)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint if it exists")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
+    torch.manual_seed(config.seed)
+
+    from . import corpus
+    from .default_model import ADAPTER, cache_folder, load_default
+    model = load_default(device=args.device, adapter=None)
+    out = args.out or ADAPTER
+    data = cache_folder().parents[1]
+    checkpoint = args.checkpoint or data / "train" / (out.stem + ".pt")
+    train_docs, held_docs = corpus.split()
+    encode, sep = model.codec.encode, model.start_id
+    pools = {kind: corpus.cached_chunks([d for d in train_docs if d.kind == kind], encode, config.seq,
+                                        sep, data / "train" / f"chunks-{kind}-{config.seq}.pt")
+             for kind in ("code", "prose")}
+    held = {kind: corpus.cached_chunks([d for d in held_docs if d.kind == kind], encode, config.seq,
+                                       sep, data / "train" / f"heldout-{kind}-{config.seq}.pt")
+            for kind in ("code", "prose")}
+    g = torch.Generator().manual_seed(99)
+    half = config.eval_rows // 2
+    heldout = torch.cat([h[torch.randperm(h.shape[0], generator=g)[:n]]
+                         for h, n in ((held["code"], half), (held["prose"], config.eval_rows - half))])
+    print(f"[train] rows: code {pools['code'].shape[0]}, prose {pools['prose'].shape[0]} "
+          f"(x{config.seq} tokens); held-out eval rows {heldout.shape[0]}; threads "
+          f"{torch.get_num_threads()}; checkpoint {checkpoint}", file=sys.stderr, flush=True)
+    dev = model.net.embed.weight.device
+    train(model.net, pools, heldout.to(dev), mask_id=model.mask_id, start_id=model.start_id,
+          config=config, out=out, checkpoint=checkpoint, resume=args.resume,
+          stop_after_s=None if args.max_minutes is None else args.max_minutes * 60)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

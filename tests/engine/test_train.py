@@ -1,0 +1,136 @@
+"""Adapting a Llama net to masked diffusion (engine.train) and its corpus split, on a tiny net."""
+import copy
+
+import pytest
+import torch
+
+from engine import corpus
+from engine.default_model import apply_adapter
+from engine.llama_family import LlamaNet, LlamaShape
+from engine.train import TrainConfig, attach, diffusion_loss, noise, train
+
+SHAPE = LlamaShape(vocab=64, width=32, layers=2, heads=4, kv_heads=2, ffn=48, tie_embeddings=True)
+MASK, START = 3, 1
+
+
+def tiny_net(seed: int = 0) -> LlamaNet:
+    torch.manual_seed(seed)
+    net = LlamaNet(SHAPE)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return net.eval().requires_grad_(False)
+
+
+def pools(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"code": torch.randint(4, 64, (10, 16), generator=g),
+            "prose": torch.randint(4, 64, (10, 16), generator=g)}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets gain nothing from threads, and lose a lot on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+CONFIG = TrainConfig(steps=6, seq=16, batch=2, rank=4, lr=1e-2, warmup=2, checkpoint_every=3, eval_rows=2)
+
+
+def test_loss_decreases_on_a_repeated_batch():
+    net = tiny_net()
+    params = attach(net, MASK, rank=4, scale=2.0, seed=0)
+    opt = torch.optim.AdamW(params.values(), lr=3e-2)
+    ids = pools()["code"][:4]
+    noisy, masked, t = noise(ids, MASK, 1e-3, torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(25):
+        loss = diffusion_loss(net, ids, noisy, masked, t, START)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_only_lora_and_mask_row_train():
+    net = tiny_net()
+    params = attach(net, MASK, rank=4, scale=2.0, seed=0)
+    trainable = {id(p) for p in net.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in params.values()}
+    assert len(params) == SHAPE.layers * 7 * 2 + 1
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    data, held = pools(), pools(1)["code"][:2]
+    kw = dict(mask_id=MASK, start_id=START, log_every=100)
+    train(tiny_net(), data, held, config=CONFIG, out=tmp_path / "a.safetensors",
+          checkpoint=tmp_path / "a.pt", resume=False, **kw)
+    half = TrainConfig(**{**CONFIG.__dict__, "steps": 3})
+    train(tiny_net(), data, held, config=half, out=tmp_path / "b.safetensors",
+          checkpoint=tmp_path / "b.pt", resume=False, **kw)
+    train(tiny_net(), data, held, config=CONFIG, out=tmp_path / "b.safetensors",
+          checkpoint=tmp_path / "b.pt", resume=True, **kw)
+    a, b = torch.load(tmp_path / "a.pt", weights_only=False), torch.load(tmp_path / "b.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for name, value in a["params"].items():
+        assert torch.equal(value, b["params"][name]), name
+    assert [h["heldout_ce"] for h in a["history"]] == [h["heldout_ce"] for h in b["history"]]
+
+
+def test_adapter_merges_as_w_plus_scale_b_a(tmp_path):
+    from safetensors import safe_open
+
+    net = tiny_net()
+    base_state = {k: v.clone() for k, v in net.state_dict().items()}
+    reference = copy.deepcopy(net)
+    path = tmp_path / "adapter.safetensors"
+    train(net, pools(), pools(1)["code"][:2], mask_id=MASK, start_id=START, config=CONFIG,
+          out=path, checkpoint=tmp_path / "c.pt", resume=False, log_every=100)
+    merged = apply_adapter(base_state, path, MASK)
+    with safe_open(str(path), framework="pt") as f:
+        scale = float(f.metadata()["lora_scale"])
+        file = {k: f.get_tensor(k).float() for k in f.keys()}
+    assert scale == CONFIG.scale
+    q = "blocks.1.attn.q.weight"
+    assert torch.equal(merged[q], base_state[q] + scale * (file[q + ".lora_b"] @ file[q + ".lora_a"]))
+    assert not torch.equal(merged[q], base_state[q])
+    assert torch.equal(merged["embed.weight"][MASK], file["mask_embedding"])
+    assert torch.equal(merged["embed.weight"][MASK + 1], base_state["embed.weight"][MASK + 1])
+    # The merged plain net computes what the LoRA-wrapped net computed (up to float16 factors).
+    reference.load_state_dict(merged)
+    ids = torch.tensor([[START, 5, MASK, 9, MASK, 20]])
+    with torch.no_grad():
+        assert torch.allclose(reference(ids), net(ids), atol=2e-2)
+
+
+def doc(kind: str, name: str, size: int = 0) -> corpus.Document:
+    return corpus.Document(kind, name, f"<{name}>" + "x" * size)
+
+
+def test_split_is_deterministic_and_disjoint():
+    docs = [doc("code", f"pkg/mod{i}.py") for i in range(400)] + [doc("code", n) for n in corpus.BENCH_FILES]
+    docs += [doc("prose", f"pydoc:topic{i:03d}", 10_000) for i in range(100)]
+    train_a, held_a = corpus.split(docs)
+    train_b, held_b = corpus.split(list(reversed(docs)))
+    assert {d.name for d in held_a} == {d.name for d in held_b}
+    assert {d.name for d in train_a}.isdisjoint(d.name for d in held_a)
+    assert set(corpus.BENCH_FILES) <= {d.name for d in held_a}
+    assert "pydoc:topic000" in {d.name for d in held_a}   # engine.bench reads the first topics
+    held_code = [d for d in held_a if d.kind == "code" and d.name.startswith("pkg/")]
+    assert 0.02 < len(held_code) / 400 < 0.1
+    rows = corpus.chunks(train_a, lambda s: [ord(c) for c in s], 8, separator=0)
+    text = "".join(chr(i) for i in rows.flatten().tolist() if i)
+    assert all(f"<{d.name}>" not in text for d in held_a)
+
+
+@pytest.mark.slow
+def test_real_split_holds_out_the_benchmark_files():
+    train_docs, held = corpus.split()
+    names = {d.name for d in held}
+    assert set(corpus.BENCH_FILES) <= names
+    assert names.isdisjoint(d.name for d in train_docs)
