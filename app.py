@@ -276,7 +276,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
                                             elem_id="constraint")
                 with gr.Accordion("Dial", open=True):
                     preset = gr.Dropdown(list(PRESETS), value="fast", label="preset")
-                    steps = gr.Slider(0, 256, value=0, step=1, label="steps (0 = one per token, at most)")
+                    steps = gr.Slider(0, 256, value=0, step=1, label="steps (0 = automatic: the span length / the preset's tokens per step)")
                     strategy = gr.Dropdown(list(STRATEGIES), value="threshold", label="strategy")
                     threshold = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="threshold")
                     temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature")

@@ -15,7 +15,8 @@ from .model import DiffusionLM
 from .settings import CACHES, PRESETS, STRATEGIES, SamplerSettings
 
 SETTING_FLAGS = ("steps", "block_length", "strategy", "threshold", "entropy_bound", "temperature",
-                 "seed", "remask_below", "candidates", "cache", "refresh_every", "context_window")
+                 "seed", "remask_below", "candidates", "tokens_per_step", "cache", "refresh_every",
+                 "context_window")
 
 
 class InputError(ValueError):
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TEXT must appear K tokens into the first span (repeatable)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
     p.add_argument("--steps", type=int)
+    p.add_argument("--tokens-per-step", type=int, help="without --steps: budget = tokens / this")
     p.add_argument("--block-length", type=int)
     p.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)}")
     p.add_argument("--threshold", type=float)

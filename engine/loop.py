@@ -56,7 +56,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     born = torch.full(todo.shape, -1, dtype=torch.long, device=device)         # (B, P)
     top_ids = torch.zeros((*todo.shape, K), dtype=torch.long, device=device)   # (B, P, K)
     top_p = torch.zeros((*todo.shape, K), device=device)
-    budget = settings.steps or int(lay.gather(todo, False).sum(-1).max())
+    budget = settings.steps or -(-int(lay.gather(todo, False).sum(-1).max()) // settings.tokens_per_step)
     ban = banned_bias(model, device)
     context = make_context(model, lay, settings)
     tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, ban), tokens[:, pos])  # 1

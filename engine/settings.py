@@ -13,7 +13,10 @@ CACHES = ("none", "dual")
 class SamplerSettings:
     """How a span is denoised. Validated once, here; the loop trusts it.
 
-    steps: most forwards the loop may run; None means one per token to fill (LLaDA's best quality).
+    steps: most forwards the loop may run; None means one per `tokens_per_step` tokens to fill
+      (with the default 1: one forward per token, LLaDA's best quality).
+    tokens_per_step: with steps=None, the budget is ceil(tokens to fill / this), so the budget
+      scales with the span (LLaDA's "steps = length / k").
     block_length: tokens per semi-autoregressive block inside each span (None: whole span at once).
     strategy: how to pick the positions to commit each step:
       low_confidence  the most confident predictions (LLaDA)
@@ -36,6 +39,7 @@ class SamplerSettings:
     """
 
     steps: int | None = None
+    tokens_per_step: int = 1
     block_length: int | None = None
     strategy: str = "threshold"
     threshold: float = 0.9
@@ -54,6 +58,8 @@ class SamplerSettings:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise ValueError(f"steps must be a whole number >= 1 (or None), got {self.steps!r}")
+        if not isinstance(self.tokens_per_step, int) or self.tokens_per_step < 1:
+            raise ValueError(f"tokens_per_step must be a whole number >= 1, got {self.tokens_per_step!r}")
         if self.block_length is not None and (not isinstance(self.block_length, int) or self.block_length < 1):
             raise ValueError(f"block_length must be a whole number >= 1 (or None), got {self.block_length!r}")
         if not 0.0 < self.threshold <= 1.0:
@@ -93,9 +99,10 @@ class SamplerSettings:
 PRESETS: dict[str, SamplerSettings] = {
     # One token per forward, most confident first: LLaDA's reference quality.
     "quality": SamplerSettings(strategy="low_confidence"),
-    # Sharpen's fast path: Fast-dLLM's parallel commits (everything >= 90% sure, each forward)
-    # over cached context (DualCache), seeing at most 256 tokens either side of the spans.
-    "fast": SamplerSettings(strategy="threshold", threshold=0.9, cache="dual", context_window=256),
+    # Sharpen's fast path: Fast-dLLM's parallel commits (everything >= 90% sure, and at least
+    # 4 tokens per forward) over cached context (DualCache), 128 tokens either side of the spans.
+    "fast": SamplerSettings(strategy="threshold", threshold=0.9, tokens_per_step=4, cache="dual",
+                            context_window=128),
     # EB-sampler: as many low-entropy tokens as fit under the bound.
     "balanced": SamplerSettings(strategy="entropy", entropy_bound=0.1),
 }

@@ -10,7 +10,7 @@ from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 TEXT = "The quick brown fox jumps over the lazy dog."
 # document, start, end (UTF-16), language, length mode, N, constraint, preset, steps, strategy,
 # threshold, temperature, seed, candidates, heatmap
-DIAL = ("fast", 0, "low_confidence", 0.9, 0.0, 0)
+DIAL = ("quality", 0, "low_confidence", 0.9, 0.0, 0)  # one token per forward: many steps
 
 
 def args(text, a, b, language="text", mode="keep", n=8, constraint="", candidates=1):

@@ -215,3 +215,12 @@ def test_settings_are_validated_at_the_edge():
         SamplerSettings().with_values({"stpes": 3})
     with pytest.raises(Exception):
         SamplerSettings().steps = 3  # frozen
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_tokens_per_step_scales_the_budget_with_the_span(codec, k):
+    canvas = build_canvas(codec, DOC, [Span(4, 13, length=12), Span(20, 32, length=5)])
+    model = scripted(codec, canvas.length, confidence=torch.full((canvas.length,), 0.2))
+    trail = list(infill(model, canvas, SamplerSettings(strategy="low_confidence", tokens_per_step=k)))
+    assert len(trail) == -(-12 // k) and trail[-1].done  # the widest span sets the budget
+    assert int(trail[0].committed.sum()) == -(-12 // len(trail)) + -(-5 // len(trail))
