@@ -56,7 +56,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     born = torch.full(todo.shape, -1, dtype=torch.long, device=device)         # (B, P)
     top_ids = torch.zeros((*todo.shape, K), dtype=torch.long, device=device)   # (B, P, K)
     top_p = torch.zeros((*todo.shape, K), device=device)
-    budget = settings.steps or -(-int(lay.gather(todo, False).sum(-1).max()) // settings.tokens_per_step)
+    budget = step_budget(settings, lay, todo)
     ban = banned_bias(model, device)
     context = make_context(model, lay, settings)
     tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, ban), tokens[:, pos])  # 1
@@ -80,6 +80,14 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
         yield snapshot(step, tokens, pos, todo, conf, now, born, top_ids, top_p, start)  # 5
         if not bool(todo.any()):
             return
+
+
+def step_budget(settings: SamplerSettings, layout: Layout, todo: torch.Tensor) -> int:
+    """Most forwards: `steps`, else the widest span's slots to fill / `tokens_per_step`."""
+    if settings.steps is not None:
+        return settings.steps
+    widest = int(layout.gather(todo, False).sum(-1).max())
+    return -(-widest // settings.tokens_per_step)
 
 
 def run(steps: Iterable[Step]) -> Step:
