@@ -18,7 +18,23 @@ def _heat(confidence: float) -> str:
     return f"background-color: hsla({confidence * 120:.0f}, 75%, 70%, 0.55)"
 
 
-def token_html(step: Step, canvas: Canvas, b: int, pos: int, heatmap: bool) -> str:
+def span_pieces(step: Step, canvas: Canvas, b: int, start: int, end: int) -> dict[int, str]:
+    """Text of each decided slot of a span, cut at token edges of runs of decided slots (so a
+    character split over two byte-level tokens reads whole, not as two U+FFFD)."""
+    out: dict[int, str] = {}
+    run: list[int] = []
+    for pos in range(start, end + 1):
+        if pos < end and not bool(step.masked[b, pos]):
+            run.append(pos)
+            continue
+        if run:
+            out.update(zip(run, canvas.codec.pieces([int(step.tokens[b, p]) for p in run])))
+            run = []
+    return out
+
+
+def token_html(step: Step, canvas: Canvas, b: int, pos: int, heatmap: bool,
+               text: str | None = None) -> str:
     """One span slot as a clickable <span>; the class says masked / committed now / settled / forced."""
     c = float(step.confidence[b, pos])
     if bool(step.masked[b, pos]):
@@ -26,7 +42,8 @@ def token_html(step: Step, canvas: Canvas, b: int, pos: int, heatmap: bool) -> s
         return f'<span class="tok masked" data-pos="{pos}" style="{style}">{MASK_GLYPH}</span>'
     born = int(step.committed_at[b, pos])
     kind = "new" if bool(step.committed[b, pos]) else ("forced" if born < 0 else "settled")
-    text = canvas.codec.token_text(int(step.tokens[b, pos]))
+    if text is None:
+        text = canvas.codec.token_text(int(step.tokens[b, pos]))
     if int(step.tokens[b, pos]) == canvas.codec.eos_id:
         kind, text = kind + " eos", "\u23ce"  # an end-of-text token ends the span early
     style = _heat(c) if heatmap else f"opacity: {0.35 + 0.65 * c:.2f}"
@@ -42,7 +59,8 @@ def step_html(step: Step | None, canvas: Canvas | None, candidate: int = 0, heat
     parts = [f'<span class="ctx">{escape(canvas.segments[0])}</span>']
     for i, (start, end) in enumerate(canvas.span_ranges):
         parts.append('<span class="span">')
-        parts.extend(token_html(step, canvas, b, pos, heatmap) for pos in range(start, end))
+        pieces = span_pieces(step, canvas, b, start, end)
+        parts.extend(token_html(step, canvas, b, pos, heatmap, pieces.get(pos)) for pos in range(start, end))
         parts.append("</span>")
         parts.append(f'<span class="ctx">{escape(canvas.segments[i + 1])}</span>')
     mode = " heatmap" if heatmap else ""

@@ -54,6 +54,22 @@ class TextCodec:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True,
                                      clean_up_tokenization_spaces=False)
 
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """The decoded text of `ids` cut at token edges, so that "".join(pieces) == decode(ids).
+
+        A byte-level token can end inside a multi-byte character; such a token gets the text
+        that is complete after it (possibly ""), and the character goes to the token that ends it.
+        """
+        out, done = [], ""
+        for i in range(1, len(ids) + 1):
+            text = self.decode(ids[:i])
+            if text.endswith("\ufffd") and i < len(ids):
+                out.append("")  # an unfinished character: wait for the token that completes it
+                continue
+            out.append(text[len(done):])
+            done = text
+        return out
+
     def token_text(self, token_id: int) -> str:
         """How one token reads on its own (for token views and inspectors)."""
         return self.tokenizer.decode([int(token_id)], skip_special_tokens=False,

@@ -100,3 +100,13 @@ def test_constraints_are_forced_slots(bpe):
     assert canvas.fixed[a + 2:a + 2 + len(forced)].all() and canvas.fixed.sum() == len(forced)
     with pytest.raises(ValueError, match="does not fit"):
         build_canvas(bpe, "abc", [Span(0, 3, length=2, constraints=(Constraint("return a + b", 1),))])
+
+
+@pytest.mark.parametrize("text", ["naïve café 東京 🙂!", "plain ascii words", "🙂🙂 x", "𝔘𝔫𝔦"])
+def test_pieces_cut_decoded_text_at_token_edges_without_broken_characters(text):
+    from tests.tiny import byte_bpe_tokenizer
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer())
+    ids = codec.encode(text)
+    pieces = codec.pieces(ids)
+    assert len(pieces) == len(ids) and "".join(pieces) == codec.decode(ids) == text
+    assert not any("\ufffd" in p for p in pieces)
