@@ -5,9 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .codec import TextCodec
-from .llama_family import (LlamaDiffusionLM, LlamaShape, build_net, hf_llama_name, load_tokenizer,
-                           mask_id_from, pick_dtype, read_safetensors)
+from .llama_family import LlamaDiffusionLM, LlamaShape, from_checkpoint, hf_llama_name, read_safetensors
 from .model import UnsupportedModel
 
 
@@ -37,9 +35,5 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
     state = read_safetensors(folder, device)
     # Dream-7B has q/k/v biases (Qwen2); Llama-based Dream conversions set attention_bias=false.
     shape = dream_shape(config, qkv_bias=any(k.endswith("q_proj.bias") for k in state))
-    stored = next(iter(state.values())).dtype
-    net = build_net(shape, state, hf_llama_name, device=device, dtype=pick_dtype(device, dtype, stored))
-    tokenizer = load_tokenizer(folder)
-    mask_id = mask_id_from(config, tokenizer, ["<|mask|>"], None, "Dream")
-    codec = TextCodec.from_tokenizer(tokenizer, mask_id=mask_id, vocab_size=shape.vocab)
-    return LlamaDiffusionLM(net, codec, label=f"Dream (local: {folder})", shifted=True)
+    return from_checkpoint(folder, config, shape, state, hf_llama_name, device=device, dtype=dtype,
+                           family="Dream", mask_names=["<|mask|>"], mask_fallback=None, shifted=True)

@@ -5,9 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .codec import TextCodec
-from .llama_family import (LlamaDiffusionLM, LlamaShape, build_net, load_tokenizer, mask_id_from,
-                           pick_dtype, read_safetensors)
+from .llama_family import LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors
 from .model import UnsupportedModel
 
 # LLaDA's generate.py uses this id for <|mdm_mask|>; used only when neither config nor tokenizer
@@ -59,9 +57,6 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
     """A LLaDA folder (config.json, *.safetensors, tokenizer files) as a mask-noise DiffusionLM."""
     shape = llada_shape(config)
     state = read_safetensors(folder, device)
-    stored = next(iter(state.values())).dtype
-    net = build_net(shape, state, llada_name, device=device, dtype=pick_dtype(device, dtype, stored))
-    tokenizer = load_tokenizer(folder)
-    mask_id = mask_id_from(config, tokenizer, ["<|mdm_mask|>"], DOCUMENTED_MASK_ID, "LLaDA")
-    codec = TextCodec.from_tokenizer(tokenizer, mask_id=mask_id, vocab_size=shape.vocab)
-    return LlamaDiffusionLM(net, codec, label=f"LLaDA (local: {folder})", shifted=False)
+    return from_checkpoint(folder, config, shape, state, llada_name, device=device, dtype=dtype,
+                           family="LLaDA", mask_names=["<|mdm_mask|>"], mask_fallback=DOCUMENTED_MASK_ID,
+                           shifted=False)

@@ -365,6 +365,20 @@ class SpanCache:
     query: torch.Tensor      # (P,) index into `active` of the row that scores each slot
 
 
+def from_checkpoint(folder: Path, config: dict, shape: LlamaShape, state: Mapping[str, torch.Tensor],
+                    rename: Rename, *, device: torch.device, dtype: torch.dtype | None, family: str,
+                    mask_names: Iterable[str], mask_fallback: int | None,
+                    shifted: bool) -> LlamaDiffusionLM:
+    """What every Llama-layout family loader ends with: the weights in a LlamaNet (the caller's
+    dtype, else `pick_dtype`), the folder's tokenizer, the mask id (`mask_id_from`), the codec."""
+    stored = next(iter(state.values())).dtype
+    net = build_net(shape, state, rename, device=device, dtype=pick_dtype(device, dtype, stored))
+    tokenizer = load_tokenizer(folder)
+    mask_id = mask_id_from(config, tokenizer, mask_names, mask_fallback, family)
+    codec = TextCodec.from_tokenizer(tokenizer, mask_id=mask_id, vocab_size=shape.vocab)
+    return LlamaDiffusionLM(net, codec, label=f"{family} (local: {folder})", shifted=shifted)
+
+
 def mask_id_from(config: dict, tokenizer, names: Iterable[str], fallback: int | None,
                  family: str) -> int:
     """The mask id: config's mask_token_id, else the tokenizer's mask token, else a token with one
@@ -381,5 +395,5 @@ def mask_id_from(config: dict, tokenizer, names: Iterable[str], fallback: int | 
         raise ValueError(f"{family}: no mask_token_id in config.json and no mask token in the "
                          "tokenizer")
     warnings.warn(f"{family}: no mask_token_id in config.json or tokenizer; using the documented "
-                  f"id {fallback}", stacklevel=3)
+                  f"id {fallback}", stacklevel=4)
     return fallback
