@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in CONFIGS]
     if unknown or "reference" not in names:
         parser.error(f"configs must include reference and come from {', '.join(CONFIGS)}")
+    names = ["reference"] + [n for n in names if n != "reference"]  # ratios need it measured first
     from .load import load_model
     model = load_model(args.model, device=args.device)
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else

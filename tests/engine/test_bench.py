@@ -12,7 +12,7 @@ def test_bench_rows_compare_configs_on_the_same_edits(monkeypatch, capsys):
     monkeypatch.setattr("engine.load.load_model", lambda *a, **k: model)
     monkeypatch.setattr(bench, "plan", lambda m, quick, edits: {
         "code/span-6": bench.span_edits(m.codec, "code", "def add(a, b):\n    return a + b\n" * 6, 6, edits)})
-    assert bench.main(["--quick", "--json", "--configs", "reference,dual_cache,fast"]) == 0
+    assert bench.main(["--quick", "--json", "--configs", "dual_cache,reference,fast"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["config"] for r in rows] == ["reference", "dual_cache", "fast"]
     for row in rows:
