@@ -29,11 +29,6 @@ JS = {name: (STATIC / f"{name}.js").read_text() for name in ("read_selection", "
 NEW_DOC: dict[str, Any] = {"id": None, "revision": None}
 
 
-def utf16_to_index(text: str, units: int) -> int:
-    """Python index of the boundary `units` UTF-16 code units into `text` (kept for callers)."""
-    return selection(text, units, units)[0]
-
-
 # What a handler turns into a message in the page instead of a stack trace.
 REFUSALS = (EditorError, ValueError, OSError, SQLAlchemyError)
 

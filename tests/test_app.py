@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from app import build_demo, launch, utf16_to_index
+from app import build_demo, launch
 from editor.history import History
+from editor.text import utf16_to_index
 from engine import TextCodec
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
