@@ -40,16 +40,24 @@ class TrainConfig:
     warmup: int = 20
     eps: float = 1e-3             # t ~ U(eps, 1)
     prose_share: float = 0.5      # share of rows drawn from prose (the rest: code)
+    span_share: float = 0.0       # share of rows whose mask is one contiguous span (the editor's edit)
+    max_span: int = 64            # longest such span, in tokens
+    decay_from: int = 0           # step where the learning rate starts its linear decay to 0 (0: never)
     seed: int = 0
     checkpoint_every: int = 25
     eval_rows: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("steps", "seq", "batch", "rank", "checkpoint_every", "eval_rows"):
+        for name in ("steps", "seq", "batch", "rank", "checkpoint_every", "eval_rows", "max_span"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not 0 < self.eps < 1 or not 0 <= self.prose_share <= 1 or self.lr <= 0:
             raise ValueError("need 0 < eps < 1, 0 <= prose_share <= 1 and lr > 0")
+        if not 0 <= self.span_share <= 1 or (self.span_share and self.max_span > self.seq):
+            raise ValueError(f"need 0 <= span_share <= 1 and max_span <= seq ({self.seq}), "
+                             f"got {self.span_share} and {self.max_span}")
+        if self.decay_from < 0 or (self.decay_from and self.decay_from >= self.steps):
+            raise ValueError(f"decay_from must be 0 (no decay) or below steps ({self.steps}), got {self.decay_from}")
 
     @property
     def scale(self) -> float:
@@ -113,14 +121,28 @@ def attach(net: LlamaNet, mask_id: int, rank: int, scale: float, seed: int) -> d
 
 # ---- the objective ----------------------------------------------------------------------------
 
-def noise(ids: torch.Tensor, mask_id: int, eps: float, g: torch.Generator
-          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(B, L) clean ids -> noisy ids, (B, L) masked flags, (B,) t. At least one mask per row."""
+def noise(ids: torch.Tensor, mask_id: int, eps: float, g: torch.Generator, span_share: float = 0.0,
+          max_span: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, L) clean ids -> noisy ids, (B, L) masked flags, (B,) t. At least one mask per row.
+
+    Most rows: each token masked with probability t ~ U(eps, 1) (the masked-diffusion ELBO).
+    A `span_share` of rows instead mask one contiguous run of 1..max_span tokens with everything
+    around it clean, t = its share of the row: the editor's select-and-regenerate case, which
+    independent masking almost never produces at a useful length (a 10-token run at t = 0.5 has
+    probability 0.1%). With t the masked share, such a row's weighted loss is its mean CE."""
     B, L = ids.shape
     t = eps + (1 - eps) * torch.rand(B, generator=g)                             # (B,)
     masked = torch.rand(B, L, generator=g) < t[:, None]                           # (B, L)
     forced = torch.randint(0, L, (B,), generator=g)
     masked[torch.arange(B), forced] = True
+    if span_share > 0:
+        is_span = torch.rand(B, generator=g) < span_share                        # (B,)
+        length = torch.randint(1, max_span + 1, (B,), generator=g)                # (B,)
+        start = (torch.rand(B, generator=g) * (L - length + 1)).long()            # (B,)
+        pos = torch.arange(L)
+        run = (pos >= start[:, None]) & (pos < (start + length)[:, None])        # (B, L)
+        masked = torch.where(is_span[:, None], run, masked)
+        t = torch.where(is_span, length / L, t)
     return torch.where(masked, torch.full_like(ids, mask_id), ids), masked, t
 
 
@@ -205,8 +227,13 @@ def load_checkpoint(path: Path, params: dict[str, nn.Parameter], opt: torch.opti
 # ---- the run ----------------------------------------------------------------------------------
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then constant (so a run can be extended with --resume and more --steps)."""
-    return config.lr * min(1.0, (step + 1) / config.warmup)
+    """Warm-up, stable, decay: linear warm-up, then constant (so a run can be extended with
+    --resume and more --steps), then, from `decay_from` on, linear to zero at `steps` (the
+    cool-down that lets a constant-rate run settle; Hu et al. 2024, MiniCPM's WSD schedule)."""
+    rate = config.lr * min(1.0, (step + 1) / config.warmup)
+    if config.decay_from and step >= config.decay_from:
+        rate *= (config.steps - step) / (config.steps - config.decay_from)
+    return rate
 
 
 def draw_batch(pools: dict[str, torch.Tensor], config: TrainConfig, g: torch.Generator) -> torch.Tensor:
@@ -241,7 +268,7 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)
         ids = draw_batch(pools, config, g)                                       # (B, L) on CPU
-        noisy, masked, t = noise(ids, mask_id, config.eps, g)
+        noisy, masked, t = noise(ids, mask_id, config.eps, g, config.span_share, config.max_span)
         dev = heldout.device  # random draws stay on the CPU generator; the batch moves
         ids, noisy, masked, t = ids.to(dev), noisy.to(dev), masked.to(dev), t.to(dev)
         loss = diffusion_loss(net, ids, noisy, masked, t, start_id)
@@ -280,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name in ("steps", "seq", "batch", "rank", "warmup", "seed", "checkpoint_every", "eval_rows"):
+    for name in ("steps", "seq", "batch", "rank", "warmup", "seed", "checkpoint_every", "eval_rows",
+                 "max_span", "decay_from"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("alpha", "lr", "eps", "prose_share"):
+    for name in ("alpha", "lr", "eps", "prose_share", "span_share"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--out", type=Path, default=None, help="adapter file (default: the bundled one)")
     p.add_argument("--checkpoint", type=Path, default=None,

@@ -134,3 +134,38 @@ def test_real_split_holds_out_the_benchmark_files():
     names = {d.name for d in held}
     assert set(corpus.BENCH_FILES) <= names
     assert names.isdisjoint(d.name for d in train_docs)
+
+
+def test_span_rows_mask_one_contiguous_run_and_weigh_by_its_share():
+    ids = torch.randint(4, 64, (64, 32), generator=torch.Generator().manual_seed(3))
+    noisy, masked, t = noise(ids, MASK, 1e-3, torch.Generator().manual_seed(0), span_share=1.0, max_span=10)
+    assert (noisy[masked] == MASK).all() and (noisy[~masked] == ids[~masked]).all()
+    for row, share in zip(masked, t):
+        where = row.nonzero().flatten()
+        assert 1 <= len(where) <= 10
+        assert (where == torch.arange(where[0], where[0] + len(where))).all()  # one run
+        assert share.item() == pytest.approx(len(where) / 32)
+    lengths = masked.sum(-1)
+    assert lengths.min() < lengths.max()  # lengths vary
+
+
+def test_span_share_mixes_span_rows_with_independent_masks():
+    ids = torch.randint(4, 64, (400, 32), generator=torch.Generator().manual_seed(3))
+    _, masked, _ = noise(ids, MASK, 1e-3, torch.Generator().manual_seed(0), span_share=0.5, max_span=8)
+    first, last = masked.float().argmax(-1), 31 - masked.flip(-1).float().argmax(-1)
+    one_run = (last - first + 1) == masked.sum(-1)
+    wide = masked.sum(-1) > 8  # only independent masking can exceed max_span
+    assert wide.float().mean() > 0.2 and one_run.float().mean() > 0.5
+
+
+def test_learning_rate_warms_up_holds_then_decays_to_zero():
+    from engine.train import lr_at
+    config = TrainConfig(steps=100, lr=1.0, warmup=10, decay_from=60)
+    rates = [lr_at(s, config) for s in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[30] == rates[59] == 1.0
+    assert rates[80] == pytest.approx(0.5) and rates[99] == pytest.approx(0.025)
+    assert all(a >= b for a, b in zip(rates[60:], rates[61:]))
+    with pytest.raises(ValueError, match="decay_from"):
+        TrainConfig(steps=10, decay_from=10)
+    with pytest.raises(ValueError, match="max_span"):
+        TrainConfig(seq=16, span_share=0.5, max_span=32)
