@@ -6,15 +6,17 @@
    context (the model's own earlier guesses included): the base model used the way it was trained.
    base AR, true left context: the same but every earlier token is the true one (an upper bound
    for any left-to-right decoder; one forward per row).
-2. Single-line infill on held-out Python functions: one line of a function body masked (its true
-   token count given). adapted: engine.infill with the real loop (quality preset); base: greedy
-   left-to-right decoding, causal. Exact match of the line, and share of results that parse.
-3. Quality vs training step: the held-out curve the training run recorded (PNG with matplotlib).
+2. Infill on held-out Python functions: one single-line statement, or a block of 2-4 lines, of a
+   function body masked (its true token count given). adapted: engine.infill with the real loop
+   (quality preset); base: greedy left-to-right decoding, causal. Exact match, and share that parse.
+3. Quality against denoising steps: token accuracy of a 32-token hole for 1..32 forwards.
+4. The training run's held-out curve. 3 and 4 are plotted to a PNG beside the JSON (matplotlib).
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import json
 import sys
 import textwrap
@@ -27,7 +29,7 @@ from . import corpus
 from .canvas import Span
 from .default_model import ADAPTER, DefaultModel, cache_folder, load_default
 from .infill import infill_text
-from .loop import banned_bias
+from .loop import banned_bias, denoise, run
 from .settings import PRESETS
 
 RATIOS = (0.15, 0.5, 0.9)
@@ -132,9 +134,10 @@ def masked_accuracy(base: DefaultModel, adapted: DefaultModel | None, length: in
 
 # ---- single-line infill -----------------------------------------------------------------------
 
-def infill_cases(count: int, max_lines: int = 30) -> list[dict]:
-    """Held-out functions (dedented source) with one single-line statement of their body chosen.
-    The span is "\n" + the line (indentation included): SmolLM2's BPE merges a newline with the
+def infill_cases(count: int, lines: int = 1, max_lines: int = 30, per_file: int = 2) -> list[dict]:
+    """Held-out functions (dedented source) with a run of body statements chosen: one single-line
+    statement (lines=1), or consecutive statements covering 2..`lines` lines (a block).
+    The span is "\n" + the lines (indentation included): SmolLM2's BPE merges a newline with the
     indentation after it, so a prefix ending in "\n" or in spaces would cut a token in two."""
     _, held = corpus.split()
     cases = []
@@ -143,28 +146,46 @@ def infill_cases(count: int, max_lines: int = 30) -> list[dict]:
             tree = ast.parse(doc.text)
         except SyntaxError:
             continue
-        lines = doc.text.splitlines(keepends=True)
+        src = doc.text.splitlines(keepends=True)
+        taken = 0
         for node in ast.walk(tree):
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.decorator_list:
                 continue
             if not 4 <= node.end_lineno - node.lineno + 1 <= max_lines:
                 continue
-            body = [s for s in node.body[1:] if s.lineno == s.end_lineno
-                    and not isinstance(s, ast.Expr)] or []
-            if not body:
+            first, last = chosen_lines(node.body[1:], lines)  # body[0] may be the docstring
+            if first is None:
                 continue
-            stmt = body[len(body) // 2]
-            source = textwrap.dedent("".join(lines[node.lineno - 1:node.end_lineno]))
-            src_lines = source.splitlines(keepends=True)
-            k = stmt.lineno - node.lineno
-            start = sum(len(x) for x in src_lines[:k]) - 1   # at the previous line's newline
-            end = start + 1 + len(src_lines[k].rstrip("\n"))
-            cases.append({"file": doc.name, "function": node.name, "text": source,
+            source = textwrap.dedent("".join(src[node.lineno - 1:node.end_lineno]))
+            rows = source.splitlines(keepends=True)
+            k, m = first - node.lineno, last - first + 1
+            start = sum(len(x) for x in rows[:k]) - 1   # at the previous line's newline
+            end = start + 1 + len("".join(rows[k:k + m]).rstrip("\n"))
+            cases.append({"file": doc.name, "function": node.name, "text": source, "lines": m,
                           "start": start, "end": end, "answer": source[start:end]})
-            break  # one function per file, so the cases spread over files
+            taken += 1
+            if taken == per_file:  # a few per file, so the cases spread over files
+                break
         if len(cases) >= count:
             break
-    return cases
+    return cases[:count]
+
+
+def chosen_lines(body: list[ast.stmt], lines: int) -> tuple[int | None, int | None]:
+    """First and last line of the statement run to mask, from the middle of `body`: one
+    single-line non-expression statement, or (lines > 1) the shortest run of 2..lines lines."""
+    if lines == 1:
+        ones = [s for s in body if s.lineno == s.end_lineno and not isinstance(s, ast.Expr)]
+        return (ones[len(ones) // 2].lineno,) * 2 if ones else (None, None)
+    middle = len(body) // 2
+    for i in list(range(middle, len(body))) + list(range(middle - 1, -1, -1)):
+        for j in range(i, len(body)):
+            span = body[j].end_lineno - body[i].lineno + 1
+            if span > lines:
+                break
+            if span >= 2:
+                return body[i].lineno, body[j].end_lineno
+    return None, None
 
 
 @torch.inference_mode()
@@ -188,9 +209,11 @@ def parses(text: str) -> bool:
         return False
 
 
-def line_infill(base: DefaultModel, adapted: DefaultModel | None, count: int) -> dict:
-    cases = infill_cases(count)
-    results = {"cases": len(cases), "examples": []}
+def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, lines: int) -> dict:
+    """Exact match (lines compared without trailing spaces) and share that parses, per model.
+    Both models get the true token count and keep the first `case["lines"]` lines they write."""
+    cases = infill_cases(count, lines)
+    results = {"cases": len(cases), "lines": lines, "examples": []}
     for name, model in (("base_ar", base), ("adapted", adapted)):
         if model is None:
             continue
@@ -204,39 +227,83 @@ def line_infill(base: DefaultModel, adapted: DefaultModel | None, count: int) ->
             else:
                 doc = infill_text(model, case["text"], [Span(case["start"], case["end"], n)], PRESETS["quality"])
                 span = doc[len(prefix):len(doc) - len(suffix)]
-            line = span.removeprefix("\n").split("\n", 1)[0]
-            doc = prefix + "\n" + line + suffix
-            exact += line.strip() == case["answer"].strip()
-            ok += parses(doc)
+            got = "\n".join(span.removeprefix("\n").split("\n")[:case["lines"]])
+            exact += same_lines(got, case["answer"].removeprefix("\n"))
+            ok += parses(prefix + "\n" + got + suffix)
             if sum(e["model"] == name for e in results["examples"]) < 4:
-                results["examples"].append({"model": name, "truth": case["answer"].removeprefix("\n"), "got": line})
+                results["examples"].append({"model": name, "truth": case["answer"].removeprefix("\n"), "got": got})
         results[name] = {"exact_match": exact / max(1, len(cases)), "parses": ok / max(1, len(cases)),
                          "seconds": time.perf_counter() - started}
-        print(f"[eval] infill {name} {json.dumps(results[name])}", file=sys.stderr, flush=True)
+        print(f"[eval] infill {lines} line(s) {name} {json.dumps(results[name])}", file=sys.stderr, flush=True)
     return results
 
 
-# ---- quality vs steps -------------------------------------------------------------------------
+def same_lines(a: str, b: str) -> bool:
+    return [x.rstrip() for x in a.strip("\n").split("\n")] == [x.rstrip() for x in b.strip("\n").split("\n")]
 
-def training_curve(checkpoint: Path, png: Path | None) -> list[dict]:
+
+# ---- quality vs denoising steps ---------------------------------------------------------------
+
+@torch.inference_mode()
+def steps_curve(base: DefaultModel, adapted: DefaultModel, rows_per_kind: int,
+                steps: tuple[int, ...], span: int = 32, side: int = 48) -> list[dict]:
+    """Token accuracy of a `span`-token hole between `side` clean tokens on each side, filled by
+    the real loop (quality preset) with a budget of `steps` forwards; base AR greedy (one forward
+    per token, left context only) as the reference point."""
+    out = []
+    for kind in ("prose", "code"):
+        rows = heldout_rows(base, kind, 2 * side + span, rows_per_kind, seed=11)
+        holes = (torch.arange(rows.shape[1]) >= side) & (torch.arange(rows.shape[1]) < side + span)
+        noisy = torch.where(holes, base.mask_id, rows)
+        ar = accuracy_causal_greedy(base, noisy, holes.expand_as(rows), rows)
+        for s in steps:
+            started, hits = time.perf_counter(), 0
+            settings = dataclasses.replace(PRESETS["quality"], steps=s)
+            for row in rows:
+                final = run(denoise(adapted, row, ((side, side + span),), torch.zeros_like(holes), settings))
+                hits += int((final.tokens[0, holes] == row[holes]).sum())
+            out.append({"kind": kind, "steps": s, "adapted": hits / (span * rows.shape[0]), "base_ar_greedy": ar,
+                        "rows": rows.shape[0], "seconds": time.perf_counter() - started})
+            print(f"[eval] steps {json.dumps(out[-1])}", file=sys.stderr, flush=True)
+    return out
+
+
+# ---- training curve and plot ------------------------------------------------------------------
+
+def training_curve(checkpoint: Path) -> list[dict]:
+    """The held-out curve the training run recorded in its checkpoint (empty without one)."""
     if not checkpoint.is_file():
         print(f"[eval] no training checkpoint at {checkpoint}: no curve", file=sys.stderr)
         return []
     history = torch.load(checkpoint, weights_only=False)["history"]
-    if png is not None:
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            print("[eval] matplotlib is not installed: no PNG (the curve is in the JSON)", file=sys.stderr)
-        else:
-            fig, ax = plt.subplots(figsize=(5, 3))
-            ax.plot([h["step"] for h in history], [h["heldout_acc"] for h in history], marker="o")
-            ax.set_xlabel("training step"), ax.set_ylabel("held-out masked accuracy")
-            fig.tight_layout()
-            fig.savefig(png, dpi=100)
     return [{k: h[k] for k in ("step", "train_loss", "heldout_ce", "heldout_acc")} for h in history]
+
+
+def plot(report: dict, png: Path) -> None:
+    """Two panels: accuracy against denoising steps, held-out CE against training step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for kind, colour in (("prose", "tab:blue"), ("code", "tab:orange")):
+        points = [r for r in report["steps_curve"] if r["kind"] == kind]
+        if points:
+            left.plot([r["steps"] for r in points], [r["adapted"] for r in points], "o-", color=colour,
+                      label=f"{kind}: adapted, denoising")
+            left.axhline(points[0]["base_ar_greedy"], color=colour, linestyle="--",
+                         label=f"{kind}: base, left to right")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("denoising steps for a 32-token hole"), left.set_ylabel("token accuracy")
+    left.legend(fontsize=7)
+    curve = [c for c in report["curve"] if c["step"] > 0]
+    if curve:
+        right.plot([c["step"] for c in curve], [c["heldout_ce"] for c in curve], ".-", color="tab:green")
+    right.set_xlabel("training step"), right.set_ylabel("held-out masked CE")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,11 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapter", type=Path, default=ADAPTER)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="JSON results (default: <data>/eval.json)")
-    p.add_argument("--png", type=Path, default=None, help="quality-vs-steps plot (needs matplotlib)")
+    p.add_argument("--png", type=Path, default=None,
+                   help="plot of quality against steps (default: next to the JSON; needs matplotlib)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    length, rows, cases = (64, 4, 3) if args.quick else (128, 16, 16)
+    if args.quick:
+        length, rows, single, multi, curve_rows, steps = 64, 4, 3, 2, 1, (1, 4, 32)
+    else:
+        length, rows, single, multi, curve_rows, steps = 128, 16, 32, 16, 6, (1, 2, 4, 8, 16, 32)
     base = load_default(adapter=None)
     adapted = load_default(adapter=args.adapter) if args.adapter.is_file() else None
     if adapted is None:
@@ -259,11 +330,19 @@ def main(argv: list[str] | None = None) -> int:
     report = {"quick": args.quick, "adapter": str(args.adapter) if adapted else None,
               "threads": torch.get_num_threads(),
               "masked_accuracy": masked_accuracy(base, adapted, length, rows),
-              "line_infill": line_infill(base, adapted, cases),
-              "curve": training_curve(data / "train" / (args.adapter.stem + ".pt"), args.png)}
+              "line_infill": infill_eval(base, adapted, single, lines=1),
+              "block_infill": infill_eval(base, adapted, multi, lines=4),
+              "steps_curve": steps_curve(base, adapted, curve_rows, steps) if adapted else [],
+              "curve": training_curve(data / "train" / (args.adapter.stem + ".pt"))}
     out = args.out or data / ("eval-quick.json" if args.quick else "eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
+    png = args.png or out.with_suffix(".png")
+    try:
+        plot(report, png)
+        print(f"[eval] plot: {png}", file=sys.stderr)
+    except ImportError:
+        print("[eval] matplotlib is not installed: no PNG (the figures are in the JSON)", file=sys.stderr)
     print(table(report))
     return 0
 
@@ -274,11 +353,16 @@ def table(report: dict) -> str:
     for r in report["masked_accuracy"]:
         lines.append(f"| {r['kind']} | {r['mask']:.0%} | {r['base_ar_greedy']:.3f} | {r['base_ar_true_left']:.3f} "
                      f"| {r['base_bidirectional']:.3f} | {r.get('adapted', float('nan')):.3f} |")
-    li = report["line_infill"]
-    lines += ["", f"single-line infill, {li['cases']} held-out functions:", "| model | exact | parses |", "|---|---|---|"]
-    for name in ("base_ar", "adapted"):
-        if name in li:
-            lines.append(f"| {name} | {li[name]['exact_match']:.2f} | {li[name]['parses']:.2f} |")
+    for key, what in (("line_infill", "single-line"), ("block_infill", "multi-line (2-4 lines)")):
+        li = report[key]
+        lines += ["", f"{what} infill, {li['cases']} held-out functions:", "| model | exact | parses |",
+                  "|---|---|---|"]
+        lines += [f"| {name} | {li[name]['exact_match']:.2f} | {li[name]['parses']:.2f} |"
+                  for name in ("base_ar", "adapted") if name in li]
+    if report["steps_curve"]:
+        lines += ["", "| text | denoising steps (32-token hole) | adapted acc | base AR greedy acc |", "|---|---|---|---|"]
+        lines += [f"| {r['kind']} | {r['steps']} | {r['adapted']:.3f} | {r['base_ar_greedy']:.3f} |"
+                  for r in report["steps_curve"]]
     if report["curve"]:
         lines += ["", "| step | train loss | held-out CE | held-out acc |", "|---|---|---|---|"]
         lines += [f"| {c['step']} | {c['train_loss']:.3f} | {c['heldout_ce']:.3f} | {c['heldout_acc']:.3f} |"

@@ -31,6 +31,29 @@ def llada_name(name: str) -> str | None:
     raise KeyError(f"unexpected tensor {name!r} in a LLaDA checkpoint")
 
 
+def to_llada_name(ours: str) -> str:
+    """Our parameter names -> LLaDA's (the inverse of `llada_name`), to write LLaDA folders."""
+    back = {v: k for k, v in _BLOCK.items()}
+    module, leaf = ours.rsplit(".", 1)
+    if module.startswith("blocks."):
+        _, i, rest = module.split(".", 2)
+        return f"model.transformer.blocks.{i}.{back[rest]}.{leaf}"
+    top = {"embed": "wte", "norm": "ln_f", "head": "ff_out"}
+    return f"model.transformer.{top[module]}.{leaf}"
+
+
+def llada_config(shape: LlamaShape, mask_id: int, eos_id: int | None) -> dict:
+    """config.json of a LLaDA folder holding a LlamaNet of `shape` (what `llada_shape` reads)."""
+    return {"model_type": "llada", "architectures": ["LLaDAModelLM"], "d_model": shape.width,
+            "n_layers": shape.layers, "n_heads": shape.heads, "n_kv_heads": shape.kv_heads,
+            "mlp_hidden_size": shape.ffn, "vocab_size": shape.vocab, "embedding_size": shape.vocab,
+            "max_sequence_length": shape.max_length, "rope_theta": shape.rope_theta,
+            "rms_norm_eps": shape.norm_eps, "weight_tying": shape.tie_embeddings, "block_type": "llama",
+            "layer_norm_type": "rms", "activation_type": "silu", "include_bias": False,
+            "include_qkv_bias": shape.qkv_bias, "rope": True, "alibi": False,
+            "mask_token_id": mask_id, "eos_token_id": eos_id}
+
+
 def llada_shape(config: dict) -> LlamaShape:
     """LlamaShape from LLaDA's config keys (d_model, n_layers, n_heads, n_kv_heads, ...)."""
     unsupported = {"block_type": "llama", "layer_norm_type": "rms", "activation_type": "silu",

@@ -147,20 +147,27 @@ def noise(ids: torch.Tensor, mask_id: int, eps: float, g: torch.Generator, span_
 
 
 def diffusion_loss(net: LlamaNet, ids: torch.Tensor, noisy: torch.Tensor, masked: torch.Tensor,
-                   t: torch.Tensor, start_id: int) -> torch.Tensor:
-    """sum over masked positions of CE / t, divided by B * L. Row i of [start] + noisy scores
-    canvas token i (the shifted head), so the head runs on the masked rows only."""
+                   t: torch.Tensor, start_id: int | None) -> torch.Tensor:
+    """sum over masked positions of CE / t, divided by B * L. With a `start_id` the head is
+    shifted: row i of [start] + noisy scores canvas token i (Dream, the bundled model); without,
+    row i scores token i (LLaDA). The head runs on the masked rows only."""
     B, L = ids.shape
-    x = torch.cat([torch.full_like(noisy[:, :1], start_id), noisy], dim=1)       # (B, L+1)
-    h = net.hidden(x, causal=False)[:, :L]                                        # (B, L, d)
+    h = net.hidden(with_start(noisy, start_id), causal=False)[:, :L]             # (B, L, d)
     logits = net.project(h[masked])                                              # (M, V)
     ce = F.cross_entropy(logits.float(), ids[masked], reduction="none")          # (M,)
     weight = (1.0 / t)[:, None].expand(B, L)[masked]                              # (M,)
     return (ce * weight).sum() / (B * L)
 
 
+def with_start(ids: torch.Tensor, start_id: int | None) -> torch.Tensor:
+    """(B, L) -> (B, L+1) with the start token in front, or unchanged without one."""
+    if start_id is None:
+        return ids
+    return torch.cat([torch.full_like(ids[:, :1], start_id), ids], dim=1)
+
+
 @torch.no_grad()
-def heldout_loss(net: LlamaNet, rows: torch.Tensor, mask_id: int, start_id: int,
+def heldout_loss(net: LlamaNet, rows: torch.Tensor, mask_id: int, start_id: int | None,
                  ratios: tuple[float, ...] = (0.15, 0.5, 0.9), seed: int = 1234) -> dict:
     """Mean masked CE and accuracy on fixed held-out rows at fixed masking ratios (same masks
     every call, so checkpoints are comparable)."""
@@ -169,8 +176,7 @@ def heldout_loss(net: LlamaNet, rows: torch.Tensor, mask_id: int, start_id: int,
     for ratio in ratios:
         masked = (torch.rand(rows.shape, generator=g) < ratio).to(rows.device)
         noisy = torch.where(masked, torch.full_like(rows, mask_id), rows)
-        x = torch.cat([torch.full_like(noisy[:, :1], start_id), noisy], dim=1)
-        h = net.hidden(x)[:, : rows.shape[1]]
+        h = net.hidden(with_start(noisy, start_id))[:, : rows.shape[1]]
         logits = net.project(h[masked])
         ce_sum += F.cross_entropy(logits, rows[masked], reduction="sum").item()
         hits += (logits.argmax(-1) == rows[masked]).sum().item()

@@ -10,27 +10,13 @@ from engine import SamplerSettings, Span, infill_text, load_model
 from engine.default_model import (INSTALL_HINT, apply_adapter, gguf_tokenizer, load_default,
                                   permute_rows, read_gguf_weights)
 from engine.llama_family import LlamaDiffusionLM, LlamaNet, LlamaShape, hf_llama_name
-from engine.llada import llada_name
+from engine.llada import llada_name, to_llada_name
 from tests.tiny import byte_bpe_tokenizer
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             intermediate_size=64, max_position_embeddings=128)
 DOC = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))  # café 🙂\n"
 IDS = torch.tensor([[5, 77, 130, 9, 250, 31, 64, 2, 199, 42, 18, 300]])
-
-# Our parameter names -> LLaDA's (the inverse of engine.llada.llada_name), to write LLaDA folders.
-LLADA_OF = {"embed": "wte", "norm": "ln_f", "head": "ff_out", "attn_norm": "attn_norm",
-            "mlp_norm": "ff_norm", "attn.q": "q_proj", "attn.k": "k_proj", "attn.v": "v_proj",
-            "attn.o": "attn_out", "mlp.gate": "ff_proj", "mlp.up": "up_proj", "mlp.down": "ff_out"}
-
-
-def to_llada(ours: str) -> str:
-    module, leaf = ours.rsplit(".", 1)
-    if module.startswith("blocks."):
-        _, i, rest = module.split(".", 2)
-        return f"model.transformer.blocks.{i}.{LLADA_OF[rest]}.{leaf}"
-    return f"model.transformer.{LLADA_OF[module]}.{leaf}"
-
 
 def randomize(model: torch.nn.Module) -> torch.nn.Module:
     """Random weights big enough that a wrong mapping shows (HF inits norms to 1, biases to 0)."""
@@ -52,7 +38,7 @@ def llada(tmp_path_factory):
     vocab = len(tok) + 16  # LLaDA pads its embedding (embedding_size > tokenizer size)
     hf = randomize(LlamaForCausalLM(LlamaConfig(vocab_size=vocab, rope_theta=500000.0,
                                                  rms_norm_eps=1e-5, tie_word_embeddings=False, **TINY)))
-    state = {to_llada(hf_llama_name(k)): v.contiguous() for k, v in hf.state_dict().items()
+    state = {to_llada_name(hf_llama_name(k)): v.contiguous() for k, v in hf.state_dict().items()
              if hf_llama_name(k) is not None}
     names = sorted(state)
     shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
@@ -262,11 +248,20 @@ def test_default_model_completes_and_infills():
     assert model.label.startswith("SmolLM2-135M") and model.shifted
     assert model.codec.tokenizer.convert_ids_to_tokens(model.mask_id) == "<empty_output>"
     tok = model.codec.tokenizer
+    base = load_default(adapter=None)  # the GGUF read right: the base model still knows its facts
     ids = torch.tensor([tok.encode("The capital of France is")])
     with torch.no_grad():
         for _ in range(3):
-            ids = torch.cat([ids, model.net(ids, causal=True)[:, -1:].argmax(-1)], dim=1)
+            ids = torch.cat([ids, base.net(ids, causal=True)[:, -1:].argmax(-1)], dim=1)
     assert "Paris" in tok.decode(ids[0])
     text = "The capital of France is Paris. The capital of Italy is Rome."
     out = infill_text(model, text, [Span(49, 53, length=2)], SamplerSettings(steps=2))
     assert out.startswith(text[:49]) and out.endswith(text[53:]) and len(out) > len(text) - 4
+
+
+def test_llada_names_round_trip_for_every_parameter():
+    for tie in (False, True):
+        net = LlamaNet(LlamaShape(vocab=40, width=16, layers=2, heads=2, kv_heads=1, ffn=24, tie_embeddings=tie))
+        names = list(net.state_dict())
+        assert len({to_llada_name(n) for n in names}) == len(names)
+        assert all(llada_name(to_llada_name(n)) == n for n in names)

@@ -1,0 +1,152 @@
+"""`python -m engine.scratch`: a tiny masked diffusion model trained from scratch, saved as a LLaDA folder.
+
+It is the test suite's real model: a few MB, trained here on the same corpus as the bundled adapter
+(engine.corpus, held-out split by file), loaded by tests through `load_model(folder)`, the path a
+user's LLaDA checkpoint takes. Tests need no 135M weights and still see a trained denoiser.
+
+1. Train a byte-level BPE tokenizer on the training documents (`<|endoftext|>`, `<|mdm_mask|>`).
+2. Build a small LlamaNet and train every weight with the masked-diffusion objective of
+   engine.train (independent masks plus span rows; LLaDA's unshifted head: row i scores token i).
+3. Write config.json (LLaDA keys), model.safetensors (LLaDA names, float16), the tokenizer files
+   and training.json (settings and held-out figures) to the output folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import corpus
+from .llada import llada_config, to_llada_name
+from .llama_family import LlamaNet, LlamaShape
+from .train import TrainConfig, diffusion_loss, draw_batch, heldout_loss, lr_at, noise
+
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tiny-llada"
+SPECIALS = ("<|endoftext|>", "<|mdm_mask|>")
+SHAPE = LlamaShape(vocab=1024, width=128, layers=4, heads=4, kv_heads=4, ffn=384, rope_theta=10000.0,
+                   norm_eps=1e-5, tie_embeddings=False, max_length=1024)
+CONFIG = TrainConfig(steps=1500, seq=128, batch=16, lr=3e-3, warmup=50, decay_from=1000,
+                     span_share=0.3, max_span=48, checkpoint_every=250, eval_rows=32)
+
+
+def train_tokenizer(texts: list[str], vocab: int):
+    """A byte-level BPE (GPT-2 / LLaDA style) with the two special tokens, as a transformers
+    tokenizer so `save_pretrained` writes the files every loader reads."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=list(SPECIALS), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=SPECIALS[0], pad_token=SPECIALS[0],
+                                   mask_token=SPECIALS[1])
+
+
+def init_weights(net: LlamaNet, seed: int) -> LlamaNet:
+    """N(0, 0.02) matrices, output projections scaled by 1/sqrt(2 * layers) (GPT-2), norms at 1."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if p.dim() == 1:
+                p.fill_(1.0)
+                continue
+            std = 0.02 / math.sqrt(2 * net.shape.layers) if name.endswith(("attn.o.weight", "mlp.down.weight")) else 0.02
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return net
+
+
+def train_scratch(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, mask_id: int,
+                  config: TrainConfig, log_every: int = 50) -> list[dict]:
+    """Every weight trained on the masked-diffusion loss (unshifted head, no start token)."""
+    net.requires_grad_(True).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    g = torch.Generator().manual_seed(config.seed + 1)
+    history = [{"step": 0, **heldout_loss(net, heldout, mask_id, None)}]
+    started, window = time.perf_counter(), []
+    for step in range(config.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, config)
+        ids = draw_batch(pools, config, g)                                       # (B, L)
+        noisy, masked, t = noise(ids, mask_id, config.eps, g, config.span_share, config.max_span)
+        loss = diffusion_loss(net, ids, noisy, masked, t, None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        window.append(loss.item())
+        done = step + 1
+        if done % log_every == 0 or done == config.steps:
+            rate = done * ids.numel() / (time.perf_counter() - started)
+            print(f"[scratch] step {done}/{config.steps} loss {sum(window) / len(window):.3f} "
+                  f"{rate:.0f} tok/s", file=sys.stderr, flush=True)
+            window = []
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            net.eval()
+            history.append({"step": done, **heldout_loss(net, heldout, mask_id, None)})
+            net.train()
+            print(f"[scratch] eval {json.dumps(history[-1])}", file=sys.stderr, flush=True)
+    net.requires_grad_(False).eval()
+    return history
+
+
+def save_llada_folder(folder: Path, net: LlamaNet, tokenizer, info: dict) -> None:
+    """The folder a LLaDA user would have: config.json, model.safetensors, tokenizer files."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {to_llada_name(k): v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"))
+    (folder / "model.safetensors").chmod(0o644)  # a file for the repository, not private state
+    config = llada_config(net.shape, tokenizer.mask_token_id, tokenizer.eos_token_id)
+    (folder / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    tokenizer.save_pretrained(folder)
+    (folder / "training.json").write_text(json.dumps(info, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.scratch", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=FIXTURE, help=f"folder to write (default: {FIXTURE})")
+    p.add_argument("--steps", type=int, default=CONFIG.steps)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(**{**asdict(CONFIG), "steps": args.steps,
+                            "decay_from": min(CONFIG.decay_from, args.steps * 2 // 3)})
+    torch.manual_seed(config.seed)
+    train_docs, held_docs = corpus.split()
+    tokenizer = train_tokenizer([d.text for d in train_docs], SHAPE.vocab)
+    if len(tokenizer) > SHAPE.vocab:
+        raise ValueError(f"tokenizer has {len(tokenizer)} ids, the net only {SHAPE.vocab}")
+    encode, sep = (lambda s: tokenizer.encode(s, add_special_tokens=False)), tokenizer.eos_token_id
+    pools = {kind: corpus.chunks([d for d in train_docs if d.kind == kind], encode, config.seq, sep)
+             for kind in ("code", "prose")}
+    held = torch.cat([corpus.chunks([d for d in held_docs if d.kind == kind], encode, config.seq, sep)
+                      [: config.eval_rows // 2] for kind in ("code", "prose")])
+    print(f"[scratch] tokenizer {len(tokenizer)} ids; rows: code {pools['code'].shape[0]}, prose "
+          f"{pools['prose'].shape[0]}; held-out eval rows {held.shape[0]}", file=sys.stderr, flush=True)
+    net = init_weights(LlamaNet(SHAPE), config.seed)
+    started = time.perf_counter()
+    history = train_scratch(net, pools, held, tokenizer.mask_token_id, config)
+    info = {"config": asdict(config), "shape": asdict(SHAPE), "history": history,
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "train_tokens": config.steps * config.batch * config.seq,
+            "minutes": (time.perf_counter() - started) / 60, "threads": torch.get_num_threads(),
+            "data": "engine.corpus training split (CPython stdlib source + pydoc topics, PSF licence)"}
+    save_llada_folder(args.out, net, tokenizer, info)
+    print(f"[scratch] wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
