@@ -16,12 +16,7 @@ from tests.tiny import byte_bpe_tokenizer
 SHAPE = LlamaShape(vocab=420, width=32, layers=2, heads=4, kv_heads=2, ffn=48, max_length=256)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_written_folder_loads_back_as_llada_with_the_same_logits(tmp_path):

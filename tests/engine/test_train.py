@@ -29,13 +29,7 @@ def pools(seed: int = 0) -> dict[str, torch.Tensor]:
             "prose": torch.randint(4, 64, (10, 16), generator=g)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets gain nothing from threads, and lose a lot on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONFIG = TrainConfig(steps=6, seq=16, batch=2, rank=4, lr=1e-2, warmup=2, checkpoint_every=3, eval_rows=2)
