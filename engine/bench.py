@@ -146,13 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edits", type=int, help="edits per workload, p50/p90 over them (3; --quick 2)")
     parser.add_argument("--configs", help="comma-separated subset of " + ",".join(CONFIGS))
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="also run the fast preset with these settings changed, as config fast+NAME "
+                             "(e.g. w64:context_window=64,tokens_per_step=6); repeatable")
     args = parser.parse_args(argv)
+    try:
+        variants = dict(parse_variant(v) for v in args.variant)
+    except ValueError as err:
+        parser.error(str(err))
 
     names = args.configs.split(",") if args.configs else list(QUICK_CONFIGS if args.quick else CONFIGS)
     unknown = [n for n in names if n not in CONFIGS]
     if unknown or "reference" not in names:
         parser.error(f"configs must include reference and come from {', '.join(CONFIGS)}")
-    names = ["reference"] + [n for n in names if n != "reference"]  # ratios need it measured first
+    names = ["reference"] + [n for n in names if n != "reference"] + list(variants)  # reference first: ratios
     from .load import load_model
     model = load_model(args.model, device=args.device)
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         reference = None
         for name in names:
             print(f"[bench] {workload}: {name} ...", file=sys.stderr, flush=True)
-            results = measure(model, edits, CONFIGS[name])
+            results = measure(model, edits, CONFIGS.get(name) or variants[name])
             if name == "reference":
                 reference, ref_ms = results, statistics.median(r["seconds"] for r in results)
             row = summarise(name, workload, edits, results, reference, device)
@@ -172,6 +179,24 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
     print(json.dumps(rows, indent=1) if args.json else table(rows, model.label))
     return 0
+
+
+def parse_variant(spec: str) -> tuple[str, SamplerSettings]:
+    """"w64:context_window=64,cache=none" -> ("fast+w64", the fast preset so changed); values
+    are read as JSON where they parse (64, 0.8, null) and as text otherwise (none, dual)."""
+    name, sep, body = spec.partition(":")
+    if not sep or not name or not body:
+        raise ValueError(f"--variant {spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
+    values = {}
+    for item in body.split(","):
+        key, eq, raw = item.partition("=")
+        if not eq:
+            raise ValueError(f"--variant {spec!r}: {item!r} is not KEY=VALUE")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw.strip()
+    return f"fast+{name}", PRESETS["fast"].with_values(values)
 
 
 def rows_forwards(rows: list[dict], workload: str, row: dict) -> float:
