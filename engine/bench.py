@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the 32-token span in a ~512-token document, reference and fast")
     parser.add_argument("--edits", type=int, help="edits per workload, p50/p90 over them (3; --quick 2)")
     parser.add_argument("--configs", help="comma-separated subset of " + ",".join(CONFIGS))
+    parser.add_argument("--sizes", help="document sizes in tokens, comma-separated (512,2000; --quick 512)")
+    parser.add_argument("--spans", help="span lengths in tokens, comma-separated (8,32,128; --quick 32)")
+    parser.add_argument("--no-generate", action="store_true", help="skip the 256-token generation workload")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="also run the fast preset with these settings changed, as config fast+NAME "
@@ -160,11 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or "reference" not in names:
         parser.error(f"configs must include reference and come from {', '.join(CONFIGS)}")
     names = ["reference"] + [n for n in names if n != "reference"] + list(variants)  # reference first: ratios
+    sizes, spans = (parse_counts(parser, v, "--" + n, d) for v, n, d in
+                    ((args.sizes, "sizes", (512,) if args.quick else (512, 2000)),
+                     (args.spans, "spans", (32,) if args.quick else (8, 32, 128))))
     from .load import load_model
     model = load_model(args.model, device=args.device)
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else
                                   f" ({torch.get_num_threads()} threads)")
-    workloads = plan(model, args.quick, args.edits or (2 if args.quick else 3))
+    workloads = plan(model, sizes, spans, generate=not (args.quick or args.no_generate),
+                     edits=args.edits or (2 if args.quick else 3))
     rows = []
     for workload, edits in workloads.items():
         reference = None
@@ -204,15 +211,28 @@ def rows_forwards(rows: list[dict], workload: str, row: dict) -> float:
     return ref["forwards"] / row["forwards"]
 
 
-def plan(model: DiffusionLM, quick: bool, edits: int) -> dict[str, list[Edit]]:
+def parse_counts(parser: argparse.ArgumentParser, value: str | None, flag: str,
+                 default: tuple[int, ...]) -> tuple[int, ...]:
+    if value is None:
+        return default
+    try:
+        counts = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        parser.error(f"{flag} takes whole numbers >= 1 separated by commas, got {value!r}")
+    return counts
+
+
+def plan(model: DiffusionLM, sizes: tuple[int, ...], spans: tuple[int, ...], generate: bool,
+         edits: int) -> dict[str, list[Edit]]:
     codec = model.codec
-    sizes, spans = ((512,), (32,)) if quick else ((512, 2000), (8, 32, 128))
     out: dict[str, list[Edit]] = {}
     for size in sizes:
         for kind, text in documents(codec, size).items():
             for n in spans:
                 out[f"{kind}-{size}/span-{n}"] = span_edits(codec, f"{kind}-{size}", text, n, edits)
-    if not quick:
+    if generate:
         out["generate-256"] = generation_edits(codec, documents(codec, 2000)["prose"], 256, edits)
     return out
 

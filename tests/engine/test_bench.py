@@ -10,7 +10,7 @@ from tests.engine.test_context import tiny_llama
 def test_bench_rows_compare_configs_on_the_same_edits(monkeypatch, capsys):
     model = tiny_llama(True, True)
     monkeypatch.setattr("engine.load.load_model", lambda *a, **k: model)
-    monkeypatch.setattr(bench, "plan", lambda m, quick, edits: {
+    monkeypatch.setattr(bench, "plan", lambda m, sizes, spans, generate, edits: {
         "code/span-6": bench.span_edits(m.codec, "code", "def add(a, b):\n    return a + b\n" * 6, 6, edits)})
     assert bench.main(["--quick", "--json", "--configs", "dual_cache,reference,fast",
                        "--variant", "all:tokens_per_step=6"]) == 0
@@ -41,3 +41,10 @@ def test_variants_change_the_fast_preset_and_bad_ones_are_refused():
                          ("x:windows=3", "unknown setting"), ("x:context_window=0", "context_window")):
         with pytest.raises(ValueError, match=message):
             bench.parse_variant(bad)
+
+
+@pytest.mark.parametrize("flag", ["--sizes", "--spans"])
+@pytest.mark.parametrize("value", ["", "0", "8,x", "-3"])
+def test_bench_refuses_bad_sizes_and_spans(flag, value):
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", flag, value])
