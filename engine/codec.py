@@ -1,6 +1,7 @@
 """TextCodec: the one adapter between text and token ids (wraps a Hugging Face tokenizer)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -71,9 +72,35 @@ class TextCodec:
         return out
 
     def token_text(self, token_id: int) -> str:
-        """How one token reads on its own (for token views and inspectors)."""
-        return self.tokenizer.decode([int(token_id)], skip_special_tokens=False,
+        """How one token reads on its own (for token views and inspectors). A byte-level token
+        that holds part of a multi-byte character shows its bytes, `<0xE2><0x80>`, the way
+        SentencePiece names byte tokens, instead of a replacement character."""
+        text = self.tokenizer.decode([int(token_id)], skip_special_tokens=False,
                                      clean_up_tokenization_spaces=False)
+        if "\ufffd" not in text:
+            return text
+        piece = self.tokenizer.convert_ids_to_tokens(int(token_id))
+        raw = byte_level_bytes(piece) if isinstance(piece, str) else None
+        return text if raw is None else "".join(f"<0x{b:02X}>" for b in raw)
+
+
+def byte_level_bytes(piece: str) -> bytes | None:
+    """The bytes behind a GPT-2-style byte-level token string, or None if it is not one. That
+    scheme shows printable Latin-1 bytes as themselves and moves the other 68 bytes to the
+    code points 256, 257, ... in byte order, so every byte has a visible character."""
+    table = _byte_level_table()
+    if not piece or any(ch not in table for ch in piece):
+        return None
+    return bytes(table[ch] for ch in piece)
+
+
+@functools.cache
+def _byte_level_table() -> dict[str, int]:
+    visible = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    moved = [b for b in range(256) if b not in visible]
+    table = {chr(b): b for b in visible}
+    table.update({chr(256 + i): b for i, b in enumerate(moved)})
+    return table
 
 
 def _special_frame(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -110,3 +110,16 @@ def test_pieces_cut_decoded_text_at_token_edges_without_broken_characters(text):
     pieces = codec.pieces(ids)
     assert len(pieces) == len(ids) and "".join(pieces) == codec.decode(ids) == text
     assert not any("\ufffd" in p for p in pieces)
+
+
+@pytest.mark.parametrize("text", ["naïve café 東京 🙂!", "🙂🙂 x", "𝔘𝔫𝔦"])
+def test_token_text_shows_the_bytes_of_a_token_that_splits_a_character(text):
+    from tests.tiny import byte_bpe_tokenizer
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer())
+    shown = [codec.token_text(i) for i in codec.encode(text)]
+    assert not any("\ufffd" in s for s in shown)
+    # Whole tokens read as text; split ones as <0xNN> bytes; together they spell the text's bytes.
+    raw = b"".join(bytes.fromhex(s.replace("<0x", "").replace(">", "")) if s.startswith("<0x") else s.encode()
+                   for s in shown)
+    assert raw == text.encode()
+    assert any(s.startswith("<0x") for s in shown)
