@@ -8,7 +8,8 @@
    for any left-to-right decoder; one forward per row).
 2. Infill on held-out Python functions: one single-line statement, or a block of 2-4 lines, of a
    function body masked (its true token count given). adapted: engine.infill with the real loop
-   (quality preset); base: greedy left-to-right decoding, causal. Exact match, and share that parse.
+   (quality preset; adapted_fast: the fast preset the page uses); base: greedy left-to-right
+   decoding, causal. Exact match, and share that parse.
 3. Quality against denoising steps: token accuracy of a 32-token hole for 1..32 forwards.
 4. The training run's held-out curve. 3 and 4 are plotted to a PNG beside the JSON (matplotlib).
 """
@@ -214,18 +215,19 @@ def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, li
     Both models get the true token count and keep the first `case["lines"]` lines they write."""
     cases = infill_cases(count, lines)
     results = {"cases": len(cases), "lines": lines, "examples": []}
-    for name, model in (("base_ar", base), ("adapted", adapted)):
-        if model is None:
-            continue
+    runs = [("base_ar", base, None)]
+    if adapted is not None:  # the reference sampler, and the page's default fast path
+        runs += [("adapted", adapted, PRESETS["quality"]), ("adapted_fast", adapted, PRESETS["fast"])]
+    for name, model, settings in runs:
         exact = ok = 0
         started = time.perf_counter()
         for case in cases:
             n = len(model.codec.encode(case["answer"]))
             prefix, suffix = case["text"][:case["start"]], case["text"][case["end"]:]
-            if name == "base_ar":
+            if settings is None:
                 span = ar_text(model, prefix, n)
             else:
-                doc = infill_text(model, case["text"], [Span(case["start"], case["end"], n)], PRESETS["quality"])
+                doc = infill_text(model, case["text"], [Span(case["start"], case["end"], n)], settings)
                 span = doc[len(prefix):len(doc) - len(suffix)]
             got = "\n".join(span.removeprefix("\n").split("\n")[:case["lines"]])
             exact += same_lines(got, case["answer"].removeprefix("\n"))
@@ -358,7 +360,7 @@ def table(report: dict) -> str:
         lines += ["", f"{what} infill, {li['cases']} held-out functions:", "| model | exact | parses |",
                   "|---|---|---|"]
         lines += [f"| {name} | {li[name]['exact_match']:.2f} | {li[name]['parses']:.2f} |"
-                  for name in ("base_ar", "adapted") if name in li]
+                  for name in ("base_ar", "adapted", "adapted_fast") if name in li]
     if report["steps_curve"]:
         lines += ["", "| text | denoising steps (32-token hole) | adapted acc | base AR greedy acc |", "|---|---|---|---|"]
         lines += [f"| {r['kind']} | {r['steps']} | {r['adapted']:.3f} | {r['base_ar_greedy']:.3f} |"
