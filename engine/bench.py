@@ -21,7 +21,7 @@ import torch
 from .canvas import Span, build_canvas
 from .infill import infill
 from .model import DiffusionLM
-from .settings import PRESETS, SamplerSettings
+from .settings import PRESETS, SamplerSettings, parse_variant
 
 REFERENCE = SamplerSettings(strategy="low_confidence")
 CONFIGS: dict[str, SamplerSettings] = {
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(e.g. w64:context_window=64,tokens_per_step=6); repeatable")
     args = parser.parse_args(argv)
     try:
-        variants = dict(parse_variant(v) for v in args.variant)
+        variants = dict(parse_variant(v, "fast") for v in args.variant)
     except ValueError as err:
         parser.error(str(err))
 
@@ -186,24 +186,6 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
     print(json.dumps(rows, indent=1) if args.json else table(rows, model.label))
     return 0
-
-
-def parse_variant(spec: str) -> tuple[str, SamplerSettings]:
-    """"w64:context_window=64,cache=none" -> ("fast+w64", the fast preset so changed); values
-    are read as JSON where they parse (64, 0.8, null) and as text otherwise (none, dual)."""
-    name, sep, body = spec.partition(":")
-    if not sep or not name or not body:
-        raise ValueError(f"--variant {spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
-    values = {}
-    for item in body.split(","):
-        key, eq, raw = item.partition("=")
-        if not eq:
-            raise ValueError(f"--variant {spec!r}: {item!r} is not KEY=VALUE")
-        try:
-            values[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key.strip()] = raw.strip()
-    return f"fast+{name}", PRESETS["fast"].with_values(values)
 
 
 def rows_forwards(rows: list[dict], workload: str, row: dict) -> float:

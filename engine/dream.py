@@ -30,6 +30,17 @@ def dream_shape(config: dict, qkv_bias: bool) -> LlamaShape:
         max_length=int(config.get("max_position_embeddings", 4096)))
 
 
+def dream_config(shape: LlamaShape, mask_id: int, eos_id: int | None) -> dict:
+    """config.json of a Dream folder holding a LlamaNet of `shape` (what `dream_shape` reads)."""
+    return {"model_type": "Dream", "architectures": ["DreamModel"], "hidden_size": shape.width,
+            "num_hidden_layers": shape.layers, "num_attention_heads": shape.heads,
+            "num_key_value_heads": shape.kv_heads, "intermediate_size": shape.ffn,
+            "vocab_size": shape.vocab, "max_position_embeddings": shape.max_length,
+            "rope_theta": shape.rope_theta, "rms_norm_eps": shape.norm_eps,
+            "tie_word_embeddings": shape.tie_embeddings, "hidden_act": "silu",
+            "mask_token_id": mask_id, "eos_token_id": eos_id}
+
+
 def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | None) -> LlamaDiffusionLM:
     """A Dream folder as a mask-noise DiffusionLM; position i-1 predicts token i (shifted)."""
     state = read_safetensors(folder, device)

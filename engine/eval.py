@@ -31,7 +31,7 @@ from .canvas import Span
 from .default_model import ADAPTER, DefaultModel, cache_folder, load_default
 from .infill import infill_text
 from .loop import banned_bias, denoise, run
-from .settings import PRESETS
+from .settings import PRESETS, SamplerSettings, parse_variant
 
 RATIOS = (0.15, 0.5, 0.9)
 
@@ -210,14 +210,16 @@ def parses(text: str) -> bool:
         return False
 
 
-def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, lines: int) -> dict:
+def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, lines: int,
+                samplers: dict[str, SamplerSettings] | None = None) -> dict:
     """Exact match (lines compared without trailing spaces) and share that parses, per model.
     Both models get the true token count and keep the first `case["lines"]` lines they write."""
     cases = infill_cases(count, lines)
     results = {"cases": len(cases), "lines": lines, "examples": []}
     runs = [("base_ar", base, None)]
-    if adapted is not None:  # the reference sampler, and the page's default fast path
-        runs += [("adapted", adapted, PRESETS["quality"]), ("adapted_fast", adapted, PRESETS["fast"])]
+    if adapted is not None:  # the reference sampler, the page's default fast path, any asked for
+        samplers = {"adapted": PRESETS["quality"], "adapted_fast": PRESETS["fast"], **(samplers or {})}
+        runs += [(name, adapted, settings) for name, settings in samplers.items()]
     for name, model, settings in runs:
         exact = ok = 0
         started = time.perf_counter()
@@ -297,7 +299,7 @@ def plot(report: dict, png: Path) -> None:
                          label=f"{kind}: base, left to right")
     left.set_xscale("log", base=2)
     left.set_xlabel("denoising steps for a 32-token hole"), left.set_ylabel("token accuracy")
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, loc="center right")
     curve = [c for c in report["curve"] if c["step"] > 0]
     if curve:
         right.plot([c["step"] for c in curve], [c["heldout_ce"] for c in curve], ".-", color="tab:green")
@@ -315,9 +317,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapter", type=Path, default=ADAPTER)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="JSON results (default: <data>/eval.json)")
+    p.add_argument("--sampler", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                   help="also infill with the quality preset so changed, as quality+NAME (repeatable)")
+    p.add_argument("--only-infill", action="store_true", help="skip masked accuracy and the steps curve")
     p.add_argument("--png", type=Path, default=None,
                    help="plot of quality against steps (default: next to the JSON; needs matplotlib)")
     args = p.parse_args(argv)
+    try:
+        samplers = dict(parse_variant(v, "quality") for v in args.sampler)
+    except ValueError as err:
+        p.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -331,10 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     data = cache_folder().parents[1]
     report = {"quick": args.quick, "adapter": str(args.adapter) if adapted else None,
               "threads": torch.get_num_threads(),
-              "masked_accuracy": masked_accuracy(base, adapted, length, rows),
-              "line_infill": infill_eval(base, adapted, single, lines=1),
-              "block_infill": infill_eval(base, adapted, multi, lines=4),
-              "steps_curve": steps_curve(base, adapted, curve_rows, steps) if adapted else [],
+              "masked_accuracy": [] if args.only_infill else masked_accuracy(base, adapted, length, rows),
+              "line_infill": infill_eval(base, adapted, single, lines=1, samplers=samplers),
+              "block_infill": infill_eval(base, adapted, multi, lines=4, samplers=samplers),
+              "steps_curve": steps_curve(base, adapted, curve_rows, steps) if adapted and not args.only_infill else [],
               "curve": training_curve(data / "train" / (args.adapter.stem + ".pt"))}
     out = args.out or data / ("eval-quick.json" if args.quick else "eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -360,7 +369,7 @@ def table(report: dict) -> str:
         lines += ["", f"{what} infill, {li['cases']} held-out functions:", "| model | exact | parses |",
                   "|---|---|---|"]
         lines += [f"| {name} | {li[name]['exact_match']:.2f} | {li[name]['parses']:.2f} |"
-                  for name in ("base_ar", "adapted", "adapted_fast") if name in li]
+                  for name in li if isinstance(li[name], dict)]
     if report["steps_curve"]:
         lines += ["", "| text | denoising steps (32-token hole) | adapted acc | base AR greedy acc |", "|---|---|---|---|"]
         lines += [f"| {r['kind']} | {r['steps']} | {r['adapted']:.3f} | {r['base_ar_greedy']:.3f} |"

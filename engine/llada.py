@@ -42,18 +42,6 @@ def to_llada_name(ours: str) -> str:
     return f"model.transformer.{top[module]}.{leaf}"
 
 
-def llada_config(shape: LlamaShape, mask_id: int, eos_id: int | None) -> dict:
-    """config.json of a LLaDA folder holding a LlamaNet of `shape` (what `llada_shape` reads)."""
-    return {"model_type": "llada", "architectures": ["LLaDAModelLM"], "d_model": shape.width,
-            "n_layers": shape.layers, "n_heads": shape.heads, "n_kv_heads": shape.kv_heads,
-            "mlp_hidden_size": shape.ffn, "vocab_size": shape.vocab, "embedding_size": shape.vocab,
-            "max_sequence_length": shape.max_length, "rope_theta": shape.rope_theta,
-            "rms_norm_eps": shape.norm_eps, "weight_tying": shape.tie_embeddings, "block_type": "llama",
-            "layer_norm_type": "rms", "activation_type": "silu", "include_bias": False,
-            "include_qkv_bias": shape.qkv_bias, "rope": True, "alibi": False,
-            "mask_token_id": mask_id, "eos_token_id": eos_id}
-
-
 def llada_shape(config: dict) -> LlamaShape:
     """LlamaShape from LLaDA's config keys (d_model, n_layers, n_heads, n_kv_heads, ...)."""
     unsupported = {"block_type": "llama", "layer_norm_type": "rms", "activation_type": "silu",

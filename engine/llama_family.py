@@ -196,6 +196,18 @@ def hf_llama_name(name: str) -> str | None:
     raise KeyError(f"unexpected tensor {name!r} in a Llama/Qwen2-layout checkpoint")
 
 
+def to_hf_llama_name(ours: str) -> str:
+    """Our parameter names -> Hugging Face Llama/Qwen2 names (the inverse of `hf_llama_name`)."""
+    top = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
+           "head.weight": "lm_head.weight"}
+    if ours in top:
+        return top[ours]
+    back = {v: k for k, v in _HF_BLOCK.items()}
+    _, i, rest = ours.split(".", 2)
+    module, leaf = rest.rsplit(".", 1)
+    return f"model.layers.{i}.{back[module]}.{leaf}"
+
+
 def build_net(shape: LlamaShape, state: Mapping[str, torch.Tensor], rename: Rename,
               *, device: torch.device, dtype: torch.dtype) -> LlamaNet:
     """A LlamaNet whose parameters are exactly `state` (renamed); every parameter must be given.

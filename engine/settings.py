@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,3 +107,21 @@ PRESETS: dict[str, SamplerSettings] = {
     # EB-sampler: as many low-entropy tokens as fit under the bound.
     "balanced": SamplerSettings(strategy="entropy", entropy_bound=0.1),
 }
+
+
+def parse_variant(spec: str, preset: str) -> tuple[str, SamplerSettings]:
+    """"w64:context_window=64,cache=none" -> ("<preset>+w64", that preset so changed). Values are
+    read as JSON where they parse (64, 0.8, null) and as text otherwise (none, dual)."""
+    name, sep, body = spec.partition(":")
+    if not sep or not name or not body:
+        raise ValueError(f"variant {spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
+    values = {}
+    for item in body.split(","):
+        key, eq, raw = item.partition("=")
+        if not eq:
+            raise ValueError(f"variant {spec!r}: {item!r} is not KEY=VALUE")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw.strip()
+    return f"{preset}+{name}", PRESETS[preset].with_values(values)

@@ -122,16 +122,17 @@ def attach(net: LlamaNet, mask_id: int, rank: int, scale: float, seed: int) -> d
 # ---- the objective ----------------------------------------------------------------------------
 
 def noise(ids: torch.Tensor, mask_id: int, eps: float, g: torch.Generator, span_share: float = 0.0,
-          max_span: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+          max_span: int = 64, t_max: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, L) clean ids -> noisy ids, (B, L) masked flags, (B,) t. At least one mask per row.
 
-    Most rows: each token masked with probability t ~ U(eps, 1) (the masked-diffusion ELBO).
+    Most rows: each token masked with probability t ~ U(eps, t_max) (the masked-diffusion ELBO
+    with t_max = 1; engine.scratch starts lower, see there).
     A `span_share` of rows instead mask one contiguous run of 1..max_span tokens with everything
     around it clean, t = its share of the row: the editor's select-and-regenerate case, which
     independent masking almost never produces at a useful length (a 10-token run at t = 0.5 has
     probability 0.1%). With t the masked share, such a row's weighted loss is its mean CE."""
     B, L = ids.shape
-    t = eps + (1 - eps) * torch.rand(B, generator=g)                             # (B,)
+    t = eps + (t_max - eps) * torch.rand(B, generator=g)                         # (B,)
     masked = torch.rand(B, L, generator=g) < t[:, None]                           # (B, L)
     forced = torch.randint(0, L, (B,), generator=g)
     masked[torch.arange(B), forced] = True

@@ -33,14 +33,14 @@ def test_bench_refuses_a_run_without_the_reference():
 
 
 def test_variants_change_the_fast_preset_and_bad_ones_are_refused():
-    name, settings = bench.parse_variant("w64:context_window=64,cache=none,threshold=0.8")
+    name, settings = bench.parse_variant("w64:context_window=64,cache=none,threshold=0.8", "fast")
     assert name == "fast+w64"
     assert (settings.context_window, settings.cache, settings.threshold) == (64, "none", 0.8)
     assert settings.tokens_per_step == bench.PRESETS["fast"].tokens_per_step
     for bad, message in (("w64", "NAME:KEY=VALUE"), ("x:context_window", "not KEY=VALUE"),
                          ("x:windows=3", "unknown setting"), ("x:context_window=0", "context_window")):
         with pytest.raises(ValueError, match=message):
-            bench.parse_variant(bad)
+            bench.parse_variant(bad, "fast")
 
 
 @pytest.mark.parametrize("flag", ["--sizes", "--spans"])

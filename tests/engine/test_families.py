@@ -265,3 +265,10 @@ def test_llada_names_round_trip_for_every_parameter():
         names = list(net.state_dict())
         assert len({to_llada_name(n) for n in names}) == len(names)
         assert all(llada_name(to_llada_name(n)) == n for n in names)
+
+
+def test_hf_llama_names_round_trip_for_every_parameter():
+    from engine.llama_family import to_hf_llama_name
+    net = LlamaNet(LlamaShape(vocab=40, width=16, layers=2, heads=2, kv_heads=1, ffn=24, qkv_bias=True))
+    names = list(net.state_dict())
+    assert all(hf_llama_name(to_hf_llama_name(n)) == n for n in names)

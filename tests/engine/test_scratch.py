@@ -1,5 +1,5 @@
 """The from-scratch fixture model: how it is written and trained (engine.scratch), and the trained
-folder the repository ships in tests/fixtures/tiny-llada, loaded the way a user's LLaDA is."""
+folder the repository ships in tests/fixtures/tiny-dream, loaded the way a user's Dream is."""
 import json
 import sysconfig
 from pathlib import Path
@@ -9,7 +9,7 @@ import torch
 
 from engine import SamplerSettings, Span, infill_text, load_model
 from engine.llama_family import LlamaDiffusionLM, LlamaNet, LlamaShape
-from engine.scratch import FIXTURE, init_weights, save_llada_folder, train_scratch
+from engine.scratch import FIXTURE, init_weights, save_dream_folder, train_scratch
 from engine.train import TrainConfig
 from tests.tiny import byte_bpe_tokenizer
 
@@ -19,19 +19,19 @@ SHAPE = LlamaShape(vocab=420, width=32, layers=2, heads=4, kv_heads=2, ffn=48, m
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_written_folder_loads_back_as_llada_with_the_same_logits(tmp_path):
-    tok = byte_bpe_tokenizer(mask="<|mdm_mask|>")
+def test_written_folder_loads_back_as_dream_with_the_same_logits(tmp_path):
+    tok = byte_bpe_tokenizer(mask="<|mask|>")
     net = init_weights(LlamaNet(SHAPE), seed=3)
-    save_llada_folder(tmp_path, net, tok, {"note": "test"})
+    save_dream_folder(tmp_path, net, tok, {"note": "test"})
     model = load_model(tmp_path, device="cpu")
-    assert isinstance(model, LlamaDiffusionLM) and model.label.startswith("LLaDA")
-    assert model.mask_id == tok.mask_token_id and not model.shifted
+    assert isinstance(model, LlamaDiffusionLM) and model.label.startswith("Dream")
+    assert model.mask_id == tok.mask_token_id and model.shifted
     ids = torch.tensor([tok.encode("def add(a, b):\n    return a + b\n")])
     with torch.no_grad():
         for p in net.parameters():  # the folder stores float16
             p.copy_(p.half().float())
         expected = net(ids)
-    assert torch.allclose(model.logits(ids), expected, atol=1e-4)
+    assert torch.allclose(model.logits(ids)[:, 1:], expected[:, :-1], atol=1e-4)  # row i-1 scores i
     assert json.loads((tmp_path / "training.json").read_text()) == {"note": "test"}
 
 
@@ -42,8 +42,8 @@ def test_training_from_scratch_lowers_held_out_loss():
     pools, held = {"code": rows[:48], "prose": rows[:48]}, rows[48:56]
     config = TrainConfig(steps=200, seq=32, batch=8, lr=1e-2, warmup=5, checkpoint_every=100,
                          span_share=0.5, max_span=8)
-    history = train_scratch(init_weights(LlamaNet(SHAPE), seed=0), pools, held, mask_id=2, config=config,
-                            log_every=1000)
+    history = train_scratch(init_weights(LlamaNet(SHAPE), seed=0), pools, held, mask_id=2, start_id=3,
+                            config=config, log_every=1000)
     assert [h["step"] for h in history] == [0, 100, 200]
     assert history[-1]["heldout_ce"] < 0.5 * history[0]["heldout_ce"]
     assert history[-1]["heldout_acc"] > max(0.25, 10 * history[0]["heldout_acc"])
@@ -89,3 +89,11 @@ def test_fixture_infill_keeps_the_text_around_the_span_and_repeats_itself(fixtur
     b = infill_text(fixture_model, text, [span], SamplerSettings(seed=1))
     assert a == b
     assert a.startswith(text[:start]) and a.endswith(text[span.end:])
+
+
+def test_mask_rate_ceiling_rises_from_a_fifth_to_the_full_objective_by_mid_run():
+    from engine.scratch import mask_rate_ceiling
+    ceilings = [mask_rate_ceiling(s, 1000) for s in range(1000)]
+    assert ceilings[0] == pytest.approx(0.2) and ceilings[250] == pytest.approx(0.6)
+    assert all(c == 1.0 for c in ceilings[500:])
+    assert all(a <= b for a, b in zip(ceilings, ceilings[1:]))

@@ -6,6 +6,7 @@ import os
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,15 +50,42 @@ def model():
     return SlowModel(TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True)))
 
 
-@pytest.fixture(scope="session")
-def app_url(model, tmp_path_factory):
+@contextmanager
+def serve(model, folder: Path):
+    """The app on a free port with `model` and a fresh SQLite history in `folder`; yields its URL."""
     from app import build_demo, launch
     from editor.history import History
-    history = History(f"sqlite:///{tmp_path_factory.mktemp('db') / 'sharpen.db'}")
-    demo = build_demo(model, history)
+    demo = build_demo(model, History(f"sqlite:///{folder / 'sharpen.db'}"))
     launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
-    yield demo.local_url
-    demo.close()
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()
+
+
+@contextmanager
+def open_page(browser, url: str):
+    """A fresh browser context on `url`, recording dialogs and any request that leaves the app."""
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    pg.external = []  # requests that leave the app's own server (fonts, scripts, analytics)
+    pg.on("request", lambda r: r.url.startswith("http") and not r.url.startswith(url.rstrip("/"))
+          and pg.external.append(r.url))
+    pg.goto(url)
+    pg.wait_for_selector("#document textarea")
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(model, tmp_path_factory):
+    with serve(model, tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -74,15 +102,5 @@ def browser():
 @pytest.fixture
 def page(browser, app_url, model):
     model.delay = 0.05
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(15_000)
-    pg.dialogs = []
-    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
-    pg.external = []  # requests that leave the app's own server (fonts, scripts, analytics)
-    pg.on("request", lambda r: r.url.startswith("http") and not r.url.startswith(app_url.rstrip("/"))
-          and pg.external.append(r.url))
-    pg.goto(app_url)
-    pg.wait_for_selector("#document textarea")
-    yield pg
-    context.close()
+    with open_page(browser, app_url) as pg:
+        yield pg
