@@ -289,7 +289,7 @@ def plot(report: dict, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
     for kind, colour in (("prose", "tab:blue"), ("code", "tab:orange")):
         points = [r for r in report["steps_curve"] if r["kind"] == kind]
         if points:
@@ -299,7 +299,7 @@ def plot(report: dict, png: Path) -> None:
                          label=f"{kind}: base, left to right")
     left.set_xscale("log", base=2)
     left.set_xlabel("denoising steps for a 32-token hole"), left.set_ylabel("token accuracy")
-    left.legend(fontsize=7, loc="center right")
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     curve = [c for c in report["curve"] if c["step"] > 0]
     if curve:
         right.plot([c["step"] for c in curve], [c["heldout_ce"] for c in curve], ".-", color="tab:green")
