@@ -65,18 +65,20 @@ def to_utf16(text: str, index: int) -> int:
     return index + sum(1 for ch in text[:index] if ord(ch) > 0xFFFF)
 
 
-def settings_from_dial(preset: str | None, steps: Any, strategy: str, threshold: Any, temperature: Any,
-                       seed: Any, candidates: Any) -> SamplerSettings:
-    """The dial's values as validated settings; steps 0 means one forward per token."""
+def settings_from_dial(preset: str | None, steps: Any, strategy: str, block: Any, threshold: Any,
+                       temperature: Any, seed: Any, candidates: Any) -> SamplerSettings:
+    """The dial's values as validated settings; steps 0 means one forward per token, block 0 no
+    blocks (block 1 commits strictly left to right, which parses more often on code: docs/MODEL.md)."""
     base = PRESETS.get(preset or "", SamplerSettings())
-    return base.replace(steps=int(steps) or None, strategy=strategy, threshold=float(threshold),
-                        temperature=float(temperature), seed=int(seed or 0), candidates=int(candidates or 1))
+    return base.replace(steps=int(steps) or None, strategy=strategy, block_length=int(block or 0) or None,
+                        threshold=float(threshold), temperature=float(temperature), seed=int(seed or 0),
+                        candidates=int(candidates or 1))
 
 
-def preset_values(name: str) -> tuple[str, float]:
-    """(strategy, threshold) of a named preset, for filling the dial."""
+def preset_values(name: str) -> tuple[str, int, float]:
+    """(strategy, block length or 0, threshold) of a named preset, for filling the dial."""
     preset = PRESETS[name]
-    return preset.strategy, preset.threshold
+    return preset.strategy, preset.block_length or 0, preset.threshold
 
 
 def span_length(codec: Any, original: str, mode: str, n: Any) -> int | None:

@@ -91,8 +91,8 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
 
     # -- regeneration (streams the engine's real steps) ----------------------------------------------
     def regenerate(action: str, text: str, a16: Any, b16: Any, doc: dict, language: str, mode: str, n: Any,
-                   constraint: str, preset: str, steps: Any, strategy: str, threshold: Any, temperature: Any,
-                   seed: Any, candidates: Any, heatmap: bool):
+                   constraint: str, preset: str, steps: Any, strategy: str, block: Any, threshold: Any,
+                   temperature: Any, seed: Any, candidates: Any, heatmap: bool):
         hide = gr.update(visible=False)
         try:
             a, b = selection(text, a16, b16)
@@ -105,7 +105,8 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
             if action == "fill":
                 a = b
                 mode = "N tokens"
-            settings = settings_from_dial(preset, steps, strategy, threshold, temperature, seed, candidates)
+            settings = settings_from_dial(preset, steps, strategy, block, threshold, temperature, seed,
+                                          candidates)
             canvas = build_canvas(model.codec, text, [make_span(model.codec, text, a, b, mode, n, constraint)],
                                   model.max_length)
         except (ValueError, EditorError) as err:
@@ -273,6 +274,8 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
                     preset = gr.Dropdown(list(PRESETS), value="fast", label="preset")
                     steps = gr.Slider(0, 256, value=0, step=1, label="steps (0 = automatic: the span length / the preset's tokens per step)")
                     strategy = gr.Dropdown(list(STRATEGIES), value="threshold", label="strategy")
+                    block = gr.Slider(0, 64, value=0, step=1, elem_id="block-length",
+                                      label="block length (0 = the whole span at once; 1 = left to right)")
                     threshold = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="threshold")
                     temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature")
                     seed = gr.Number(0, precision=0, minimum=0, label="seed")
@@ -296,7 +299,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         name.change(lambda n: language_for(n or ""), name, language)
         save_btn.click(save, [document, doc, name, language], [download, doc, *hist, message])
 
-        dial = [preset, steps, strategy, threshold, temperature, seed, n_candidates, heatmap]
+        dial = [preset, steps, strategy, block, threshold, temperature, seed, n_candidates, heatmap]
         inputs = [document, sel_start, sel_end, doc, language, mode, n_tokens, constraint, *dial]
         outputs = [live, metrics, run, scrub, candidate, message]
         runs = []
@@ -306,7 +309,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
             runs.append(button.click(handler, inputs, outputs, js=JS["read_selection"], concurrency_id="model",
                                      api_name=f"regenerate_{action}"))
         stop.click(stopped, run, [metrics, scrub], cancels=runs)
-        preset.change(preset_values, preset, [strategy, threshold])
+        preset.change(preset_values, preset, [strategy, block, threshold])
 
         view_inputs = [scrub, run, candidate, heatmap]
         # .input/.release fire on the person's moves only, not when a run updates these controls.

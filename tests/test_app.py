@@ -10,12 +10,13 @@ from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 # document, start, end (UTF-16), language, length mode, N, constraint, preset, steps, strategy,
-# threshold, temperature, seed, candidates, heatmap
-DIAL = ("quality", 0, "low_confidence", 0.9, 0.0, 0)  # one token per forward: many steps
+# block length, threshold, temperature, seed, candidates, heatmap
+DIAL = ("quality", 0, "low_confidence", 0, 0.9, 0.0, 0)  # one token per forward: many steps
 
 
-def args(text, a, b, language="text", mode="keep", n=8, constraint="", candidates=1):
-    return (text, a, b, language, mode, n, constraint, *DIAL, candidates, False)
+def args(text, a, b, language="text", mode="keep", n=8, constraint="", candidates=1, block=0):
+    dial = DIAL[:3] + (block,) + DIAL[4:]
+    return (text, a, b, language, mode, n, constraint, *dial, candidates, False)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,18 @@ def test_the_page_runs_a_real_tiny_model(tmp_path):
 def test_utf16_offsets_become_python_indices():
     text = "a🙂b"  # the emoji is two UTF-16 units, one Python character
     assert [utf16_to_index(text, u) for u in (0, 1, 3, 4)] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("block, masked_side", [(1, "right"), (0, "left")])
+def test_block_length_from_the_dial_sets_the_commit_order(client, block, masked_side):
+    """The scripted model is surer further right, so most-confident-first fills the span from the
+    right; block length 1 must fill it from the left whatever the confidence."""
+    import re
+    updates = list(client.submit(*args(TEXT, 4, 30, block=block), api_name="/regenerate_selection"))
+    orders = [re.findall(r'class="tok (masked|new|settled)', u[0]) for u in updates]
+    partial = [o for o in orders if "masked" in o and set(o) - {"masked"}]
+    assert len(partial) >= 2
+    for order in partial:
+        flags = [kind == "masked" for kind in order]
+        expected = sorted(flags) if masked_side == "right" else sorted(flags, reverse=True)
+        assert flags == expected, order
