@@ -3,7 +3,7 @@ import ast
 
 import pytest
 
-from engine.eval import chosen_lines, infill_cases, plot, same_lines
+from engine.eval import chosen_lines, infill_cases, plot, same_lines, table
 
 SOURCE = '''def f(x):
     """Doc."""
@@ -61,3 +61,12 @@ def test_plot_writes_a_png(tmp_path):
     plot(report, tmp_path / "out" / "eval.png")
     data = (tmp_path / "out" / "eval.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_table_shows_about_a_dozen_curve_rows_ending_with_the_last():
+    curve = [{"step": s, "train_loss": 1.0, "heldout_ce": 9 - s / 1000, "heldout_acc": 0.1} for s in range(0, 1301, 10)]
+    empty = {"cases": 0, "lines": 1, "examples": []}
+    report = {"masked_accuracy": [], "line_infill": empty, "block_infill": empty, "steps_curve": [], "curve": curve}
+    rows = [r for r in table(report).splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert 12 <= len(rows) <= 14
+    assert rows[0].startswith("| 0 |") and rows[-1].startswith("| 1300 |")
