@@ -32,7 +32,7 @@ import torch
 from . import corpus
 from .dream import dream_config
 from .llama_family import LlamaNet, LlamaShape, to_hf_llama_name
-from .train import TrainConfig, diffusion_loss, draw_batch, heldout_loss, lr_at, noise
+from .train import TrainConfig, heldout_loss, train_step
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tiny-dream"
 SPECIALS = ("<|endoftext|>", "<|mask|>")
@@ -85,25 +85,19 @@ def train_scratch(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.
                   start_id: int | None, config: TrainConfig, log_every: int = 50) -> list[dict]:
     """Every weight trained on the masked-diffusion loss (shifted head when `start_id` is set)."""
     net.requires_grad_(True).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    params = list(net.parameters())
+    opt = torch.optim.AdamW(params, lr=config.lr, betas=(0.9, 0.95), weight_decay=0.01)
     g = torch.Generator().manual_seed(config.seed + 1)
     history = [{"step": 0, **heldout_loss(net, heldout, mask_id, start_id)}]
     started, window = time.perf_counter(), []
     for step in range(config.steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, config)
-        ids = draw_batch(pools, config, g)                                       # (B, L)
-        noisy, masked, t = noise(ids, mask_id, config.eps, g, config.span_share, config.max_span,
-                                 t_max=mask_rate_ceiling(step, config.steps))
-        loss = diffusion_loss(net, ids, noisy, masked, t, start_id)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        window.append(loss.item())
+        loss, batch_tokens = train_step(net, params, opt, pools, config, g, step, mask_id=mask_id,
+                                        start_id=start_id, device=heldout.device,
+                                        t_max=mask_rate_ceiling(step, config.steps))
+        window.append(loss)
         done = step + 1
         if done % log_every == 0 or done == config.steps:
-            rate = done * ids.numel() / (time.perf_counter() - started)
+            rate = done * batch_tokens / (time.perf_counter() - started)
             print(f"[scratch] step {done}/{config.steps} loss {sum(window) / len(window):.3f} "
                   f"{rate:.0f} tok/s", file=sys.stderr, flush=True)
             window = []

@@ -253,6 +253,25 @@ def draw_batch(pools: dict[str, torch.Tensor], config: TrainConfig, g: torch.Gen
     return torch.stack(rows)
 
 
+def train_step(net: LlamaNet, params: list[nn.Parameter], opt: torch.optim.Optimizer,
+               pools: dict[str, torch.Tensor], config: TrainConfig, g: torch.Generator, step: int, *,
+               mask_id: int, start_id: int | None, device: torch.device, t_max: float = 1.0) -> tuple[float, int]:
+    """One optimiser step on a fresh batch at `step`'s learning rate (clipped to norm 1); returns
+    the loss and the batch's token count. Shared by the LoRA run and engine.scratch."""
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, config)
+    ids = draw_batch(pools, config, g)                                           # (B, L) on CPU
+    noisy, masked, t = noise(ids, mask_id, config.eps, g, config.span_share, config.max_span, t_max)
+    # Random draws stay on the CPU generator (same batches on every device); the batch moves.
+    ids, noisy, masked, t = (x.to(device) for x in (ids, noisy, masked, t))
+    loss = diffusion_loss(net, ids, noisy, masked, t, start_id)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return loss.item(), ids.numel()
+
+
 def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, *, mask_id: int,
           start_id: int, config: TrainConfig, out: Path, checkpoint: Path, resume: bool,
           log_every: int = 5, stop_after_s: float | None = None) -> list[dict]:
@@ -272,20 +291,11 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
     net.train()
     started, tokens, window_loss, window_n = time.perf_counter(), 0, 0.0, 0
     while step < config.steps:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, config)
-        ids = draw_batch(pools, config, g)                                       # (B, L) on CPU
-        noisy, masked, t = noise(ids, mask_id, config.eps, g, config.span_share, config.max_span)
-        dev = heldout.device  # random draws stay on the CPU generator; the batch moves
-        ids, noisy, masked, t = ids.to(dev), noisy.to(dev), masked.to(dev), t.to(dev)
-        loss = diffusion_loss(net, ids, noisy, masked, t, start_id)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
-        opt.step()
+        loss, batch_tokens = train_step(net, list(params.values()), opt, pools, config, g, step,
+                                        mask_id=mask_id, start_id=start_id, device=heldout.device)
         step += 1
-        tokens += ids.numel()
-        window_loss, window_n = window_loss + loss.item(), window_n + 1
+        tokens += batch_tokens
+        window_loss, window_n = window_loss + loss, window_n + 1
         if step % log_every == 0 or step == config.steps:
             rate = tokens / (time.perf_counter() - started)
             print(f"[train] step {step}/{config.steps} loss {window_loss / window_n:.4f} "
@@ -296,7 +306,7 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
             net.eval()
             scores = heldout_loss(net, heldout, mask_id, start_id)
             net.train()
-            entry = {"step": step, "train_loss": loss.item(), "tokens_per_s": tokens / (time.perf_counter() - started),
+            entry = {"step": step, "train_loss": loss, "tokens_per_s": tokens / (time.perf_counter() - started),
                      "time": time.time(), **scores}
             history.append(entry)
             print(f"[train] eval {json.dumps(entry)}", file=sys.stderr, flush=True)
