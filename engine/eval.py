@@ -101,8 +101,7 @@ class CausalDecoder:
 
 
 @torch.inference_mode()
-def accuracy_causal_greedy(model: DefaultModel, noisy: torch.Tensor, masked: torch.Tensor,
-                           rows: torch.Tensor) -> float:
+def accuracy_causal_greedy(model: DefaultModel, masked: torch.Tensor, rows: torch.Tensor) -> float:
     """Left to right: each masked slot gets the argmax given the (partly guessed) prefix."""
     ban = banned_bias(model, model.device)
     decoder, filled = CausalDecoder(model, rows.shape[0]), rows.clone()
@@ -122,7 +121,7 @@ def masked_accuracy(base: DefaultModel, adapted: DefaultModel | None, length: in
             started = time.perf_counter()
             row = {"kind": kind, "mask": ratio, "rows": rows.shape[0], "length": length,
                    "masked_tokens": int(masked.sum()),
-                   "base_ar_greedy": accuracy_causal_greedy(base, noisy, masked, rows),
+                   "base_ar_greedy": accuracy_causal_greedy(base, masked, rows),
                    "base_ar_true_left": accuracy_causal_true_left(base, masked, rows),
                    "base_bidirectional": accuracy_bidirectional(base, noisy, masked, rows)}
             if adapted is not None:
@@ -258,8 +257,7 @@ def steps_curve(base: DefaultModel, adapted: DefaultModel, rows_per_kind: int,
     for kind in ("prose", "code"):
         rows = heldout_rows(base, kind, 2 * side + span, rows_per_kind, seed=11)
         holes = (torch.arange(rows.shape[1]) >= side) & (torch.arange(rows.shape[1]) < side + span)
-        noisy = torch.where(holes, base.mask_id, rows)
-        ar = accuracy_causal_greedy(base, noisy, holes.expand_as(rows), rows)
+        ar = accuracy_causal_greedy(base, holes.expand_as(rows), rows)
         for s in steps:
             started, hits = time.perf_counter(), 0
             settings = dataclasses.replace(PRESETS["quality"], steps=s)
