@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,12 +64,8 @@ class LabelRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-def default_url() -> str:
-    """SHARPEN_DATABASE_URL, else the SQLite file sharpen.db in SHARPEN_DATA (default <repo>/data)."""
-    url = os.environ.get("SHARPEN_DATABASE_URL")
-    if url:
-        return url
-    folder = Path(os.environ.get("SHARPEN_DATA") or REPO / "data")
+def sqlite_url(folder: Path) -> str:
+    """The SQLite file sharpen.db in `folder` (created if missing)."""
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'sharpen.db'}"
 

@@ -14,7 +14,7 @@ from alembic.config import Config
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from editor.db import DocumentRow, LabelRow, RevisionRow, default_url, make_engine
+from editor.db import DocumentRow, LabelRow, RevisionRow, make_engine
 from editor.diffs import diff as text_diff
 from editor.diffs import rebase_edit
 from editor.languages import get_language, language_for
@@ -92,8 +92,8 @@ def _revision(row: RevisionRow, label: str | None) -> Revision:
 class History:
     """All documents and their revisions in one database (SQLite file or PostgreSQL)."""
 
-    def __init__(self, url: str | None = None) -> None:
-        self.url = url or default_url()
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.engine = make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._migrate()

@@ -13,11 +13,11 @@ from .model import DiffusionLM, ModelNotFound, UnsupportedModel
 # config.json "model_type" -> module whose `load(folder, config, device, dtype)` builds the model.
 # Anything else whose architectures end in "ForMaskedLM" goes to hf_masked.
 FAMILIES: dict[str, str] = {
-    "llada": "engine.llada",
-    "dream": "engine.dream",
-    "diffusion_gemma": "engine.diffusion_gemma",
+    "llada": "engine.families.llada",
+    "dream": "engine.families.dream",
+    "diffusion_gemma": "engine.families.diffusion_gemma",
 }
-MASKED_LM = "engine.hf_masked"
+MASKED_LM = "engine.families.hf_masked"
 
 
 def load_model(source: str | Path | None = None, *, device: str | torch.device | None = None,
@@ -28,7 +28,7 @@ def load_model(source: str | Path | None = None, *, device: str | torch.device |
     """
     device = torch.device(device) if device is not None else default_device()
     if source is None:
-        from .default_model import load_default
+        from .families.bundled import load_default
         return load_default(device=device, dtype=dtype)
     folder = resolve_folder(str(source))
     config = json.loads((folder / "config.json").read_text())

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from engine.codec import TextCodec
+from engine.families.llama import LlamaDiffusionLM, LlamaNet, LlamaShape
 from engine.model import DiffusionLM
 
 CORPUS = [
@@ -132,3 +133,16 @@ def save_tiny_diffusion_gemma(folder: Path, *, bos: bool = True) -> Path:
     DiffusionGemmaForBlockDiffusion(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return Path(folder)
+
+
+def tiny_llama(shifted: bool, start: bool) -> LlamaDiffusionLM:
+    tok = byte_bpe_tokenizer(bos=True)
+    torch.manual_seed(0)
+    net = LlamaNet(LlamaShape(vocab=len(tok), width=32, layers=2, heads=4, kv_heads=2, ffn=64,
+                              max_length=256)).eval().requires_grad_(False)
+    with torch.no_grad():
+        for p in net.parameters():  # weights large enough that every position matters
+            p.copy_(torch.randn_like(p) * 0.3 + (1.0 if p.dim() == 1 else 0.0))
+    codec = TextCodec.from_tokenizer(tok)
+    return LlamaDiffusionLM(net, codec, label="tiny", shifted=shifted,
+                            start_id=tok.bos_token_id if start else None)

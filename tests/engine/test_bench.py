@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from engine import bench
-from tests.engine.test_context import tiny_llama
+from engine.tools import bench
+from tests.tiny import tiny_llama
 
 
 def test_bench_rows_compare_configs_on_the_same_edits(monkeypatch, capsys):

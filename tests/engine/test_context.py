@@ -4,23 +4,9 @@ import torch
 
 from engine import SamplerSettings, Span, build_canvas, infill, run
 from engine.codec import TextCodec
-from engine.llama_family import LlamaDiffusionLM, LlamaNet, LlamaShape
-from tests.tiny import ScriptedModel, byte_bpe_tokenizer
+from tests.tiny import ScriptedModel, byte_bpe_tokenizer, tiny_llama
 
 DOC = "import os\nimport sys\n\nclass Foo:\n    pass\n\ndef add(a, b):\n    return a + b\n" * 2
-
-
-def tiny_llama(shifted: bool, start: bool) -> LlamaDiffusionLM:
-    tok = byte_bpe_tokenizer(bos=True)
-    torch.manual_seed(0)
-    net = LlamaNet(LlamaShape(vocab=len(tok), width=32, layers=2, heads=4, kv_heads=2, ffn=64,
-                              max_length=256)).eval().requires_grad_(False)
-    with torch.no_grad():
-        for p in net.parameters():  # weights large enough that every position matters
-            p.copy_(torch.randn_like(p) * 0.3 + (1.0 if p.dim() == 1 else 0.0))
-    codec = TextCodec.from_tokenizer(tok)
-    return LlamaDiffusionLM(net, codec, label="tiny", shifted=shifted,
-                            start_id=tok.bos_token_id if start else None)
 
 
 FAMILIES = [(False, False), (True, False), (True, True)]  # LLaDA, Dream, bundled-model layouts

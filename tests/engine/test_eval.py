@@ -1,9 +1,9 @@
-"""engine.eval's case selection and plot (the model-dependent parts run in `python -m engine.eval`)."""
+"""engine.tools.eval's case selection and plot (the model-dependent parts run in `python -m engine.tools.eval`)."""
 import ast
 
 import pytest
 
-from engine.eval import chosen_lines, infill_cases, plot, same_lines, table
+from engine.tools.eval import chosen_lines, infill_cases, plot, same_lines, table
 
 SOURCE = '''def f(x):
     """Doc."""

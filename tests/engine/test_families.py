@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from engine import SamplerSettings, Span, infill_text, load_model
-from engine.default_model import (INSTALL_HINT, apply_adapter, gguf_tokenizer, load_default,
-                                  permute_rows, read_gguf_weights)
-from engine.llama_family import LlamaDiffusionLM, LlamaNet, LlamaShape, hf_llama_name
-from engine.llada import llada_name, to_llada_name
+from engine.families.bundled import INSTALL_HINT, apply_adapter, load_default
+from engine.families.gguf import GGUF_NAMES, gguf_tokenizer, permute_rows, read_gguf_weights
+from engine.families.llama import HF_LLAMA_NAMES, LlamaDiffusionLM, LlamaNet, LlamaShape
+from engine.families.llada import LLADA_NAMES
 from tests.tiny import byte_bpe_tokenizer
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -38,8 +38,8 @@ def llada(tmp_path_factory):
     vocab = len(tok) + 16  # LLaDA pads its embedding (embedding_size > tokenizer size)
     hf = randomize(LlamaForCausalLM(LlamaConfig(vocab_size=vocab, rope_theta=500000.0,
                                                  rms_norm_eps=1e-5, tie_word_embeddings=False, **TINY)))
-    state = {to_llada_name(hf_llama_name(k)): v.contiguous() for k, v in hf.state_dict().items()
-             if hf_llama_name(k) is not None}
+    state = {LLADA_NAMES.theirs(HF_LLAMA_NAMES.ours(k)): v.contiguous() for k, v in hf.state_dict().items()
+             if HF_LLAMA_NAMES.ours(k) is not None}
     names = sorted(state)
     shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
               "model-00002-of-00002.safetensors": names[len(names) // 2:]}
@@ -263,12 +263,21 @@ def test_llada_names_round_trip_for_every_parameter():
     for tie in (False, True):
         net = LlamaNet(LlamaShape(vocab=40, width=16, layers=2, heads=2, kv_heads=1, ffn=24, tie_embeddings=tie))
         names = list(net.state_dict())
-        assert len({to_llada_name(n) for n in names}) == len(names)
-        assert all(llada_name(to_llada_name(n)) == n for n in names)
+        assert len({LLADA_NAMES.theirs(n) for n in names}) == len(names)
+        assert all(LLADA_NAMES.ours(LLADA_NAMES.theirs(n)) == n for n in names)
 
 
 def test_hf_llama_names_round_trip_for_every_parameter():
-    from engine.llama_family import to_hf_llama_name
     net = LlamaNet(LlamaShape(vocab=40, width=16, layers=2, heads=2, kv_heads=1, ffn=24, qkv_bias=True))
     names = list(net.state_dict())
-    assert all(hf_llama_name(to_hf_llama_name(n)) == n for n in names)
+    assert all(HF_LLAMA_NAMES.ours(HF_LLAMA_NAMES.theirs(n)) == n for n in names)
+
+
+def test_gguf_names_round_trip_and_an_unknown_tensor_is_named_in_the_error():
+    net = LlamaNet(LlamaShape(vocab=40, width=16, layers=12, heads=2, kv_heads=1, ffn=24))
+    names = list(net.state_dict())
+    assert all(GGUF_NAMES.ours(GGUF_NAMES.theirs(n)) == n for n in names)
+    assert GGUF_NAMES.theirs("blocks.11.attn.q.weight") == "blk.11.attn_q.weight"
+    assert GGUF_NAMES.ours("rope_freqs.weight") is None
+    with pytest.raises(KeyError, match="blk.0.attn_zz.weight"):
+        GGUF_NAMES.ours("blk.0.attn_zz.weight")

@@ -1,4 +1,4 @@
-"""The from-scratch fixture model: how it is written and trained (engine.scratch), and the trained
+"""The from-scratch fixture model: how it is written and trained (engine.tools.scratch), and the trained
 folder the repository ships in tests/fixtures/tiny-dream, loaded the way a user's Dream is."""
 import json
 import sysconfig
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from engine import SamplerSettings, Span, infill_text, load_model
-from engine.llama_family import LlamaDiffusionLM, LlamaNet, LlamaShape
-from engine.scratch import FIXTURE, init_weights, save_dream_folder, train_scratch
-from engine.train import TrainConfig
+from engine.families.llama import LlamaDiffusionLM, LlamaNet, LlamaShape
+from engine.tools.scratch import FIXTURE, init_weights, save_dream_folder, train_scratch
+from engine.tools.train import TrainConfig
 from tests.tiny import byte_bpe_tokenizer
 
 SHAPE = LlamaShape(vocab=420, width=32, layers=2, heads=4, kv_heads=2, ffn=48, max_length=256)
@@ -54,12 +54,12 @@ def test_training_from_scratch_lowers_held_out_loss():
 @pytest.fixture(scope="module")
 def fixture_model():
     if not (FIXTURE / "model.safetensors").is_file():
-        pytest.fail(f"{FIXTURE} is missing: `python -m engine.scratch` writes it")
+        pytest.fail(f"{FIXTURE} is missing: `python -m engine.tools.scratch` writes it")
     return load_model(FIXTURE, device="cpu")
 
 
 def heldout_code(model, tokens: int) -> torch.Tensor:
-    """(tokens,) ids of textwrap.py, a file engine.corpus always holds out of training."""
+    """(tokens,) ids of textwrap.py, a file engine.tools.corpus always holds out of training."""
     text = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text()
     return torch.tensor(model.codec.encode(text)[:tokens])
 
@@ -92,7 +92,7 @@ def test_fixture_infill_keeps_the_text_around_the_span_and_repeats_itself(fixtur
 
 
 def test_mask_rate_ceiling_rises_from_a_fifth_to_the_full_objective_by_mid_run():
-    from engine.scratch import mask_rate_ceiling
+    from engine.tools.scratch import mask_rate_ceiling
     ceilings = [mask_rate_ceiling(s, 1000) for s in range(1000)]
     assert ceilings[0] == pytest.approx(0.2) and ceilings[250] == pytest.approx(0.6)
     assert all(c == 1.0 for c in ceilings[500:])

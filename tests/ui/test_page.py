@@ -1,53 +1,14 @@
 """What a person does on the page: type, select, regenerate, watch, accept, diff, restore, stop."""
 from __future__ import annotations
 
-import re
 
 import pytest
 
 from tests.ui.conftest import SCREENSHOTS
+from tests.ui.helpers import (CODE, PARAGRAPH, RECORD_LIVE, document, pick_revision, run_action, select,
+                              type_document)
 
 pytestmark = pytest.mark.browser
-
-PARAGRAPH = "The old lighthouse keeper watched the storm roll in across the grey water every night."
-CODE = "def area(width, height):\n    result = width * height\n    return result\n"
-
-RECORD_LIVE = """() => {
-  window.__frames = [];
-  const live = document.querySelector('#live');
-  new MutationObserver(() => window.__frames.push(live.innerHTML))
-    .observe(live, {childList: true, subtree: true, characterData: true});
-}"""
-
-
-def document(page):
-    return page.input_value("#document textarea")
-
-
-def type_document(page, text):
-    page.fill("#document textarea", text)
-
-
-def select(page, start, end):
-    page.evaluate("([a, b]) => { const t = document.querySelector('#document textarea');"
-                  " t.focus(); t.setSelectionRange(a, b); }", [start, end])
-
-
-def run_action(page, button):
-    page.evaluate(RECORD_LIVE)
-    page.click(button)
-    try:
-        page.wait_for_selector("#metrics [data-state='done']", timeout=30_000)
-    except Exception:
-        page.screenshot(path="/tmp/fail.png")
-        print(page.inner_html("#metrics"), page.inner_text("body")[:3000])
-        raise
-    page.wait_for_selector("#candidates", state="visible")
-
-
-def pick_revision(page, box, text):
-    page.click(f"{box} input")
-    page.get_by_role("option", name=re.compile(text)).first.click()
 
 
 def test_regenerate_a_phrase_accept_diff_and_restore(page):

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from .codec import TextCodec
-from .model import DiffusionLM, UnsupportedModel
+from ..codec import TextCodec
+from ..model import DiffusionLM, UnsupportedModel
 
 
 class DiffusionGemma(DiffusionLM):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from .codec import TextCodec
-from .model import DiffusionLM, UnsupportedModel
+from ..codec import TextCodec
+from ..model import DiffusionLM, UnsupportedModel
 
 
 class MaskedLM(DiffusionLM):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from app import build_demo, launch
+from page.demo import build_demo, launch
 from editor.history import History
 from editor.text import utf16_to_index
 from engine import TextCodec

@@ -1,4 +1,4 @@
-"""`python -m engine.train`: adapt the bundled SmolLM2 to masked diffusion with LoRA (writes the adapter).
+"""`python -m engine.tools.train`: adapt the bundled SmolLM2 to masked diffusion with LoRA (writes the adapter).
 
 Objective (LLaDA / Dream / DiffuLLaMA): per sequence draw t ~ U(eps, 1), replace each token by the
 mask token with probability t, run the net with BIDIRECTIONAL attention, and take the cross-entropy
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .llama_family import LlamaNet
+from ..families.llama import LlamaNet
 
 LORA_TARGETS = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
 
@@ -126,7 +126,7 @@ def noise(ids: torch.Tensor, mask_id: int, eps: float, g: torch.Generator, span_
     """(B, L) clean ids -> noisy ids, (B, L) masked flags, (B,) t. At least one mask per row.
 
     Most rows: each token masked with probability t ~ U(eps, t_max) (the masked-diffusion ELBO
-    with t_max = 1; engine.scratch starts lower, see there).
+    with t_max = 1; engine.tools.scratch starts lower, see there).
     A `span_share` of rows instead mask one contiguous run of 1..max_span tokens with everything
     around it clean, t = its share of the row: the editor's select-and-regenerate case, which
     independent masking almost never produces at a useful length (a 10-token run at t = 0.5 has
@@ -257,7 +257,7 @@ def train_step(net: LlamaNet, params: list[nn.Parameter], opt: torch.optim.Optim
                pools: dict[str, torch.Tensor], config: TrainConfig, g: torch.Generator, step: int, *,
                mask_id: int, start_id: int | None, device: torch.device, t_max: float = 1.0) -> tuple[float, int]:
     """One optimiser step on a fresh batch at `step`'s learning rate (clipped to norm 1); returns
-    the loss and the batch's token count. Shared by the LoRA run and engine.scratch."""
+    the loss and the batch's token count. Shared by the LoRA run and engine.tools.scratch."""
     for group in opt.param_groups:
         group["lr"] = lr_at(step, config)
     ids = draw_batch(pools, config, g)                                           # (B, L) on CPU
@@ -322,7 +322,7 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
 
 def main(argv: list[str] | None = None) -> int:
     defaults = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m engine.tools.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in ("steps", "seq", "batch", "rank", "warmup", "seed", "checkpoint_every", "eval_rows",
                  "max_span", "decay_from"):
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(config.seed)
 
     from . import corpus
-    from .default_model import ADAPTER, cache_folder, load_default
+    from ..families.bundled import ADAPTER, cache_folder, load_default
     model = load_default(device=args.device, adapter=None)
     out = args.out or ADAPTER
     data = cache_folder().parents[1]

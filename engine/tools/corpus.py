@@ -7,7 +7,7 @@ use, modification and redistribution of derived works):
   prose  `pydoc_data.topics.topics`, the language reference sections `help()` shows.
 
 Held-out split BY DOCUMENT (a file, or one pydoc topic): a document is held out when the first
-8 hex digits of sha1(its name) fall in the lowest `HELDOUT_SHARE`, and always when engine.bench
+8 hex digits of sha1(its name) fall in the lowest `HELDOUT_SHARE`, and always when engine.tools.bench
 reads it (textwrap.py, string.py, bisect.py; the first pydoc topics in sorted order). So no
 benchmark or eval text is ever trained on.
 """
@@ -26,8 +26,8 @@ LICENCES = {
     "prose": "pydoc_data.topics (Python reference documentation), PSF License Agreement",
 }
 HELDOUT_SHARE = 0.05
-BENCH_FILES = ("textwrap.py", "string.py", "bisect.py")   # engine.bench's code document
-BENCH_PROSE_CHARS = 40_000   # engine.bench reads the start of the sorted topics (2000 tokens at most)
+BENCH_FILES = ("textwrap.py", "string.py", "bisect.py")   # engine.tools.bench's code document
+BENCH_PROSE_CHARS = 40_000   # engine.tools.bench reads the start of the sorted topics (2000 tokens at most)
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
 
@@ -60,13 +60,13 @@ def code_documents(root: Path | None = None) -> list[Document]:
 
 
 def prose_documents() -> list[Document]:
-    """One document per pydoc topic, in sorted topic order (engine.bench's order)."""
+    """One document per pydoc topic, in sorted topic order (engine.tools.bench's order)."""
     from pydoc_data.topics import topics
     return [Document("prose", f"pydoc:{key}", topics[key].strip()) for key in sorted(topics)]
 
 
 def bench_prose_names(prose: Sequence[Document]) -> set[str]:
-    """The leading topics (in sorted order) that engine.bench's prose document is cut from."""
+    """The leading topics (in sorted order) that engine.tools.bench's prose document is cut from."""
     names, total = set(), 0
     for doc in sorted(prose, key=lambda d: d.name):
         if total >= BENCH_PROSE_CHARS:

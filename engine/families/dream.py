@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from .llama_family import LlamaDiffusionLM, LlamaShape, from_checkpoint, hf_llama_name, read_safetensors
-from .model import UnsupportedModel
+from .llama import LlamaDiffusionLM, LlamaShape, from_checkpoint, HF_LLAMA_NAMES, read_safetensors
+from ..model import UnsupportedModel
 
 
 def dream_shape(config: dict, qkv_bias: bool) -> LlamaShape:
@@ -46,5 +46,5 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
     state = read_safetensors(folder, device)
     # Dream-7B has q/k/v biases (Qwen2); Llama-based Dream conversions set attention_bias=false.
     shape = dream_shape(config, qkv_bias=any(k.endswith("q_proj.bias") for k in state))
-    return from_checkpoint(folder, config, shape, state, hf_llama_name, device=device, dtype=dtype,
+    return from_checkpoint(folder, config, shape, state, HF_LLAMA_NAMES.ours, device=device, dtype=dtype,
                            family="Dream", mask_names=["<|mask|>"], mask_fallback=None, shifted=True)

@@ -1,12 +1,12 @@
-"""`python -m engine.scratch`: a tiny masked diffusion model trained from scratch, saved as a Dream folder.
+"""`python -m engine.tools.scratch`: a tiny masked diffusion model trained from scratch, saved as a Dream folder.
 
 It is the test suite's real model: a few MB, trained here on the same corpus as the bundled adapter
-(engine.corpus, held-out split by file), loaded by tests through `load_model(folder)`, the path a
+(engine.tools.corpus, held-out split by file), loaded by tests through `load_model(folder)`, the path a
 user's Dream checkpoint takes. Tests need no 135M weights and still see a trained denoiser.
 
 1. Train a byte-level BPE tokenizer on the training documents (`<|endoftext|>`, `<|mask|>`).
 2. Build a small LlamaNet and train every weight with the masked-diffusion objective of
-   engine.train (independent masks plus span rows) with Dream's shifted head: net row i-1 scores
+   engine.tools.train (independent masks plus span rows) with Dream's shifted head: net row i-1 scores
    canvas token i, `<|endoftext|>` in front during training.
 3. Write config.json (Dream keys), model.safetensors (Qwen2 names, float16), the tokenizer files
    and training.json (settings and held-out figures) to the output folder.
@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 
 from . import corpus
-from .dream import dream_config
-from .llama_family import LlamaNet, LlamaShape, to_hf_llama_name
+from ..families.dream import dream_config
+from ..families.llama import LlamaNet, LlamaShape, HF_LLAMA_NAMES
 from .train import TrainConfig, heldout_loss, train_step
 
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tiny-dream"
+FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "tiny-dream"
 SPECIALS = ("<|endoftext|>", "<|mask|>")
 SHAPE = LlamaShape(vocab=1024, width=128, layers=4, heads=4, kv_heads=4, ffn=384, rope_theta=10000.0,
                    norm_eps=1e-5, tie_embeddings=False, max_length=1024)
@@ -115,7 +115,7 @@ def save_dream_folder(folder: Path, net: LlamaNet, tokenizer, info: dict) -> Non
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {to_hf_llama_name(k): v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
+    state = {HF_LLAMA_NAMES.theirs(k): v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"))
     (folder / "model.safetensors").chmod(0o644)  # a file for the repository, not private state
     config = dream_config(net.shape, tokenizer.mask_token_id, tokenizer.eos_token_id)
@@ -125,7 +125,7 @@ def save_dream_folder(folder: Path, net: LlamaNet, tokenizer, info: dict) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.scratch", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m engine.tools.scratch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=FIXTURE, help=f"folder to write (default: {FIXTURE})")
     p.add_argument("--steps", type=int, default=CONFIG.steps)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             "parameters": sum(p.numel() for p in net.parameters()),
             "train_tokens": config.steps * config.batch * config.seq,
             "minutes": (time.perf_counter() - started) / 60, "threads": torch.get_num_threads(),
-            "data": "engine.corpus training split (CPython stdlib source + pydoc topics, PSF licence)"}
+            "data": "engine.tools.corpus training split (CPython stdlib source + pydoc topics, PSF licence)"}
     save_dream_folder(args.out, net, tokenizer, info)
     print(f"[scratch] wrote {args.out}", file=sys.stderr)
     return 0

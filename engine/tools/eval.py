@@ -1,6 +1,6 @@
-"""`python -m engine.eval [--quick]`: the bundled model before and after adaptation, on held-out text.
+"""`python -m engine.tools.eval [--quick]`: the bundled model before and after adaptation, on held-out text.
 
-1. Masked-token accuracy at 15/50/90% masking, prose and code (engine.corpus held-out rows).
+1. Masked-token accuracy at 15/50/90% masking, prose and code (engine.tools.corpus held-out rows).
    adapted: bidirectional, all masked tokens predicted in one forward (what the sampler sees first).
    base AR: causal attention, masked tokens filled left to right greedily, each from its left
    context (the model's own earlier guesses included): the base model used the way it was trained.
@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from . import corpus
-from .canvas import Span
-from .default_model import ADAPTER, DefaultModel, cache_folder, load_default
-from .infill import infill_text
-from .loop import banned_bias, denoise, run
-from .settings import PRESETS, SamplerSettings, parse_variant
+from ..canvas import Span
+from ..families.bundled import ADAPTER, DefaultModel, cache_folder, load_default
+from ..infill import infill_text
+from ..loop import banned_bias, denoise, run
+from ..settings import PRESETS, SamplerSettings, parse_variant
 
 RATIOS = (0.15, 0.5, 0.9)
 
@@ -309,7 +309,7 @@ def plot(report: dict, png: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.eval", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m engine.tools.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="few rows and cases (a few minutes on CPU)")
     p.add_argument("--adapter", type=Path, default=ADAPTER)

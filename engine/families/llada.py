@@ -5,41 +5,23 @@ from pathlib import Path
 
 import torch
 
-from .llama_family import LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors
-from .model import UnsupportedModel
+from .llama import LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors
+from ..model import UnsupportedModel
+from .names import NameTable, per_block
 
 # LLaDA's generate.py uses this id for <|mdm_mask|>; used only when neither config nor tokenizer
 # name a mask token.
 DOCUMENTED_MASK_ID = 126336
 
-# Per-block tensor names of LLaDA's "llama" block type -> ours.
-_BLOCK = {"attn_norm": "attn_norm", "ff_norm": "mlp_norm", "q_proj": "attn.q", "k_proj": "attn.k",
-          "v_proj": "attn.v", "attn_out": "attn.o", "ff_proj": "mlp.gate", "up_proj": "mlp.up",
-          "ff_out": "mlp.down"}
-
-
-def llada_name(name: str) -> str | None:
-    """model.transformer.{wte, ln_f, ff_out, blocks.N.*} -> our parameter names."""
-    if "rotary" in name:
-        return None
-    parts = name.removeprefix("model.").removeprefix("transformer.").split(".")
-    top = {"wte": "embed", "ln_f": "norm", "ff_out": "head"}
-    if len(parts) == 2 and parts[0] in top:
-        return f"{top[parts[0]]}.{parts[1]}"
-    if parts[0] == "blocks" and len(parts) == 4 and parts[2] in _BLOCK:
-        return f"blocks.{parts[1]}.{_BLOCK[parts[2]]}.{parts[3]}"
-    raise KeyError(f"unexpected tensor {name!r} in a LLaDA checkpoint")
-
-
-def to_llada_name(ours: str) -> str:
-    """Our parameter names -> LLaDA's (the inverse of `llada_name`), to write LLaDA folders."""
-    back = {v: k for k, v in _BLOCK.items()}
-    module, leaf = ours.rsplit(".", 1)
-    if module.startswith("blocks."):
-        _, i, rest = module.split(".", 2)
-        return f"model.transformer.blocks.{i}.{back[rest]}.{leaf}"
-    top = {"embed": "wte", "norm": "ln_f", "head": "ff_out"}
-    return f"model.transformer.{top[module]}.{leaf}"
+# LLaDA's OLMo-style tensor names ("llama" block type).
+LLADA_NAMES = NameTable("LLaDA", {
+    "model.transformer.wte.weight": "embed.weight", "model.transformer.ln_f.weight": "norm.weight",
+    "model.transformer.ff_out.weight": "head.weight",
+    **per_block("model.transformer.blocks.{}", {
+        "attn_norm": "attn_norm", "ff_norm": "mlp_norm", "q_proj": "attn.q", "k_proj": "attn.k",
+        "v_proj": "attn.v", "attn_out": "attn.o", "ff_proj": "mlp.gate", "up_proj": "mlp.up",
+        "ff_out": "mlp.down"}),
+}, drop_containing=("rotary",))
 
 
 def llada_shape(config: dict) -> LlamaShape:
@@ -68,6 +50,6 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
     """A LLaDA folder (config.json, *.safetensors, tokenizer files) as a mask-noise DiffusionLM."""
     shape = llada_shape(config)
     state = read_safetensors(folder, device)
-    return from_checkpoint(folder, config, shape, state, llada_name, device=device, dtype=dtype,
+    return from_checkpoint(folder, config, shape, state, LLADA_NAMES.ours, device=device, dtype=dtype,
                            family="LLaDA", mask_names=["<|mdm_mask|>"], mask_fallback=DOCUMENTED_MASK_ID,
                            shifted=False)

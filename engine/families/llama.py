@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .codec import TextCodec
-from .model import DiffusionLM, ModelNotFound
+from ..codec import TextCodec
+from ..model import DiffusionLM, ModelNotFound
+from .names import NameTable, per_block
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, kv_heads, L, head_dim) each
 Rename = Callable[[str], "str | None"]  # checkpoint tensor name -> our parameter name (None: drop)
@@ -172,40 +173,16 @@ class LlamaNet(nn.Module):
 
 # ---- weights --------------------------------------------------------------------------------
 
-_HF_BLOCK = {"input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm",
-             "self_attn.q_proj": "attn.q", "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v",
-             "self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up",
-             "mlp.down_proj": "mlp.down"}
-
-
-def hf_llama_name(name: str) -> str | None:
-    """Hugging Face Llama/Qwen2 (and Dream) tensor names -> ours; rotary buffers are dropped."""
-    if "rotary_emb" in name:
-        return None
-    if name == "model.embed_tokens.weight":
-        return "embed.weight"
-    if name == "model.norm.weight":
-        return "norm.weight"
-    if name == "lm_head.weight":
-        return "head.weight"
-    parts = name.split(".")
-    if parts[:2] == ["model", "layers"] and len(parts) >= 5:
-        module, leaf = ".".join(parts[3:-1]), parts[-1]
-        if module in _HF_BLOCK:
-            return f"blocks.{parts[2]}.{_HF_BLOCK[module]}.{leaf}"
-    raise KeyError(f"unexpected tensor {name!r} in a Llama/Qwen2-layout checkpoint")
-
-
-def to_hf_llama_name(ours: str) -> str:
-    """Our parameter names -> Hugging Face Llama/Qwen2 names (the inverse of `hf_llama_name`)."""
-    top = {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
-           "head.weight": "lm_head.weight"}
-    if ours in top:
-        return top[ours]
-    back = {v: k for k, v in _HF_BLOCK.items()}
-    _, i, rest = ours.split(".", 2)
-    module, leaf = rest.rsplit(".", 1)
-    return f"model.layers.{i}.{back[module]}.{leaf}"
+# Hugging Face Llama/Qwen2 (and Dream) tensor names; rotary buffers are dropped.
+HF_LLAMA_NAMES = NameTable("Llama/Qwen2-layout", {
+    "model.embed_tokens.weight": "embed.weight", "model.norm.weight": "norm.weight",
+    "lm_head.weight": "head.weight",
+    **per_block("model.layers.{}", {
+        "input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm",
+        "self_attn.q_proj": "attn.q", "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v",
+        "self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up",
+        "mlp.down_proj": "mlp.down"}),
+}, drop_containing=("rotary_emb",))
 
 
 def build_net(shape: LlamaShape, state: Mapping[str, torch.Tensor], rename: Rename,

@@ -1,4 +1,4 @@
-"""`python -m engine.bench`: span edits side by side, reference algorithm against Sharpen's fast paths.
+"""`python -m engine.tools.bench`: span edits side by side, reference algorithm against Sharpen's fast paths.
 
 Every configuration runs in this one process on the same model and the same edits, through the
 one denoising loop (`engine.infill`). The reference is LLaDA's algorithm: whole canvas every
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from .canvas import Span, build_canvas
-from .infill import infill
-from .model import DiffusionLM
-from .settings import PRESETS, SamplerSettings, parse_variant
+from ..canvas import Span, build_canvas
+from ..infill import infill
+from ..model import DiffusionLM
+from ..settings import PRESETS, SamplerSettings, parse_variant
 
 REFERENCE = SamplerSettings(strategy="low_confidence")
 CONFIGS: dict[str, SamplerSettings] = {
@@ -138,7 +138,7 @@ def token_agreement(results: list[dict], others: list[dict]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m engine.tools.bench", description=__doc__)
     parser.add_argument("--model", help="model folder (default: the bundled model)")
     parser.add_argument("--device", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true",
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes, spans = (parse_counts(parser, v, "--" + n, d) for v, n, d in
                     ((args.sizes, "sizes", (512,) if args.quick else (512, 2000)),
                      (args.spans, "spans", (32,) if args.quick else (8, 32, 128))))
-    from .load import load_model
+    from ..load import load_model
     model = load_model(args.model, device=args.device)
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else
                                   f" ({torch.get_num_threads()} threads)")

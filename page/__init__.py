@@ -1,0 +1,1 @@
+"""The page: Gradio Blocks (demo), what its buttons mean (actions), and its HTML (views)."""

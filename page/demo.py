@@ -1,0 +1,344 @@
+"""The page's Blocks: select text, regenerate it, watch every denoising step, keep history."""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import views
+from .actions import (LENGTH_MODES, Run, check_candidates, make_span, move_node, preset_values,
+                     selection, settings_from_dial, syntax_node, to_utf16)
+from editor.diffs import rebase_edit
+from editor.history import History, Regeneration, StaleRevision
+from editor.languages import language_for, supported
+from editor.text import EditorError, check_document
+from engine import PRESETS, STRATEGIES, DiffusionLM, build_canvas, infill
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+JS = {name: (STATIC / f"{name}.js").read_text() for name in ("read_selection", "set_selection", "tokens")}
+NEW_DOC: dict[str, Any] = {"id": None, "revision": None}
+
+
+# What a handler turns into a message in the page instead of a stack trace.
+REFUSALS = (EditorError, ValueError, OSError, SQLAlchemyError)
+
+
+def _fail(err: Exception) -> gr.Error:
+    if isinstance(err, SQLAlchemyError):
+        return gr.Error(f"The database refused: {getattr(err, 'orig', None) or err}", title="Database error")
+    return gr.Error(str(err), title=type(err).__name__)
+
+
+def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
+    """The page for one loaded model and one history database."""
+
+    # -- documents ---------------------------------------------------------------------------------
+    def history_outputs(doc: dict) -> tuple:
+        revs = history.history(doc["id"]) if doc["id"] is not None else []
+        choices = [(views.revision_label(r), r.id) for r in revs]
+        last = choices[-1][1] if choices else None
+        first = choices[0][1] if choices else None
+        return (views.history_html(revs, doc["revision"]), gr.update(choices=choices, value=first),
+                gr.update(choices=choices, value=last))
+
+    def new_document():
+        doc = dict(NEW_DOC)
+        return ("", doc, "untitled.txt", "text", *history_outputs(doc), None, views.EMPTY_VIEW, "")
+
+    def open_file(path: str | None):
+        if not path:
+            raise gr.Error("No file was uploaded.")
+        try:
+            text = check_document(Path(path).read_bytes())
+            name = Path(path).name
+            language = language_for(name)
+            rev = history.create_document(name, text, language)
+        except REFUSALS as err:
+            raise _fail(err) from None
+        doc = {"id": rev.document_id, "revision": rev.id}
+        return (text, doc, name, language, *history_outputs(doc), None, views.EMPTY_VIEW,
+                f"Opened {escape(name)} ({language}).")
+
+    def ensure_revision(text: str, doc: dict, name: str, language: str) -> dict:
+        """The document as it reads now, stored: a new document, or a typed revision on its base."""
+        if doc["id"] is None:
+            rev = history.create_document(name or "untitled.txt", text, language)
+        elif history.revision(doc["revision"]).text != text:
+            rev = history.commit(doc["id"], text, doc["revision"], "typed")
+        else:
+            return doc
+        return {"id": rev.document_id, "revision": rev.id}
+
+    def save(text: str, doc: dict, name: str, language: str):
+        try:
+            doc = ensure_revision(text, doc, name, language)
+            folder = Path(tempfile.mkdtemp(prefix="sharpen-"))
+            path = history.export(doc["id"], folder / (Path(name).name or "untitled.txt"))
+        except REFUSALS as err:
+            raise _fail(err) from None
+        return (gr.update(value=str(path), visible=True), doc, *history_outputs(doc),
+                f"Saved revision #{doc['revision']}.")
+
+    # -- regeneration (streams the engine's real steps) ----------------------------------------------
+    def regenerate(action: str, text: str, a16: Any, b16: Any, doc: dict, language: str, mode: str, n: Any,
+                   constraint: str, preset: str, steps: Any, strategy: str, block: Any, threshold: Any,
+                   temperature: Any, seed: Any, candidates: Any, heatmap: bool):
+        hide = gr.update(visible=False)
+        try:
+            a, b = selection(text, a16, b16)
+            kind = None
+            if action == "selection" and a == b:
+                raise EditorError("Select some text in the document first (or use Fill at cursor).")
+            if action == "node":
+                node = syntax_node(text, language, a, b)
+                a, b, kind = node.start, node.end, node.kind
+            if action == "fill":
+                a = b
+                mode = "N tokens"
+            settings = settings_from_dial(preset, steps, strategy, block, threshold, temperature, seed,
+                                          candidates)
+            canvas = build_canvas(model.codec, text, [make_span(model.codec, text, a, b, mode, n, constraint)],
+                                  model.max_length)
+        except (ValueError, EditorError) as err:
+            raise _fail(err) from None
+        run = Run(canvas, text, (a, b), language, doc["id"], doc["revision"], kind, settings)
+        yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, ""
+        try:
+            for step in infill(model, canvas, settings):
+                run.steps.append(step)
+                yield (views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
+                       gr.update(), gr.update(), "")
+        except Exception as err:  # a model failure: say so, the document is untouched
+            raise gr.Error(f"The model failed: {err}", title="Model error") from None
+        try:
+            run.problems = check_candidates(run)
+        except EditorError as err:  # the check is advice: a run is never lost to it
+            run.problems = [f"could not check: {err}"] * len(run.last.texts)
+        choices = [(candidate_label(run, i), i) for i in range(len(run.problems))]
+        last = run.last
+        yield (views.step_html(last, canvas, 0, heatmap), views.metrics_html(last, canvas), run,
+               _scrub(run), gr.update(choices=choices, value=0, visible=True),
+               "Pick a candidate and press Accept, or Reject all. The document is unchanged until then.")
+
+    def candidate_label(run: Run, i: int) -> str:
+        s, e = run.new_span(i)
+        piece = run.result(i)[s:e].replace("\n", "⏎")
+        mark = f"  ✗ does not parse: {run.problems[i]}" if run.problems[i] else ""
+        return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}{mark}"
+
+    def stopped(run: Run | None):
+        if run is None or run.last is None:
+            return "<div class='sh-metrics' data-state='stopped'><b>stopped</b> before the first step</div>", \
+                gr.update()
+        return (views.metrics_html(run.last, run.canvas, stopped=not run.last.done),
+                _scrub(run))
+
+    def show_step(k: Any, run: Run | None, candidate: Any, heatmap: bool):
+        if run is None or not run.steps:
+            return views.EMPTY_VIEW, ""
+        step = run.steps[max(0, min(int(k or 1), len(run.steps)) - 1)]
+        return views.step_html(step, run.canvas, int(candidate or 0), heatmap), views.metrics_html(step, run.canvas)
+
+    def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData):
+        if run is None or not run.steps:
+            return views.inspector_html(None, None, 0, 0)
+        step = run.steps[max(0, min(int(k or len(run.steps)), len(run.steps)) - 1)]
+        return views.inspector_html(step, run.canvas, int(candidate or 0), int(evt.index))
+
+    # -- accept / reject --------------------------------------------------------------------------------
+    def accept(text: str, run: Run | None, candidate: Any, doc: dict, name: str, language: str, branch: bool):
+        if run is None or run.last is None or not run.last.done:
+            raise gr.Error("Nothing to accept: regenerate first (a stopped run cannot be accepted).")
+        i = int(candidate or 0)
+        try:
+            result = run.result(i)
+            if text != run.base_text:  # the person typed meanwhile: carry the edit over, keep their text
+                result = rebase_edit(run.base_text, result, text)
+            if run.document is not None and run.document != doc["id"]:
+                raise EditorError("This edit was made on another document; regenerate again.")
+            base = {"id": doc["id"], "revision": run.base_revision or doc["revision"]}
+            base = ensure_revision(text, base, name, language)
+            regen = Regeneration([run.new_span(i)], model.label, _plain(dataclasses.asdict(run.settings)),
+                                 run.settings.seed, run.last.forwards, run.last.elapsed * 1000)
+            rev = history.commit(base["id"], result, base["revision"], "regenerated", regeneration=regen,
+                                 branch=branch)
+        except StaleRevision as err:
+            raise gr.Error(f"The document changed since this edit started (revision {err.base_id}; the head is "
+                           f"now {err.head_id}). Your text is unchanged. Use 'Accept as branch' to keep both.",
+                           title="Stale revision") from None
+        except REFUSALS as err:
+            raise _fail(err) from None
+        doc = {"id": rev.document_id, "revision": rev.id}
+        return (result, doc, *history_outputs(doc), None, gr.update(visible=False), gr.update(visible=False),
+                f"Accepted candidate {i + 1} as revision #{rev.id}.")
+
+    def reject():
+        return None, views.EMPTY_VIEW, gr.update(visible=False), gr.update(visible=False), \
+            "Rejected all candidates; the document is unchanged."
+
+    # -- history ----------------------------------------------------------------------------------------
+    def show_diff(a: Any, b: Any):
+        if a is None or b is None:
+            raise gr.Error("Choose two revisions to compare.")
+        try:
+            return views.diff_html(history.diff(int(a), int(b)))
+        except REFUSALS as err:
+            raise _fail(err) from None
+
+    def restore(b: Any, doc: dict):
+        if b is None:
+            raise gr.Error("Choose the revision to restore (B).")
+        try:
+            rev = history.restore(int(b))
+        except REFUSALS as err:
+            raise _fail(err) from None
+        doc = {"id": rev.document_id, "revision": rev.id}
+        return (rev.text, doc, *history_outputs(doc), f"Restored revision #{b} as #{rev.id}.")
+
+    def label(b: Any, text: str, doc: dict):
+        if b is None:
+            raise gr.Error("Choose the revision to label (B).")
+        try:
+            history.label(int(b), text.strip() or None)
+        except REFUSALS as err:
+            raise _fail(err) from None
+        return history_outputs(doc)
+
+    # -- selection moves ---------------------------------------------------------------------------------
+    def move(direction: str, text: str, a16: Any, b16: Any, language: str):
+        try:
+            a, b = selection(text, a16, b16)
+            node = syntax_node(text, language, a, b) if a == b else move_node(text, language, a, b, direction)
+        except (ValueError, EditorError) as err:
+            raise _fail(err) from None
+        if node is None:
+            raise gr.Error(f"Cannot {direction} further.", title="Selection")
+        return to_utf16(text, node.start), to_utf16(text, node.end), f"Selected: {escape(node.label)}"
+
+    with gr.Blocks(title="Sharpen") as demo:
+        gr.Markdown(f"## Sharpen\nModel: **{escape(model.label)}**. Select text, regenerate it, "
+                    "watch each denoising step, accept a candidate.")
+        doc = gr.State(dict(NEW_DOC))
+        run = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=3):
+                with gr.Row():
+                    new = gr.Button("New document", size="sm")
+                    upload = gr.UploadButton("Open file", size="sm", type="filepath")
+                    save_btn = gr.Button("Save / export", size="sm")
+                    name = gr.Textbox("untitled.txt", label="name", elem_id="doc-name", scale=2)
+                    language = gr.Dropdown(supported(), value="text", label="language", elem_id="language")
+                download = gr.File(label="download", visible=False, interactive=False)
+                document = gr.Textbox(label="Document", lines=8, max_lines=30, elem_id="document",
+                                      interactive=True)
+                sel_start = gr.Number(0, precision=0, visible=False)
+                sel_end = gr.Number(0, precision=0, visible=False)
+                with gr.Row(equal_height=True):
+                    go_sel = gr.Button("Regenerate selection", variant="primary", size="sm", min_width=90,
+                                       elem_id="go-selection")
+                    go_node = gr.Button("Regenerate syntax node", size="sm", min_width=90, elem_id="go-node")
+                    expand = gr.Button("Expand", size="sm", elem_id="expand", min_width=50)
+                    shrink = gr.Button("Shrink", size="sm", elem_id="shrink", min_width=50)
+                    go_fill = gr.Button("Fill at cursor", size="sm", min_width=70, elem_id="go-fill")
+                    stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop", min_width=50)
+                message = gr.Markdown(elem_id="message")
+                live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
+                metrics = gr.HTML("", elem_id="metrics")
+                scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
+                with gr.Row():
+                    candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates", scale=3)
+                    heatmap = gr.Checkbox(False, label="confidence heatmap", elem_id="heatmap")
+                with gr.Row():
+                    accept_btn = gr.Button("Accept", variant="primary", elem_id="accept")
+                    branch_btn = gr.Button("Accept as branch", elem_id="accept-branch")
+                    reject_btn = gr.Button("Reject all", elem_id="reject")
+                inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
+            with gr.Column(scale=2):
+                with gr.Accordion("Span", open=True):
+                    with gr.Row():
+                        mode = gr.Radio(list(LENGTH_MODES), value="keep", label="length", scale=2)
+                        n_tokens = gr.Number(8, precision=0, minimum=1, label="N tokens", min_width=80)
+                    constraint = gr.Textbox("", label="constraint (text the span must start with)",
+                                            elem_id="constraint")
+                with gr.Accordion("Dial", open=True):
+                    preset = gr.Dropdown(list(PRESETS), value="fast", label="preset")
+                    steps = gr.Slider(0, 256, value=0, step=1, label="steps (0 = automatic: the span length / the preset's tokens per step)")
+                    strategy = gr.Dropdown(list(STRATEGIES), value="threshold", label="strategy")
+                    block = gr.Slider(0, 64, value=0, step=1, elem_id="block-length",
+                                      label="block length (0 = the whole span at once; 1 = left to right)")
+                    threshold = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="threshold")
+                    temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature")
+                    seed = gr.Number(0, precision=0, minimum=0, label="seed")
+                    n_candidates = gr.Slider(1, 8, value=1, step=1, label="candidates")
+                with gr.Accordion("History", open=True):
+                    tree = gr.HTML(views.history_html([]), elem_id="history")
+                    with gr.Row():
+                        rev_a = gr.Dropdown([], label="A", elem_id="rev-a")
+                        rev_b = gr.Dropdown([], label="B", elem_id="rev-b")
+                    with gr.Row():
+                        diff_btn = gr.Button("Diff A → B", size="sm", elem_id="diff")
+                        restore_btn = gr.Button("Restore B", size="sm", elem_id="restore")
+                    with gr.Row():
+                        label_text = gr.Textbox(label="label for B", scale=2)
+                        label_btn = gr.Button("Label B", size="sm")
+                    diff_view = gr.HTML("", elem_id="diff-view")
+
+        hist = [tree, rev_a, rev_b]
+        new.click(new_document, None, [document, doc, name, language, *hist, run, live, message])
+        upload.upload(open_file, upload, [document, doc, name, language, *hist, run, live, message])
+        name.change(lambda n: language_for(n or ""), name, language)
+        save_btn.click(save, [document, doc, name, language], [download, doc, *hist, message])
+
+        dial = [preset, steps, strategy, block, threshold, temperature, seed, n_candidates, heatmap]
+        inputs = [document, sel_start, sel_end, doc, language, mode, n_tokens, constraint, *dial]
+        outputs = [live, metrics, run, scrub, candidate, message]
+        runs = []
+        for button, action in ((go_sel, "selection"), (go_node, "node"), (go_fill, "fill")):
+            def handler(*args, _action=action):
+                yield from regenerate(_action, *args)
+            runs.append(button.click(handler, inputs, outputs, js=JS["read_selection"], concurrency_id="model",
+                                     api_name=f"regenerate_{action}"))
+        stop.click(stopped, run, [metrics, scrub], cancels=runs)
+        preset.change(preset_values, preset, [strategy, block, threshold])
+
+        view_inputs = [scrub, run, candidate, heatmap]
+        # .input/.release fire on the person's moves only, not when a run updates these controls.
+        for listener in (scrub.input, candidate.input, heatmap.input):
+            listener(show_step, view_inputs, [live, metrics], trigger_mode="always_last")
+        live.select(inspect_token, [run, scrub, candidate], inspector)
+
+        accept_out = [document, doc, *hist, run, candidate, scrub, message]
+        accept_in = [document, run, candidate, doc, name, language]
+        accept_btn.click(lambda *a: accept(*a, False), accept_in, accept_out, api_name="accept")
+        branch_btn.click(lambda *a: accept(*a, True), accept_in, accept_out, api_name="accept_branch")
+        reject_btn.click(reject, None, [run, live, candidate, scrub, message])
+
+        diff_btn.click(show_diff, [rev_a, rev_b], diff_view, api_name="diff")
+        restore_btn.click(restore, [rev_b, doc], [document, doc, *hist, message], api_name="restore")
+        label_btn.click(label, [rev_b, label_text, doc], hist)
+        for button, direction in ((expand, "expand"), (shrink, "shrink")):
+            button.click(lambda *a, _d=direction: move(_d, *a), [document, sel_start, sel_end, language],
+                         [sel_start, sel_end, message], js=JS["read_selection"], api_name=direction
+                         ).then(None, [sel_start, sel_end], [sel_start, sel_end], js=JS["set_selection"])
+    return demo
+
+
+def _scrub(run: Run) -> dict:
+    """The step slider for a recorded run (a slider needs two distinct ends; steps past the last clamp)."""
+    return gr.update(minimum=1, maximum=max(2, len(run.steps)), value=len(run.steps), visible=True)
+
+
+def _plain(settings: dict) -> dict:
+    """Settings as JSON-safe values for the revision record."""
+    return {k: v for k, v in settings.items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+def launch(demo: gr.Blocks, **kwargs: Any) -> gr.Blocks:
+    """Launch with Sharpen's own CSS (static/), nothing fetched from elsewhere."""
+    demo.launch(css_paths=[STATIC / "sharpen.css"], footer_links=[], run_history=False, **kwargs)
+    return demo
