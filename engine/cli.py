@@ -6,17 +6,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from .canvas import Constraint, Span, build_canvas
 from .infill import infill
 from .loop import Step, run
 from .model import DiffusionLM
-from .settings import CACHES, PRESETS, STRATEGIES, SamplerSettings
-
-SETTING_FLAGS = ("steps", "block_length", "strategy", "threshold", "entropy_bound", "temperature",
-                 "seed", "remask_below", "candidates", "tokens_per_step", "cache", "refresh_every",
-                 "context_window")
+from .settings import PRESETS, Knob, SamplerSettings, knobs
 
 
 class InputError(ValueError):
@@ -39,21 +35,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--constraint", action="append", default=[], metavar="TEXT@K",
                    help="TEXT must appear K tokens into the first span (repeatable)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--tokens-per-step", type=int, help="without --steps: budget = tokens / this")
-    p.add_argument("--block-length", type=int)
-    p.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)}")
-    p.add_argument("--threshold", type=float)
-    p.add_argument("--entropy-bound", type=float)
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--remask-below", type=float, help="self-correction: re-mask commits below this")
-    p.add_argument("--candidates", type=int)
-    p.add_argument("--cache", choices=CACHES, help="dual: cache the context around the spans")
-    p.add_argument("--refresh-every", type=int, help="with --cache dual: refresh every N steps")
-    p.add_argument("--context-window", type=int, help="tokens of context either side of the spans")
     p.add_argument("--show-steps", action="store_true", help="also print every step's draft")
+    add_setting_flags(p)
     return parser
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per SamplerSettings field, typed and described by the field; a flag left out keeps
+    the preset's value (or the default)."""
+    group = parser.add_argument_group("sampler settings", "each overrides the preset; optional ones take none")
+    for knob in knobs():
+        about = knob.help + (f"; none: {knob.none}" if knob.optional else "")
+        default = "none" if knob.default is None else knob.default
+        group.add_argument("--" + knob.name.replace("_", "-"), type=flag_type(knob), default=argparse.SUPPRESS,
+                           metavar="|".join(knob.choices) or knob.kind.__name__.upper(),
+                           help=f"{about} (default: {default})".replace("%", "%%"))
+
+
+def flag_type(knob: Knob) -> Callable[[str], Any]:
+    """argparse's `type` for a setting: its text as a value, or argparse's one-line usage error."""
+    def parse(text: str) -> Any:
+        try:
+            return knob.from_text(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
@@ -77,8 +83,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
 
 def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
     base = PRESETS[args.preset] if args.preset else SamplerSettings()
-    changes = {k: getattr(args, k) for k in SETTING_FLAGS if getattr(args, k) is not None}
-    return base.replace(**changes)
+    return base.with_values({k.name: getattr(args, k.name) for k in knobs() if hasattr(args, k.name)})
 
 
 def read_document(path: str) -> str:
@@ -92,7 +97,29 @@ def read_document(path: str) -> str:
         raise InputError(f"{path} is not UTF-8 text (byte {err.start})") from None
     if not text:
         raise InputError(f"{path} is empty: there is no document to edit")
+    check_text(text)
     return text
+
+
+def check_text(text: str) -> None:
+    """Refuse a document as editor.text.check_document does: NUL means binary data, and a lone
+    surrogate (JSON's "\\ud800" decodes to one) is no Unicode a tokenizer takes."""
+    if "\x00" in text:
+        raise InputError(f"the document holds a NUL character at index {text.index(chr(0))}: "
+                         "binary data is not text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InputError(f"the document is not valid Unicode at index {err.start}: {err.reason}") from None
+
+
+def make_span(start: int, end: int, length: int | None) -> Span:
+    """A span from the user's offsets, refused when reversed; the canvas checks it against the text."""
+    if end < start:
+        raise InputError(f"span {start}:{end} is reversed (end before start)")
+    if length is not None and (type(length) is not int or length < 1):  # True is not 1 token
+        raise InputError(f"span {start}:{end}: length must be a whole number >= 1, got {length!r}")
+    return Span(start, end, length)
 
 
 def parse_spans(specs: list[str], length: int | None, constraints: list[str], text: str) -> list[Span]:
@@ -104,7 +131,7 @@ def parse_spans(specs: list[str], length: int | None, constraints: list[str], te
         if len(parts) not in (2, 3) or not all(p.strip().lstrip("-").isdigit() for p in parts):
             raise InputError(f"--span {spec!r}: expected START:END or START:END:LENGTH (whole numbers)")
         start, end = int(parts[0]), int(parts[1])
-        spans.append(Span(start, end, int(parts[2]) if len(parts) == 3 else length))
+        spans.append(make_span(start, end, int(parts[2]) if len(parts) == 3 else length))
     if constraints:
         forced = []
         for spec in constraints:
@@ -177,14 +204,15 @@ def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings) -> dict
     text, raw_spans = item.get("text"), item.get("spans")
     if not isinstance(text, str) or not text:
         raise ValueError('"text" must be a non-empty string')
+    check_text(text)
     if not isinstance(raw_spans, list) or not raw_spans:
         raise ValueError('"spans" must be a non-empty list of [start, end]')
     length = item.get("length")
     spans = []
     for s in raw_spans:
-        if not (isinstance(s, list) and len(s) in (2, 3) and all(isinstance(v, int) for v in s)):
-            raise ValueError(f"span {s!r} must be [start, end] or [start, end, length]")
-        spans.append(Span(s[0], s[1], s[2] if len(s) == 3 else length))
+        if not (isinstance(s, list) and len(s) in (2, 3) and all(type(v) is int for v in s)):  # not bool
+            raise ValueError(f"span {s!r} must be [start, end] or [start, end, length], whole numbers")
+        spans.append(make_span(s[0], s[1], s[2] if len(s) == 3 else length))
     overrides = {k: v for k, v in item.items() if k not in ("text", "spans", "length")}
     canvas = build_canvas(model.codec, text, spans, model.max_length)
     step = run(infill(model, canvas, settings.with_values(overrides)))

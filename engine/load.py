@@ -26,7 +26,7 @@ def load_model(source: str | Path | None = None, *, device: str | torch.device |
 
     Never downloads: a model that is not on this machine raises ModelNotFound saying how to get it.
     """
-    device = torch.device(device) if device is not None else default_device()
+    device = pick_device(device)
     if source is None:
         from .families.bundled import load_default
         return load_default(device=device, dtype=dtype)
@@ -37,6 +37,24 @@ def load_model(source: str | Path | None = None, *, device: str | torch.device |
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_device(name: str | torch.device | None) -> torch.device:
+    """`name` as a device this machine can use (None: the default), else a ValueError in one line."""
+    if name is None:
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {str(name)!r}: use cpu or cuda (cuda:N for one GPU of several)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(name)!r}: this machine has no CUDA GPU that torch {torch.__version__} "
+                         "can use; use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {str(name)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
 
 
 def resolve_folder(source: str) -> Path:

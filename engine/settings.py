@@ -1,100 +1,181 @@
-"""SamplerSettings: the one frozen, validated set of knobs for the denoising loop, plus presets."""
+"""SamplerSettings: the one frozen, validated set of knobs for the denoising loop, plus presets.
+
+Each field carries its help, choices, bounds and dial range (`setting(...)`). CLI flags, the page's
+dial and JSON read them through `knobs()`, so a field is described once and shows up everywhere.
+"""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
 CACHES = ("none", "dual")
+KINDS = {int: "a whole number", float: "a finite number", str: "text"}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The interval a number setting lies in; an open end leaves its own value out."""
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        below = self.high is None or (x < self.high if self.high_open else x <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if not (self.low_open or self.high_open):
+            return f"from {self.low:g} to {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One SamplerSettings field as CLI flags, the page's dial and JSON see it."""
+
+    name: str
+    kind: type                       # int, float or str
+    optional: bool                   # None is allowed: `none` says what it means (the dial shows 0)
+    default: Any
+    help: str
+    none: str = ""
+    choices: tuple[str, ...] = ()
+    bounds: Bounds | None = None
+    slider: tuple[float, float, float] | None = None  # the dial's (low, high, step); None: a number box
+
+    def wants(self) -> str:
+        """What a valid value is, in words: "a whole number >= 1 (or none)"."""
+        what = f"one of {', '.join(self.choices)}" if self.choices else KINDS[self.kind]
+        bounds = f" {self.bounds}" if self.bounds is not None else ""
+        return what + bounds + (" (or none)" if self.optional else "")
+
+    def check(self, value: Any) -> None:
+        """Raise a ValueError saying what is wrong, unless `value` is valid for this field."""
+        if value is None and self.optional:
+            return
+        if self.choices and isinstance(value, str) and value not in self.choices:
+            raise ValueError(f"unknown {self.name} {value!r}; choose one of {', '.join(self.choices)}")
+        # bool is an int in Python, but True is no count, seed or temperature.
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        typed = {int: number and isinstance(value, int), float: number, str: isinstance(value, str)}[self.kind]
+        if not typed:
+            raise ValueError(f"{self.name} must be {self.wants()}, got {value!r} ({type(value).__name__})")
+        if number and not (math.isfinite(value) and (self.bounds is None or value in self.bounds)):
+            raise ValueError(f"{self.name} must be {self.wants()}, got {value!r}")
+
+    def from_text(self, text: str) -> Any:
+        """A value typed on a command line: "none" for None, else read as this field's type."""
+        if self.optional and text.strip().lower() == "none":
+            return None
+        try:
+            return self.kind(text)
+        except ValueError:
+            raise ValueError(f"{self.name} must be {self.wants()}, got {text!r}") from None
+
+
+def setting(default: Any, help: str, **about: Any) -> Any:
+    """A SamplerSettings field: its default plus what Knob reads (help, none, choices, bounds, slider)."""
+    return dataclasses.field(default=default, metadata={"help": help, **about})
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """How a span is denoised. Validated once, here; the loop trusts it.
+    """How a span is denoised. Validated once, here, against each field's Knob; the loop trusts it.
 
-    steps: most forwards the loop may run; None means one per `tokens_per_step` tokens to fill
-      (with the default 1: one forward per token, LLaDA's best quality).
-    tokens_per_step: with steps=None, the budget is ceil(tokens to fill / this), so the budget
-      scales with the span (LLaDA's "steps = length / k").
-    block_length: tokens per semi-autoregressive block inside each span (None: whole span at once).
-    strategy: how to pick the positions to commit each step:
-      low_confidence  the most confident predictions (LLaDA)
-      random          uniformly random positions (LLaDA's baseline)
-      threshold       the best one plus every one with confidence >= threshold (Fast-dLLM)
-      entropy         lowest-entropy ones while their summed entropy minus the largest stays
-                      <= entropy_bound (EB-sampler; HF DiffusionGemma)
-    temperature: 0 takes the argmax; > 0 samples (Gumbel-max) at that temperature.
-    seed: seeds the one torch.Generator every random draw goes through.
-    remask_below: self-correction, off by default: each step, earlier commits whose confidence was
-      below this go back to undecided (at most as many as were committed that step).
-    candidates: alternatives of the same canvas denoised together in one batch.
-    alternatives: top-k alternatives recorded per committed position for token inspectors.
-    cache: "none" runs the whole canvas every forward; "dual" caches the context's keys/values and
-      runs only the span slots between refreshes (Fast-dLLM DualCache; models with
-      `supports_cache`, others run in full).
-    refresh_every: with cache="dual", recompute the context every this many steps (None: only at
-      the start and when a span moves to its next block).
-    context_window: tokens of context the model sees either side of the spans (None: all).
+    Each field's help says what it does (`python -m engine infill --help` prints them all).
     """
 
-    steps: int | None = None
-    tokens_per_step: int = 1
-    block_length: int | None = None
-    strategy: str = "threshold"
-    threshold: float = 0.9
-    entropy_bound: float = 0.1
-    temperature: float = 0.0
-    seed: int = 0
-    remask_below: float | None = None
-    candidates: int = 1
-    alternatives: int = 5
-    cache: str = "none"
-    refresh_every: int | None = None
-    context_window: int | None = None
+    steps: int | None = setting(
+        None, "most forwards the loop may run", bounds=Bounds(1), slider=(0, 256, 1),
+        none="one forward per tokens_per_step tokens to fill")
+    tokens_per_step: int = setting(
+        1, "with steps none, the budget is the tokens to fill / this, so it scales with the span "
+        "(LLaDA's steps = length / k; 1 is LLaDA's best quality)", bounds=Bounds(1), slider=(1, 16, 1))
+    block_length: int | None = setting(
+        None, "tokens per semi-autoregressive block inside each span (1: strictly left to right)",
+        bounds=Bounds(1), slider=(0, 64, 1), none="the whole span at once")
+    strategy: str = setting(
+        "threshold", "which positions to commit each step: low_confidence the most confident (LLaDA); "
+        "random uniformly random ones (LLaDA's baseline); threshold the best one plus every one at "
+        "least threshold sure (Fast-dLLM); entropy the lowest-entropy ones while their summed entropy "
+        "minus the largest stays within entropy_bound (EB-sampler)", choices=STRATEGIES)
+    threshold: float = setting(
+        0.9, "with strategy threshold: commit every position at least this sure",
+        bounds=Bounds(0, 1, low_open=True), slider=(0.05, 1.0, 0.05))
+    entropy_bound: float = setting(
+        0.1, "with strategy entropy: the EB-sampler's bound", bounds=Bounds(0), slider=(0, 1, 0.01))
+    temperature: float = setting(
+        0.0, "0 takes the argmax; above 0 samples (Gumbel-max) at that temperature",
+        bounds=Bounds(0), slider=(0, 2, 0.05))
+    seed: int = setting(0, "seeds the one torch.Generator every random draw goes through", bounds=Bounds(0))
+    remask_below: float | None = setting(
+        None, "self-correction: each step, earlier commits less sure than this go back to undecided "
+        "(at most as many as were committed that step)",
+        bounds=Bounds(0, 1, low_open=True, high_open=True), slider=(0, 0.95, 0.05), none="off")
+    candidates: int = setting(
+        1, "alternatives of the same canvas denoised together in one batch", bounds=Bounds(1, 64),
+        slider=(1, 8, 1))
+    alternatives: int = setting(
+        5, "top-k alternatives recorded per committed position for the token inspector",
+        bounds=Bounds(1, 20), slider=(1, 20, 1))
+    cache: str = setting(
+        "none", "none runs the whole canvas every forward; dual caches the context's keys and values "
+        "and runs only the span slots between refreshes (Fast-dLLM DualCache; models without "
+        "supports_cache run in full)", choices=CACHES)
+    refresh_every: int | None = setting(
+        None, "with cache dual: recompute the context every this many steps", bounds=Bounds(1),
+        slider=(0, 64, 1), none="only at the start and when a span moves to its next block")
+    context_window: int | None = setting(
+        None, "tokens of context the model sees either side of the spans", bounds=Bounds(1), none="all")
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise ValueError(f"steps must be a whole number >= 1 (or None), got {self.steps!r}")
-        if not isinstance(self.tokens_per_step, int) or self.tokens_per_step < 1:
-            raise ValueError(f"tokens_per_step must be a whole number >= 1, got {self.tokens_per_step!r}")
-        if self.block_length is not None and (not isinstance(self.block_length, int) or self.block_length < 1):
-            raise ValueError(f"block_length must be a whole number >= 1 (or None), got {self.block_length!r}")
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold!r}")
-        if self.entropy_bound < 0:
-            raise ValueError(f"entropy_bound must be >= 0, got {self.entropy_bound!r}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a whole number >= 0, got {self.seed!r}")
-        if self.remask_below is not None and not 0.0 < self.remask_below < 1.0:
-            raise ValueError(f"remask_below must be in (0, 1) or None, got {self.remask_below!r}")
-        if not isinstance(self.candidates, int) or not 1 <= self.candidates <= 64:
-            raise ValueError(f"candidates must be a whole number from 1 to 64, got {self.candidates!r}")
-        if not isinstance(self.alternatives, int) or not 1 <= self.alternatives <= 20:
-            raise ValueError(f"alternatives must be a whole number from 1 to 20, got {self.alternatives!r}")
-        if self.cache not in CACHES:
-            raise ValueError(f"unknown cache {self.cache!r}; choose one of {', '.join(CACHES)}")
-        for name in ("refresh_every", "context_window"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a whole number >= 1 (or None), got {value!r}")
+        for knob in knobs():
+            knob.check(getattr(self, knob.name))
 
-    def replace(self, **changes: Any) -> "SamplerSettings":
+    def replace(self, **changes: Any) -> SamplerSettings:
         """A copy with `changes`, validated again."""
         return dataclasses.replace(self, **changes)
 
-    def with_values(self, values: dict[str, Any]) -> "SamplerSettings":
-        """A copy with user-supplied `values` (e.g. from JSON); unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(values) - known)
+    def with_values(self, values: Mapping[str, Any]) -> SamplerSettings:
+        """A copy with user-supplied `values` by field name; unknown names and bad values are a
+        ValueError that says which."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"settings must be an object of name: value, got {type(values).__name__}")
+        known = {knob.name for knob in knobs()}
+        unknown = sorted(str(name) for name in values if name not in known)
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return dataclasses.replace(self, **values)
+
+    @classmethod
+    def from_json(cls, values: Any) -> SamplerSettings:
+        """Settings from a parsed JSON object (an API request's body): the defaults changed by
+        `values`, null unsetting an optional field. Unknown names and wrong types are refused
+        (`true` is not a number, "3" is not a whole number) with a ValueError that says which."""
+        return cls().with_values(values)
+
+
+@functools.cache
+def knobs() -> tuple[Knob, ...]:
+    """Every SamplerSettings field, in order, with its type, default and what `setting` says of it."""
+    hints = typing.get_type_hints(SamplerSettings)
+    out = []
+    for f in dataclasses.fields(SamplerSettings):
+        args = typing.get_args(hints[f.name])  # (int, NoneType) for `int | None`; () for `int`
+        kind = next((a for a in args if a is not type(None)), hints[f.name])
+        out.append(Knob(f.name, kind, type(None) in args, f.default, **f.metadata))
+    return tuple(out)
 
 
 PRESETS: dict[str, SamplerSettings] = {

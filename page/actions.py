@@ -1,4 +1,4 @@
-"""What the page's buttons mean: selections to spans, dial to settings, syntax nodes, candidate checks.
+"""What the page's buttons mean: selections to spans, syntax nodes, candidate checks.
 
 No gradio here: errors are ValueError / EditorError with a message a person can act on; app.py
 shows them in the page.
@@ -12,9 +12,9 @@ from typing import Any
 from editor.languages import get_language
 from editor.prose import prose_span
 from editor.structure import NodeSpan, Structure
-from editor.text import utf16_to_index
+from editor.text import EditorError, check_document, utf16_to_index
 from editor.validity import check_edit
-from engine import PRESETS, Canvas, Constraint, SamplerSettings, Span, Step
+from engine import Canvas, Constraint, SamplerSettings, Span, Step
 
 LENGTH_MODES = ("keep", "N tokens", "pick")
 PICK_SLACK = 1.25  # "pick": room to grow by a quarter; the model may end a span early with end-of-text
@@ -65,20 +65,13 @@ def to_utf16(text: str, index: int) -> int:
     return index + sum(1 for ch in text[:index] if ord(ch) > 0xFFFF)
 
 
-def settings_from_dial(preset: str | None, steps: Any, strategy: str, block: Any, threshold: Any,
-                       temperature: Any, seed: Any, candidates: Any) -> SamplerSettings:
-    """The dial's values as validated settings; steps 0 means one forward per token, block 0 no
-    blocks (block 1 commits strictly left to right, which parses more often on code: docs/MODEL.md)."""
-    base = PRESETS.get(preset or "", SamplerSettings())
-    return base.replace(steps=int(steps) or None, strategy=strategy, block_length=int(block or 0) or None,
-                        threshold=float(threshold), temperature=float(temperature), seed=int(seed or 0),
-                        candidates=int(candidates or 1))
-
-
-def preset_values(name: str) -> tuple[str, int, float]:
-    """(strategy, block length or 0, threshold) of a named preset, for filling the dial."""
-    preset = PRESETS[name]
-    return preset.strategy, preset.block_length or 0, preset.threshold
+def page_document(text: Any) -> str:
+    """The document the page sent, checked as an opened file is: text, no NUL, valid Unicode, not too large."""
+    if text is None:
+        raise EditorError("There is no document: type or open one first.")
+    if not isinstance(text, str):
+        raise EditorError(f"The document must be text, not {type(text).__name__}.")
+    return check_document(text)
 
 
 def span_length(codec: Any, original: str, mode: str, n: Any) -> int | None:

@@ -11,13 +11,14 @@ import gradio as gr
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import views
-from .actions import (LENGTH_MODES, Run, check_candidates, make_span, move_node, preset_values,
-                     selection, settings_from_dial, syntax_node, to_utf16)
+from .actions import (LENGTH_MODES, Run, check_candidates, make_span, move_node, page_document, selection,
+                      syntax_node, to_utf16)
+from .dial import controls, preset_values, settings_from_dial
 from editor.diffs import rebase_edit
 from editor.history import History, Regeneration, StaleRevision
 from editor.languages import language_for, supported
 from editor.text import EditorError, check_document
-from engine import PRESETS, STRATEGIES, DiffusionLM, build_canvas, infill
+from engine import PRESETS, DiffusionLM, build_canvas, infill
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 JS = {name: (STATIC / f"{name}.js").read_text() for name in ("read_selection", "set_selection", "tokens")}
@@ -86,10 +87,10 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
 
     # -- regeneration (streams the engine's real steps) ----------------------------------------------
     def regenerate(action: str, text: str, a16: Any, b16: Any, doc: dict, language: str, mode: str, n: Any,
-                   constraint: str, preset: str, steps: Any, strategy: str, block: Any, threshold: Any,
-                   temperature: Any, seed: Any, candidates: Any, heatmap: bool):
+                   constraint: str, heatmap: bool, *dial: Any):
         hide = gr.update(visible=False)
         try:
+            text = page_document(text)
             a, b = selection(text, a16, b16)
             kind = None
             if action == "selection" and a == b:
@@ -100,8 +101,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
             if action == "fill":
                 a = b
                 mode = "N tokens"
-            settings = settings_from_dial(preset, steps, strategy, block, threshold, temperature, seed,
-                                          candidates)
+            settings = settings_from_dial(dial)
             canvas = build_canvas(model.codec, text, [make_span(model.codec, text, a, b, mode, n, constraint)],
                                   model.max_length)
         except (ValueError, EditorError) as err:
@@ -266,15 +266,8 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
                     constraint = gr.Textbox("", label="constraint (text the span must start with)",
                                             elem_id="constraint")
                 with gr.Accordion("Dial", open=True):
-                    preset = gr.Dropdown(list(PRESETS), value="fast", label="preset")
-                    steps = gr.Slider(0, 256, value=0, step=1, label="steps (0 = automatic: the span length / the preset's tokens per step)")
-                    strategy = gr.Dropdown(list(STRATEGIES), value="threshold", label="strategy")
-                    block = gr.Slider(0, 64, value=0, step=1, elem_id="block-length",
-                                      label="block length (0 = the whole span at once; 1 = left to right)")
-                    threshold = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="threshold")
-                    temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature")
-                    seed = gr.Number(0, precision=0, minimum=0, label="seed")
-                    n_candidates = gr.Slider(1, 8, value=1, step=1, label="candidates")
+                    preset = gr.Dropdown(list(PRESETS), value="fast", label="preset", info="fills the dial")
+                    dial = controls(PRESETS["fast"])
                 with gr.Accordion("History", open=True):
                     tree = gr.HTML(views.history_html([]), elem_id="history")
                     with gr.Row():
@@ -294,8 +287,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         name.change(lambda n: language_for(n or ""), name, language)
         save_btn.click(save, [document, doc, name, language], [download, doc, *hist, message])
 
-        dial = [preset, steps, strategy, block, threshold, temperature, seed, n_candidates, heatmap]
-        inputs = [document, sel_start, sel_end, doc, language, mode, n_tokens, constraint, *dial]
+        inputs = [document, sel_start, sel_end, doc, language, mode, n_tokens, constraint, heatmap, *dial]
         outputs = [live, metrics, run, scrub, candidate, message]
         runs = []
         for button, action in ((go_sel, "selection"), (go_node, "node"), (go_fill, "fill")):
@@ -304,7 +296,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
             runs.append(button.click(handler, inputs, outputs, js=JS["read_selection"], concurrency_id="model",
                                      api_name=f"regenerate_{action}"))
         stop.click(stopped, run, [metrics, scrub], cancels=runs)
-        preset.change(preset_values, preset, [strategy, block, threshold])
+        preset.change(preset_values, preset, dial)
 
         view_inputs = [scrub, run, candidate, heatmap]
         # .input/.release fire on the person's moves only, not when a run updates these controls.

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from engine.cli import main
 from tests.tiny import save_tiny_bert
@@ -90,3 +91,70 @@ def test_module_entry_point_runs_in_a_fresh_process(bert, doc):
                            "--span", "10:15"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("the quick ") and proc.stdout.endswith(" lazy dog.\n")
+
+
+@pytest.mark.parametrize("device, message", [
+    ("bogus", "unknown device 'bogus'"),
+    pytest.param("cuda", "no CUDA GPU", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+])
+def test_a_device_this_machine_cannot_use_is_one_clear_line(bert, doc, device, message):
+    code, out, err = call("infill", "--model", bert, "--text-file", doc, "--span", "0:3", "--device", device)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_a_document_with_a_nul_byte_is_refused_like_the_editor_refuses_it(bert, tmp_path):
+    path = tmp_path / "binary.txt"
+    path.write_bytes(b"the quick\x00brown fox")
+    code, out, err = call("infill", "--model", bert, "--text-file", str(path), "--span", "0:3")
+    assert code == 2 and out == "" and "NUL character at index 9" in err
+
+
+def test_a_reversed_span_is_called_reversed(bert, doc, tmp_path):
+    code, out, err = call("infill", "--model", bert, "--text-file", doc, "--span", "10:5")
+    assert code == 2 and "span 10:5 is reversed (end before start)" in err
+    path = tmp_path / "edits.jsonl"
+    path.write_text(json.dumps({"text": DOC, "spans": [[10, 5]]}) + "\n")
+    code, out, err = call("infill", "--model", bert, "--jsonl", str(path))
+    assert code == 1 and "span 10:5 is reversed (end before start)" in json.loads(out)["error"]
+
+
+@pytest.mark.parametrize("item, message", [
+    ({"spans": [[True, 5]]}, "must be [start, end]"),                 # True is not the offset 1
+    ({"spans": [[0, 5]], "length": True}, "length must be a whole number"),
+    ({"spans": [[0, 5]], "seed": True}, "seed must be a whole number"),
+    ({"spans": [[0, 5]], "temperature": "hot"}, "temperature must be a finite number"),
+    ({"text": "bad \ud800 text", "spans": [[0, 3]]}, "not valid Unicode"),
+    ({"text": "nul \x00 text", "spans": [[0, 3]]}, "NUL"),
+])
+def test_a_jsonl_line_of_the_wrong_type_gets_an_error_saying_what_is_wrong(bert, tmp_path, item, message):
+    path = tmp_path / "edits.jsonl"
+    path.write_text(json.dumps({"text": DOC, **item}) + "\n")
+    code, out, err = call("infill", "--model", bert, "--jsonl", str(path))
+    assert code == 1 and message in json.loads(out)["error"]
+
+
+@pytest.mark.parametrize("flag", ["--temperature=inf", "--threshold=nan", "--entropy-bound=-inf"])
+def test_a_non_finite_setting_on_the_command_line_is_refused(bert, doc, flag):
+    code, out, err = call("infill", "--model", bert, "--text-file", doc, "--span", "0:3", flag)
+    assert code == 2 and out == "" and "must be a finite number" in err
+
+
+def test_every_sampler_setting_has_a_flag_that_reaches_the_settings():
+    from engine.cli import build_parser, settings_from_args
+    from engine.settings import SamplerSettings, knobs
+    changed = {"steps": 7, "tokens_per_step": 2, "block_length": 3, "strategy": "entropy", "threshold": 0.5,
+               "entropy_bound": 0.3, "temperature": 0.7, "seed": 11, "remask_below": 0.25, "candidates": 3,
+               "alternatives": 2, "cache": "dual", "refresh_every": 4, "context_window": 32}
+    assert set(changed) == {k.name for k in knobs()}  # a new field needs a line here
+    argv = ["infill", "--text-file", "x"]
+    for name, value in changed.items():
+        argv += ["--" + name.replace("_", "-"), str(value)]
+    assert settings_from_args(build_parser().parse_args(argv)) == SamplerSettings(**changed)
+
+
+def test_none_unsets_a_presets_setting_and_a_missing_flag_keeps_it():
+    from engine.cli import build_parser, settings_from_args
+    args = build_parser().parse_args(["infill", "--text-file", "x", "--preset", "fast", "--context-window", "none"])
+    settings = settings_from_args(args)
+    assert settings.context_window is None and settings.cache == "dual" and settings.tokens_per_step == 4

@@ -3,20 +3,21 @@ import pytest
 import torch
 
 from page.demo import build_demo, launch
+from page.dial import dial_values
 from editor.history import History
 from editor.text import utf16_to_index
-from engine import TextCodec
+from engine import PRESETS, TextCodec
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog."
-# document, start, end (UTF-16), language, length mode, N, constraint, preset, steps, strategy,
-# block length, threshold, temperature, seed, candidates, heatmap
-DIAL = ("quality", 0, "low_confidence", 0, 0.9, 0.0, 0)  # one token per forward: many steps
+QUALITY = PRESETS["quality"]  # one token per forward: many steps
 
 
-def args(text, a, b, language="text", mode="keep", n=8, constraint="", candidates=1, block=0):
-    dial = DIAL[:3] + (block,) + DIAL[4:]
-    return (text, a, b, language, mode, n, constraint, *dial, candidates, False)
+def args(text, a, b, language="text", mode="keep", n=8, constraint="", candidates=1, block=None, dial=None):
+    """The regenerate events' inputs: document, start, end (UTF-16), language, length mode, N,
+    constraint, heatmap, then the dial (one value per SamplerSettings field, as the page shows it)."""
+    dial = dial if dial is not None else dial_values(QUALITY.replace(candidates=candidates, block_length=block))
+    return (text, a, b, language, mode, n, constraint, False, *dial)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +182,7 @@ def test_utf16_offsets_become_python_indices():
     assert [utf16_to_index(text, u) for u in (0, 1, 3, 4)] == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("block, masked_side", [(1, "right"), (0, "left")])
+@pytest.mark.parametrize("block, masked_side", [(1, "right"), (None, "left")])
 def test_block_length_from_the_dial_sets_the_commit_order(client, block, masked_side):
     """The scripted model is surer further right, so most-confident-first fills the span from the
     right; block length 1 must fill it from the left whatever the confidence."""
@@ -194,3 +195,46 @@ def test_block_length_from_the_dial_sets_the_commit_order(client, block, masked_
         flags = [kind == "masked" for kind in order]
         expected = sorted(flags) if masked_side == "right" else sorted(flags, reverse=True)
         assert flags == expected, order
+
+
+def call_raw(client, api_name, data):
+    """One event posted as raw JSON, the way any HTTP client can (gradio_client refuses to send a
+    lone surrogate); returns what the event stream says: ("complete" | "error", data)."""
+    import json
+    import httpx
+    base = client.src.rstrip("/") + "/gradio_api/call/" + api_name
+    event = httpx.post(base, content=json.dumps({"data": data}), headers={"content-type": "application/json"})
+    kind = None
+    with httpx.stream("GET", f"{base}/{event.json()['event_id']}", timeout=60) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[len("event: "):]
+            elif line.startswith("data: ") and kind in ("complete", "error"):
+                return kind, json.loads(line[len("data: "):])
+    raise AssertionError("the event stream ended without a result")
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "There is no document"),
+    ("bad \ud800 text here", "not valid Unicode at index 4"),  # JSON's "\ud800": a lone surrogate
+    ("nul \x00 text here", "NUL character at index 4"),
+])
+def test_regenerate_refuses_a_missing_or_broken_document_with_a_clear_message(client, text, message):
+    kind, data = call_raw(client, "regenerate_selection", list(args(text, 0, 3)))
+    assert kind == "error" and message in data["error"], data
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("steps", 2.5, "steps must be a whole number >= 1 \\(or none\\), got 2.5"),  # refused, not rounded
+    ("strategy", "greedy", "greedy is not in the list of choices"),
+])
+def test_a_bad_dial_value_is_a_clear_message(client, name, value, message):
+    from engine.settings import knobs
+    dial = dial_values(QUALITY)
+    dial[[k.name for k in knobs()].index(name)] = value
+    with pytest.raises(Exception, match=message):
+        client.predict(*args(TEXT, 4, 15, dial=dial), api_name="/regenerate_selection")
+
+
+def test_choosing_a_preset_fills_every_dial_control(client):
+    assert list(client.predict("balanced", api_name="/preset_values")) == dial_values(PRESETS["balanced"])

@@ -1,0 +1,60 @@
+"""The dial: one widget per SamplerSettings field (engine.settings.knobs), and its values back to settings."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gradio as gr
+
+from engine import PRESETS, SamplerSettings
+from engine.settings import Knob, knobs
+
+
+def widget(knob: Knob, value: Any) -> gr.components.Component:
+    """The dial's control for one setting, showing `value`: a dropdown for choices, a slider where
+    the field gives the dial's range, else a number box. An optional number shows none as 0."""
+    about = dict(label=knob.name.replace("_", " "), elem_id="dial-" + knob.name.replace("_", "-"),
+                 info=knob.help + (f". 0: {knob.none}" if knob.optional else ""))
+    if knob.choices:
+        return gr.Dropdown(list(knob.choices), value=value, **about)
+    if knob.slider is not None:
+        low, high, step = knob.slider
+        return gr.Slider(low, high, value=value, step=step, **about)
+    low = 0 if knob.optional or knob.bounds is None else knob.bounds.low
+    return gr.Number(value, minimum=low, **about)
+
+
+def controls(settings: SamplerSettings) -> list[gr.components.Component]:
+    """The dial: one control per setting, in knobs() order, showing `settings`."""
+    return [widget(k, value) for k, value in zip(knobs(), dial_values(settings), strict=True)]
+
+
+def dial_values(settings: SamplerSettings) -> list[Any]:
+    """`settings` as the dial shows them, in knobs() order (none as 0)."""
+    return [0 if value is None else value for value in (getattr(settings, k.name) for k in knobs())]
+
+
+def preset_values(name: str) -> list[Any]:
+    """A named preset as the dial shows it: choosing a preset fills the dial."""
+    return dial_values(PRESETS[name])
+
+
+def settings_from_dial(values: Sequence[Any]) -> SamplerSettings:
+    """The dial's values in knobs() order (as an event passes them) as validated settings."""
+    return settings_from_values(dict(zip([k.name for k in knobs()], values, strict=True)))
+
+
+def settings_from_values(values: dict[str, Any]) -> SamplerSettings:
+    """The dial's values by field name as validated settings: 0 on an optional number is none, and
+    a whole float from a slider is an int. Unknown names and bad values are a ValueError saying which."""
+    by_name = {k.name: k for k in knobs()}
+    return SamplerSettings.from_json({name: _from_widget(by_name.get(name), value) for name, value in values.items()})
+
+
+def _from_widget(knob: Knob | None, value: Any) -> Any:
+    if knob is None:  # from_json names it
+        return value
+    if knob.optional and value == 0 and not isinstance(value, bool):
+        return None
+    if knob.kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
