@@ -60,11 +60,6 @@ def selection(text: str, start16: Any, end16: Any) -> tuple[int, int]:
     return min(a, b), max(a, b)
 
 
-def to_utf16(text: str, index: int) -> int:
-    """Character offset -> UTF-16 units, for moving the browser's selection."""
-    return index + sum(1 for ch in text[:index] if ord(ch) > 0xFFFF)
-
-
 def settings_from_dial(preset: str | None, steps: Any, strategy: str, block: Any, threshold: Any,
                        temperature: Any, seed: Any, candidates: Any) -> SamplerSettings:
     """The dial's values as validated settings; steps 0 means one forward per token, block 0 no
