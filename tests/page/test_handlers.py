@@ -203,8 +203,8 @@ def test_the_page_runs_a_real_tiny_model(tmp_path):
 def test_utf16_offsets_become_python_indices(client):
     """The browser counts UTF-16 units: the emoji is two of them and one Python character. Expand
     reads the selection in units and answers in units, through the page's own conversions."""
-    code = "# 🙂\ndef add(a, b):\n    return a + b\n"
-    a = code.index("a + b") + 1  # in UTF-16 units
+    code = "# " + "🙂" * 8 + "\ndef add(a, b):\n    return a + b\n\n\nx = 1\n"
+    a = code.index("a + b") + 8  # in UTF-16 units; read as characters it would select the x
     start, end, note = client.predict(code, a, a + 1, "python", api_name="/expand")
     assert (start, end) == (a, a + 5) and "binary" in note
 
