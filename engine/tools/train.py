@@ -8,7 +8,7 @@ goes in front and net row i scores canvas token i, exactly as `LlamaDiffusionLM.
 
 Trained: LoRA (rank r) on attention q, k, v, o and MLP gate, up, down of every block, plus the
 mask token's embedding row. The base weights stay frozen. Output: the adapter file described in
-engine/default_model.py, written atomically whenever held-out loss improves.
+engine/families/bundled.py, written atomically whenever held-out loss improves.
 """
 from __future__ import annotations
 
@@ -65,6 +65,11 @@ class TrainConfig:
 
 
 # ---- trainable pieces -------------------------------------------------------------------------
+# Why not peft: peft could inject the same LoRA into LlamaNet (`inject_adapter_in_model`) and train a
+# mask row (`trainable_token_indices`), but nothing at run time needs it: engine/families/bundled.py
+# merges the adapter file into the weights at load (W += scale * B A). With peft, training would
+# pull in peft and accelerate for the two short classes below, and the loader would have to follow
+# peft's state-dict names instead of LlamaNet's own (`blocks.3.attn.q.weight.lora_a`).
 
 class LoRALinear(nn.Module):
     """base(x) + scale * x A^T B^T, A (r, in), B (out, r); B starts at zero (Hu et al., 2021)."""
