@@ -76,10 +76,6 @@ def grammar(name: str) -> Language:
     return Language(getattr(importlib.import_module(info.module), info.function)())
 
 
-def has_grammar(name: str) -> bool:
-    return get_language(name).module is not None
-
-
 def parse(text: str, name: str) -> Tree:
     """Parse text with the language's grammar. A Parser is cheap; a new one keeps this thread-safe."""
     return Parser(grammar(get_language(name).name)).parse(text.encode("utf-8"))

@@ -128,13 +128,3 @@ def cached_chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], 
     torch.save({"key": key, "chunks": out}, tmp)
     tmp.replace(path)
     return out
-
-
-def summary(train: Sequence[Document], heldout: Sequence[Document]) -> dict:
-    """Document counts and characters per kind and split (for the data card)."""
-    out = {}
-    for split_name, docs in (("train", train), ("heldout", heldout)):
-        for kind in ("code", "prose"):
-            sel = [d for d in docs if d.kind == kind]
-            out[f"{split_name}/{kind}"] = {"documents": len(sel), "chars": sum(len(d.text) for d in sel)}
-    return out

@@ -54,16 +54,13 @@ def mask_rows(rows: torch.Tensor, ratio: float, mask_id: int, seed: int) -> tupl
 @torch.inference_mode()
 def accuracy_bidirectional(model: DefaultModel, noisy: torch.Tensor, masked: torch.Tensor,
                            rows: torch.Tensor) -> float:
-    model.causal = False
     guess = model.logits(noisy).argmax(-1)                                       # (R, L)
     return (guess[masked] == rows[masked]).float().mean().item()
 
 
 @torch.inference_mode()
 def accuracy_causal_true_left(model: DefaultModel, masked: torch.Tensor, rows: torch.Tensor) -> float:
-    model.causal = True
-    guess = (model.logits(rows) + banned_bias(model, model.device)).argmax(-1)
-    model.causal = False
+    guess = (model.logits(rows, causal=True) + banned_bias(model, model.device)).argmax(-1)
     return (guess[masked] == rows[masked]).float().mean().item()
 
 

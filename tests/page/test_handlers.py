@@ -64,7 +64,7 @@ def _outside(view: str) -> list[str]:
 
 def test_syntax_node_regenerates_the_function_body_only(client):
     code = "def add(a, b):\n    return a + b\n"
-    start, end = code.index("turn"), code.index("b\n")  # a rough selection inside the one-statement body
+    start, end = 0, len(code)  # the whole function, selected roughly (with its newline)
     updates = list(client.submit(*args(code, start, end, language="python"), api_name="/regenerate_node"))
     assert _outside(updates[-1][0]) == ["def add(a, b):\n    ", "\n"]  # the span is the whole body
     doc, *_ = client.predict(code, 0, "add.py", "python", api_name="/accept")
@@ -86,6 +86,17 @@ def test_expand_moves_the_selection_to_a_larger_node(client):
     a = code.index("a + b")
     start, end, note = client.predict(code, a, a + 1, "python", api_name="/expand")
     assert (start, end) == (a, a + 5) and "binary" in note
+
+
+def test_expand_and_shrink_in_prose_walk_words_sentences_and_paragraphs(client):
+    text = "Some words here. Another sentence.\n\nA second paragraph."
+    a = text.index("words")
+    assert client.predict(text, a, a + 2, "text", api_name="/expand")[:2] == (a, a + 5)
+    assert client.predict(text, a, a + 5, "text", api_name="/expand")[:2] == (0, 16)
+    assert client.predict(text, 0, 16, "text", api_name="/expand")[:2] == (0, 34)
+    assert client.predict(text, 0, 34, "text", api_name="/shrink")[:2] == (0, 16)
+    with pytest.raises(Exception, match="Cannot expand further"):
+        client.predict(text, 0, 34, "text", api_name="/expand")
 
 
 def test_errors_are_clear_and_change_nothing(client):
