@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from tree_sitter import Language, Parser, Tree
 
@@ -66,7 +66,7 @@ def language_for(filename: str) -> str:
     return _BY_EXTENSION.get(ext, "text")
 
 
-@lru_cache(maxsize=None)
+@cache
 def grammar(name: str) -> Language:
     """The compiled tree-sitter grammar of a language (UnknownLanguage for "text")."""
     info = get_language(name)

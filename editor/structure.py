@@ -37,7 +37,7 @@ _STRINGS = {
 _COMMENTS = {"comment", "line_comment", "block_comment", "html_block"}
 _STATEMENTS_EXTRA = {
     "let_declaration", "lexical_declaration", "variable_declaration", "declaration", "short_var_declaration",
-    "var_declaration", "const_declaration", "field_declaration", "decorated_definition", "pair", "declaration",
+    "var_declaration", "const_declaration", "field_declaration", "decorated_definition", "pair",
 }
 _EXPRESSIONS_EXTRA = {
     "call", "attribute", "subscript", "list", "dictionary", "tuple", "set", "lambda", "await", "integer",

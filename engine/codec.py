@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tokenizers.decoders import DecodeStream

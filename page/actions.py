@@ -10,8 +10,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from editor.languages import get_language
 from editor import prose
+from editor.languages import get_language
 from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import utf16_to_index
 from editor.validity import check_edit

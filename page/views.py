@@ -5,8 +5,8 @@ numbers and fixed class names are written raw.
 """
 from __future__ import annotations
 
-from html import escape
 from collections.abc import Mapping, Sequence
+from html import escape
 
 from editor.history import Revision
 from engine import MASK_GLYPH, Canvas, Step

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -325,7 +325,7 @@ class LlamaDiffusionLM(DiffusionLM):
 
     @torch.inference_mode()
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor,
-                      cache: "SpanCache | None") -> tuple[torch.Tensor, "SpanCache"]:
+                      cache: SpanCache | None) -> tuple[torch.Tensor, SpanCache]:
         """DualCache (Fast-dLLM): a full forward keeps every block's keys/values of the context;
         later calls run only the `active` rows (span slots plus the rows that score them) and
         attend to that frozen context. Keys are cached after RoPE, so positions stay exact."""

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import sysconfig
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -81,7 +81,7 @@ def hash_share(name: str) -> float:
     return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 16**8
 
 
-def is_heldout(doc: Document, forced: set[str] = frozenset()) -> bool:
+def is_heldout(doc: Document, forced: Collection[str] = frozenset()) -> bool:
     base = doc.name.rsplit("/", 1)[-1]
     if doc.kind == "code" and "/" not in doc.name and base in BENCH_FILES:
         return True

@@ -2,7 +2,7 @@
 
 import pytest
 
-from editor.prose import UNITS, expand, paragraph, prose_span, section, shrink, sentence, word
+from editor.prose import UNITS, expand, paragraph, prose_span, section, sentence, shrink, word
 from editor.structure import NoTarget
 
 DOC = """# Tïtle 😀

@@ -5,9 +5,9 @@ import re
 import pytest
 import torch
 
-from page.demo import build_demo, launch
 from editor.history import History
 from engine import TextCodec
+from page.demo import build_demo, launch
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog."
