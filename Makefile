@@ -3,13 +3,18 @@ PY := .venv/bin/python
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test setup setup-dev
+.PHONY: run test lint setup setup-dev
 
 run: setup
 	$(PY) app.py $(ARGS)
 
-test: setup-dev
+test: lint
 	$(PY) -m pytest $(ARGS)
+
+# ruff over the repository, mypy over engine/ and editor/ (settings in pyproject.toml).
+lint: setup-dev
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 setup:
 	bash scripts/setup.sh

@@ -1,4 +1,4 @@
-"""Text diffs, patches and rebasing an edit onto a newer revision (diff-match-patch)."""
+"""Text diffs for people and rebasing an edit onto a newer revision (diff-match-patch)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class FailedHunk:
 
 
 class PatchConflict(EditorError):
-    """Some hunks of a patch could not be placed in the target text; nothing was applied."""
+    """Some changes of an edit collide with changes made meanwhile; nothing was applied."""
 
     def __init__(self, failed: list[FailedHunk]) -> None:
         self.failed = failed
@@ -40,32 +40,6 @@ def diff(a: str, b: str) -> list[tuple[str, str]]:
     ops = d.diff_main(a, b)
     d.diff_cleanupSemantic(ops)
     return [(_OPS[op], text) for op, text in ops]
-
-
-def make_patch(a: str, b: str) -> str:
-    """A text patch (diff-match-patch's unidiff-like format) that turns a into b."""
-    d = _dmp()
-    ops = d.diff_main(a, b)
-    d.diff_cleanupEfficiency(ops)
-    return d.patch_toText(d.patch_make(a, ops))
-
-
-def apply_patch(patch: str, text: str) -> str:
-    """Apply a patch from make_patch to text; all hunks or none (PatchConflict lists the failures)."""
-    d = _dmp()
-    try:
-        patches = d.patch_fromText(patch)
-    except ValueError as e:
-        raise EditorError(f"not a patch: {e}") from None
-    result, applied = d.patch_apply(patches, text)
-    failed = [
-        FailedHunk(i, str(p).split("\n", 1)[0], "".join(t for op, t in p.diffs if op != diff_match_patch.DIFF_INSERT))
-        for i, (p, ok) in enumerate(zip(patches, applied))
-        if not ok
-    ]
-    if failed:
-        raise PatchConflict(failed)
-    return result
 
 
 def _changes(a: str, b: str) -> list[tuple[int, int, str]]:

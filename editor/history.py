@@ -179,10 +179,6 @@ class History:
                 out.setdefault(rev.parent_id, []).append(rev.id)
         return out
 
-    def branch_points(self, document_id: int) -> list[int]:
-        """Revisions with two or more children: where the history branches."""
-        return [rid for rid, kids in self.tree(document_id).items() if len(kids) > 1]
-
     def diff(self, rev_a: int, rev_b: int) -> list[tuple[str, str]]:
         """Diff for people from revision a to revision b."""
         return text_diff(self.revision(rev_a).text, self.revision(rev_b).text)

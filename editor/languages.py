@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from tree_sitter import Language, Parser, Tree
 
@@ -66,7 +66,7 @@ def language_for(filename: str) -> str:
     return _BY_EXTENSION.get(ext, "text")
 
 
-@lru_cache(maxsize=None)
+@cache
 def grammar(name: str) -> Language:
     """The compiled tree-sitter grammar of a language (UnknownLanguage for "text")."""
     info = get_language(name)
@@ -74,10 +74,6 @@ def grammar(name: str) -> Language:
         raise UnknownLanguage(f"language {info.name!r} has no grammar; grammars: "
                               f"{', '.join(n for n in supported() if LANGUAGES[n].module)}")
     return Language(getattr(importlib.import_module(info.module), info.function)())
-
-
-def has_grammar(name: str) -> bool:
-    return get_language(name).module is not None
 
 
 def parse(text: str, name: str) -> Tree:

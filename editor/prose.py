@@ -1,8 +1,10 @@
-"""Prose spans around a cursor: word, sentence, paragraph and (Markdown) section, in characters."""
+"""Prose spans around a cursor: word, sentence, paragraph and (Markdown) section, in characters;
+expand/shrink walk them the way Structure walks syntax nodes."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from editor.structure import NodeSpan, NoTarget, Structure
 from editor.text import check_span
@@ -91,3 +93,33 @@ def prose_span(text: str, cursor: int, unit: str) -> NodeSpan:
         raise NoTarget(f"unknown prose unit {unit!r}; units: {', '.join(UNITS)}")
     return funcs[unit](text, cursor)
 
+
+
+def units_around(text: str, cursor: int, units: Sequence[str] = UNITS) -> list[NodeSpan]:
+    """The `units` around a cursor, smallest first, each strictly larger than the one before (a
+    one-sentence paragraph is listed once); a unit that does not apply there is left out."""
+    out: list[NodeSpan] = []
+    for unit in units:
+        try:
+            span = prose_span(text, cursor, unit)
+        except NoTarget:
+            continue
+        if not out or (span.start <= out[-1].start and out[-1].end <= span.end
+                       and (span.start, span.end) != (out[-1].start, out[-1].end)):
+            out.append(span)
+    return out
+
+
+def expand(text: str, start: int, end: int, units: Sequence[str] = UNITS) -> NodeSpan | None:
+    """The smallest unit around the selection's start that is strictly larger than the selection."""
+    check_span(text, start, end)
+    return next((s for s in units_around(text, start, units)
+                 if s.start <= start and end <= s.end and (s.start, s.end) != (start, end)), None)
+
+
+def shrink(text: str, start: int, end: int, units: Sequence[str] = UNITS) -> NodeSpan | None:
+    """The largest unit around the selection's start that lies strictly inside the selection."""
+    check_span(text, start, end)
+    inside = [s for s in units_around(text, start, units)
+              if start <= s.start and s.end <= end and (s.start, s.end) != (start, end)]
+    return inside[-1] if inside else None

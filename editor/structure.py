@@ -12,7 +12,7 @@ from editor.text import ByteIndex, EditorError, check_span
 TARGETS = ("function body", "block", "argument list", "string", "expression", "statement", "comment",
            "function", "class")
 
-_FUNCTIONS = {
+FUNCTIONS = {
     "function_definition", "lambda", "function_declaration", "function_expression", "arrow_function",
     "method_definition", "generator_function_declaration", "generator_function", "function_item",
     "closure_expression", "method_declaration", "func_literal", "lambda_expression", "function_signature",
@@ -37,7 +37,7 @@ _STRINGS = {
 _COMMENTS = {"comment", "line_comment", "block_comment", "html_block"}
 _STATEMENTS_EXTRA = {
     "let_declaration", "lexical_declaration", "variable_declaration", "declaration", "short_var_declaration",
-    "var_declaration", "const_declaration", "field_declaration", "decorated_definition", "pair", "declaration",
+    "var_declaration", "const_declaration", "field_declaration", "decorated_definition", "pair",
 }
 _EXPRESSIONS_EXTRA = {
     "call", "attribute", "subscript", "list", "dictionary", "tuple", "set", "lambda", "await", "integer",
@@ -68,7 +68,7 @@ def _is_expression(t: str) -> bool:
 
 
 _MATCHERS = {
-    "function": lambda t: t in _FUNCTIONS,
+    "function": lambda t: t in FUNCTIONS,
     "class": lambda t: t in _CLASSES,
     "block": lambda t: t in _BLOCKS,
     "argument list": lambda t: t in _ARGUMENTS,
@@ -161,7 +161,7 @@ class Structure:
         chain = self.ancestors(self.node(start, end))
         if what == "function body":
             for node in chain:
-                if node.type in _FUNCTIONS:
+                if node.type in FUNCTIONS:
                     body = node.child_by_field_name("body")
                     if body is not None:
                         return self._body(node, body)
@@ -171,16 +171,6 @@ class Structure:
                 if match(node.type):
                     return self.span(node)
         raise NoTarget(f"no {what} around characters {start}..{start if end is None else end} ({self.language})")
-
-    def targets(self, start: int, end: int | None = None) -> dict[str, NodeSpan]:
-        """Every named target that encloses the cursor, by target name."""
-        out: dict[str, NodeSpan] = {}
-        for what in TARGETS:
-            try:
-                out[what] = self.target(what, start, end)
-            except NoTarget:
-                pass
-        return out
 
     def _body(self, function: Node, body: Node) -> NodeSpan:
         """The part of a function a person regenerates: its statements, not the braces or the docstring.
@@ -211,11 +201,3 @@ class Structure:
 def _is_docstring(node: Node) -> bool:
     return (node.type == "expression_statement" and node.named_child_count == 1
             and node.named_children[0].type == "string")
-
-
-def enclosing(text: str, language: str, start: int, end: int | None = None) -> NodeSpan:
-    return Structure(text, language).enclosing(start, end)
-
-
-def target(text: str, language: str, what: str, start: int, end: int | None = None) -> NodeSpan:
-    return Structure(text, language).target(what, start, end)

@@ -96,11 +96,6 @@ def index_to_utf16(text: str, index: int) -> int:
     return index + sum(1 for ch in text[:index] if ord(ch) > 0xFFFF)
 
 
-def char_to_byte(text: str, index: int) -> int:
-    """UTF-8 byte offset of a character index."""
-    return len(text[:index].encode("utf-8"))
-
-
 class ByteIndex:
     """Converts UTF-8 byte offsets of one text to character offsets (tree-sitter counts bytes)."""
 

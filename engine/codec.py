@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
+
+from tokenizers.decoders import DecodeStream
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class TextCodec:
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Any, *, mask_id: int | None = None,
-                       vocab_size: int | None = None) -> "TextCodec":
+                       vocab_size: int | None = None) -> TextCodec:
         """Read the special ids from `tokenizer`; `mask_id` overrides the tokenizer's mask token."""
         if mask_id is None:
             mask_id = getattr(tokenizer, "mask_token_id", None)
@@ -60,7 +63,21 @@ class TextCodec:
 
         A byte-level token can end inside a multi-byte character; such a token gets the text
         that is complete after it (possibly ""), and the character goes to the token that ends it.
+        tokenizers' DecodeStream does exactly this in one pass (it decodes a short window of recent
+        ids, not every prefix). Two things it leaves to us: a character still unfinished after the
+        last id (it waits for more ids and returns None; `decode` shows U+FFFD, and so do we), and
+        tokenizers without a Rust backend (SentencePiece-only ones), which re-decode each prefix.
         """
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return self._pieces_by_prefix(ids)
+        stream = DecodeStream(skip_special_tokens=True)
+        out = [stream.step(backend, int(i)) for i in ids]
+        if out and out[-1] is None:  # the last character is unfinished: its bytes read as U+FFFD
+            out[-1] = self.decode(ids)[sum(len(p or "") for p in out):]
+        return [p or "" for p in out]
+
+    def _pieces_by_prefix(self, ids: Sequence[int]) -> list[str]:
         out, done = [], ""
         for i in range(1, len(ids) + 1):
             text = self.decode(ids[:i])

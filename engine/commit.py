@@ -24,7 +24,7 @@ class Layout:
 
     @classmethod
     def of(cls, span_ranges: tuple[tuple[int, int], ...], block_length: int | None,
-           device: torch.device) -> "Layout":
+           device: torch.device) -> Layout:
         widths = [b - a for a, b in span_ranges]
         W = max(widths)
         units = torch.full((len(span_ranges), W), -1, dtype=torch.long)
@@ -105,6 +105,8 @@ def choose_remasks(layout: Layout, settings: SamplerSettings, decided: torch.Ten
     committed, so no step goes backwards; the loop never re-masks on its last step, so the step
     budget still ends it (the budget's count grows as steps run out).
     """
+    if settings.remask_below is None:
+        return torch.zeros_like(decided)
     weak_u = layout.gather(decided & ~committed_now & (confidence < settings.remask_below), False)
     key_u = layout.gather(confidence, NEVER).masked_fill(~weak_u, NEVER)
     n = torch.minimum(layout.gather(committed_now, False).sum(-1), weak_u.sum(-1))

@@ -48,7 +48,7 @@ class DualCache(FullContext):
         W = todo_u.shape[-1]
         front = self.layout.block.expand_as(todo_u).masked_fill(~todo_u, W).amin(-1)  # (B, S)
         stale = self.refresh_every is not None and step % self.refresh_every == 0
-        if self.cache is None or stale or not torch.equal(front, self.front):
+        if self.cache is None or self.front is None or stale or not torch.equal(front, self.front):
             self.front = front
             out, self.cache = self.model.cached_logits(ids, self.positions, None)
             return out

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+from collections.abc import Iterator
 
 from .canvas import Canvas, Span, build_canvas
 from .loop import Step, denoise, run
@@ -20,7 +20,7 @@ def infill(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings) -> Ite
         yield dataclasses.replace(step, texts=texts)
 
 
-def infill_text(model: DiffusionLM, text: str, spans: Sequence[Span],
+def infill_text(model: DiffusionLM, text: str, spans: list[Span] | tuple[Span, ...],
                 settings: SamplerSettings = SamplerSettings()) -> str:
     """The final document of the first candidate: the one-call form of `infill`."""
     canvas = build_canvas(model.codec, text, spans, model.max_length)

@@ -10,8 +10,9 @@ import functools
 import json
 import math
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
 CACHES = ("none", "dual")

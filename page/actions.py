@@ -6,12 +6,13 @@ shows them in the page.
 from __future__ import annotations
 
 import math
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from editor import prose
 from editor.languages import get_language
-from editor.prose import prose_span
-from editor.structure import NodeSpan, Structure
+from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import EditorError, check_document, utf16_to_index
 from editor.validity import check_edit
 from engine import Canvas, Constraint, SamplerSettings, Span, Step
@@ -60,11 +61,6 @@ def selection(text: str, start16: Any, end16: Any) -> tuple[int, int]:
     return min(a, b), max(a, b)
 
 
-def to_utf16(text: str, index: int) -> int:
-    """Character offset -> UTF-16 units, for moving the browser's selection."""
-    return index + sum(1 for ch in text[:index] if ord(ch) > 0xFFFF)
-
-
 def page_document(text: Any) -> str:
     """The document the page sent, checked as an opened file is: text, no NUL, valid Unicode, not too large."""
     if text is None:
@@ -95,19 +91,27 @@ def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, co
 
 
 def syntax_node(text: str, language: str, start: int, end: int) -> NodeSpan:
-    """The smallest syntax node around a selection; for prose, the sentence around the cursor."""
+    """The smallest syntax node around a selection; a function gives its body (the signature and a
+    docstring are its spec and stay); for prose, the sentence around the cursor."""
     info = get_language(language)
     if info.module is None or info.prose:
-        return prose_span(text, start, "sentence")
-    return Structure(text, info.name).enclosing(start, end)
+        return prose.prose_span(text, start, "sentence")
+    st = Structure(text, info.name)
+    node = st.enclosing(start, end)
+    if node.kind in FUNCTIONS:
+        with suppress(NoTarget):  # a signature without a body is regenerated whole
+            return st.target("function body", node.start, node.end)
+    return node
 
 
 def move_node(text: str, language: str, start: int, end: int, direction: str) -> NodeSpan | None:
-    """Expand the selection to the next larger node or shrink it to the next smaller one."""
+    """Expand the selection to the next larger node or shrink it to the next smaller one; in prose
+    the nodes are words, sentences, paragraphs and (Markdown) sections."""
     info = get_language(language)
     if info.module is None or info.prose:
-        units = ("word", "sentence", "paragraph")
-        raise ValueError(f"{info.name} has no syntax tree; use a code language, or select a {'/'.join(units)}")
+        units = prose.UNITS if info.name == "markdown" else prose.UNITS[:3]
+        walk = prose.expand if direction == "expand" else prose.shrink
+        return walk(text, start, end, units)
     st = Structure(text, info.name)
     return st.expand(start, end) if direction == "expand" else st.shrink(start, end)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tempfile
 from html import escape
 from pathlib import Path
@@ -12,27 +13,36 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import views
 from .actions import (LENGTH_MODES, Run, check_candidates, make_span, move_node, page_document, selection,
-                      syntax_node, to_utf16)
+                      syntax_node)
 from .dial import controls, preset_values, settings_from_dial
 from editor.diffs import rebase_edit
 from editor.history import History, Regeneration, StaleRevision
 from editor.languages import language_for, supported
-from editor.text import EditorError, check_document
+from editor.text import EditorError, check_document, index_to_utf16
 from engine import PRESETS, DiffusionLM, build_canvas, infill
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 JS = {name: (STATIC / f"{name}.js").read_text() for name in ("read_selection", "set_selection", "tokens")}
 NEW_DOC: dict[str, Any] = {"id": None, "revision": None}
+log = logging.getLogger(__name__)
 
 
 # What a handler turns into a message in the page instead of a stack trace.
 REFUSALS = (EditorError, ValueError, OSError, SQLAlchemyError)
 
 
+def _error(message: str, title: str = "Error") -> gr.Error:
+    """The page's error popup. gr.Error renders its message as HTML and messages quote what people
+    typed (a constraint, a file name) or what a model wrote, so every message is escaped, here."""
+    return gr.Error(escape(message), title=title)
+
+
 def _fail(err: Exception) -> gr.Error:
+    """The message for a refusal caught in a handler; call it inside `except`: the traceback goes to the log."""
+    log.exception("refused: %s", err)
     if isinstance(err, SQLAlchemyError):
-        return gr.Error(f"The database refused: {getattr(err, 'orig', None) or err}", title="Database error")
-    return gr.Error(str(err), title=type(err).__name__)
+        return _error(f"The database refused: {getattr(err, 'orig', None) or err}", "Database error")
+    return _error(str(err), type(err).__name__)
 
 
 def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
@@ -41,10 +51,11 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
     # -- documents ---------------------------------------------------------------------------------
     def history_outputs(doc: dict) -> tuple:
         revs = history.history(doc["id"]) if doc["id"] is not None else []
+        children = history.tree(doc["id"]) if doc["id"] is not None else {}
         choices = [(views.revision_label(r), r.id) for r in revs]
         last = choices[-1][1] if choices else None
         first = choices[0][1] if choices else None
-        return (views.history_html(revs, doc["revision"]), gr.update(choices=choices, value=first),
+        return (views.history_html(revs, children, doc["revision"]), gr.update(choices=choices, value=first),
                 gr.update(choices=choices, value=last))
 
     def new_document():
@@ -53,7 +64,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
 
     def open_file(path: str | None):
         if not path:
-            raise gr.Error("No file was uploaded.")
+            raise _error("No file was uploaded.")
         try:
             text = check_document(Path(path).read_bytes())
             name = Path(path).name
@@ -114,7 +125,8 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
                 yield (views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
                        gr.update(), gr.update(), "")
         except Exception as err:  # a model failure: say so, the document is untouched
-            raise gr.Error(f"The model failed: {err}", title="Model error") from None
+            log.exception("the model failed")
+            raise _error(f"The model failed: {err}", "Model error") from None
         try:
             run.problems = check_candidates(run)
         except EditorError as err:  # the check is advice: a run is never lost to it
@@ -153,7 +165,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
     # -- accept / reject --------------------------------------------------------------------------------
     def accept(text: str, run: Run | None, candidate: Any, doc: dict, name: str, language: str, branch: bool):
         if run is None or run.last is None or not run.last.done:
-            raise gr.Error("Nothing to accept: regenerate first (a stopped run cannot be accepted).")
+            raise _error("Nothing to accept: regenerate first (a stopped run cannot be accepted).")
         i = int(candidate or 0)
         try:
             result = run.result(i)
@@ -163,14 +175,15 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
                 raise EditorError("This edit was made on another document; regenerate again.")
             base = {"id": doc["id"], "revision": run.base_revision or doc["revision"]}
             base = ensure_revision(text, base, name, language)
-            regen = Regeneration([run.new_span(i)], model.label, _plain(dataclasses.asdict(run.settings)),
+            regen = Regeneration([run.new_span(i)], model.label, dataclasses.asdict(run.settings),
                                  run.settings.seed, run.last.forwards, run.last.elapsed * 1000)
             rev = history.commit(base["id"], result, base["revision"], "regenerated", regeneration=regen,
                                  branch=branch)
         except StaleRevision as err:
-            raise gr.Error(f"The document changed since this edit started (revision {err.base_id}; the head is "
+            log.exception("stale accept")
+            raise _error(f"The document changed since this edit started (revision {err.base_id}; the head is "
                            f"now {err.head_id}). Your text is unchanged. Use 'Accept as branch' to keep both.",
-                           title="Stale revision") from None
+                         "Stale revision") from None
         except REFUSALS as err:
             raise _fail(err) from None
         doc = {"id": rev.document_id, "revision": rev.id}
@@ -184,7 +197,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
     # -- history ----------------------------------------------------------------------------------------
     def show_diff(a: Any, b: Any):
         if a is None or b is None:
-            raise gr.Error("Choose two revisions to compare.")
+            raise _error("Choose two revisions to compare.")
         try:
             return views.diff_html(history.diff(int(a), int(b)))
         except REFUSALS as err:
@@ -192,7 +205,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
 
     def restore(b: Any, doc: dict):
         if b is None:
-            raise gr.Error("Choose the revision to restore (B).")
+            raise _error("Choose the revision to restore (B).")
         try:
             rev = history.restore(int(b))
         except REFUSALS as err:
@@ -202,7 +215,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
 
     def label(b: Any, text: str, doc: dict):
         if b is None:
-            raise gr.Error("Choose the revision to label (B).")
+            raise _error("Choose the revision to label (B).")
         try:
             history.label(int(b), text.strip() or None)
         except REFUSALS as err:
@@ -217,8 +230,8 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         except (ValueError, EditorError) as err:
             raise _fail(err) from None
         if node is None:
-            raise gr.Error(f"Cannot {direction} further.", title="Selection")
-        return to_utf16(text, node.start), to_utf16(text, node.end), f"Selected: {escape(node.label)}"
+            raise _error(f"Cannot {direction} further.", "Selection")
+        return index_to_utf16(text, node.start), index_to_utf16(text, node.end), f"Selected: {escape(node.label)}"
 
     with gr.Blocks(title="Sharpen") as demo:
         gr.Markdown(f"## Sharpen\nModel: **{escape(model.label)}**. Select text, regenerate it, "
@@ -269,7 +282,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
                     preset = gr.Dropdown(list(PRESETS), value="fast", label="preset", info="fills the dial")
                     dial = controls(PRESETS["fast"])
                 with gr.Accordion("History", open=True):
-                    tree = gr.HTML(views.history_html([]), elem_id="history")
+                    tree = gr.HTML(views.history_html([], {}), elem_id="history")
                     with gr.Row():
                         rev_a = gr.Dropdown([], label="A", elem_id="rev-a")
                         rev_b = gr.Dropdown([], label="B", elem_id="rev-b")
@@ -323,11 +336,6 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
 def _scrub(run: Run) -> dict:
     """The step slider for a recorded run (a slider needs two distinct ends; steps past the last clamp)."""
     return gr.update(minimum=1, maximum=max(2, len(run.steps)), value=len(run.steps), visible=True)
-
-
-def _plain(settings: dict) -> dict:
-    """Settings as JSON-safe values for the revision record."""
-    return {k: v for k, v in settings.items() if isinstance(v, (int, float, str, bool, type(None)))}
 
 
 def launch(demo: gr.Blocks, **kwargs: Any) -> gr.Blocks:

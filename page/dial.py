@@ -1,7 +1,8 @@
 """The dial: one widget per SamplerSettings field (engine.settings.knobs), and its values back to settings."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gradio as gr
 

@@ -5,9 +5,10 @@ numbers and fixed class names are written raw.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Any, Sequence
 
+from editor.history import Revision
 from engine import MASK_GLYPH, Canvas, Step
 
 EMPTY_VIEW = '<div class="sh-view sh-empty">Select text and press an action: every denoising step shows here.</div>'
@@ -119,50 +120,26 @@ def diff_html(ops: Sequence[tuple[str, str]]) -> str:
     return f'<div class="sh-diff">{body}</div>'
 
 
-def field(rev: Any, *names: str, default: Any = None) -> Any:
-    """The first attribute (or mapping key) of `rev` among `names` that is set."""
-    for name in names:
-        value = rev.get(name) if isinstance(rev, dict) else getattr(rev, name, None)
-        if value is not None:
-            return value
-    return default
-
-
-def revision_label(rev: Any) -> str:
+def revision_label(rev: Revision) -> str:
     """One line for a revision: id, how it was made, its label and time (plain text)."""
-    rid = field(rev, "id", "revision_id")
-    how = field(rev, "author", "how", "kind", default="")
-    label = field(rev, "label", "name", default="")
-    when = field(rev, "created_at", "created", default="")
-    when = when.strftime("%H:%M:%S") if hasattr(when, "strftime") else str(when)
-    return f"#{rid} {how}" + (f" [{label}]" if label else "") + (f" {when}" if when else "")
+    label = f" [{rev.label}]" if rev.label else ""
+    return f"#{rev.id} {rev.author}{label} {rev.created_at.strftime('%H:%M:%S')}"
 
 
-def revision_tree(revisions: Sequence[Any]) -> list[tuple[int, Any]]:
-    """(depth, revision) in tree order: a first child continues its parent's line, later ones branch."""
-    ids = {field(r, "id", "revision_id") for r in revisions}
-    children: dict[Any, list[Any]] = {}
-    for r in revisions:
-        parent = field(r, "parent_id", "base_revision_id", "parent")
-        children.setdefault(parent if parent in ids else None, []).append(r)
-    out: list[tuple[int, Any]] = []
-    stack = [(0, r) for r in reversed(children.get(None, []))]
-    while stack:
-        depth, r = stack.pop()
-        out.append((depth, r))
-        kids = children.get(field(r, "id", "revision_id"), [])
-        stack.extend((depth + (1 if i else 0), k) for i, k in reversed(list(enumerate(kids))))
-    return out
-
-
-def history_html(revisions: Sequence[Any], current: Any = None) -> str:
-    """The revision tree, branches indented, the revision the document is on marked."""
+def history_html(revisions: Sequence[Revision], tree: Mapping[int, list[int]],
+                 current: int | None = None) -> str:
+    """The revision tree (`History.tree`: id -> children) in tree order, the revision the document is
+    on marked: a first child continues its parent's line, later children are indented branches."""
     if not revisions:
         return '<div class="sh-history">No revisions yet: open a file or accept an edit.</div>'
+    by_id = {r.id: r for r in revisions}
     rows = []
-    for depth, r in revision_tree(revisions):
-        rid = field(r, "id", "revision_id")
+    stack = [(0, r.id) for r in reversed(revisions) if r.parent_id is None]
+    while stack:
+        depth, rid = stack.pop()
         mark = " current" if rid == current else ""
-        rows.append(f'<li class="rev{mark}" style="margin-left: {depth * 1.5:.1f}em" data-rev="{escape(str(rid))}">'
-                    f"{escape(revision_label(r))}</li>")
+        rows.append(f'<li class="rev{mark}" style="margin-left: {depth * 1.5:.1f}em" data-rev="{rid}">'
+                    f"{escape(revision_label(by_id[rid]))}</li>")
+        kids = tree.get(rid, [])
+        stack.extend((depth + (1 if i else 0), k) for i, k in reversed(list(enumerate(kids))))
     return f'<ul class="sh-history">{"".join(rows)}</ul>'

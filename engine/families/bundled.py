@@ -50,6 +50,8 @@ class DefaultModel(LlamaDiffusionLM):
     """The bundled model. `net` (LlamaNet) and `shape` are there for fine-tuning scripts."""
 
     adapted: bool = False
+    mask_id: int   # load_default refuses a tokenizer without them
+    start_id: int
 
 
 def load_default(device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
@@ -70,7 +72,7 @@ def load_default(device: torch.device | str | None = None, dtype: torch.dtype | 
     if mask_id is None or start_id is None:
         raise ValueError(f"the bundled tokenizer lacks {MASK_TOKEN} or {START_TOKEN}")
     adapted = adapter is not None and Path(adapter).is_file()
-    if adapted:
+    if adapter is not None and adapted:
         state = apply_adapter(state, Path(adapter), mask_id)
     net = build_net(shape, state, lambda name: name, device=device, dtype=dtype or torch.float32)
     codec = TextCodec.from_tokenizer(tokenizer, mask_id=mask_id, vocab_size=shape.vocab)
@@ -111,8 +113,8 @@ def _cache_is_fresh(folder: Path) -> bool:
 
 def build_cache(path: Path, folder: Path) -> None:
     """Read the GGUF once and write model.safetensors, tokenizer files and meta.json (meta last)."""
-    from safetensors.torch import save_file
     import gguf
+    from safetensors.torch import save_file
 
     reader = gguf.GGUFReader(path)
     shape, state = read_gguf_weights(reader)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,9 +43,10 @@ class DiffusionGemma(DiffusionLM):
 
     def __init__(self, net: torch.nn.Module, tokenizer, folder: Path, device: torch.device):
         self.net = net.eval()
-        text = net.config.text_config
+        config: Any = net.config  # a transformers config (torch types a Module's attributes as Tensor | Module)
+        text = config.text_config
         self.vocab_size = int(text.vocab_size)
-        self.codec = _codec(tokenizer, net.config, self.vocab_size)
+        self.codec = _codec(tokenizer, config, self.vocab_size)
         frame = self.codec.frame_prefix
         bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else text.bos_token_id
         if not frame and bos is None:
@@ -77,7 +79,7 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as err:
         raise UnsupportedModel(f"{folder}: no usable tokenizer files ({err}).") from err
-    net = DiffusionGemmaForBlockDiffusion.from_pretrained(folder, local_files_only=True,
+    net: torch.nn.Module = DiffusionGemmaForBlockDiffusion.from_pretrained(folder, local_files_only=True,
                                                           dtype=dtype or torch.float32)
     return DiffusionGemma(net.to(device), tokenizer, folder, device)
 
@@ -85,6 +87,6 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
 def _codec(tokenizer, config, vocab_size: int) -> TextCodec:
     """The tokenizer's codec, also banning the image-placeholder ids the config names."""
     codec = TextCodec.from_tokenizer(tokenizer, mask_id=None, vocab_size=vocab_size)
-    image = {getattr(config, name, None) for name in ("boi_token_id", "eoi_token_id", "image_token_id")}
-    image = {i for i in image if i is not None and i < vocab_size}
+    named = (getattr(config, name, None) for name in ("boi_token_id", "eoi_token_id", "image_token_id"))
+    image = {i for i in named if i is not None and i < vocab_size}
     return dataclasses.replace(codec, banned_ids=tuple(sorted(set(codec.banned_ids) | image)))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from .llama import LlamaDiffusionLM, LlamaShape, from_checkpoint, HF_LLAMA_NAMES, read_safetensors
 from ..model import UnsupportedModel
+from .llama import HF_LLAMA_NAMES, LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors
 
 
 def dream_shape(config: dict, qkv_bias: bool) -> LlamaShape:

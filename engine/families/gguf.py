@@ -1,8 +1,10 @@
 """Reading a llama-architecture GGUF file (llama.cpp's format): weights and tokenizer.
 
-Used by the bundled model (SmolLM2-135M ships as a GGUF). transformers can also read GGUF
-(`from_pretrained(..., gguf_file=...)`), but it needs accelerate, takes ~25 s against ~5 s here,
-and builds its own model class; this reader hands LlamaNet its own names directly.
+Used by the bundled model (SmolLM2-135M ships as a GGUF). Why not transformers' GGUF loading
+(`from_pretrained(..., gguf_file=...)`): it needs accelerate, is several times slower, and builds
+transformers' own causal Llama class, whose weights would then be renamed for LlamaNet anyway (the
+bidirectional net the sampler runs); this reader hands LlamaNet its own names directly, once, and
+bundled.py caches the result as safetensors.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ undecided slots and scores every slot bidirectionally, which is exactly what the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,12 +21,13 @@ class MaskedLM(DiffusionLM):
 
     def __init__(self, net: torch.nn.Module, tokenizer, folder: Path, device: torch.device):
         self.net = net.eval()
-        self.vocab_size = int(net.config.vocab_size)
+        config: Any = net.config  # a transformers config (torch types a Module's attributes as Tensor | Module)
+        self.vocab_size = int(config.vocab_size)
         self.codec = TextCodec.from_tokenizer(tokenizer, vocab_size=self.vocab_size)
         if self.codec.mask_id is None:
             raise UnsupportedModel(f"{folder}: the tokenizer has no mask token, so it is not a masked LM.")
         self.mask_id = self.codec.mask_id
-        self.max_length = _context_length(net.config, tokenizer)
+        self.max_length = _context_length(config, tokenizer)
         self.device = device
         self.label = f"{type(net).__name__} (local: {folder})"
 

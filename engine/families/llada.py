@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from .llama import LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors
 from ..model import UnsupportedModel
+from .llama import LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors
 from .names import NameTable, per_block
 
 # LLaDA's generate.py uses this id for <|mdm_mask|>; used only when neither config nor tokenizer

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -295,7 +295,6 @@ class LlamaDiffusionLM(DiffusionLM):
         self.start_id = start_id if shifted else None
         extra = 1 if self.start_id is not None else 0
         self.max_length = (max_length or net.shape.max_length) - extra
-        self.causal = False  # True only to compare with autoregressive references
 
     supports_cache = True
 
@@ -313,19 +312,20 @@ class LlamaDiffusionLM(DiffusionLM):
         return (positions - 1).clamp(min=0) if self.shifted else positions
 
     @torch.inference_mode()
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+    def logits(self, ids: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
+        """(B, L, V); causal=True only to compare with autoregressive references (eval, tests)."""
         L = ids.shape[1]
-        return self.logits_at(ids, torch.arange(L, device=ids.device))
+        return self.logits_at(ids, torch.arange(L, device=ids.device), causal=causal)
 
     @torch.inference_mode()
-    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
         """(B, P, V) logits of `positions` only: the 49k-row head runs on P rows, not L."""
-        h = self.net.hidden(self.net_input(ids), causal=self.causal)
+        h = self.net.hidden(self.net_input(ids), causal=causal)
         return self.net.project(h[:, self.query_rows(positions)])
 
     @torch.inference_mode()
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor,
-                      cache: "SpanCache | None") -> tuple[torch.Tensor, "SpanCache"]:
+                      cache: SpanCache | None) -> tuple[torch.Tensor, SpanCache]:
         """DualCache (Fast-dLLM): a full forward keeps every block's keys/values of the context;
         later calls run only the `active` rows (span slots plus the rows that score them) and
         attend to that frozen context. Keys are cached after RoPE, so positions stay exact."""

@@ -7,8 +7,8 @@ the layer index, so the runtime only ever sees LlamaNet's names and a new family
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 LEAVES = ("weight", "bias")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import statistics
 import sys
@@ -22,6 +23,8 @@ from ..canvas import Span, build_canvas
 from ..infill import infill
 from ..model import DiffusionLM
 from ..settings import PRESETS, SamplerSettings, parse_variant
+
+log = logging.getLogger(__name__)
 
 REFERENCE = SamplerSettings(strategy="low_confidence")
 CONFIGS: dict[str, SamplerSettings] = {
@@ -138,6 +141,7 @@ def token_agreement(results: list[dict], others: list[dict]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")  # progress to stderr
     parser = argparse.ArgumentParser(prog="python -m engine.tools.bench", description=__doc__)
     parser.add_argument("--model", help="model folder (default: the bundled model)")
     parser.add_argument("--device", help="cpu or cuda")
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for workload, edits in workloads.items():
         reference = None
         for name in names:
-            print(f"[bench] {workload}: {name} ...", file=sys.stderr, flush=True)
+            log.info(f"{workload}: {name} ...")
             results = measure(model, edits, CONFIGS.get(name) or variants[name])
             if name == "reference":
                 reference, ref_ms = results, statistics.median(r["seconds"] for r in results)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import sysconfig
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -81,7 +81,7 @@ def hash_share(name: str) -> float:
     return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 16**8
 
 
-def is_heldout(doc: Document, forced: set[str] = frozenset()) -> bool:
+def is_heldout(doc: Document, forced: Collection[str] = frozenset()) -> bool:
     base = doc.name.rsplit("/", 1)[-1]
     if doc.kind == "code" and "/" not in doc.name and base in BENCH_FILES:
         return True
@@ -127,14 +127,4 @@ def cached_chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], 
     tmp = path.with_suffix(".tmp")
     torch.save({"key": key, "chunks": out}, tmp)
     tmp.replace(path)
-    return out
-
-
-def summary(train: Sequence[Document], heldout: Sequence[Document]) -> dict:
-    """Document counts and characters per kind and split (for the data card)."""
-    out = {}
-    for split_name, docs in (("train", train), ("heldout", heldout)):
-        for kind in ("code", "prose"):
-            sel = [d for d in docs if d.kind == kind]
-            out[f"{split_name}/{kind}"] = {"documents": len(sel), "chars": sum(len(d.text) for d in sel)}
     return out

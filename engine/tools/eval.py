@@ -19,7 +19,7 @@ import argparse
 import ast
 import dataclasses
 import json
-import sys
+import logging
 import textwrap
 import time
 from pathlib import Path
@@ -32,6 +32,8 @@ from ..families.bundled import ADAPTER, DefaultModel, cache_folder, load_default
 from ..infill import infill_text
 from ..loop import banned_bias, denoise, run
 from ..settings import PRESETS, SamplerSettings, parse_variant
+
+log = logging.getLogger(__name__)
 
 RATIOS = (0.15, 0.5, 0.9)
 
@@ -54,16 +56,13 @@ def mask_rows(rows: torch.Tensor, ratio: float, mask_id: int, seed: int) -> tupl
 @torch.inference_mode()
 def accuracy_bidirectional(model: DefaultModel, noisy: torch.Tensor, masked: torch.Tensor,
                            rows: torch.Tensor) -> float:
-    model.causal = False
     guess = model.logits(noisy).argmax(-1)                                       # (R, L)
     return (guess[masked] == rows[masked]).float().mean().item()
 
 
 @torch.inference_mode()
 def accuracy_causal_true_left(model: DefaultModel, masked: torch.Tensor, rows: torch.Tensor) -> float:
-    model.causal = True
-    guess = (model.logits(rows) + banned_bias(model, model.device)).argmax(-1)
-    model.causal = False
+    guess = (model.logits(rows, causal=True) + banned_bias(model, model.device)).argmax(-1)
     return (guess[masked] == rows[masked]).float().mean().item()
 
 
@@ -127,7 +126,7 @@ def masked_accuracy(base: DefaultModel, adapted: DefaultModel | None, length: in
             if adapted is not None:
                 row["adapted"] = accuracy_bidirectional(adapted, noisy, masked, rows)
             row["seconds"] = time.perf_counter() - started
-            print(f"[eval] masked {json.dumps(row)}", file=sys.stderr, flush=True)
+            log.info(f"masked {json.dumps(row)}")
             out.append(row)
     return out
 
@@ -237,7 +236,7 @@ def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, li
                 results["examples"].append({"model": name, "truth": case["answer"].removeprefix("\n"), "got": got})
         results[name] = {"exact_match": exact / max(1, len(cases)), "parses": ok / max(1, len(cases)),
                          "seconds": time.perf_counter() - started}
-        print(f"[eval] infill {lines} line(s) {name} {json.dumps(results[name])}", file=sys.stderr, flush=True)
+        log.info(f"infill {lines} line(s) {name} {json.dumps(results[name])}")
     return results
 
 
@@ -266,7 +265,7 @@ def steps_curve(base: DefaultModel, adapted: DefaultModel, rows_per_kind: int,
                 hits += int((final.tokens[0, holes] == row[holes]).sum())
             out.append({"kind": kind, "steps": s, "adapted": hits / (span * rows.shape[0]), "base_ar_greedy": ar,
                         "rows": rows.shape[0], "seconds": time.perf_counter() - started})
-            print(f"[eval] steps {json.dumps(out[-1])}", file=sys.stderr, flush=True)
+            log.info(f"steps {json.dumps(out[-1])}")
     return out
 
 
@@ -275,7 +274,7 @@ def steps_curve(base: DefaultModel, adapted: DefaultModel, rows_per_kind: int,
 def training_curve(checkpoint: Path) -> list[dict]:
     """The held-out curve the training run recorded in its checkpoint (empty without one)."""
     if not checkpoint.is_file():
-        print(f"[eval] no training checkpoint at {checkpoint}: no curve", file=sys.stderr)
+        log.info(f"no training checkpoint at {checkpoint}: no curve")
         return []
     history = torch.load(checkpoint, weights_only=False)["history"]
     return [{k: h[k] for k in ("step", "train_loss", "heldout_ce", "heldout_acc")} for h in history]
@@ -309,6 +308,7 @@ def plot(report: dict, png: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")  # progress to stderr
     p = argparse.ArgumentParser(prog="python -m engine.tools.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="few rows and cases (a few minutes on CPU)")
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     base = load_default(adapter=None)
     adapted = load_default(adapter=args.adapter) if args.adapter.is_file() else None
     if adapted is None:
-        print(f"[eval] no adapter at {args.adapter}: base model only", file=sys.stderr)
+        log.info(f"no adapter at {args.adapter}: base model only")
     data = cache_folder().parents[1]
     report = {"quick": args.quick, "adapter": str(args.adapter) if adapted else None,
               "threads": torch.get_num_threads(),
@@ -349,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     png = args.png or out.with_suffix(".png")
     try:
         plot(report, png)
-        print(f"[eval] plot: {png}", file=sys.stderr)
+        log.info(f"plot: {png}")
     except ImportError:
-        print("[eval] matplotlib is not installed: no PNG (the figures are in the JSON)", file=sys.stderr)
+        log.info("matplotlib is not installed: no PNG (the figures are in the JSON)")
     print(table(report))
     return 0
 

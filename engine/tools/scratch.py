@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from . import corpus
 from ..families.dream import dream_config
-from ..families.llama import LlamaNet, LlamaShape, HF_LLAMA_NAMES
+from ..families.llama import HF_LLAMA_NAMES, LlamaNet, LlamaShape
+from . import corpus
 from .train import TrainConfig, heldout_loss, train_step
+
+log = logging.getLogger(__name__)
 
 FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "tiny-dream"
 SPECIALS = ("<|endoftext|>", "<|mask|>")
@@ -68,7 +70,8 @@ def init_weights(net: LlamaNet, seed: int) -> LlamaNet:
             if p.dim() == 1:
                 p.fill_(1.0)
                 continue
-            std = 0.02 / math.sqrt(2 * net.shape.layers) if name.endswith(("attn.o.weight", "mlp.down.weight")) else 0.02
+            residual = name.endswith(("attn.o.weight", "mlp.down.weight"))
+            std = 0.02 / math.sqrt(2 * net.shape.layers) if residual else 0.02
             p.copy_(torch.randn(p.shape, generator=g) * std)
     return net
 
@@ -98,14 +101,14 @@ def train_scratch(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.
         done = step + 1
         if done % log_every == 0 or done == config.steps:
             rate = done * batch_tokens / (time.perf_counter() - started)
-            print(f"[scratch] step {done}/{config.steps} loss {sum(window) / len(window):.3f} "
-                  f"{rate:.0f} tok/s", file=sys.stderr, flush=True)
+            log.info(f"step {done}/{config.steps} loss {sum(window) / len(window):.3f} "
+                     f"{rate:.0f} tok/s")
             window = []
         if done % config.checkpoint_every == 0 or done == config.steps:
             net.eval()
             history.append({"step": done, **heldout_loss(net, heldout, mask_id, start_id)})
             net.train()
-            print(f"[scratch] eval {json.dumps(history[-1])}", file=sys.stderr, flush=True)
+            log.info(f"eval {json.dumps(history[-1])}")
     net.requires_grad_(False).eval()
     return history
 
@@ -125,6 +128,7 @@ def save_dream_folder(folder: Path, net: LlamaNet, tokenizer, info: dict) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")  # progress to stderr
     p = argparse.ArgumentParser(prog="python -m engine.tools.scratch", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=FIXTURE, help=f"folder to write (default: {FIXTURE})")
@@ -145,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
              for kind in ("code", "prose")}
     held = torch.cat([corpus.chunks([d for d in held_docs if d.kind == kind], encode, config.seq, sep)
                       [: config.eval_rows // 2] for kind in ("code", "prose")])
-    print(f"[scratch] tokenizer {len(tokenizer)} ids; rows: code {pools['code'].shape[0]}, prose "
-          f"{pools['prose'].shape[0]}; held-out eval rows {held.shape[0]}", file=sys.stderr, flush=True)
+    log.info(f"tokenizer {len(tokenizer)} ids; rows: code {pools['code'].shape[0]}, prose "
+             f"{pools['prose'].shape[0]}; held-out eval rows {held.shape[0]}")
     net = init_weights(LlamaNet(SHAPE), config.seed)
     started = time.perf_counter()
     history = train_scratch(net, pools, held, tokenizer.mask_token_id, tokenizer.eos_token_id, config)
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             "minutes": (time.perf_counter() - started) / 60, "threads": torch.get_num_threads(),
             "data": "engine.tools.corpus training split (CPython stdlib source + pydoc topics, PSF licence)"}
     save_dream_folder(args.out, net, tokenizer, info)
-    print(f"[scratch] wrote {args.out}", file=sys.stderr)
+    log.info(f"wrote {args.out}")
     return 0
 
 

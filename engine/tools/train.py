@@ -8,14 +8,14 @@ goes in front and net row i scores canvas token i, exactly as `LlamaDiffusionLM.
 
 Trained: LoRA (rank r) on attention q, k, v, o and MLP gate, up, down of every block, plus the
 mask token's embedding row. The base weights stay frozen. Output: the adapter file described in
-engine/default_model.py, written atomically whenever held-out loss improves.
+engine/families/bundled.py, written atomically whenever held-out loss improves.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..families.llama import LlamaNet
+
+log = logging.getLogger(__name__)
 
 LORA_TARGETS = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
 
@@ -65,6 +67,11 @@ class TrainConfig:
 
 
 # ---- trainable pieces -------------------------------------------------------------------------
+# Why not peft: peft could inject the same LoRA into LlamaNet (`inject_adapter_in_model`) and train a
+# mask row (`trainable_token_indices`), but nothing at run time needs it: engine/families/bundled.py
+# merges the adapter file into the weights at load (W += scale * B A). With peft, training would
+# pull in peft and accelerate for the two short classes below, and the loader would have to follow
+# peft's state-dict names instead of LlamaNet's own (`blocks.3.attn.q.weight.lora_a`).
 
 class LoRALinear(nn.Module):
     """base(x) + scale * x A^T B^T, A (r, in), B (out, r); B starts at zero (Hu et al., 2021)."""
@@ -114,8 +121,9 @@ def attach(net: LlamaNet, mask_id: int, rank: int, scale: float, seed: int) -> d
             setattr(parent, leaf, lora)
             params[f"blocks.{i}.{target}.weight.lora_a"] = lora.lora_a
             params[f"blocks.{i}.{target}.weight.lora_b"] = lora.lora_b
-    net.embed = MaskedEmbedding(net.embed, mask_id)
-    params["mask_embedding"] = net.embed.mask_embedding
+    embed = MaskedEmbedding(net.embed, mask_id)
+    net.embed = embed  # type: ignore[assignment]  # LlamaNet uses embed(ids) and embed.weight: both are here
+    params["mask_embedding"] = embed.mask_embedding
     return params
 
 
@@ -280,14 +288,15 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
     params = attach(net, mask_id, config.rank, config.scale, config.seed)
     opt = torch.optim.AdamW(params.values(), lr=config.lr, betas=(0.9, 0.98), weight_decay=0.0)
     g = torch.Generator().manual_seed(config.seed + 1)
-    step, best, history = 0, math.inf, []
+    step, best = 0, math.inf
+    history: list[dict] = []
     if resume and checkpoint.is_file():
         step, best, history = load_checkpoint(checkpoint, params, opt, g)
-        print(f"[train] resumed at step {step} (best held-out CE {best:.4f})", file=sys.stderr)
+        log.info(f"resumed at step {step} (best held-out CE {best:.4f})")
     if not history:  # the starting point of the curve: the base net read bidirectionally
         history.append({"step": 0, "train_loss": float("nan"), "tokens_per_s": 0.0, "time": time.time(),
                         **heldout_loss(net, heldout, mask_id, start_id)})
-        print(f"[train] eval {json.dumps(history[-1])}", file=sys.stderr, flush=True)
+        log.info(f"eval {json.dumps(history[-1])}")
     net.train()
     started, tokens, window_loss, window_n = time.perf_counter(), 0, 0.0, 0
     while step < config.steps:
@@ -298,8 +307,8 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
         window_loss, window_n = window_loss + loss, window_n + 1
         if step % log_every == 0 or step == config.steps:
             rate = tokens / (time.perf_counter() - started)
-            print(f"[train] step {step}/{config.steps} loss {window_loss / window_n:.4f} "
-                  f"lr {lr_at(step - 1, config):.2e} {rate:.0f} tok/s", file=sys.stderr, flush=True)
+            log.info(f"step {step}/{config.steps} loss {window_loss / window_n:.4f} "
+                     f"lr {lr_at(step - 1, config):.2e} {rate:.0f} tok/s")
             window_loss, window_n = 0.0, 0
         out_of_time = stop_after_s is not None and time.perf_counter() - started > stop_after_s
         if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
@@ -309,7 +318,7 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
             entry = {"step": step, "train_loss": loss, "tokens_per_s": tokens / (time.perf_counter() - started),
                      "time": time.time(), **scores}
             history.append(entry)
-            print(f"[train] eval {json.dumps(entry)}", file=sys.stderr, flush=True)
+            log.info(f"eval {json.dumps(entry)}")
             if scores["heldout_ce"] < best:
                 best = scores["heldout_ce"]
                 write_adapter(params, out, config, {"step": step, **scores})
@@ -321,6 +330,7 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")  # progress to stderr
     defaults = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m engine.tools.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -342,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
     torch.manual_seed(config.seed)
 
-    from . import corpus
     from ..families.bundled import ADAPTER, cache_folder, load_default
+    from . import corpus
     model = load_default(device=args.device, adapter=None)
     out = args.out or ADAPTER
     data = cache_folder().parents[1]
@@ -360,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     half = config.eval_rows // 2
     heldout = torch.cat([h[torch.randperm(h.shape[0], generator=g)[:n]]
                          for h, n in ((held["code"], half), (held["prose"], config.eval_rows - half))])
-    print(f"[train] rows: code {pools['code'].shape[0]}, prose {pools['prose'].shape[0]} "
-          f"(x{config.seq} tokens); held-out eval rows {heldout.shape[0]}; threads "
-          f"{torch.get_num_threads()}; checkpoint {checkpoint}", file=sys.stderr, flush=True)
+    log.info(f"rows: code {pools['code'].shape[0]}, prose {pools['prose'].shape[0]} "
+             f"(x{config.seq} tokens); held-out eval rows {heldout.shape[0]}; threads "
+             f"{torch.get_num_threads()}; checkpoint {checkpoint}")
     dev = model.net.embed.weight.device
     train(model.net, pools, heldout.to(dev), mask_id=model.mask_id, start_id=model.start_id,
           config=config, out=out, checkpoint=checkpoint, resume=args.resume,

@@ -1,10 +1,10 @@
-"""Diffs for people, patches that round-trip, conflicts that say which hunk failed, rebasing edits."""
+"""Diffs for people that add up to both texts, rebasing edits, conflicts that say which change collided."""
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from editor.diffs import PatchConflict, apply_patch, diff, make_patch, rebase_edit
+from editor.diffs import PatchConflict, diff, rebase_edit
 
 # Unicode with emoji, combining marks and newlines, but no surrogates (not text) and no NUL (refused).
 PIECE = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00") | st.sampled_from(
@@ -14,8 +14,7 @@ TEXT = st.lists(PIECE, max_size=80).map("".join)
 
 @settings(max_examples=200, deadline=None)
 @given(TEXT, TEXT)
-def test_patch_round_trip(a: str, b: str) -> None:
-    assert apply_patch(make_patch(a, b), a) == b
+def test_diff_adds_up_to_both_texts(a: str, b: str) -> None:
     ops = diff(a, b)
     assert "".join(t for op, t in ops if op != "insert") == a
     assert "".join(t for op, t in ops if op != "delete") == b
@@ -31,11 +30,9 @@ def test_rebase_and_conflict() -> None:
     edited = base.replace("two", "TWO")
     newest = base.replace("six", "SIX")
     assert rebase_edit(base, edited, newest) == base.replace("two", "TWO").replace("six", "SIX")
-    with pytest.raises(PatchConflict, match=r"1 hunk\(s\) of the patch did not apply: hunk 1 @@") as info:
-        apply_patch(make_patch(base, edited), "completely different text here, nothing alike at all")
-    assert info.value.failed[0].index == 0 and "two" in info.value.failed[0].expected
-    with pytest.raises(PatchConflict, match="expected 'two'"):
+    with pytest.raises(PatchConflict, match=r"1 hunk\(s\) of the patch did not apply: hunk 1 @@.* 'two'") as info:
         rebase_edit(base, edited, base.replace("two", "deux"))
+    assert info.value.failed[0].index == 0 and info.value.failed[0].expected == "two"
     assert rebase_edit(base, edited, edited) == edited  # the same edit on both sides is no conflict
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from editor.prose import paragraph, prose_span, section, sentence, word
+from editor.prose import UNITS, expand, paragraph, prose_span, section, sentence, shrink, word
 from editor.structure import NoTarget
 
 DOC = """# Tïtle 😀
@@ -47,3 +47,18 @@ def test_paragraph_and_section() -> None:
         section("plain text", 2)
     with pytest.raises(NoTarget, match="unknown prose unit"):
         prose_span(DOC, 0, "chapter")
+
+
+def test_expand_and_shrink_walk_word_sentence_paragraph_section() -> None:
+    at = DOC.index("wörld") + 2
+    grown, span = [], word(DOC, at)
+    while span is not None:
+        grown.append(_text(span))
+        span = expand(DOC, span.start, span.end)
+    assert grown == ["wörld", "Hello wörld.", "Hello wörld. This is e.g. a test! Done…\nSecond line?", DOC.rstrip()]
+    assert expand(DOC, DOC.index("Hello"), DOC.index("Second"), UNITS[:3]) is not None  # a selection across sentences
+    assert expand(DOC, 0, len(DOC.rstrip()), UNITS[:3]) is None
+    para = paragraph(DOC, at)
+    assert _text(shrink(DOC, para.start, para.end)) == "Hello wörld."
+    assert _text(shrink(DOC, para.start, DOC.index(" wörld") + 6)) == "Hello"
+    assert shrink(DOC, DOC.index("Hello"), DOC.index("Hello") + 5) is None

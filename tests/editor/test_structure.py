@@ -3,7 +3,7 @@
 import pytest
 
 from editor.languages import LANGUAGES, UnknownLanguage, get_language, language_for, parse, supported
-from editor.structure import NoTarget, Structure, target
+from editor.structure import NoTarget, Structure
 from editor.text import BadSpan
 
 PY = '''import os
@@ -55,7 +55,7 @@ def test_registry() -> None:
 def test_python_targets_and_multibyte_offsets() -> None:
     s = Structure(PY, "python")
     at = PY.index("{name}") + 2
-    got = {k: PY[v.start:v.end] for k, v in s.targets(at).items()}
+    got = {k: PY[slice(*_se(s.target(k, at)))] for k in ("string", "statement", "function")}
     assert got["string"] == 'f"héllo {name} 😀"'
     assert got["statement"] == 'msg = f"héllo {name} 😀"'
     assert got["function"].startswith("def greet") and got["function"].endswith("return msg.upper()")
@@ -77,7 +77,7 @@ def _se(span) -> tuple[int, int]:
 
 def test_only_docstring_body_is_the_docstring() -> None:
     src = 'def f():\n    """Only."""\n'
-    body = target(src, "python", "function body", src.index("Only"))
+    body = Structure(src, "python").target("function body", src.index("Only"))
     assert src[body.start:body.end] == '"""Only."""'
 
 
@@ -129,13 +129,13 @@ def test_function_targets_in_each_language(language: str) -> None:
     ("go", "package m\n\ntype P struct{ X int }\n", "X", "class", "type P struct{ X int }"),
 ])
 def test_targets_in_data_and_markup_languages(language: str, src: str, needle: str, what: str, expected: str) -> None:
-    span = target(src, language, what, src.index(needle))
+    span = Structure(src, language).target(what, src.index(needle))
     assert src[span.start:span.end] == expected
 
 
 def test_no_target_and_bad_spans() -> None:
     with pytest.raises(NoTarget, match="no function body"):
-        target("x = 1\n", "python", "function body", 0)
+        Structure("x = 1\n", "python").target("function body", 0)
     with pytest.raises(BadSpan, match="outside the document"):
         Structure("x = 1\n", "python").enclosing(3, 99)
     with pytest.raises(UnknownLanguage, match="no grammar"):

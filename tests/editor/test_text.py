@@ -2,8 +2,19 @@
 
 import pytest
 
-from editor.text import (MAX_DOCUMENT_BYTES, BadSpan, BinaryDocument, ByteIndex, DocumentTooLarge, EditorError,
-                         NotUtf8, check_document, check_span, index_to_utf16, utf16_to_index)
+from editor.text import (
+    MAX_DOCUMENT_BYTES,
+    BadSpan,
+    BinaryDocument,
+    ByteIndex,
+    DocumentTooLarge,
+    EditorError,
+    NotUtf8,
+    check_document,
+    check_span,
+    index_to_utf16,
+    utf16_to_index,
+)
 
 
 def test_check_document_accepts_text_and_rejects_bad_input() -> None:

@@ -9,8 +9,8 @@ import torch
 from engine import SamplerSettings, Span, infill_text, load_model
 from engine.families.bundled import INSTALL_HINT, apply_adapter, load_default
 from engine.families.gguf import GGUF_NAMES, gguf_tokenizer, permute_rows, read_gguf_weights
-from engine.families.llama import HF_LLAMA_NAMES, LlamaDiffusionLM, LlamaNet, LlamaShape
 from engine.families.llada import LLADA_NAMES
+from engine.families.llama import HF_LLAMA_NAMES, LlamaDiffusionLM, LlamaNet, LlamaShape
 from tests.tiny import byte_bpe_tokenizer
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -106,11 +106,10 @@ def test_llada_mask_id_found_by_name_when_config_has_none(llada, tmp_path):
 def test_llada_causal_logits_match_hf_llama(llada):
     folder, hf = llada
     model = load_model(folder, device="cpu")
-    model.causal = True
     with torch.no_grad():
         want = hf(IDS).logits
-    torch.testing.assert_close(model.logits(IDS), want, atol=1e-4, rtol=1e-4)
-    model.causal = False  # bidirectional: an earlier position now sees later tokens
+    torch.testing.assert_close(model.logits(IDS, causal=True), want, atol=1e-4, rtol=1e-4)
+    # bidirectional: an earlier position now sees later tokens
     assert not torch.allclose(model.logits(IDS)[:, :-1], want[:, :-1], atol=1e-3)
 
 
@@ -125,10 +124,9 @@ def test_dream_folder_loads_shifted_with_biases(dream):
 def test_dream_causal_logits_match_hf_qwen2_shifted_by_one(dream):
     folder, hf = dream
     model = load_model(folder, device="cpu")
-    model.causal = True
     with torch.no_grad():
         raw = hf(IDS).logits                                                     # (1, L, V)
-    ours = model.logits(IDS)
+    ours = model.logits(IDS, causal=True)
     torch.testing.assert_close(model.net(IDS, causal=True), raw, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(ours[:, 1:], raw[:, :-1], atol=1e-4, rtol=1e-4)  # i-1 predicts i
     torch.testing.assert_close(ours[:, 0], raw[:, 0], atol=1e-4, rtol=1e-4)     # documented reuse

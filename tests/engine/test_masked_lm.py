@@ -14,8 +14,7 @@ TEXT = "def add(a, b):\n    return a + b\n"
 
 def save_tiny(kind: str, folder):
     """A random 2-layer masked LM of `kind`, saved with its tokenizer as a user would have it."""
-    from transformers import (ModernBertConfig, ModernBertForMaskedLM,
-                              RobertaConfig, RobertaForMaskedLM)
+    from transformers import ModernBertConfig, ModernBertForMaskedLM, RobertaConfig, RobertaForMaskedLM
     if kind == "bert":
         return save_tiny_bert(folder)
     tok = byte_bpe_tokenizer()

@@ -4,9 +4,9 @@ import copy
 import pytest
 import torch
 
-from engine.tools import corpus
 from engine.families.bundled import apply_adapter
 from engine.families.llama import LlamaNet, LlamaShape
+from engine.tools import corpus
 from engine.tools.train import TrainConfig, attach, diffusion_loss, noise, train
 
 SHAPE = LlamaShape(vocab=64, width=32, layers=2, heads=4, kv_heads=2, ffn=48, tie_embeddings=True)

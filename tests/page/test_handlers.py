@@ -1,12 +1,14 @@
 """The page's handlers through gradio_client: real streamed steps, candidates, history, clear errors."""
+import logging
+import re
+
 import pytest
 import torch
 
+from editor.history import History
+from engine import PRESETS, TextCodec
 from page.demo import build_demo, launch
 from page.dial import dial_values
-from editor.history import History
-from editor.text import utf16_to_index
-from engine import PRESETS, TextCodec
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -56,12 +58,19 @@ def test_accept_makes_revisions_then_diff_and_restore(client):
     assert restored[0] == TEXT and "restored" in restored[1]
 
 
+def _outside(view: str) -> list[str]:
+    """The context pieces around the span in a step view (escaped, as the page shows them)."""
+    return re.findall(r'<span class="ctx">(.*?)</span>', view, re.S)
+
+
 def test_syntax_node_regenerates_the_function_body_only(client):
     code = "def add(a, b):\n    return a + b\n"
-    cursor = code.index("a + b")
-    list(client.submit(*args(code, cursor, cursor, language="python"), api_name="/regenerate_node"))
+    start, end = 0, len(code)  # the whole function, selected roughly (with its newline)
+    updates = list(client.submit(*args(code, start, end, language="python"), api_name="/regenerate_node"))
+    assert _outside(updates[-1][0]) == ["def add(a, b):\n    ", "\n"]  # the span is the whole body
     doc, *_ = client.predict(code, 0, "add.py", "python", api_name="/accept")
-    assert doc.startswith("def add(a, b):\n    ") and doc.endswith("\n") and "return a + b" not in doc
+    assert doc.startswith("def add(a, b):\n    ") and doc.endswith("\n")
+    assert doc[len("def add(a, b):\n    "):-1] != "return a + b"
 
 
 def test_candidates_that_do_not_parse_are_marked(client):
@@ -80,6 +89,17 @@ def test_expand_moves_the_selection_to_a_larger_node(client):
     assert (start, end) == (a, a + 5) and "binary" in note
 
 
+def test_expand_and_shrink_in_prose_walk_words_sentences_and_paragraphs(client):
+    text = "Some words here. Another sentence.\n\nA second paragraph."
+    a = text.index("words")
+    assert client.predict(text, a, a + 2, "text", api_name="/expand")[:2] == (a, a + 5)
+    assert client.predict(text, a, a + 5, "text", api_name="/expand")[:2] == (0, 16)
+    assert client.predict(text, 0, 16, "text", api_name="/expand")[:2] == (0, 34)
+    assert client.predict(text, 0, 34, "text", api_name="/shrink")[:2] == (0, 16)
+    with pytest.raises(Exception, match="Cannot expand further"):
+        client.predict(text, 0, 34, "text", api_name="/expand")
+
+
 def test_errors_are_clear_and_change_nothing(client):
     with pytest.raises(Exception, match="Select some text"):
         client.predict(*args("Some text", 3, 3), api_name="/regenerate_selection")
@@ -88,6 +108,14 @@ def test_errors_are_clear_and_change_nothing(client):
     client.predict(api_name="/reject")
     with pytest.raises(Exception, match="Nothing to accept"):
         client.predict("typed text", 0, "a.txt", "text", api_name="/accept")
+
+
+def test_error_messages_do_not_render_user_input_as_html(client):
+    with pytest.raises(Exception) as refused:  # gr.Error renders HTML: the constraint must come back as text
+        client.predict(*args(TEXT, 4, 15, mode="N tokens", n=1, constraint="<img src=x> <img src=x>"),
+                       api_name="/regenerate_selection")
+    assert "does not fit" in str(refused.value)
+    assert "<img" not in str(refused.value) and "&lt;img src=x&gt;" in str(refused.value)
 
 
 def test_user_text_is_escaped_in_every_view(client):
@@ -152,15 +180,18 @@ def _serve(model):
     return demo, Client(demo.local_url, verbose=False)
 
 
-def test_a_model_failure_is_a_clear_message():
+def test_a_model_failure_is_a_clear_message(caplog):
     class Broken(ScriptedModel):
         def logits(self, ids):
             raise RuntimeError("CUDA out of memory (pretend)")
     codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
     demo, client = _serve(Broken(codec, torch.zeros(64, dtype=torch.long), torch.full((64,), 0.5)))
     try:
-        with pytest.raises(Exception, match="model failed: CUDA out of memory"):
-            client.predict(*args(TEXT, 4, 15), api_name="/regenerate_selection")
+        with caplog.at_level(logging.ERROR, logger="page.demo"):
+            with pytest.raises(Exception, match="model failed: CUDA out of memory"):
+                client.predict(*args(TEXT, 4, 15), api_name="/regenerate_selection")
+        logged = [r for r in caplog.records if r.name == "page.demo" and r.exc_info]
+        assert logged and "CUDA out of memory" in str(logged[0].exc_info[1])  # the traceback is in the log
     finally:
         demo.close()
 
@@ -172,14 +203,22 @@ def test_the_page_runs_a_real_tiny_model(tmp_path):
     demo, client = _serve(load_model(save_tiny_bert(tmp_path / "bert"), device="cpu"))
     try:
         updates = list(client.submit(*args("the quick brown fox jumps", 4, 15), api_name="/regenerate_selection"))
-        assert 'data-done="1"' in updates[-1][0] and "jumps" in updates[-1][0]
+        view = updates[-1][0]
+        assert 'data-done="1"' in view and _outside(view) == ["the ", " fox jumps"]
+        span = re.search(r'<span class="span">(.*?)</span><span class="ctx">', view, re.S).group(1)
+        slots = re.findall(r'<span class="tok ([a-z ]+)"[^>]*>([^<]*)</span>', span)
+        assert len(slots) == 2 and all(kind in ("new", "settled") and text.strip() for kind, text in slots)
     finally:
         demo.close()
 
 
-def test_utf16_offsets_become_python_indices():
-    text = "a🙂b"  # the emoji is two UTF-16 units, one Python character
-    assert [utf16_to_index(text, u) for u in (0, 1, 3, 4)] == [0, 1, 2, 3]
+def test_utf16_offsets_become_python_indices(client):
+    """The browser counts UTF-16 units: the emoji is two of them and one Python character. Expand
+    reads the selection in units and answers in units, through the page's own conversions."""
+    code = "# " + "🙂" * 8 + "\ndef add(a, b):\n    return a + b\n\n\nx = 1\n"
+    a = code.index("a + b") + 8  # in UTF-16 units; read as characters it would select the x
+    start, end, note = client.predict(code, a, a + 1, "python", api_name="/expand")
+    assert (start, end) == (a, a + 5) and "binary" in note
 
 
 @pytest.mark.parametrize("block, masked_side", [(1, "right"), (None, "left")])
@@ -201,6 +240,7 @@ def call_raw(client, api_name, data):
     """One event posted as raw JSON, the way any HTTP client can (gradio_client refuses to send a
     lone surrogate); returns what the event stream says: ("complete" | "error", data)."""
     import json
+
     import httpx
     base = client.src.rstrip("/") + "/gradio_api/call/" + api_name
     event = httpx.post(base, content=json.dumps({"data": data}), headers={"content-type": "application/json"})

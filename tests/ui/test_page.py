@@ -1,12 +1,10 @@
 """What a person does on the page: type, select, regenerate, watch, accept, diff, restore, stop."""
 from __future__ import annotations
 
-
 import pytest
 
 from tests.ui.conftest import SCREENSHOTS
-from tests.ui.helpers import (CODE, PARAGRAPH, RECORD_LIVE, document, pick_revision, run_action, select,
-                              type_document)
+from tests.ui.helpers import CODE, PARAGRAPH, RECORD_LIVE, document, pick_revision, run_action, select, type_document
 
 pytestmark = pytest.mark.browser
 
