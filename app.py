@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         logins = logins_for(args.host, args.users or users_file(data_dir()), args.login)
         limits = Limits(args.budget, args.runs_per_user)
     except AccessError as err:
-        raise SystemExit(f"sharpen: {err}") from None
+        raise SystemExit(str(err)) from None
     model = load_model(args.model, device=args.device)
     url = args.db or os.environ.get("SHARPEN_DATABASE_URL") or sqlite_url(data_dir())
     launch(build_demo(model, History(url), limits), server_name=args.host, server_port=args.port, auth=logins,
