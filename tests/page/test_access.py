@@ -20,11 +20,14 @@ def regenerate_args(text, a, b, candidates=1):
     return (text, a, b, "text", "keep", 8, "", "quality", 0, "low_confidence", 0, 0.9, 0.0, 0, candidates, False)
 
 
-class SlowModel(ScriptedModel):
-    delay = 0.0
+class GatedModel(ScriptedModel):
+    """Each forward waits until `gate` is open, so a test decides when a run may finish."""
+
+    gate, waiting = threading.Event(), threading.Event()
 
     def logits(self, ids):
-        time.sleep(self.delay)
+        self.waiting.set()
+        assert self.gate.wait(60), "the test never opened the gate"
         return super().logits(ids)
 
 
@@ -32,7 +35,9 @@ class SlowModel(ScriptedModel):
 def model():
     codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
     target = torch.randint(10, 300, (512,), generator=torch.Generator().manual_seed(0))
-    return SlowModel(codec, target, torch.linspace(0.3, 0.9, 512))
+    model = GatedModel(codec, target, torch.linspace(0.3, 0.9, 512))
+    model.gate.set()
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -91,21 +96,26 @@ def test_an_over_budget_request_is_refused_before_it_runs(server, model):
 
 def test_one_user_cannot_queue_a_second_run_and_others_wait_their_turn(server, model):
     ann, ann_again, bob = login(server, "ann"), login(server, "ann"), login(server, "bob")
-    model.delay = 0.2
+    model.gate.clear()
+    model.waiting.clear()
     try:
-        first = ann.submit(*regenerate_args(TEXT, 4, 30), api_name="/regenerate_selection")  # ~6 forwards
-        deadline = time.monotonic() + 20
-        while first.status().code.name not in ("ITERATING", "FINISHED") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        first = ann.submit(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection")
+        assert model.waiting.wait(30)  # ann's run holds the model
         with pytest.raises(Exception, match="already have 1 run"):
             ann_again.predict(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection")
-        updates = list(bob.submit(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection"))
-        assert any("waiting for the model: 1 run(s) ahead" in u[1] for u in updates)  # behind ann's run
-        assert 'data-done="1"' in updates[-1][0]
-        assert 'data-done="1"' in first.result()[0]
+        second = bob.submit(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection")
+        until(lambda: any("waiting for the model: 1 run(s) ahead" in u[1] for u in second.outputs()))
     finally:
-        model.delay = 0.0
+        model.gate.set()
+    assert 'data-done="1"' in first.result()[0] and 'data-done="1"' in second.result()[0]
     list(ann.submit(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection"))  # ann's place was left
+
+
+def until(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_turns_are_first_come_first_served_and_a_stopped_run_leaves_its_place():
