@@ -24,8 +24,8 @@ FOLDER = "sharpen-exports"
 def file_name(name: str) -> str:
     """The download's file name: the last part of `name`, checked before anything is recorded."""
     base = Path(name or "").name.strip() or "untitled.txt"
-    if "\x00" in base:
-        raise EditorError("a file name cannot contain a NUL character")
+    if "\x00" in base or base in (".", ".."):
+        raise EditorError(f"{base!r} cannot be a file name")
     size = len(base.encode("utf-8", "surrogatepass"))
     if size > NAME_MAX:
         raise EditorError(f"the file name is {size} bytes of UTF-8; file systems allow {NAME_MAX}: shorten the name")

@@ -155,6 +155,16 @@ def test_a_save_whose_download_fails_keeps_the_revision_it_recorded(client, monk
     assert [r.author for r in HISTORY.history(doc.id)] == ["typed", "typed", "typed", "regenerated"]
 
 
+def test_file_names_no_file_system_takes_are_refused():
+    from editor.text import EditorError
+    from page.exports import file_name
+    assert file_name("../../etc/notes.md") == "notes.md" and file_name("") == "untitled.txt"
+    assert file_name("é" * 125 + ".txt") == "é" * 125 + ".txt"  # 254 bytes of UTF-8; "é" * 128 is 256
+    for bad in ("..", "a\x00b", "é" * 128):
+        with pytest.raises(EditorError):
+            file_name(bad)
+
+
 def test_an_export_is_one_file_in_the_page_cache(client):
     import glob
     import tempfile
