@@ -15,7 +15,7 @@ import math
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,10 +149,10 @@ class Turns:
 
     def __init__(self, per_user: int = 1) -> None:
         self.per_user = per_user
-        self._line: list[tuple[str | None, object]] = []
+        self._line: list[tuple[Hashable, object]] = []
         self._changed = threading.Condition()
 
-    def join(self, user: str | None) -> object:
+    def join(self, user: Hashable) -> object:
         with self._changed:
             if sum(who == user for who, _ in self._line) >= self.per_user:
                 raise AccessError(f"You already have {self.per_user} run(s) waiting or running; wait for "
@@ -176,7 +176,7 @@ class Turns:
         return next(i for i, (_, t) in enumerate(self._line) if t is ticket)
 
 
-def in_turn(turns: Turns, user: str | None, run: Iterator[Any], waiting: Callable[[int], Any]) -> Iterator[Any]:
+def in_turn(turns: Turns, user: Hashable, run: Iterator[Any], waiting: Callable[[int], Any]) -> Iterator[Any]:
     """Drive the generator `run` on the model when it is `user`'s turn.
 
     `run`'s first item comes before the wait (it checks the request, so a refusal is immediate and

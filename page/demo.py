@@ -36,8 +36,9 @@ def _fail(err: Exception) -> gr.Error:
     return gr.Error(str(err), title=type(err).__name__)
 
 
-def build_demo(model: DiffusionLM, history: History, limits: Limits = Limits()) -> gr.Blocks:
+def build_demo(model: DiffusionLM, history: History, limits: Limits | None = None) -> gr.Blocks:
     """The page for one loaded model and one history database; each login sees only its own documents."""
+    limits = limits or Limits()
     turns = Turns(limits.runs_per_user)
 
     def mine(request: gr.Request | None) -> History:
@@ -142,7 +143,8 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits = Limits()) 
     def take_turn(request: gr.Request | None, run: Iterator[tuple]) -> Iterator[tuple]:
         """A run on the model when its turn comes (Turns: first come first served, limits.runs_per_user
         per login, or per page without one); meanwhile the metrics say how many runs are ahead."""
-        user = getattr(request, "username", None) or f"page {getattr(request, 'session_hash', None)}"
+        name = getattr(request, "username", None)
+        user = ("login", name) if name else ("page", getattr(request, "session_hash", None))
 
         def waiting(ahead: int) -> tuple:
             note = f"<div class='sh-metrics' data-state='waiting'>waiting for the model: {ahead} run(s) ahead</div>"
