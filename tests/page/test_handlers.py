@@ -165,6 +165,21 @@ def test_file_names_no_file_system_takes_are_refused():
             file_name(bad)
 
 
+def test_an_export_removes_the_folders_of_expired_ones(tmp_path):
+    import os
+    import time
+
+    from page.exports import EXPORT_AGE, FOLDER, export
+    history = History("sqlite://")
+    first = history.create_document("a.txt", "one\n")
+    old = export(history, first.document_id, first.id, "a.txt", tmp_path)
+    os.utime(old.parent, (time.time() - EXPORT_AGE - 1,) * 2)
+    new = export(history, first.document_id, first.id, "a.txt", tmp_path)
+    assert not old.parent.exists() and new.read_text() == "one\n"
+    assert [p.name for p in (tmp_path / FOLDER).iterdir()] == [new.parent.name]
+    history.close()
+
+
 def test_an_export_is_one_file_in_the_page_cache(client):
     import glob
     import tempfile
