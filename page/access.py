@@ -112,9 +112,10 @@ def logins_for(host: str, users: Path, mode: str = "auto") -> Logins | None:
             log.warning("serving %s without a login: everyone who reaches it shares every document", host)
         return None
     if not read_users(users):
-        raise AccessError(f"Sharpen on {host} can be reached from other machines, so it asks for a login, but "
-                          f"{users} has no users. Add one with `python -m page.access add NAME --users {users}` "
-                          f"(README: Users), or bind 127.0.0.1, or pass --login off to serve everyone as one user.")
+        why = "was told to (--login on)" if is_loopback(host) else "can be reached from other machines"
+        raise AccessError(f"Sharpen on {host} {why}, so it asks for a login, but {users} has no users. Add one "
+                          f"with `python -m page.access add NAME --users {users}` (README: Users), or bind "
+                          f"127.0.0.1, or pass --login off to serve everyone as one user.")
     return Logins(users)
 
 
