@@ -9,4 +9,6 @@ COPY . .
 ENV GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 SHARPEN_DATA=/data
 VOLUME /data
 EXPOSE 7860
+# Bound to every interface, the page asks for a login and will not start without a user in
+# /data/users: `docker run -it -v sharpen-data:/data IMAGE python -m page.access add NAME` (README: Users).
 CMD ["python", "app.py", "--host", "0.0.0.0", "--port", "7860"]

@@ -1,19 +1,29 @@
-"""Sharpen's browser page: `python app.py [--model PATH] [--db URL] [--host H] [--port P]` (README.md)."""
+"""Sharpen's browser page: `python app.py [--model PATH] [--db URL] [--host H] [--port P] [--login MODE]`."""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+from pathlib import Path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    from page.access import LOGIN_MODES, Limits
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
     parser.add_argument("--db", help="database URL (default: SHARPEN_DATABASE_URL, else sharpen.db in the data folder)")
     parser.add_argument("--device", help="cpu or cuda")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
-    args = parser.parse_args()
+    parser.add_argument("--login", choices=LOGIN_MODES, default="auto",
+                        help="auto (default): a login whenever --host is not loopback; on: always; off: never")
+    parser.add_argument("--users", type=Path, help="users file (default: SHARPEN_USERS, else users in the data folder)")
+    parser.add_argument("--budget", type=int, default=Limits.budget,
+                        help="most steps x candidates x tokens one request may cost (default: %(default)s)")
+    parser.add_argument("--runs-per-user", type=int, default=Limits.runs_per_user,
+                        help="runs one user may have waiting or running at once (default: %(default)s)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Nothing leaves the machine: no analytics, no hub lookups (set before gradio is imported).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -23,11 +33,18 @@ def main() -> None:
     from editor.history import History
     from engine import load_model
     from engine.paths import data_dir
+    from page.access import AccessError, logins_for, users_file
     from page.demo import build_demo, launch
 
+    try:  # before the model loads: a page that may not start says so at once
+        logins = logins_for(args.host, args.users or users_file(data_dir()), args.login)
+        limits = Limits(args.budget, args.runs_per_user)
+    except AccessError as err:
+        raise SystemExit(str(err)) from None
     model = load_model(args.model, device=args.device)
     url = args.db or os.environ.get("SHARPEN_DATABASE_URL") or sqlite_url(data_dir())
-    launch(build_demo(model, History(url)), server_name=args.host, server_port=args.port)
+    launch(build_demo(model, History(url), limits), server_name=args.host, server_port=args.port, auth=logins,
+           auth_message="Sharpen: log in to see your documents." if logins else None)
 
 
 if __name__ == "__main__":

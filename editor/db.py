@@ -12,6 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 
 AUTHORS = ("typed", "regenerated", "restored", "merged")
+WRITE = "sharpen_write"  # execution option of write transactions: on SQLite they BEGIN IMMEDIATE
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -24,7 +25,12 @@ class Base(DeclarativeBase):
 
 
 class DocumentRow(Base):
-    """A document: a name, a language and a pointer to its newest revision (the only moving part)."""
+    """A document: a name, a language, its owner and a pointer to its newest revision (the only moving part).
+
+    `version` is SQLAlchemy's optimistic concurrency counter (`version_id_col`): every UPDATE of
+    the row says `WHERE version = <the version this session read>` and bumps it, so a writer whose
+    read went stale gets StaleDataError and its transaction rolls back.
+    """
 
     __tablename__ = "documents"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -32,6 +38,9 @@ class DocumentRow(Base):
     language: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     head_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id", name="fk_documents_head"))
+    version: Mapped[int] = mapped_column(Integer)
+    owner: Mapped[str | None] = mapped_column(String(255), index=True)  # the login name; None: no login
+    __mapper_args__ = {"version_id_col": version}
 
 
 class RevisionRow(Base):
@@ -71,7 +80,8 @@ def sqlite_url(folder: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL, foreign keys, a busy timeout and write-locking transactions."""
+    """An engine; SQLite gets WAL, foreign keys, a busy timeout, and write transactions (those on
+    `engine.execution_options(sharpen_write=True)`) that take the write lock when they begin."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -89,8 +99,9 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock at BEGIN, so two writers queue (busy timeout) instead of
-        # one failing with "database is locked" when it upgrades a read lock mid-transaction.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writer's IMMEDIATE takes the write lock at BEGIN, so two writers queue (busy timeout)
+        # instead of one failing with "database is locked" when it upgrades a read lock
+        # mid-transaction. A reader's plain BEGIN reads a WAL snapshot and waits for nobody.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
 
     return engine

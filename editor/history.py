@@ -1,7 +1,8 @@
-"""Document history: append-only revisions with optimistic concurrency, branches, restore and labels."""
+"""Document history: append-only revisions with optimistic concurrency, branches, restore, labels and owners."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -11,10 +12,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
-from editor.db import DocumentRow, LabelRow, RevisionRow, make_engine
+from editor.db import WRITE, DocumentRow, LabelRow, RevisionRow, make_engine
 from editor.diffs import diff as text_diff
 from editor.diffs import rebase_edit
 from editor.languages import get_language, language_for
@@ -22,10 +24,6 @@ from editor.text import EditorError, check_document
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MERGE_TRIES = 5  # a merge that loses the race to yet another writer rebases again, this often
-
-
-class _LostRace(Exception):
-    """Another writer moved the head between our read and our update; the transaction rolls back."""
 
 
 class NotFound(EditorError):
@@ -74,10 +72,15 @@ class Document:
     language: str
     created_at: datetime
     head_id: int
+    owner: str | None = None
 
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)  # SQLite drops the zone
+
+
+def _document(row: DocumentRow) -> Document:
+    return Document(row.id, row.name, row.language, _utc(row.created_at), row.head_id or 0, row.owner)
 
 
 def _revision(row: RevisionRow, label: str | None) -> Revision:
@@ -90,18 +93,30 @@ def _revision(row: RevisionRow, label: str | None) -> Revision:
 
 
 class History:
-    """All documents and their revisions in one database (SQLite file or PostgreSQL)."""
+    """All documents and their revisions in one database (SQLite file or PostgreSQL), as one owner sees them.
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    A History shows and changes only the documents of its `owner` (None: the login-free local
+    user); `as_user(name)` is the same database seen by another owner. Another owner's document
+    or revision reads as NotFound, exactly like one that does not exist.
+    """
+
+    def __init__(self, url: str, owner: str | None = None) -> None:
+        self.url, self.owner = url, owner
         self.engine = make_engine(self.url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self.engine.execution_options(**{WRITE: True}), expire_on_commit=False)
         self._migrate()
+
+    def as_user(self, owner: str | None) -> History:
+        """This database as `owner` sees it (sharing the engine: close the History it came from)."""
+        view = copy.copy(self)
+        view.owner = owner
+        return view
 
     def _migrate(self) -> None:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        with self.engine.execution_options(**{WRITE: True}).begin() as conn:
             if conn.dialect.name == "postgresql":  # two processes starting at once migrate one after the other
                 conn.execute(text("SELECT pg_advisory_xact_lock(7411)"))
             config.attributes["connection"] = conn
@@ -111,22 +126,32 @@ class History:
         self.engine.dispose()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
+    def _read(self) -> Iterator[Session]:
+        """A read transaction: on SQLite a plain BEGIN, which waits for no writer (WAL)."""
+        with self._reads() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A write transaction: on SQLite BEGIN IMMEDIATE, so writers queue instead of failing."""
+        with self._writes() as session, session.begin():
             yield session
 
     # -- reading -----------------------------------------------------------------------------------
     def _row(self, s: Session, revision_id: int) -> RevisionRow:
         row = s.get(RevisionRow, revision_id)
-        if row is None:
+        if row is None or not self._mine(s.get(DocumentRow, row.document_id)):
             raise NotFound(f"no revision {revision_id}")
         return row
 
     def _doc(self, s: Session, document_id: int) -> DocumentRow:
         row = s.get(DocumentRow, document_id)
-        if row is None:
+        if row is None or not self._mine(row):
             raise NotFound(f"no document {document_id}")
         return row
+
+    def _mine(self, doc: DocumentRow | None) -> bool:
+        return doc is not None and doc.owner == self.owner
 
     def _label(self, s: Session, revision_id: int) -> str | None:
         return s.scalar(select(LabelRow.text).where(LabelRow.revision_id == revision_id))
@@ -135,27 +160,28 @@ class History:
         return _revision(row, self._label(s, row.id))
 
     def documents(self) -> list[Document]:
-        with self._transaction() as s:
-            rows = s.scalars(select(DocumentRow).order_by(DocumentRow.id)).all()
-            return [Document(r.id, r.name, r.language, _utc(r.created_at), r.head_id or 0) for r in rows]
+        """This owner's documents, oldest first."""
+        with self._read() as s:
+            rows = s.scalars(select(DocumentRow).where(DocumentRow.owner == self.owner)  # None: IS NULL
+                             .order_by(DocumentRow.id)).all()
+            return [_document(r) for r in rows]
 
     def document(self, document_id: int) -> Document:
-        with self._transaction() as s:
-            r = self._doc(s, document_id)
-            return Document(r.id, r.name, r.language, _utc(r.created_at), r.head_id or 0)
+        with self._read() as s:
+            return _document(self._doc(s, document_id))
 
     def revision(self, revision_id: int) -> Revision:
-        with self._transaction() as s:
+        with self._read() as s:
             return self._public(s, self._row(s, revision_id))
 
     def head(self, document_id: int) -> Revision:
-        with self._transaction() as s:
+        with self._read() as s:
             doc = self._doc(s, document_id)
             return self._public(s, self._row(s, doc.head_id or 0))
 
     def history(self, document_id: int) -> list[Revision]:
         """Every revision of a document, oldest first."""
-        with self._transaction() as s:
+        with self._read() as s:
             self._doc(s, document_id)
             rows = s.scalars(select(RevisionRow).where(RevisionRow.document_id == document_id)
                              .order_by(RevisionRow.id)).all()
@@ -164,7 +190,7 @@ class History:
             return [_revision(r, labels.get(r.id)) for r in rows]
 
     def children(self, revision_id: int) -> list[Revision]:
-        with self._transaction() as s:
+        with self._read() as s:
             self._row(s, revision_id)
             rows = s.scalars(select(RevisionRow).where(RevisionRow.parent_id == revision_id)
                              .order_by(RevisionRow.id)).all()
@@ -190,8 +216,8 @@ class History:
         lang = get_language(language).name if language is not None else language_for(name)
         if not name.strip() or len(name) > 255:
             raise EditorError(f"a document name is 1 to 255 characters, not {len(name.strip())}")
-        with self._transaction() as s:
-            doc = DocumentRow(name=name, language=lang)
+        with self._write() as s:
+            doc = DocumentRow(name=name, language=lang, owner=self.owner)
             s.add(doc)
             s.flush()
             row = RevisionRow(document_id=doc.id, author="typed", text=content)
@@ -208,8 +234,9 @@ class History:
         merge=True rebases the edit (base -> text) onto the head (diffs.rebase_edit) and records it as
         "merged" (PatchConflict and nothing written when it does not apply); branch=True keeps
         the edit as a child of its base, starting a branch, and makes it the head. The head moves
-        with a conditional UPDATE (... WHERE head_id = the head this transaction read), so of two
-        writers on the same head exactly one wins, also across processes.
+        with the document row's version check (`version_id_col`: UPDATE ... WHERE version = the
+        version this transaction read), so of two writers on the same head exactly one wins, also
+        across processes.
         """
         if how not in ("typed", "regenerated"):
             raise EditorError(f"how is 'typed' or 'regenerated', not {how!r}")
@@ -219,7 +246,7 @@ class History:
         for _ in range(_MERGE_TRIES):
             try:
                 return self._commit_once(document_id, content, base_revision_id, how, regeneration, merge, branch)
-            except _LostRace:
+            except StaleDataError:  # another writer moved the head after we read it; nothing was written
                 if not merge:
                     raise StaleRevision(document_id, base_revision_id,
                                         self.document(document_id).head_id) from None
@@ -227,7 +254,7 @@ class History:
 
     def _commit_once(self, document_id: int, text: str, base_revision_id: int, how: str,
                      regeneration: Regeneration | None, merge: bool, branch: bool) -> Revision:
-        with self._transaction() as s:
+        with self._write() as s:
             doc = self._doc(s, document_id)
             base = self._row(s, base_revision_id)
             if base.document_id != document_id:
@@ -246,30 +273,25 @@ class History:
                 row.parent_id, row.source_id, row.author = head.id, base.id, "merged"
             s.add(row)
             s.flush()
-            self._move_head(s, document_id, seen_head, row.id)
+            doc.head_id = row.id
+            s.flush()  # UPDATE documents ... WHERE version = <read>: StaleDataError if another writer won
             return _revision(row, None)
-
-    def _move_head(self, s: Session, document_id: int, expected: int | None, new: int) -> None:
-        """Point the head at `new` if it still is `expected`; else _LostRace (the caller's transaction rolls back)."""
-        result = s.execute(update(DocumentRow).where(DocumentRow.id == document_id, DocumentRow.head_id == expected)
-                           .values(head_id=new).execution_options(synchronize_session=False))
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise _LostRace()
 
     def restore(self, revision_id: int) -> Revision:
         """A new head revision whose text is that of an older revision (nothing is rewritten)."""
         for _ in range(_MERGE_TRIES):
             try:
-                with self._transaction() as s:
+                with self._write() as s:
                     old = self._row(s, revision_id)
                     doc = self._doc(s, old.document_id)
                     row = RevisionRow(document_id=doc.id, parent_id=doc.head_id, source_id=old.id,
                                       author="restored", text=old.text)
                     s.add(row)
                     s.flush()
-                    self._move_head(s, doc.id, doc.head_id, row.id)
+                    doc.head_id = row.id
+                    s.flush()  # the version check, as in commit
                     return _revision(row, None)
-            except _LostRace:
+            except StaleDataError:
                 continue
         raise EditorError(f"revision {revision_id}: gave up restoring after {_MERGE_TRIES} lost races")
 
@@ -277,7 +299,7 @@ class History:
         """Name a revision (None removes the name). Labels live in their own table: the revision is untouched."""
         if label is not None and (not label.strip() or len(label) > 255):
             raise EditorError("a label is 1 to 255 characters")
-        with self._transaction() as s:
+        with self._write() as s:
             row = self._row(s, revision_id)
             existing = s.get(LabelRow, revision_id)
             if existing is not None:

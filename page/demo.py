@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
+from collections.abc import Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,8 @@ from typing import Any
 import gradio as gr
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import views
+from . import exports, views
+from .access import AccessError, Limits, Turns, check_budget, in_turn
 from .actions import (LENGTH_MODES, Run, check_candidates, make_span, move_node, page_document, selection,
                       syntax_node)
 from .dial import controls, preset_values, settings_from_dial
@@ -25,6 +26,7 @@ STATIC = Path(__file__).resolve().parents[1] / "static"
 JS = {name: (STATIC / f"{name}.js").read_text() for name in ("read_selection", "set_selection", "tokens")}
 NEW_DOC: dict[str, Any] = {"id": None, "revision": None}
 log = logging.getLogger(__name__)
+WAITING_RUNS = 16  # runs Gradio hands to Turns at once (each waits in a worker thread); more queue in Gradio
 
 
 # What a handler turns into a message in the page instead of a stack trace.
@@ -45,13 +47,19 @@ def _fail(err: Exception) -> gr.Error:
     return _error(str(err), type(err).__name__)
 
 
-def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
-    """The page for one loaded model and one history database."""
+def build_demo(model: DiffusionLM, history: History, limits: Limits | None = None) -> gr.Blocks:
+    """The page for one loaded model and one history database; each login sees only its own documents."""
+    limits = limits or Limits()
+    turns = Turns(limits.runs_per_user)
+
+    def mine(request: gr.Request | None) -> History:
+        """The history as the logged-in user sees it (without a login: the one local user, None)."""
+        return history.as_user(getattr(request, "username", None))
 
     # -- documents ---------------------------------------------------------------------------------
-    def history_outputs(doc: dict) -> tuple:
-        revs = history.history(doc["id"]) if doc["id"] is not None else []
-        children = history.tree(doc["id"]) if doc["id"] is not None else {}
+    def history_outputs(h: History, doc: dict) -> tuple:
+        revs = h.history(doc["id"]) if doc["id"] is not None else []
+        children = h.tree(doc["id"]) if doc["id"] is not None else {}
         choices = [(views.revision_label(r), r.id) for r in revs]
         last = choices[-1][1] if choices else None
         first = choices[0][1] if choices else None
@@ -60,41 +68,47 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
 
     def new_document():
         doc = dict(NEW_DOC)
-        return ("", doc, "untitled.txt", "text", *history_outputs(doc), None, views.EMPTY_VIEW, "")
+        return ("", doc, "untitled.txt", "text", *history_outputs(history, doc), None, views.EMPTY_VIEW, "")
 
-    def open_file(path: str | None):
+    def open_file(path: str | None, request: gr.Request):
         if not path:
             raise _error("No file was uploaded.")
+        h = mine(request)
         try:
             text = check_document(Path(path).read_bytes())
             name = Path(path).name
             language = language_for(name)
-            rev = history.create_document(name, text, language)
+            rev = h.create_document(name, text, language)
         except REFUSALS as err:
             raise _fail(err) from None
         doc = {"id": rev.document_id, "revision": rev.id}
-        return (text, doc, name, language, *history_outputs(doc), None, views.EMPTY_VIEW,
+        return (text, doc, name, language, *history_outputs(h, doc), None, views.EMPTY_VIEW,
                 f"Opened {escape(name)} ({language}).")
 
-    def ensure_revision(text: str, doc: dict, name: str, language: str) -> dict:
+    def ensure_revision(h: History, text: str, doc: dict, name: str, language: str) -> dict:
         """The document as it reads now, stored: a new document, or a typed revision on its base."""
         if doc["id"] is None:
-            rev = history.create_document(name or "untitled.txt", text, language)
-        elif history.revision(doc["revision"]).text != text:
-            rev = history.commit(doc["id"], text, doc["revision"], "typed")
+            rev = h.create_document(name or "untitled.txt", text, language)
+        elif h.revision(doc["revision"]).text != text:
+            rev = h.commit(doc["id"], text, doc["revision"], "typed")
         else:
             return doc
         return {"id": rev.document_id, "revision": rev.id}
 
-    def save(text: str, doc: dict, name: str, language: str):
+    def save(text: str, doc: dict, name: str, language: str, request: gr.Request):
+        h = mine(request)
         try:
-            doc = ensure_revision(text, doc, name, language)
-            folder = Path(tempfile.mkdtemp(prefix="sharpen-"))
-            path = history.export(doc["id"], folder / (Path(name).name or "untitled.txt"))
+            exports.file_name(name)  # a name no file system takes is refused before anything is recorded
+            doc = ensure_revision(h, text, doc, name, language)
         except REFUSALS as err:
             raise _fail(err) from None
-        return (gr.update(value=str(path), visible=True), doc, *history_outputs(doc),
-                f"Saved revision #{doc['revision']}.")
+        saved = f"Saved revision #{doc['revision']}"
+        try:
+            path = exports.export(h, doc["id"], doc["revision"], name, demo.GRADIO_CACHE)
+        except REFUSALS as err:  # the revision is recorded: the page follows it, only the download is missing
+            return (gr.update(value=None, visible=False), doc, *history_outputs(h, doc),
+                    f"{saved}, but the download could not be written: {escape(str(err))}")
+        return gr.update(value=str(path), visible=True), doc, *history_outputs(h, doc), f"{saved}."
 
     # -- regeneration (streams the engine's real steps) ----------------------------------------------
     def regenerate(action: str, text: str, a16: Any, b16: Any, doc: dict, language: str, mode: str, n: Any,
@@ -115,6 +129,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
             settings = settings_from_dial(dial)
             canvas = build_canvas(model.codec, text, [make_span(model.codec, text, a, b, mode, n, constraint)],
                                   model.max_length)
+            check_budget(settings, canvas, limits.budget)
         except (ValueError, EditorError) as err:
             raise _fail(err) from None
         run = Run(canvas, text, (a, b), language, doc["id"], doc["revision"], kind, settings)
@@ -136,6 +151,20 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         yield (views.step_html(last, canvas, 0, heatmap), views.metrics_html(last, canvas), run,
                _scrub(run), gr.update(choices=choices, value=0, visible=True),
                "Pick a candidate and press Accept, or Reject all. The document is unchanged until then.")
+
+    def take_turn(request: gr.Request | None, run: Iterator[tuple]) -> Iterator[tuple]:
+        """A run on the model when its turn comes (Turns: first come first served, limits.runs_per_user
+        per login, or per page without one); meanwhile the metrics say how many runs are ahead."""
+        name = getattr(request, "username", None)
+        user = ("login", name) if name else ("page", getattr(request, "session_hash", None))
+
+        def waiting(ahead: int) -> tuple:
+            note = f"<div class='sh-metrics' data-state='waiting'>waiting for the model: {ahead} run(s) ahead</div>"
+            return gr.update(), note, gr.update(), gr.update(), gr.update(), ""
+        try:
+            yield from in_turn(turns, user, run, waiting)
+        except AccessError as err:
+            raise _fail(err) from None
 
     def candidate_label(run: Run, i: int) -> str:
         s, e = run.new_span(i)
@@ -163,7 +192,9 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         return views.inspector_html(step, run.canvas, int(candidate or 0), int(evt.index))
 
     # -- accept / reject --------------------------------------------------------------------------------
-    def accept(text: str, run: Run | None, candidate: Any, doc: dict, name: str, language: str, branch: bool):
+    def accept(text: str, run: Run | None, candidate: Any, doc: dict, name: str, language: str, branch: bool,
+               request: gr.Request | None):
+        h = mine(request)
         if run is None or run.last is None or not run.last.done:
             raise _error("Nothing to accept: regenerate first (a stopped run cannot be accepted).")
         i = int(candidate or 0)
@@ -174,11 +205,10 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
             if run.document is not None and run.document != doc["id"]:
                 raise EditorError("This edit was made on another document; regenerate again.")
             base = {"id": doc["id"], "revision": run.base_revision or doc["revision"]}
-            base = ensure_revision(text, base, name, language)
+            base = ensure_revision(h, text, base, name, language)
             regen = Regeneration([run.new_span(i)], model.label, dataclasses.asdict(run.settings),
                                  run.settings.seed, run.last.forwards, run.last.elapsed * 1000)
-            rev = history.commit(base["id"], result, base["revision"], "regenerated", regeneration=regen,
-                                 branch=branch)
+            rev = h.commit(base["id"], result, base["revision"], "regenerated", regeneration=regen, branch=branch)
         except StaleRevision as err:
             log.exception("stale accept")
             raise _error(f"The document changed since this edit started (revision {err.base_id}; the head is "
@@ -187,40 +217,50 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         except REFUSALS as err:
             raise _fail(err) from None
         doc = {"id": rev.document_id, "revision": rev.id}
-        return (result, doc, *history_outputs(doc), None, gr.update(visible=False), gr.update(visible=False),
+        return (result, doc, *history_outputs(h, doc), None, gr.update(visible=False), gr.update(visible=False),
                 f"Accepted candidate {i + 1} as revision #{rev.id}.")
+
+    def accept_here(text: str, run: Run | None, candidate: Any, doc: dict, name: str, language: str,
+                    request: gr.Request):
+        return accept(text, run, candidate, doc, name, language, False, request)
+
+    def accept_as_branch(text: str, run: Run | None, candidate: Any, doc: dict, name: str, language: str,
+                         request: gr.Request):
+        return accept(text, run, candidate, doc, name, language, True, request)
 
     def reject():
         return None, views.EMPTY_VIEW, gr.update(visible=False), gr.update(visible=False), \
             "Rejected all candidates; the document is unchanged."
 
     # -- history ----------------------------------------------------------------------------------------
-    def show_diff(a: Any, b: Any):
+    def show_diff(a: Any, b: Any, request: gr.Request):
         if a is None or b is None:
             raise _error("Choose two revisions to compare.")
         try:
-            return views.diff_html(history.diff(int(a), int(b)))
+            return views.diff_html(mine(request).diff(int(a), int(b)))
         except REFUSALS as err:
             raise _fail(err) from None
 
-    def restore(b: Any, doc: dict):
+    def restore(b: Any, doc: dict, request: gr.Request):
         if b is None:
             raise _error("Choose the revision to restore (B).")
+        h = mine(request)
         try:
-            rev = history.restore(int(b))
+            rev = h.restore(int(b))
         except REFUSALS as err:
             raise _fail(err) from None
         doc = {"id": rev.document_id, "revision": rev.id}
-        return (rev.text, doc, *history_outputs(doc), f"Restored revision #{b} as #{rev.id}.")
+        return (rev.text, doc, *history_outputs(h, doc), f"Restored revision #{b} as #{rev.id}.")
 
-    def label(b: Any, text: str, doc: dict):
+    def label(b: Any, text: str, doc: dict, request: gr.Request):
         if b is None:
             raise _error("Choose the revision to label (B).")
+        h = mine(request)
         try:
-            history.label(int(b), text.strip() or None)
+            h.label(int(b), text.strip() or None)
         except REFUSALS as err:
             raise _fail(err) from None
-        return history_outputs(doc)
+        return history_outputs(h, doc)
 
     # -- selection moves ---------------------------------------------------------------------------------
     def move(direction: str, text: str, a16: Any, b16: Any, language: str):
@@ -233,7 +273,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
             raise _error(f"Cannot {direction} further.", "Selection")
         return index_to_utf16(text, node.start), index_to_utf16(text, node.end), f"Selected: {escape(node.label)}"
 
-    with gr.Blocks(title="Sharpen") as demo:
+    with gr.Blocks(title="Sharpen", delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
         gr.Markdown(f"## Sharpen\nModel: **{escape(model.label)}**. Select text, regenerate it, "
                     "watch each denoising step, accept a candidate.")
         doc = gr.State(dict(NEW_DOC))
@@ -304,10 +344,11 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         outputs = [live, metrics, run, scrub, candidate, message]
         runs = []
         for button, action in ((go_sel, "selection"), (go_node, "node"), (go_fill, "fill")):
-            def handler(*args, _action=action):
-                yield from regenerate(_action, *args)
+            def handler(request: gr.Request, *args, _action=action):
+                yield from take_turn(request, regenerate(_action, *args))
+            # Runs wait in Turns, not in Gradio's queue, so Turns can see (and cap) each user's runs.
             runs.append(button.click(handler, inputs, outputs, js=JS["read_selection"], concurrency_id="model",
-                                     api_name=f"regenerate_{action}"))
+                                     concurrency_limit=WAITING_RUNS, api_name=f"regenerate_{action}"))
         stop.click(stopped, run, [metrics, scrub], cancels=runs)
         preset.change(preset_values, preset, dial)
 
@@ -319,8 +360,8 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
 
         accept_out = [document, doc, *hist, run, candidate, scrub, message]
         accept_in = [document, run, candidate, doc, name, language]
-        accept_btn.click(lambda *a: accept(*a, False), accept_in, accept_out, api_name="accept")
-        branch_btn.click(lambda *a: accept(*a, True), accept_in, accept_out, api_name="accept_branch")
+        accept_btn.click(accept_here, accept_in, accept_out, api_name="accept")
+        branch_btn.click(accept_as_branch, accept_in, accept_out, api_name="accept_branch")
         reject_btn.click(reject, None, [run, live, candidate, scrub, message])
 
         diff_btn.click(show_diff, [rev_a, rev_b], diff_view, api_name="diff")

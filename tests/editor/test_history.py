@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -193,7 +194,7 @@ def test_history_survives_kill_9_mid_commit(db_url: str) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("merge", [False, True])
 def test_head_moved_between_read_and_update(postgres_url: str, merge: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The conditional UPDATE catches a writer that commits after this transaction read the head.
+    """The version check (version_id_col) catches a writer that commits after this transaction read the head.
 
     PostgreSQL only: on SQLite, BEGIN IMMEDIATE already makes the second writer wait for the first.
     """
@@ -219,3 +220,73 @@ def test_head_moved_between_read_and_update(postgres_url: str, merge: bool, monk
     assert len(h.history(first.document_id)) == (3 if merge else 2)  # the loser's insert was rolled back
     h.close()
     other.close()
+
+
+def test_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """Under WAL a reader sees the last commit while another connection holds the write lock."""
+    url = f"sqlite:///{tmp_path / 'sharpen.db'}"
+    h = History(url)
+    first = h.create_document("a.txt", BASE)
+    writer = sqlite3.connect(tmp_path / "sharpen.db", isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a commit
+    release = threading.Timer(5, writer.rollback)  # a reader that queued behind it waits this long
+    release.start()
+    try:
+        started = time.monotonic()
+        assert h.head(first.document_id).text == BASE and [d.id for d in h.documents()] == [first.document_id]
+        assert h.history(first.document_id)[0].id == first.id
+        assert time.monotonic() - started < 2
+    finally:
+        release.cancel()
+        if writer.in_transaction:
+            writer.rollback()
+        writer.close()
+        h.close()
+
+
+def test_another_owners_documents_are_invisible(history: History) -> None:
+    ann, bob = history.as_user("ann"), history.as_user("bob")
+    mine = ann.create_document("ann.txt", BASE)
+    theirs = bob.create_document("bob.txt", "bob's\n")
+    assert [d.id for d in ann.documents()] == [mine.document_id] and ann.document(mine.document_id).owner == "ann"
+    assert history.documents() == []  # the login-free local user owns neither
+    for attempt in (lambda: ann.document(theirs.document_id), lambda: ann.head(theirs.document_id),
+                    lambda: ann.revision(theirs.id), lambda: ann.history(theirs.document_id),
+                    lambda: ann.children(theirs.id), lambda: ann.restore(theirs.id),
+                    lambda: ann.label(theirs.id, "mine now"), lambda: ann.diff(mine.id, theirs.id),
+                    lambda: ann.commit(theirs.document_id, "overwritten\n", theirs.id),
+                    lambda: ann.commit(mine.document_id, "x\n", theirs.id)):
+        with pytest.raises(NotFound):
+            attempt()
+    assert bob.head(theirs.document_id).text == "bob's\n" and bob.revision(theirs.id).label is None
+    assert len(bob.history(theirs.document_id)) == 1 and len(ann.history(mine.document_id)) == 1
+
+
+def test_a_database_from_before_versions_and_owners_upgrades(tmp_path: Path) -> None:
+    """A database made by the first schema keeps its documents, and its head moves as before."""
+    from alembic import command
+    from alembic.config import Config
+
+    from editor.db import make_engine
+    from editor.history import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.exec_driver_sql("INSERT INTO documents (id, name, language, created_at) VALUES (1, 'a.txt', 'text', "
+                             "'2026-01-01 00:00:00')")
+        conn.exec_driver_sql("INSERT INTO revisions (id, document_id, created_at, author, text) VALUES "
+                             "(1, 1, '2026-01-01 00:00:00', 'typed', 'old')")
+        conn.exec_driver_sql("UPDATE documents SET head_id = 1 WHERE id = 1")
+    engine.dispose()
+    h = History(url)
+    assert h.head(1).text == "old" and h.document(1).owner is None
+    second = h.commit(1, "new", 1)
+    with pytest.raises(StaleRevision):
+        h.commit(1, "stale", 1)
+    assert h.head(1).id == second.id
+    h.close()

@@ -143,12 +143,83 @@ def test_open_edit_elsewhere_then_accept_is_stale_and_branch_keeps_both(client, 
 
 def test_save_exports_the_typed_text_and_labels_show(client):
     out = client.predict("Typed & saved <b>text</b>", "notes.txt", "text", api_name="/save")
-    path = out[0]["value"] if isinstance(out[0], dict) else out[0]  # a visibility update carrying the file
-    path = path["path"] if isinstance(path, dict) else path
+    path = download_path(out[0])
     assert open(path, encoding="utf-8").read() == "Typed & saved <b>text</b>" and path.endswith("notes.txt")
     rev = HISTORY.documents()[-1].head_id
     tree, *_ = client.predict(rev, "<i>first draft</i>", api_name="/label")
     assert "[&lt;i&gt;first draft&lt;/i&gt;]" in tree
+
+
+def download_path(update) -> str:
+    """The file path in the save handler's download update."""
+    path = update["value"] if isinstance(update, dict) and "value" in update else update
+    return path["path"] if isinstance(path, dict) else path
+
+
+def test_a_refused_file_name_records_nothing_and_later_saves_still_work(client):
+    client.predict(api_name="/new_document")
+    client.predict("draft one\n", "draft.txt", "text", api_name="/save")
+    doc = HISTORY.documents()[-1]
+    with pytest.raises(Exception, match="(?i)file name"):
+        client.predict("draft two\n", "é" * 200 + ".txt", "text", api_name="/save")
+    client.predict("draft three\n", "draft.txt", "text", api_name="/save")  # not stale: the page kept its head
+    assert [r.text for r in HISTORY.history(doc.id)] == ["draft one\n", "draft three\n"]
+
+
+def test_a_save_whose_download_fails_keeps_the_revision_it_recorded(client, monkeypatch):
+    client.predict(api_name="/new_document")
+    client.predict("draft one\n", "draft.txt", "text", api_name="/save")
+    doc = HISTORY.documents()[-1]
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+    with monkeypatch.context() as patch:
+        patch.setattr(History, "export", disk_full)
+        *_, message = client.predict("draft two\n", "draft.txt", "text", api_name="/save")
+    assert "but the download could not be written: [Errno 28] No space left on device" in message
+    client.predict("draft three\n", "draft.txt", "text", api_name="/save")  # on the head it recorded
+    client.predict(api_name="/reject")
+    list(client.submit(*args("draft three\n", 0, 5), api_name="/regenerate_selection"))
+    client.predict("draft three\n", 0, "draft.txt", "text", api_name="/accept")
+    assert [r.author for r in HISTORY.history(doc.id)] == ["typed", "typed", "typed", "regenerated"]
+
+
+def test_file_names_no_file_system_takes_are_refused():
+    from editor.text import EditorError
+    from page.exports import file_name
+    assert file_name("../../etc/notes.md") == "notes.md" and file_name("") == "untitled.txt"
+    assert file_name("é" * 125 + ".txt") == "é" * 125 + ".txt"  # 254 bytes of UTF-8; "é" * 128 is 256
+    for bad in ("..", "a\x00b", "é" * 128):
+        with pytest.raises(EditorError):
+            file_name(bad)
+
+
+def test_an_export_removes_the_folders_of_expired_ones(tmp_path):
+    import os
+    import time
+
+    from page.exports import EXPORT_AGE, FOLDER, export
+    history = History("sqlite://")
+    first = history.create_document("a.txt", "one\n")
+    old = export(history, first.document_id, first.id, "a.txt", tmp_path)
+    os.utime(old.parent, (time.time() - EXPORT_AGE - 1,) * 2)
+    new = export(history, first.document_id, first.id, "a.txt", tmp_path)
+    assert not old.parent.exists() and new.read_text() == "one\n"
+    assert [p.name for p in (tmp_path / FOLDER).iterdir()] == [new.parent.name]
+    history.close()
+
+
+def test_an_export_is_one_file_in_the_page_cache(client):
+    import glob
+    import tempfile
+    import uuid
+
+    from gradio_client import Client
+    name = f"export-{uuid.uuid4().hex}.txt"
+    served = Client(client.src, download_files=False, verbose=False)  # the server's file, not a downloaded copy
+    out = served.predict("Exported once.\n", name, "text", api_name="/save")
+    copies = glob.glob(f"{tempfile.gettempdir()}/**/{name}", recursive=True)
+    assert copies == [download_path(out[0])] and "sharpen-exports" in copies[0]  # no temp copy beside it
 
 
 def test_fill_at_cursor_inserts_n_tokens_and_constraints_are_kept(client):

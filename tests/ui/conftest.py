@@ -51,12 +51,13 @@ def model():
 
 
 @contextmanager
-def serve(model, folder: Path):
+def serve(model, folder: Path, **launch_options):
     """The app on a free port with `model` and a fresh SQLite history in `folder`; yields its URL."""
     from editor.history import History
     from page.demo import build_demo, launch
     demo = build_demo(model, History(f"sqlite:///{folder / 'sharpen.db'}"))
-    launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+           **launch_options)
     try:
         yield demo.local_url
     finally:

@@ -1,0 +1,230 @@
+"""Who may use the page and how much: logins from a users file, the per-request budget, the model's queue.
+
+No gradio here. `python -m page.access add NAME [--users FILE]` adds a user (README: Users).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import hashlib
+import hmac
+import ipaddress
+import logging
+import math
+import os
+import secrets
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine import Canvas, SamplerSettings
+
+log = logging.getLogger(__name__)
+ITERATIONS = 600_000  # PBKDF2-SHA256, OWASP's 2023 figure; stored with each hash, so it can rise later
+LOGIN_MODES = ("auto", "on", "off")
+
+
+class AccessError(ValueError):
+    """A login, budget or queue refusal, worded for the person who asked."""
+
+
+# -- logins ----------------------------------------------------------------------------------------
+def hash_password(password: str, iterations: int = ITERATIONS) -> str:
+    """`pbkdf2_sha256$<iterations>$<salt>$<hash>`, salt and hash in base64."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return f"pbkdf2_sha256${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, iterations, salt, digest = stored.split("$")
+        if scheme != "pbkdf2_sha256":
+            return False
+        got = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    except ValueError:
+        return False
+    return hmac.compare_digest(got, base64.b64decode(digest))
+
+
+def read_users(path: Path) -> dict[str, str]:
+    """name -> stored hash, from lines `name:hash` (blank lines and `#` comments skipped)."""
+    if not path.exists():
+        return {}
+    users = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, stored = line.strip().partition(":")
+        if not sep or not name or not stored.startswith("pbkdf2_sha256$"):
+            raise AccessError(f"{path}:{number}: expected `name:pbkdf2_sha256$...` "
+                              "(made by `python -m page.access add`)")
+        users[name] = stored
+    return users
+
+
+def add_user(path: Path, name: str, password: str, iterations: int = ITERATIONS) -> None:
+    """Add `name` to the users file, or give it a new password; the file is readable by its owner only."""
+    if not name or ":" in name or name != name.strip() or len(name) > 255:
+        raise AccessError("a user name is 1 to 255 characters, without ':' or surrounding spaces")
+    if len(password) < 8:
+        raise AccessError("a password has at least 8 characters")
+    users = read_users(path)
+    users[name] = hash_password(password, iterations)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text("".join(f"{n}:{h}\n" for n, h in users.items()), encoding="utf-8")
+
+
+class Logins:
+    """Gradio's `launch(auth=...)` check: the users file is read at each login, so a new user needs no restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, name: str, password: str) -> bool:
+        stored = read_users(self.path).get(name)
+        return stored is not None and check_password(password, stored)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def logins_for(host: str, users: Path, mode: str = "auto") -> Logins | None:
+    """The login check for a page bound to `host`, or None for the single local user.
+
+    "auto": a login whenever the page is reachable from other machines (any host but loopback);
+    "on": always; "off": never (everyone is one user). A login with no users refuses to start.
+    """
+    if mode not in LOGIN_MODES:
+        raise AccessError(f"login is one of {', '.join(LOGIN_MODES)}, not {mode!r}")
+    if mode == "off" or (mode == "auto" and is_loopback(host)):
+        if not is_loopback(host):
+            log.warning("serving %s without a login: everyone who reaches it shares every document", host)
+        return None
+    if not read_users(users):
+        why = "was told to (--login on)" if is_loopback(host) else "can be reached from other machines"
+        raise AccessError(f"Sharpen on {host} {why}, so it asks for a login, but {users} has no users. Add one "
+                          f"with `python -m page.access add NAME --users {users}` (README: Users), or bind "
+                          f"127.0.0.1, or pass --login off to serve everyone as one user.")
+    return Logins(users)
+
+
+# -- how much one request and one user may ask of the model ------------------------------------------
+@dataclass(frozen=True)
+class Limits:
+    """budget: most steps x candidates x tokens one request may cost; runs_per_user: runs one user
+    may have waiting or running at once."""
+
+    budget: int = 2_000_000
+    runs_per_user: int = 1
+
+    def __post_init__(self) -> None:
+        if self.budget < 1 or self.runs_per_user < 1:
+            raise AccessError(f"the budget and runs per user are at least 1, not {self.budget}, {self.runs_per_user}")
+
+
+def check_budget(settings: SamplerSettings, canvas: Canvas, budget: int) -> None:
+    """Refuse a run whose most forwards (`steps`, else the widest span's tokens / tokens per step,
+    as engine.loop.step_budget counts them) x candidates x canvas tokens exceeds `budget`."""
+    widest = max((end - start for start, end in canvas.span_ranges), default=0)
+    forwards = settings.steps or math.ceil(widest / settings.tokens_per_step)
+    cost = forwards * settings.candidates * canvas.length
+    if cost > budget:
+        raise AccessError(f"This run could take {forwards:,} steps × {settings.candidates} candidates × "
+                          f"{canvas.length:,} tokens = {cost:,}; one request may use {budget:,}. Use fewer steps "
+                          f"or candidates, a shorter span, or a shorter document.")
+
+
+class Turns:
+    """The model's queue: first come, first served, and at most `per_user` runs of one user in it."""
+
+    def __init__(self, per_user: int = 1) -> None:
+        self.per_user = per_user
+        self._line: list[tuple[Hashable, object]] = []
+        self._changed = threading.Condition()
+
+    def join(self, user: Hashable) -> object:
+        with self._changed:
+            if sum(who == user for who, _ in self._line) >= self.per_user:
+                raise AccessError(f"You already have {self.per_user} run(s) waiting or running; wait for "
+                                  f"{'it' if self.per_user == 1 else 'them'} or press Stop.")
+            ticket = object()
+            self._line.append((user, ticket))
+            return ticket
+
+    def ahead(self, ticket: object, timeout: float) -> int:
+        """Runs ahead of `ticket`, after waiting up to `timeout` seconds for that to reach 0."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._place(ticket) == 0, timeout)
+            return self._place(ticket)
+
+    def leave(self, ticket: object) -> None:
+        with self._changed:
+            self._line = [entry for entry in self._line if entry[1] is not ticket]
+            self._changed.notify_all()
+
+    def _place(self, ticket: object) -> int:
+        return next(i for i, (_, t) in enumerate(self._line) if t is ticket)
+
+
+def in_turn(turns: Turns, user: Hashable, run: Iterator[Any], waiting: Callable[[int], Any]) -> Iterator[Any]:
+    """Drive the generator `run` on the model when it is `user`'s turn.
+
+    `run`'s first item comes before the wait (it checks the request, so a refusal is immediate and
+    holds no place); then `waiting(runs ahead)` about every second until the turn comes, then the
+    rest. The place is left however the run ends: finished, failed, or stopped (closed).
+    """
+    first = next(run)
+    try:
+        ticket = turns.join(user)
+    except AccessError:
+        run.close()  # type: ignore[attr-defined]
+        raise
+    try:
+        yield first
+        while ahead := turns.ahead(ticket, 1.0):
+            yield waiting(ahead)
+        yield from run
+    finally:
+        turns.leave(ticket)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from engine.paths import data_dir
+
+    parser = argparse.ArgumentParser(prog="python -m page.access", description="Manage the page's users.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add = sub.add_parser("add", help="add a user or change a password (asked for twice)")
+    add.add_argument("name")
+    add.add_argument("--users", type=Path, default=None,
+                     help="users file (default: SHARPEN_USERS, else users in the data folder)")
+    args = parser.parse_args(argv)
+    path = args.users or users_file(data_dir())
+    password = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != password:
+        raise SystemExit("the passwords differ; nothing changed")
+    try:
+        add_user(path, args.name, password)
+    except AccessError as err:
+        raise SystemExit(str(err)) from None
+    print(f"{args.name} can log in ({path})")  # noqa: T201 (the command's answer)
+
+
+def users_file(data: Path) -> Path:
+    """SHARPEN_USERS if set, else `users` in the data folder."""
+    return Path(os.environ.get("SHARPEN_USERS") or data / "users")
+
+
+if __name__ == "__main__":
+    main()
