@@ -80,7 +80,7 @@ def test_another_users_document_is_invisible_and_unopenable(server):
 
 def test_a_wrong_password_is_refused(server):
     from gradio_client import Client
-    with pytest.raises(ValueError, match="Invalid credentials"):
+    with pytest.raises(ValueError, match="Could not login"):
         Client(server[0].local_url, auth=("ann", "bob-password"), verbose=False)
 
 
