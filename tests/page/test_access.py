@@ -10,14 +10,11 @@ from editor.history import History
 from engine import TextCodec
 from page.access import AccessError, Limits, Logins, Turns, add_user, in_turn, logins_for, read_users
 from page.demo import build_demo, launch
+from tests.page.helpers import args as regenerate_args
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 FAST_HASH = 1_000  # iterations: the tests check the scheme, not its cost
-
-
-def regenerate_args(text, a, b, candidates=1):
-    return (text, a, b, "text", "keep", 8, "", "quality", 0, "low_confidence", 0, 0.9, 0.0, 0, candidates, False)
 
 
 class GatedModel(ScriptedModel):

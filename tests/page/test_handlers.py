@@ -9,17 +9,10 @@ from editor.history import History
 from engine import PRESETS, TextCodec
 from page.demo import build_demo, launch
 from page.dial import dial_values
+from tests.page.helpers import QUALITY, args
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog."
-QUALITY = PRESETS["quality"]  # one token per forward: many steps
-
-
-def args(text, a, b, language="text", mode="keep", n=8, constraint="", candidates=1, block=None, dial=None):
-    """The regenerate events' inputs: document, start, end (UTF-16), language, length mode, N,
-    constraint, heatmap, then the dial (one value per SamplerSettings field, as the page shows it)."""
-    dial = dial if dial is not None else dial_values(QUALITY.replace(candidates=candidates, block_length=block))
-    return (text, a, b, language, mode, n, constraint, False, *dial)
 
 
 @pytest.fixture(scope="module")
