@@ -110,7 +110,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, ""
         try:
             for step in infill(model, canvas, settings):
-                run.steps.append(step)
+                run.record(step)
                 yield (views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
                        gr.update(), gr.update(), "")
         except Exception as err:  # a model failure: say so, the document is untouched
@@ -176,6 +176,12 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         doc = {"id": rev.document_id, "revision": rev.id}
         return (result, doc, *history_outputs(doc), None, gr.update(visible=False), gr.update(visible=False),
                 f"Accepted candidate {i + 1} as revision #{rev.id}.")
+
+    def forget_session(request: gr.Request) -> None:
+        """A closed tab's run goes now, not an hour later (gradio keeps a closed session's state that
+        long in case it reconnects; a reload opens a new session anyway)."""
+        if request.session_hash is not None:
+            demo.state_holder.delete_state(request.session_hash)
 
     def reject():
         return None, views.EMPTY_VIEW, gr.update(visible=False), gr.update(visible=False), \
@@ -317,6 +323,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         accept_btn.click(lambda *a: accept(*a, False), accept_in, accept_out, api_name="accept")
         branch_btn.click(lambda *a: accept(*a, True), accept_in, accept_out, api_name="accept_branch")
         reject_btn.click(reject, None, [run, live, candidate, scrub, message])
+        demo.unload(forget_session)
 
         diff_btn.click(show_diff, [rev_a, rev_b], diff_view, api_name="diff")
         restore_btn.click(restore, [rev_b, doc], [document, doc, *hist, message], api_name="restore")
