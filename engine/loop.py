@@ -73,9 +73,10 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     top_p = torch.zeros((*todo.shape, K), device=device)
     budget = step_budget(settings, lay, todo)
     ban = banned_bias(model, device)
+    allowed = torch.isfinite(ban).nonzero().squeeze(-1)                       # (A,) once, not per step
     context = make_context(model, lay, settings)
     where = lay.positions.cpu()
-    tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, ban), tokens[:, pos])  # 1
+    tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, allowed), tokens[:, pos])  # 1
     for step in range(budget):
         logits = context.logits(tokens, step, todo)                            # 2 (B, P, V)
         guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, settings.temperature, g, K,
@@ -91,7 +92,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
             back = choose_remasks(lay, settings, ~todo & ~fixed, conf, now)
             todo |= back
             born = born.masked_fill(back, -1)
-            tokens[:, pos] = torch.where(back, noise(model, todo.shape, g, ban), tokens[:, pos])
+            tokens[:, pos] = torch.where(back, noise(model, todo.shape, g, allowed), tokens[:, pos])
         if model.noise == "uniform":  # undecided slots show the model's current draft
             tokens[:, pos] = torch.where(todo, guess, tokens[:, pos])
         out = snapshot(step, where, tokens[:, pos], todo, conf, now, born, top_ids, top_p, start)
@@ -126,12 +127,11 @@ def banned_bias(model: DiffusionLM, device: torch.device) -> torch.Tensor:
     return bias
 
 
-def noise(model: DiffusionLM, shape: torch.Size, g: torch.Generator, ban: torch.Tensor) -> torch.Tensor:
-    """What an undecided slot holds: the mask id, or a uniformly random allowed token."""
+def noise(model: DiffusionLM, shape: torch.Size, g: torch.Generator, allowed: torch.Tensor) -> torch.Tensor:
+    """What an undecided slot holds: the mask id, or a uniformly random one of the `allowed` ids."""
     if model.noise == "mask":
-        return torch.full(shape, model.mask_id, dtype=torch.long, device=ban.device)
-    allowed = torch.isfinite(ban).nonzero().squeeze(-1)
-    return allowed[torch.randint(len(allowed), shape, generator=g, device=ban.device)]
+        return torch.full(shape, model.mask_id, dtype=torch.long, device=allowed.device)
+    return allowed[torch.randint(len(allowed), shape, generator=g, device=allowed.device)]
 
 
 def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temperature: float,

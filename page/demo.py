@@ -1,6 +1,7 @@
 """The page's Blocks: select text, regenerate it, watch every denoising step, keep history."""
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import tempfile
 from html import escape
@@ -24,8 +25,18 @@ JS = {name: (STATIC / f"{name}.js").read_text() for name in ("read_selection", "
 NEW_DOC: dict[str, Any] = {"id": None, "revision": None}
 
 
+# glibc keeps freed heap pages (a run's transient logits, its per-step documents) in the process
+# unless asked; None where the C library has no malloc_trim.
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
+
 # What a handler turns into a message in the page instead of a stack trace.
 REFUSALS = (EditorError, ValueError, OSError, SQLAlchemyError)
+
+
+def _trim_heap() -> None:
+    """Give memory freed by a finished or forgotten run back to the OS (docs/PERFORMANCE.md)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _fail(err: Exception) -> gr.Error:
@@ -115,6 +126,8 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
                        gr.update(), gr.update(), "")
         except Exception as err:  # a model failure: say so, the document is untouched
             raise gr.Error(f"The model failed: {err}", title="Model error") from None
+        finally:
+            _trim_heap()
         try:
             run.problems = check_candidates(run)
         except EditorError as err:  # the check is advice: a run is never lost to it
@@ -182,6 +195,7 @@ def build_demo(model: DiffusionLM, history: History) -> gr.Blocks:
         long in case it reconnects; a reload opens a new session anyway)."""
         if request.session_hash is not None:
             demo.state_holder.delete_state(request.session_hash)
+            _trim_heap()
 
     def reject():
         return None, views.EMPTY_VIEW, gr.update(visible=False), gr.update(visible=False), \

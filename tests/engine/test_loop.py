@@ -246,3 +246,13 @@ def test_tokens_per_step_scales_the_budget_with_the_span(codec, k):
     trail = list(infill(model, canvas, SamplerSettings(strategy="low_confidence", tokens_per_step=k)))
     assert len(trail) == -(-12 // k) and trail[-1].done  # the widest span sets the budget
     assert int(trail[0].committed.sum()) == -(-12 // len(trail)) + -(-5 // len(trail))
+
+
+def test_each_step_copies_to_the_host_twice(codec, monkeypatch):
+    """docs/ARCHITECTURE.md counts the host syncs per step; the copies out are two of them."""
+    canvas = build_canvas(codec, DOC, [Span(4, 13), Span(20, 32, length=11)])
+    model = scripted(codec, canvas.length)
+    copies, cpu = [], torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: (copies.append(1), cpu(self, *a, **k))[1])
+    trail = list(denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, SamplerSettings(candidates=2)))
+    assert len(trail) > 3 and len(copies) <= 2 * len(trail) + 1  # + the slot positions, once
