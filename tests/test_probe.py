@@ -7,7 +7,7 @@ from tests import probe
 @pytest.mark.slow
 def test_the_probe_reports_tries_tracebacks_lost_revisions_and_peak_memory(capsys):
     figures = probe.main(["--sessions", "2", "--span", "8", "--candidates", "2", "--doc-tokens", "300",
-                          "--kills", "1", "--cli-flag-tries", "0", "--cli-lines", "3"]))
+                          "--kills", "1", "--cli-flag-tries", "0", "--cli-lines", "3"])
     page, cli = figures["page_bad_input"], figures["cli_bad_input"]
     assert page["tries"] == len(probe.PAGE_BAD) and 0 <= page["tracebacks"] <= page["tries"]
     assert cli["tries"] == 3 and 0 <= cli["tracebacks"] <= cli["tries"]
