@@ -39,7 +39,8 @@ class Step:
 
     @property
     def nbytes(self) -> int:
-        """Bytes this step holds: its tensors' storages (shared ones once) and its documents."""
+        """About the bytes this step holds: its tensors' storages (shared ones once) and its documents'
+        characters."""
         storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
                     for t in vars(self).values() if isinstance(t, torch.Tensor)}
         return sum(storages.values()) + sum(len(text) for text in self.texts)

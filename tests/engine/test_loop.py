@@ -222,7 +222,7 @@ def test_denoise_works_on_bare_tensors(codec):
     ids = torch.tensor([5, 6, 7, 8, 9, 10])
     model = scripted(codec, 6)
     final = run(denoise(model, ids, ((1, 3), (4, 6)), torch.zeros(6, dtype=torch.bool), SamplerSettings()))
-    assert final.positions.tolist() == [1, 2, 4, 5]
+    assert final.positions.tolist() == [1, 2, 4, 5] and final.slot(4) == 2 and final.slot(3) is None
     assert torch.equal(final.tokens[0], model.target[[1, 2, 4, 5]])
 
 
