@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = REPO / "tests" / "fixtures" / "tiny-dream"
 TRACEBACK = "Traceback (most recent call last)"
 TRY_TIMEOUT = 120  # seconds one request may take before the probe counts it as hung
+SESSION_TIMEOUT = 900  # seconds one heavy regeneration may take (the bundled model on a CPU is slow)
 UNHANDLED = '"error": null'  # gradio's answer to an unhandled exception (no message to show)
 LINE = "It was the best of times, the quick brown fox jumps over the lazy dog. def add(a, b): return a + b\n"
 
@@ -304,8 +305,9 @@ def many_sessions(child: subprocess.Popen, sessions: int, span: int, candidates:
                 break
             c = client(child.url)
             clients.append(c)
-            list(c.submit(*regenerate_args(text, mid, mid + 40, mode="N tokens", n=span, candidates=candidates),
-                          api_name="/regenerate_selection"))
+            job = c.submit(*regenerate_args(text, mid, mid + 40, mode="N tokens", n=span, candidates=candidates),
+                           api_name="/regenerate_selection")
+            job.result(timeout=SESSION_TIMEOUT)
             out["sessions"] += 1
             say(f"session {out['sessions']}: {memory_mb(child.pid)['rss']:.0f} MB resident")
         out["seconds"] = round(time.perf_counter() - t0, 1)
