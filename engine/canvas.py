@@ -54,16 +54,31 @@ class Canvas:
     def length(self) -> int:
         return int(self.ids.shape[0])
 
-    def span_ids(self, tokens: torch.Tensor, index: int) -> list[int]:
-        a, b = self.span_ranges[index]
-        return tokens[a:b].tolist()
+    @property
+    def slots(self) -> torch.Tensor:
+        """(P,) the canvas index of every span slot, in document order (a Step's `positions`)."""
+        return torch.cat([torch.arange(a, b) for a, b in self.span_ranges])
 
-    def render(self, tokens: torch.Tensor, undecided: torch.Tensor | None = None) -> str:
-        """The document with each span decoded from `tokens` (L,); undecided positions read as
-        MASK_GLYPH (a draft), so a finished canvas renders to plain text."""
+    @property
+    def slot_ranges(self) -> tuple[tuple[int, int], ...]:
+        """Each span's [start, end) in P-space: every span slot in document order, as a Step holds them."""
+        out, offset = [], 0
+        for a, b in self.span_ranges:
+            out.append((offset, offset + b - a))
+            offset += b - a
+        return tuple(out)
+
+    def span_ids(self, slots: torch.Tensor, index: int) -> list[int]:
+        """The ids of span `index` from P-space `slots` (P,)."""
+        a, b = self.slot_ranges[index]
+        return slots[a:b].tolist()
+
+    def render(self, slots: torch.Tensor, undecided: torch.Tensor | None = None) -> str:
+        """The document with each span decoded from the P-space `slots` (P,); undecided slots read
+        as MASK_GLYPH (a draft), so a finished canvas renders to plain text."""
         parts = [self.segments[0]]
-        for i, (a, b) in enumerate(self.span_ranges):
-            parts.append(self._decode_draft(tokens[a:b], None if undecided is None else undecided[a:b]))
+        for i, (a, b) in enumerate(self.slot_ranges):
+            parts.append(self._decode_draft(slots[a:b], None if undecided is None else undecided[a:b]))
             parts.append(self.segments[i + 1])
         return "".join(parts)
 

@@ -5,8 +5,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, TextIO
 
 from .canvas import Constraint, Span, build_canvas
 from .infill import infill
@@ -66,13 +67,12 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
-        text = None if args.jsonl else read_document(args.text_file)
-        spans = None if args.jsonl else parse_spans(args.span, args.length, args.constraint, text)
-        jsonl = open_jsonl(args.jsonl) if args.jsonl else None
-        model = load(args, stderr)
-        if jsonl is not None:
-            return run_jsonl(model, jsonl, settings, stdout, stderr)
-        final = edit(model, text, spans, settings, stdout if args.show_steps else None, stderr)
+        if args.jsonl:  # every input is checked before the (slow) model load
+            jsonl = open_jsonl(args.jsonl)
+            return run_jsonl(load(args, stderr), jsonl, settings, stdout, stderr)
+        text = read_document(args.text_file)
+        spans = parse_spans(args.span, args.length, args.constraint, text)
+        final = edit(load(args, stderr), text, spans, settings, stdout if args.show_steps else None, stderr)
     except (InputError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=stderr)
         return 2

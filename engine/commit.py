@@ -21,6 +21,7 @@ class Layout:
     positions: torch.Tensor  # (P,) canvas index of each slot
     units: torch.Tensor      # (S, W) slot index into P-space per span, -1 pads short spans
     block: torch.Tensor      # (S, W) semi-autoregressive block of each slot within its span
+    flat: torch.Tensor       # (P,) index of each slot in the flattened (S * W) units, for scatter
 
     @classmethod
     def of(cls, span_ranges: tuple[tuple[int, int], ...], block_length: int | None,
@@ -34,7 +35,8 @@ class Layout:
             offset += width
         positions = torch.cat([torch.arange(a, b) for a, b in span_ranges])
         block = torch.arange(W).expand(len(span_ranges), W) // (block_length or W)
-        return cls(positions.to(device), units.to(device), block.contiguous().to(device))
+        flat = (units >= 0).flatten().nonzero().squeeze(-1)
+        return cls(positions.to(device), units.to(device), block.contiguous().to(device), flat.to(device))
 
     def gather(self, x: torch.Tensor, pad: float | bool = 0) -> torch.Tensor:
         """(B, P) -> (B, S, W), `pad` where a span is shorter than W."""
@@ -42,8 +44,9 @@ class Layout:
         return out.masked_fill(self.units < 0, pad)
 
     def scatter(self, x_u: torch.Tensor) -> torch.Tensor:
-        """(B, S, W) -> (B, P): the inverse of gather (units list P-space in order)."""
-        return x_u[:, self.units >= 0]
+        """(B, S, W) -> (B, P): the inverse of gather (units list P-space in order). An integer index,
+        not a boolean mask: a mask's result size would need a host sync every call."""
+        return x_u.flatten(1)[:, self.flat]
 
 
 def take_smallest(key_u: torch.Tensor, n: torch.Tensor) -> torch.Tensor:

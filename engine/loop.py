@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import torch
 
@@ -15,17 +15,20 @@ from .settings import SamplerSettings
 
 @dataclass(frozen=True)
 class Step:
-    """The canvas after one model forward. Tensors are CPU snapshots, safe to keep."""
+    """The span slots after one model forward, as small CPU tensors: safe to keep, no copy of the
+    document. P-space lists every slot of every span in document order; `positions` says where
+    each one sits in the canvas (outside them the canvas never changes)."""
 
     index: int                # 0-based step number
-    tokens: torch.Tensor      # (B, L) ids; undecided slots hold the mask id (or a draft, uniform noise)
-    masked: torch.Tensor      # (B, L) bool: slots still undecided
-    confidence: torch.Tensor  # (B, L) prob of each slot's token when committed, of the current
-                              #        guess while undecided; 1 outside spans and on forced tokens
-    committed: torch.Tensor   # (B, L) bool: slots committed by this step
-    committed_at: torch.Tensor  # (B, L) step a slot was committed at; -1 if context/forced/undecided
-    top_ids: torch.Tensor     # (B, L, K) the model's top-K tokens at each slot when it was decided
-    top_probs: torch.Tensor   # (B, L, K) their probabilities
+    positions: torch.Tensor   # (P,) canvas index of each slot (the same tensor for every step of a run)
+    tokens: torch.Tensor      # (B, P) ids; undecided slots hold the mask id (or a draft, uniform noise)
+    masked: torch.Tensor      # (B, P) bool: slots still undecided
+    confidence: torch.Tensor  # (B, P) prob of each slot's token when committed, of the current
+                              #        guess while undecided; 1 on forced tokens
+    committed: torch.Tensor   # (B, P) bool: slots committed by this step
+    committed_at: torch.Tensor  # (B, P) step a slot was committed at; -1 if forced or undecided
+    top_ids: torch.Tensor     # (B, P, K) the model's top-K tokens at each slot when it was decided
+    top_probs: torch.Tensor   # (B, P, K) their probabilities
     forwards: int             # model forwards so far
     elapsed: float            # seconds since the loop started
     texts: tuple[str, ...] = ()  # the document at this step, per candidate (set by `infill`)
@@ -33,6 +36,19 @@ class Step:
     @property
     def done(self) -> bool:
         return not bool(self.masked.any())
+
+    @property
+    def nbytes(self) -> int:
+        """About the bytes this step holds: its tensors' storages (shared ones once) and its documents'
+        characters."""
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                    for t in vars(self).values() if isinstance(t, torch.Tensor)}
+        return sum(storages.values()) + sum(len(text) for text in self.texts)
+
+    def slot(self, position: int) -> int | None:
+        """The P index of canvas `position`, None outside the spans."""
+        i = int(torch.searchsorted(self.positions, position))
+        return i if i < len(self.positions) and int(self.positions[i]) == position else None
 
 
 def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int, int], ...],
@@ -58,8 +74,10 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     top_p = torch.zeros((*todo.shape, K), device=device)
     budget = step_budget(settings, lay, todo)
     ban = banned_bias(model, device)
+    allowed = torch.isfinite(ban).nonzero().squeeze(-1)                       # (A,) once, not per step
     context = make_context(model, lay, settings)
-    tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, ban), tokens[:, pos])  # 1
+    where = lay.positions.cpu()
+    tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, allowed), tokens[:, pos])  # 1
     for step in range(budget):
         logits = context.logits(tokens, step, todo)                            # 2 (B, P, V)
         guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, settings.temperature, g, K,
@@ -75,11 +93,12 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
             back = choose_remasks(lay, settings, ~todo & ~fixed, conf, now)
             todo |= back
             born = born.masked_fill(back, -1)
-            tokens[:, pos] = torch.where(back, noise(model, todo.shape, g, ban), tokens[:, pos])
+            tokens[:, pos] = torch.where(back, noise(model, todo.shape, g, allowed), tokens[:, pos])
         if model.noise == "uniform":  # undecided slots show the model's current draft
             tokens[:, pos] = torch.where(todo, guess, tokens[:, pos])
-        yield snapshot(step, tokens, pos, todo, conf, now, born, top_ids, top_p, start)  # 5
-        if not bool(todo.any()):
+        out = snapshot(step, where, tokens[:, pos], todo, conf, now, born, top_ids, top_p, start)
+        yield out                                                              # 5
+        if out.done:  # read from the copy: no extra host sync
             return
 
 
@@ -93,9 +112,9 @@ def step_budget(settings: SamplerSettings, layout: Layout, todo: torch.Tensor) -
 
 def run(steps: Iterable[Step]) -> Step:
     """Drain a step stream and return its last step (for callers that only want the end)."""
-    last = None
-    for last in steps:
-        pass
+    last: Step | None = None
+    for step in steps:
+        last = step
     if last is None:
         raise RuntimeError("the denoising loop yielded no step")
     return last
@@ -109,12 +128,13 @@ def banned_bias(model: DiffusionLM, device: torch.device) -> torch.Tensor:
     return bias
 
 
-def noise(model: DiffusionLM, shape: torch.Size, g: torch.Generator, ban: torch.Tensor) -> torch.Tensor:
-    """What an undecided slot holds: the mask id, or a uniformly random allowed token."""
+def noise(model: DiffusionLM, shape: torch.Size, g: torch.Generator, allowed: torch.Tensor) -> torch.Tensor:
+    """What an undecided slot holds: the mask id, or a uniformly random one of the `allowed` ids."""
     if model.noise == "mask":
-        return torch.full(shape, model.mask_id, dtype=torch.long, device=ban.device)
-    allowed = torch.isfinite(ban).nonzero().squeeze(-1)
-    return allowed[torch.randint(len(allowed), shape, generator=g, device=ban.device)]
+        if model.mask_id is None:
+            raise ValueError(f"{model.label} is a mask-noise model without a mask id")
+        return torch.full(shape, model.mask_id, dtype=torch.long, device=allowed.device)
+    return allowed[torch.randint(len(allowed), shape, generator=g, device=allowed.device)]
 
 
 def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temperature: float,
@@ -135,13 +155,13 @@ def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temperature: float
     return guess, p, entropy, alt_p, alt_ids
 
 
-def snapshot(step, tokens, pos, todo, conf, now, born, top_ids, top_p, start) -> Step:
-    """Copy the loop's state out into full-canvas (B, L) CPU tensors."""
-    def full(x_p: torch.Tensor, fill) -> torch.Tensor:
-        out = torch.full((*tokens.shape, *x_p.shape[2:]), fill, dtype=x_p.dtype, device=x_p.device)
-        out[:, pos] = x_p
-        return out.cpu()
-    return Step(index=step, tokens=tokens.cpu().clone(), masked=full(todo, False),
-                confidence=full(conf, 1.0), committed=full(now, False), committed_at=full(born, -1),
-                top_ids=full(top_ids, 0), top_probs=full(top_p, 0.0), forwards=step + 1,
+def snapshot(step, where, tokens_p, todo, conf, now, born, top_ids, top_p, start) -> Step:
+    """Copy the span slots' state to the CPU: one integer and one float transfer (each waits for
+    the device), views of them on the CPU side."""
+    ints = torch.cat([tokens_p[..., None], todo[..., None], now[..., None], born[..., None], top_ids],
+                     -1).cpu()                                                 # (B, P, 4 + K)
+    floats = torch.cat([conf[..., None], top_p], -1).cpu()                     # (B, P, 1 + K)
+    return Step(index=step, positions=where, tokens=ints[..., 0], masked=ints[..., 1].bool(),
+                confidence=floats[..., 0], committed=ints[..., 2].bool(), committed_at=ints[..., 3],
+                top_ids=ints[..., 4:], top_probs=floats[..., 1:], forwards=step + 1,
                 elapsed=time.perf_counter() - start)

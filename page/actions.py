@@ -5,6 +5,7 @@ shows them in the page.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from engine import Canvas, Constraint, SamplerSettings, Span, Step
 
 LENGTH_MODES = ("keep", "N tokens", "pick")
 PICK_SLACK = 1.25  # "pick": room to grow by a quarter; the model may end a span early with end-of-text
+# What one run keeps for the scrubber. Past either bound, every other earlier step is dropped (the
+# first and the last stay), so a session's memory is bounded whatever the span, steps or candidates.
+MAX_STEPS_KEPT = 128
+MAX_RUN_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -39,6 +44,16 @@ class Run:
     @property
     def last(self) -> Step | None:
         return self.steps[-1] if self.steps else None
+
+    def record(self, step: Step) -> None:
+        """Keep `step` for the scrubber: documents only on the last step (the views draw the others
+        from their span slots), and within MAX_STEPS_KEPT / MAX_RUN_BYTES."""
+        if self.steps:
+            self.steps[-1] = dataclasses.replace(self.steps[-1], texts=())
+        self.steps.append(step)
+        while len(self.steps) > 2 and (len(self.steps) > MAX_STEPS_KEPT
+                                       or sum(s.nbytes for s in self.steps) > MAX_RUN_BYTES):
+            self.steps = self.steps[:-1:2] + self.steps[-1:]
 
     def result(self, candidate: int) -> str:
         """The finished document of one candidate."""

@@ -1,6 +1,7 @@
 """The page's Blocks: select text, regenerate it, watch every denoising step, keep history."""
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 from collections.abc import Iterator
@@ -11,16 +12,16 @@ from typing import Any
 import gradio as gr
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import exports, views
-from .access import AccessError, Limits, Turns, check_budget, in_turn
-from .actions import (LENGTH_MODES, Run, check_candidates, make_span, move_node, page_document, selection,
-                      syntax_node)
-from .dial import controls, preset_values, settings_from_dial
 from editor.diffs import rebase_edit
 from editor.history import History, Regeneration, StaleRevision
 from editor.languages import language_for, supported
 from editor.text import EditorError, check_document, index_to_utf16
 from engine import PRESETS, DiffusionLM, build_canvas, infill
+
+from . import exports, views
+from .access import AccessError, Limits, Turns, check_budget, in_turn
+from .actions import LENGTH_MODES, Run, check_candidates, make_span, move_node, page_document, selection, syntax_node
+from .dial import controls, preset_values, settings_from_dial
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 JS = {name: (STATIC / f"{name}.js").read_text() for name in ("read_selection", "set_selection", "tokens")}
@@ -28,6 +29,10 @@ NEW_DOC: dict[str, Any] = {"id": None, "revision": None}
 log = logging.getLogger(__name__)
 WAITING_RUNS = 16  # runs Gradio hands to Turns at once (each waits in a worker thread); more queue in Gradio
 
+
+# glibc keeps freed heap pages (a run's transient logits, its per-step documents) in the process
+# unless asked; None where the C library has no malloc_trim.
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 # What a handler turns into a message in the page instead of a stack trace.
 REFUSALS = (EditorError, ValueError, OSError, SQLAlchemyError)
@@ -37,6 +42,12 @@ def _error(message: str, title: str = "Error") -> gr.Error:
     """The page's error popup. gr.Error renders its message as HTML and messages quote what people
     typed (a constraint, a file name) or what a model wrote, so every message is escaped, here."""
     return gr.Error(escape(message), title=title)
+
+
+def _trim_heap() -> None:
+    """Give memory freed by a finished or forgotten run back to the OS (docs/PERFORMANCE.md)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _fail(err: Exception) -> gr.Error:
@@ -136,12 +147,14 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, ""
         try:
             for step in infill(model, canvas, settings):
-                run.steps.append(step)
+                run.record(step)
                 yield (views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
                        gr.update(), gr.update(), "")
         except Exception as err:  # a model failure: say so, the document is untouched
             log.exception("the model failed")
             raise _error(f"The model failed: {err}", "Model error") from None
+        finally:
+            _trim_heap()
         try:
             run.problems = check_candidates(run)
         except EditorError as err:  # the check is advice: a run is never lost to it
@@ -227,6 +240,13 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
     def accept_as_branch(text: str, run: Run | None, candidate: Any, doc: dict, name: str, language: str,
                          request: gr.Request):
         return accept(text, run, candidate, doc, name, language, True, request)
+
+    def forget_session(request: gr.Request) -> None:
+        """A closed tab's run goes now, not an hour later (gradio keeps a closed session's state that
+        long in case it reconnects; a reload opens a new session anyway)."""
+        if request.session_hash is not None:
+            demo.state_holder.delete_state(request.session_hash)
+            _trim_heap()
 
     def reject():
         return None, views.EMPTY_VIEW, gr.update(visible=False), gr.update(visible=False), \
@@ -363,6 +383,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         accept_btn.click(accept_here, accept_in, accept_out, api_name="accept")
         branch_btn.click(accept_as_branch, accept_in, accept_out, api_name="accept_branch")
         reject_btn.click(reject, None, [run, live, candidate, scrub, message])
+        demo.unload(forget_session)
 
         diff_btn.click(show_diff, [rev_a, rev_b], diff_view, api_name="diff")
         restore_btn.click(restore, [rev_b, doc], [document, doc, *hist, message], api_name="restore")

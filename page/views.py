@@ -20,32 +20,34 @@ def _heat(confidence: float) -> str:
 
 
 def span_pieces(step: Step, canvas: Canvas, b: int, start: int, end: int) -> dict[int, str]:
-    """Text of each decided slot of a span, cut at token edges of runs of decided slots (so a
-    character split over two byte-level tokens reads whole, not as two U+FFFD)."""
+    """Text of each decided slot of a span (slots [start, end) of P-space), cut at token edges of
+    runs of decided slots (so a character split over two byte-level tokens reads whole, not as two
+    U+FFFD)."""
     out: dict[int, str] = {}
     run: list[int] = []
-    for pos in range(start, end + 1):
-        if pos < end and not bool(step.masked[b, pos]):
-            run.append(pos)
+    for s in range(start, end + 1):
+        if s < end and not bool(step.masked[b, s]):
+            run.append(s)
             continue
         if run:
-            out.update(zip(run, canvas.codec.pieces([int(step.tokens[b, p]) for p in run])))
+            out.update(zip(run, canvas.codec.pieces([int(step.tokens[b, i]) for i in run])))
             run = []
     return out
 
 
-def token_html(step: Step, canvas: Canvas, b: int, pos: int, heatmap: bool,
+def token_html(step: Step, canvas: Canvas, b: int, s: int, heatmap: bool,
                text: str | None = None) -> str:
-    """One span slot as a clickable <span>; the class says masked / committed now / settled / forced."""
-    c = float(step.confidence[b, pos])
-    if bool(step.masked[b, pos]):
+    """Span slot `s` (P-space) as a clickable <span> carrying its canvas position; the class says
+    masked / committed now / settled / forced."""
+    c, pos = float(step.confidence[b, s]), int(step.positions[s])
+    if bool(step.masked[b, s]):
         style = _heat(c) if heatmap else f"opacity: {0.25 + 0.5 * c:.2f}"
         return f'<span class="tok masked" data-pos="{pos}" style="{style}">{MASK_GLYPH}</span>'
-    born = int(step.committed_at[b, pos])
-    kind = "new" if bool(step.committed[b, pos]) else ("forced" if born < 0 else "settled")
+    born = int(step.committed_at[b, s])
+    kind = "new" if bool(step.committed[b, s]) else ("forced" if born < 0 else "settled")
     if text is None:
-        text = canvas.codec.token_text(int(step.tokens[b, pos]))
-    if int(step.tokens[b, pos]) == canvas.codec.eos_id:
+        text = canvas.codec.token_text(int(step.tokens[b, s]))
+    if int(step.tokens[b, s]) == canvas.codec.eos_id:
         kind, text = kind + " eos", "\u23ce"  # an end-of-text token ends the span early
     style = _heat(c) if heatmap else f"opacity: {0.35 + 0.65 * c:.2f}"
     return (f'<span class="tok {kind}" data-pos="{pos}" title="p={c:.2f}" style="{style}">'
@@ -58,10 +60,10 @@ def step_html(step: Step | None, canvas: Canvas | None, candidate: int = 0, heat
         return EMPTY_VIEW
     b = min(candidate, step.tokens.shape[0] - 1)
     parts = [f'<span class="ctx">{escape(canvas.segments[0])}</span>']
-    for i, (start, end) in enumerate(canvas.span_ranges):
+    for i, (start, end) in enumerate(canvas.slot_ranges):
         parts.append('<span class="span">')
         pieces = span_pieces(step, canvas, b, start, end)
-        parts.extend(token_html(step, canvas, b, pos, heatmap, pieces.get(pos)) for pos in range(start, end))
+        parts.extend(token_html(step, canvas, b, s, heatmap, pieces.get(s)) for s in range(start, end))
         parts.append("</span>")
         parts.append(f'<span class="ctx">{escape(canvas.segments[i + 1])}</span>')
     mode = " heatmap" if heatmap else ""
@@ -70,10 +72,7 @@ def step_html(step: Step | None, canvas: Canvas | None, candidate: int = 0, heat
 
 def decided_count(step: Step, canvas: Canvas) -> int:
     """Span slots the sampler has decided (forced constraint tokens not counted)."""
-    span = canvas.fixed.new_zeros(canvas.length)
-    for a, b in canvas.span_ranges:
-        span[a:b] = True
-    free = span & ~canvas.fixed
+    free = ~canvas.fixed[step.positions]                                       # (P,)
     return int((free[None] & ~step.masked).sum())
 
 
@@ -89,24 +88,25 @@ def metrics_html(step: Step, canvas: Canvas, stopped: bool = False) -> str:
 
 
 def inspector_html(step: Step | None, canvas: Canvas | None, candidate: int, pos: int) -> str:
-    """Confidence, commit step and top alternatives of one slot of one candidate."""
-    if step is None or canvas is None or not 0 <= pos < canvas.length:
+    """Confidence, commit step and top alternatives of the span slot at canvas `pos` of one candidate."""
+    s = None if step is None or canvas is None else step.slot(pos)
+    if s is None:
         return '<div class="sh-inspector">Click a token in the result to inspect it.</div>'
     b = min(candidate, step.tokens.shape[0] - 1)
     codec = canvas.codec
-    if bool(step.masked[b, pos]):
+    if bool(step.masked[b, s]):
         head = f"<b>{MASK_GLYPH}</b> still masked at step {step.index + 1}"
     else:
-        born = int(step.committed_at[b, pos])
+        born = int(step.committed_at[b, s])
         when = f"committed at step {born + 1}" if born >= 0 else "forced by a constraint"
-        head = f'<code>{escape(repr(codec.token_text(int(step.tokens[b, pos]))))}</code> {when}'
+        head = f'<code>{escape(repr(codec.token_text(int(step.tokens[b, s]))))}</code> {when}'
     rows = "".join(
         f"<tr><td><code>{escape(repr(codec.token_text(int(t))))}</code></td><td>{float(p):.3f}</td></tr>"
-        for t, p in zip(step.top_ids[b, pos].tolist(), step.top_probs[b, pos].tolist()) if p > 0)
+        for t, p in zip(step.top_ids[b, s].tolist(), step.top_probs[b, s].tolist()) if p > 0)
     table = (f'<table><tr><th>alternative</th><th>p</th></tr>{rows}</table>' if rows
              else "<p>No alternatives recorded for this slot.</p>")
     return (f'<div class="sh-inspector" data-pos="{pos}">{head} · confidence '
-            f"{float(step.confidence[b, pos]):.3f}{table}</div>")
+            f"{float(step.confidence[b, s]):.3f}{table}</div>")
 
 
 def diff_html(ops: Sequence[tuple[str, str]]) -> str:

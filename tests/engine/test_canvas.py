@@ -18,10 +18,11 @@ def wordpiece():
 
 
 def fill_with_original(canvas, original_ids):
-    tokens = canvas.ids.clone()
-    for (a, b), ids in zip(canvas.span_ranges, original_ids):
-        tokens[a:b] = torch.tensor(ids)
-    return tokens
+    """P-space slots (every span's slots in order) holding `original_ids`, one list per span."""
+    slots = torch.zeros(len(canvas.slots), dtype=torch.long)
+    for (a, b), ids in zip(canvas.slot_ranges, original_ids):
+        slots[a:b] = torch.tensor(ids)
+    return slots
 
 
 @pytest.mark.parametrize("text,start,end", [
@@ -60,8 +61,8 @@ def test_several_spans_get_their_own_slots_and_lengths(bpe):
     assert [s.start for s in canvas.spans] == [0, 14]  # sorted
     (a0, b0), (a1, b1) = canvas.span_ranges
     assert b1 - a1 == 5 and b0 - a0 == len(bpe.encode("one")) and b0 <= a1
-    undecided = torch.zeros(canvas.length, dtype=torch.bool)
-    undecided[a1:b1] = True
+    undecided = torch.zeros(b0 - a0 + b1 - a1, dtype=torch.bool)
+    undecided[b0 - a0:] = True
     assert canvas.render(fill_with_original(canvas, [bpe.encode("one"), [0] * 5]), undecided) == \
         "one two three " + MASK_GLYPH * 5 + " five"
 
