@@ -154,14 +154,21 @@ def say(line: str) -> None:
     print(f"[probe] {line}", file=sys.stderr, flush=True)
 
 
-def regenerate_args(text: Any, a: int, b: int, **dial: Any) -> tuple:
-    """The page's regenerate inputs: document, selection, language, span and dial."""
-    d = dict(language="text", mode="keep", n=8, constraint="", preset="quality", steps=0,
-             strategy="low_confidence", block=0, threshold=0.9, temperature=0.0, seed=0, candidates=1,
-             heatmap=False)
-    d.update(dial)
-    return (text, a, b, d["language"], d["mode"], d["n"], d["constraint"], d["preset"], d["steps"],
-            d["strategy"], d["block"], d["threshold"], d["temperature"], d["seed"], d["candidates"], d["heatmap"])
+def regenerate_args(text: Any, a: int, b: int, **given: Any) -> tuple:
+    """The page's regenerate inputs: document, selection, language, length mode, N, constraint,
+    heatmap, then the dial in SamplerSettings' field order (the quality preset, with `given`
+    values, even nonsense ones, put in by field name)."""
+    from engine import PRESETS
+    from engine.settings import knobs
+    from page.dial import dial_values
+    page = dict(language="text", mode="keep", n=8, constraint="", heatmap=False)
+    page.update({k: v for k, v in given.items() if k in page})
+    dial = dial_values(PRESETS["quality"])
+    names = [k.name for k in knobs()]
+    for name, value in given.items():
+        if name not in page:
+            dial[names.index(name)] = value
+    return (text, a, b, page["language"], page["mode"], page["n"], page["constraint"], page["heatmap"], *dial)
 
 
 # -- the checks -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from engine import SamplerSettings, Span, TextCodec, build_canvas, infill
 from page import actions
 from page.actions import Run
 from page.demo import build_demo, launch
+from tests.page.helpers import args
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -64,11 +65,10 @@ def test_closing_a_tab_frees_its_run_and_settling_a_run_frees_it(model, monkeypa
     monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.2")  # how soon the page notices a closed tab
     demo = build_demo(model, History("sqlite://"))
     launch(demo, prevent_thread_lock=True, server_port=None, quiet=True)
-    dial = ("quality", 0, "low_confidence", 0, 0.9, 0.0, 0, 2, False)
     try:
         rejecting, closing = Client(demo.local_url, verbose=False), Client(demo.local_url, verbose=False)
         for client in (rejecting, closing):
-            client.predict(TEXT, 4, 15, "text", "keep", 8, "", *dial, api_name="/regenerate_selection")
+            client.predict(*args(TEXT, 4, 15, candidates=2), api_name="/regenerate_selection")
             assert len(session_runs(demo, client.session_hash)) == 1
         rejecting.predict(api_name="/reject")
         assert session_runs(demo, rejecting.session_hash) == []
