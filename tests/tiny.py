@@ -146,3 +146,16 @@ def tiny_llama(shifted: bool, start: bool) -> LlamaDiffusionLM:
     codec = TextCodec.from_tokenizer(tok)
     return LlamaDiffusionLM(net, codec, label="tiny", shifted=shifted,
                             start_id=tok.bos_token_id if start else None)
+
+
+def original_fill(canvas) -> torch.Tensor:
+    """`canvas.ids` (L,) with each span's free slots holding the tokens of the original text they
+    stand for (the span's own tokens, as its region lays them out), end-of-text after them."""
+    codec, tokens = canvas.codec, canvas.ids.clone()
+    for (a, b), (start, end) in zip(canvas.span_ranges, canvas.regions):
+        free = (~canvas.fixed[a:b]).nonzero().flatten()
+        lo, hi = a + int(free[0]), a + int(free[-1]) + 1
+        head, tail = codec.decode(canvas.ids[a:lo].tolist()), codec.decode(canvas.ids[hi:b].tolist())
+        ids = codec.encode(canvas.text[start + len(head):end - len(tail)])[:hi - lo]
+        tokens[lo:hi] = torch.tensor(ids + [codec.eos_id] * (hi - lo - len(ids)), dtype=torch.long)
+    return tokens
