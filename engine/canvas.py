@@ -119,8 +119,10 @@ def _shared_prefix(a: str, b: str) -> int:
 
 
 def build_canvas(codec: TextCodec, text: str, spans: list[Span] | tuple[Span, ...],
-                 max_length: int | None = None) -> Canvas:
-    """Lay `text` out with `spans` to regenerate; raises ValueError with a clear message on bad spans."""
+                 max_length: int | None = None, heal: bool = True) -> Canvas:
+    """Lay `text` out with `spans` to regenerate; raises ValueError with a clear message on bad spans.
+    `heal=False` makes every span edge a token edge instead (the layout before healing, kept so
+    that it can be measured against)."""
     if not isinstance(text, str):
         raise ValueError("the document must be text (str)")
     if not spans:
@@ -128,7 +130,7 @@ def build_canvas(codec: TextCodec, text: str, spans: list[Span] | tuple[Span, ..
     ordered = tuple(sorted(spans, key=lambda s: (s.start, s.end)))
     _check_spans(text, ordered)
 
-    doc = DocumentTokens.of(codec, text)
+    doc = DocumentTokens.of(codec, text, heal)
     ids: list[int] = list(codec.frame_prefix)
     fixed: list[bool] = [False] * len(ids)
     ranges, regions, segments, cursor = [], [], [], 0
@@ -183,9 +185,9 @@ class DocumentTokens:
     edges: list[int]        # those offsets, sorted
 
     @classmethod
-    def of(cls, codec: TextCodec, text: str) -> "DocumentTokens":
+    def of(cls, codec: TextCodec, text: str, heal: bool = True) -> "DocumentTokens":
         ids = codec.encode(text)
-        found = codec.char_edges(text, ids)
+        found = codec.char_edges(text, ids) if heal else None
         if found is None or codec.decode(ids) != text:
             found = []
         index = {at: k for k, at in enumerate(found) if at is not None}

@@ -47,6 +47,11 @@ def test_outside_text_is_verbatim_even_when_the_tokenizer_is_lossy(wordpiece):
     assert out.startswith("The QUICK ") and out.endswith(" fox;\tjumps")
 
 
+def test_a_tokenizer_that_does_not_spell_the_text_cuts_at_the_span_edges(wordpiece):
+    canvas = build_canvas(wordpiece, "The QUICK brown fox", [Span(5, 12)])  # cuts two words
+    assert canvas.regions == ((5, 12),) and not canvas.fixed.any()
+
+
 def test_frame_tokens_wrap_the_canvas(bpe, wordpiece):
     c = build_canvas(bpe, "abc def", [Span(4, 7)])
     assert c.ids[: len(bpe.frame_prefix)].tolist() == list(bpe.frame_prefix)
