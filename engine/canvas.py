@@ -237,9 +237,10 @@ def _region(doc: DocumentTokens, span: Span, floor: int, ceiling: int) -> _Regio
     if around is not None and around[1] <= ceiling:
         word, end = around
         tail, inside = text[span.end:end], text[word:span.end]
+        whole = inside.isspace() and word >= start and (word > span.start or span.start == span.end)
         if tail.isspace():
-            pass
-        elif inside.isspace() and word >= start and (word > span.start or span.start == span.end):
+            pass  # the model's last token carries it, as the head above
+        elif whole:
             suffix, frozen_tail = doc.encode(word, end), text[word:end]
         else:
             suffix, frozen_tail = codec.encode(tail), tail
