@@ -42,6 +42,24 @@ def byte_bpe_tokenizer(*, vocab_size: int = 400, bos: bool = False, mask: str | 
     return PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
 
 
+def sentencepiece_tokenizer():
+    """A SentencePiece-style BPE (Gemma / Llama 2 style): spaces become "\u2581" and ride at the
+    start of the next token (no byte fallback: the corpus and an alphabet line cover the tests' text)."""
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never")
+    tok.decoder = decoders.Replace("\u2581", " ")
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>", "<|pad|>", "<|mask|>"])
+    tok.train_from_iterator(CORPUS + [string.printable], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>",
+                                   mask_token="<|mask|>")
+
+
 def wordpiece_tokenizer():
     """A BERT-style uncased WordPiece tokenizer ([CLS] ... [SEP], [MASK])."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors

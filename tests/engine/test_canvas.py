@@ -128,3 +128,15 @@ def test_token_text_shows_the_bytes_of_a_token_that_splits_a_character(text):
                    for s in shown)
     assert raw == text.encode()
     assert any(s.startswith("<0x") for s in shown)
+
+
+def test_char_edges_place_token_edges_in_the_text_and_skip_edges_inside_a_character(bpe, wordpiece):
+    from engine.codec import sentencepiece_bytes
+    text = "naïve 🙂 café"
+    ids = bpe.encode(text)
+    edges = bpe.char_edges(text, ids)
+    assert len(edges) == len(ids) + 1 and edges[0] == 0 and edges[-1] == len(text)
+    assert all(a is None or b is None or a <= b for a, b in zip(edges, edges[1:]))
+    assert None in edges  # the emoji is four bytes over more than one token
+    assert wordpiece.char_edges("The QUICK fox", wordpiece.encode("The QUICK fox")) is None  # lowercased
+    assert sentencepiece_bytes("\u2581was") == b" was" and sentencepiece_bytes("<0x0A>") == b"\n"

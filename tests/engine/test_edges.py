@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
 from engine import SamplerSettings, Span, TextCodec, build_canvas, infill, run
-from tests.tiny import ScriptedModel, byte_bpe_tokenizer, original_fill
+from tests.tiny import ScriptedModel, byte_bpe_tokenizer, original_fill, sentencepiece_tokenizer
 
 PROSE = "The keeper was there to tend the light.\nMy grandmother lived behind the house. She knew it.\n"
 CODE = ("def add(a, b):\n    total = a + b\n    if total > 10:\n        return total\n"
@@ -17,6 +17,11 @@ CODE = ("def add(a, b):\n    total = a + b\n    if total > 10:\n        return t
 @pytest.fixture(scope="module")
 def bpe():
     return TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+
+
+@pytest.fixture(scope="module")
+def sp():
+    return TextCodec.from_tokenizer(sentencepiece_tokenizer())
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +68,7 @@ def select(text, phrase, lead=0):
     (CODE, "        return total", 8),  # after deeper indentation
     (CODE, "    return 0", 4),
 ])
-@pytest.mark.parametrize("tokenizer", ["bpe", pytest.param("smol", marks=pytest.mark.default_model)])
+@pytest.mark.parametrize("tokenizer", ["bpe", "sp", pytest.param("smol", marks=pytest.mark.default_model)])
 def test_a_model_writing_the_tokenizers_own_tokens_gives_back_the_document(request, tokenizer, doc, phrase, lead):
     codec = request.getfixturevalue(tokenizer)
     out = write_own_tokens(codec, doc, select(doc, phrase, lead))
@@ -134,7 +139,7 @@ def cut_points(text):
     return sorted(near | {0, len(text)}), list(range(len(text) + 1))
 
 
-@pytest.mark.parametrize("tokenizer", ["bpe", pytest.param("smol", marks=pytest.mark.default_model)])
+@pytest.mark.parametrize("tokenizer", ["bpe", "sp", pytest.param("smol", marks=pytest.mark.default_model)])
 @hyp_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=DOCS, data=st.data())
 def test_any_selection_keeps_outside_text_and_reads_the_documents_own_tokens(request, tokenizer, text, data):
