@@ -88,6 +88,30 @@ class TextCodec:
             done = text
         return out
 
+    def char_edges(self, text: str, ids: Sequence[int]) -> list[int | None] | None:
+        """Where the token edges of `ids` (the tokens of `text`) fall in `text`: len(ids) + 1
+        character offsets, None for an edge inside a multi-byte character. None when the tokens do
+        not spell `text` byte for byte (a lossy or normalising tokenizer): there is no exact map."""
+        pieces = self.tokenizer.convert_ids_to_tokens(list(ids))
+        try:
+            target = text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        for to_bytes in (byte_level_bytes, sentencepiece_bytes):
+            raw = [to_bytes(p) if isinstance(p, str) else None for p in pieces]
+            if any(r is None for r in raw) or b"".join(raw) != target:
+                continue
+            char_at, at = {0: 0}, 0  # byte offset -> character offset, at character edges
+            for i, ch in enumerate(text):
+                at += len(ch.encode("utf-8"))
+                char_at[at] = i + 1
+            edges, at = [0], 0
+            for r in raw:
+                at += len(r)
+                edges.append(char_at.get(at))
+            return edges
+        return None
+
     def token_text(self, token_id: int) -> str:
         """How one token reads on its own (for token views and inspectors). A byte-level token
         that holds part of a multi-byte character shows its bytes, `<0xE2><0x80>`, the way
@@ -109,6 +133,16 @@ def byte_level_bytes(piece: str) -> bytes | None:
     if not piece or any(ch not in table for ch in piece):
         return None
     return bytes(table[ch] for ch in piece)
+
+
+def sentencepiece_bytes(piece: str) -> bytes | None:
+    """The bytes behind a SentencePiece token: "▁" is a space, `<0xNN>` a fallback byte."""
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+        try:
+            return bytes([int(piece[3:5], 16)])
+        except ValueError:
+            return None
+    return piece.replace("\u2581", " ").encode("utf-8")
 
 
 @functools.cache

@@ -42,6 +42,24 @@ def byte_bpe_tokenizer(*, vocab_size: int = 400, bos: bool = False, mask: str | 
     return PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
 
 
+def sentencepiece_tokenizer():
+    """A SentencePiece-style BPE (Gemma / Llama 2 style): spaces become "\u2581" and ride at the
+    start of the next token (no byte fallback: the corpus and an alphabet line cover the tests' text)."""
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never")
+    tok.decoder = decoders.Replace("\u2581", " ")
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>", "<|pad|>", "<|mask|>"])
+    tok.train_from_iterator(CORPUS + [string.printable], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>",
+                                   mask_token="<|mask|>")
+
+
 def wordpiece_tokenizer():
     """A BERT-style uncased WordPiece tokenizer ([CLS] ... [SEP], [MASK])."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -146,3 +164,17 @@ def tiny_llama(shifted: bool, start: bool) -> LlamaDiffusionLM:
     codec = TextCodec.from_tokenizer(tok)
     return LlamaDiffusionLM(net, codec, label="tiny", shifted=shifted,
                             start_id=tok.bos_token_id if start else None)
+
+
+def original_fill(canvas) -> torch.Tensor:
+    """P-space slots (P,) as a finished run would hold them: each span's free slots hold the tokens of
+    the original text they stand for (the span's own tokens, as its region lays them out), end-of-text
+    after them; frozen edge slots keep their forced tokens."""
+    codec, tokens = canvas.codec, canvas.ids.clone()
+    for (a, b), (start, end) in zip(canvas.span_ranges, canvas.regions):
+        free = (~canvas.fixed[a:b]).nonzero().flatten()
+        lo, hi = a + int(free[0]), a + int(free[-1]) + 1
+        head, tail = codec.decode(canvas.ids[a:lo].tolist()), codec.decode(canvas.ids[hi:b].tolist())
+        ids = codec.encode(canvas.text[start + len(head):end - len(tail)])[:hi - lo]
+        tokens[lo:hi] = torch.tensor(ids + [codec.eos_id] * (hi - lo - len(ids)), dtype=torch.long)
+    return tokens[canvas.slots]

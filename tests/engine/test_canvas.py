@@ -4,7 +4,7 @@ import torch
 
 from engine import Constraint, Span, TextCodec, build_canvas
 from engine.canvas import MASK_GLYPH
-from tests.tiny import byte_bpe_tokenizer, wordpiece_tokenizer
+from tests.tiny import byte_bpe_tokenizer, original_fill, wordpiece_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,10 @@ def fill_with_original(canvas, original_ids):
 def test_span_keeps_its_original_text_when_refilled_with_its_own_tokens(bpe, text, start, end):
     canvas = build_canvas(bpe, text, [Span(start, end)])
     (a, b), = canvas.span_ranges
-    tokens = fill_with_original(canvas, [bpe.encode(text[start:end])])
-    assert b - a == len(bpe.encode(text[start:end]))
-    assert canvas.render(tokens) == text
-    assert canvas.segments == (text[:start], text[end:])
+    (ra, rb), = canvas.regions  # the span widened to the whole document's token edges
+    assert ra <= start <= end <= rb
+    assert canvas.render(original_fill(canvas)) == text
+    assert canvas.segments == (text[:ra], text[rb:])
 
 
 def test_outside_text_is_verbatim_even_when_the_tokenizer_is_lossy(wordpiece):
@@ -46,6 +46,11 @@ def test_outside_text_is_verbatim_even_when_the_tokenizer_is_lossy(wordpiece):
     canvas = build_canvas(wordpiece, text, [Span(10, 16)])
     out = canvas.render(fill_with_original(canvas, [wordpiece.encode("brown")]))
     assert out.startswith("The QUICK ") and out.endswith(" fox;\tjumps")
+
+
+def test_a_tokenizer_that_does_not_spell_the_text_cuts_at_the_span_edges(wordpiece):
+    canvas = build_canvas(wordpiece, "The QUICK brown fox", [Span(5, 12)])  # cuts two words
+    assert canvas.regions == ((5, 12),) and not canvas.fixed.any()
 
 
 def test_frame_tokens_wrap_the_canvas(bpe, wordpiece):
@@ -124,3 +129,15 @@ def test_token_text_shows_the_bytes_of_a_token_that_splits_a_character(text):
                    for s in shown)
     assert raw == text.encode()
     assert any(s.startswith("<0x") for s in shown)
+
+
+def test_char_edges_place_token_edges_in_the_text_and_skip_edges_inside_a_character(bpe, wordpiece):
+    from engine.codec import sentencepiece_bytes
+    text = "naïve 🙂 café"
+    ids = bpe.encode(text)
+    edges = bpe.char_edges(text, ids)
+    assert len(edges) == len(ids) + 1 and edges[0] == 0 and edges[-1] == len(text)
+    assert all(a is None or b is None or a <= b for a, b in zip(edges, edges[1:]))
+    assert None in edges  # the emoji is four bytes over more than one token
+    assert wordpiece.char_edges("The QUICK fox", wordpiece.encode("The QUICK fox")) is None  # lowercased
+    assert sentencepiece_bytes("\u2581was") == b" was" and sentencepiece_bytes("<0x0A>") == b"\n"

@@ -64,7 +64,8 @@ def test_context_window_limits_what_the_model_sees():
     start = len(DOC) // 2
     canvas = build_canvas(codec, DOC, [Span(start, start + 5, 3)], 4096)
     run(infill(model, canvas, SamplerSettings(context_window=8)))
-    assert seen and max(seen) == 8 + 3 + 8 < canvas.length
+    a, b = canvas.span_ranges[0]  # 3 slots plus any frozen edge text of a healed cut
+    assert seen and max(seen) == 8 + (b - a) + 8 < canvas.length
 
 
 def test_models_without_a_cache_run_in_full_under_the_dual_setting():

@@ -44,7 +44,7 @@ def server(model, tmp_path_factory):
     for name in ("ann", "bob"):
         add_user(users, name, f"{name}-password", iterations=FAST_HASH)
     history = History("sqlite://")
-    demo = build_demo(model, history, Limits(budget=200))
+    demo = build_demo(model, history, Limits(budget=100))
     launch(demo, prevent_thread_lock=True, server_port=None, quiet=True, auth=Logins(users))
     yield demo, history
     demo.close()
@@ -84,7 +84,7 @@ def test_a_wrong_password_is_refused(server):
 def test_an_over_budget_request_is_refused_before_it_runs(server, model):
     ann = login(server, "ann")
     calls = model.calls
-    with pytest.raises(Exception, match=r"8 candidates × \d+ tokens = [\d,]+; one request may use 200"):
+    with pytest.raises(Exception, match=r"8 candidates × \d+ tokens = [\d,]+; one request may use 100"):
         ann.predict(*regenerate_args(TEXT, 4, 15, candidates=8), api_name="/regenerate_selection")
     assert model.calls == calls  # the model never ran
     updates = list(ann.submit(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection"))

@@ -31,7 +31,7 @@ HISTORY = History("sqlite://")
 
 
 def test_regenerate_streams_masked_steps_and_leaves_the_document_alone(client):
-    updates = list(client.submit(*args(TEXT, 4, 15), api_name="/regenerate_selection"))
+    updates = list(client.submit(*args(TEXT, 4, 19), api_name="/regenerate_selection"))
     views = [u[0] for u in updates]
     assert sum('class="tok masked"' in v for v in views) >= 2       # real intermediate steps
     assert 'class="tok masked"' not in views[-1] and 'data-done="1"' in views[-1]
