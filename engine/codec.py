@@ -98,14 +98,16 @@ class TextCodec:
         except UnicodeEncodeError:
             return None
         for to_bytes in (byte_level_bytes, sentencepiece_bytes):
-            raw = [to_bytes(p) if isinstance(p, str) else None for p in pieces]
-            if any(r is None for r in raw) or b"".join(raw) != target:
+            maybe = [to_bytes(p) if isinstance(p, str) else None for p in pieces]
+            raw = [r for r in maybe if r is not None]
+            if len(raw) < len(maybe) or b"".join(raw) != target:
                 continue
             char_at, at = {0: 0}, 0  # byte offset -> character offset, at character edges
             for i, ch in enumerate(text):
                 at += len(ch.encode("utf-8"))
                 char_at[at] = i + 1
-            edges, at = [0], 0
+            edges: list[int | None] = [0]
+            at = 0
             for r in raw:
                 at += len(r)
                 edges.append(char_at.get(at))

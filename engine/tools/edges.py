@@ -38,6 +38,8 @@ def prose_edits(count: int, seed: int = 0, window: int = 150) -> list[tuple[str,
         while True:
             at = rng.choice(words)
             phrase = re.match(rf"[A-Za-z]+(?: [A-Za-z]+){{0,{rng.randrange(4)}}}", text[at:])
+            if phrase is None:
+                continue
             end = at + len(phrase.group())
             if text[end:end + 1] in (" ", ",", ".", ";", ":") and text[end:end + 2] != "  ":
                 break
@@ -71,7 +73,8 @@ def doubled_edges(text: str, span: Span, out: str) -> int:
 def measure(model: DiffusionLM, edits: list[tuple[str, Span]], settings: SamplerSettings, heal: bool,
             code: bool) -> dict:
     doubled = parsed = same = 0
-    examples, started = [], time.perf_counter()
+    examples: list[str] = []
+    started = time.perf_counter()
     for text, span in edits:
         canvas = build_canvas(model.codec, text, [span], model.max_length, heal=heal)
         out = run(infill(model, canvas, settings)).texts[0]
