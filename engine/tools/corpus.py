@@ -209,11 +209,11 @@ def _wanted(rel: str) -> str | None:
 
 
 def distribution_documents(dist, name: str, max_chars: int | None = None) -> list[Document]:
-    """A distribution's README (METADATA's description) and its code and prose files, visited in
-    name-hash order (a spread over its sub-packages) until `max_chars`."""
+    """A distribution's README (METADATA's description) if it fits `max_chars`, and its code and
+    prose files, visited in name-hash order (a spread over its sub-packages) until `max_chars`."""
     docs, total = [], 0
     readme = (dist.metadata.get_payload() or dist.metadata.get("Description") or "").strip()
-    if len(readme) >= MIN_PROSE_CHARS:
+    if MIN_PROSE_CHARS <= len(readme) <= (max_chars or len(readme)):
         docs.append(Document("prose", f"readme:{name}", readme, name))
         total += len(readme)
     files = sorted((str(f) for f in dist.files or () if _wanted(str(f))), key=lambda f: hash_share(f"pkg:{f}"))
@@ -252,10 +252,25 @@ def package_documents(max_chars_per_source: int | None = None, dists: Iterable |
     return docs, licences
 
 
+def sample(docs: Sequence[Document], max_chars: int | None) -> list[Document]:
+    """The documents visited in name-hash order (a spread, held-out ones first) until `max_chars`."""
+    if max_chars is None:
+        return list(docs)
+    out, total = [], 0
+    for doc in sorted(docs, key=lambda d: hash_share(d.name)):
+        if total >= max_chars:
+            break
+        out.append(doc)
+        total += len(doc.text)
+    return sorted(out, key=lambda d: d.name)
+
+
 def extended_documents(max_chars_per_source: int | None = None) -> tuple[list[Document], dict[str, str]]:
-    """stdlib + pydoc + the permissively licensed installed packages, and every source's licence."""
+    """stdlib + pydoc + the permissively licensed installed packages, at most `max_chars_per_source`
+    characters from each source, and every source's licence."""
     packages, licences = package_documents(max_chars_per_source)
-    return code_documents() + prose_documents() + packages, {**LICENCES, **licences}
+    stdlib = sample(code_documents(), max_chars_per_source)
+    return stdlib + sample(prose_documents(), max_chars_per_source) + packages, {**LICENCES, **licences}
 
 
 def chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], length: int,
