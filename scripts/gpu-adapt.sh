@@ -25,7 +25,7 @@ case "$step" in
         "$PYTHON" scripts/gpu_adapt.py pack --gguf "$work/toy.gguf" --dir "$work/pack" --parts 2
         for call in 1 2; do
             mkdir -p "$work/call$call"
-            cp "$work/pack/manifest.json" "$work/pack/gguf.zip" "$work/pack/part-$call" "$work/call$call/"
+            cp "$work/pack/"{manifest.json,gguf.zip,heldout.json,part-$call} "$work/call$call/"
         done
         "$PYTHON" scripts/gpu_adapt.py stash --dir "$work/call1" --stash "$work/stash"
         OMP_NUM_THREADS=1 "$PYTHON" scripts/gpu_adapt.py run --dir "$work/call2" --stash "$work/stash" --out "$work/out" \

@@ -99,9 +99,15 @@ def pack(gguf_file: Path, folder: Path, parts: int | None) -> dict:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     zip_gguf_package(folder / "gguf.zip")
+    # This machine's held-out names travel too: the run holds them out there as well, so what
+    # engine.tools.eval reads here is never trained on there (another Python, other pydoc texts).
+    sys.path.insert(0, str(REPO))
+    from engine.tools import corpus
+    (folder / "heldout.json").write_text(json.dumps(sorted(d.name for d in corpus.split()[1])))
     size = gguf_file.stat().st_size
     if parts is None:
-        room = CALL_LIMIT - travelling_bytes() - (folder / "gguf.zip").stat().st_size - MARGIN
+        room = CALL_LIMIT - travelling_bytes() - MARGIN - sum(
+            (folder / name).stat().st_size for name in ("gguf.zip", "heldout.json"))
         parts = math.ceil(size / room)
     manifest = {"gguf": split_file(gguf_file, folder, "part-", math.ceil(size / parts)),
                 "gguf_zip_sha256": sha256(folder / "gguf.zip")}
@@ -115,7 +121,7 @@ def print_calls(manifest: dict, folder: str) -> None:
           f"each sent as soon as the one before returns (the machine keeps a stashed part ~30 s):")
     for i, name in enumerate(names, 1):
         last = i == len(names)
-        carry = [f"{folder}/manifest.json", f"{folder}/gguf.zip", f"{folder}/{name}"]
+        carry = [f"{folder}/{n}" for n in ("manifest.json", "gguf.zip", "heldout.json", name)]
         step = "run" if last else "stash"
         print(f"  {i}. run(command='bash scripts/gpu-adapt.sh {step}', carry={json.dumps(carry)}, "
               f"timeout_s={600 if last else 120})")
@@ -138,12 +144,26 @@ def stash(folder: Path, keep: Path) -> None:
 
 # ---- 3. run (device) ----------------------------------------------------------------------------
 
+def import_gguf() -> None:
+    """Import the carried gguf. It imports PyYAML at the top for model cards, which reading a GGUF
+    never uses: if that machine lacked it, a stand-in module lets the import through."""
+    try:
+        import gguf  # noqa: F401
+    except ModuleNotFoundError as missing:
+        if missing.name != "yaml":
+            raise
+        import types
+        sys.modules["yaml"] = types.ModuleType("yaml")
+        import gguf  # noqa: F401
+
+
 def run(args: argparse.Namespace) -> dict:
     folder, keep, out = Path(args.dir), Path(args.stash), Path(args.out)
     manifest = json.loads((folder / "manifest.json").read_text())
     gguf_file = join_parts(manifest["gguf"], [folder, keep], keep / manifest["gguf"]["file"])
     sys.path.insert(0, str(folder / "gguf.zip"))  # before any import of gguf: the carried copy
     sys.path.insert(0, str(REPO))
+    import_gguf()
     import torch
 
     from engine.families.bundled import load_default
@@ -158,10 +178,12 @@ def run(args: argparse.Namespace) -> dict:
     model = load_default(device=device, data_dir=keep, adapter=None, gguf=gguf_file)
     times["model"] = time.monotonic() - STARTED
     docs, licences = corpus.extended_documents(args.max_chars_per_source)
-    train_docs, held_docs = corpus.split(docs)
+    also = json.loads((folder / "heldout.json").read_text())
+    train_docs, held_docs = corpus.split(docs, also)
     tokenizer = model.codec.tokenizer
     pools, held = corpus_pools(docs, model.codec.encode, model.start_id, args.seq, None,
-                               lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"])
+                               lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"],
+                               also_heldout=also)
     times["corpus"] = time.monotonic() - STARTED
     base = dict(seq=args.seq, batch=args.batch, rank=args.rank, alpha=2.0 * args.rank, lr=args.lr,
                 warmup=args.warmup, prose_share=args.prose_share, span_share=0.5,

@@ -34,8 +34,8 @@ def test_pack_cuts_as_few_parts_as_fit_a_call_beside_the_tree(tmp_path, monkeypa
     monkeypatch.setattr(gpu_adapt, "MARGIN", 0)
     monkeypatch.setattr(gpu_adapt, "CALL_LIMIT", 20_000 + 45_000 + 200_000)  # zip of gguf ~90 kB
     manifest = gpu_adapt.pack(gguf, tmp_path / "pack", parts=None)
-    zip_bytes = (tmp_path / "pack" / "gguf.zip").stat().st_size
-    room = gpu_adapt.CALL_LIMIT - 20_000 - zip_bytes
+    riders = sum((tmp_path / "pack" / n).stat().st_size for n in ("gguf.zip", "heldout.json"))
+    room = gpu_adapt.CALL_LIMIT - 20_000 - riders
     parts = manifest["gguf"]["parts"]
     assert all(p["bytes"] <= room for p in parts)
     assert (len(parts) - 1) * room < 100_000   # one part fewer would not fit
@@ -46,8 +46,8 @@ def test_toy_run_goes_through_every_step_without_what_the_gpu_machine_lacks(tmp_
     done = subprocess.run(["bash", str(REPO / "scripts" / "gpu-adapt.sh"), "toy", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "call1").iterdir()) == ["gguf.zip", "manifest.json", "part-1"]
-    assert sorted(p.name for p in (tmp_path / "call2").iterdir()) == ["gguf.zip", "manifest.json", "part-2"]
+    assert sorted(p.name for p in (tmp_path / "call1").iterdir()) == ["gguf.zip", "heldout.json", "manifest.json", "part-1"]
+    assert sorted(p.name for p in (tmp_path / "call2").iterdir()) == ["gguf.zip", "heldout.json", "manifest.json", "part-2"]
     report = json.loads((tmp_path / "out" / "run.json").read_text())
     # What the run step's own process had imported (its sys.modules), and where gguf came from.
     assert not set(report["imported"]) & set(gpu_adapt.FORBIDDEN)

@@ -251,3 +251,11 @@ def test_permissive_licence_reads_expression_classifiers_then_the_licence_field(
     for key, value in fields.items():
         meta[key] = value
     assert corpus.permissive_licence(meta) == expected
+
+
+def test_names_held_out_elsewhere_are_held_out_here_too():
+    docs = [doc("code", f"pkg/mod{i}.py") for i in range(200)]
+    _, held = corpus.split(docs)
+    name = next(d.name for d in docs if d not in held)
+    _, held_also = corpus.split(docs, also=[name])
+    assert {d.name for d in held_also} == {d.name for d in held} | {name}
