@@ -144,6 +144,10 @@ def stash(folder: Path, keep: Path) -> None:
 
 # ---- 3. run (device) ----------------------------------------------------------------------------
 
+def say(message: str) -> None:
+    print(f"[gpu {time.monotonic() - STARTED:5.0f} s] {message}", file=sys.stderr, flush=True)
+
+
 def import_gguf() -> None:
     """Import the carried gguf. It imports PyYAML at the top for model cards, which reading a GGUF
     never uses: if that machine lacked it, a stand-in module lets the import through."""
@@ -175,6 +179,7 @@ def run(args: argparse.Namespace) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = True
     bf16 = args.bf16 == "on" or (args.bf16 == "auto" and device.type == "cuda")
     times = {"joined": time.monotonic() - STARTED}
+    say("GGUF joined and checked")
     model = load_default(device=device, data_dir=keep, adapter=None, gguf=gguf_file)
     times["model"] = time.monotonic() - STARTED
     docs, licences = corpus.extended_documents(args.max_chars_per_source)
@@ -189,14 +194,23 @@ def run(args: argparse.Namespace) -> dict:
                 warmup=args.warmup, prose_share=args.prose_share, span_share=0.5,
                 max_span=min(64, args.seq), eval_rows=args.eval_rows)
     kw = dict(mask_id=model.mask_id, start_id=model.start_id)
-    per_step = step_seconds(model.net, pools, TrainConfig(**base), device=device, bf16=bf16, **kw)
+    say(f"model and corpus ready (rows: code {len(pools['code'])}, prose {len(pools['prose'])})")
+    while True:  # a batch that does not fit is halved rather than losing the call
+        try:
+            per_step = step_seconds(model.net, pools, TrainConfig(**base), device=device, bf16=bf16, **kw)
+            break
+        except torch.cuda.OutOfMemoryError:
+            if base["batch"] <= 8:
+                raise
+            base["batch"] //= 2
+            torch.cuda.empty_cache()
+            say(f"out of memory: batch {base['batch']}")
     budget = args.minutes * 60 - (time.monotonic() - STARTED) - args.reserve_s
     steps = max(2, min(args.max_steps, int(budget / per_step)))
     config = TrainConfig(**base, steps=steps, decay_from=int(0.8 * steps),
                          checkpoint_every=max(1, steps // 10))
-    print(f"[gpu] {device} {torch.cuda.get_device_name() if device.type == 'cuda' else ''}: "
-          f"{per_step:.3f} s/step, {steps} steps of {args.batch}x{args.seq} tokens; rows "
-          f"code {len(pools['code'])} prose {len(pools['prose'])}", file=sys.stderr, flush=True)
+    say(f"{device} {torch.cuda.get_device_name() if device.type == 'cuda' else ''}: {per_step:.3f} s/step, "
+        f"{steps} steps of {config.batch}x{config.seq} tokens, bf16 {bf16}")
     heldout = heldout_eval_rows(held, config.eval_rows).to(device)
     adapter = keep / "adapter.safetensors"
     history = train(model.net, pools, heldout, config=config, out=adapter, checkpoint=keep / "train.pt",
@@ -215,9 +229,8 @@ def run(args: argparse.Namespace) -> dict:
               "imported": sorted({m.split(".")[0] for m in sys.modules})}
     (out / "run.json").write_text(json.dumps(report, indent=1, default=str))
     best = min(h["heldout_ce"] for h in history)
-    print(f"[gpu] done in {time.monotonic() - STARTED:.0f} s: best held-out CE {best:.4f} "
-          f"(base {history[0]['heldout_ce']:.4f}); adapter in {len(report['adapter']['parts'])} "
-          f"piece(s) + run.json in {out}", file=sys.stderr)
+    say(f"done: best held-out CE {best:.4f} (base {history[0]['heldout_ce']:.4f}); adapter in "
+        f"{len(report['adapter']['parts'])} piece(s) + run.json in {out}")
     return report
 
 

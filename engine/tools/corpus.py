@@ -332,3 +332,20 @@ def by_source(train: Sequence[Document], licences: dict[str, str]) -> list[dict]
         row["documents"] += 1
         row[d.kind] += len(d.text)
     return sorted(rows.values(), key=lambda r: -(r["code"] + r["prose"]))
+
+
+def card(max_chars_per_source: int | None = None) -> str:
+    """The data card's tables for the extended corpus on this machine (markdown)."""
+    docs, licences = extended_documents(max_chars_per_source)
+    train, heldout = split(docs)
+    lines = ["| source | licence | documents | code chars | prose chars |", "|---|---|---|---|---|"]
+    lines += [f"| {r['source']} | {r['licence']} | {r['documents']} | {r['code']:,} | {r['prose']:,} |"
+              for r in by_source(train, licences)]
+    lines += ["", "| split | kind | documents | characters |", "|---|---|---|---|"]
+    lines += [f"| {key.split('/')[0]} | {key.split('/')[1]} | {v['documents']:,} | {v['chars']:,} |"
+              for key, v in summary(train, heldout).items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m engine.tools.corpus: print the data card's tables
+    print(card())
