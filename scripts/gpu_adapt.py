@@ -186,9 +186,8 @@ def run(args: argparse.Namespace) -> dict:
     also = json.loads((folder / "heldout.json").read_text())
     train_docs, held_docs = corpus.split(docs, also)
     tokenizer = model.codec.tokenizer
-    pools, held = corpus_pools(docs, model.codec.encode, model.start_id, args.seq, None,
-                               lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"],
-                               also_heldout=also)
+    pools, held = corpus_pools(train_docs, held_docs, model.codec.encode, model.start_id, args.seq, None,
+                               lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"])
     times["corpus"] = time.monotonic() - STARTED
     base = dict(seq=args.seq, batch=args.batch, rank=args.rank, alpha=2.0 * args.rank, lr=args.lr,
                 warmup=args.warmup, prose_share=args.prose_share, span_share=0.5,

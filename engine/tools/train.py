@@ -19,7 +19,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -353,14 +352,13 @@ def heldout_eval_rows(held: dict[str, torch.Tensor], count: int, seed: int = 99)
                       for h, n in ((held["code"], half), (held["prose"], count - half))])
 
 
-def corpus_pools(docs, encode, separator: int, seq: int, cache: Path | None, encode_many=None,
-                 also_heldout: Iterable[str] = ()) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def corpus_pools(train_docs: list, held_docs: list, encode, separator: int, seq: int,
+                 cache: Path | None, encode_many=None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Training rows by kind, and held-out rows by kind from stdlib + pydoc only (the rows the
     run's held-out curve has always used, whatever else trains), cached under `cache` if given.
     `encode_many` (a list of texts -> their ids) lets a fast tokenizer use every core."""
     from . import corpus
 
-    train_docs, held_docs = corpus.split(docs, also_heldout)
     held_docs = [d for d in held_docs if d.source in corpus.LICENCES]
 
     def rows(selection: list, name: str) -> torch.Tensor:
@@ -403,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ADAPTER
     data = cache_folder().parents[1]
     checkpoint = args.checkpoint or data / "train" / (out.stem + ".pt")
-    docs = corpus.extended_documents()[0] if args.corpus == "extended" else None
-    pools, held = corpus_pools(docs, model.codec.encode, model.start_id, config.seq, data / "train")
+    train_docs, held_docs = corpus.split(corpus.extended_documents()[0] if args.corpus == "extended" else None)
+    pools, held = corpus_pools(train_docs, held_docs, model.codec.encode, model.start_id, config.seq,
+                               data / "train")
     heldout = heldout_eval_rows(held, config.eval_rows)
     print(f"[train] rows: code {pools['code'].shape[0]}, prose {pools['prose'].shape[0]} "
           f"(x{config.seq} tokens); held-out eval rows {heldout.shape[0]}; threads "
