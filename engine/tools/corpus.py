@@ -8,6 +8,7 @@ Sources:
             Apache-2.0, PSF and the like; `permissive_licence`): code, their .py files from the
             RECORD; prose, the long description in METADATA (the README) and .md/.rst files.
             Test and vendored folders are skipped (vendored code has its own licence).
+  folders   prose shipped outside Python where present (`DOC_FOLDERS`: Node.js's API docs, MIT).
 `split()` alone reads stdlib + pydoc: the fixed held-out set that engine.tools.eval and bench read.
 `split(extended_documents())` adds the packages for training.
 
@@ -43,6 +44,11 @@ VENDORED = {"_vendor", "vendor", "vendored", "_vendored", "third_party", "thirdp
 MAX_FILE_CHARS = 300_000    # larger .py files are generated tables, not code to learn from
 MAX_LINE_CHARS = 1_000      # a longer line marks generated or minified text
 MIN_PROSE_CHARS = 400
+# Prose that ships outside Python packages, read where present: source -> (folder, files, licence).
+DOC_FOLDERS = {
+    "nodejs-api": (Path("/usr/share/doc/nodejs/api"), "*.md",
+                   "MIT (Node.js core documentation; /usr/share/doc/nodejs/copyright, first section)"),
+}
 
 
 @dataclass(frozen=True)
@@ -272,12 +278,31 @@ def sample(docs: Sequence[Document], max_chars: int | None) -> list[Document]:
     return sorted(out, key=lambda d: d.name)
 
 
+def folder_documents(folders: dict[str, tuple[Path, str, str]] = DOC_FOLDERS
+                     ) -> tuple[list[Document], dict[str, str]]:
+    """Prose files of the `folders` that exist on this machine, and their licences."""
+    docs, licences = [], {}
+    for source, (root, pattern, licence) in folders.items():
+        for path in sorted(root.glob(pattern)) if root.is_dir() else ():
+            text = _readable(path)
+            if text is not None and len(text) >= MIN_PROSE_CHARS:
+                docs.append(Document("prose", f"{source}:{path.name}", text, source))
+                licences[source] = licence
+    return docs, licences
+
+
 def extended_documents(max_chars_per_source: int | None = None) -> tuple[list[Document], dict[str, str]]:
-    """stdlib + pydoc + the permissively licensed installed packages, at most `max_chars_per_source`
-    characters from each source, and every source's licence."""
+    """stdlib + pydoc + the permissively licensed installed packages + DOC_FOLDERS, at most
+    `max_chars_per_source` characters from each source, and every source's licence."""
     packages, licences = package_documents(max_chars_per_source)
+    folders, folder_licences = folder_documents()
+    by_source: dict[str, list[Document]] = {}
+    for doc in folders:
+        by_source.setdefault(doc.source, []).append(doc)
+    sampled = [d for source in sorted(by_source) for d in sample(by_source[source], max_chars_per_source)]
     stdlib = sample(code_documents(), max_chars_per_source)
-    return stdlib + sample(prose_documents(), max_chars_per_source) + packages, {**LICENCES, **licences}
+    return (stdlib + sample(prose_documents(), max_chars_per_source) + packages + sampled,
+            {**LICENCES, **licences, **folder_licences})
 
 
 def chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], length: int,

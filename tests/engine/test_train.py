@@ -259,3 +259,13 @@ def test_names_held_out_elsewhere_are_held_out_here_too():
     name = next(d.name for d in docs if d not in held)
     _, held_also = corpus.split(docs, also=[name])
     assert {d.name for d in held_also} == {d.name for d in held} | {name}
+
+
+def test_doc_folders_give_prose_with_their_licence_and_absent_ones_nothing(tmp_path):
+    (tmp_path / "fs.md").write_text("# File system\n\n" + "The fs module reads files. " * 30)
+    (tmp_path / "tiny.md").write_text("# Stub\n")
+    (tmp_path / "notes.txt").write_text("not matched " * 50)
+    folders = {"docs": (tmp_path, "*.md", "MIT"), "gone": (tmp_path / "missing", "*.md", "MIT")}
+    docs, licences = corpus.folder_documents(folders)
+    assert [(d.name, d.kind, d.source) for d in docs] == [("docs:fs.md", "prose", "docs")]
+    assert licences == {"docs": "MIT"}
