@@ -22,10 +22,11 @@ case "$step" in
         work=$(realpath "${1:-$(mktemp -d)}")
         mkdir -p "$work"
         "$PYTHON" scripts/gpu_adapt.py toy-gguf "$work/toy.gguf"
-        "$PYTHON" scripts/gpu_adapt.py pack --gguf "$work/toy.gguf" --dir "$work/pack" --parts 2
+        "$PYTHON" scripts/gpu_adapt.py pack --gguf "$work/toy.gguf" --dir "$work/pack" --parts 2 \
+            --max-chars-per-source 4000
         for call in 1 2; do
             mkdir -p "$work/call$call"
-            cp "$work/pack/"{manifest.json,gguf.zip,heldout.json,part-$call} "$work/call$call/"
+            cp "$work/pack/"{manifest.json,gguf.zip,heldout.json,prose.json.gz,part-$call} "$work/call$call/"
         done
         "$PYTHON" scripts/gpu_adapt.py stash --dir "$work/call1" --stash "$work/stash"
         OMP_NUM_THREADS=1 "$PYTHON" scripts/gpu_adapt.py run --dir "$work/call2" --stash "$work/stash" --out "$work/out" \

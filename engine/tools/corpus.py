@@ -219,16 +219,17 @@ def _wanted(rel: str) -> str | None:
     return None
 
 
-def distribution_documents(dist, name: str, max_chars: int | None = None) -> list[Document]:
+def distribution_documents(dist, name: str, max_chars: int | None = None,
+                           kinds: tuple[str, ...] = ("code", "prose")) -> list[Document]:
     """A distribution's README (METADATA's description) if it fits `max_chars`, and its code and
     prose files, visited in name-hash order (a spread over its sub-packages) until `max_chars`."""
     docs, total = [], 0
     readme = (dist.metadata.get_payload() or dist.metadata.get("Description") or "").strip()
-    if MIN_PROSE_CHARS <= len(readme) <= (max_chars or len(readme)):
+    if "prose" in kinds and MIN_PROSE_CHARS <= len(readme) <= (max_chars or len(readme)):
         docs.append(Document("prose", f"readme:{name}", readme, name))
         total += len(readme)
     record = dist.read_text("RECORD") or ""  # its first column; dist.files is ~10x slower
-    files = sorted((row[0] for row in csv.reader(record.splitlines()) if row and _wanted(row[0])),
+    files = sorted((row[0] for row in csv.reader(record.splitlines()) if row and _wanted(row[0]) in kinds),
                    key=lambda f: hash_share(f"pkg:{f}"))
     for rel in files:
         if max_chars is not None and total >= max_chars:
@@ -240,8 +241,8 @@ def distribution_documents(dist, name: str, max_chars: int | None = None) -> lis
     return sorted(docs, key=lambda d: d.name)
 
 
-def package_documents(max_chars_per_source: int | None = None, dists: Iterable | None = None
-                      ) -> tuple[list[Document], dict[str, str]]:
+def package_documents(max_chars_per_source: int | None = None, dists: Iterable | None = None,
+                      kinds: tuple[str, ...] = ("code", "prose")) -> tuple[list[Document], dict[str, str]]:
     """Documents of every installed distribution with a permissive licence (first on sys.path
     wins; each text once), and the licence record {distribution: licence}."""
     found: dict[str, object] = {}
@@ -256,7 +257,7 @@ def package_documents(max_chars_per_source: int | None = None, dists: Iterable |
         if licence is None:
             continue
         name = dist.metadata["Name"]
-        for doc in distribution_documents(dist, name, max_chars_per_source):
+        for doc in distribution_documents(dist, name, max_chars_per_source, kinds):
             digest = hashlib.sha1(doc.text.encode()).digest()
             if digest not in seen:
                 seen.add(digest)
@@ -291,18 +292,20 @@ def folder_documents(folders: dict[str, tuple[Path, str, str]] = DOC_FOLDERS
     return docs, licences
 
 
-def extended_documents(max_chars_per_source: int | None = None) -> tuple[list[Document], dict[str, str]]:
-    """stdlib + pydoc + the permissively licensed installed packages + DOC_FOLDERS, at most
-    `max_chars_per_source` characters from each source, and every source's licence."""
-    packages, licences = package_documents(max_chars_per_source)
-    folders, folder_licences = folder_documents()
-    by_source: dict[str, list[Document]] = {}
-    for doc in folders:
-        by_source.setdefault(doc.source, []).append(doc)
-    sampled = [d for source in sorted(by_source) for d in sample(by_source[source], max_chars_per_source)]
-    stdlib = sample(code_documents(), max_chars_per_source)
-    return (stdlib + sample(prose_documents(), max_chars_per_source) + packages + sampled,
-            {**LICENCES, **licences, **folder_licences})
+def extended_documents(max_chars_per_source: int | None = None, kinds: tuple[str, ...] = ("code", "prose")
+                       ) -> tuple[list[Document], dict[str, str]]:
+    """stdlib + pydoc + the permissively licensed installed packages + DOC_FOLDERS (those of
+    `kinds`), at most `max_chars_per_source` characters from each source, and the licences."""
+    docs, licences = package_documents(max_chars_per_source, kinds=kinds)
+    if "code" in kinds:
+        docs = sample(code_documents(), max_chars_per_source) + docs
+    if "prose" in kinds:
+        folders, folder_licences = folder_documents()
+        licences.update(folder_licences)
+        docs += sample(prose_documents(), max_chars_per_source)
+        for source in sorted(folder_licences):
+            docs += sample([d for d in folders if d.source == source], max_chars_per_source)
+    return docs, {**LICENCES, **licences}
 
 
 def chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], length: int,

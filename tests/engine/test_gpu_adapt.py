@@ -32,9 +32,9 @@ def test_pack_cuts_as_few_parts_as_fit_a_call_beside_the_tree(tmp_path, monkeypa
     gguf.write_bytes(b"x" * 100_000)
     monkeypatch.setattr(gpu_adapt, "travelling_bytes", lambda: 20_000)
     monkeypatch.setattr(gpu_adapt, "MARGIN", 0)
-    monkeypatch.setattr(gpu_adapt, "CALL_LIMIT", 20_000 + 45_000 + 200_000)  # zip of gguf ~90 kB
+    monkeypatch.setattr(gpu_adapt, "CALL_LIMIT", 20_000 + 45_000 + 200_000 + 1_300_000)  # + riders
     manifest = gpu_adapt.pack(gguf, tmp_path / "pack", parts=None)
-    riders = sum((tmp_path / "pack" / n).stat().st_size for n in ("gguf.zip", "heldout.json"))
+    riders = sum((tmp_path / "pack" / n).stat().st_size for n in gpu_adapt.RIDERS)
     room = gpu_adapt.CALL_LIMIT - 20_000 - riders
     parts = manifest["gguf"]["parts"]
     assert all(p["bytes"] <= room for p in parts)
@@ -46,8 +46,8 @@ def test_toy_run_goes_through_every_step_without_what_the_gpu_machine_lacks(tmp_
     done = subprocess.run(["bash", str(REPO / "scripts" / "gpu-adapt.sh"), "toy", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "call1").iterdir()) == ["gguf.zip", "heldout.json", "manifest.json", "part-1"]
-    assert sorted(p.name for p in (tmp_path / "call2").iterdir()) == ["gguf.zip", "heldout.json", "manifest.json", "part-2"]
+    assert sorted(p.name for p in (tmp_path / "call1").iterdir()) == ["gguf.zip", "heldout.json", "manifest.json", "part-1", "prose.json.gz"]
+    assert sorted(p.name for p in (tmp_path / "call2").iterdir()) == ["gguf.zip", "heldout.json", "manifest.json", "part-2", "prose.json.gz"]
     report = json.loads((tmp_path / "out" / "run.json").read_text())
     # What the run step's own process had imported (its sys.modules), and where gguf came from.
     assert not set(report["imported"]) & set(gpu_adapt.FORBIDDEN)
