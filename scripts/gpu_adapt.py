@@ -168,6 +168,21 @@ def import_gguf() -> None:
         import gguf  # noqa: F401
 
 
+def device_corpus(folder: Path, max_chars_per_source: int | None) -> tuple[list, dict, list, list]:
+    """That machine's corpus plus the prose that travelled (a name it has too keeps its own text),
+    the licences, and the split with this machine's held-out names held out as well."""
+    from engine.tools import corpus
+
+    docs, licences = corpus.extended_documents(max_chars_per_source)
+    carried = json.loads(gzip.decompress((folder / "prose.json.gz").read_bytes()))
+    names = {d.name for d in docs}
+    docs += [corpus.Document("prose", name, text, source) for name, source, text in carried["docs"]
+             if name not in names]
+    licences = {**carried["licences"], **licences}
+    train_docs, held_docs = corpus.split(docs, json.loads((folder / "heldout.json").read_text()))
+    return docs, licences, train_docs, held_docs
+
+
 def run(args: argparse.Namespace) -> dict:
     folder, keep, out = Path(args.dir), Path(args.stash), Path(args.out)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -189,14 +204,7 @@ def run(args: argparse.Namespace) -> dict:
     say("GGUF joined and checked")
     model = load_default(device=device, data_dir=keep, adapter=None, gguf=gguf_file)
     times["model"] = time.monotonic() - STARTED
-    docs, licences = corpus.extended_documents(args.max_chars_per_source)
-    carried = json.loads(gzip.decompress((folder / "prose.json.gz").read_bytes()))
-    names = {d.name for d in docs}
-    docs += [corpus.Document("prose", name, text, source) for name, source, text in carried["docs"]
-             if name not in names]
-    licences = {**carried["licences"], **licences}
-    also = json.loads((folder / "heldout.json").read_text())
-    train_docs, held_docs = corpus.split(docs, also)
+    docs, licences, train_docs, held_docs = device_corpus(folder, args.max_chars_per_source)
     tokenizer = model.codec.tokenizer
     pools, held = corpus_pools(train_docs, held_docs, model.codec.encode, model.start_id, args.seq, None,
                                lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"])
@@ -224,12 +232,20 @@ def run(args: argparse.Namespace) -> dict:
         f"{steps} steps of {config.batch}x{config.seq} tokens, bf16 {bf16}")
     heldout = heldout_eval_rows(held, config.eval_rows).to(device)
     adapter = keep / "adapter.safetensors"
-    history = train(model.net, pools, heldout, config=config, out=adapter, checkpoint=keep / "train.pt",
-                    resume=False, log_every=max(1, steps // 40), bf16=bf16,
-                    stop_after_s=max(1.0, budget + args.reserve_s / 2), **kw)
+    error = None
+    try:
+        history = train(model.net, pools, heldout, config=config, out=adapter, checkpoint=keep / "train.pt",
+                        resume=False, log_every=max(1, steps // 40), bf16=bf16,
+                        stop_after_s=max(1.0, budget + args.reserve_s / 2), **kw)
+    except Exception as failure:  # send back the best adapter so far: the device time is spent
+        if not adapter.is_file():
+            raise
+        error = repr(failure)
+        history = torch.load(keep / "train.pt", weights_only=False)["history"]
+        say(f"training failed ({error}); sending the best adapter so far")
     times["trained"] = time.monotonic() - STARTED
     out.mkdir(parents=True, exist_ok=True)
-    report = {"adapter": split_file(adapter, out, "adapter.part-", RETURN_LIMIT),
+    report = {"adapter": split_file(adapter, out, "adapter.part-", RETURN_LIMIT), "error": error,
               "config": config.__dict__, "seconds_per_step": per_step, "bf16": bf16,
               "history": history,
               "device": str(device), "torch": torch.__version__, "times": times,
