@@ -194,7 +194,8 @@ def run(args: argparse.Namespace) -> dict:
 
     from engine.families.bundled import load_default
     from engine.tools import corpus
-    from engine.tools.train import TrainConfig, corpus_pools, heldout_eval_rows, step_seconds, train
+    from engine.tools.train import (TrainConfig, batch_encoder, corpus_pools, heldout_eval_rows,
+                                    step_seconds, train)
 
     device = torch.device(args.device if args.device != "auto" else
                           "cuda" if torch.cuda.is_available() else "cpu")
@@ -205,9 +206,8 @@ def run(args: argparse.Namespace) -> dict:
     model = load_default(device=device, data_dir=keep, adapter=None, gguf=gguf_file)
     times["model"] = time.monotonic() - STARTED
     docs, licences, train_docs, held_docs = device_corpus(folder, args.max_chars_per_source)
-    tokenizer = model.codec.tokenizer
     pools, held = corpus_pools(train_docs, held_docs, model.codec.encode, model.start_id, args.seq, None,
-                               lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"])
+                               batch_encoder(model.codec.tokenizer))
     times["corpus"] = time.monotonic() - STARTED
     base = dict(seq=args.seq, batch=args.batch, rank=args.rank, alpha=2.0 * args.rank, lr=args.lr,
                 warmup=args.warmup, prose_share=args.prose_share, span_share=0.5,

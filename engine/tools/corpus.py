@@ -325,7 +325,8 @@ def chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], length:
 
 
 def cached_chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], length: int,
-                  separator: int, path: Path) -> torch.Tensor:
+                  separator: int, path: Path,
+                  encode_many: Callable[[list[str]], list[list[int]]] | None = None) -> torch.Tensor:
     """`chunks`, kept in `path` (keyed by the document names and sizes) to skip re-tokenising."""
     key = hashlib.sha1("\n".join(f"{d.name}:{len(d.text)}" for d in docs).encode()
                        + f"|{length}|{separator}".encode()).hexdigest()
@@ -333,7 +334,7 @@ def cached_chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], 
         saved = torch.load(path, weights_only=True)
         if saved.get("key") == key:
             return saved["chunks"]
-    out = chunks(docs, encode, length, separator)
+    out = chunks(docs, encode, length, separator, encode_many)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"key": key, "chunks": out}, tmp)

@@ -1,8 +1,9 @@
 """`python -m engine.tools.train`: adapt the bundled SmolLM2 to masked diffusion with LoRA (writes the adapter).
 
-Objective (LLaDA / Dream / DiffuLLaMA): per sequence draw t ~ U(eps, 1) (eps = 0.05), replace each token by the
-mask token with probability t, run the net with BIDIRECTIONAL attention, and take the cross-entropy
-of the masked tokens weighted by 1/t (the masked-diffusion ELBO), averaged over all positions.
+Objective (LLaDA / Dream / DiffuLLaMA): per sequence draw t ~ U(eps, 1) (eps = 0.05), replace each
+token by the mask token with probability t, run the net with BIDIRECTIONAL attention, and take the
+cross-entropy of the masked tokens weighted by 1/t (the masked-diffusion ELBO), averaged over all
+positions.
 The net keeps its autoregressive head alignment ("shift", Dream / DiffuLLaMA): the start token
 goes in front and net row i scores canvas token i, exactly as `LlamaDiffusionLM.logits` reads it.
 
@@ -352,8 +353,14 @@ def heldout_eval_rows(held: dict[str, torch.Tensor], count: int, seed: int = 99)
                       for h, n in ((held["code"], half), (held["prose"], count - half))])
 
 
-def corpus_pools(train_docs: list, held_docs: list, encode, separator: int, seq: int,
-                 cache: Path | None, encode_many=None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def batch_encoder(tokenizer):
+    """texts -> their ids (no special tokens), a batch at a time: a fast tokenizer spreads a batch
+    over every core, where one text at a time uses one."""
+    return lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def corpus_pools(train_docs: list, held_docs: list, encode, separator: int, seq: int, cache: Path | None,
+                 encode_many=None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Training rows by kind, and held-out rows by kind from stdlib + pydoc only (the rows the
     run's held-out curve has always used, whatever else trains), cached under `cache` if given.
     `encode_many` (a list of texts -> their ids) lets a fast tokenizer use every core."""
@@ -364,7 +371,8 @@ def corpus_pools(train_docs: list, held_docs: list, encode, separator: int, seq:
     def rows(selection: list, name: str) -> torch.Tensor:
         if cache is None:
             return corpus.chunks(selection, encode, seq, separator, encode_many)
-        return corpus.cached_chunks(selection, encode, seq, separator, cache / f"{name}-{seq}.pt")
+        return corpus.cached_chunks(selection, encode, seq, separator, cache / f"{name}-{seq}.pt",
+                                    encode_many)
 
     kinds = ("code", "prose")
     return ({k: rows([d for d in train_docs if d.kind == k], f"chunks-{k}") for k in kinds},
@@ -403,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.checkpoint or data / "train" / (out.stem + ".pt")
     train_docs, held_docs = corpus.split(corpus.extended_documents()[0] if args.corpus == "extended" else None)
     pools, held = corpus_pools(train_docs, held_docs, model.codec.encode, model.start_id, config.seq,
-                               data / "train")
+                               data / "train", batch_encoder(model.codec.tokenizer))
     heldout = heldout_eval_rows(held, config.eval_rows)
     print(f"[train] rows: code {pools['code'].shape[0]}, prose {pools['prose'].shape[0]} "
           f"(x{config.seq} tokens); held-out eval rows {heldout.shape[0]}; threads "
