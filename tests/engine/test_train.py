@@ -83,7 +83,8 @@ def test_adapter_merges_as_w_plus_scale_b_a(tmp_path):
     base_state = {k: v.clone() for k, v in net.state_dict().items()}
     reference = copy.deepcopy(net)
     path = tmp_path / "adapter.safetensors"
-    train(net, pools(), pools(1)["code"][:2], mask_id=MASK, start_id=START, config=CONFIG,
+    once = TrainConfig(**{**CONFIG.__dict__, "checkpoint_every": CONFIG.steps})  # the file = the last step
+    train(net, pools(), pools(1)["code"][:2], mask_id=MASK, start_id=START, config=once,
           out=path, checkpoint=tmp_path / "c.pt", resume=False, log_every=100)
     merged = apply_adapter(base_state, path, MASK)
     with safe_open(str(path), framework="pt") as f:
@@ -163,3 +164,108 @@ def test_learning_rate_warms_up_holds_then_decays_to_zero():
         TrainConfig(steps=10, decay_from=10)
     with pytest.raises(ValueError, match="max_span"):
         TrainConfig(seq=16, span_share=0.5, max_span=32)
+
+
+def test_noise_level_has_a_floor_so_no_row_weighs_more_than_one_over_eps():
+    eps = TrainConfig().eps
+    assert eps == 0.05
+    ids = torch.randint(4, 64, (4000, 16), generator=torch.Generator().manual_seed(3))
+    _, masked, t = noise(ids, MASK, eps, torch.Generator().manual_seed(0))
+    assert t.min() >= eps and t.min() < eps + 0.01   # the floor is reached, never crossed
+    assert (1 / t).max() <= 1 / eps
+    with pytest.raises(ValueError, match="eps"):
+        TrainConfig(eps=0.0)
+
+
+def write_distribution(site, name: str, licence: dict[str, str], files: dict[str, str],
+                       readme: str = "") -> None:
+    """A fake installed distribution: <name>.dist-info with METADATA and RECORD, and its files."""
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    head = "".join(f"{k}: {v}\n" for k, v in [("Metadata-Version", "2.4"), ("Name", name),
+                                                 ("Version", "1.0"), *licence.items()])
+    (info / "METADATA").write_text(head + "\n" + readme)
+    for rel, text in files.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text(text)
+    (info / "RECORD").write_text("".join(f"{rel},,\n" for rel in [*files, f"{info.name}/METADATA"]))
+
+
+def test_packages_join_the_corpus_only_with_permissive_licences_and_never_their_tests(tmp_path):
+    import importlib.metadata
+
+    code = "def helper(value):\n    return value * 2  # doubled for the caller\n"
+    readme = "A package that doubles numbers. " * 20
+    write_distribution(tmp_path, "okpkg", {"License-Expression": "MIT OR Apache-2.0"},
+                       {"okpkg/core.py": code, "okpkg/tests/test_core.py": code + "#t",
+                        "okpkg/_vendor/other.py": code + "#v", "okpkg/guide.md": readme + "guide",
+                        "okpkg/LICENSE.md": readme + "licence"}, readme)
+    write_distribution(tmp_path, "classic", {"Classifier": "License :: OSI Approved :: BSD License"},
+                       {"classic/mod.py": code + "# classic\n"})
+    write_distribution(tmp_path, "gplpkg", {"License": "GPL-3.0-or-later"}, {"gplpkg/a.py": code + "#g"})
+    write_distribution(tmp_path, "mixed", {"License-Expression": "MIT AND MPL-2.0"}, {"mixed/a.py": code + "#m"})
+    docs, licences = corpus.package_documents(dists=importlib.metadata.distributions(path=[str(tmp_path)]))
+    assert licences == {"okpkg": "MIT OR Apache-2.0", "classic": "BSD"}
+    assert sorted(d.name for d in docs) == ["pkg:classic/mod.py", "pkg:okpkg/core.py",
+                                            "pkg:okpkg/guide.md", "readme:okpkg"]
+    assert {d.name: d.kind for d in docs}["readme:okpkg"] == "prose"
+    again = corpus.package_documents(dists=importlib.metadata.distributions(path=[str(tmp_path)]))
+    assert again == (docs, licences)   # deterministic
+
+
+def test_a_package_copy_of_a_heldout_file_is_held_out_with_it():
+    lines = "".join(f"    value_{i} = compute_something({i})\n" for i in range(40))
+    textwrap = corpus.Document("code", "textwrap.py", "def wrap():\n" + lines, "stdlib")
+    copy_ = corpus.Document("code", "pkg:backports/textwrap.py", "def wrap2():\n" + lines, "somepkg")
+    other = corpus.Document("code", "pkg:backports/other.py", "def f():\n    return 1\n", "somepkg")
+    same_text = corpus.Document("code", "pkg:x/renamed.py", textwrap.text, "somepkg")
+    train_docs, held = corpus.split([textwrap, copy_, other, same_text])
+    assert {d.name for d in held} == {"textwrap.py", "pkg:backports/textwrap.py", "pkg:x/renamed.py"}
+    assert [d.name for d in train_docs] == ["pkg:backports/other.py"]
+
+
+def test_the_eval_heldout_set_is_the_same_with_packages_added():
+    stdlib = [doc("code", f"mod{i}.py", 10) for i in range(300)]
+    stdlib = [corpus.Document(d.kind, d.name, d.text, "stdlib") for d in stdlib]
+    package = [corpus.Document("code", f"pkg:p/mod{i}.py", f"x = {i}\n", "p") for i in range(300)]
+    _, held_alone = corpus.split(stdlib)
+    _, held_with = corpus.split(stdlib + package)
+    assert [d for d in held_with if d.source == "stdlib"] == held_alone
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"License-Expression": "BSD-3-Clause AND 0BSD AND MIT AND Zlib AND CC0-1.0"},
+     "BSD-3-Clause AND 0BSD AND MIT AND Zlib AND CC0-1.0"),
+    ({"License-Expression": "Apache-2.0 WITH LLVM-exception"}, "Apache-2.0 WITH LLVM-exception"),
+    ({"License-Expression": "LGPL-3.0-only"}, None),
+    ({"Classifier": "License :: OSI Approved :: Mozilla Public License 2.0 (MPL 2.0)"}, None),
+    ({"License": "Apache 2.0 License"}, "Apache"),
+    ({"License": "MPL-2.0 AND MIT"}, None),
+    ({"License": "Dual licensed"}, None),
+    ({}, None),
+])
+def test_permissive_licence_reads_expression_classifiers_then_the_licence_field(fields, expected):
+    from email.message import Message
+
+    meta = Message()
+    for key, value in fields.items():
+        meta[key] = value
+    assert corpus.permissive_licence(meta) == expected
+
+
+def test_names_held_out_elsewhere_are_held_out_here_too():
+    docs = [doc("code", f"pkg/mod{i}.py") for i in range(200)]
+    _, held = corpus.split(docs)
+    name = next(d.name for d in docs if d not in held)
+    _, held_also = corpus.split(docs, also=[name])
+    assert {d.name for d in held_also} == {d.name for d in held} | {name}
+
+
+def test_doc_folders_give_prose_with_their_licence_and_absent_ones_nothing(tmp_path):
+    (tmp_path / "fs.md").write_text("# File system\n\n" + "The fs module reads files. " * 30)
+    (tmp_path / "tiny.md").write_text("# Stub\n")
+    (tmp_path / "notes.txt").write_text("not matched " * 50)
+    folders = {"docs": (tmp_path, "*.md", "MIT"), "gone": (tmp_path / "missing", "*.md", "MIT")}
+    docs, licences = corpus.folder_documents(folders)
+    assert [(d.name, d.kind, d.source) for d in docs] == [("docs:fs.md", "prose", "docs")]
+    assert licences == {"docs": "MIT"}
