@@ -41,7 +41,14 @@ def main(argv: list[str] | None = None) -> None:
         limits = Limits(args.budget, args.runs_per_user)
     except AccessError as err:
         raise SystemExit(str(err)) from None
-    model = load_model(args.model, device=args.device)
+    log = logging.getLogger("sharpen")
+    log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
+             "weights cache in the data folder, ~10 s)")
+    try:
+        model = load_model(args.model, device=args.device)
+    except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
+        raise SystemExit(f"error: {err}") from None
+    log.info("model ready: %s on %s", model.label, model.device)
     url = args.db or os.environ.get("SHARPEN_DATABASE_URL") or sqlite_url(data_dir())
     launch(build_demo(model, History(url), limits), server_name=args.host, server_port=args.port, auth=logins,
            auth_message="Sharpen: log in to see your documents." if logins else None)
