@@ -5,8 +5,9 @@ import pytest
 @pytest.mark.parametrize("device, message", [("bogus", "unknown device 'bogus'"),
                                              ("cuda:7", "no CUDA GPU|cuda")])
 def test_a_device_the_machine_lacks_is_one_line_not_a_traceback(tmp_path, monkeypatch, device, message):
-    import app
     import torch
+
+    import app
     if device.startswith("cuda") and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     monkeypatch.setenv("SHARPEN_DATA", str(tmp_path))
