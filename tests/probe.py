@@ -84,12 +84,15 @@ def serve(model_name: str, db: str, port: int) -> None:
     """The child: the page for `model_name` on 127.0.0.1:`port`, until killed."""
     from editor.history import History
     from engine import load_model
+    from page.access import Limits
     from page.demo import build_demo, launch
     if model_name == "scripted":
         model = scripted_model()
     else:  # the bundled model caches its weights under SHARPEN_DATA (the repository's data/ if unset)
         model = load_model(None if model_name == "bundled" else model_name)
-    demo = launch(build_demo(model, History(db)), server_name="127.0.0.1", server_port=port, quiet=True,
+    # The sessions check is heavy on purpose (memory); the per-request budget is tested on its own.
+    unbounded = Limits(budget=10**12)
+    demo = launch(build_demo(model, History(db), unbounded), server_name="127.0.0.1", server_port=port, quiet=True,
                   prevent_thread_lock=True)
     print("READY", flush=True)
     demo.block_thread()
