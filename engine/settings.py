@@ -37,6 +37,9 @@ class SamplerSettings:
     refresh_every: with cache="dual", recompute the context every this many steps (None: only at
       the start and when a span moves to its next block).
     context_window: tokens of context the model sees either side of the spans (None: all).
+    spacing: slots committed in the same forward stay at least this many positions apart while
+      enough such slots are left (1: neighbours allowed; 2: no two neighbours), so neighbouring
+      slots do not each pick the same likely token from their own marginal ("the the").
     """
 
     steps: int | None = None
@@ -53,6 +56,7 @@ class SamplerSettings:
     cache: str = "none"
     refresh_every: int | None = None
     context_window: int | None = None
+    spacing: int = 1
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -79,6 +83,8 @@ class SamplerSettings:
             raise ValueError(f"alternatives must be a whole number from 1 to 20, got {self.alternatives!r}")
         if self.cache not in CACHES:
             raise ValueError(f"unknown cache {self.cache!r}; choose one of {', '.join(CACHES)}")
+        if not isinstance(self.spacing, int) or not 1 <= self.spacing <= 64:
+            raise ValueError(f"spacing must be a whole number from 1 to 64, got {self.spacing!r}")
         for name in ("refresh_every", "context_window"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -107,6 +113,7 @@ PRESETS: dict[str, SamplerSettings] = {
     # EB-sampler: as many low-entropy tokens as fit under the bound.
     "balanced": SamplerSettings(strategy="entropy", entropy_bound=0.1),
 }
+DEFAULT_PRESET = "fast"  # what the page starts with (docs/PERFORMANCE.md: why this one)
 
 
 def parse_variant(spec: str, preset: str) -> tuple[str, SamplerSettings]:
