@@ -21,7 +21,7 @@ def test_bench_rows_compare_configs_on_the_same_edits(monkeypatch, capsys):
     for row in rows:
         for key in ("config", "workload", "forwards", "tokens_per_forward", "ms_per_forward", "p50_ms",
                     "p90_ms", "tokens_per_s", "exact_match", "speedup_vs_reference", "device",
-                    "fluency_nll", "parse_rate", "agreement", "fluency_nll_original"):
+                    "fluency_nll", "parse_rate", "agreement", "fluency_nll_original", "cpu_p50_ms"):
             assert key in row
         assert row["edits"] == 2 and 1 <= row["forwards"] <= 6 and row["p90_ms"] >= row["p50_ms"]
         assert row["fluency_nll"] > 0 and 0 <= row["agreement"] <= 1
