@@ -104,12 +104,19 @@ class SamplerSettings:
 
 
 PRESETS: dict[str, SamplerSettings] = {
-    # One token per forward, most confident first: LLaDA's reference quality.
-    "quality": SamplerSettings(strategy="low_confidence"),
-    # Sharpen's fast path: Fast-dLLM's parallel commits (everything >= 90% sure, and at least
-    # 4 tokens per forward) over cached context (DualCache), 128 tokens either side of the spans.
-    "fast": SamplerSettings(strategy="threshold", threshold=0.9, tokens_per_step=4, cache="dual",
+    # LLaDA's reference: one token per forward, most confident first, whole canvas every forward.
+    "quality": SamplerSettings(strategy="low_confidence", cache="none"),
+    # The reference's commit order over cached context (DualCache): the same tokens on most slots.
+    "quality_cached": SamplerSettings(strategy="low_confidence", cache="dual"),
+    # The page's default: the most confident slot plus every slot >= 0.3 sure (this model's
+    # confidence seldom reaches Fast-dLLM's 0.9: the 0.3 sits at its ~95th percentile), over
+    # cached context, 128 tokens either side. Chosen on fluency: docs/PERFORMANCE.md.
+    "fast": SamplerSettings(strategy="threshold", threshold=0.3, tokens_per_step=1, cache="dual",
                             context_window=128),
+    # Fast-dLLM's parallel commits with at least 4 tokens per forward: fewest forwards, and the
+    # neighbour repeats ("the the") that cost fluency.
+    "four_per_forward": SamplerSettings(strategy="threshold", threshold=0.9, tokens_per_step=4,
+                                        cache="dual", context_window=128),
     # EB-sampler: as many low-entropy tokens as fit under the bound.
     "balanced": SamplerSettings(strategy="entropy", entropy_bound=0.1),
 }

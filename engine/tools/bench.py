@@ -10,6 +10,7 @@ with the reference's tokens.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import resource
 import statistics
@@ -33,6 +34,7 @@ CONFIGS: dict[str, SamplerSettings] = {
     "dual_cache": REFERENCE.replace(cache="dual"),
     "window": REFERENCE.replace(context_window=128),
     "fast": PRESETS["fast"],
+    "four_per_forward": PRESETS["four_per_forward"],
 }
 QUICK_CONFIGS = ("reference", "default")
 FLUENCY_BUDGET = 0.05  # a config keeps the reference's quality within 5% fluency NLL...
@@ -54,11 +56,27 @@ class Edit:
 
 
 def documents(codec, tokens: int) -> dict[str, str]:
-    """A prose and a code document of about `tokens` tokens, from text every Python ships:
-    the English reference docs in pydoc_data (PSF licence) and the stdlib's own source."""
+    """A prose and a code document of about `tokens` tokens, from text every Python ships and the
+    corpus holds out: the English reference docs in pydoc_data and the stdlib's own source (PSF
+    licence). The code is whole top-level functions and classes, so that it parses: an edit that
+    breaks parsing shows."""
     prose = "\n\n".join(doc.text for doc in corpus.prose_documents())
-    code = "\n\n".join((corpus.stdlib_root() / name).read_text() for name in corpus.BENCH_FILES)
-    return {kind: cut(codec, text, tokens) for kind, text in (("prose", prose), ("code", code))}
+    return {"prose": cut(codec, prose, tokens), "code": whole_definitions(codec, tokens)}
+
+
+def whole_definitions(codec, tokens: int) -> str:
+    """Top-level functions and classes of corpus.BENCH_FILES in order, those that fit in `tokens`."""
+    code, used = [], 0
+    for name in corpus.BENCH_FILES:
+        source = (corpus.stdlib_root() / name).read_text()
+        for node in ast.parse(source).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                text = ast.get_source_segment(source, node) + "\n\n\n"
+                size = len(codec.encode(text))
+                if used + size <= tokens:
+                    code.append(text)
+                    used += size
+    return "".join(code)
 
 
 def cut(codec, text: str, tokens: int) -> str:
@@ -177,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", help="document sizes in tokens, comma-separated (512,2000; --quick 512)")
     parser.add_argument("--spans", help="span lengths in tokens, comma-separated (8,32,128; --quick 32)")
     parser.add_argument("--no-generate", action="store_true", help="skip the 256-token generation workload")
+    parser.add_argument("--kinds", default="prose,code", help="document kinds to edit (prose,code)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
@@ -205,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                                   f" ({torch.get_num_threads()} threads)")
     workloads = plan(model, sizes, spans, generate=not (args.quick or args.no_generate),
                      edits=args.edits or (2 if args.quick else 3))
+    kinds = args.kinds.split(",") + ["generate"]
+    workloads = {w: e for w, e in workloads.items() if w.split("/")[0].split("-")[0] in kinds}
     rows = []
     for workload, edits in workloads.items():
         reference, ref_row = None, None

@@ -113,7 +113,8 @@ def parses(text: str) -> bool:
 def code_block(text: str, start: int, end: int) -> tuple[int, int] | None:
     """Character range of whole lines around text[start:end] that parses on its own once dedented:
     the span's lines with their enclosing header (def, if, ...) and its body, widened header by
-    header up to the whole text; None when not even that parses (a document cut mid-string).
+    header up to the whole text, each ended early where its tail was cut off; None when no such
+    block parses.
     Starting from the header keeps a span's indentation meaningful: a dedented lone line would
     parse with an extra leading space."""
     lines = text.splitlines(keepends=True)
@@ -124,10 +125,12 @@ def code_block(text: str, start: int, end: int) -> tuple[int, int] | None:
     last = min(max(first, bisect.bisect_left(offsets, end) - 1), len(lines) - 1)
     if min_indent(lines[first:last + 1]) > 0:
         first, last = widen(lines, first, last)
+    span_last = last
     while True:
-        a, b = offsets[first], offsets[last + 1]
-        if parses(textwrap.dedent(text[a:b])):
-            return a, b
+        for end_line in range(last, span_last - 1, -1):  # a block cut off by the document's end
+            a, b = offsets[first], offsets[end_line + 1]  # parses without its unfinished tail
+            if parses(textwrap.dedent(text[a:b])):
+                return a, b
         if (first, last) == (0, len(lines) - 1):
             return None
         first, last = widen(lines, first, last)

@@ -46,8 +46,11 @@ def test_quick_runs_the_reference_beside_the_page_default(monkeypatch, capsys):
 
 def test_documents_come_from_the_files_the_corpus_holds_out():
     model = tiny_llama(True, True)
-    code = bench.documents(model.codec, 64)["code"]
-    assert code and code in (bench.corpus.stdlib_root() / bench.corpus.BENCH_FILES[0]).read_text()
+    code = bench.documents(model.codec, 3000)["code"]
+    source = "".join((bench.corpus.stdlib_root() / name).read_text() for name in bench.corpus.BENCH_FILES)
+    definitions = code.split("\n\n\n")[:-1]
+    assert definitions and all(d in source for d in definitions)
+    assert bench.quality.parses(code)  # whole definitions: a broken edit shows
 
 
 def test_bench_refuses_a_run_without_the_reference():
