@@ -12,7 +12,7 @@ from .canvas import Constraint, Span, build_canvas
 from .infill import infill
 from .loop import Step, run
 from .model import DiffusionLM
-from .settings import CACHES, PRESETS, STRATEGIES, SamplerSettings
+from .settings import CACHES, DEFAULT_PRESET, PRESETS, STRATEGIES, SamplerSettings
 
 SETTING_FLAGS = ("steps", "block_length", "strategy", "threshold", "entropy_bound", "temperature",
                  "seed", "remask_below", "candidates", "tokens_per_step", "cache", "refresh_every",
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, help="tokens per span when a span gives none (default: keep)")
     p.add_argument("--constraint", action="append", default=[], metavar="TEXT@K",
                    help="TEXT must appear K tokens into the first span (repeatable)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                   help="start from a named preset (default: %(default)s, the page's)")
     p.add_argument("--steps", type=int)
     p.add_argument("--tokens-per-step", type=int, help="without --steps: budget = tokens / this")
     p.add_argument("--block-length", type=int)
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
 
 
 def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
-    base = PRESETS[args.preset] if args.preset else SamplerSettings()
+    base = PRESETS[args.preset]
     changes = {k: getattr(args, k) for k in SETTING_FLAGS if getattr(args, k) is not None}
     return base.replace(**changes)
 
