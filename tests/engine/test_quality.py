@@ -93,6 +93,7 @@ def test_edit_parses_sees_edits_that_break_the_block(new, ok):
 def test_agreement_counts_equal_tokens_at_equal_places():
     assert agreement([[1, 2, 3], [4]], [[1, 9, 3], [4]]) == 0.75
     assert agreement([[1, 2]], [[1, 2, 3]]) == pytest.approx(2 / 3)
+    assert agreement([[], [5]], [[], [5]]) == 1.0  # an empty span agrees with an empty one
 
 
 @pytest.mark.default_model
