@@ -5,10 +5,10 @@ from .infill import infill, infill_text
 from .load import load_model
 from .loop import Step, denoise, run
 from .model import DiffusionLM, ModelNotFound, UnsupportedModel
-from .settings import PRESETS, STRATEGIES, SamplerSettings
+from .settings import DEFAULT_PRESET, PRESETS, STRATEGIES, SamplerSettings
 
 __all__ = [
     "MASK_GLYPH", "Canvas", "Constraint", "Span", "build_canvas", "TextCodec", "infill",
     "infill_text", "load_model", "Step", "denoise", "run", "DiffusionLM", "ModelNotFound",
-    "UnsupportedModel", "PRESETS", "STRATEGIES", "SamplerSettings",
+    "UnsupportedModel", "DEFAULT_PRESET", "PRESETS", "STRATEGIES", "SamplerSettings",
 ]

@@ -103,7 +103,8 @@ class Canvas:
     def _decode_draft(self, ids: torch.Tensor, undecided: torch.Tensor | None) -> str:
         if undecided is None or not bool(undecided.any()):
             return self.codec.decode(ids.tolist())
-        out, run = [], []
+        out: list[str] = []
+        run: list[int] = []
         for token, hole in zip(ids.tolist(), undecided.tolist()):
             if hole:
                 out.append(self.codec.decode(run) + MASK_GLYPH)

@@ -13,7 +13,7 @@ from .canvas import Constraint, Span, build_canvas
 from .infill import infill
 from .loop import Step, run
 from .model import DiffusionLM
-from .settings import PRESETS, Knob, SamplerSettings, knobs
+from .settings import DEFAULT_PRESET, PRESETS, Knob, SamplerSettings, knobs
 
 
 class InputError(ValueError):
@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, help="tokens per span when a span gives none (default: keep)")
     p.add_argument("--constraint", action="append", default=[], metavar="TEXT@K",
                    help="TEXT must appear K tokens into the first span (repeatable)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a named preset")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                   help="start from a named preset (default: %(default)s, the page's)")
     p.add_argument("--show-steps", action="store_true", help="also print every step's draft")
     add_setting_flags(p)
     return parser
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
 
 
 def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
-    base = PRESETS[args.preset] if args.preset else SamplerSettings()
+    base = PRESETS[args.preset]
     return base.with_values({k.name: getattr(args, k.name) for k in knobs() if hasattr(args, k.name)})
 
 

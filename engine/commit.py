@@ -78,17 +78,38 @@ def choose_commits(settings: SamplerSettings, layout: Layout, todo: torch.Tensor
     else:  # low_confidence, threshold
         score_u = conf_u
     score_rank = (-score_u.masked_fill(~todo_u, -NEVER)).argsort(dim=-1, stable=True).argsort(-1)
-    key_u = (block_u * W + score_rank).float().masked_fill(~todo_u, NEVER)
+    order_u = block_u * W + score_rank                                         # (B, S, W)
+    crowded = crowded_slots(todo_u, order_u, settings.spacing)
+    key_u = ((block_u * 2 + crowded) * W + score_rank).float().masked_fill(~todo_u, NEVER)
 
     remaining = todo_u.sum(-1)                                                 # (B, S)
     count = -(-remaining // steps_left)                                        # ceil division
     current_block = block_u.masked_fill(~todo_u, W).amin(-1, keepdim=True)
-    in_block = todo_u & (block_u == current_block)
+    in_block = todo_u & (block_u == current_block) & ~crowded
     if settings.strategy == "threshold":
         count = torch.maximum(count, (in_block & (conf_u >= settings.threshold)).sum(-1))
     elif settings.strategy == "entropy":
         count = torch.maximum(count, entropy_bound_count(ent_u, in_block, settings.entropy_bound))
     return layout.scatter(take_smallest(key_u, count.minimum(remaining)))
+
+
+def crowded_slots(todo_u: torch.Tensor, order_u: torch.Tensor, spacing: int) -> torch.Tensor:
+    """(B, S, W) bool: undecided slots with an undecided slot closer than `spacing` that comes
+    first in `order_u` (lower is first).
+
+    Slots committed in one forward are each drawn from their own marginal, so two neighbours can
+    both take the same likely token ("the the"). A crowded slot is ranked after every free one of
+    its block: free slots are never neighbours of each other, and crowded ones are taken only when
+    the step budget asks for more commits than there are free slots.
+    """
+    crowded = torch.zeros_like(todo_u)
+    first = order_u.masked_fill(~todo_u, torch.iinfo(order_u.dtype).max)      # decided: never first
+    for d in range(1, min(spacing, todo_u.shape[-1])):   # spacing is a small setting, not a size
+        left = first[..., :-d] < order_u[..., d:]        # slot i - d comes before slot i
+        right = first[..., d:] < order_u[..., :-d]       # slot i + d comes before slot i
+        crowded[..., d:] |= left
+        crowded[..., :-d] |= right
+    return crowded & todo_u
 
 
 def entropy_bound_count(ent_u: torch.Tensor, eligible: torch.Tensor, bound: float) -> torch.Tensor:

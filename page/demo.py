@@ -16,7 +16,7 @@ from editor.diffs import rebase_edit
 from editor.history import History, Regeneration, StaleRevision
 from editor.languages import language_for, supported
 from editor.text import EditorError, check_document, index_to_utf16
-from engine import PRESETS, DiffusionLM, build_canvas, infill
+from engine import DEFAULT_PRESET, PRESETS, DiffusionLM, build_canvas, infill
 
 from . import exports, views
 from .access import AccessError, Limits, Turns, check_budget, in_turn
@@ -339,8 +339,8 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
                     constraint = gr.Textbox("", label="constraint (text the span must start with)",
                                             elem_id="constraint")
                 with gr.Accordion("Dial", open=True):
-                    preset = gr.Dropdown(list(PRESETS), value="fast", label="preset", info="fills the dial")
-                    dial = controls(PRESETS["fast"])
+                    preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", info="fills the dial")
+                    dial = controls(PRESETS[DEFAULT_PRESET])
                 with gr.Accordion("History", open=True):
                     tree = gr.HTML(views.history_html([], {}), elem_id="history")
                     with gr.Row():

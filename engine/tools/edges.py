@@ -21,7 +21,8 @@ from ..loop import run
 from ..model import DiffusionLM
 from ..settings import PRESETS, SamplerSettings
 from . import corpus
-from .eval import infill_cases, parses
+from .eval import infill_cases
+from .quality import parses
 
 
 def prose_edits(count: int, seed: int = 0, window: int = 150) -> list[tuple[str, Span]]:

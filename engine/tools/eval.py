@@ -8,8 +8,10 @@
    for any left-to-right decoder; one forward per row).
 2. Infill on held-out Python functions: one single-line statement, or a block of 2-4 lines, of a
    function body masked (its true token count given). adapted: engine.infill with the real loop
-   (quality preset; adapted_fast: the fast preset the page uses); base: greedy left-to-right
-   decoding, causal. Exact match, and share that parse.
+   (quality preset, the reference; adapted_default: the page's default preset); base: greedy
+   left-to-right decoding, causal. Exact match, share that parse, fluency (the base model's NLL
+   per token of the line(s) and 64 tokens either side, engine.tools.quality) and agreement with
+   the reference's tokens.
 3. Quality against denoising steps: token accuracy of a 32-token hole for 1..32 forwards.
 4. The training run's held-out curve. 3 and 4 are plotted to a PNG beside the JSON (matplotlib).
 """
@@ -26,12 +28,12 @@ from pathlib import Path
 
 import torch
 
-from . import corpus
 from ..canvas import Span
 from ..families.bundled import ADAPTER, DefaultModel, cache_folder, load_default
 from ..infill import infill_text
 from ..loop import banned_bias, denoise, run
-from ..settings import PRESETS, SamplerSettings, parse_variant
+from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings, parse_variant
+from . import corpus, quality
 
 log = logging.getLogger(__name__)
 
@@ -200,26 +202,24 @@ def ar_text(model: DefaultModel, prefix: str, tokens: int) -> str:
     return model.codec.decode(out)
 
 
-def parses(text: str) -> bool:
-    try:
-        ast.parse(text)
-        return True
-    except SyntaxError:
-        return False
-
-
 def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, lines: int,
                 samplers: dict[str, SamplerSettings] | None = None) -> dict:
-    """Exact match (lines compared without trailing spaces) and share that parses, per model.
-    Both models get the true token count and keep the first `case["lines"]` lines they write."""
+    """Exact match (lines compared without trailing spaces), share that parses, fluency and
+    agreement with the reference (`adapted`), per model. Every model gets the true token count
+    and keeps the first `case["lines"]` lines it writes. Fluency reads `base` causally as it is
+    (this tool loads the base model anyway, so it is no extra copy)."""
     cases = infill_cases(count, lines)
-    results = {"cases": len(cases), "lines": lines, "examples": []}
+    fluency = quality.Fluency(base)
+    results = {"cases": len(cases), "lines": lines, "examples": [], "original": {
+        "fluency_nll": mean(fluency.window_nll(c["text"], c["start"], c["end"]) for c in cases)}}
     runs = [("base_ar", base, None)]
-    if adapted is not None:  # the reference sampler, the page's default fast path, any asked for
-        samplers = {"adapted": PRESETS["quality"], "adapted_fast": PRESETS["fast"], **(samplers or {})}
+    if adapted is not None:  # the reference sampler, the page's default preset, any asked for
+        samplers = {"adapted": PRESETS["quality"], "adapted_default": PRESETS[DEFAULT_PRESET], **(samplers or {})}
         runs += [(name, adapted, settings) for name, settings in samplers.items()]
+    spans: dict[str, list[list[int]]] = {}
     for name, model, settings in runs:
         exact = ok = 0
+        nll, spans[name] = [], []
         started = time.perf_counter()
         for case in cases:
             n = len(model.codec.encode(case["answer"]))
@@ -231,13 +231,24 @@ def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, li
                 span = doc[len(prefix):len(doc) - len(suffix)]
             got = "\n".join(span.removeprefix("\n").split("\n")[:case["lines"]])
             exact += same_lines(got, case["answer"].removeprefix("\n"))
-            ok += parses(prefix + "\n" + got + suffix)
+            ok += quality.parses(prefix + "\n" + got + suffix)
+            nll.append(fluency.window_nll(prefix + "\n" + got + suffix, len(prefix), len(prefix) + 1 + len(got)))
+            spans[name].append(base.codec.encode(got))
             if sum(e["model"] == name for e in results["examples"]) < 4:
                 results["examples"].append({"model": name, "truth": case["answer"].removeprefix("\n"), "got": got})
         results[name] = {"exact_match": exact / max(1, len(cases)), "parses": ok / max(1, len(cases)),
-                         "seconds": time.perf_counter() - started}
+                         "fluency_nll": mean(nll), "seconds": time.perf_counter() - started}
+        if "adapted" in spans:
+            results[name]["agreement"] = quality.agreement(spans[name], spans["adapted"])
         log.info(f"infill {lines} line(s) {name} {json.dumps(results[name])}")
+    if "adapted" in spans:  # base_ar ran before the reference
+        results["base_ar"]["agreement"] = quality.agreement(spans["base_ar"], spans["adapted"])
     return results
+
+
+def mean(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
 
 
 def same_lines(a: str, b: str) -> bool:
@@ -356,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def table(report: dict) -> str:
     lines = ["| text | mask | base AR greedy | base AR true left | base bidirectional | adapted |",
              "|---|---|---|---|---|---|"]
@@ -364,12 +379,14 @@ def table(report: dict) -> str:
                      f"| {r['base_bidirectional']:.3f} | {r.get('adapted', float('nan')):.3f} |")
     for key, what in (("line_infill", "single-line"), ("block_infill", "multi-line (2-4 lines)")):
         li = report[key]
-        lines += ["", f"{what} infill, {li['cases']} held-out functions:", "| model | exact | parses |",
-                  "|---|---|---|"]
-        lines += [f"| {name} | {li[name]['exact_match']:.2f} | {li[name]['parses']:.2f} |"
-                  for name in li if isinstance(li[name], dict)]
+        lines += ["", f"{what} infill, {li['cases']} held-out functions (fluency: base model's NLL per "
+                  "token, line(s) +/- 64 tokens; agreement: tokens equal to the reference `adapted`):",
+                  "| model | exact | parses | fluency NLL | agreement |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {fmt(r.get('exact_match'))} | {fmt(r.get('parses'))} | {fmt(r.get('fluency_nll'), 3)} "
+                  f"| {fmt(r.get('agreement'))} |" for name, r in li.items() if isinstance(r, dict)]
     if report["steps_curve"]:
-        lines += ["", "| text | denoising steps (32-token hole) | adapted acc | base AR greedy acc |", "|---|---|---|---|"]
+        lines += ["", "| text | denoising steps (32-token hole) | adapted acc | base AR greedy acc |",
+                  "|---|---|---|---|"]
         lines += [f"| {r['kind']} | {r['steps']} | {r['adapted']:.3f} | {r['base_ar_greedy']:.3f} |"
                   for r in report["steps_curve"]]
     if report["curve"]:  # about a dozen rows; the JSON and the PNG hold every point
