@@ -32,6 +32,7 @@ TINY_MODEL = REPO / "tests" / "fixtures" / "tiny-dream"
 TRACEBACK = "Traceback (most recent call last)"
 TRY_TIMEOUT = 120  # seconds one request may take before the probe counts it as hung
 SESSION_TIMEOUT = 900  # seconds one heavy regeneration may take (the bundled model on a CPU is slow)
+PAGE_LOGGER = " page.demo: "  # how the page's log records name their logger (the child's basicConfig)
 UNHANDLED = '"error": null'  # gradio's answer to an unhandled exception (no message to show)
 LINE = "It was the best of times, the quick brown fox jumps over the lazy dog. def add(a, b): return a + b\n"
 
@@ -81,11 +82,14 @@ def scripted_model():
 
 
 def serve(model_name: str, db: str, port: int) -> None:
-    """The child: the page for `model_name` on 127.0.0.1:`port`, until killed."""
+    """The child: the page for `model_name` on 127.0.0.1:`port`, until killed; logs as app.py does."""
+    import logging
+
     from editor.history import History
     from engine import load_model
     from page.access import Limits
     from page.demo import build_demo, launch
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if model_name == "scripted":
         model = scripted_model()
     else:  # the bundled model caches its weights under SHARPEN_DATA (the repository's data/ if unset)
@@ -147,10 +151,16 @@ def client(url: str):
 
 
 def tracebacks_in(path: Path) -> int:
-    """Tracebacks in a log, less gradio's own print of every gr.Error (a refusal shown in the page)."""
-    chunks = path.read_text(errors="replace").split(TRACEBACK)[1:]
-    return sum(not any(line.startswith("gradio.exceptions.Error") for line in chunk.splitlines())
-               for chunk in chunks)
+    """Tracebacks in a log, less gradio's own print of every gr.Error (a refusal shown in the page)
+    and less the page's own log of a refusal it showed as a message (logged with its traceback,
+    on purpose, by a record that names the page's logger)."""
+    pieces = path.read_text(errors="replace").split(TRACEBACK)
+    count = 0
+    for before, chunk in zip(pieces, pieces[1:]):
+        shown = any(line.startswith("gradio.exceptions.Error") for line in chunk.splitlines())
+        logged = PAGE_LOGGER in (before.rstrip().splitlines() or [""])[-1]
+        count += not (shown or logged)
+    return count
 
 
 def say(line: str) -> None:
