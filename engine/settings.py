@@ -19,6 +19,11 @@ CACHES = ("none", "dual")
 KINDS = {int: "a whole number", float: "a finite number", str: "text"}
 
 
+def _number(x: float) -> str:
+    """A bound in words: whole numbers in full (a seed's 2**63 - 1), others short (0.05)."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
 @dataclass(frozen=True)
 class Bounds:
     """The interval a number setting lies in; an open end leaves its own value out."""
@@ -35,10 +40,10 @@ class Bounds:
 
     def __str__(self) -> str:
         if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
+            return f"{'>' if self.low_open else '>='} {_number(self.low)}"
         if not (self.low_open or self.high_open):
-            return f"from {self.low:g} to {self.high:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"from {_number(self.low)} to {_number(self.high)}"
+        return f"in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}{')' if self.high_open else ']'}"
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,8 @@ class SamplerSettings:
     temperature: float = setting(
         0.0, "0 takes the argmax; above 0 samples (Gumbel-max) at that temperature",
         bounds=Bounds(0), slider=(0, 2, 0.05))
-    seed: int = setting(0, "seeds the one torch.Generator every random draw goes through", bounds=Bounds(0))
+    seed: int = setting(0, "seeds the one torch.Generator every random draw goes through",
+                        bounds=Bounds(0, 2**63 - 1))  # torch.Generator.manual_seed takes a signed 64-bit int
     remask_below: float | None = setting(
         None, "self-correction: each step, earlier commits less sure than this go back to undecided "
         "(at most as many as were committed that step)",

@@ -29,7 +29,7 @@ def test_from_json_reads_every_field_and_null_unsets_an_optional_one():
 
 @pytest.mark.parametrize("body, message", [
     ({"stpes": 3}, "unknown setting(s) stpes"),
-    ({"seed": "3"}, "seed must be a whole number >= 0, got '3' (str)"),
+    ({"seed": "3"}, "seed must be a whole number from 0 to 9223372036854775807, got '3' (str)"),
     ({"steps": 2.5}, "steps must be a whole number >= 1 (or none), got 2.5 (float)"),
     ({"candidates": True}, "candidates must be a whole number from 1 to 64, got True (bool)"),
     ({"strategy": 3}, "strategy must be one of low_confidence, random, threshold, entropy, got 3 (int)"),
@@ -63,5 +63,12 @@ def test_command_line_text_becomes_a_value(text, value):
 
 def test_command_line_text_of_the_wrong_type_says_what_is_wanted():
     seed = next(k for k in knobs() if k.name == "seed")
-    with pytest.raises(ValueError, match=r"seed must be a whole number >= 0, got 'none'"):
+    with pytest.raises(ValueError, match=r"seed must be a whole number from 0 to 9223372036854775807, got 'none'"):
         seed.from_text("none")
+
+
+def test_a_seed_the_generator_cannot_take_is_refused_up_front():
+    """torch.Generator.manual_seed overflows past 2**63 - 1: refuse such a seed as a setting, not mid-run."""
+    SamplerSettings(seed=2**63 - 1)
+    with pytest.raises(ValueError, match="seed must be"):
+        SamplerSettings(seed=2**70)
