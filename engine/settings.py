@@ -43,7 +43,8 @@ class Bounds:
             return f"{'>' if self.low_open else '>='} {_number(self.low)}"
         if not (self.low_open or self.high_open):
             return f"from {_number(self.low)} to {_number(self.high)}"
-        return f"in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}{')' if self.high_open else ']'}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{_number(self.low)}, {_number(self.high)}{right}"
 
 
 @dataclass(frozen=True)

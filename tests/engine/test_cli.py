@@ -145,7 +145,7 @@ def test_every_sampler_setting_has_a_flag_that_reaches_the_settings():
     from engine.settings import SamplerSettings, knobs
     changed = {"steps": 7, "tokens_per_step": 2, "block_length": 3, "strategy": "entropy", "threshold": 0.5,
                "entropy_bound": 0.3, "temperature": 0.7, "seed": 11, "remask_below": 0.25, "candidates": 3,
-               "alternatives": 2, "cache": "dual", "refresh_every": 4, "context_window": 32}
+               "alternatives": 2, "cache": "dual", "refresh_every": 4, "context_window": 32, "spacing": 3}
     assert set(changed) == {k.name for k in knobs()}  # a new field needs a line here
     argv = ["infill", "--text-file", "x"]
     for name, value in changed.items():
@@ -155,6 +155,7 @@ def test_every_sampler_setting_has_a_flag_that_reaches_the_settings():
 
 def test_none_unsets_a_presets_setting_and_a_missing_flag_keeps_it():
     from engine.cli import build_parser, settings_from_args
-    args = build_parser().parse_args(["infill", "--text-file", "x", "--preset", "fast", "--context-window", "none"])
+    args = build_parser().parse_args(["infill", "--text-file", "x", "--preset", "four_per_forward",
+                                      "--context-window", "none"])
     settings = settings_from_args(args)
     assert settings.context_window is None and settings.cache == "dual" and settings.tokens_per_step == 4
