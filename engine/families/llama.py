@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,9 @@ from torch import nn
 
 from ..codec import TextCodec
 from ..model import DiffusionLM, ModelNotFound
+
+if TYPE_CHECKING:
+    from ..score import Fluency
 from .names import NameTable, per_block
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, kv_heads, L, head_dim) each
@@ -297,6 +301,12 @@ class LlamaDiffusionLM(DiffusionLM):
         self.max_length = (max_length or net.shape.max_length) - extra
 
     supports_cache = True
+
+    def fluency(self) -> Fluency | None:
+        """A shifted-head net read causally, as it is (an autoregressive net's own view)."""
+        from ..score import Fluency
+
+        return Fluency(self) if self.shifted else None
 
     def net_input(self, ids: torch.Tensor) -> torch.Tensor:
         """The canvas as the net reads it: with the start token in front where there is one."""

@@ -226,6 +226,25 @@ def test_candidates_are_batched_in_one_forward(codec):
     assert model.calls == final.forwards
 
 
+def test_candidates_differ_at_temperature_zero_and_the_first_is_the_argmax(codec):
+    """N > 1 candidates at temperature 0 are not N copies: candidates 2.. sample at
+    candidate_temperature through the run's generator (same seed, same candidates), candidate 1
+    is what a single greedy run gives; candidate_temperature 0 turns it off."""
+    canvas = build_canvas(codec, DOC, [Span(4, 13), Span(20, 32, length=11)])
+    model = scripted(codec, canvas.length)
+    greedy = run(infill(model, canvas, SamplerSettings())).tokens[0]
+    final = run(infill(model, canvas, SamplerSettings(candidates=4)))
+    assert torch.equal(final.tokens[0], greedy)
+    assert all(not torch.equal(final.tokens[b], greedy) for b in range(1, 4))
+    assert len({tuple(t.tolist()) for t in final.tokens}) == 4
+    again = run(infill(model, canvas, SamplerSettings(candidates=4)))
+    assert torch.equal(again.tokens, final.tokens) and again.texts == final.texts
+    other = run(infill(model, canvas, SamplerSettings(candidates=4, seed=1)))
+    assert torch.equal(other.tokens[0], greedy) and not torch.equal(other.tokens, final.tokens)
+    copies = run(infill(model, canvas, SamplerSettings(candidates=3, candidate_temperature=0)))
+    assert all(torch.equal(t, greedy) for t in copies.tokens)
+
+
 def test_denoise_works_on_bare_tensors(codec):
     ids = torch.tensor([5, 6, 7, 8, 9, 10])
     model = scripted(codec, 6)
