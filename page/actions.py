@@ -1,4 +1,4 @@
-"""What the page's buttons mean: selections to spans, syntax nodes, candidate checks.
+"""What the page's buttons mean: selections to spans, syntax nodes, candidate checks and ranking.
 
 No gradio here: errors are ValueError / EditorError with a message a person can act on; app.py
 shows them in the page.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,9 @@ PICK_SLACK = 1.25  # "pick": room to grow by a quarter; the model may end a span
 # first and the last stay), so a session's memory is bounded whatever the span, steps or candidates.
 MAX_STEPS_KEPT = 128
 MAX_RUN_BYTES = 16 * 2**20
+# (document, start, end) -> the base model's NLL per token of the window around [start, end), lower
+# is better: engine.score.Fluency.window_nll.
+Scorer = Callable[[str, int, int], float]
 
 
 @dataclass
@@ -40,6 +44,8 @@ class Run:
     settings: SamplerSettings = field(default_factory=SamplerSettings)
     steps: list[Step] = field(default_factory=list)
     problems: list[str | None] = field(default_factory=list)  # per candidate: None parses
+    scores: list[float | None] = field(default_factory=list)  # per candidate: window NLL, None unscored
+    order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
 
     @property
     def last(self) -> Step | None:
@@ -147,3 +153,17 @@ def check_candidates(run: Run) -> list[str | None]:
         else:
             out.append(f"the {result.before_kind} became {result.after_kind}")
     return out
+
+
+def rank_candidates(run: Run, score: Scorer | None) -> None:
+    """Score each finished candidate once (one causal forward over its window: the span and
+    engine.score.SIDE tokens either side) and order them best first: candidates that parse (or
+    prose) before those that do not (`run.problems`), then by lower NLL. Without a scorer (a model
+    with no causal view) the loop's order stands within each group and no score is shown."""
+    n = len(run.problems)
+    run.scores = [score(run.result(i), *run.new_span(i)) if score is not None else None for i in range(n)]
+
+    def key(i: int) -> tuple[bool, float]:
+        s = run.scores[i]
+        return run.problems[i] is not None, math.inf if s is None or math.isnan(s) else s
+    run.order = sorted(range(n), key=key)

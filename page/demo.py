@@ -17,10 +17,22 @@ from editor.history import History, Regeneration, StaleRevision
 from editor.languages import language_for, supported
 from editor.text import EditorError, check_document, index_to_utf16
 from engine import DEFAULT_PRESET, PRESETS, DiffusionLM, build_canvas, infill
+from engine.score import fluency_for
 
 from . import exports, views
 from .access import AccessError, Limits, Turns, check_budget, in_turn
-from .actions import LENGTH_MODES, Run, check_candidates, make_span, move_node, page_document, selection, syntax_node
+from .actions import (
+    LENGTH_MODES,
+    Run,
+    Scorer,
+    check_candidates,
+    make_span,
+    move_node,
+    page_document,
+    rank_candidates,
+    selection,
+    syntax_node,
+)
 from .dial import controls, preset_values, settings_from_dial
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -58,9 +70,13 @@ def _fail(err: Exception) -> gr.Error:
     return _error(str(err), type(err).__name__)
 
 
-def build_demo(model: DiffusionLM, history: History, limits: Limits | None = None) -> gr.Blocks:
-    """The page for one loaded model and one history database; each login sees only its own documents."""
+def build_demo(model: DiffusionLM, history: History, limits: Limits | None = None,
+               scorer: Scorer | None = None) -> gr.Blocks:
+    """The page for one loaded model and one history database; each login sees only its own documents.
+    Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked)."""
     limits = limits or Limits()
+    fluency = fluency_for(model) if scorer is None else None
+    score = scorer if scorer is not None else fluency.window_nll if fluency is not None else None
     turns = Turns(limits.runs_per_user)
 
     def mine(request: gr.Request | None) -> History:
@@ -159,10 +175,15 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
             run.problems = check_candidates(run)
         except EditorError as err:  # the check is advice: a run is never lost to it
             run.problems = [f"could not check: {err}"] * len(run.last.texts)
-        choices = [(candidate_label(run, i), i) for i in range(len(run.problems))]
-        last = run.last
-        yield (views.step_html(last, canvas, 0, heatmap), views.metrics_html(last, canvas), run,
-               _scrub(run), gr.update(choices=choices, value=0, visible=True),
+        try:
+            rank_candidates(run, score)
+        except Exception:  # the ranking is advice too: unscored, in the loop's order
+            log.exception("scoring the candidates failed")
+            rank_candidates(run, None)
+        choices = [(candidate_label(run, i), i) for i in run.order]
+        last, best = run.last, run.order[0]
+        yield (views.step_html(last, canvas, best, heatmap), views.metrics_html(last, canvas), run,
+               _scrub(run), gr.update(choices=choices, value=best, visible=True),
                "Pick a candidate and press Accept, or Reject all. The document is unchanged until then.")
 
     def take_turn(request: gr.Request | None, run: Iterator[tuple]) -> Iterator[tuple]:
@@ -182,8 +203,10 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
     def candidate_label(run: Run, i: int) -> str:
         s, e = run.new_span(i)
         piece = run.result(i)[s:e].replace("\n", "⏎")
+        nll = run.scores[i] if i < len(run.scores) else None
+        score = f"  · NLL {nll:.2f}" if nll is not None else ""  # the base model's, per token of the window
         mark = f"  ✗ does not parse: {run.problems[i]}" if run.problems[i] else ""
-        return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}{mark}"
+        return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}{score}{mark}"
 
     def stopped(run: Run | None):
         if run is None or run.last is None:

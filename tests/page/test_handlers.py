@@ -238,11 +238,39 @@ def test_a_database_refusal_is_a_clear_message(client, monkeypatch):
         client.predict("Unsaved words stay in the page.", "n.txt", "text", api_name="/save")
 
 
-def _serve(model):
+def _serve(model, scorer=None):
     from gradio_client import Client
-    demo = build_demo(model, History("sqlite://"))
+    demo = build_demo(model, History("sqlite://"), scorer=scorer)
     launch(demo, prevent_thread_lock=True, server_port=None, quiet=True)
     return demo, Client(demo.local_url, verbose=False)
+
+
+def test_candidates_come_ranked_best_first_with_their_scores():
+    """Candidates at temperature 0 differ; the list shows them best first (those that parse, then
+    the lower window NLL) with each one's score, and the first is the one selected and drawn."""
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    target = torch.randint(10, 300, (512,), generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def score(document: str, start: int, end: int) -> float:  # a tiny scorer: a fixed function of the span
+        seen.append(document[start:end])
+        return sum(map(ord, document[start:end])) % 1000 / 100
+    demo, client = _serve(ScriptedModel(codec, target, torch.full((512,), 0.3)), score)
+    code = "def add(a, b):\n    return a + b\n"
+    cursor = code.index("a + b")
+    try:
+        updates = list(client.submit(*args(code, cursor, cursor + 5, language="python", candidates=4),
+                                     api_name="/regenerate_selection"))
+    finally:
+        demo.close()
+    radio = updates[-1][3]
+    labels, values = zip(*radio["choices"])
+    assert sorted(values) == [0, 1, 2, 3] and radio["value"] == values[0]
+    assert len(seen) == 4 and len(set(seen)) > 1  # each candidate scored once; they differ
+    scores = [float(re.search(r"· NLL (\d+\.\d+)", label).group(1)) for label in labels]
+    keys = [("does not parse" in label, nll) for label, nll in zip(labels, scores)]
+    assert keys == sorted(keys)
+    assert [v + 1 for v in values] == [int(label.split(":")[0]) for label in labels]
 
 
 def test_a_model_failure_is_a_clear_message(caplog):

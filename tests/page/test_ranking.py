@@ -1,0 +1,70 @@
+"""Candidates come ranked, best first: those that parse before those that do not, then by the base
+model's likelihood of the window around the edit (engine.score)."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import Step
+from page.actions import Run, check_candidates, rank_candidates
+
+CODE = "def f(x):\n    return x + 1\n"
+START, END = CODE.index("x + 1"), CODE.index("x + 1") + len("x + 1")
+TINY_DREAM = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-dream"
+
+
+def finished(base: str, span: tuple[int, int], pieces: list[str], language: str = "python") -> Run:
+    """A finished run whose candidates rewrote `span` of `base` to `pieces` (the step's documents)."""
+    B = len(pieces)
+    texts = tuple(base[:span[0]] + piece + base[span[1]:] for piece in pieces)
+    step = Step(index=0, positions=torch.arange(1), tokens=torch.zeros(B, 1, dtype=torch.long),
+                masked=torch.zeros(B, 1, dtype=torch.bool), confidence=torch.ones(B, 1),
+                committed=torch.ones(B, 1, dtype=torch.bool), committed_at=torch.zeros(B, 1, dtype=torch.long),
+                top_ids=torch.zeros(B, 1, 1, dtype=torch.long), top_probs=torch.ones(B, 1, 1), forwards=1,
+                elapsed=0.0, texts=texts)
+    run = Run(None, base, span, language)  # type: ignore[arg-type]  # ranking reads no canvas
+    run.record(step)
+    run.problems = check_candidates(run)
+    return run
+
+
+def test_a_parsing_more_likely_candidate_comes_first_and_broken_code_last():
+    run = finished(CODE, (START, END), ["x + 1", "x +", "x * 2"])
+    nll = {"x + 1": 2.0, "x +": 0.5, "x * 2": 1.0}  # the broken one is the likeliest: it still goes last
+    seen = []
+
+    def score(document: str, start: int, end: int) -> float:
+        seen.append((document, start, end))
+        return nll[document[start:end]]
+    rank_candidates(run, score)
+    assert run.problems[1] is not None and run.problems[0] is None and run.problems[2] is None
+    assert run.order == [2, 0, 1] and run.scores == [2.0, 0.5, 1.0]
+    assert len(seen) == 3  # one score per candidate, each on its own document and span
+    assert [d[s:e] for d, s, e in seen] == ["x + 1", "x +", "x * 2"]
+
+
+def test_without_a_scorer_the_loop_order_stands_and_no_score_is_shown():
+    run = finished(CODE, (START, END), ["x +", "x * 2", "x + 1"])
+    rank_candidates(run, None)
+    assert run.order == [1, 2, 0] and run.scores == [None, None, None]
+
+
+def test_prose_is_ranked_by_likelihood_alone():
+    text = "The keeper climbed the stairs."
+    a, b = text.index("keeper"), text.index("keeper") + len("keeper")
+    run = finished(text, (a, b), ["man", "woman", "cat"], language="text")
+    rank_candidates(run, lambda d, s, e: {"man": 3.0, "woman": 1.0, "cat": 2.0}[d[s:e]])
+    assert run.order == [1, 2, 0]
+
+
+@pytest.mark.slow
+def test_the_trained_fixture_prefers_code_to_noise_in_its_window():
+    """The scorer the page uses by default (DiffusionLM.fluency) on a real shifted-head model."""
+    from engine import load_model
+    from engine.score import fluency_for
+
+    fluency = fluency_for(load_model(str(TINY_DREAM), device="cpu"))
+    assert fluency is not None
+    run = finished(CODE, (START, END), ["zqj ^ Wk", "x + 1"])  # both parse
+    rank_candidates(run, fluency.window_nll)
+    assert run.order == [1, 0] and run.scores[1] < run.scores[0]
