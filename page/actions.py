@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,16 +17,14 @@ from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import EditorError, check_document, utf16_to_index
 from editor.validity import check_edit
 from engine import Canvas, Constraint, SamplerSettings, Span, Step
+from engine.length import Scorer, lengths_around
 
-LENGTH_MODES = ("keep", "N tokens", "pick")
+LENGTH_MODES = ("auto", "keep", "N tokens", "pick")
 PICK_SLACK = 1.25  # "pick": room to grow by a quarter; the model may end a span early with end-of-text
 # What one run keeps for the scrubber. Past either bound, every other earlier step is dropped (the
 # first and the last stay), so a session's memory is bounded whatever the span, steps or candidates.
 MAX_STEPS_KEPT = 128
 MAX_RUN_BYTES = 16 * 2**20
-# (document, start, end) -> the base model's NLL per token of the window around [start, end), lower
-# is better: engine.score.Fluency.window_nll.
-Scorer = Callable[[str, int, int], float]
 
 
 @dataclass
@@ -92,7 +89,8 @@ def page_document(text: Any) -> str:
 
 
 def span_length(codec: Any, original: str, mode: str, n: Any) -> int | None:
-    """Tokens to generate: keep the span's count, exactly N, or let the engine pick (original + slack)."""
+    """Tokens to generate: keep the span's count, exactly N, or let the engine pick (original + slack).
+    "auto" starts as "keep" (N for an empty span); `auto_lengths` says which lengths the model tries."""
     if mode not in LENGTH_MODES:
         raise ValueError(f"unknown length mode {mode!r}; choose one of {', '.join(LENGTH_MODES)}")
     n = int(n or 0)
@@ -100,9 +98,23 @@ def span_length(codec: Any, original: str, mode: str, n: Any) -> int | None:
         if n < 1:
             raise ValueError("give a length of at least 1 token")
         return n
-    if mode == "keep":
+    if mode in ("keep", "auto"):
         return None
     return max(1, math.ceil(PICK_SLACK * len(codec.encode(original))))
+
+
+def auto_lengths(codec: Any, original: str, mode: str, score: Scorer | None) -> tuple[int, ...]:
+    """The lengths "auto" tries around the original's token count (engine.length.lengths_around);
+    none (the span's own length stands: "keep") for other modes or without a scorer."""
+    if mode != "auto" or score is None:
+        return ()
+    return lengths_around(len(codec.encode(original)) if original else 0)
+
+
+def length_note(tried: list[tuple[int, float]], chosen: int) -> str:
+    """What "auto" tried, for the page's message: each length with its window NLL, the chosen one marked."""
+    parts = [f"**{n}: {s:.2f}**" if n == chosen else f"{n}: {s:.2f}" for n, s in tried]
+    return f"Length {chosen} tokens chosen by the base model's NLL ({', '.join(parts)}). "
 
 
 def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, constraint: str) -> Span:

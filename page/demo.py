@@ -17,6 +17,7 @@ from editor.history import History, Regeneration, StaleRevision
 from editor.languages import language_for, supported
 from editor.text import EditorError, check_document, index_to_utf16
 from engine import DEFAULT_PRESET, PRESETS, DiffusionLM, build_canvas, infill
+from engine.length import choose_length
 from engine.score import fluency_for
 
 from . import exports, views
@@ -25,7 +26,9 @@ from .actions import (
     LENGTH_MODES,
     Run,
     Scorer,
+    auto_lengths,
     check_candidates,
+    length_note,
     make_span,
     move_node,
     page_document,
@@ -152,15 +155,33 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
                 a, b, kind = node.start, node.end, node.kind
             if action == "fill":
                 a = b
-                mode = "N tokens"
+                mode = mode if mode == "auto" else "N tokens"
             settings = settings_from_dial(dial)
-            canvas = build_canvas(model.codec, text, [make_span(model.codec, text, a, b, mode, n, constraint)],
-                                  model.max_length)
+            span = make_span(model.codec, text, a, b, mode, n, constraint)
+            lengths = auto_lengths(model.codec, text[a:b], mode, score)
+            # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
+            widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
+            canvas = build_canvas(model.codec, text, [widest], model.max_length)
             check_budget(settings, canvas, limits.budget)
         except (ValueError, EditorError) as err:
             raise _fail(err) from None
+        note = ""
+        if lengths:  # pick the length with quick unstreamed runs first, then stream the real run at it
+            yield (views.EMPTY_VIEW, "<div class='sh-metrics'>choosing a length: trying "
+                   f"{', '.join(map(str, lengths))} tokens…</div>",
+                   None, hide, hide, "")
+            try:
+                length, tried = choose_length(model, text, span, settings, lengths, score)
+                span = dataclasses.replace(span, length=length)
+                canvas = build_canvas(model.codec, text, [span], model.max_length)
+            except ValueError as err:
+                raise _fail(err) from None
+            except Exception as err:
+                log.exception("the model failed choosing a length")
+                raise _error(f"The model failed: {err}", "Model error") from None
+            note = length_note(tried, length)
         run = Run(canvas, text, (a, b), language, doc["id"], doc["revision"], kind, settings)
-        yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, ""
+        yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, note
         try:
             for step in infill(model, canvas, settings):
                 run.record(step)
@@ -184,7 +205,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         last, best = run.last, run.order[0]
         yield (views.step_html(last, canvas, best, heatmap), views.metrics_html(last, canvas), run,
                _scrub(run), gr.update(choices=choices, value=best, visible=True),
-               "Pick a candidate and press Accept, or Reject all. The document is unchanged until then.")
+               note + "Pick a candidate and press Accept, or Reject all. The document is unchanged until then.")
 
     def take_turn(request: gr.Request | None, run: Iterator[tuple]) -> Iterator[tuple]:
         """A run on the model when its turn comes (Turns: first come first served, limits.runs_per_user
@@ -357,7 +378,9 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
             with gr.Column(scale=2):
                 with gr.Accordion("Span", open=True):
                     with gr.Row():
-                        mode = gr.Radio(list(LENGTH_MODES), value="keep", label="length", scale=2)
+                        mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length", scale=2,
+                                        info="auto: the base model picks among a few lengths (one extra run "
+                                             "each: about 4x the forwards); keep: the selection's count")
                         n_tokens = gr.Number(8, precision=0, minimum=1, label="N tokens", min_width=80)
                     constraint = gr.Textbox("", label="constraint (text the span must start with)",
                                             elem_id="constraint")

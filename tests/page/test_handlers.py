@@ -372,3 +372,30 @@ def test_a_bad_dial_value_is_a_clear_message(client, name, value, message):
 
 def test_choosing_a_preset_fills_every_dial_control(client):
     assert list(client.predict("balanced", api_name="/preset_values")) == dial_values(PRESETS["balanced"])
+
+
+def test_auto_length_without_a_scorer_is_keep(client):
+    auto = list(client.submit(*args(TEXT, 4, 15, mode="auto"), api_name="/regenerate_selection"))
+    keep = list(client.submit(*args(TEXT, 4, 15, mode="keep"), api_name="/regenerate_selection"))
+    assert auto[-1][0] == keep[-1][0] and "Length" not in auto[-1][4]  # the scripted model has no causal view
+
+
+def test_auto_length_streams_the_length_the_scorer_prefers():
+    from gradio_client import Client
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    target = torch.randint(10, 300, (512,), generator=torch.Generator().manual_seed(0))
+    model = ScriptedModel(codec, target, torch.linspace(0.3, 0.9, 512))
+    demo = build_demo(model, History("sqlite://"), scorer=lambda doc, start, end: -float(end - start))  # longest
+    launch(demo, prevent_thread_lock=True, server_port=None, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        keep = len(codec.encode(TEXT[4:15]))
+        updates = list(client.submit(*args(TEXT, 4, 15, mode="auto"), api_name="/regenerate_selection"))
+        assert "choosing a length" in updates[0][1]
+        assert updates[-1][0].count('class="tok ') == keep + 4 and f"Length {keep + 4} tokens" in updates[-1][4]
+        doc, *_ = client.predict(TEXT, 0, "a.txt", "text", api_name="/accept")
+        assert doc.startswith("The ") and doc.endswith(" jumps over the lazy dog.") and doc != TEXT
+        updates = list(client.submit(*args(TEXT, 9, 9, mode="auto"), api_name="/regenerate_fill"))
+        assert updates[-1][0].count('class="tok ') == 16  # an insertion tries 4, 8 and 16 tokens
+    finally:
+        demo.close()
