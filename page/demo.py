@@ -379,8 +379,9 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
                 with gr.Accordion("Span", open=True):
                     with gr.Row():
                         mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length", scale=2,
-                                        info="auto: the base model picks among a few lengths (one extra run "
-                                             "each: about 4x the forwards); keep: the selection's count")
+                                        info="auto: the base model picks among 3-4 lengths, one quick run "
+                                             "each before the streamed one (~5-7x keep's time); keep: the "
+                                             "selection's count")
                         n_tokens = gr.Number(8, precision=0, minimum=1, label="N tokens", min_width=80)
                     constraint = gr.Textbox("", label="constraint (text the span must start with)",
                                             elem_id="constraint")
