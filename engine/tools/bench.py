@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import score
 from ..canvas import Span, build_canvas
 from ..infill import infill
 from ..model import DiffusionLM
@@ -112,7 +113,7 @@ def generation_edits(codec, text: str, new_tokens: int, count: int) -> list[Edit
 
 
 def measure(model: DiffusionLM, edits: list[Edit], settings: SamplerSettings,
-            fluency: quality.Fluency | None) -> list[dict]:
+            fluency: score.Fluency | None) -> list[dict]:
     """Run every edit through the loop; per edit: forwards, seconds, the span's result and its
     quality (timed apart: scoring is not part of the edit)."""
     results = []
@@ -130,7 +131,7 @@ def measure(model: DiffusionLM, edits: list[Edit], settings: SamplerSettings,
     return results
 
 
-def judge(model: DiffusionLM, edit: Edit, document: str, fluency: quality.Fluency | None) -> dict:
+def judge(model: DiffusionLM, edit: Edit, document: str, fluency: score.Fluency | None) -> dict:
     """The span's new text and ids, the window's fluency, and (code) whether its block parses."""
     start, after = edit.span.start, len(edit.text) - edit.span.end   # text outside the span is kept
     end = len(document) - after
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                      (args.spans, "spans", (32,) if args.quick else (8, 32, 128))))
     from ..load import load_model
     model = load_model(args.model, device=args.device)
-    fluency = quality.fluency_for(model)
+    fluency = score.fluency_for(model)
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else
                                   f" ({torch.get_num_threads()} threads)")
     workloads = plan(model, sizes, spans, generate=not (args.quick or args.no_generate),
@@ -284,7 +285,7 @@ def table(rows: list[dict], label: str) -> str:
             ("agreement", "{:.2f}"), ("within_quality_budget", "{}"), ("exact_match", "{:.2f}"),
             ("token_accuracy", "{:.2f}"), ("peak_rss_mb", "{:.0f}")]
     lines = [f"model: {label}; device: {rows[0]['device'] if rows else '?'}; fluency = base model's NLL "
-             f"per token of span +/- {quality.SIDE} tokens (original text: "
+             f"per token of span +/- {score.SIDE} tokens (original text: "
              + ", ".join(sorted({f"{r['workload']} {cell(r['fluency_nll_original'], '{:.3f}')}" for r in rows})) + ")",
              "| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r.get(c), f) for c, f in cols) + " |" for r in rows]

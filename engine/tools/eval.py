@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from .. import score
 from ..canvas import Span
 from ..families.bundled import ADAPTER, DefaultModel, cache_folder, load_default
 from ..infill import infill_text
@@ -209,7 +210,7 @@ def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, li
     and keeps the first `case["lines"]` lines it writes. Fluency reads `base` causally as it is
     (this tool loads the base model anyway, so it is no extra copy)."""
     cases = infill_cases(count, lines)
-    fluency = quality.Fluency(base)
+    fluency = score.Fluency(base)
     results = {"cases": len(cases), "lines": lines, "examples": [], "original": {
         "fluency_nll": mean(fluency.window_nll(c["text"], c["start"], c["end"]) for c in cases)}}
     runs = [("base_ar", base, None)]

@@ -1,6 +1,5 @@
-"""Quality of an edit: the base model's fluency over the edited window (engine.score, re-exported
-here), whether edited code still parses, and agreement with a reference result (engine.tools.bench
-and engine.tools.eval use them)."""
+"""Quality of an edit beside the base model's fluency (engine.score): whether edited code still
+parses, and agreement with a reference result (engine.tools.bench and engine.tools.eval use them)."""
 from __future__ import annotations
 
 import ast
@@ -8,11 +7,6 @@ import bisect
 import itertools
 import textwrap
 from collections.abc import Sequence
-
-from ..score import SIDE, Fluency, fluency_for, lora_factors, minus_delta, window
-
-__all__ = ["SIDE", "Fluency", "fluency_for", "lora_factors", "minus_delta", "window", "parses", "code_block",
-           "edit_parses", "agreement"]
 
 # ---- code: does the edit break parsing? ----------------------------------------------------------
 

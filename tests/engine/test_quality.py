@@ -6,7 +6,8 @@ from safetensors.torch import save_file
 
 from engine.families.bundled import apply_adapter
 from engine.families.llama import LlamaDiffusionLM, build_net
-from engine.tools.quality import Fluency, agreement, code_block, edit_parses, window
+from engine.score import Fluency, window
+from engine.tools.quality import agreement, code_block, edit_parses
 from tests.tiny import tiny_llama
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was the best of times."
@@ -103,7 +104,7 @@ def test_bundled_base_fluency_scores_repeated_neighbours_worse():
     """What parallel commits of neighbouring slots give ("the the light") reads worse to the base
     model than the original, in the window the benchmark scores."""
     from engine.load import load_model
-    from engine.tools.quality import fluency_for
+    from engine.score import fluency_for
 
     torch.set_num_threads(1)
     fluency = fluency_for(load_model(None, device="cpu"))
