@@ -26,6 +26,8 @@ if [ "${1:-}" = dev ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   # Browser tests drive Debian's chromium through Playwright (never `playwright install`).
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # The replica test puts two engine services behind nginx.
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
