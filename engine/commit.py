@@ -57,13 +57,13 @@ def take_smallest(key_u: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
 
 
 def choose_commits(settings: SamplerSettings, layout: Layout, todo: torch.Tensor,
-                   confidence: torch.Tensor, entropy: torch.Tensor, steps_left: int,
+                   confidence: torch.Tensor, entropy: torch.Tensor, step: int, budget: int,
                    generator: torch.Generator) -> torch.Tensor:
-    """(B, P) bool: the slots to commit this step.
+    """(B, P) bool: the slots to commit at 0-based `step` of `budget` forwards.
 
     Every strategy ranks the undecided slots of a span (earlier blocks always first, then its own
-    score) and asks for a count; the step budget asks for ceil(undecided / steps left), so the
-    loop always ends within `steps` forwards. The larger of the two counts is taken.
+    score) and asks for a count; the step budget asks for its pace (`paced_count`), so the loop
+    always ends within `budget` forwards. The larger of the two counts is taken.
     """
     todo_u = layout.gather(todo, False)                                        # (B, S, W)
     conf_u = layout.gather(confidence)
@@ -83,14 +83,39 @@ def choose_commits(settings: SamplerSettings, layout: Layout, todo: torch.Tensor
     key_u = ((block_u * 2 + crowded) * W + score_rank).float().masked_fill(~todo_u, NEVER)
 
     remaining = todo_u.sum(-1)                                                 # (B, S)
-    count = -(-remaining // steps_left)                                        # ceil division
-    current_block = block_u.masked_fill(~todo_u, W).amin(-1, keepdim=True)
+    current_block = block_u.masked_fill(~todo_u, W).amin(-1, keepdim=True)    # (B, S, 1)
+    count = paced_count(layout, todo_u, current_block, step, budget)
     in_block = todo_u & (block_u == current_block) & ~crowded
     if settings.strategy == "threshold":
         count = torch.maximum(count, (in_block & (conf_u >= settings.threshold)).sum(-1))
     elif settings.strategy == "entropy":
         count = torch.maximum(count, entropy_bound_count(ent_u, in_block, settings.entropy_bound))
     return layout.scatter(take_smallest(key_u, count.minimum(remaining)))
+
+
+def paced_count(layout: Layout, todo_u: torch.Tensor, current_block: torch.Tensor, step: int,
+                budget: int) -> torch.Tensor:
+    """(B, S) slots each span commits at `step` so that `budget` forwards finish it.
+
+    LLaDA's generate.py gives each semi-autoregressive block an equal share of the steps and
+    spreads the block's tokens over its share (the first steps take one more), so a block is
+    done before the next begins. Here the current block is due by step
+    budget * (span slots in blocks up to it) // span width: LLaDA's shares for equal blocks, the
+    whole budget without blocks. A span with more blocks than steps cannot keep them apart and
+    spreads all its slots over the steps left. The last step takes whatever is left.
+    """
+    remaining = todo_u.sum(-1)                                                 # (B, S)
+    if budget - step <= 1:
+        return remaining
+    valid = layout.units >= 0                                                  # (S, W)
+    blocks = layout.block.masked_fill(~valid, -1).amax(-1) + 1                 # (S,)
+    upto = (valid & (layout.block <= current_block)).sum(-1)                   # (B, S)
+    due = budget * upto // valid.sum(-1)                                       # (B, S)
+    block_todo = (todo_u & (layout.block == current_block)).sum(-1)            # (B, S)
+    paced = blocks <= budget                                                   # (S,)
+    todo_now = torch.where(paced, block_todo, remaining)
+    steps_left = torch.where(paced, (due - step).clamp(min=1), budget - step)
+    return -(-todo_now // steps_left)                                          # ceil division
 
 
 def crowded_slots(todo_u: torch.Tensor, order_u: torch.Tensor, spacing: int) -> torch.Tensor:

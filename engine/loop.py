@@ -84,7 +84,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
         guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, temps, g, K,
                                                              settings.strategy == "entropy")
         conf = torch.where(todo, p, conf)
-        now = todo & choose_commits(settings, lay, todo, p, entropy, budget - step, g)  # 3
+        now = todo & choose_commits(settings, lay, todo, p, entropy, step, budget, g)  # 3
         todo &= ~now
         tokens[:, pos] = torch.where(now, guess, tokens[:, pos])
         born = torch.where(now, step, born)

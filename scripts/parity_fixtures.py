@@ -170,12 +170,14 @@ class Recorder:
 
 
 def llada_sampler_runs(model, generate, family: TinyFamily, prompts: torch.Tensor) -> list[dict]:
-    """generate.py at temperature 0 with low-confidence remasking, one token per forward over the
-    whole span and in semi-autoregressive blocks, and two tokens per forward."""
+    """generate.py at temperature 0 with low-confidence remasking: one token per forward over the
+    whole span and in semi-autoregressive blocks, two per forward, and blocks whose share of the
+    steps does not divide their length (4 tokens in 3 steps: 2, 1, 1 per block)."""
     mask = family.special_ids()["mask"]
     calls = [dict(steps=SPAN, gen_length=SPAN, block_length=SPAN),
              dict(steps=SPAN, gen_length=SPAN, block_length=SPAN // 2),
-             dict(steps=SPAN // 2, gen_length=SPAN, block_length=SPAN)]
+             dict(steps=SPAN // 2, gen_length=SPAN, block_length=SPAN),
+             dict(steps=6, gen_length=SPAN, block_length=SPAN // 2)]
     runs = []
     for prompt in prompts:
         for kw in calls:

@@ -11,7 +11,7 @@ def commits(settings: SamplerSettings, confidence: list[float], todo: list[bool]
     layout = Layout.of(((0, P),), settings.block_length, torch.device("cpu"))
     todo_t = torch.tensor([todo or [True] * P])
     conf = torch.tensor([confidence])
-    chosen = choose_commits(settings, layout, todo_t, conf, torch.zeros_like(conf), steps_left,
+    chosen = choose_commits(settings, layout, todo_t, conf, torch.zeros_like(conf), 0, steps_left,
                             torch.Generator().manual_seed(0))
     return chosen[0].nonzero().squeeze(-1).tolist()
 
@@ -45,3 +45,35 @@ def test_threshold_extras_skip_crowded_slots():
     # four slots reach 0.5, but 0 and 2 sit next to the better 1, and 5 next to 4
     assert commits(settings, CONF, steps_left=8) == [1, 4]
     assert commits(settings.replace(spacing=1), CONF, steps_left=8) == [0, 1, 2, 4, 5]
+
+
+def commit_counts(block_length: int | None, width: int, budget: int) -> list[int]:
+    """Slots committed per step when `choose_commits` runs a whole span of `width` slots."""
+    settings = SamplerSettings(strategy="low_confidence", block_length=block_length)
+    layout = Layout.of(((0, width),), block_length, torch.device("cpu"))
+    todo = torch.ones(1, width, dtype=torch.bool)
+    conf = torch.linspace(0.9, 0.1, width)[None]
+    counts = []
+    for step in range(budget):
+        now = choose_commits(settings, layout, todo, conf, torch.zeros_like(conf), step, budget,
+                             torch.Generator().manual_seed(0))
+        started = (now | ~todo)[0]
+        blocks = torch.arange(width) // (block_length or width)
+        # semi-autoregressive: a slot of a later block only once every earlier block is decided
+        assert all(bool(started[blocks < b].all()) for b in blocks[now[0]].tolist())
+        counts.append(int(now.sum()))
+        todo &= ~now
+    assert not todo.any()
+    return counts
+
+
+def test_blocks_share_the_steps_and_finish_in_turn_as_llada_does():
+    # LLaDA's generate.py: 6 steps over 2 blocks of 4 tokens -> 3 steps per block, 2 + 1 + 1 tokens
+    assert commit_counts(4, 8, 6) == [2, 1, 1, 2, 1, 1]
+    assert commit_counts(None, 8, 6) == [2, 2, 1, 1, 1, 1]
+    # uneven blocks (4, 4, 2) over one step per slot: one token per forward throughout
+    assert commit_counts(4, 10, 10) == [1] * 10
+
+
+def test_more_blocks_than_steps_still_end_within_the_budget():
+    assert commit_counts(1, 8, 3) == [3, 3, 2]
