@@ -81,8 +81,8 @@ def llada_moe_shape(config: dict) -> MoEShape:
         raise refuse(family, "clip_qkv", config["clip_qkv"], "query/key/value clipping is not supported")
     if config.get("qk_layernorm") is False:
         raise refuse(family, "qk_layernorm", False, "Sharpen's MoE attention always norms queries and keys")
-    width, heads, layers = int(config["hidden_size"]), int(config["num_attention_heads"]), int(config["num_hidden_layers"])
-    head_dim = width // heads
+    width, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    layers, head_dim = int(config["num_hidden_layers"]), width // heads
     freq = list(config.get("moe_layer_freq") or [1] * layers)
     if len(freq) != layers:
         raise refuse(family, "moe_layer_freq", freq, f"needs one entry per layer ({layers})")

@@ -17,6 +17,7 @@ from ..model import DiffusionLM, ModelNotFound
 
 if TYPE_CHECKING:
     from ..score import Fluency
+    from .moe_net import MoENet, MoEShape
 from .names import NameTable, per_block
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, kv_heads, L, head_dim) each
@@ -189,8 +190,9 @@ HF_LLAMA_NAMES = NameTable("Llama/Qwen2-layout", {
 }, drop_containing=("rotary_emb",))
 
 
-def build_net(shape: LlamaShape, state: Mapping[str, torch.Tensor], rename: Rename,
-              *, device: torch.device, dtype: torch.dtype, make: Callable[..., nn.Module] = LlamaNet) -> LlamaNet:
+def build_net(shape: LlamaShape | MoEShape, state: Mapping[str, torch.Tensor], rename: Rename, *,
+              device: torch.device, dtype: torch.dtype,
+              make: Callable[..., LlamaNet | MoENet] = LlamaNet) -> LlamaNet | MoENet:
     """A `make(shape)` net (LlamaNet unless the family has its own, e.g. the MoE net) whose
     parameters are exactly `state` (renamed); every parameter must be given.
 
@@ -284,7 +286,7 @@ class LlamaDiffusionLM(DiffusionLM):
     Dream's own sampler does (its position 0 is a prompt token that is never masked).
     """
 
-    def __init__(self, net: LlamaNet, codec: TextCodec, *, label: str, shifted: bool,
+    def __init__(self, net: LlamaNet | MoENet, codec: TextCodec, *, label: str, shifted: bool,
                  start_id: int | None = None, max_length: int | None = None):
         self.net = net
         self.shape = net.shape
@@ -365,10 +367,10 @@ class SpanCache:
     query: torch.Tensor      # (P,) index into `active` of the row that scores each slot
 
 
-def from_checkpoint(folder: Path, config: dict, shape: LlamaShape, state: Mapping[str, torch.Tensor],
+def from_checkpoint(folder: Path, config: dict, shape: LlamaShape | MoEShape, state: Mapping[str, torch.Tensor],
                     rename: Rename, *, device: torch.device, dtype: torch.dtype | None, family: str,
                     mask_names: Iterable[str], mask_fallback: int | None,
-                    shifted: bool, make: Callable[..., nn.Module] = LlamaNet) -> LlamaDiffusionLM:
+                    shifted: bool, make: Callable[..., LlamaNet | MoENet] = LlamaNet) -> LlamaDiffusionLM:
     """What every Llama-layout family loader ends with: the weights in a `make(shape)` net (the
     caller's dtype, else `pick_dtype`), the folder's tokenizer, the mask id (`mask_id_from`), the codec."""
     stored = next(iter(state.values())).dtype

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .llama import KV, MLP, LlamaNet, RMSNorm, apply_rope, rope_tables
+from .llama import KV, MLP, RMSNorm, apply_rope, rope_tables
 from .moe import Routing, SparseMoE
 
 
@@ -142,4 +142,5 @@ class MoENet(nn.Module):
                 kv_out.append(kv)
         return self.norm(x)
 
-    project = LlamaNet.project  # the head, or the tied embedding
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.embed.weight if self.head is None else self.head.weight)
