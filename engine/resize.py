@@ -87,7 +87,6 @@ class ResizingInfill:
                 yield last
                 if self.resizing(step):
                     break
-            steps.close()
             if last is None or not self.resizing(last):
                 return
             self.forwards = last.forwards

@@ -29,7 +29,8 @@ class LengthSeeking(DiffusionLM):
     def __init__(self, codec: TextCodec, canvas, want: int, fill: list[int]):
         (a, b), = canvas.span_ranges
         self.codec, self.noise, self.mask_id = codec, "mask", codec.mask_id
-        self.vocab_size, self.max_length, self.device, self.label = len(codec.tokenizer), 4096, torch.device("cpu"), "seek"
+        self.vocab_size, self.max_length = len(codec.tokenizer), 4096
+        self.device, self.label = torch.device("cpu"), "seek"
         self.expand_id = codec.tokenizer.convert_tokens_to_ids("<|expand|>")
         self.delete_id = codec.tokenizer.convert_tokens_to_ids("<|delete|>")
         self.start, self.outside, self.want, self.fill = a, canvas.length - (b - a), want, fill
