@@ -25,6 +25,15 @@ def swiglu_tensors(prefix: str, width: int, ffn: int) -> dict:
             f"{prefix}.down_proj.weight": rand(width, ffn)}
 
 
+def moe_tensors(p, width, experts, ffn, *, bias, shared, shared_ffn, bias_scale=0.2) -> dict:
+    """Layer `p`'s router (mlp.gate), expert bias, shared expert and routed experts, their names."""
+    s = {f"{p}.mlp.gate.weight": rand(experts, width, scale=1.0), bias: rand(experts, scale=bias_scale)}
+    s |= swiglu_tensors(shared, width, shared_ffn)
+    for e in range(experts):
+        s |= swiglu_tensors(f"{p}.mlp.experts.{e}", width, ffn)
+    return s
+
+
 # ---- the naive reference ------------------------------------------------------------------------
 
 def ref_rms(x, w, eps):
@@ -149,13 +158,8 @@ def llada2_folder(folder, **overrides):
               f"{p}.attention.query_layernorm.weight": rand(D, offset=1.0),
               f"{p}.attention.key_layernorm.weight": rand(D, offset=1.0),
               f"{p}.attention.dense.weight": rand(d, H * D)}
-        if i == 0:
-            s |= swiglu_tensors(f"{p}.mlp", d, 48)
-            continue
-        s |= {f"{p}.mlp.gate.weight": rand(E, d, scale=1.0), f"{p}.mlp.gate.expert_bias": rand(E, scale=0.2)}
-        s |= swiglu_tensors(f"{p}.mlp.shared_experts", d, 24)
-        for e in range(E):
-            s |= swiglu_tensors(f"{p}.mlp.experts.{e}", d, 24)
+        s |= swiglu_tensors(f"{p}.mlp", d, 48) if i == 0 else moe_tensors(
+            p, d, E, 24, bias=f"{p}.mlp.gate.expert_bias", shared=f"{p}.mlp.shared_experts", shared_ffn=24)
     return save_folder(folder, cfg, s, tok), cfg, s
 
 
@@ -180,13 +184,8 @@ def llada_moe_folder(folder, **overrides):
               f"{p}.self_attn.q_norm.weight": rand(d // H, offset=1.0),
               f"{p}.self_attn.k_norm.weight": rand(d // H, offset=1.0)}
         s |= {f"{p}.self_attn.{n}_proj.weight": rand(d, d) for n in "qkvo"}
-        if i == 0:
-            s |= swiglu_tensors(f"{p}.mlp", d, 40)
-            continue
-        s |= {f"{p}.mlp.gate.weight": rand(E, d, scale=1.0), f"{p}.mlp.expert_bias": rand(E, scale=0.05)}
-        s |= swiglu_tensors(f"{p}.shared_expert", d, 16)
-        for e in range(E):
-            s |= swiglu_tensors(f"{p}.mlp.experts.{e}", d, 24)
+        s |= swiglu_tensors(f"{p}.mlp", d, 40) if i == 0 else moe_tensors(
+            p, d, E, 24, bias=f"{p}.mlp.expert_bias", shared=f"{p}.shared_expert", shared_ffn=16, bias_scale=0.05)
     return save_folder(folder, cfg, s, tok), cfg, s
 
 
