@@ -113,8 +113,11 @@ def auto_lengths(codec: Any, original: str, mode: str, score: Scorer | None,
     return lengths_around(len(codec.encode(original)) if original else 0, resizing)
 
 
-def length_note(tried: list[tuple[int, float]], chosen: int) -> str:
-    """What "auto" tried, for the page's message: each length with its window NLL, the chosen one marked."""
+def length_note(tried: list[tuple[int, float]], chosen: int, resizing: bool = False) -> str:
+    """What "auto" tried, for the page's message: each length with its window NLL, the chosen one
+    marked; for a model that resizes spans itself (DreamOn), the length it ended at."""
+    if resizing:
+        return f"Length {chosen} tokens: the model grew or shrank the span to it (expand/delete tokens). "
     parts = [f"**{n}: {s:.2f}**" if n == chosen else f"{n}: {s:.2f}" for n, s in tried]
     return f"Length {chosen} tokens chosen by the base model's NLL ({', '.join(parts)}). "
 

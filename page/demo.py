@@ -180,7 +180,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
             except Exception as err:
                 log.exception("the model failed choosing a length")
                 raise _error(f"The model failed: {err}", "Model error") from None
-            note = length_note(tried, length)
+            note = length_note(tried, length, resizes(model))
         run = Run(canvas, text, (a, b), language, doc["id"], doc["revision"], kind, settings)
         yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, note
         try:
