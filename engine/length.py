@@ -9,6 +9,7 @@ from .canvas import Span, build_canvas
 from .infill import infill
 from .loop import run
 from .model import DiffusionLM
+from .resize import ResizingInfill, resizes
 from .settings import SamplerSettings
 
 # (document, start, end) -> NLL per token of the window around characters [start, end), lower is
@@ -16,10 +17,14 @@ from .settings import SamplerSettings
 Scorer = Callable[[str, int, int], float]
 STEPS_AROUND = (-2, 0, 2, 4)   # tokens added to the original count (clamped to >= 1)
 INSERT_SIZES = (4, 8, 16)      # an empty span (an insertion) has no original count
+RESIZE_START = 4               # an insertion's first length where the model resizes (DreamOn's demo)
 
 
-def lengths_around(keep: int) -> tuple[int, ...]:
-    """The lengths to try for a span of `keep` tokens (0: an insertion), ascending, no repeats."""
+def lengths_around(keep: int, resizing: bool = False) -> tuple[int, ...]:
+    """The lengths to try for a span of `keep` tokens (0: an insertion), ascending, no repeats.
+    `resizing` (a model that grows and shrinks spans itself, DreamOn): one start, the count kept."""
+    if resizing:
+        return (keep if keep > 0 else RESIZE_START,)
     if keep <= 0:
         return INSERT_SIZES
     return tuple(sorted({max(1, keep + d) for d in STEPS_AROUND}))
@@ -32,7 +37,9 @@ def choose_length(model: DiffusionLM, text: str, span: Span, settings: SamplerSe
     tried, in `lengths` order. Likelihood-ranked length, as in CAL-style calibrated infilling: the
     per-token NLL of the window judges a span that is too short (cramped) or too long (padding);
     a span may still end early with end-of-text, so the longer lengths are upper bounds.
-    Lengths whose canvas cannot be built (a constraint that does not fit, past the model's
+    A model with expand/delete tokens (DreamOn) resizes the span while it denoises
+    (engine.resize): each of `lengths` is then where it starts, and the length it ends at is
+    the one reported and scored. Lengths whose canvas cannot be built (a constraint that does not fit, past the model's
     context) are skipped; ValueError if none can be."""
     once = settings.replace(candidates=1)
     results: list[tuple[int, float]] = []
@@ -44,7 +51,12 @@ def choose_length(model: DiffusionLM, text: str, span: Span, settings: SamplerSe
         except ValueError as err:
             refusal = err
             continue
-        document = run(infill(model, canvas, once)).texts[0]
+        if resizes(model):
+            resizing = ResizingInfill(model, canvas, once)
+            document = run(resizing).texts[0]
+            length += resizing.growth[0]
+        else:
+            document = run(infill(model, canvas, once)).texts[0]
         end = len(document) - (len(text) - span.end)  # text after the span comes back unchanged
         score = scorer(document, span.start, end)
         results.append((length, math.inf if math.isnan(score) else score))

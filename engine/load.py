@@ -14,7 +14,9 @@ from .model import DiffusionLM, ModelNotFound, UnsupportedModel
 # Anything else whose architectures end in "ForMaskedLM" goes to hf_masked.
 FAMILIES: dict[str, str] = {
     "llada": "engine.families.llada",
-    "dream": "engine.families.dream",
+    "lladamoe": "engine.families.llada_moe",
+    "llada2_moe": "engine.families.llada2",
+    "dream": "engine.families.dream",  # also DreamOn, Dream-Coder and DiffuCoder
     "diffusion_gemma": "engine.families.diffusion_gemma",
 }
 MASKED_LM = "engine.families.hf_masked"
@@ -88,6 +90,8 @@ def _cached_snapshot(repo_id: str) -> Path | None:
 def family_loader(config: dict) -> Callable[..., DiffusionLM]:
     model_type = str(config.get("model_type", "")).lower()
     architectures = config.get("architectures") or []
+    if model_type == "llada" and "num_experts" in config:  # LLaDA-MoE ships model_type "llada"
+        model_type = "lladamoe"
     if model_type in FAMILIES:
         module = FAMILIES[model_type]
     elif any(str(a).endswith("ForMaskedLM") for a in architectures):

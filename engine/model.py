@@ -35,6 +35,10 @@ class DiffusionLM(ABC):
     label: str  # what the UI and CLI show, e.g. "Dream-style (local: /models/dream)"
 
     supports_cache: bool = False  # True where `cached_logits` is implemented (engine/context.py)
+    # DreamOn's length tokens: written at an undecided slot, expand makes it two undecided slots and
+    # delete removes it (engine/resize.py). None for models without them.
+    expand_id: int | None = None
+    delete_id: int | None = None
 
     @abstractmethod
     def logits(self, ids: torch.Tensor) -> torch.Tensor:

@@ -103,16 +103,21 @@ def span_length(codec: Any, original: str, mode: str, n: Any) -> int | None:
     return max(1, math.ceil(PICK_SLACK * len(codec.encode(original))))
 
 
-def auto_lengths(codec: Any, original: str, mode: str, score: Scorer | None) -> tuple[int, ...]:
-    """The lengths "auto" tries around the original's token count (engine.length.lengths_around);
-    none (the span's own length stands: "keep") for other modes or without a scorer."""
+def auto_lengths(codec: Any, original: str, mode: str, score: Scorer | None,
+                 resizing: bool = False) -> tuple[int, ...]:
+    """The lengths "auto" tries around the original's token count (engine.length.lengths_around;
+    `resizing`: the model grows and shrinks the span itself, one start); none (the span's own
+    length stands: "keep") for other modes or without a scorer."""
     if mode != "auto" or score is None:
         return ()
-    return lengths_around(len(codec.encode(original)) if original else 0)
+    return lengths_around(len(codec.encode(original)) if original else 0, resizing)
 
 
-def length_note(tried: list[tuple[int, float]], chosen: int) -> str:
-    """What "auto" tried, for the page's message: each length with its window NLL, the chosen one marked."""
+def length_note(tried: list[tuple[int, float]], chosen: int, resizing: bool = False) -> str:
+    """What "auto" tried, for the page's message: each length with its window NLL, the chosen one
+    marked; for a model that resizes spans itself (DreamOn), the length it ended at."""
+    if resizing:
+        return f"Length {chosen} tokens: the model grew or shrank the span to it (expand/delete tokens). "
     parts = [f"**{n}: {s:.2f}**" if n == chosen else f"{n}: {s:.2f}" for n, s in tried]
     return f"Length {chosen} tokens chosen by the base model's NLL ({', '.join(parts)}). "
 

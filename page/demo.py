@@ -18,6 +18,7 @@ from editor.languages import language_for, supported
 from editor.text import EditorError, check_document, index_to_utf16
 from engine import DEFAULT_PRESET, PRESETS, DiffusionLM, build_canvas, infill
 from engine.length import choose_length
+from engine.resize import resizes
 from engine.score import fluency_for
 
 from . import exports, views
@@ -158,7 +159,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
                 mode = mode if mode == "auto" else "N tokens"
             settings = settings_from_dial(dial)
             span = make_span(model.codec, text, a, b, mode, n, constraint)
-            lengths = auto_lengths(model.codec, text[a:b], mode, score)
+            lengths = auto_lengths(model.codec, text[a:b], mode, score, resizes(model))
             # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
             widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
             canvas = build_canvas(model.codec, text, [widest], model.max_length)
@@ -179,7 +180,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
             except Exception as err:
                 log.exception("the model failed choosing a length")
                 raise _error(f"The model failed: {err}", "Model error") from None
-            note = length_note(tried, length)
+            note = length_note(tried, length, resizes(model))
         run = Run(canvas, text, (a, b), language, doc["id"], doc["revision"], kind, settings)
         yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, note
         try:

@@ -1,12 +1,30 @@
-"""Dream checkpoints (model_type "Dream", Dream-org/Dream-v0-*): a Qwen2 body with a shifted head."""
+"""Dream checkpoints (model_type "Dream"): Dream-v0, Dream-Coder, DiffuCoder and DreamOn, a Qwen2
+body with a shifted head.
+
+The variants share Dream's config keys, tensor names, bidirectional attention and head shift
+(logits of position i-1 score token i); what differs is in their special tokens (read in
+HKUNLP/Dream, DreamLM/Dream-Coder@0e81a799d460 README, DreamLM/DreamOn@8a0a54918412 readme and
+its dreamon generation code, apple/DiffuCoder-7B-* file lists and users' generate code):
+- Dream-Coder (Dream-org/Dream-Coder-v0-*-7B): Qwen2.5-Coder tokenizer; nothing else differs.
+- DiffuCoder (apple/DiffuCoder-7B-*): pads the unused end of its canvas with `<|dlm_pad|>` rather
+  than end-of-text, so that token (a special one, decoded to nothing) may end a span early here.
+- DreamOn (Dream-org/DreamOn-v0-7B): adds `<|expand|>` and `<|delete|>` (generation_config's
+  expand_token_id / delete_token_id); an expand written at a masked slot makes it two masked
+  slots, a delete removes it. They are banned in fixed-length runs; engine/resize.py runs the
+  variable-length infill that uses them.
+"""
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import torch
 
 from ..model import UnsupportedModel
-from .llama import HF_LLAMA_NAMES, LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors
+from .llama import HF_LLAMA_NAMES, LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors, token_id
+
+PAD_ENDS_SPAN = "<|dlm_pad|>"  # DiffuCoder's padding token
 
 
 def dream_shape(config: dict, qkv_bias: bool) -> LlamaShape:
@@ -46,5 +64,25 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
     state = read_safetensors(folder, device)
     # Dream-7B has q/k/v biases (Qwen2); Llama-based Dream conversions set attention_bias=false.
     shape = dream_shape(config, qkv_bias=any(k.endswith("q_proj.bias") for k in state))
-    return from_checkpoint(folder, config, shape, state, HF_LLAMA_NAMES.ours, device=device, dtype=dtype,
-                           family="Dream", mask_names=["<|mask|>"], mask_fallback=None, shifted=True)
+    model = from_checkpoint(folder, config, shape, state, HF_LLAMA_NAMES.ours, device=device, dtype=dtype,
+                            family="Dream", mask_names=["<|mask|>"], mask_fallback=None, shifted=True)
+    tokenizer = model.codec.tokenizer
+    pad = token_id(tokenizer, PAD_ENDS_SPAN)
+    if pad is not None and pad in model.codec.banned_ids:
+        model.codec = dataclasses.replace(
+            model.codec, banned_ids=tuple(i for i in model.codec.banned_ids if i != pad))
+    lengths = length_tokens(folder, tokenizer)
+    if lengths is not None:
+        model.expand_id, model.delete_id = lengths
+        model.label = f"DreamOn (local: {folder})"
+    return model
+
+
+def length_tokens(folder: Path, tokenizer) -> tuple[int, int] | None:
+    """DreamOn's (expand, delete) ids: generation_config.json's expand_token_id / delete_token_id,
+    else the tokenizer's <|expand|> / <|delete|>; None unless both are there."""
+    path = folder / "generation_config.json"
+    generation = json.loads(path.read_text()) if path.is_file() else {}
+    expand = generation.get("expand_token_id", token_id(tokenizer, "<|expand|>"))
+    delete = generation.get("delete_token_id", token_id(tokenizer, "<|delete|>"))
+    return None if expand is None or delete is None else (int(expand), int(delete))

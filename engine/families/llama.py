@@ -17,6 +17,7 @@ from ..model import DiffusionLM, ModelNotFound
 
 if TYPE_CHECKING:
     from ..score import Fluency
+    from .moe_net import MoENet, MoEShape
 from .names import NameTable, per_block
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, kv_heads, L, head_dim) each
@@ -111,11 +112,11 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
 
-    def __init__(self, shape: LlamaShape):
+    def __init__(self, width: int, ffn: int):
         super().__init__()
-        self.gate = nn.Linear(shape.width, shape.ffn, bias=False)
-        self.up = nn.Linear(shape.width, shape.ffn, bias=False)
-        self.down = nn.Linear(shape.ffn, shape.width, bias=False)
+        self.gate = nn.Linear(width, ffn, bias=False)
+        self.up = nn.Linear(width, ffn, bias=False)
+        self.down = nn.Linear(ffn, width, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(F.silu(self.gate(x)) * self.up(x))
@@ -127,7 +128,7 @@ class Block(nn.Module):
         self.attn_norm = RMSNorm(shape.width, shape.norm_eps)
         self.attn = Attention(shape)
         self.mlp_norm = RMSNorm(shape.width, shape.norm_eps)
-        self.mlp = MLP(shape)
+        self.mlp = MLP(shape.width, shape.ffn)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, causal: bool = False,
                 context: KV | None = None) -> tuple[torch.Tensor, KV]:
@@ -189,15 +190,17 @@ HF_LLAMA_NAMES = NameTable("Llama/Qwen2-layout", {
 }, drop_containing=("rotary_emb",))
 
 
-def build_net(shape: LlamaShape, state: Mapping[str, torch.Tensor], rename: Rename,
-              *, device: torch.device, dtype: torch.dtype) -> LlamaNet:
-    """A LlamaNet whose parameters are exactly `state` (renamed); every parameter must be given.
+def build_net(shape: LlamaShape | MoEShape, state: Mapping[str, torch.Tensor], rename: Rename, *,
+              device: torch.device, dtype: torch.dtype,
+              make: Callable[..., LlamaNet | MoENet] = LlamaNet) -> LlamaNet | MoENet:
+    """A `make(shape)` net (LlamaNet unless the family has its own, e.g. the MoE net) whose
+    parameters are exactly `state` (renamed); every parameter must be given.
 
     The module is built on the meta device and the tensors are assigned, so an 8B checkpoint is
     never held twice in memory.
     """
     with torch.device("meta"):
-        net = LlamaNet(shape)
+        net = make(shape)
     mapped = {}
     for name, tensor in state.items():
         ours = rename(name)
@@ -283,7 +286,7 @@ class LlamaDiffusionLM(DiffusionLM):
     Dream's own sampler does (its position 0 is a prompt token that is never masked).
     """
 
-    def __init__(self, net: LlamaNet, codec: TextCodec, *, label: str, shifted: bool,
+    def __init__(self, net: LlamaNet | MoENet, codec: TextCodec, *, label: str, shifted: bool,
                  start_id: int | None = None, max_length: int | None = None):
         self.net = net
         self.shape = net.shape
@@ -364,14 +367,14 @@ class SpanCache:
     query: torch.Tensor      # (P,) index into `active` of the row that scores each slot
 
 
-def from_checkpoint(folder: Path, config: dict, shape: LlamaShape, state: Mapping[str, torch.Tensor],
+def from_checkpoint(folder: Path, config: dict, shape: LlamaShape | MoEShape, state: Mapping[str, torch.Tensor],
                     rename: Rename, *, device: torch.device, dtype: torch.dtype | None, family: str,
                     mask_names: Iterable[str], mask_fallback: int | None,
-                    shifted: bool) -> LlamaDiffusionLM:
-    """What every Llama-layout family loader ends with: the weights in a LlamaNet (the caller's
-    dtype, else `pick_dtype`), the folder's tokenizer, the mask id (`mask_id_from`), the codec."""
+                    shifted: bool, make: Callable[..., LlamaNet | MoENet] = LlamaNet) -> LlamaDiffusionLM:
+    """What every Llama-layout family loader ends with: the weights in a `make(shape)` net (the
+    caller's dtype, else `pick_dtype`), the folder's tokenizer, the mask id (`mask_id_from`), the codec."""
     stored = next(iter(state.values())).dtype
-    net = build_net(shape, state, rename, device=device, dtype=pick_dtype(device, dtype, stored))
+    net = build_net(shape, state, rename, device=device, dtype=pick_dtype(device, dtype, stored), make=make)
     tokenizer = load_tokenizer(folder)
     mask_id = mask_id_from(config, tokenizer, mask_names, mask_fallback, family)
     codec = TextCodec.from_tokenizer(tokenizer, mask_id=mask_id, vocab_size=shape.vocab)

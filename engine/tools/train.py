@@ -426,8 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info(f"rows: code {pools['code'].shape[0]}, prose {pools['prose'].shape[0]} "
              f"(x{config.seq} tokens); held-out eval rows {heldout.shape[0]}; threads "
              f"{torch.get_num_threads()}; checkpoint {checkpoint}")
-    dev = model.net.embed.weight.device
-    train(model.net, pools, heldout.to(dev), mask_id=model.mask_id, start_id=model.start_id,
+    net = model.net
+    assert isinstance(net, LlamaNet)  # the bundled model is dense (MoE nets are loaded elsewhere)
+    dev = net.embed.weight.device
+    train(net, pools, heldout.to(dev), mask_id=model.mask_id, start_id=model.start_id,
           config=config, out=out, checkpoint=checkpoint, resume=args.resume,
           stop_after_s=None if args.max_minutes is None else args.max_minutes * 60)
     return 0
