@@ -1,34 +1,41 @@
-"""Regenerate tests/fixtures/parity/: what LLaDA's and Dream's own code computes on tiny checkpoints.
+"""Regenerate tests/fixtures/parity/: what the model families' own code computes on tiny checkpoints.
 
-    .venv/bin/python scripts/parity_fixtures.py --llada /tmp/ref/llada --dream /tmp/ref/dream
+    .venv/bin/python scripts/parity_fixtures.py --llada DIR --dream DIR --llada-moe DIR --llada2 DIR
 
-Each reference folder holds the family's files, unedited, as published (they are never committed
-here; copy them from where the sources below say):
-  --llada  modeling_llada.py, configuration_llada.py (the GSAI-ML/LLaDA-8B-Instruct model repo's
-           remote code) and generate.py (github ML-GSAI/LLaDA)
-  --dream  modeling_dream.py, configuration_dream.py, generation_utils.py (the
-           Dream-org/Dream-v0-Instruct-7B model repo's remote code)
-`--llada-source` / `--dream-source` (JSON: file name -> {repo, path, commit}) say where the copies
-came from; they default to the copies the stored fixtures were made with (SOURCES). The
-fixtures also record each file's sha256, so they name the exact bytes that ran.
+Each folder holds one family's reference files, unedited, as published (never committed here;
+copy them from where SOURCES says; any subset of the four flags may be given):
+  --llada      modeling_llada.py, configuration_llada.py (remote code of the Hugging Face repo
+               GSAI-ML/LLaDA-8B-Instruct) and generate.py (github ML-GSAI/LLaDA)
+  --dream      modeling_dream.py, configuration_dream.py, generation_utils.py (remote code of
+               Dream-org/Dream-v0-Instruct-7B)
+  --llada-moe  modeling_lladamoe.py, configuration_lladamoe.py (inclusionAI/LLaDA-MoE-7B-A1B) and
+               LLaDA's generate.py, which drives it
+  --llada2     modeling_llada2_moe.py, configuration_llada2_moe.py (inclusionAI/LLaDA2.0-mini)
+`--sources FILE` (JSON: family -> file name -> {repo, path, commit}) says where the copies came
+from when they are not SOURCES'. The fixtures record each file's sha256 too: the exact bytes that ran.
 
-The tiny checkpoints are rebuilt from a seed by tests/parity.py (the same code the tests use); each
+The tiny checkpoints are rebuilt from a seed by tests/parity.py (the code the tests use); each
 fixture records the weights' fingerprint. Per family the script stores the reference forward's
-logits on a few inputs (masked positions included) and every step of the reference sampler at
-temperature 0: LLaDA's `generate` (low-confidence remasking, whole span and semi-autoregressive
-blocks) and Dream's `diffusion_generate` (alg entropy and maskgit_plus). Steps are read without
-touching the samplers: LLaDA's model is wrapped to record each canvas it is called on, Dream's
-through its own `generation_tokens_hook_func`.
+logits on three inputs (masked positions included; LLaDA 2's under the block-diffusion mask its
+generate builds) and every step of the reference sampler at temperature 0: LLaDA's `generate`
+(low-confidence remasking, whole span and semi-autoregressive blocks; also on LLaDA-MoE) and
+Dream's `diffusion_generate` (alg entropy and maskgit_plus). LLaDA 2's generate samples with
+torch.multinomial even at temperature 0, so it has logits only. Steps are read without touching
+the samplers: LLaDA's model is wrapped to record each canvas it is called on, Dream's through its
+own `generation_tokens_hook_func`.
 
-Shims, applied at run time for transformers 5.23 / torch 2.13 (the reference files are not edited):
-  1. LLaDA: transformers 5 no longer keeps `use_cache` on a config built from keyword arguments,
-     and LLaDAModelLM.forward reads `config.use_cache`: set to False after building the model.
-  2. Dream: transformers 5 dropped the "default" entry of ROPE_INIT_FUNCTIONS that
-     DreamRotaryEmbedding looks up: registered as transformers 4's default (inv_freq = theta ** (-2i/d),
-     attention scaling 1).
-  3. Dream: transformers 5 calls GenerationConfig.validate(user_set_attributes=...), which
+Shims, applied at run time for transformers 5.23 / torch 2.13 (the reference files are not edited;
+SHIMS says which family needs which, each fixture lists its own):
+  1. transformers 5 no longer keeps `use_cache` on a config built from keyword arguments, and
+     LLaDAModelLM.forward reads it: set to False after building each model.
+  2. transformers 5 dropped the "default" entry of ROPE_INIT_FUNCTIONS that the Dream / LLaDA-MoE /
+     LLaDA 2 rotary embeddings look up: registered as transformers 4's default
+     (inv_freq = theta ** (-2i/d) over the partial_rotary_factor part of a head, scaling 1).
+  3. transformers 5 calls GenerationConfig.validate(user_set_attributes=...), which
      DreamGenerationConfig.validate(self, is_init=False) does not accept: replaced by a
      validate that takes any keywords and, like the original, does nothing.
+  4. transformers 5 removed transformers.utils.import_utils.is_torch_fx_available, which
+     modeling_llada2_moe imports: defined, returning False.
 """
 from __future__ import annotations
 
@@ -39,7 +46,6 @@ import json
 import sys
 import tempfile
 import types
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -47,37 +53,58 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.parity import FAMILIES, SEED, TinyFamily, fixture_paths, write_tiny  # noqa: E402
+from tests.parity import FAMILIES, SEED, TinyFamily, fingerprint, fixture_paths, tiny_weights, write_tiny  # noqa: E402
 
+DLLM, DLLM_FIRST = "ZHZisZZ/dllm", "03270de7d134f87244f1ffc2ff3653c809beb1d0"
 SOURCES = {
     # The Hugging Face model repos hold the modelling code; the search index stores no copy of
-    # them, so these are vendored copies (checked in the report against a second copy).
+    # them, so these are vendored copies of them (see the report for how they were checked).
     "llada": {
-        "modeling_llada.py": {"repo": "ZHZisZZ/dllm", "path": "dllm/pipelines/llada/models/modeling_llada.py",
-                              "commit": "03270de7d134f87244f1ffc2ff3653c809beb1d0",
-                              "upstream": "huggingface.co/GSAI-ML/LLaDA-8B-Instruct"},
-        "configuration_llada.py": {"repo": "ZHZisZZ/dllm",
-                                   "path": "dllm/pipelines/llada/models/configuration_llada.py",
-                                   "commit": "03270de7d134f87244f1ffc2ff3653c809beb1d0",
-                                   "upstream": "huggingface.co/GSAI-ML/LLaDA-8B-Instruct"},
+        "modeling_llada.py": {"repo": DLLM, "path": "dllm/pipelines/llada/models/modeling_llada.py",
+                              "commit": DLLM_FIRST, "upstream": "huggingface.co/GSAI-ML/LLaDA-8B-Instruct"},
+        "configuration_llada.py": {"repo": DLLM, "path": "dllm/pipelines/llada/models/configuration_llada.py",
+                                   "commit": DLLM_FIRST, "upstream": "huggingface.co/GSAI-ML/LLaDA-8B-Instruct"},
         "generate.py": {"repo": "ML-GSAI/LLaDA", "path": "generate.py",
                         "commit": "b7e6c3565f194352da44b38dd12b6970597309f3"},
     },
     "dream": {
-        name: {"repo": "ZHZisZZ/dllm", "path": f"dllm/pipelines/dream/models/{name}",
-               "commit": "03270de7d134f87244f1ffc2ff3653c809beb1d0",
+        name: {"repo": DLLM, "path": f"dllm/pipelines/dream/models/{name}", "commit": DLLM_FIRST,
                "upstream": "huggingface.co/Dream-org/Dream-v0-Instruct-7B"}
         for name in ("modeling_dream.py", "configuration_dream.py", "generation_utils.py")
     },
+    "llada_moe": {
+        **{name: {"repo": DLLM, "path": f"dllm/pipelines/llada/models/{name}", "commit": DLLM_FIRST,
+                  "upstream": "huggingface.co/inclusionAI/LLaDA-MoE-7B-A1B-Instruct"}
+           for name in ("modeling_lladamoe.py", "configuration_lladamoe.py")},
+        "generate.py": {"repo": "ML-GSAI/LLaDA", "path": "generate.py",
+                        "commit": "b7e6c3565f194352da44b38dd12b6970597309f3"},
+    },
+    "llada2": {
+        name: {"repo": DLLM, "path": f"dllm/pipelines/llada2/models/{name}",
+               "commit": "d8cc1190ddbe47a7c38fd0eb5d29d3a0b12043c5",
+               "upstream": "huggingface.co/inclusionAI/LLaDA2.0-mini"}
+        for name in ("modeling_llada2_moe.py", "configuration_llada2_moe.py")
+    },
 }
-SHIMS = {
-    "llada": ["config.use_cache = False after construction (transformers 5 drops it from kwargs-built "
-              "configs; LLaDAModelLM.forward reads it)"],
-    "dream": ["ROPE_INIT_FUNCTIONS['default'] registered as transformers 4's default rope (removed in "
-              "transformers 5; DreamRotaryEmbedding looks it up)",
-              "DreamGenerationConfig.validate accepts and ignores keyword arguments (transformers 5 "
-              "passes user_set_attributes; the original validate does nothing)"],
+REFERENCE_CLASSES = {  # family -> (config module, class), (model module, class)
+    "llada": (("configuration_llada", "LLaDAConfig"), ("modeling_llada", "LLaDAModelLM")),
+    "dream": (("configuration_dream", "DreamConfig"), ("modeling_dream", "DreamModel")),
+    "llada_moe": (("configuration_lladamoe", "LLaDAMoEConfig"), ("modeling_lladamoe", "LLaDAMoEModelLM")),
+    "llada2": (("configuration_llada2_moe", "LLaDA2MoeConfig"), ("modeling_llada2_moe", "LLaDA2MoeModelLM")),
 }
+SHIMS = {  # what each shim does -> the families whose reference needs it (all are applied)
+    "config.use_cache = False after construction (transformers 5 drops it from kwargs-built configs; "
+    "LLaDAModelLM.forward reads it)": ("llada",),
+    "ROPE_INIT_FUNCTIONS['default'] registered as transformers 4's default rope, over the "
+    "partial_rotary_factor part of each head (transformers 5 removed it; the rotary embeddings look "
+    "it up)": ("dream", "llada_moe", "llada2"),
+    "DreamGenerationConfig.validate accepts and ignores keyword arguments (transformers 5 passes "
+    "user_set_attributes; the original validate does nothing)": ("dream",),
+    "transformers.utils.import_utils.is_torch_fx_available defined, returning False (removed in "
+    "transformers 5; modeling_llada2_moe imports it)": ("llada2",),
+}
+LLADA2_BLOCK = 32  # LLaDA 2's generate block_length: its attention blocks
+LENGTH = {"llada2": 40}  # logits inputs' length: LLaDA 2's span two attention blocks; others 12
 LOGITS_TOLERANCE = {"atol": 1e-4, "rtol": 1e-5}  # float32 on CPU; measured differences are ~0
 PROMPT, SPAN = 6, 8                                # sampler canvas: prompt tokens, then masked slots
 
@@ -101,46 +128,44 @@ def file_record(folder: Path, sources: dict) -> dict:
     return out
 
 
-def llada_reference(folder: Path, checkpoint: Path):
-    """LLaDA's LLaDAModelLM holding the tiny checkpoint, and its generate.py module."""
+def transformers4_default_rope(config=None, device=None, seq_len=None, **_):
+    """Shim 2: transformers 4's default RoPE init, inv_freq over the rotary part of each head."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    dim = int(head_dim * getattr(config, "partial_rotary_factor", 1.0))
+    exponent = torch.arange(0, dim, 2, dtype=torch.int64).float().to(device) / dim
+    return 1.0 / config.rope_theta ** exponent, 1.0
+
+
+def apply_library_shims() -> None:
+    """Shims 2 and 4: names the reference files look up in transformers 5 and no longer find."""
+    import transformers.modeling_rope_utils as rope_utils
+    import transformers.utils.import_utils as import_utils
+
+    rope_utils.ROPE_INIT_FUNCTIONS.setdefault("default", transformers4_default_rope)
+    if not hasattr(import_utils, "is_torch_fx_available"):
+        import_utils.is_torch_fx_available = lambda: False
+
+
+def reference_model(family: TinyFamily, folder: Path, checkpoint: Path):
+    """The family's reference model class, built from the checkpoint's config.json and holding
+    its weights (every tensor name must match: strict loading)."""
     from safetensors.torch import load_file
 
-    config_mod = import_reference(folder, "ref_llada", "configuration_llada")
-    model_mod = import_reference(folder, "ref_llada", "modeling_llada")
-    generate = import_reference(folder, "ref_llada", "generate")
-    config = config_mod.LLaDAConfig(**json.loads((checkpoint / "config.json").read_text()))
-    model = model_mod.LLaDAModelLM(config)
+    apply_library_shims()
+    package = f"ref_{family.name}"
+    (config_module, config_class), (model_module, model_class) = REFERENCE_CLASSES[family.name]
+    config_cls = getattr(import_reference(folder, package, config_module), config_class)
+    model = getattr(import_reference(folder, package, model_module), model_class)(
+        config_cls(**json.loads((checkpoint / "config.json").read_text())))
     model.config.use_cache = False                                         # shim 1
     model.load_state_dict(load_file(str(checkpoint / "model.safetensors")), strict=True)
-    return model.eval(), generate
-
-
-def dream_reference(folder: Path, checkpoint: Path):
-    """Dream's DreamModel (with its DreamGenerationMixin) holding the tiny checkpoint, and its
-    generation_utils module."""
-    import transformers.modeling_rope_utils as rope_utils
-    from safetensors.torch import load_file
-
-    def default_rope(config=None, device=None, seq_len=None, **_):        # shim 2
-        dim = config.hidden_size // config.num_attention_heads
-        exponent = torch.arange(0, dim, 2, dtype=torch.int64).float().to(device) / dim
-        return 1.0 / config.rope_theta ** exponent, 1.0
-
-    rope_utils.ROPE_INIT_FUNCTIONS.setdefault("default", default_rope)
-    config_mod = import_reference(folder, "ref_dream", "configuration_dream")
-    model_mod = import_reference(folder, "ref_dream", "modeling_dream")
-    generation = import_reference(folder, "ref_dream", "generation_utils")
-    generation.DreamGenerationConfig.validate = lambda self, *args, **kwargs: None  # shim 3
-    config = config_mod.DreamConfig(**json.loads((checkpoint / "config.json").read_text()))
-    model = model_mod.DreamModel(config)
-    model.load_state_dict(load_file(str(checkpoint / "model.safetensors")), strict=True)
-    return model.eval(), generation
+    return model.eval()
 
 
 def logits_inputs(family: TinyFamily) -> torch.Tensor:
-    """(3, 12) ids: plain words; words with scattered masks; a prompt followed by masks only."""
+    """(3, L) ids: plain words; words with scattered masks; a prompt followed by masks only."""
     g = torch.Generator().manual_seed(SEED + 1)
-    ids = torch.randint(0, family.words, (3, 12), generator=g)
+    ids = torch.randint(0, family.words, (3, LENGTH.get(family.name, 12)), generator=g)
     mask = family.special_ids()["mask"]
     ids[1, [1, 4, 5, 9, 11]] = mask
     ids[2, PROMPT:] = mask
@@ -195,6 +220,7 @@ def dream_sampler_runs(model, generation, family: TinyFamily, prompts: torch.Ten
     """diffusion_generate at temperature 0, steps = the tokens to generate, alg entropy and
     maskgit_plus; the canvas after each step is read through its generation_tokens_hook_func."""
     mask = family.special_ids()["mask"]
+    generation.DreamGenerationConfig.validate = lambda self, *args, **kwargs: None  # shim 3
     runs = []
     for prompt in prompts:
         for alg in ("entropy", "maskgit_plus"):
@@ -248,7 +274,8 @@ def write_fixture(family: TinyFamily, folder: Path, sources: dict, fingerprint: 
     import transformers
 
     meta = {"family": family.name, "made_by": "scripts/parity_fixtures.py",
-            "reference": {"files": file_record(folder, sources), "shims": SHIMS[family.name],
+            "reference": {"files": file_record(folder, sources),
+                          "shims": [text for text, who in SHIMS.items() if family.name in who],
                           "transformers": transformers.__version__, "torch": torch.__version__},
             "checkpoint": {"built_by": "tests/parity.py", "seed": SEED, "fingerprint": fingerprint},
             "logits": {"file": logits_path.name, "tolerance": LOGITS_TOLERANCE,
@@ -258,42 +285,53 @@ def write_fixture(family: TinyFamily, folder: Path, sources: dict, fingerprint: 
     print(f"wrote {meta_path.relative_to(ROOT)} and {logits_path.name}: {len(runs)} sampler runs")
 
 
+def block_diffusion_mask(length: int) -> torch.Tensor:
+    """(1, 1, L, L) additive mask that LLaDA 2's generate builds (tokens see their own 32-token
+    block and every earlier one, blocks from the sequence start), in float32 not bfloat16."""
+    blocks = -(-length // LLADA2_BLOCK)
+    allowed = torch.tril(torch.ones(blocks, blocks)).repeat_interleave(LLADA2_BLOCK, 0)
+    allowed = allowed.repeat_interleave(LLADA2_BLOCK, 1)[:length, :length]
+    return allowed.log()[None, None]
+
+
 def run_reference(family: TinyFamily, folder: Path, checkpoint: Path,
                   ids: torch.Tensor) -> tuple[torch.Tensor, list[dict]]:
     """The reference forward's logits on `ids`, and its sampler's runs on two of their prompts."""
-    prompts = ids[[0, 2], :PROMPT]
-    if family.name == "llada":
-        model, generate = llada_reference(folder, checkpoint)
-        sample = partial(llada_sampler_runs, model, generate, family, prompts)
-    else:
-        model, generation = dream_reference(folder, checkpoint)
-        sample = partial(dream_sampler_runs, model, generation, family, prompts)
+    model = reference_model(family, folder, checkpoint)
+    package, prompts = f"ref_{family.name}", ids[[0, 2], :PROMPT]
+    kwargs = {}
+    if family.name == "llada2":
+        kwargs = dict(attention_mask=block_diffusion_mask(ids.shape[1]),
+                      position_ids=torch.arange(ids.shape[1])[None])
     with torch.no_grad():
-        logits = model(ids).logits
-    return logits, sample()
+        logits = model(ids, **kwargs).logits
+    if family.name in ("llada", "llada_moe"):
+        runs = llada_sampler_runs(model, import_reference(folder, package, "generate"), family, prompts)
+    elif family.name == "dream":
+        runs = dream_sampler_runs(model, import_reference(folder, package, "generation_utils"), family, prompts)
+    else:  # LLaDA 2's generate draws with torch.multinomial even at temperature 0: nothing exact to compare
+        runs = []
+    return logits, runs
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--llada", type=Path, help="folder with LLaDA's reference files")
-    parser.add_argument("--dream", type=Path, help="folder with Dream's reference files")
-    parser.add_argument("--llada-source", type=json.loads, default=SOURCES["llada"])
-    parser.add_argument("--dream-source", type=json.loads, default=SOURCES["dream"])
+    for name in FAMILIES:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, metavar="DIR",
+                            help=f"folder with the {name} reference files")
+    parser.add_argument("--sources", type=Path, help="JSON: family -> file -> {repo, path, commit}")
     args = parser.parse_args(argv)
-    if not (args.llada or args.dream):
-        parser.error("give --llada and/or --dream")
+    sources = json.loads(args.sources.read_text()) if args.sources else SOURCES
+    chosen = {name: getattr(args, name) for name in FAMILIES if getattr(args, name) is not None}
+    if not chosen:
+        parser.error("give at least one of " + ", ".join(f"--{n.replace('_', '-')}" for n in FAMILIES))
     torch.set_num_threads(1)
-    from tests.parity import fingerprint, tiny_weights
-
-    for name, folder, sources in (("llada", args.llada, args.llada_source),
-                                  ("dream", args.dream, args.dream_source)):
-        if folder is None:
-            continue
-        missing = [f for f in sources if not (folder / f).is_file()]
+    for name, folder in chosen.items():
+        missing = [f for f in sources[name] if not (folder / f).is_file()]
         if missing:
             raise SystemExit(f"{folder}: missing {', '.join(missing)}")
         family = FAMILIES[name]()
-        write_fixture(family, folder, sources, fingerprint(tiny_weights(family)))
+        write_fixture(family, folder, sources[name], fingerprint(tiny_weights(family)))
 
 
 if __name__ == "__main__":

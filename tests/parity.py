@@ -118,8 +118,7 @@ def dream_family() -> TinyFamily:
         "tie_word_embeddings": False, "torch_dtype": "float32", "use_cache": False,
         "use_sliding_window": False, "vocab_size": vocab}
     hd = d // heads
-    layout = {"model.embed_tokens.weight": ((vocab, d), "embed"), "model.norm.weight": ((d,), "final_norm"),
-              "lm_head.weight": ((vocab, d), "head")}
+    layout = ends("model.embed_tokens.weight", vocab, d)
     for i in range(layers):
         b = f"model.layers.{i}."
         layout |= {b + "input_layernorm.weight": ((d,), "norm"),
@@ -140,7 +139,114 @@ def dream_family() -> TinyFamily:
     return TinyFamily("dream", config, layout, words, specials, tok_config)
 
 
-FAMILIES: dict[str, Callable[[], TinyFamily]] = {"llada": llada_family, "dream": dream_family}
+def swiglu(prefix: str, d: int, ffn: int) -> dict:
+    """A Hugging Face-named SwiGLU feed-forward's tensors under `prefix`."""
+    return {prefix + "gate_proj.weight": ((ffn, d), "matrix"), prefix + "up_proj.weight": ((ffn, d), "matrix"),
+            prefix + "down_proj.weight": ((d, ffn), "writer")}
+
+
+def moe_layer(prefix: str, d: int, ffn: int, experts: int, names: dict[str, str]) -> dict:
+    """An MoE feed-forward's tensors: router, per-expert and shared SwiGLUs (`names` says where
+    each family keeps them), and the router's expert bias."""
+    layout = {prefix + names["router"]: ((experts, d), "matrix"), prefix + names["bias"]: ((experts,), "bias")}
+    for e in range(experts):
+        layout |= swiglu(f"{prefix}{names['experts']}.{e}.", d, ffn)
+    return layout | swiglu(f"{prefix}{names['shared']}.", d, ffn)
+
+
+def ends(embedding: str, vocab: int, d: int) -> dict:
+    """The tensors around the blocks in Hugging Face names: embedding, final norm, head."""
+    return {embedding: ((vocab, d), "embed"), "model.norm.weight": ((d,), "final_norm"),
+            "lm_head.weight": ((vocab, d), "head")}
+
+
+def fast_tokenizer_config(specials: dict[str, str]) -> dict:
+    return {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": specials["bos"],
+            "eos_token": specials["eos"], "pad_token": specials["eos"], "mask_token": specials["mask"]}
+
+
+def layer_norms(prefix: str, d: int) -> dict:
+    return {prefix + "input_layernorm.weight": ((d,), "norm"),
+            prefix + "post_attention_layernorm.weight": ((d,), "norm")}
+
+
+def llada_moe_family() -> TinyFamily:
+    """LLaDA-MoE-7B-A1B's config keys (model_type "llada" with num_experts, as released) and
+    names, scaled down: layer 0 dense, layer 1 four experts (top 2) plus a shared one, softmax
+    router with expert bias, query/key norms, RoPE on half of each head."""
+    d, ffn, expert_ffn, layers, heads, kv, experts, vocab = 64, 96, 32, 2, 4, 2, 4, 256
+    words, hd = 200, d // heads
+    specials = {"bos": "<|startoftext|>", "eos": "<|endoftext|>", "mask": "<|mask|>"}
+    ids = {role: words + i for i, role in enumerate(specials)}
+    config = {
+        "model_type": "llada", "architectures": ["LLaDAMoEModelLM"], "vocab_size": vocab, "hidden_size": d,
+        "dense_intermediate_size": ffn, "expert_intermediate_size": expert_ffn,
+        "shared_expert_intermediate_size": expert_ffn, "num_hidden_layers": layers,
+        "num_attention_heads": heads, "num_key_value_heads": kv, "hidden_act": "silu",
+        "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "use_cache": False, "tie_word_embeddings": False,
+        "rope_theta": 50000.0, "partial_rotary_factor": 0.5, "rope_scaling": None, "attention_bias": False,
+        "attention_dropout": 0.0, "clip_qkv": None, "num_experts_per_tok": 2, "num_experts": experts,
+        "norm_topk_prob": False, "qk_layernorm": True, "moe_layer_freq": [0, 1],
+        "moe_router_enable_expert_bias": True, "moe_router_score_function": "softmax",
+        "routed_scaling_factor": 1, "bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
+        "pad_token_id": ids["eos"], "mask_token_id": ids["mask"]}
+    layout = ends("model.embed_tokens.weight", vocab, d)
+    for i in range(layers):
+        b = f"model.layers.{i}."
+        a = b + "self_attn."
+        layout |= layer_norms(b, d) | {
+            a + "q_proj.weight": ((d, d), "matrix"), a + "k_proj.weight": ((kv * hd, d), "matrix"),
+            a + "v_proj.weight": ((kv * hd, d), "matrix"), a + "o_proj.weight": ((d, d), "writer"),
+            a + "q_norm.weight": ((hd,), "norm"), a + "k_norm.weight": ((hd,), "norm")}
+        if config["moe_layer_freq"][i] == 0:
+            layout |= swiglu(b + "mlp.", d, ffn)
+        else:
+            layout |= moe_layer(b, d, expert_ffn, experts, {"router": "mlp.gate.weight", "bias": "mlp.expert_bias",
+                                                            "experts": "mlp.experts", "shared": "shared_expert"})
+    tok_config = fast_tokenizer_config(specials)
+    return TinyFamily("llada_moe", config, layout, words, specials, tok_config)
+
+
+def llada2_family() -> TinyFamily:
+    """LLaDA2.0-mini's config keys (model_type "llada2_moe") and BailingMoE-V2 names, scaled
+    down: layer 0 dense, layer 1 eight experts in 4 groups (top 2 groups, top 2 experts) plus a
+    shared one, sigmoid router with expert bias and scaling 2.5, fused query_key_value."""
+    d, ffn, expert_ffn, layers, heads, kv, experts, vocab = 64, 96, 32, 2, 4, 2, 8, 256
+    words, hd = 200, d // heads
+    specials = {"bos": "<|startoftext|>", "eos": "<|endoftext|>", "mask": "<|mask|>"}
+    ids = {role: words + i for i, role in enumerate(specials)}
+    config = {
+        "model_type": "llada2_moe", "architectures": ["LLaDA2MoeModelLM"], "vocab_size": vocab,
+        "hidden_size": d, "intermediate_size": ffn, "moe_intermediate_size": expert_ffn,
+        "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv, "head_dim": hd,
+        "hidden_act": "silu", "use_qkv_bias": False, "use_qk_norm": True, "use_bias": False,
+        "rms_norm_eps": 1e-6, "norm_head": False, "tie_word_embeddings": False, "embedding_dropout": 0.0,
+        "attention_dropout": 0.0, "output_dropout": 0.0, "max_position_embeddings": 128,
+        "rope_theta": 600000.0, "rope_scaling": None, "use_cache": False, "use_sliding_window": False,
+        "num_experts": experts, "num_shared_experts": 1, "num_experts_per_tok": 2, "n_group": 4,
+        "topk_group": 2, "routed_scaling_factor": 2.5, "first_k_dense_replace": 1,
+        "partial_rotary_factor": 0.5, "score_function": "sigmoid", "moe_router_enable_expert_bias": True,
+        "num_nextn_predict_layers": 0, "bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
+        "pad_token_id": ids["eos"], "mask_token_id": ids["mask"]}
+    layout = ends("model.word_embeddings.weight", vocab, d)
+    for i in range(layers):
+        b = f"model.layers.{i}."
+        a = b + "attention."
+        layout |= layer_norms(b, d) | {
+            a + "query_key_value.weight": (((heads + 2 * kv) * hd, d), "matrix"),
+            a + "dense.weight": ((d, d), "writer"), a + "query_layernorm.weight": ((hd,), "norm"),
+            a + "key_layernorm.weight": ((hd,), "norm")}
+        if i < config["first_k_dense_replace"]:
+            layout |= swiglu(b + "mlp.", d, ffn)
+        else:
+            layout |= moe_layer(b, d, expert_ffn, experts, {"router": "mlp.gate.weight", "bias": "mlp.gate.expert_bias",
+                                                            "experts": "mlp.experts", "shared": "mlp.shared_experts"})
+    tok_config = fast_tokenizer_config(specials)
+    return TinyFamily("llada2", config, layout, words, specials, tok_config)
+
+
+FAMILIES: dict[str, Callable[[], TinyFamily]] = {"llada": llada_family, "dream": dream_family,
+                                                 "llada_moe": llada_moe_family, "llada2": llada2_family}
 
 
 def tiny_weights(family: TinyFamily, seed: int = SEED) -> dict[str, torch.Tensor]:

@@ -1,7 +1,7 @@
-"""Sharpen against the families' own code: tiny LLaDA and Dream checkpoints in their own layouts,
-loaded through `load_model`, compared with what LLaDA's modeling_llada.py / generate.py and
-Dream's modeling_dream.py / generation_utils.py computed on them (tests/fixtures/parity/, written by
-scripts/parity_fixtures.py; each fixture names its source files, commits and shims).
+"""Sharpen against the families' own code: tiny LLaDA, Dream, LLaDA-MoE and LLaDA 2 checkpoints in
+their own layouts, loaded through `load_model`, compared with what their reference modelling files
+and LLaDA's generate.py / Dream's generation_utils.py computed on them (tests/fixtures/parity/,
+written by scripts/parity_fixtures.py; each fixture names its source files, commits and shims).
 
 Tolerances: logits within the fixture's atol 1e-4 / rtol 1e-5 (float32 on CPU); sampler commits
 and tokens exactly.
@@ -24,7 +24,7 @@ def fixture(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
     return json.loads(meta.read_text()), load_file(str(logits))
 
 
-@pytest.fixture(scope="module", params=["llada", "dream"])
+@pytest.fixture(scope="module", params=list(FAMILIES))
 def family(request, tmp_path_factory):
     """(name, Sharpen's model of the tiny checkpoint, fixture metadata, fixture tensors)."""
     name = request.param
@@ -103,10 +103,10 @@ def runs(name: str) -> list[tuple[str, int]]:
     return [(name, i) for i in range(len(meta["sampler"]))]
 
 
-@pytest.mark.parametrize("name, index", runs("llada"))
+@pytest.mark.parametrize("name, index", runs("llada") + runs("llada_moe"))
 def test_llada_sampler_commits_what_generate_py_commits(name, index, tmp_path):
     """LLaDA's generate.py at temperature 0, low-confidence remasking, with and without blocks,
-    one and two tokens per forward: the same positions, tokens and steps."""
+    one and two tokens per forward, on LLaDA and LLaDA-MoE: the same positions, tokens and steps."""
     write_tiny(FAMILIES[name](), tmp_path)
     meta, _ = fixture(name)
     run = meta["sampler"][index]
