@@ -49,6 +49,7 @@ import types
 from pathlib import Path
 
 import torch
+import transformers
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -57,8 +58,13 @@ from tests.parity import FAMILIES, SEED, TinyFamily, fingerprint, fixture_paths,
 
 DLLM, DLLM_FIRST = "ZHZisZZ/dllm", "03270de7d134f87244f1ffc2ff3653c809beb1d0"
 SOURCES = {
-    # The Hugging Face model repos hold the modelling code; the search index stores no copy of
-    # them, so these are vendored copies of them (see the report for how they were checked).
+    # The modelling code lives in the Hugging Face model repos ("upstream"), of which the stored
+    # index holds no copy; these are the first vendored copies in ZHZisZZ/dllm (its later commits
+    # edit them). Checked: modeling_llada.py against therkels/LLaDAText2SQL@59750478's copy of the
+    # HF file (a later revision: it adds an all-zero bidirectional attention bias and moves an
+    # import; the same forward without an attention mask); modeling_dream.py against
+    # NVlabs/Fast-dLLM@24cc59e7 (which adds its caches; same attention, norms and RoPE). dllm's
+    # copy of DreamModel.forward also accepts 2-D attention masks; no input here has one.
     "llada": {
         "modeling_llada.py": {"repo": DLLM, "path": "dllm/pipelines/llada/models/modeling_llada.py",
                               "commit": DLLM_FIRST, "upstream": "huggingface.co/GSAI-ML/LLaDA-8B-Instruct"},
@@ -104,7 +110,7 @@ SHIMS = {  # what each shim does -> the families whose reference needs it (all a
     "transformers 5; modeling_llada2_moe imports it)": ("llada2",),
 }
 LLADA2_BLOCK = 32  # LLaDA 2's generate block_length: its attention blocks
-LENGTH = {"llada2": 40}  # logits inputs' length: LLaDA 2's span two attention blocks; others 12
+LENGTH = {"llada2": 40}  # logits inputs' length (else 12): LLaDA 2's cross its 32-token blocks
 LOGITS_TOLERANCE = {"atol": 1e-4, "rtol": 1e-5}  # float32 on CPU; measured differences are ~0
 PROMPT, SPAN = 6, 8                                # sampler canvas: prompt tokens, then masked slots
 
@@ -271,8 +277,6 @@ def write_fixture(family: TinyFamily, folder: Path, sources: dict, fingerprint: 
     meta_path, logits_path = fixture_paths(family.name)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"ids": ids.contiguous(), "logits": logits.float().contiguous()}, str(logits_path))
-    import transformers
-
     meta = {"family": family.name, "made_by": "scripts/parity_fixtures.py",
             "reference": {"files": file_record(folder, sources),
                           "shims": [text for text, who in SHIMS.items() if family.name in who],
