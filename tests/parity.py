@@ -1,10 +1,10 @@
-"""Tiny LLaDA and Dream checkpoints in each family's own layout, rebuilt from a seed, and the
-parity fixtures that the families' reference code computed on them (scripts/parity_fixtures.py).
+"""Tiny LLaDA, Dream, LLaDA-MoE and LLaDA 2 checkpoints in each family's own layout, rebuilt from
+a seed, and the parity fixtures their reference code computed on them (scripts/parity_fixtures.py).
 
-The layouts below are written from the reference modelling files (LLaDA's OLMo-style
-`modeling_llada.py`, Dream's Qwen2-style `modeling_dream.py`), not from Sharpen's name tables, so
-a wrong entry in those tables shows up as a logits mismatch instead of being written and read
-back the same wrong way.
+The layouts below are written from the reference modelling files (LLaDA's OLMo-style names,
+Dream's and LLaDA-MoE's Qwen2-style ones, LLaDA 2's BailingMoE ones), not from Sharpen's name
+tables, so a wrong entry in those tables shows up as a logits mismatch instead of being written
+and read back the same wrong way (the reference loads each checkpoint strictly).
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ SEED = 20261127
 CONSTANT_CHANNEL = 0   # hidden channel that stays 1.0 in the residual stream (see `improbable`)
 BANNED_LOGIT = -60.0   # head weight on that channel for ids no trained model predicts
 
-# role of a tensor -> how it is drawn; d = fan-in of the matrix
 Draw = Callable[[torch.Generator, tuple[int, ...]], torch.Tensor]
 
 
@@ -29,7 +28,7 @@ def _normal(scale: Callable[[tuple[int, ...]], float]) -> Draw:
     return lambda g, shape: torch.randn(shape, generator=g) * scale(shape)
 
 
-DRAWS: dict[str, Draw] = {
+DRAWS: dict[str, Draw] = {  # a tensor's role -> how it is drawn
     "embed": _normal(lambda s: 1.0),
     "norm": lambda g, shape: 1.0 + 0.1 * torch.randn(shape, generator=g),
     "matrix": _normal(lambda s: s[-1] ** -0.5),   # in_features ** -0.5: unit-scale outputs
