@@ -80,9 +80,17 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
 
 def length_tokens(folder: Path, tokenizer) -> tuple[int, int] | None:
     """DreamOn's (expand, delete) ids: generation_config.json's expand_token_id / delete_token_id,
-    else the tokenizer's <|expand|> / <|delete|>; None unless both are there."""
+    else the tokenizer's <|expand|> / <|delete|>; None without an expand token.
+
+    Without a delete token the delete is end-of-text, as in DreamOn's own code (DreamLM/DreamOn
+    @8a0a5491: its training data pads a span with end-of-text, its generator removes an
+    end-of-text written at a masked slot, `delete_eos_token`; its generation config reads
+    delete_token_id from eos_token_id)."""
     path = folder / "generation_config.json"
     generation = json.loads(path.read_text()) if path.is_file() else {}
     expand = generation.get("expand_token_id", token_id(tokenizer, "<|expand|>"))
     delete = generation.get("delete_token_id", token_id(tokenizer, "<|delete|>"))
+    if delete is None:
+        eos = generation.get("eos_token_id", tokenizer.eos_token_id)
+        delete = eos[0] if isinstance(eos, list) else eos
     return None if expand is None or delete is None else (int(expand), int(delete))

@@ -58,6 +58,13 @@ def test_length_tokens_found_by_name_without_generation_config(tmp_path):
     assert resizes(model) and model.expand_id == model.codec.tokenizer.convert_tokens_to_ids("<|expand|>")
 
 
+def test_dreamon_without_a_delete_token_deletes_with_end_of_text(tmp_path):
+    """DreamOn's own generator removes an end-of-text written at a masked slot (delete_eos_token)."""
+    folder = dream_folder(tmp_path, ["<|expand|>"], generation={"expand_token_id": "<|expand|>"})
+    model = load_model(folder, device="cpu")
+    assert resizes(model) and model.delete_id == model.codec.eos_id is not None
+
+
 def test_dreamon_resizing_infill_ends_and_keeps_the_outside_text(dreamon):
     span = Span(4, 7, 3)
     canvas = build_canvas(dreamon.codec, DOC, [span])
