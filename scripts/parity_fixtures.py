@@ -11,6 +11,7 @@ copy them from where SOURCES says; any subset of the four flags may be given):
   --llada-moe  modeling_lladamoe.py, configuration_lladamoe.py (inclusionAI/LLaDA-MoE-7B-A1B) and
                LLaDA's generate.py, which drives it
   --llada2     modeling_llada2_moe.py, configuration_llada2_moe.py (inclusionAI/LLaDA2.0-mini)
+  --dreamon    Dream's three files (above) and generator.py (github DreamLM/DreamOn eval/generator.py)
 `--sources FILE` (JSON: family -> file name -> {repo, path, commit}) says where the copies came
 from when they are not SOURCES'. The fixtures record each file's sha256 too: the exact bytes that ran.
 
@@ -36,6 +37,8 @@ SHIMS says which family needs which, each fixture lists its own):
      validate that takes any keywords and, like the original, does nothing.
   4. transformers 5 removed transformers.utils.import_utils.is_torch_fx_available, which
      modeling_llada2_moe imports: defined, returning False.
+  5. DreamOn's eval/generator.py imports OmegaConf from omegaconf (not installed here) and never
+     uses it in the functions run: a stand-in module with OmegaConf = None.
 """
 from __future__ import annotations
 
@@ -85,6 +88,14 @@ SOURCES = {
         "generate.py": {"repo": "ML-GSAI/LLaDA", "path": "generate.py",
                         "commit": "b7e6c3565f194352da44b38dd12b6970597309f3"},
     },
+    "dreamon": {
+        **{name: {"repo": DLLM, "path": f"dllm/pipelines/dream/models/{name}", "commit": DLLM_FIRST,
+                  "upstream": "huggingface.co/Dream-org/Dream-v0-Instruct-7B (DreamOn-v0-7B ships its own "
+                              "copy, which the index does not hold)"}
+           for name in ("modeling_dream.py", "configuration_dream.py", "generation_utils.py")},
+        "generator.py": {"repo": "DreamLM/DreamOn", "path": "eval/generator.py",
+                         "commit": "8a0a54918412eda9402a327646f7f067f7160ec8"},
+    },
     "llada2": {
         name: {"repo": DLLM, "path": f"dllm/pipelines/llada2/models/{name}",
                "commit": "d8cc1190ddbe47a7c38fd0eb5d29d3a0b12043c5",
@@ -97,18 +108,22 @@ REFERENCE_CLASSES = {  # family -> (config module, class), (model module, class)
     "dream": (("configuration_dream", "DreamConfig"), ("modeling_dream", "DreamModel")),
     "llada_moe": (("configuration_lladamoe", "LLaDAMoEConfig"), ("modeling_lladamoe", "LLaDAMoEModelLM")),
     "llada2": (("configuration_llada2_moe", "LLaDA2MoeConfig"), ("modeling_llada2_moe", "LLaDA2MoeModelLM")),
+    "dreamon": (("configuration_dream", "DreamConfig"), ("modeling_dream", "DreamModel")),
 }
 SHIMS = {  # what each shim does -> the families whose reference needs it (all are applied)
     "config.use_cache = False after construction (transformers 5 drops it from kwargs-built configs; "
     "LLaDAModelLM.forward reads it)": ("llada",),
     "ROPE_INIT_FUNCTIONS['default'] registered as transformers 4's default rope, over the "
     "partial_rotary_factor part of each head (transformers 5 removed it; the rotary embeddings look "
-    "it up)": ("dream", "llada_moe", "llada2"),
+    "it up)": ("dream", "llada_moe", "llada2", "dreamon"),
     "DreamGenerationConfig.validate accepts and ignores keyword arguments (transformers 5 passes "
     "user_set_attributes; the original validate does nothing)": ("dream",),
     "transformers.utils.import_utils.is_torch_fx_available defined, returning False (removed in "
     "transformers 5; modeling_llada2_moe imports it)": ("llada2",),
+    "a stand-in omegaconf module (OmegaConf = None): DreamOn's eval/generator.py imports it and the "
+    "functions run here do not use it": ("dreamon",),
 }
+DREAMON = {"start": 4, "max_gen_len": 10, "steps": 64}  # DreamOn: initial masks, its span cap, its forwards cap
 LLADA2_BLOCK = 32  # LLaDA 2's generate block_length: its attention blocks
 LENGTH = {"llada2": 40}  # logits inputs' length (else 12): LLaDA 2's cross its 32-token blocks
 LOGITS_TOLERANCE = {"atol": 1e-4, "rtol": 1e-5}  # float32 on CPU; measured differences are ~0
@@ -248,6 +263,44 @@ def dream_sampler_runs(model, generation, family: TinyFamily, prompts: torch.Ten
     return runs
 
 
+class WindowRecorder:
+    """The model DreamOn's generator calls: the reference model, noting the part of each canvas
+    its attention mask lets the model see (the rest is padding past the current length)."""
+
+    def __init__(self, model):
+        self.model, self.windows = model, []
+
+    def __call__(self, x, attention_mask, tok_idx):
+        window = int(attention_mask[0, 0].diagonal().sum())
+        self.windows.append(x[0, :window].tolist())
+        return self.model(x, attention_mask, tok_idx)
+
+
+def dreamon_runs(model, generator, family: TinyFamily, words: torch.Tensor) -> list[dict]:
+    """DreamOn's own variable-length infill (eval/generator.py batch_generate_with_expand_as_token)
+    at temperature 0, alg entropy, one token per forward, deleting end-of-text written at a masked
+    slot and leaving the rest of the span alone (pad_eos_to_right off): the input is
+    [bos] + prefix + [mask] * start + suffix + [eos], as its quickstart builds it."""
+    ids = family.special_ids()
+    prefix, suffix = words[:5].tolist(), words[7:10].tolist()
+    prompt = [ids["bos"]] + prefix + [ids["mask"]] * DREAMON["start"] + suffix + [ids["eos"]]
+    cfg = dict(temperature=0.0, top_p=None, top_k=None, show_progress=False, dtype="fp32", device="cpu",
+               max_tokens=2048, min_gen_len=DREAMON["start"], max_prompt_len=1024,
+               max_gen_len=DREAMON["max_gen_len"], pad_to_max_len=False, pad_eos_to_right=False,
+               batch_size=1, eps=1e-3, steps=DREAMON["steps"], alg="entropy", alg_temp=0.0,
+               delete_eos_token=True)
+    token_ids = types.SimpleNamespace(mask_id=ids["mask"], expand_id=ids["expand"], eos_id=ids["eos"])
+    recorder = WindowRecorder(model)
+    sampler = generator.MDMGenerator(types.SimpleNamespace(**cfg), recorder, token_ids)
+    x, length = sampler.batch_generate_with_expand_as_token(torch.tensor([prompt]))
+    final = x[0, :len(prompt) - DREAMON["start"] + length].tolist()
+    if ids["mask"] in final or len(recorder.windows) >= DREAMON["steps"]:
+        raise SystemExit("dreamon: the reference run did not finish within its steps")
+    return [{"call": "MDMGenerator.batch_generate_with_expand_as_token", "args": cfg, "prompt": prompt,
+             "span": [1 + len(prefix), 1 + len(prefix) + DREAMON["start"]], "inputs": recorder.windows,
+             "final": final}]
+
+
 def sampler_record(call: str, args: dict, prompt: torch.Tensor, canvases: list[torch.Tensor],
                    mask: int) -> dict:
     """One reference sampler run as the fixture stores it."""
@@ -258,7 +311,9 @@ def sampler_record(call: str, args: dict, prompt: torch.Tensor, canvases: list[t
 def check_no_improbable(family: TinyFamily, runs: list[dict]) -> None:
     """The comparison is only meaningful if the reference never wrote an id Sharpen bans."""
     banned = set(family.improbable_ids())
-    hit = [t for run in runs for step in run["steps"] for _, t in step if t in banned]
+    written = [t for run in runs for step in run.get("steps", []) for _, t in step]
+    written += [t for run in runs for window in run.get("inputs", []) for t in window[run["span"][0]:]]
+    hit = sorted({t for t in written if t in banned} - {family.special_ids()[r] for r in ("eos", "mask")})
     if hit:
         raise SystemExit(f"{family.name}: the reference committed banned ids {hit}; rebuild the "
                          "checkpoint with a larger BANNED_LOGIT")
@@ -313,6 +368,9 @@ def run_reference(family: TinyFamily, folder: Path, checkpoint: Path,
         runs = llada_sampler_runs(model, import_reference(folder, package, "generate"), family, prompts)
     elif family.name == "dream":
         runs = dream_sampler_runs(model, import_reference(folder, package, "generation_utils"), family, prompts)
+    elif family.name == "dreamon":
+        sys.modules.setdefault("omegaconf", types.SimpleNamespace(OmegaConf=None))  # shim 5
+        runs = dreamon_runs(model, import_reference(folder, package, "generator"), family, ids[0])
     else:  # LLaDA 2's generate draws with torch.multinomial even at temperature 0: nothing exact to compare
         runs = []
     return logits, runs

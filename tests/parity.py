@@ -8,6 +8,7 @@ and read back the same wrong way (the reference loads each checkpoint strictly).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -49,6 +50,8 @@ class TinyFamily:
     words: int                                      # ordinary tokens, ids 0..words-1
     specials: dict[str, str]                        # role -> token text, ids after the words
     tokenizer_config: dict
+    generation_config: dict | None = None           # generation_config.json, where the family has one
+    likely: tuple[tuple[str, float], ...] = ()      # special role -> its head weight on CONSTANT_CHANNEL
 
     def special_ids(self) -> dict[str, int]:
         return {role: self.words + i for i, role in enumerate(self.specials)}
@@ -58,9 +61,12 @@ class TinyFamily:
         return int(self.config.get("embedding_size") or self.config["vocab_size"])
 
     def improbable_ids(self) -> list[int]:
-        """Every special token and every embedding row past the tokenizer: ids a trained model
-        gives ~0 probability and Sharpen bans outright, while the reference samplers do not."""
-        return sorted(self.special_ids().values()) + list(range(self.words + len(self.specials), self.vocab))
+        """Every special token but the `likely` ones, and every embedding row past the tokenizer:
+        ids a trained model gives ~0 probability and Sharpen bans outright, while the reference
+        samplers do not."""
+        likely = {role for role, _ in self.likely}
+        specials = [i for role, i in self.special_ids().items() if role not in likely]
+        return sorted(specials) + list(range(self.words + len(self.specials), self.vocab))
 
 
 def llada_family() -> TinyFamily:
@@ -244,8 +250,25 @@ def llada2_family() -> TinyFamily:
     return TinyFamily("llada2", config, layout, words, specials, tok_config)
 
 
+def dreamon_family(expand_weight: float = 12.0, delete_weight: float = 10.0) -> TinyFamily:
+    """DreamOn-v0: Dream's layout and config plus an <|expand|> token (generation_config.json's
+    expand_token_id); it deletes with end-of-text, as its own generator does. Both are made likely
+    enough (head weights on the constant channel) that a short run expands up to its cap and
+    then deletes."""
+    dream = dream_family()
+    specials = dream.specials | {"expand": "<|expand|>"}
+    ids = {role: dream.words + i for i, role in enumerate(specials)}
+    generation = {"mask_token_id": ids["mask"], "expand_token_id": ids["expand"], "eos_token_id": ids["eos"],
+                  "bos_token_id": ids["bos"], "pad_token_id": ids["eos"]}
+    return dataclasses.replace(
+        dream, name="dreamon", specials=specials, generation_config=generation,
+        tokenizer_config=dream.tokenizer_config | {"additional_special_tokens": [specials["expand"]]},
+        likely=(("expand", expand_weight), ("eos", delete_weight)))
+
+
 FAMILIES: dict[str, Callable[[], TinyFamily]] = {"llada": llada_family, "dream": dream_family,
-                                                 "llada_moe": llada_moe_family, "llada2": llada2_family}
+                                                 "llada_moe": llada_moe_family, "llada2": llada2_family,
+                                                 "dreamon": dreamon_family}
 
 
 def tiny_weights(family: TinyFamily, seed: int = SEED) -> dict[str, torch.Tensor]:
@@ -275,6 +298,8 @@ def improbable(family: TinyFamily, state: dict[str, torch.Tensor]) -> dict[str, 
         elif role == "head":
             t[:, c] = 0.0
             t[family.improbable_ids(), c] = BANNED_LOGIT
+            for role, weight in family.likely:
+                t[family.special_ids()[role], c] = weight
     return state
 
 
@@ -316,6 +341,8 @@ def write_tiny(family: TinyFamily, folder: Path, seed: int = SEED) -> str:
     tiny_tokenizer(family).save_pretrained(folder)
     tok_config = json.loads((folder / "tokenizer_config.json").read_text()) | family.tokenizer_config
     (folder / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=1))
+    if family.generation_config is not None:
+        (folder / "generation_config.json").write_text(json.dumps(family.generation_config, indent=1))
     return fingerprint(state)
 
 

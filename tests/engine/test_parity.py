@@ -11,8 +11,9 @@ import json
 import pytest
 import torch
 
-from engine import load_model
+from engine import Span, build_canvas, load_model
 from engine.loop import denoise
+from engine.resize import ResizingInfill
 from engine.settings import PRESETS, SamplerSettings
 from tests.parity import FAMILIES, fingerprint, fixture_paths, tiny_weights, write_tiny
 
@@ -53,7 +54,8 @@ def test_sharpen_bans_only_ids_the_checkpoint_makes_improbable(family):
     """The reference samplers take an argmax over every id, Sharpen never writes its banned ones:
     the comparison holds because the checkpoint gives exactly those ids ~0 probability."""
     name, model, meta, _ = family
-    assert set(model.codec.banned_ids) <= set(FAMILIES[name]().improbable_ids())
+    length_tokens = {model.expand_id, model.delete_id}  # DreamOn's, allowed where it resizes
+    assert set(model.codec.banned_ids) - length_tokens <= set(FAMILIES[name]().improbable_ids())
     assert model.mask_id == FAMILIES[name]().special_ids()["mask"]
 
 
@@ -61,7 +63,7 @@ def test_logits_match_the_reference_forward(family):
     name, model, meta, tensors = family
     ids, raw = tensors["ids"], tensors["logits"]
     tol = meta["logits"]["tolerance"]
-    if name == "dream":
+    if name in ("dream", "dreamon"):
         # Dream's head is shifted: its sampler reads position i from raw[i - 1], position 0 from
         # raw[0] (generation_utils: torch.cat([logits[:, :1], logits[:, :-1]], dim=1)).
         torch.testing.assert_close(model.net(ids), raw, **tol)
@@ -135,3 +137,26 @@ def test_dream_sampler_commits_in_diffusion_generates_order(name, index, tmp_pat
     last_pair = {p: t for p, t in theirs[-1]}
     (p, t), (q, _) = per_step[-2][0], per_step[-1][0]
     assert {p, q} == set(last_pair) and t == last_pair[p]
+
+
+def test_dreamon_resizes_as_its_own_generator_does(tmp_path):
+    """DreamOn's eval/generator.py (temperature 0, alg entropy, one token per forward, an
+    end-of-text at a masked slot deleted, expand capped at max_gen_len slots) against Sharpen's
+    ResizingInfill with the entropy strategy: the model is shown the same canvas at every
+    forward (the span growing from 4 to 10 slots, then shrinking), and the result is the same."""
+    write_tiny(FAMILIES["dreamon"](), tmp_path)
+    model = load_model(tmp_path, device="cpu")
+    run = fixture("dreamon")[0]["sampler"][0]
+    (a, b), tok = run["span"], model.codec.tokenizer
+    before = " ".join(tok.convert_ids_to_tokens(run["prompt"][:a]))
+    after = " ".join(tok.convert_ids_to_tokens(run["prompt"][b:]))
+    canvas = build_canvas(model.codec, f"{before} t0 t0 {after}", [Span(len(before) + 1, len(before) + 6, b - a)])
+    assert canvas.span_ranges == ((a, b),) and canvas.ids[:a].tolist() == run["prompt"][:a]
+    seen: list[list[int]] = []
+    forward = model.logits_at
+    model.logits_at = lambda ids, positions: (seen.append(ids[0].tolist()), forward(ids, positions))[1]
+    settings = PRESETS["quality"].replace(strategy="entropy", entropy_bound=0.0)
+    resizing = ResizingInfill(model, canvas, settings, max_slots=run["args"]["max_gen_len"])
+    last = list(resizing)[-1]
+    assert seen == run["inputs"]
+    assert last.done and resizing.canvas.ids.tolist() == run["final"]
