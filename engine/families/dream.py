@@ -8,9 +8,10 @@ its dreamon generation code, apple/DiffuCoder-7B-* file lists and users' generat
 - Dream-Coder (Dream-org/Dream-Coder-v0-*-7B): Qwen2.5-Coder tokenizer; nothing else differs.
 - DiffuCoder (apple/DiffuCoder-7B-*): pads the unused end of its canvas with `<|dlm_pad|>` rather
   than end-of-text, so that token (a special one, decoded to nothing) may end a span early here.
-- DreamOn (Dream-org/DreamOn-v0-7B): adds `<|expand|>` and `<|delete|>` (generation_config's
-  expand_token_id / delete_token_id); an expand written at a masked slot makes it two masked
-  slots, a delete removes it. They are banned in fixed-length runs; engine/resize.py runs the
+- DreamOn (Dream-org/DreamOn-v0-7B): adds `<|expand|>` (generation_config's expand_token_id);
+  its delete is end-of-text unless a delete_token_id / `<|delete|>` is given (`length_tokens`).
+  An expand written at a masked slot makes it two masked slots, a delete removes it. Expand (and
+  a dedicated delete token) are banned in fixed-length runs; engine/resize.py runs the
   variable-length infill that uses them.
 """
 from __future__ import annotations
