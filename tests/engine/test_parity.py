@@ -1,7 +1,8 @@
-"""Sharpen against the families' own code: tiny LLaDA, Dream, LLaDA-MoE and LLaDA 2 checkpoints in
-their own layouts, loaded through `load_model`, compared with what their reference modelling files
-and LLaDA's generate.py / Dream's generation_utils.py computed on them (tests/fixtures/parity/,
-written by scripts/parity_fixtures.py; each fixture names its source files, commits and shims).
+"""Sharpen against the families' own code: tiny LLaDA, Dream, LLaDA-MoE, LLaDA 2 and DreamOn
+checkpoints in their own layouts, loaded through `load_model`, compared with what their reference
+modelling files and LLaDA's generate.py / Dream's generation_utils.py / DreamOn's generator
+computed on them (tests/fixtures/parity/, written by scripts/parity_fixtures.py; each fixture
+names its source files, commits and shims).
 
 Tolerances: logits within the fixture's atol 1e-4 / rtol 1e-5 (float32 on CPU); sampler commits
 and tokens exactly.
