@@ -277,3 +277,16 @@ def test_unsupported_config_is_refused_naming_key_and_value(tmp_path, maker, key
     with pytest.raises(UnsupportedModel, match=f"{key}={value!r}".replace("(", r"\(").replace("{", r"\{")
                        .replace("[", r"\[")):
         load_model(folder, device="cpu")
+
+
+def test_llada_moe_span_cache_gives_the_full_forward_logits(family):
+    """Over a cache of the same canvas, a slots-only forward (MoE and all) equals the full one."""
+    name, model, _, _ = family
+    if name != "lladamoe":
+        pytest.skip("LLaDA 2 has no span cache (block-causal attention)")
+    ids = torch.cat([IDS, IDS.flip(-1)], dim=1)
+    slots = torch.arange(6, 11)
+    fresh, cache = model.cached_logits(ids, slots, None)
+    full = model.logits_at(ids, slots)
+    torch.testing.assert_close(fresh, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.cached_logits(ids, slots, cache)[0], full, atol=1e-4, rtol=1e-4)
