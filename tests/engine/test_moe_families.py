@@ -279,11 +279,18 @@ def test_unsupported_config_is_refused_naming_key_and_value(tmp_path, maker, key
         load_model(folder, device="cpu")
 
 
-def test_llada_moe_span_cache_gives_the_full_forward_logits(family):
-    """Over a cache of the same canvas, a slots-only forward (MoE and all) equals the full one."""
+def test_span_cache_gives_the_full_forward_logits_and_llada2_runs_in_full(family):
+    """LLaDA-MoE: over a cache of the same canvas, a slots-only forward (MoE and all) equals the
+    full one. LLaDA 2 (block-causal) has no cache: cache=dual runs the whole canvas."""
+    from engine.commit import Layout
+    from engine.context import DualCache, make_context
+
     name, model, _, _ = family
-    if name != "lladamoe":
-        pytest.skip("LLaDA 2 has no span cache (block-causal attention)")
+    layout = Layout.of(((6, 11),), None, torch.device("cpu"))
+    dual = isinstance(make_context(model, layout, SamplerSettings(cache="dual")), DualCache)
+    assert dual == (name == "lladamoe")
+    if not dual:
+        return
     ids = torch.cat([IDS, IDS.flip(-1)], dim=1)
     slots = torch.arange(6, 11)
     fresh, cache = model.cached_logits(ids, slots, None)
