@@ -38,9 +38,9 @@ def choose_length(model: DiffusionLM, text: str, span: Span, settings: SamplerSe
     per-token NLL of the window judges a span that is too short (cramped) or too long (padding);
     a span may still end early with end-of-text, so the longer lengths are upper bounds.
     A model with expand/delete tokens (DreamOn) resizes the span while it denoises
-    (engine.resize): each of `lengths` is then where it starts, and the length it ends at is
-    the one reported and scored. Lengths whose canvas cannot be built (a constraint that does not fit, past the model's
-    context) are skipped; ValueError if none can be."""
+    (engine.resize): each of `lengths` is then where it starts, and the length it ends at is the
+    one reported and scored. Lengths whose canvas cannot be built (a constraint that does not fit,
+    past the model's context) are skipped; ValueError if none can be."""
     once = settings.replace(candidates=1)
     results: list[tuple[int, float]] = []
     refusal: ValueError | None = None

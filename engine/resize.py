@@ -4,7 +4,9 @@ DreamOn writes two extra tokens at masked slots: expand (the slot becomes two ma
 delete (the slot goes). The denoising loop works on a fixed set of slots, so the span is resized
 between rounds of that same loop rather than inside it: a round ends at the step that commits
 an expand or a delete, the canvas is rebuilt with the span resized, and what was decided so far
-is carried into the next round as forced tokens. The loop itself is not changed.
+is carried into the next round as forced tokens. The loop itself is not changed. DreamOn's own
+sampler commits one slot per forward; here the commit strategy and step budget are the settings'.
+Its optional `pad_delete_to_right` (a delete also deletes every undecided slot after it) is not done.
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ class ResizingInfill:
         self.length_ids = torch.tensor([model.expand_id, model.delete_id])
 
     def __iter__(self) -> Iterator[Step]:
-        while True:
+        while True:                                                             # 3: round after round
             self.rounds += 1
             view = LengthTokensAllowed(self.model, self.allowed_codec())
             last: Step | None = None
@@ -93,7 +95,6 @@ class ResizingInfill:
             self.canvas = self.resized(last)                                    # 2
             if not self.canvas.fixed[self.canvas.slots].logical_not().any():
                 return  # only deletes, and nothing left to decide: the last step's text is final
-                                                                                # 3: next round
 
     def allowed_codec(self) -> TextCodec:
         """The model's codec with delete allowed in spans, and expand while there is room."""

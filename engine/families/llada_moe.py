@@ -17,8 +17,8 @@ tools/configuration_lladamoe.py):
   the weights, never renormalised (the reference hard-codes norm_topk_prob off and ignores
   moe_router_score_function, routed_scaling_factor and router_num_group; so does Sharpen).
 - a layer whose moe_layer_freq entry is 0 has a dense SwiGLU (dense_intermediate_size) and no
-  shared expert. Mask id: config mask_token_id, else <|mask|> (LLaDA-MoE shares LLaDA 2's
-  tokenizer and generate default, 156895).
+  shared expert. Mask id: config mask_token_id, else <|mask|>, else 156895 (dInfer's
+  benchmarks/benchmark.py uses mask 156895 and eos 156892 for LLaDA-MoE and LLaDA 2 alike).
 Refused: hidden_act other than silu, rope_scaling, clip_qkv, qk_layernorm false.
 """
 from __future__ import annotations

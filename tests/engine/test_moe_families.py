@@ -277,3 +277,56 @@ def test_unsupported_config_is_refused_naming_key_and_value(tmp_path, maker, key
     with pytest.raises(UnsupportedModel, match=f"{key}={value!r}".replace("(", r"\(").replace("{", r"\{")
                        .replace("[", r"\[")):
         load_model(folder, device="cpu")
+
+
+def test_span_cache_gives_the_full_forward_logits_and_llada2_runs_in_full(family):
+    """LLaDA-MoE: over a cache of the same canvas, a slots-only forward (MoE and all) equals the
+    full one. LLaDA 2 (block-causal) has no cache: cache=dual runs the whole canvas."""
+    from engine.commit import Layout
+    from engine.context import DualCache, make_context
+
+    name, model, _, _ = family
+    layout = Layout.of(((6, 11),), None, torch.device("cpu"))
+    dual = isinstance(make_context(model, layout, SamplerSettings(cache="dual")), DualCache)
+    assert dual == (name == "lladamoe")
+    if not dual:
+        return
+    ids = torch.cat([IDS, IDS.flip(-1)], dim=1)
+    slots = torch.arange(6, 11)
+    fresh, cache = model.cached_logits(ids, slots, None)
+    full = model.logits_at(ids, slots)
+    torch.testing.assert_close(fresh, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.cached_logits(ids, slots, cache)[0], full, atol=1e-4, rtol=1e-4)
+
+
+# config.json of inclusionAI/LLaDA2.0-mini (dFactory's copy, model_type as released) and the
+# LLaDA-MoE-7B-A1B keys that fix its size
+LLADA2_MINI = {
+    "model_type": "llada2_moe", "num_hidden_layers": 20, "hidden_size": 2048, "intermediate_size": 5120,
+    "first_k_dense_replace": 1, "hidden_act": "silu", "max_position_embeddings": 16384,
+    "moe_intermediate_size": 512, "norm_topk_prob": True, "num_experts_per_tok": 8, "norm_head": False,
+    "num_attention_heads": 16, "num_experts": 256, "num_key_value_heads": 4, "rope_theta": 600000,
+    "rope_scaling": None, "tie_word_embeddings": False, "use_bias": False, "rms_norm_eps": 1e-06,
+    "head_dim": 128, "num_shared_experts": 1, "use_qkv_bias": False, "vocab_size": 157184, "rotary_dim": 64,
+    "moe_router_enable_expert_bias": True, "routed_scaling_factor": 2.5, "n_group": 8, "topk_group": 4,
+    "score_function": "sigmoid", "partial_rotary_factor": 0.5, "use_sliding_window": False}
+LLADA_MOE_7B = {
+    "model_type": "llada", "hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 16,
+    "num_key_value_heads": 16, "num_experts": 64, "num_experts_per_tok": 8, "expert_intermediate_size": 1024,
+    "dense_intermediate_size": 8192, "moe_layer_freq": [1] * 16, "rope_theta": 50000, "qk_layernorm": True,
+    "max_position_embeddings": 8192, "hidden_act": "silu", "vocab_size": 157184, "partial_rotary_factor": 1.0}
+
+
+@pytest.mark.parametrize("config, module, billions",
+                         [(LLADA2_MINI, "llada2", 16.26), (LLADA_MOE_7B, "llada_moe", 7.36)])
+def test_released_configs_build_nets_of_the_released_size(config, module, billions):
+    from engine.families.llada2 import llada2_shape
+    from engine.families.llada_moe import llada_moe_shape
+    from engine.families.moe_net import MoENet
+    from engine.load import family_loader
+
+    assert family_loader(config).__module__ == f"engine.families.{module}"
+    shape = (llada2_shape if module == "llada2" else llada_moe_shape)(config)
+    with torch.device("meta"):  # no memory: only the parameter shapes
+        net = MoENet(shape)
+    assert sum(p.numel() for p in net.parameters()) / 1e9 == pytest.approx(billions, abs=0.01)
