@@ -9,6 +9,7 @@ import torch
 from .codec import TextCodec
 
 if TYPE_CHECKING:
+    from .memory import MemoryPlan
     from .score import Fluency
 
 Noise = Literal["mask", "uniform"]
@@ -35,6 +36,7 @@ class DiffusionLM(ABC):
     label: str  # what the UI and CLI show, e.g. "Dream-style (local: /models/dream)"
 
     supports_cache: bool = False  # True where `cached_logits` is implemented (engine/context.py)
+    memory: MemoryPlan | None = None  # load_model's estimate (engine/memory.py)
 
     @abstractmethod
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
