@@ -137,18 +137,18 @@ class MemoryPlan:
 
 
 def plan(size: ModelSize, dtype: torch.dtype, device: torch.device, *, tokens: int | None = None,
-         batch: int | None = None) -> MemoryPlan:
+         batch: int | None = None, span: int = SPAN_ROWS) -> MemoryPlan:
     """The estimate for the longest canvas (`tokens`, default the model's max length) in a batch of
     `batch` candidates: weights; every layer's keys and values of that canvas (DualCache's context);
     one layer's activations at a time (inference keeps no others) plus a span's logits in float32.
-    `batch` defaults to the most candidates the dial offers."""
+    `batch` defaults to the most candidates the dial offers; `span`: the widest span's tokens."""
     tokens, batch = tokens or size.max_length, batch or dial_candidates()
     item = torch.empty((), dtype=dtype).element_size()
     rows = batch * tokens
     cache = size.layers * 2 * size.kv_width * rows * item
     # residual, its norm, queries, attention output, keys, values; MLP gate, up and their product
     layer = rows * (4 * size.width + 2 * size.kv_width + 3 * size.ffn) * item
-    logits = batch * min(tokens, SPAN_ROWS) * size.vocab * (item + 4 * LOGIT_COPIES)
+    logits = batch * min(tokens, span) * size.vocab * (item + 4 * LOGIT_COPIES)
     return MemoryPlan(weights=size.params * item, cache=cache, activations=layer + logits,
                       free=free_memory(device), dtype=dtype, tokens=tokens, batch=batch, device=str(device))
 

@@ -7,6 +7,7 @@ is a `span`-token span in the middle of a `tokens`-token document through the on
 (engine.loop.denoise), `batch` candidates at once:
   reference      LLaDA's algorithm (PRESETS["quality"]): whole canvas, one token per forward
   fast           the page's default preset (DualCache, window, threshold commits)
+  two_apart      two slots per forward, never neighbours (a fixed schedule: span / 2 forwards)
   +compiled      the same with the forwards compiled in length buckets (engine/compiled.py)
   ar             transformers' LlamaForCausalLM of the same shape: generate() of `span` tokens after
                  a `tokens - span` prompt, static KV cache (+compiled: transformers' own compile)
@@ -237,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     compiled_batches = [int(b) for b in args.compile_batches.split(",")] if args.compile_batches else batches
     model = random_model(config, device, dtype)
     size = ModelSize.of_net(model.net)
-    print(f"memory: {check(plan(size, dtype, device, tokens=args.tokens, batch=max(batches)))}", file=sys.stderr)
+    memory = check(plan(size, dtype, device, tokens=args.tokens, batch=max(batches), span=args.span))
+    print(f"memory: {memory}", file=sys.stderr)
     read_bytes = sum(p.numel() * p.element_size() for n, p in model.net.named_parameters() if n != "embed.weight")
     hbm, tflops = lookup(HBM_TBPS, device, args.hbm_tbps), lookup(PEAK_TFLOPS, device, args.peak_tflops)
     limits = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -250,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(args.out, args.budget_s, limits)
     ids = torch.randint(0, int(config["eos_token_id"]), (args.tokens,), generator=torch.Generator().manual_seed(0))
     span = ((args.tokens - args.span) // 2, (args.tokens + args.span) // 2)
-    configs = {"reference": PRESETS["quality"], "fast": PRESETS[DEFAULT_PRESET]}
+    # two_apart commits at least two slots per forward whatever the weights: a schedule fixed in advance
+    configs = {"reference": PRESETS["quality"], "fast": PRESETS[DEFAULT_PRESET], "two_apart": PRESETS["two_apart"]}
 
     def edits(settings: SamplerSettings, batch: int):
         return lambda: time_edits(model, ids, span, settings.replace(candidates=batch), args.repeats)
