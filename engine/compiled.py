@@ -55,7 +55,10 @@ class BucketedRows(EagerRows):
         out, kvs = self.compiled(pad_to(x, size, 1), pad_to(positions, size, 0),
                                  pad_to(rows, bucket(R, ROW_FLOOR), 0),
                                  None if context is None else context.kv, mask.view(1, 1, 1, -1), want_kv)
-        return out[:, :R].clone(), [(k[:, :, :L], v[:, :, :L]) for k, v in kvs]
+        out = out[:, :R]
+        if self.mode == "reduce-overhead":  # the graph's output buffer is reused by its next replay
+            out = out.clone()
+        return out, [(k[:, :, :L], v[:, :, :L]) for k, v in kvs]
 
     def context(self, kvs: list[KV], keep: torch.Tensor) -> Context:
         """The kept keys/values padded once, at the cache's making, to their own length bucket."""

@@ -59,6 +59,7 @@ def load_weights(source: str | Path | None, device: torch.device, dtype: torch.d
         bundled = load_default(device=device, dtype=dtype)
         size = memory.ModelSize.of_net(bundled.net)
         bundled.memory = memory.check(memory.plan(size, size.stored, device, tokens=bundled.max_length))
+        log.info("memory: %s", bundled.memory)
         return bundled
     folder = resolve_folder(str(source))
     config = json.loads((folder / "config.json").read_text())

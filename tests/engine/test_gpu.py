@@ -47,6 +47,7 @@ def test_cached_context_equals_the_full_forward_on_the_gpu(dtype):
 def test_compiled_forwards_equal_eager_and_reuse_their_bucket():
     from torch._dynamo.utils import counters
 
+    torch._dynamo.reset()
     eager = random_model(SMALL, CUDA, torch.float32)
     compiled = compile_model(random_model(SMALL, CUDA, torch.float32))
     for length, span in ((200, (80, 112)), (230, (90, 110))):  # both in the 256 bucket
