@@ -8,12 +8,14 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
+    from engine.load import add_load_flags
     from page.access import LOGIN_MODES, Limits
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
     parser.add_argument("--db", help="database URL (default: SHARPEN_DATABASE_URL, else sharpen.db in the data folder)")
     parser.add_argument("--device", help="cpu or cuda")
+    add_load_flags(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--login", choices=LOGIN_MODES, default="auto",
@@ -45,10 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
              "weights cache in the data folder, ~10 s)")
     try:
-        model = load_model(args.model, device=args.device)
+        model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
     except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
         raise SystemExit(f"error: {err}") from None
-    log.info("model ready: %s on %s", model.label, model.device)
+    log.info("model ready: %s on %s; memory: %s", model.label, model.device, model.memory)
     url = args.db or os.environ.get("SHARPEN_DATABASE_URL") or sqlite_url(data_dir())
     launch(build_demo(model, History(url), limits), server_name=args.host, server_port=args.port, auth=logins,
            auth_message="Sharpen: log in to see your documents." if logins else None)

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from .canvas import Constraint, Span, build_canvas
 from .infill import infill
+from .load import add_load_flags
 from .loop import Step, run
 from .model import DiffusionLM
 from .settings import DEFAULT_PRESET, PRESETS, Knob, SamplerSettings, knobs
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Prints exactly the final document to stdout; progress goes to stderr.")
     p.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    add_load_flags(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text-file", help="the document (UTF-8); - reads stdin")
     src.add_argument("--jsonl", help='many edits, one load: lines of {"text": ..., "spans": [[start, end], ...]}')
@@ -156,8 +158,8 @@ def open_jsonl(path: str) -> list[str]:
 def load(args: argparse.Namespace, stderr: TextIO) -> DiffusionLM:
     from .load import load_model
     t0 = time.perf_counter()
-    model = load_model(args.model, device=args.device)
-    print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s", file=stderr)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
+    print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s; memory: {model.memory}", file=stderr)
     return model
 
 

@@ -1,14 +1,19 @@
 """load_model: find a model on this machine (folder or cached hub id) and pick its family's loader."""
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from . import memory
 from .model import DiffusionLM, ModelNotFound, UnsupportedModel
+
+log = logging.getLogger(__name__)
 
 # config.json "model_type" -> module whose `load(folder, config, device, dtype)` builds the model.
 # Anything else whose architectures end in "ForMaskedLM" goes to hf_masked.
@@ -22,19 +27,69 @@ FAMILIES: dict[str, str] = {
 MASKED_LM = "engine.families.hf_masked"
 
 
+# --dtype names -> torch dtypes; float16/bfloat16 logits are upcast to float32 before the softmax.
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # off, or torch.compile's mode
+
+
 def load_model(source: str | Path | None = None, *, device: str | torch.device | None = None,
-               dtype: torch.dtype | None = None) -> DiffusionLM:
+               dtype: torch.dtype | str | None = None, compile: str = "off") -> DiffusionLM:
     """Load `source` (a local folder or a hub id already in the local cache); None = bundled model.
 
     Never downloads: a model that is not on this machine raises ModelNotFound saying how to get it.
+    `dtype` (a torch dtype or a DTYPES name; None: float32 on CPU, the checkpoint's own on a GPU).
+    The memory estimate (engine/memory.py) is logged before any weight is read, kept as
+    `model.memory`, and a model that will not fit raises ModelTooLarge with the figures.
+    `compile`: a torch.compile mode for the forwards, in static length buckets (engine/compiled.py).
     """
-    device = pick_device(device)
+    device, dtype = pick_device(device), parse_dtype(dtype)
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {compile!r}: use one of {', '.join(COMPILE_MODES)}")
+    model = load_weights(source, device, dtype)
+    if compile != "off":
+        from .compiled import compile_model
+        compile_model(model, compile)
+    return model
+
+
+def load_weights(source: str | Path | None, device: torch.device, dtype: torch.dtype | None) -> DiffusionLM:
+    """The model on `device`, its memory estimate checked first (the bundled model's, ~0.5 GB, after)."""
+    from .families.llama import pick_dtype
+
     if source is None:
         from .families.bundled import load_default
-        return load_default(device=device, dtype=dtype)
+        bundled = load_default(device=device, dtype=dtype)
+        size = memory.ModelSize.of_net(bundled.net)
+        bundled.memory = memory.check(memory.plan(size, size.stored, device, tokens=bundled.max_length))
+        log.info("memory: %s", bundled.memory)
+        return bundled
     folder = resolve_folder(str(source))
     config = json.loads((folder / "config.json").read_text())
-    return family_loader(config)(folder, config, device, dtype)
+    loader = family_loader(config)
+    size = memory.ModelSize.of_folder(folder, config)
+    plan = memory.check(memory.plan(size, pick_dtype(device, dtype, size.stored), device))
+    log.info("memory: %s", plan)
+    model = loader(folder, config, device, dtype)
+    model.memory = plan
+    return model
+
+
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A dtype given by name (--dtype) or as itself; anything else is a ValueError saying the names."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def add_load_flags(parser: argparse.ArgumentParser) -> None:
+    """--dtype and --compile, for every entry point that loads a model (CLI, page, benchmarks)."""
+    parser.add_argument("--dtype", choices=sorted(DTYPES),
+                        help="weights and activations (default: float32 on CPU, the checkpoint's own on a GPU)")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default="off",
+                        help="torch.compile the model's forwards in static length buckets with this mode "
+                             "(default: off; first use of each bucket compiles, GPU only pays off)")
 
 
 def default_device() -> torch.device:

@@ -9,6 +9,7 @@ import torch
 from .codec import TextCodec
 
 if TYPE_CHECKING:
+    from .memory import MemoryPlan
     from .score import Fluency
 
 Noise = Literal["mask", "uniform"]
@@ -39,6 +40,7 @@ class DiffusionLM(ABC):
     # delete removes it (engine/resize.py). None for models without them.
     expand_id: int | None = None
     delete_id: int | None = None
+    memory: MemoryPlan | None = None  # load_model's estimate (engine/memory.py)
 
     @abstractmethod
     def logits(self, ids: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Tiny offline tokenizers and a scripted model for tests: nothing here touches a hub."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -178,3 +179,24 @@ def original_fill(canvas) -> torch.Tensor:
         ids = codec.encode(canvas.text[start + len(head):end - len(tail)])[:hi - lo]
         tokens[lo:hi] = torch.tensor(ids + [codec.eos_id] * (hi - lo - len(ids)), dtype=torch.long)
     return tokens[canvas.slots]
+
+
+def save_tiny_llada(folder: Path, dtype: torch.dtype = torch.float32) -> Path:
+    """A random 2-layer LLaDA-layout folder (config.json, model.safetensors in `dtype`, tokenizer)."""
+    from safetensors.torch import save_file
+
+    from engine.families.llada import LLADA_NAMES
+
+    tok = byte_bpe_tokenizer(bos=True, mask="<|mdm_mask|>")
+    shape = LlamaShape(vocab=len(tok), width=32, layers=2, heads=4, kv_heads=2, ffn=64, max_length=256)
+    torch.manual_seed(0)
+    net = LlamaNet(shape)
+    state = {LLADA_NAMES.theirs(k): v.to(dtype).contiguous() for k, v in net.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(folder / "model.safetensors"))
+    config = {"model_type": "llada", "d_model": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2,
+              "mlp_hidden_size": 64, "vocab_size": len(tok), "embedding_size": len(tok),
+              "max_sequence_length": 256, "weight_tying": False, "mask_token_id": tok.mask_token_id}
+    (folder / "config.json").write_text(json.dumps(config))
+    tok.save_pretrained(folder)
+    return folder

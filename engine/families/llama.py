@@ -93,7 +93,9 @@ class Attention(nn.Module):
         self.o = nn.Linear(shape.heads * hd, d, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, causal: bool = False,
-                context: KV | None = None) -> tuple[torch.Tensor, KV]:
+                context: KV | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, KV]:
+        """`mask`: bool, broadcastable to (B, H, L, Lc + L) over [context keys; own keys]; False
+        keys are not attended to (the padding of a static-shape forward, engine/compiled.py)."""
         B, L, _ = x.shape
         q = self.q(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)      # (B, H, L, D)
         k = self.k(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)   # (B, Hkv, L, D)
@@ -104,7 +106,7 @@ class Attention(nn.Module):
             if causal:
                 raise ValueError("causal attention over context keys/values is not supported")
             k, v = torch.cat([context[0], k], dim=2), torch.cat([context[1], v], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                              enable_gqa=self.heads != self.kv_heads)
         return self.o(out.transpose(1, 2).reshape(B, L, -1)), kv
 
@@ -131,8 +133,8 @@ class Block(nn.Module):
         self.mlp = MLP(shape.width, shape.ffn)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, causal: bool = False,
-                context: KV | None = None) -> tuple[torch.Tensor, KV]:
-        a, kv = self.attn(self.attn_norm(x), cos, sin, causal=causal, context=context)
+                context: KV | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, KV]:
+        a, kv = self.attn(self.attn_norm(x), cos, sin, causal=causal, context=context, mask=mask)
         x = x + a
         return x + self.mlp(self.mlp_norm(x)), kv
 
@@ -156,9 +158,10 @@ class LlamaNet(nn.Module):
 
     def hidden(self, ids: torch.Tensor, positions: torch.Tensor | None = None, *,
                causal: bool = False, contexts: list[KV] | None = None,
-               kv_out: list[KV] | None = None) -> torch.Tensor:
+               kv_out: list[KV] | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) ids -> (B, L, width) final-normed hidden states. `contexts`: one KV per block of
-        other positions to attend to as well; `kv_out`: a list that receives each block's KV."""
+        other positions to attend to as well; `kv_out`: a list that receives each block's KV;
+        `mask`: which of the Lc + L keys may be attended to, as Attention takes it (None: all)."""
         B, L = ids.shape
         if positions is None:
             positions = torch.arange(L, device=ids.device)
@@ -166,7 +169,8 @@ class LlamaNet(nn.Module):
         x = self.embed(ids)                                                      # (B, L, d)
         cos, sin = rope_tables(positions, self.shape.head_dim, self.shape.rope_theta, x.dtype)
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, cos, sin, causal=causal, context=None if contexts is None else contexts[i])
+            x, kv = block(x, cos, sin, causal=causal, context=None if contexts is None else contexts[i],
+                          mask=mask)
             if kv_out is not None:
                 kv_out.append(kv)
         return self.norm(x)
@@ -302,6 +306,7 @@ class LlamaDiffusionLM(DiffusionLM):
         self.start_id = start_id if shifted else None
         extra = 1 if self.start_id is not None else 0
         self.max_length = (max_length or net.shape.max_length) - extra
+        self.runner: EagerRows = EagerRows(net)
 
     supports_cache = True
 
@@ -333,8 +338,10 @@ class LlamaDiffusionLM(DiffusionLM):
     @torch.inference_mode()
     def logits_at(self, ids: torch.Tensor, positions: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
         """(B, P, V) logits of `positions` only: the 49k-row head runs on P rows, not L."""
-        h = self.net.hidden(self.net_input(ids), causal=causal)
-        return self.net.project(h[:, self.query_rows(positions)])
+        x, rows = self.net_input(ids), self.query_rows(positions)
+        if causal:  # the scorer's and the tests' view: never compiled
+            return self.net.project(self.net.hidden(x, causal=True)[:, rows])
+        return self.runner(x, None, rows)[0]
 
     @torch.inference_mode()
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor,
@@ -346,25 +353,50 @@ class LlamaDiffusionLM(DiffusionLM):
         if cache is None:
             slots = positions + (1 if self.start_id is not None else 0)
             active = torch.cat([slots, self.query_rows(positions)]).unique()     # (A,) sorted
-            kvs: list[KV] = []
-            h = self.net.hidden(x, causal=False, kv_out=kvs)
+            out, kvs = self.runner(x, None, self.query_rows(positions), want_kv=True)
             keep = torch.ones(x.shape[1], dtype=torch.bool, device=x.device)
             keep[active] = False
-            contexts = [(k[:, :, keep], v[:, :, keep]) for k, v in kvs]
             query = torch.searchsorted(active, self.query_rows(positions))       # (P,) into active
-            cache = SpanCache(contexts, active, query)
-            return self.net.project(h[:, self.query_rows(positions)]), cache
-        h = self.net.hidden(x[:, cache.active], cache.active, contexts=cache.contexts)
-        return self.net.project(h[:, cache.query]), cache
+            return out, SpanCache(self.runner.context(kvs, keep), active, query)
+        return self.runner(x[:, cache.active], cache.active, cache.query, cache.context)[0], cache
 
 
 @dataclass(frozen=True)
 class SpanCache:
     """Keys/values of the positions that stay fixed while the span slots denoise."""
 
-    contexts: list[KV]       # per block: (B, Hkv, L - A, D) keys and values
+    context: Context         # per block: (B, Hkv, L - A, D) keys and values (padded when compiled)
     active: torch.Tensor     # (A,) net rows recomputed every step (slots and their scorers)
     query: torch.Tensor      # (P,) index into `active` of the row that scores each slot
+
+
+@dataclass(frozen=True)
+class Context:
+    """Keys/values of other positions for every block to attend to, and which of them are real."""
+
+    kv: list[KV]                         # per block: (B, Hkv, Lc, D) keys and values
+    mask: torch.Tensor | None = None     # (Lc,) bool, False on padding; None: all real
+
+
+class EagerRows:
+    """How a LlamaDiffusionLM runs its net: as it is. engine/compiled.py's BucketedRows pads the
+    same calls to static shapes for torch.compile."""
+
+    def __init__(self, net: LlamaNet | MoENet):
+        self.net = net
+
+    def __call__(self, x: torch.Tensor, positions: torch.Tensor | None, rows: torch.Tensor,
+                 context: Context | None = None, want_kv: bool = False) -> tuple[torch.Tensor, list[KV]]:
+        """(B, L) ids at (L,) positions (None: 0..L-1) -> (B, R, V) logits of `rows` (R,), and
+        every block's keys/values of x when `want_kv` (else [])."""
+        kvs: list[KV] = []
+        h = self.net.hidden(x, positions, contexts=None if context is None else context.kv,
+                            kv_out=kvs if want_kv else None)
+        return self.net.project(h[:, rows]), kvs
+
+    def context(self, kvs: list[KV], keep: torch.Tensor) -> Context:
+        """The `keep` (L,) positions of each block's keys/values, as later forwards attend to them."""
+        return Context([(k[:, :, keep], v[:, :, keep]) for k, v in kvs])
 
 
 def from_checkpoint(folder: Path, config: dict, shape: LlamaShape | MoEShape, state: Mapping[str, torch.Tensor],

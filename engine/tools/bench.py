@@ -24,6 +24,7 @@ import torch
 from .. import score
 from ..canvas import Span, build_canvas
 from ..infill import infill
+from ..load import add_load_flags
 from ..model import DiffusionLM
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings, parse_variant
 from . import corpus, quality
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.tools.bench", description=__doc__)
     parser.add_argument("--model", help="model folder (default: the bundled model)")
     parser.add_argument("--device", help="cpu or cuda")
+    add_load_flags(parser)
     parser.add_argument("--quick", action="store_true",
                         help="only the 32-token span in a ~512-token document, reference and fast")
     parser.add_argument("--edits", type=int, help="edits per workload, p50/p90 over them (3; --quick 2)")
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                     ((args.sizes, "sizes", (512,) if args.quick else (512, 2000)),
                      (args.spans, "spans", (32,) if args.quick else (8, 32, 128))))
     from ..load import load_model
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
     fluency = score.fluency_for(model)
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else
                                   f" ({torch.get_num_threads()} threads)")
