@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..codec import TextCodec
-from ..model import DiffusionLM, ModelNotFound
+from ..model import DiffusionLM, ForwardCall, ModelNotFound
 
 if TYPE_CHECKING:
     from ..score import Fluency
@@ -351,14 +351,27 @@ class LlamaDiffusionLM(DiffusionLM):
         attend to that frozen context. Keys are cached after RoPE, so positions stay exact."""
         x = self.net_input(ids)                                                  # (B, Ln)
         if cache is None:
-            slots = positions + (1 if self.start_id is not None else 0)
-            active = torch.cat([slots, self.query_rows(positions)]).unique()     # (A,) sorted
             out, kvs = self.runner(x, None, self.query_rows(positions), want_kv=True)
-            keep = torch.ones(x.shape[1], dtype=torch.bool, device=x.device)
-            keep[active] = False
-            query = torch.searchsorted(active, self.query_rows(positions))       # (P,) into active
-            return out, SpanCache(self.runner.context(kvs, keep), active, query)
+            return out, self.span_cache(positions, kvs, x.shape[1])
         return self.runner(x[:, cache.active], cache.active, cache.query, cache.context)[0], cache
+
+    def span_cache(self, positions: torch.Tensor, kvs: list[KV], rows: int) -> SpanCache:
+        """The cache of a full forward over `rows` net rows whose blocks' keys/values were `kvs`."""
+        slots = positions + (1 if self.start_id is not None else 0)
+        active = torch.cat([slots, self.query_rows(positions)]).unique()         # (A,) sorted
+        keep = torch.ones(rows, dtype=torch.bool, device=positions.device)
+        keep[active] = False
+        query = torch.searchsorted(active, self.query_rows(positions))           # (P,) into active
+        return SpanCache(self.runner.context(kvs, keep), active, query)
+
+    def forward_many(self, calls: Sequence[ForwardCall]) -> list[Any]:
+        """Several callers' forwards as one packed pass (engine/families/packing.py); one alone as is."""
+        from .packing import forward_packed
+
+        # Packing runs the dense net's layers itself: compiled runners (padded shapes) and the MoE
+        # nets take one forward per call instead.
+        packable = isinstance(self.net, LlamaNet) and type(self.runner) is EagerRows
+        return forward_packed(self, calls) if packable and len(calls) > 1 else super().forward_many(calls)
 
 
 @dataclass(frozen=True)

@@ -339,3 +339,16 @@ def test_compile_refuses_the_moe_nets_by_name(family):
     _, model, _, _ = family
     with pytest.raises(ValueError, match="mixture of experts"):
         compile_model(model)
+
+
+def test_forward_many_answers_each_call_as_alone(family):
+    """The scheduler's batched entry point on an MoE net (not packed: one forward per call)."""
+    from engine.model import ForwardCall
+
+    _, model, _, _ = family
+    g = torch.Generator().manual_seed(3)
+    ids = [torch.randint(0, 200, (1, n), generator=g) for n in (40, 24)]
+    pos = [torch.arange(5, 12), torch.arange(2, 6)]
+    got = model.forward_many([ForwardCall(ids[0], pos[0]), ForwardCall(ids[1], pos[1])])
+    for out, i, p in zip(got, ids, pos):
+        torch.testing.assert_close(out, model.logits_at(i, p))
