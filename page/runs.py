@@ -21,6 +21,7 @@ from engine.length import Scorer, choose_length
 from . import views
 from .access import AccessError, check_budget, in_turn
 from .actions import (
+    Problem,
     Run,
     auto_lengths,
     check_candidates,
@@ -101,7 +102,7 @@ def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
     try:
         run.problems = check_candidates(run)
     except EditorError as err:  # the check is advice: a run is never lost to it
-        run.problems = [f"could not check: {err}"] * len(run.last.texts if run.last else ())
+        run.problems = [Problem(False, f"could not check: {err}")] * len(run.last.texts if run.last else ())
     try:
         rank_candidates(run, score)
     except Exception:  # the ranking is advice too: unscored, in the loop's order
@@ -132,12 +133,14 @@ def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> It
 
 
 def candidate_label(run: Run, i: int) -> str:
-    """One line per candidate: its new text, its score, and why it does not parse."""
+    """One line per candidate: its new text, its score, and what is wrong with it (does not parse, or
+    parses as another kind of node)."""
     s, e = run.new_span(i)
     piece = run.result(i)[s:e].replace("\n", "⏎")
     nll = run.scores[i] if i < len(run.scores) else None
     score = f"  · NLL {nll:.2f}" if nll is not None else ""  # the base model's, per token of the window
-    mark = f"  ✗ does not parse: {run.problems[i]}" if run.problems[i] else ""
+    problem = run.problems[i]
+    mark = "" if problem is None else f"  ≠ {problem}" if problem.parses else f"  ✗ does not parse: {problem}"
     return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}{score}{mark}"
 
 
