@@ -17,7 +17,7 @@ from engine.length import Scorer
 from . import documents, exports, layout, runs
 from .access import Limits
 from .dial import preset_values
-from .state import NEW_DOC, Page
+from .state import NEW_DOC, NO_MOVES, Page
 from .static import CSS, JS
 
 WAITING_RUNS = 16  # runs Gradio hands to Turns at once (each waits in a worker thread); more queue in Gradio
@@ -50,6 +50,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
                     "watch each denoising step, accept a candidate.")
         doc = gr.State(NEW_DOC)
         run = gr.State(None)
+        moves = gr.State(NO_MOVES)
         with gr.Row():
             with gr.Column(scale=3):
                 ed = layout.editor()
@@ -58,7 +59,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
                 dl = layout.dial()
                 hp = layout.history_panel()
         _wire_documents(page, ed, rv, hp, doc, run)
-        _wire_runs(page, demo, ed, rv, dl, hp, doc, run)
+        _wire_runs(page, demo, ed, rv, dl, hp, doc, run, moves)
         _wire_history(page, ed, hp, doc)
     return demo
 
@@ -74,7 +75,7 @@ def _wire_documents(page: Page, ed: layout.Editor, rv: layout.RunView, hp: layou
 
 
 def _wire_runs(page: Page, demo: gr.Blocks, ed: layout.Editor, rv: layout.RunView, dl: layout.Dial,
-               hp: layout.HistoryPanel, doc: gr.State, run: gr.State) -> None:
+               hp: layout.HistoryPanel, doc: gr.State, run: gr.State, moves: gr.State) -> None:
     inputs = [ed.document, ed.sel_start, ed.sel_end, doc, ed.language, dl.mode, dl.n_tokens, dl.constraint,
               rv.heatmap, *dl.controls]
     outputs = [rv.live, rv.metrics, run, rv.scrub, rv.candidate, ed.message]
@@ -101,8 +102,8 @@ def _wire_runs(page: Page, demo: gr.Blocks, ed: layout.Editor, rv: layout.RunVie
     demo.unload(bind(runs.forget_session, demo))
 
     for button, direction in ((ed.expand, "expand"), (ed.shrink, "shrink")):
-        button.click(bind(runs.move, page, direction), [ed.document, ed.sel_start, ed.sel_end, ed.language],
-                     [ed.sel_start, ed.sel_end, ed.message], js=JS["read_selection"], api_name=direction
+        button.click(bind(runs.move, direction), [ed.document, ed.sel_start, ed.sel_end, ed.language, moves],
+                     [ed.sel_start, ed.sel_end, ed.message, moves], js=JS["read_selection"], api_name=direction
                      ).then(None, [ed.sel_start, ed.sel_end], [ed.sel_start, ed.sel_end], js=JS["set_selection"])
 
 

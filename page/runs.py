@@ -36,7 +36,7 @@ from .actions import (
 from .dial import settings_from_dial
 from .documents import ensure_revision, history_outputs
 from .errors import REFUSALS, error, fail, log, trim_heap
-from .state import Doc, Page
+from .state import Doc, Moves, Page
 
 ACTIONS = ("selection", "node", "fill")  # what a regenerate button regenerates
 
@@ -226,13 +226,16 @@ def forget_session(demo: gr.Blocks, request: gr.Request) -> None:
 
 
 # -- selection moves ---------------------------------------------------------------------------------
-def move(page: Page, direction: str, text: str, a16: Any, b16: Any, language: str) -> tuple:
-    """Expand or Shrink: the selection moved to the next larger or smaller syntax node (UTF-16 offsets)."""
+def move(direction: str, text: str, a16: Any, b16: Any, language: str, moves: Moves) -> tuple:
+    """Expand or Shrink: the selection (UTF-16 offsets) moved to the next larger or smaller syntax
+    node; Shrink goes back toward the cursor the walk started from (`Moves`)."""
     try:
         a, b = selection(text, a16, b16)
-        node = syntax_node(text, language, a, b) if a == b else move_node(text, language, a, b, direction)
+        cursor = moves.cursor_for(a, b)
+        node = move_node(text, language, a, b, direction, cursor)
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     if node is None:
         raise error(f"Cannot {direction} further.", "Selection")
-    return index_to_utf16(text, node.start), index_to_utf16(text, node.end), f"Selected: {escape(node.label)}"
+    return (index_to_utf16(text, node.start), index_to_utf16(text, node.end), f"Selected: {escape(node.label)}",
+            Moves(cursor, node.start, node.end))
