@@ -94,7 +94,7 @@ def test_accept_as_branch_on_the_head_draws_a_branch_in_the_history(page):
     out = runs.accept_branch(page, out[0], run, 0, doc, "notes.txt", "text", None)
     tree = out[TREE]
     rows = tree.split("<li")[1:]
-    assert len(rows) == 3 and "⑂ from #2" in rows[2] and "margin-left: 1.5em" in rows[2]
+    assert len(rows) == 3 and "↳ branch from #2" in rows[2] and "margin-left: 1.5em" in rows[2]
     assert "margin-left: 0.0em" in rows[1] and "as a branch" in out[DOC_WIDTH + 10]
 
 
