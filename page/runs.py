@@ -252,8 +252,8 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     except REFUSALS as err:
         raise fail(err) from None
     shown = (result, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
-    kept = "as a branch " if how == "branch" else ""
-    return (*shown, *cleared_run(), f"Accepted candidate {i + 1} {kept}as revision #{rev.id}.",
+    kept = " (a branch)" if how == "branch" else ""
+    return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision #{rev.id}{kept}.",
             *hidden_confirmation())
 
 

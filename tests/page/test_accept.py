@@ -95,7 +95,7 @@ def test_accept_as_branch_on_the_head_draws_a_branch_in_the_history(page):
     tree = out[TREE]
     rows = tree.split("<li")[1:]
     assert len(rows) == 3 and "↳ branch from #2" in rows[2] and "margin-left: 1.5em" in rows[2]
-    assert "margin-left: 0.0em" in rows[1] and "as a branch" in out[DOC_WIDTH + 10]
+    assert "margin-left: 0.0em" in rows[1] and "(a branch)" in out[DOC_WIDTH + 10]
 
 
 def test_nothing_of_a_run_is_left_in_the_next_one_or_after_accept(page):
