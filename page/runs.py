@@ -119,7 +119,7 @@ def regenerate(page: Page, action: str, text: str, a16: Any, b16: Any, doc: Doc,
         for step in infill(model, canvas, settings):
             run.record(step)
             yield (*run_outputs(views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
-                                KEEP, KEEP, KEEP, "running"), KEEP)
+                                KEEP, KEEP, KEEP, None), KEEP)
     except Exception as err:  # a model failure: say so, the document is untouched
         log.exception("the model failed")
         raise error(f"The model failed: {err}", "Model error") from None
@@ -156,7 +156,7 @@ def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> It
 
     def waiting(ahead: int) -> tuple:
         note = f"<div class='sh-metrics' data-state='waiting'>waiting for the model: {ahead} run(s) ahead</div>"
-        return *run_outputs(KEEP, note, KEEP, KEEP, KEEP, KEEP, "running"), KEEP
+        return *run_outputs(KEEP, note, KEEP, KEEP, KEEP, KEEP, None), KEEP
     try:
         yield from in_turn(page.turns, user, regenerate(page, action, *inputs), waiting)
     except AccessError as err:

@@ -37,6 +37,16 @@ def interactive(update) -> bool:
     return update["interactive"]
 
 
+def button_states(updates, index):
+    """Whether a button is enabled after each update, as the page applies them (an update without
+    `interactive` leaves it as it was)."""
+    states, state = [], None
+    for update in updates:
+        state = update[index].get("interactive", state)
+        states.append(state)
+    return states
+
+
 def run_panel(outputs):
     """The run panel in an accept's outputs."""
     return outputs[DOC_WIDTH:DOC_WIDTH + 10]
@@ -44,9 +54,9 @@ def run_panel(outputs):
 
 def test_accept_reject_and_stop_are_enabled_only_when_they_can_act(page):
     updates = regenerate(page)
-    for streaming in updates[:-1]:
-        assert not interactive(streaming[ACCEPT]) and not interactive(streaming[BRANCH])
-        assert not interactive(streaming[REJECT]) and interactive(streaming[STOP])
+    for button in (ACCEPT, BRANCH, REJECT):
+        assert button_states(updates, button) == [False] * (len(updates) - 1) + [True]
+    assert button_states(updates, STOP) == [True] * (len(updates) - 1) + [False]
     done = updates[-1]
     assert interactive(done[ACCEPT]) and interactive(done[BRANCH]) and interactive(done[REJECT])
     assert not interactive(done[STOP])
