@@ -117,7 +117,7 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     top.name.change(lambda n: language_for(n or ""), top.name, top.language)
     top.save.click(bind(documents.save, page), [ed.document, tab.doc, top.name, top.language],
                   [ed.download, *ui.document, ed.message], api_name="save"
-                  ).success(lambda: gr.Tabs(selected=layout.SIDE_TABS[1]), None, ui.tabs, api_name=False)
+                  ).success(_show_history, None, ui.tabs, api_visibility="private")
 
 
 def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
@@ -126,7 +126,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
               dial.constraint, rv.heatmap, *dial.controls]
     started = []
     for button, action in ((ed.go_selection, "selection"), (ed.go_node, "node"), (ed.go_fill, "fill")):
-        button.click(lambda: gr.Tabs(selected=layout.SIDE_TABS[0]), None, ui.tabs, queue=False, api_name=False)
+        button.click(_show_run, None, ui.tabs, queue=False, api_visibility="private")
         # Runs wait in Turns, not in Gradio's queue, so Turns can see (and cap) each user's runs.
         started.append(button.click(bind(runs.run_action, page, action), inputs, [*ui.run, ed.message],
                                     js=JS["read_selection"], concurrency_id="model", concurrency_limit=WAITING_RUNS,
@@ -143,8 +143,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
 
     accepted = [ed.document, *ui.document, *ui.run, ed.message, *ui.confirmation]
     accept_in = [ed.document, tab.run, rv.candidate, tab.doc, top.name, top.language]
-    to_history = {"fn": lambda pending: gr.Tabs() if pending else gr.Tabs(selected=layout.SIDE_TABS[1]),
-                  "inputs": tab.pending, "outputs": ui.tabs, "api_name": False}
+    to_history = {"fn": _show_history, "inputs": tab.pending, "outputs": ui.tabs, "api_visibility": "private"}
     rv.accept.click(bind(runs.accept, page), accept_in, accepted, api_name="accept").success(**to_history)
     rv.branch.click(bind(runs.accept_branch, page), accept_in, accepted, api_name="accept_branch"
                     ).success(**to_history)
@@ -167,6 +166,15 @@ def _wire_history(page: Page, ui: Ui) -> None:
                      [ed.document, *ui.document, *ui.run, ed.message], api_name="restore")
     hp.label.click(bind(documents.label, page), [hp.rev_b, hp.label_text, tab.doc], hp.outputs, api_name="label")
     hp.tree.select(documents.pick_revision, None, [hp.rev_a, hp.rev_b])
+
+
+def _show_run() -> gr.Tabs:
+    return gr.Tabs(selected=layout.SIDE_TABS[0])
+
+
+def _show_history(pending: str | None = None) -> gr.Tabs:
+    """The History tab after a save or an accept; an accept still waiting for confirmation stays put."""
+    return gr.Tabs() if pending else gr.Tabs(selected=layout.SIDE_TABS[1])
 
 
 def launch(demo: gr.Blocks, **kwargs: Any) -> gr.Blocks:
