@@ -106,9 +106,10 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     docs, top, ed, tab = ui.docs, ui.top, ui.ed, ui.tab
     shown = [ed.document, *ui.document, *ui.run, ed.message]
     demo.load(bind(documents.reopen, page), None, shown, api_name="reopen").then(None, js=JS["ready"])
-    docs.new.click(bind(documents.new_document, page), None, shown, api_name="new_document")
-    docs.upload.upload(bind(documents.open_file, page), docs.upload, shown, api_name="open_file")
-    docs.listed.input(bind(documents.open_document, page), docs.listed, shown, api_name="open_document")
+    typed = [ed.document, tab.doc, top.name, top.language]  # kept before another document is shown
+    docs.new.click(bind(documents.new_document, page), typed, shown, api_name="new_document")
+    docs.upload.upload(bind(documents.open_file, page), [docs.upload, *typed], shown, api_name="open_file")
+    docs.listed.input(bind(documents.open_document, page), [docs.listed, *typed], shown, api_name="open_document")
     docs.archive.click(bind(documents.archive, page), tab.doc, shown, api_name="archive")
     docs.unarchive.click(bind(documents.unarchive, page), [docs.archived, tab.doc], [*docs.outputs, ed.message],
                          api_name="unarchive")
