@@ -16,8 +16,12 @@ from editor.languages import get_language
 from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import EditorError, check_document, utf16_to_index
 from editor.validity import check_edit
-from engine import Canvas, Constraint, SamplerSettings, Span, Step
+from engine import Canvas, Constraint, SamplerSettings, Span, Step, build_canvas
 from engine.length import Scorer, lengths_around
+from engine.resize import resizes
+
+from .access import check_budget
+from .state import Page
 
 LENGTH_MODES = ("auto", "keep", "N tokens", "pick")
 PICK_SLACK = 1.25  # "pick": room to grow by a quarter; the model may end a span early with end-of-text
@@ -25,6 +29,17 @@ PICK_SLACK = 1.25  # "pick": room to grow by a quarter; the model may end a span
 # first and the last stay), so a session's memory is bounded whatever the span, steps or candidates.
 MAX_STEPS_KEPT = 128
 MAX_RUN_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with a candidate: it does not parse, or it parses but the edited node changed kind."""
+
+    parses: bool
+    message: str                     # "line 14:9 syntax error: ...", "the call became identifier"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass
@@ -40,7 +55,7 @@ class Run:
     kind: str | None = None          # syntax node kind for the syntax-node action
     settings: SamplerSettings = field(default_factory=SamplerSettings)
     steps: list[Step] = field(default_factory=list)
-    problems: list[str | None] = field(default_factory=list)  # per candidate: None parses
+    problems: list[Problem | None] = field(default_factory=list)  # per candidate: None is fine
     scores: list[float | None] = field(default_factory=list)  # per candidate: window NLL, None unscored
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
 
@@ -142,45 +157,87 @@ def syntax_node(text: str, language: str, start: int, end: int) -> NodeSpan:
     return node
 
 
-def move_node(text: str, language: str, start: int, end: int, direction: str) -> NodeSpan | None:
-    """Expand the selection to the next larger node or shrink it to the next smaller one; in prose
-    the nodes are words, sentences, paragraphs and (Markdown) sections."""
+def move_node(text: str, language: str, start: int, end: int, direction: str,
+              toward: int | None = None) -> NodeSpan | None:
+    """Expand the selection to the next larger node or shrink it to the next smaller one around
+    `toward` (the cursor Expand started from; default the selection's start); in prose the nodes
+    are words, sentences, paragraphs and (Markdown) sections."""
     info = get_language(language)
     if info.module is None or info.prose:
         units = prose.UNITS if info.name == "markdown" else prose.UNITS[:3]
-        walk = prose.expand if direction == "expand" else prose.shrink
-        return walk(text, start, end, units)
+        if direction == "expand":
+            return prose.expand(text, start, end, units)
+        return prose.shrink(text, start, end, units, toward)
     st = Structure(text, info.name)
-    return st.expand(start, end) if direction == "expand" else st.shrink(start, end)
+    return st.expand(start, end) if direction == "expand" else st.shrink(start, end, toward)
 
 
-def check_candidates(run: Run) -> list[str | None]:
-    """Per candidate: None if it parses (code) or is prose, else the first syntax problem."""
+def check_candidates(run: Run) -> list[Problem | None]:
+    """Per candidate: None if it parses and keeps the edited node's kind (code) or is prose, else
+    what is wrong: the first new syntax error (line and column in the document), or the change of kind."""
     info = get_language(run.language)
     if info.module is None or info.prose or run.last is None or not run.last.done:
         return [None] * (len(run.last.texts) if run.last is not None else 0)
-    out: list[str | None] = []
+    out: list[Problem | None] = []
     for b in range(len(run.last.texts)):
         result = check_edit(run.base_text, run.result(b), info.name, run.span, run.new_span(b), run.kind)
         if result.ok:
             out.append(None)
         elif result.error is not None:
             e = result.error
-            out.append(f"line {e.line}:{e.column} {e.message}")
+            out.append(Problem(False, f"line {e.line}:{e.column} {e.message}"))
         else:
-            out.append(f"the {result.before_kind} became {result.after_kind}")
+            out.append(Problem(True, f"the {result.before_kind} became {result.after_kind}"))
     return out
 
 
 def rank_candidates(run: Run, score: Scorer | None) -> None:
     """Score each finished candidate once (one causal forward over its window: the span and
-    engine.score.SIDE tokens either side) and order them best first: candidates that parse (or
-    prose) before those that do not (`run.problems`), then by lower NLL. Without a scorer (a model
+    engine.score.SIDE tokens either side) and order them best first: candidates that parse and keep
+    the node's kind (or prose), then those that change its kind, then those that do not parse
+    (`run.problems`); within each, lower NLL first. Without a scorer (a model
     with no causal view) the loop's order stands within each group and no score is shown."""
     n = len(run.problems)
     run.scores = [score(run.result(i), *run.new_span(i)) if score is not None else None for i in range(n)]
 
-    def key(i: int) -> tuple[bool, float]:
-        s = run.scores[i]
-        return run.problems[i] is not None, math.inf if s is None or math.isnan(s) else s
+    def key(i: int) -> tuple[int, float]:
+        s, problem = run.scores[i], run.problems[i]
+        return (0 if problem is None else 1 if problem.parses else 2), math.inf if s is None or math.isnan(s) else s
     run.order = sorted(range(n), key=key)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A regeneration as asked for, checked: the document, the span, its length(s), the settings."""
+
+    text: str
+    start: int
+    end: int
+    kind: str | None          # the syntax node's kind for "node"
+    span: Span
+    lengths: tuple[int, ...]  # "auto": the lengths to try first; else none
+    settings: SamplerSettings
+
+
+def plan_run(page: Page, action: str, text: str, a16: Any, b16: Any, language: str, mode: str, n: Any,
+             constraint: str, settings: SamplerSettings) -> RunPlan:
+    """A regenerate button's inputs as a checked `RunPlan` (EditorError / ValueError say what is
+    wrong); the widest canvas it may build is checked against the per-request budget."""
+    model = page.model
+    text = page_document(text)
+    a, b = selection(text, a16, b16)
+    kind = None
+    if action == "selection" and a == b:
+        raise EditorError("Select some text in the document first (or use Fill at cursor).")
+    if action == "node":
+        node = syntax_node(text, language, a, b)
+        a, b, kind = node.start, node.end, node.kind
+    if action == "fill":
+        a = b
+        mode = mode if mode == "auto" else "N tokens"
+    span = make_span(model.codec, text, a, b, mode, n, constraint)
+    lengths = auto_lengths(model.codec, text[a:b], mode, page.score, resizes(model))
+    # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
+    widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
+    check_budget(settings, build_canvas(model.codec, text, [widest], model.max_length), page.limits.budget)
+    return RunPlan(text, a, b, kind, span, lengths, settings)

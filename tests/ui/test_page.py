@@ -4,7 +4,17 @@ from __future__ import annotations
 import pytest
 
 from tests.ui.conftest import SCREENSHOTS
-from tests.ui.helpers import CODE, PARAGRAPH, RECORD_LIVE, document, pick_revision, run_action, select, type_document
+from tests.ui.helpers import (
+    CODE,
+    PARAGRAPH,
+    RECORD_LIVE,
+    accept_confirming,
+    document,
+    pick_revision,
+    run_action,
+    select,
+    type_document,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -75,7 +85,7 @@ def test_regenerate_python_function_body_by_syntax_node(page):
     assert "block" in page.inner_text("#message")
     run_action(page, "#go-node")
     page.screenshot(path=str(SCREENSHOTS / "syntax-node.png"))
-    page.click("#accept")
+    accept_confirming(page)
     page.wait_for_function("t => document.querySelector('#document textarea').value !== t", arg=CODE)
     edited = document(page)
     assert edited.startswith("def area(width, height):\n    ") and body not in edited
@@ -104,11 +114,26 @@ def test_html_in_the_document_executes_nothing(page):
     a = evil.index("not a tag")
     select(page, a, a + len("not a tag"))
     run_action(page, "#go-selection")
+    assert "<img" in page.inner_text("#live")  # shown as text
     page.click("#accept")
     page.wait_for_selector("#history li.rev >> nth=1")
     page.click("#diff")
     page.wait_for_selector("#diff-view ins")
     page.wait_for_timeout(300)
     assert page.evaluate("window.__pwned") is None and page.dialogs == []
-    assert "<img" in page.inner_text("#live")  # shown as text
+    assert "<img" in page.inner_text("#diff-view")
     assert page.external == [], "the page must work offline"
+
+
+def test_a_finished_run_fits_a_1280x800_screen(page):
+    """Nothing needed to act on a run is below the fold, and the document takes the height."""
+    type_document(page, PARAGRAPH)
+    select(page, 4, 30)
+    run_action(page, "#go-selection")
+    assert page.viewport_size == {"width": 1280, "height": 800}
+    for needed in ("#document textarea", "#go-selection", "#stop", "#live", "#candidates", "#accept",
+                   "#accept-branch", "#reject", "#message", "#save"):
+        box = page.locator(needed).bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 800, (needed, box)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, (needed, box)
+    assert page.locator("#document textarea").bounding_box()["height"] >= 450

@@ -1,0 +1,205 @@
+"""Handlers for documents and their history: the documents list (new, open, upload, rename, archive,
+reopen on load), save, and the history panel (diff, restore, labels, picking revisions).
+
+Each takes the `Page` first (bound in demo.py), then the event's inputs in order; each returns
+the event's outputs (outputs.py). A tab's document is a `Doc`.
+"""
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio.utils import get_upload_folder
+
+from editor.history import History
+from editor.languages import language_for
+from editor.text import check_document
+
+from . import exports, views
+from .errors import REFUSALS, error, fail
+from .outputs import KEEP, cleared_run, document_outputs, documents_outputs, history_outputs
+from .state import NEW_DOC, Doc, Page
+
+
+def _shown(h: History, doc: Doc, text: str, name: str, language: str, message: str) -> tuple:
+    """A document shown afresh: its text and history, no run left from before, and a message."""
+    return (text, *document_outputs(h, doc, name, language), *cleared_run(), message)
+
+
+def _at_head(h: History, document_id: int, message: str) -> tuple:
+    head = h.head(document_id)
+    d = h.document(document_id)
+    return _shown(h, Doc(d.id, head.id), head.text, d.name, d.language, message)
+
+
+def keep_typing(h: History, text: str, doc: Doc, name: str, language: str) -> str:
+    """Typing the tab has not stored yet, stored before the tab shows another document, so switching
+    loses nothing: a typed revision (a branch if the head moved meanwhile), or a new document.
+    Returns a note for the message ("" when there was nothing to keep)."""
+    if not text or (doc.revision is not None and h.revision(doc.revision).text == text):
+        return ""
+    if doc.id is None or doc.revision is None:
+        h.create_document(name or "untitled.txt", text, language)
+        return f"Your text was kept as {escape(name or 'untitled.txt')}. "
+    moved = h.document(doc.id).head_id != doc.revision
+    rev = h.commit(doc.id, text, doc.revision, "typed", branch=moved)
+    return f"Your typing was kept as revision #{rev.id}{' (a branch)' if moved else ''}. "
+
+
+def new_document(page: Page, text: str, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+    h = page.mine(request)
+    try:
+        kept = keep_typing(h, text, doc, name, language)
+    except REFUSALS as err:
+        raise fail(err) from None
+    return _shown(h, NEW_DOC, "", "untitled.txt", "text", kept)
+
+
+def reopen(page: Page, request: gr.Request) -> tuple:
+    """On load: the document this user opened last, at its head (none yet: a new one)."""
+    h = page.mine(request)
+    try:
+        last = h.last_opened()
+        if last is None:
+            return _shown(h, NEW_DOC, "", "untitled.txt", "text", "")
+        return _at_head(h, last.id, f"Reopened {escape(last.name)} at its latest revision.")
+    except REFUSALS as err:
+        raise fail(err) from None
+
+
+def open_document(page: Page, document_id: Any, text: str, doc: Doc, name: str, language: str,
+                  request: gr.Request) -> tuple:
+    """A document chosen in the list, at its head (the tab's typing kept first)."""
+    if document_id is None:
+        raise error("Choose a document to open.")
+    h = page.mine(request)
+    try:
+        kept = keep_typing(h, text, doc, name, language)
+        d = h.mark_opened(int(document_id))
+        return _at_head(h, d.id, f"{kept}Opened {escape(d.name)}.")
+    except REFUSALS as err:
+        raise fail(err) from None
+
+
+def open_file(page: Page, path: str | None, text: str, doc: Doc, name: str, language: str,
+              request: gr.Request) -> tuple:
+    """An uploaded file as a new document (the tab's typing kept first)."""
+    if not path:
+        raise error("No file was uploaded.")
+    h = page.mine(request)
+    try:
+        content = check_document(Path(path).read_bytes())
+        kept = keep_typing(h, text, doc, name, language)
+        file_name, file_language = Path(path).name, language_for(Path(path).name)
+        rev = h.create_document(file_name, content, file_language)
+    except REFUSALS as err:
+        raise fail(err) from None
+    return _shown(h, Doc(rev.document_id, rev.id), content, file_name, file_language,
+                  f"{kept}Opened {escape(file_name)} ({file_language}).")
+
+
+def rename(page: Page, name: str, doc: Doc, request: gr.Request) -> tuple:
+    """The stored document gets the name in the name box; its revisions are untouched."""
+    if doc.id is None:
+        raise error("Save the document first: a new document takes its name when it is saved.")
+    h = page.mine(request)
+    try:
+        d = h.rename(doc.id, name.strip())
+    except REFUSALS as err:
+        raise fail(err) from None
+    return (*documents_outputs(h, doc), f"Renamed to {escape(d.name)}.")
+
+
+def archive(page: Page, doc: Doc, request: gr.Request) -> tuple:
+    """Take the document out of the list (nothing is deleted) and open the one used last before it."""
+    if doc.id is None:
+        raise error("This document is not stored: there is nothing to archive.")
+    h = page.mine(request)
+    try:
+        gone = h.archive(doc.id)
+        last = h.last_opened()
+        message = f"Archived {escape(gone.name)}; the Archived list brings it back."
+        return _at_head(h, last.id, message) if last else _shown(h, NEW_DOC, "", "untitled.txt", "text", message)
+    except REFUSALS as err:
+        raise fail(err) from None
+
+
+def unarchive(page: Page, document_id: Any, doc: Doc, request: gr.Request) -> tuple:
+    if document_id is None:
+        raise error("Choose an archived document first.")
+    h = page.mine(request)
+    try:
+        d = h.archive(int(document_id), archived=False)
+    except REFUSALS as err:
+        raise fail(err) from None
+    return (*documents_outputs(h, doc), f"{escape(d.name)} is back in the list.")
+
+
+def ensure_revision(h: History, text: str, doc: Doc, name: str, language: str) -> Doc:
+    """The document as it reads now, stored: a new document, or a typed revision on its base."""
+    if doc.id is None or doc.revision is None:
+        rev = h.create_document(name or "untitled.txt", text, language)
+    elif h.revision(doc.revision).text != text:
+        rev = h.commit(doc.id, text, doc.revision, "typed")
+    else:
+        return doc
+    return Doc(rev.document_id, rev.id)
+
+
+def save(page: Page, text: str, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+    """Record the typed text (a new document, or a typed revision) and offer it as a download."""
+    h = page.mine(request)
+    try:
+        exports.file_name(name)  # a name no file system takes is refused before anything is recorded
+        doc = ensure_revision(h, text, doc, name, language)
+    except REFUSALS as err:
+        raise fail(err) from None
+    assert doc.id is not None and doc.revision is not None
+    saved = f"Saved revision #{doc.revision}"
+    shown = document_outputs(h, doc, name, language)
+    try:
+        path = exports.export(h, doc.id, doc.revision, name, Path(get_upload_folder()))
+    except REFUSALS as err:  # the revision is recorded: the page follows it, only the download is missing
+        return (gr.update(value=None, visible=False), *shown,
+                f"{saved}, but the download could not be written: {escape(str(err))}")
+    return gr.update(value=str(path), visible=True), *shown, f"{saved}."
+
+
+def show_diff(page: Page, a: Any, b: Any, request: gr.Request) -> str:
+    if a is None or b is None:
+        raise error("Choose two revisions to compare.")
+    try:
+        return views.diff_html(page.mine(request).diff(int(a), int(b)))
+    except REFUSALS as err:
+        raise fail(err) from None
+
+
+def restore(page: Page, b: Any, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+    """Revision B's text as a new head revision (nothing is rewritten); any run is dropped."""
+    if b is None:
+        raise error("Choose the revision to restore (B).")
+    h = page.mine(request)
+    try:
+        rev = h.restore(int(b))
+    except REFUSALS as err:
+        raise fail(err) from None
+    return _shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, f"Restored revision #{b} as #{rev.id}.")
+
+
+def label(page: Page, b: Any, text: str, doc: Doc, request: gr.Request) -> tuple:
+    if b is None:
+        raise error("Choose the revision to label (B).")
+    h = page.mine(request)
+    try:
+        h.label(int(b), text.strip() or None)
+    except REFUSALS as err:
+        raise fail(err) from None
+    return history_outputs(h, doc)
+
+
+def pick_revision(evt: gr.SelectData) -> tuple:
+    """A click on a revision in the tree picks it as B (Shift-click: as A)."""
+    rev = int(evt.index)
+    return (rev, KEEP) if evt.value == "A" else (KEEP, rev)

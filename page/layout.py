@@ -1,0 +1,215 @@
+"""The page's components, one function per panel; each returns its panel's components for demo.py to wire."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+
+import gradio as gr
+
+from editor.languages import supported
+from engine import DEFAULT_PRESET, PRESETS
+
+from . import views
+from .actions import LENGTH_MODES
+from .dial import controls
+from .static import JS
+
+EDITOR_LINES = 24  # the document's height; static/sharpen.css fits it to the window
+SIDE_TABS = ("run", "history")
+
+
+@dataclass
+class Documents:
+    """The documents list (a sidebar): open one, make or upload one, archive and unarchive."""
+
+    listed: gr.Radio
+    new: gr.Button
+    upload: gr.UploadButton
+    archive: gr.Button
+    archived: gr.Radio
+    unarchive: gr.Button
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        """What `documents.documents_outputs` fills."""
+        return [self.listed, self.archived, self.archive, self.unarchive]
+
+
+@dataclass
+class Topbar:
+    """Across the top: the page's title, the document's name and language, Rename, Save / export."""
+
+    name: gr.Textbox
+    language: gr.Dropdown
+    rename: gr.Button
+    save: gr.Button
+
+
+@dataclass
+class Editor:
+    """The document and what acts on it: the text, the selection, the actions, messages, the download."""
+
+    download: gr.File
+    document: gr.Textbox
+    sel_start: gr.Number
+    sel_end: gr.Number
+    go_selection: gr.Button
+    go_node: gr.Button
+    expand: gr.Button
+    shrink: gr.Button
+    go_fill: gr.Button
+    stop: gr.Button
+    message: gr.Markdown
+
+
+@dataclass
+class RunView:
+    """A run as it streams and once done: the live view, metrics, steps, candidates, accept / reject."""
+
+    live: gr.HTML
+    metrics: gr.HTML
+    scrub: gr.Slider
+    candidate: gr.Radio
+    heatmap: gr.Checkbox
+    accept: gr.Button
+    branch: gr.Button
+    reject: gr.Button
+    confirm: gr.Row
+    confirm_text: gr.Markdown
+    accept_anyway: gr.Button
+    cancel: gr.Button
+    inspector: gr.HTML
+
+
+@dataclass
+class Dial:
+    """How a span is regenerated: its length and constraint, the sampler preset and every setting."""
+
+    mode: gr.Radio
+    n_tokens: gr.Number
+    constraint: gr.Textbox
+    preset: gr.Dropdown
+    controls: list[gr.components.Component]
+
+
+@dataclass
+class HistoryPanel:
+    """The revision tree, two revisions to compare (A, B), restore and labels."""
+
+    tree: gr.HTML
+    rev_a: gr.Dropdown
+    rev_b: gr.Dropdown
+    diff: gr.Button
+    restore: gr.Button
+    label_text: gr.Textbox
+    label: gr.Button
+    diff_view: gr.HTML
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        """What `documents.history_outputs` fills."""
+        return [self.tree, self.rev_a, self.rev_b, self.diff, self.restore, self.label]
+
+
+def documents_sidebar() -> Documents:
+    with gr.Sidebar(label="Documents", open=True, width=250, elem_id="documents-bar"):
+        gr.Markdown("### Documents")
+        with gr.Row():
+            new = gr.Button("New", size="sm", elem_id="new-document", min_width=60)
+            upload = gr.UploadButton("Open file", size="sm", type="filepath", elem_id="open-file", min_width=80)
+        listed = gr.Radio([], label="open a document", elem_id="documents")
+        archive = gr.Button("Archive this document", size="sm", elem_id="archive", interactive=False)
+        with gr.Accordion("Archived", open=False):
+            archived = gr.Radio([], show_label=False, elem_id="archived")
+            unarchive = gr.Button("Unarchive", size="sm", elem_id="unarchive", interactive=False)
+    return Documents(listed, new, upload, archive, archived, unarchive)
+
+
+def topbar(model_label: str) -> Topbar:
+    with gr.Row(equal_height=True, elem_id="topbar"):
+        gr.HTML(f'<div class="sh-title"><b>Sharpen</b><span>{escape(model_label)}</span></div>', elem_id="title",
+                padding=False)
+        name = gr.Textbox("untitled.txt", show_label=False, container=False, elem_id="doc-name", scale=3,
+                          placeholder="document name")
+        language = gr.Dropdown(supported(), value="text", show_label=False, container=False, elem_id="language",
+                               min_width=110, scale=1)
+        rename = gr.Button("Rename", size="sm", elem_id="rename", min_width=70, interactive=False, scale=0)
+        save = gr.Button("Save / export", size="sm", elem_id="save", min_width=100, scale=0)
+    return Topbar(name, language, rename, save)
+
+
+def editor() -> Editor:
+    with gr.Row(equal_height=True, elem_id="actions"):
+        go_selection = gr.Button("Regenerate selection", variant="primary", size="sm", min_width=90,
+                                 elem_id="go-selection")
+        go_node = gr.Button("Regenerate syntax node", size="sm", min_width=90, elem_id="go-node")
+        expand = gr.Button("Expand", size="sm", elem_id="expand", min_width=50)
+        shrink = gr.Button("Shrink", size="sm", elem_id="shrink", min_width=50)
+        go_fill = gr.Button("Fill at cursor", size="sm", min_width=70, elem_id="go-fill")
+        stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop", min_width=50, interactive=False)
+    document = gr.Textbox(show_label=False, lines=EDITOR_LINES, max_lines=EDITOR_LINES, elem_id="document",
+                          interactive=True, placeholder="Type or open a document, select a span, regenerate it.")
+    sel_start = gr.Number(0, precision=0, visible=False)
+    sel_end = gr.Number(0, precision=0, visible=False)
+    message = gr.Markdown(elem_id="message")
+    download = gr.File(label="download", visible=False, interactive=False, elem_id="download")
+    return Editor(download, document, sel_start, sel_end, go_selection, go_node, expand, shrink, go_fill, stop,
+                  message)
+
+
+def run_view() -> RunView:
+    live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
+    metrics = gr.HTML("", elem_id="metrics")
+    scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
+    candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates")
+    with gr.Row(equal_height=True):
+        accept = gr.Button("Accept", variant="primary", size="sm", elem_id="accept", interactive=False)
+        branch = gr.Button("Accept as branch", size="sm", elem_id="accept-branch", interactive=False)
+        reject = gr.Button("Reject all", size="sm", elem_id="reject", interactive=False)
+        heatmap = gr.Checkbox(False, label="heatmap", elem_id="heatmap", min_width=90, container=False)
+    with gr.Row(visible=False, elem_id="confirm") as confirm:
+        confirm_text = gr.Markdown(elem_id="confirm-text")
+        accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")
+        cancel = gr.Button("Cancel", size="sm", elem_id="cancel-accept")
+    inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
+    return RunView(live, metrics, scrub, candidate, heatmap, accept, branch, reject, confirm, confirm_text,
+                   accept_anyway, cancel, inspector)
+
+
+def dial_drawer() -> Dial:
+    with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
+        gr.Markdown("### Dial")
+        mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length",
+                        info="auto: the base model picks among 3-4 lengths, one quick run each before the "
+                             "streamed one (~5-7x keep's time); keep: the selection's count")
+        n_tokens = gr.Number(8, precision=0, minimum=1, label="N tokens")
+        constraint = gr.Textbox("", label="constraint (text the span must start with)", elem_id="constraint")
+        preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", info="fills the dial")
+        knobs = controls(PRESETS[DEFAULT_PRESET])
+    return Dial(mode, n_tokens, constraint, preset, knobs)
+
+
+def history_panel() -> HistoryPanel:
+    tree = gr.HTML(views.history_html([], {}), elem_id="history", js_on_load=JS["history"])
+    with gr.Row(equal_height=True):
+        rev_a = gr.Dropdown([], label="A", elem_id="rev-a", min_width=100)
+        rev_b = gr.Dropdown([], label="B", elem_id="rev-b", min_width=100)
+    with gr.Row(equal_height=True):
+        diff = gr.Button("Diff A → B", size="sm", elem_id="diff", interactive=False)
+        restore = gr.Button("Restore B", size="sm", elem_id="restore", interactive=False)
+    with gr.Row(equal_height=True):
+        label_text = gr.Textbox(show_label=False, placeholder="label for B", container=False, scale=2,
+                                elem_id="label-text")
+        label = gr.Button("Label B", size="sm", elem_id="label", interactive=False)
+    diff_view = gr.HTML("", elem_id="diff-view")
+    return HistoryPanel(tree, rev_a, rev_b, diff, restore, label_text, label, diff_view)
+
+
+def side_panel() -> tuple[gr.Tabs, RunView, HistoryPanel]:
+    """Beside the editor: the run and the history, one tab each (`SIDE_TABS`)."""
+    with gr.Tabs(elem_id="side-tabs") as tabs:
+        with gr.Tab("Run", id=SIDE_TABS[0], elem_id="run-tab"):
+            run = run_view()
+        with gr.Tab("History", id=SIDE_TABS[1], elem_id="history-tab"):
+            history = history_panel()
+    return tabs, run, history
