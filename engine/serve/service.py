@@ -12,7 +12,8 @@ import anyio
 import anyio.to_thread
 from starlette.requests import Request
 
-from ..canvas import Canvas, Span, build_canvas
+from ..canvas import Canvas, build_canvas
+from ..cli import read_edit
 from ..loop import Step
 from ..model import DiffusionLM
 from ..scheduler import Job, Scheduler
@@ -45,10 +46,13 @@ class Service:
     def __post_init__(self) -> None:
         self.waiters = anyio.CapacityLimiter(self.scheduler.max_batch + self.scheduler.max_queue + 1)
 
-    def canvas(self, text: str, spans: list[Span]) -> Canvas:
-        """The canvas for an edit, as the CLI and the page build it; bad spans are a BadRequest."""
+    def edit(self, item: dict[str, Any]) -> tuple[Canvas, SamplerSettings]:
+        """An edit's canvas and settings from its JSON, read as `python -m engine infill --jsonl` reads
+        a line (over the service's defaults) and laid out as it lays one out; a BadRequest says what
+        is wrong."""
         try:
-            return build_canvas(self.model.codec, text, spans, self.model.max_length)
+            text, spans, settings = read_edit(item, self.defaults)
+            return build_canvas(self.model.codec, text, spans, self.model.max_length), settings
         except ValueError as err:
             raise BadRequest(str(err)) from None
 
