@@ -20,9 +20,15 @@ from ..scheduler import Job, Scheduler
 from ..settings import SamplerSettings
 from .metrics import Metrics
 
+MAX_BODY = 8 * 2**20  # bytes: the page's 1 MiB documents, with room for JSON escapes and settings
+
 
 class BadRequest(ValueError):
     """Input the service refuses (400); the message says what to change."""
+
+
+class TooLarge(ValueError):
+    """A request body past MAX_BODY (413), refused before it is read whole."""
 
 
 class EngineFailed(RuntimeError):
@@ -109,7 +115,11 @@ class Service:
 
 async def json_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object, else a BadRequest saying what came instead."""
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise TooLarge(f"the body is over {MAX_BODY // 2**20} MiB; send a shorter text")
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -117,3 +117,9 @@ def test_a_model_failure_is_500_with_its_message_and_ends_a_stream_with_it(model
         edit_id, lines = stream(base)
         assert lines == [{"id": edit_id, "error": "the model failed: CUDA out of memory (pretend)"}]
         assert httpx.get(f"{base}/health").json()["active"] == 0
+
+
+def test_a_body_past_the_limit_is_413_before_it_is_read_whole(url):
+    from engine.serve.service import MAX_BODY
+    response = httpx.post(f"{url}/v1/edits", content=b" " * (MAX_BODY + 1), timeout=60)
+    assert response.status_code == 413 and response.json() == {"error": "the body is over 8 MiB; send a shorter text"}
