@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     body = {"text": text, "spans": [[at, at, args.tokens]]}
     settings = PRESETS[args.preset]
     canvas = build_canvas(model.codec, text, [Span(at, at, args.tokens)], model.max_length)
-    rows: dict[str, list[float]] = {"in process": [], "service, streamed": [], "service, plain": []}
+    rows: dict[str, list[tuple[float, float]]] = {"in process": [], "service, streamed": [], "service, plain": []}
     forwards = run(infill(model, canvas, settings)).forwards  # warm-up, and the forwards per edit
 
     from ..serve.app import create_app
@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     with in_thread(create_app(model, defaults=settings, max_batch=args.concurrent)) as url:
         line_bytes = []
         for _ in range(args.repeats):
-            rows["in process"].append(timed(lambda: run(infill(model, canvas, settings))))
-            rows["service, plain"].append(timed(lambda: httpx.post(f"{url}/v1/edits", json=body, timeout=600)))
-            rows["service, streamed"].append(timed(lambda: line_bytes.extend(stream(url, body))))
+            rows["in process"].append(costed(lambda: run(infill(model, canvas, settings))))
+            rows["service, plain"].append(costed(lambda: httpx.post(f"{url}/v1/edits", json=body, timeout=600)))
+            rows["service, streamed"].append(costed(lambda: line_bytes.extend(stream(url, body))))
         one_by_one = timed(lambda: [httpx.post(f"{url}/v1/edits", json={**body, "seed": s}, timeout=600)
                                     for s in range(args.concurrent)])
         before = metrics(url)
@@ -62,6 +62,14 @@ def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def costed(fn) -> tuple[float, float]:
+    """(wall, CPU) seconds of `fn`. The service runs in a thread of this process, so the process's
+    CPU time counts the server's work and the client's alike, whatever else shares the machine."""
+    cpu = time.process_time()
+    wall = timed(fn)
+    return wall, time.process_time() - cpu
 
 
 def stream(url: str, body: dict) -> list[int]:
@@ -92,7 +100,8 @@ def report(args, label, forwards, rows, line_bytes, one_by_one, together, before
     batched = delta("sharpen_forwards_total")
     out = {"model": label, "preset": args.preset, "tokens": args.tokens, "chars": args.chars,
            "threads": args.threads, "forwards_per_edit": forwards,
-           "median_ms": {name: round(1000 * statistics.median(v), 1) for name, v in rows.items()},
+           "median_ms": {name: round(1000 * statistics.median(w for w, _ in v), 1) for name, v in rows.items()},
+           "median_cpu_ms": {name: round(1000 * statistics.median(c for _, c in v), 1) for name, v in rows.items()},
            "step_line_bytes": round(line_bytes),
            f"{args.concurrent}_edits_one_by_one_s": round(one_by_one, 2),
            f"{args.concurrent}_edits_at_once_s": round(together, 2),
