@@ -17,6 +17,7 @@ from engine.length import Scorer
 from . import documents, exports, layout, runs
 from .access import Limits
 from .dial import preset_values
+from .engine_client import EngineClient
 from .state import NEW_DOC, NO_MOVES, Page
 from .static import CSS, JS
 
@@ -41,10 +42,11 @@ def bind(fn: Callable[..., Any], *first: Any) -> Callable[..., Any]:
 
 
 def build_demo(model: DiffusionLM, history: History, limits: Limits | None = None,
-               scorer: Scorer | None = None) -> gr.Blocks:
+               scorer: Scorer | None = None, engine: EngineClient | None = None) -> gr.Blocks:
     """The page for one loaded model and one history database; each login sees only its own documents.
-    Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked)."""
-    page = Page.for_model(model, history, limits, scorer)
+    Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked). Runs go
+    to `engine` (default: in process, over `model`); `model` is what the page reads locally."""
+    page = Page.for_model(model, history, limits, scorer, engine)
     with gr.Blocks(title="Sharpen", fill_width=True, delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
         tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None))
         docs = layout.documents_sidebar()

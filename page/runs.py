@@ -15,7 +15,7 @@ import gradio as gr
 from editor.diffs import rebase_edit
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError, index_to_utf16
-from engine import build_canvas, infill
+from engine import build_canvas
 from engine.length import Scorer, choose_length
 from engine.resize import resizes
 
@@ -73,7 +73,7 @@ def regenerate(page: Page, action: str, text: str, a16: Any, b16: Any, doc: Doc,
     starting = "<div class='sh-metrics'>starting…</div>"
     yield *run_outputs(views.EMPTY_VIEW, starting, run, hide, hide, inspector, "running"), note
     try:
-        for step in infill(model, canvas, settings):
+        for step in page.engine.steps(canvas, settings):
             run.record(step)
             yield (*run_outputs(views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
                                 KEEP, KEEP, KEEP, None), KEEP)

@@ -1,7 +1,7 @@
 """What the page's handlers share: the app (`Page`: model, history, limits) and each tab's state (`Doc`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from editor.history import History
@@ -10,6 +10,7 @@ from engine.length import Scorer
 from engine.score import fluency_for
 
 from .access import Limits, Turns
+from .engine_client import EngineClient, InProcessEngine
 
 
 @dataclass(frozen=True)
@@ -53,19 +54,23 @@ class Page:
     history: History
     limits: Limits = field(default_factory=Limits)
     score: Scorer | None = None           # candidates' ranking (none: the loop's order)
+    client: InitVar[EngineClient | None] = None  # where runs go (none: in process, over `model`)
+    engine: EngineClient = field(init=False)
     turns: Turns = field(init=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, client: EngineClient | None) -> None:
+        self.engine = client or InProcessEngine(self.model)
         self.turns = Turns(self.limits.runs_per_user)
 
     @classmethod
     def for_model(cls, model: DiffusionLM, history: History, limits: Limits | None = None,
-                  scorer: Scorer | None = None) -> Page:
-        """Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked)."""
+                  scorer: Scorer | None = None, engine: EngineClient | None = None) -> Page:
+        """Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked).
+        Runs go to `engine` (default: in process, over `model`; `model` is what the page reads locally)."""
         if scorer is None:
             fluency = fluency_for(model)
             scorer = fluency.window_nll if fluency is not None else None
-        return cls(model, history, limits or Limits(), scorer)
+        return cls(model, history, limits or Limits(), scorer, engine)
 
     def mine(self, request: Any) -> History:
         """The history as the logged-in user sees it (without a login: the one local user, None)."""

@@ -1,0 +1,63 @@
+"""`python -m engine serve`: load the model, then serve it with uvicorn until interrupted."""
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..settings import SamplerSettings
+
+
+def serve(args: argparse.Namespace, defaults: SamplerSettings, stderr: TextIO) -> int:
+    """Flags come from engine.cli's `serve` parser; `defaults` from its preset and sampler flags."""
+    import uvicorn
+
+    from ..load import load_model
+    from .app import create_app
+
+    if args.max_batch < 1 or args.max_queue < 0:
+        print(f"error: --max-batch must be >= 1 and --max-queue >= 0, got {args.max_batch} and {args.max_queue}",
+              file=stderr)
+        return 2
+    t0 = time.perf_counter()
+    try:
+        model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
+    except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
+        print(f"error: {err}", file=stderr)
+        return 2
+    model_id = Path(args.model).name if args.model else "sharpen-default"
+    print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s; serving it as {model_id!r} "
+          f"at http://{args.host}:{args.port}", file=stderr, flush=True)
+    app = create_app(model, defaults=defaults, max_batch=args.max_batch, max_queue=args.max_queue,
+                     model_id=model_id)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+@contextmanager
+def in_thread(app: Any, host: str = "127.0.0.1", start_timeout: float = 20.0) -> Iterator[str]:
+    """`app` served by uvicorn on a free port of `host` in a thread (for tests and benchmarks);
+    yields its base URL and stops the server on the way out."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind((host, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the service did not start within {start_timeout:g} s")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)  # the app's shutdown waits at most SHUTDOWN_WAIT for its scheduler
+        sock.close()
