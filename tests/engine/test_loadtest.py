@@ -1,5 +1,6 @@
 """The load test's workload and its response checks (engine.tools.loadtest), and its quick run
 against real services on the tests' tiny model."""
+import json
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def test_check_fails_a_reply_meant_for_another_client(tokenizer, docs):
 @pytest.mark.parametrize("damage, expected", [
     (lambda t, s, e: t[:s - 1] + "#" + t[s:], "before the span changed"),
     (lambda t, s, e: t[:e] + t[e + 1:], "after the span changed"),
-])
+], ids=["before", "after"])
 def test_check_fails_a_reply_that_touched_one_byte_outside_the_span(tokenizer, docs, damage, expected):
     edit = loadtest.client_edits(tokenizer, docs[0], 0, 1, 8)[0]
     text = edit.text[:edit.start] + "new" + edit.text[edit.end:]
@@ -106,3 +107,18 @@ def test_verdict_applies_the_issue_targets():
     assert loadtest.verdict([row("one-at-a-time", 1.0), row("batched", 2.0, p99=3500.0)]).endswith("MISSED")
     assert loadtest.verdict([row("one-at-a-time", 1.0), row("batched", 2.0, errors=1)]).endswith("MISSED")
     assert "not measured" in loadtest.verdict([row("batched", 2.0)])
+
+
+@pytest.mark.slow
+def test_quick_run_against_two_real_services_checks_every_edit(capsys):
+    """The load test end to end on the tiny model: both services, every level, no errors; the
+    one-at-a-time service never batches and the batched one does."""
+    status = loadtest.main(["--quick", "--model", str(TINY), "--clients", "1,3", "--json"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == 0
+    assert [(r["clients"], r["mode"]) for r in rows] == [
+        (1, "one-at-a-time"), (1, "batched"), (3, "one-at-a-time"), (3, "batched")]
+    assert all(r["errors"] == 0 and r["edits"] == 2 * r["clients"] and r["edits_per_s"] > 0 for r in rows)
+    assert all(r["p50_ms"] <= r["p99_ms"] for r in rows)
+    assert [r["mean_batch"] for r in rows if r["mode"] == "one-at-a-time"] == [1.0, 1.0]
+    assert rows[-1]["mean_batch"] > 1.0, "three clients at once share forwards in the batched service"
