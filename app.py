@@ -1,4 +1,4 @@
-"""Sharpen's browser page: `python app.py [--model PATH] [--db URL] [--host H] [--port P] [--login MODE]`."""
+"""Sharpen's browser page: `python app.py [--model PATH | --engine URL] [--db URL] [--host H] [--port P] ...`."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
     parser.add_argument("--db", help="database URL (default: SHARPEN_DATABASE_URL, else sharpen.db in the data folder)")
     parser.add_argument("--device", help="cpu or cuda")
+    parser.add_argument("--engine", metavar="URL", help="run edits on `python -m engine serve` at URL instead of "
+                        "loading the model here (the page then holds only its tokenizer)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--login", choices=LOGIN_MODES, default="auto",
@@ -42,16 +44,34 @@ def main(argv: list[str] | None = None) -> None:
     except AccessError as err:
         raise SystemExit(str(err)) from None
     log = logging.getLogger("sharpen")
-    log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
-             "weights cache in the data folder, ~10 s)")
-    try:
-        model = load_model(args.model, device=args.device)
-    except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
-        raise SystemExit(f"error: {err}") from None
-    log.info("model ready: %s on %s", model.label, model.device)
+    engine = connect(args.engine, args.model, args.device) if args.engine else None
+    if engine is not None:
+        model = engine.model
+        log.info("engine service ready: %s", model.label)
+    else:
+        log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
+                 "weights cache in the data folder, ~10 s)")
+        try:
+            model = load_model(args.model, device=args.device)
+        except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
+            raise SystemExit(f"error: {err}") from None
+        log.info("model ready: %s on %s", model.label, model.device)
     url = args.db or os.environ.get("SHARPEN_DATABASE_URL") or sqlite_url(data_dir())
-    launch(build_demo(model, History(url), limits), server_name=args.host, server_port=args.port, auth=logins,
-           auth_message="Sharpen: log in to see your documents." if logins else None)
+    launch(build_demo(model, History(url), limits, engine=engine), server_name=args.host, server_port=args.port,
+           auth=logins, auth_message="Sharpen: log in to see your documents." if logins else None)
+
+
+def connect(url: str, model: str | None, device: str | None):
+    """The page's client of the engine service at `url` (its model and device are the service's)."""
+    from page.engine_client import EngineError, HttpEngine
+
+    if model or device:
+        raise SystemExit("error: --engine runs the service's model: leave out --model and --device "
+                         "(give them to `python -m engine serve`)")
+    try:
+        return HttpEngine(url)
+    except EngineError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":

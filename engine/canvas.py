@@ -94,11 +94,18 @@ class Canvas:
         """The document with each span decoded from the P-space `slots` (P,); undecided slots read
         as MASK_GLYPH (a draft), so a finished canvas renders to plain text."""
         parts = [self.segments[0]]
+        for i, draft in enumerate(self.drafts(slots, undecided)):
+            head, tail = self.edges(i)
+            parts += [head, draft, tail, self.segments[i + 1]]
+        return "".join(parts)
+
+    def drafts(self, slots: torch.Tensor, undecided: torch.Tensor | None = None) -> list[str]:
+        """Each span's text as `render` places it (undecided slots as MASK_GLYPH), in document order."""
+        out = []
         for i, (a, b) in enumerate(self.slot_ranges):
             drawn = self._decode_draft(slots[a:b], None if undecided is None else undecided[a:b])
-            head, tail = self.edges(i)
-            parts += [head, between(drawn, head, tail), tail, self.segments[i + 1]]
-        return "".join(parts)
+            out.append(between(drawn, *self.edges(i)))
+        return out
 
     def _decode_draft(self, ids: torch.Tensor, undecided: torch.Tensor | None) -> str:
         if undecided is None or not bool(undecided.any()):

@@ -25,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("infill", help="regenerate spans of a document",
                        description="Prints exactly the final document to stdout; progress goes to stderr.")
-    p.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    add_model_flags(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text-file", help="the document (UTF-8); - reads stdin")
     src.add_argument("--jsonl", help='many edits, one load: lines of {"text": ..., "spans": [[start, end], ...]}')
@@ -35,11 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, help="tokens per span when a span gives none (default: keep)")
     p.add_argument("--constraint", action="append", default=[], metavar="TEXT@K",
                    help="TEXT must appear K tokens into the first span (repeatable)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
-                   help="start from a named preset (default: %(default)s, the page's)")
     p.add_argument("--show-steps", action="store_true", help="also print every step's draft")
     add_setting_flags(p)
+    s = sub.add_parser("serve", help="the engine as an HTTP service (README: Engine service)",
+                       description="Serves one model: /v1/edits, /v1/completions (OpenAI, fill in the "
+                                   "middle), /v1/models, /health, /metrics. The sampler flags set each "
+                                   "request's defaults; a request may change any setting by name.")
+    add_model_flags(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    s.add_argument("--max-batch", type=int, default=16, help="edits denoised together in one forward "
+                   "(default: %(default)s)")
+    s.add_argument("--max-queue", type=int, default=64, help="edits that may wait; past it a request "
+                   "gets 503 with Retry-After (default: %(default)s)")
+    add_setting_flags(s)
     return parser
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                   help="start from a named preset (default: %(default)s, the page's)")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +82,9 @@ def flag_type(knob: Knob) -> Callable[[str], Any]:
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from .serve.command import serve
+        return serve(args, settings_from_args(args), stderr)
     try:
         settings = settings_from_args(args)
         if args.jsonl:  # every input is checked before the (slow) model load
@@ -200,6 +219,17 @@ def run_jsonl(model: DiffusionLM, lines: list[str], settings: SamplerSettings,
 
 
 def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings) -> dict:
+    text, spans, settings = read_edit(item, settings)
+    canvas = build_canvas(model.codec, text, spans, model.max_length)
+    step = run(infill(model, canvas, settings))
+    return {"text": step.texts[0], "forwards": step.forwards, "ms": round(step.elapsed * 1000, 1)}
+
+
+def read_edit(item: Any, settings: SamplerSettings) -> tuple[str, list[Span], SamplerSettings]:
+    """An edit as JSON (a --jsonl line, the service's /v1/edits body): `text`, `spans` as [start, end]
+    or [start, end, length], optional `length`, `constraints` [[TEXT, K], ...] (forced into the first
+    span, as --constraint) and any sampler setting by name over `settings`. A ValueError says what
+    is wrong."""
     if not isinstance(item, dict):
         raise ValueError("each line must be a JSON object")
     text, raw_spans = item.get("text"), item.get("spans")
@@ -214,7 +244,16 @@ def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings) -> dict
         if not (isinstance(s, list) and len(s) in (2, 3) and all(type(v) is int for v in s)):  # not bool
             raise ValueError(f"span {s!r} must be [start, end] or [start, end, length], whole numbers")
         spans.append(make_span(s[0], s[1], s[2] if len(s) == 3 else length))
-    overrides = {k: v for k, v in item.items() if k not in ("text", "spans", "length")}
-    canvas = build_canvas(model.codec, text, spans, model.max_length)
-    step = run(infill(model, canvas, settings.with_values(overrides)))
-    return {"text": step.texts[0], "forwards": step.forwards, "ms": round(step.elapsed * 1000, 1)}
+    forced = read_constraints(item.get("constraints", []))
+    if forced:
+        spans[0] = Span(spans[0].start, spans[0].end, spans[0].length, forced)
+    overrides = {k: v for k, v in item.items() if k not in ("text", "spans", "length", "constraints")}
+    return text, spans, settings.with_values(overrides)
+
+
+def read_constraints(raw: Any) -> tuple[Constraint, ...]:
+    """JSON constraints [[TEXT, K], ...] as the first span's Constraints."""
+    if not isinstance(raw, list) or not all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and type(c[1]) is int for c in raw):
+        raise ValueError('"constraints" must be a list of [TEXT, K]: TEXT forced K tokens into the first span')
+    return tuple(Constraint(text, at) for text, at in raw)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -12,6 +14,17 @@ if TYPE_CHECKING:
     from .score import Fluency
 
 Noise = Literal["mask", "uniform"]
+
+
+@dataclass(frozen=True)
+class ForwardCall:
+    """One caller's forward, to run with others' (`DiffusionLM.forward_many`): a `logits_at` call,
+    or with `cached` a `cached_logits` call (`cache` None: the full forward that makes a cache)."""
+
+    ids: torch.Tensor        # (B, L)
+    positions: torch.Tensor  # (P,)
+    cached: bool = False
+    cache: Any = None
 
 
 class DiffusionLM(ABC):
@@ -53,6 +66,13 @@ class DiffusionLM(ABC):
         run, attending to the cached context. Families that support it set `supports_cache`.
         """
         raise NotImplementedError(f"{type(self).__name__} has no context cache")
+
+    def forward_many(self, calls: Sequence[ForwardCall]) -> list[Any]:
+        """Each call's answer as if it ran alone: `logits_at`'s (B, P, V) logits, or `cached_logits`'
+        (logits, cache). Canvases may differ in length. Families may run the calls as one forward
+        (the Llama family packs them); this default runs one forward per call."""
+        return [self.cached_logits(c.ids, c.positions, c.cache) if c.cached else
+                self.logits_at(c.ids, c.positions) for c in calls]
 
     def fluency(self) -> Fluency | None:
         """The base model's causal scorer of an edit's window (engine.score), None for families

@@ -16,7 +16,7 @@ from editor.diffs import rebase_edit
 from editor.history import History, Regeneration, StaleRevision
 from editor.languages import language_for, supported
 from editor.text import EditorError, check_document, index_to_utf16
-from engine import DEFAULT_PRESET, PRESETS, DiffusionLM, build_canvas, infill
+from engine import DEFAULT_PRESET, PRESETS, DiffusionLM, build_canvas
 from engine.length import choose_length
 from engine.score import fluency_for
 
@@ -37,6 +37,7 @@ from .actions import (
     syntax_node,
 )
 from .dial import controls, preset_values, settings_from_dial
+from .engine_client import EngineClient, InProcessEngine
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 JS = {name: (STATIC / f"{name}.js").read_text() for name in ("read_selection", "set_selection", "tokens")}
@@ -74,10 +75,12 @@ def _fail(err: Exception) -> gr.Error:
 
 
 def build_demo(model: DiffusionLM, history: History, limits: Limits | None = None,
-               scorer: Scorer | None = None) -> gr.Blocks:
+               scorer: Scorer | None = None, engine: EngineClient | None = None) -> gr.Blocks:
     """The page for one loaded model and one history database; each login sees only its own documents.
-    Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked)."""
+    Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked). Runs go
+    to `engine` (default: in process, over `model`); `model` is what the page reads locally."""
     limits = limits or Limits()
+    engine = engine or InProcessEngine(model)
     fluency = fluency_for(model) if scorer is None else None
     score = scorer if scorer is not None else fluency.window_nll if fluency is not None else None
     turns = Turns(limits.runs_per_user)
@@ -183,7 +186,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         run = Run(canvas, text, (a, b), language, doc["id"], doc["revision"], kind, settings)
         yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, note
         try:
-            for step in infill(model, canvas, settings):
+            for step in engine.steps(canvas, settings):
                 run.record(step)
                 yield (views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
                        gr.update(), gr.update(), "")

@@ -1,0 +1,120 @@
+"""create_app: the FastAPI app for one model (routes, error shapes, per-request metrics)."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..model import DiffusionLM
+from ..scheduler import QueueFull, Scheduler
+from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings
+from . import completions, edits, wire
+from .metrics import Metrics
+from .service import BadRequest, EngineFailed, Service
+
+log = logging.getLogger(__name__)
+
+
+def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAULT_PRESET], max_batch: int = 16,
+               max_queue: int = 64, model_id: str | None = None) -> FastAPI:
+    """The service for `model`: its own scheduler and metrics registry (so several apps can live in
+    one process). `defaults` are the settings a request starts from; it may change any of them."""
+    metrics = Metrics()
+    scheduler = Scheduler(model, max_batch=max_batch, max_queue=max_queue, on_forward=metrics.forward)
+    metrics.watch(scheduler.stats)
+    service = Service(model, scheduler, metrics, defaults, model_id or model.label)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        scheduler.close()
+
+    app = FastAPI(title="Sharpen engine", summary="regenerate spans with a diffusion language model",
+                  lifespan=lifespan)
+    app.state.service = service
+    app.include_router(edits.router)
+    app.include_router(completions.router)
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/metrics", metrics_text, methods=["GET"])
+    app.add_api_route("/v1/tokenizer", tokenizer, methods=["GET"])
+    app.add_exception_handler(BadRequest, refused)
+    app.add_exception_handler(QueueFull, queue_full)
+    app.add_exception_handler(EngineFailed, failed)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app
+
+
+async def health(request: Request) -> dict[str, Any]:
+    service: Service = request.app.state.service
+    stats = service.scheduler.stats()
+    return {"status": "ok", "model": service.model_id, "queued": stats.queued, "active": stats.active}
+
+
+async def metrics_text(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def tokenizer(request: Request) -> dict[str, Any]:
+    """The model's tokenizer and limits: what a client (the page) needs to lay out spans and draw
+    steps itself, without the weights."""
+    service: Service = request.app.state.service
+    model = service.model
+    return {"model": service.model_id, "label": model.label, "max_length": model.max_length,
+            "vocab_size": model.vocab_size, "noise": model.noise, **wire.codec_json(model.codec)}
+
+
+async def refused(request: Request, err: Exception) -> Response:
+    return JSONResponse({"error": str(err)}, 400)
+
+
+async def queue_full(request: Request, err: Exception) -> Response:
+    wait = max(1, math.ceil(getattr(err, "retry_after", 1.0)))
+    return JSONResponse({"error": f"the engine is busy: {err}"}, 503, {"Retry-After": str(wait)})
+
+
+async def failed(request: Request, err: Exception) -> Response:
+    log.error("edit failed: %s", err, exc_info=err.__cause__)
+    return JSONResponse({"error": str(err)}, 500)
+
+
+async def http_error(request: Request, err: Exception) -> Response:
+    """FastAPI's own refusals (no such route, wrong method) in the service's one error shape."""
+    assert isinstance(err, HTTPException)
+    return JSONResponse({"error": f"{request.method} {request.url.path}: {err.detail}"}, err.status_code,
+                        err.headers)
+
+
+class RequestMetrics:
+    """ASGI middleware: each HTTP request's route template, status and time to its last byte."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            self.metrics.request(getattr(route, "path", "unmatched"), status, time.perf_counter() - start)

@@ -1,0 +1,35 @@
+"""`python -m engine serve`: load the model, then serve it with uvicorn until interrupted."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import TextIO
+
+from ..settings import SamplerSettings
+
+
+def serve(args: argparse.Namespace, defaults: SamplerSettings, stderr: TextIO) -> int:
+    """Flags come from engine.cli's `serve` parser; `defaults` from its preset and sampler flags."""
+    import uvicorn
+
+    from ..load import load_model
+    from .app import create_app
+
+    if args.max_batch < 1 or args.max_queue < 0:
+        print(f"error: --max-batch must be >= 1 and --max-queue >= 0, got {args.max_batch} and {args.max_queue}",
+              file=stderr)
+        return 2
+    t0 = time.perf_counter()
+    try:
+        model = load_model(args.model, device=args.device)
+    except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
+        print(f"error: {err}", file=stderr)
+        return 2
+    model_id = Path(args.model).name if args.model else "sharpen-default"
+    print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s; serving it as {model_id!r} "
+          f"at http://{args.host}:{args.port}", file=stderr, flush=True)
+    app = create_app(model, defaults=defaults, max_batch=args.max_batch, max_queue=args.max_queue,
+                     model_id=model_id)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0

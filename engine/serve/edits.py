@@ -1,0 +1,85 @@
+"""/v1/edits: regenerate spans of a text, as one JSON result or as NDJSON, one line per step."""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..canvas import Canvas
+from ..cli import read_edit
+from ..scheduler import Job
+from ..settings import SamplerSettings
+from . import wire
+from .service import BadRequest, EngineFailed, Service, flag, json_object
+from .streams import ClosingStream
+
+router = APIRouter()
+log = logging.getLogger(__name__)
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+@router.post("/v1/edits")
+async def create_edit(request: Request) -> Response:
+    """Body: {"text", "spans": [[start, end] or [start, end, length], ...], "seed", any sampler
+    setting by name, "stream"}. The edit's id comes back in the X-Edit-Id header (and in each line)."""
+    service = service_of(request)
+    body = await json_object(request)
+    stream = flag(body, "stream")
+    canvas, settings = await run_in_threadpool(read_canvas, service, body)  # tokenizing can take a while
+    job = service.submit(canvas, settings)
+    headers = {"X-Edit-Id": job.id}
+    if stream:
+        return ClosingStream(ndjson(service, job, canvas), media_type="application/x-ndjson", headers=headers)
+    last = await service.last_step(job, request)
+    if last is None:
+        return JSONResponse({"id": job.id, "error": f"edit {job.id} was cancelled"}, 409, headers)
+    return JSONResponse(wire.result(last, canvas, job.id), headers=headers)
+
+
+@router.delete("/v1/edits/{edit_id}")
+async def cancel_edit(edit_id: str, request: Request) -> Response:
+    """Cancel an edit in flight: its run stops within one step and its slot is free."""
+    if not service_of(request).cancel(edit_id):
+        return JSONResponse({"error": f"no edit {edit_id} is running (unknown, finished or cancelled)"}, 404)
+    return Response(status_code=204)
+
+
+def read_canvas(service: Service, body: dict[str, Any]) -> tuple[Canvas, SamplerSettings]:
+    """The edit's canvas and settings, read as `python -m engine infill --jsonl` reads a line, over
+    the service's default settings."""
+    try:
+        text, spans, settings = read_edit(body, service.defaults)
+    except ValueError as err:
+        raise BadRequest(str(err)) from None
+    return service.canvas(text, spans), settings
+
+
+async def ndjson(service: Service, job: Job, canvas: Canvas) -> AsyncGenerator[bytes, None]:
+    """One line per step (`wire.step_line`), then {"done": true, ...the result}, or a last line
+    {"cancelled": true} / {"error": ...} when the run did not finish."""
+    last = None
+    try:
+        async with aclosing(service.steps(job)) as steps:
+            async for last in steps:
+                yield line(wire.step_line(last, canvas, job.id))
+    except EngineFailed as err:
+        log.exception("edit %s failed", job.id)
+        yield line({"id": job.id, "error": str(err)})
+        return
+    if last is not None and last.done:
+        yield line({"done": True, **wire.result(last, canvas, job.id)})
+    else:
+        yield line({"id": job.id, "cancelled": True})
+
+
+def line(item: dict[str, Any]) -> bytes:
+    return (json.dumps(item, ensure_ascii=False) + "\n").encode()

@@ -1,0 +1,123 @@
+"""The service's state and its one way of running an edit: submit to the scheduler, await its steps."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.requests import Request
+
+from ..canvas import Canvas, Span, build_canvas
+from ..loop import Step
+from ..model import DiffusionLM
+from ..scheduler import Job, Scheduler
+from ..settings import SamplerSettings
+from .metrics import Metrics
+
+
+class BadRequest(ValueError):
+    """Input the service refuses (400); the message says what to change."""
+
+
+class EngineFailed(RuntimeError):
+    """The model failed on an edit that was valid (500); the message says how."""
+
+
+@dataclass
+class Service:
+    """One model behind one scheduler; `running` maps each edit in flight to its Job (for DELETE)."""
+
+    model: DiffusionLM
+    scheduler: Scheduler
+    metrics: Metrics
+    defaults: SamplerSettings
+    model_id: str
+    running: dict[str, Job] = field(default_factory=dict)
+    started: int = field(default_factory=lambda: int(time.time()))  # /v1/models' "created"
+    # Threads that wait for steps: one per edit in flight at most, apart from the web server's own.
+    waiters: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.waiters = anyio.CapacityLimiter(self.scheduler.max_batch + self.scheduler.max_queue + 1)
+
+    def canvas(self, text: str, spans: list[Span]) -> Canvas:
+        """The canvas for an edit, as the CLI and the page build it; bad spans are a BadRequest."""
+        try:
+            return build_canvas(self.model.codec, text, spans, self.model.max_length)
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+
+    def submit(self, canvas: Canvas, settings: SamplerSettings) -> Job:
+        """Queue an edit (QueueFull when the queue is full) and remember it until it ends."""
+        job = self.scheduler.submit(canvas, settings)
+        self.running[job.id] = job
+        return job
+
+    def cancel(self, edit_id: str) -> bool:
+        """Stop an edit in flight; False when no such edit is running (unknown or already over)."""
+        job = self.running.get(edit_id)
+        if job is None:
+            return False
+        job.cancel()
+        return True
+
+    async def steps(self, job: Job) -> AsyncGenerator[Step, None]:
+        """The job's steps, awaited without blocking the event loop. Leaving before the end (the
+        client went away, a DELETE, the caller stopped reading) cancels the job, which frees its
+        slot within one step. The model's failure comes out as EngineFailed."""
+        submitted, steps, outcome = time.perf_counter(), iter(job), "cancelled"
+        try:
+            while True:
+                try:  # abandon_on_cancel: a disconnect must not wait for the step in progress
+                    step = await anyio.to_thread.run_sync(next, steps, None, abandon_on_cancel=True,
+                                                          limiter=self.waiters)
+                except Exception as err:
+                    outcome = "failed"
+                    raise EngineFailed(f"the model failed: {err}") from err
+                if step is None:  # ended without a finished step: cancelled
+                    return
+                if step.index == 0:
+                    self.metrics.first_step.observe(time.perf_counter() - submitted)
+                if step.done:
+                    outcome = "done"
+                yield step
+        finally:
+            if outcome == "cancelled":
+                job.cancel()  # frees the slot (a no-op after a DELETE did)
+                self.metrics.cancelled.inc()
+            self.running.pop(job.id, None)
+
+    async def last_step(self, job: Job, request: Request) -> Step | None:
+        """Run the job to its end; None when it was cancelled (DELETE) or the client left."""
+        last: Step | None = None
+        async with aclosing(self.steps(job)) as steps:
+            async for step in steps:
+                if await request.is_disconnected():
+                    return None
+                last = step
+        return last if last is not None and last.done else None
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, else a BadRequest saying what came instead."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadRequest(f"the body is not JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def flag(body: dict[str, Any], name: str) -> bool:
+    """Pop a boolean field (absent: false); `"stream": "yes"` is refused, not guessed."""
+    value = body.pop(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f'"{name}" must be true or false, got {value!r}')
+    return value

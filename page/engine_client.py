@@ -1,0 +1,152 @@
+"""How the page runs the engine: one `EngineClient` interface, two transports.
+
+`InProcessEngine` submits to an `engine.scheduler.Scheduler` over the model loaded in this process;
+`HttpEngine` posts to `python -m engine serve` (`app.py --engine URL`) and reads its NDJSON stream
+back into the same `Step`s. Either way the page lays out the canvas itself (it needs the tokenizer
+for span lengths and for drawing tokens) and renders each step as it comes; closing the step
+iterator (the page's Stop) cancels the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import httpx
+import torch
+
+from engine import Canvas, DiffusionLM, SamplerSettings, Step
+from engine.scheduler import QueueFull, Scheduler
+from engine.serve import wire
+
+
+class EngineError(RuntimeError):
+    """The engine could not run an edit (busy, unreachable, cancelled elsewhere); the message says why."""
+
+
+class EngineClient(Protocol):
+    """What the page needs from an engine."""
+
+    model: DiffusionLM  # read locally: the tokenizer (codec), context length, label, causal view
+
+    def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
+        """Denoise `canvas` (built with `model.codec`), yielding each step with its documents;
+        closing the iterator cancels the run; EngineError if it ends unfinished."""
+        ...
+
+
+class InProcessEngine:
+    """The engine in this process: runs share the model's forwards through one Scheduler."""
+
+    def __init__(self, model: DiffusionLM, max_batch: int = 16, max_queue: int = 64):
+        self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
+
+    @functools.cached_property
+    def scheduler(self) -> Scheduler:  # started at the first run: a page that never runs holds no thread
+        return Scheduler(self.model, max_batch=self.max_batch, max_queue=self.max_queue)
+
+    def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
+        try:
+            job = self.scheduler.submit(canvas, settings)
+        except QueueFull as err:
+            raise EngineError(f"the engine is busy: {err}") from None
+        last = None
+        try:
+            for last in job:
+                yield last
+        finally:
+            job.cancel()  # the page stopped reading (Stop): free the slot; a no-op after the end
+        if last is None or not last.done:
+            raise EngineError("the run was cancelled")
+
+
+class HttpEngine:
+    """The engine behind `python -m engine serve` at `url`. The page keeps only the model's tokenizer,
+    fetched from the service (GET /v1/tokenizer); the weights stay there."""
+
+    def __init__(self, url: str, connect_timeout: float = 10.0):
+        self.url = url.rstrip("/")
+        # Steps may be far apart (a long queue, a slow forward): no read timeout.
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(connect_timeout, read=None))
+        self.model: DiffusionLM = RemoteModel(self._get("/v1/tokenizer"), self.url)
+
+    def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
+        last = None
+        try:
+            with self.http.stream("POST", "/v1/edits", json=edit_body(canvas, settings)) as response:
+                if response.status_code != 200:
+                    raise EngineError(refusal(response))
+                for raw in response.iter_lines():
+                    line = json.loads(raw)
+                    if "error" in line or line.get("cancelled"):
+                        raise EngineError(line.get("error") or f"the service cancelled edit {line['id']}")
+                    if line.get("done"):
+                        check_result(line, last)
+                        return
+                    last = wire.step_from_line(line, canvas)
+                    yield last
+        except httpx.HTTPError as err:
+            raise EngineError(f"lost the engine service at {self.url}: {err}") from None
+        raise EngineError(f"the engine service at {self.url} ended the stream before the run finished")
+
+    def _get(self, path: str) -> Any:
+        try:
+            response = self.http.get(path)
+        except httpx.HTTPError as err:
+            raise EngineError(f"cannot reach the engine service at {self.url}: {err}") from None
+        if response.status_code != 200:
+            raise EngineError(refusal(response))
+        return response.json()
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class RemoteModel(DiffusionLM):
+    """The page's side of a model served elsewhere: its tokenizer and limits, no weights. It has no
+    causal view (`fluency` is None), so with --engine the page does not rank candidates and the
+    "auto" length keeps the span's length."""
+
+    def __init__(self, info: dict[str, Any], url: str):
+        self.codec = wire.codec_from_json(info)
+        self.noise, self.mask_id, self.vocab_size = info["noise"], self.codec.mask_id, info["vocab_size"]
+        self.max_length, self.device = info["max_length"], torch.device("cpu")
+        self.label = f"{info['label']} (served by {url})"
+        self.url = url
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        raise EngineError(f"{self.label} runs on the engine service; this page holds only its tokenizer")
+
+
+def edit_body(canvas: Canvas, settings: SamplerSettings) -> dict[str, Any]:
+    """The /v1/edits request that builds `canvas` on the service: its text, spans (in document order)
+    and the first span's constraints, every setting, streamed."""
+    if any(span.constraints for span in canvas.spans[1:]):
+        raise ValueError("the engine service takes constraints in the first span only")
+    spans = [[s.start, s.end] if s.length is None else [s.start, s.end, s.length] for s in canvas.spans]
+    constraints = [[c.text, c.at] for c in canvas.spans[0].constraints]
+    return {"text": canvas.text, "spans": spans, "constraints": constraints, **dataclasses.asdict(settings),
+            "stream": True}
+
+
+def check_result(done: dict[str, Any], last: Step | None) -> None:
+    """The service's final document must be the one the page rendered from the last step: if not,
+    the two tokenizers differ and the page would show one text and accept another."""
+    if last is None or not last.done:
+        raise EngineError("the engine service finished without a finished step")
+    if done["text"] != last.texts[0]:
+        raise EngineError("the engine service's result differs from this page's rendering of it: "
+                          "the page and the service do not share a tokenizer")
+
+
+def refusal(response: httpx.Response) -> str:
+    """The service's {"error": ...} message, with its Retry-After when it is busy."""
+    response.read()
+    try:
+        message = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:200] or response.reason_phrase
+    wait = response.headers.get("Retry-After")
+    return f"{message} (retry after {wait} s)" if wait else message

@@ -1,0 +1,102 @@
+"""/v1/edits: the same edit as the CLI's, text outside the spans untouched, every step streamed,
+and input it cannot run refused with a message a person can act on."""
+import json
+
+import httpx
+import pytest
+
+from engine import MASK_GLYPH, PRESETS, DEFAULT_PRESET, Span, build_canvas, infill, run
+from tests.serve.conftest import TEXT
+
+SPANS = [[19, 31], [42, 51]]  # "return a + b" and "range(10)"
+
+
+def edit(url, **body):
+    return httpx.post(f"{url}/v1/edits", json={"text": TEXT, "spans": SPANS, **body}, timeout=60)
+
+
+def stream(url, **body):
+    with httpx.stream("POST", f"{url}/v1/edits", json={"text": TEXT, "spans": SPANS, "stream": True, **body},
+                      timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        return response.headers["X-Edit-Id"], [json.loads(line) for line in response.iter_lines()]
+
+
+def test_an_edit_is_the_engines_own_result_and_text_outside_the_spans_is_unchanged(url, model):
+    response = edit(url, seed=3, temperature=0.8)
+    assert response.status_code == 200
+    result = response.json()
+    settings = PRESETS[DEFAULT_PRESET].replace(seed=3, temperature=0.8)  # the service's defaults, changed
+    canvas = build_canvas(model.codec, TEXT, [Span(*s) for s in SPANS], model.max_length)
+    assert result["text"] == run(infill(model, canvas, settings)).texts[0]
+    (a0, b0), (a1, b1) = result["spans"]
+    text = result["text"]
+    assert text[:a0] == TEXT[:19] and text[b0:a1] == TEXT[31:42] and text[b1:] == TEXT[51:]
+    assert result["id"] == response.headers["X-Edit-Id"] and result["forwards"] >= 1
+
+
+def test_the_stream_has_every_step_then_the_same_result(url):
+    plain = edit(url, seed=5, strategy="low_confidence", cache="none").json()
+    edit_id, lines = stream(url, seed=5, strategy="low_confidence", cache="none")
+    steps, done = lines[:-1], lines[-1]
+    assert done["done"] is True and done["text"] == plain["text"] and done["spans"] == plain["spans"]
+    assert [s["forwards"] for s in steps] == list(range(1, len(steps) + 1)) == [s["step"] + 1 for s in steps]
+    assert len(steps) >= 2 and {line["id"] for line in lines} == {edit_id}
+    masked = [sum(sum(span["masked"]) for span in s["candidates"][0]["spans"]) for s in steps]
+    assert masked == sorted(masked, reverse=True) and masked[-1] == 0  # never grows, ends at none
+    first = steps[0]["candidates"][0]["spans"][0]
+    assert MASK_GLYPH in first["text"] and len(first["tokens"]) == len(first["confidence"])
+    assert sum(first["committed"]) >= 1
+    last_texts = [span["text"] for span in steps[-1]["candidates"][0]["spans"]]
+    assert last_texts == [done["text"][a:b] for a, b in done["spans"]]
+
+
+def test_constraints_and_lengths_reach_the_canvas(url):
+    body = {"text": TEXT, "spans": [[19, 31, 6]], "constraints": [["a", 0]], "seed": 1}
+    result = httpx.post(f"{url}/v1/edits", json=body, timeout=60).json()
+    (start, end), = result["spans"]
+    assert result["text"][start:end].startswith("a") and result["forwards"] >= 1
+
+
+def test_several_candidates_each_come_back(url):
+    result = edit(url, candidates=3, temperature=1.0).json()
+    assert len(result["candidates"]) == 3 and result["candidates"][0]["text"] == result["text"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"text": TEXT, "spans": [[20, 999]]}, "span 20:999 is outside the document (0:66)"),
+    ({"text": TEXT, "spans": [[0, 10], [5, 12]]}, "overlaps the span before it"),
+    ({"text": TEXT, "spans": [[12, 5]]}, "is reversed"),
+    ({"text": TEXT, "spans": [[4, 4]]}, "is empty: give a length"),
+    ({"text": TEXT, "spans": []}, '"spans" must be a non-empty list'),
+    ({"text": TEXT, "spans": [["a", 3]]}, "whole numbers"),
+    ({"text": "", "spans": [[0, 0, 3]]}, '"text" must be a non-empty string'),
+    ({"text": TEXT, "spans": [[0, 3]], "steps": "3"}, "steps must be a whole number >= 1 (or none), got '3'"),
+    ({"text": TEXT, "spans": [[0, 3]], "strategy": "fastest"}, "unknown strategy 'fastest'; choose one of"),
+    ({"text": TEXT, "spans": [[0, 3]], "topp": 0.9}, "unknown setting(s) topp; known: alternatives"),
+    ({"text": TEXT, "spans": [[0, 3]], "stream": "yes"}, '"stream" must be true or false'),
+    ({"text": TEXT * 40, "spans": [[0, 3]]}, "the model's context is 1024"),
+    ({"text": "a\x00b", "spans": [[0, 1]]}, "NUL character"),
+    ([TEXT], "the body must be a JSON object, got list"),
+])
+def test_bad_input_is_400_with_a_message(url, body, message):
+    response = httpx.post(f"{url}/v1/edits", json=body, timeout=60)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_a_body_that_is_not_json_is_400(url):
+    response = httpx.post(f"{url}/v1/edits", content=b"{text: 1", timeout=60)
+    assert response.status_code == 400 and response.json()["error"].startswith("the body is not JSON")
+
+
+def test_unknown_routes_and_edits_use_the_same_error_shape(url):
+    assert httpx.get(f"{url}/v2/nothing").json() == {"error": "GET /v2/nothing: Not Found"}
+    response = httpx.delete(f"{url}/v1/edits/nope")
+    assert response.status_code == 404 and "no edit nope is running" in response.json()["error"]
+
+
+def test_health_and_models_name_the_model(url, model):
+    assert httpx.get(f"{url}/health").json() == {"status": "ok", "model": model.label, "queued": 0, "active": 0}
+    models = httpx.get(f"{url}/v1/models").json()
+    assert models["object"] == "list" and [m["id"] for m in models["data"]] == [model.label]
