@@ -31,7 +31,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from . import corpus
-from .service import Reply, metrics, post_json, running_service
+from .service import Reply, get, metrics, post_json, running_service
 
 log = logging.getLogger(__name__)
 
@@ -246,12 +246,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def tokenizer_of(model: str | None) -> Tokenizer:
-    """The model's tokenizer.json (the bundled model's cache, which its service has built by now)."""
-    from ..families import bundled
-
-    folder = Path(model) if model else bundled.cache_folder()
-    return Tokenizer.from_file(str(folder / "tokenizer.json"))
+def tokenizer_of(service_url: str) -> Tokenizer:
+    """The service's own tokenizer (GET /v1/tokenizer), so spans fall on the token edges it sees."""
+    return Tokenizer.from_str(json.loads(get(service_url + "/v1/tokenizer").body)["tokenizer"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory() as logs:
         urls = {mode: stack.enter_context(running_service([*model, *options, *queue], Path(logs) / f"{mode}.log")).url
                 for mode, options in modes.items()}
-        tokenizer = tokenizer_of(args.model)
+        tokenizer = tokenizer_of(urls["batched"])
         docs = documents(tokenizer, source_text(), max(args.levels), args.doc_tokens)
         for mode, url in urls.items():  # warm-up, not counted: first forwards allocate and initialise
             warm_up = run_level(url, [client_edits(tokenizer, docs[0], 0, 1, args.span_tokens)])

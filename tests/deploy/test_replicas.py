@@ -106,7 +106,7 @@ def test_two_replicas_behind_nginx_answer_every_edit(tmp_path):
         replicas = [stack.enter_context(running_service(options, tmp_path / f"replica-{i}.log", ready_timeout=180))
                     for i in range(2)]
         balancer = stack.enter_context(running_nginx(tmp_path, [r.url.removeprefix("http://") for r in replicas]))
-        tokenizer = loadtest.tokenizer_of(str(TINY))
+        tokenizer = loadtest.tokenizer_of(replicas[0].url)
         docs = loadtest.documents(tokenizer, loadtest.source_text(), 6, 96)
         edits = [loadtest.client_edits(tokenizer, doc, c, 1, 6)[0] for c, doc in enumerate(docs)]
 

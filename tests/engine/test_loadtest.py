@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tokenizers import Tokenizer
 
 from engine.tools import loadtest
 from engine.tools.service import Reply, metric_samples
@@ -13,7 +14,7 @@ TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-dream"
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return loadtest.tokenizer_of(str(TINY))
+    return Tokenizer.from_file(str(TINY / "tokenizer.json"))  # what GET /v1/tokenizer serves for it
 
 
 @pytest.fixture(scope="module")
