@@ -216,12 +216,15 @@ def verdict(rows: Sequence[Row]) -> str:
 
 
 def table(rows: Sequence[Row]) -> str:
-    head = "| clients | mode | edits | edits/s | tokens/s | p50 ms | p99 ms | mean batch | errors |"
-    lines = [head, "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """Markdown rows; speed-up: a batched row's edits/s over the one-at-a-time row of its level."""
+    single = {r.clients: r.edits_per_s for r in rows if r.mode == "one-at-a-time"}
+    lines = ["| clients | mode | edits | edits/s | speed-up | tokens/s | p50 ms | p99 ms | mean batch | errors |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         batch = "n/a" if r.mean_batch is None else f"{r.mean_batch:.2f}"
-        lines.append(f"| {r.clients} | {r.mode} | {r.edits} | {r.edits_per_s:.2f} | {r.tokens_per_s:.1f} | "
-                     f"{r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {batch} | {r.errors} |")
+        ratio = f"{r.edits_per_s / single[r.clients]:.2f}x" if r.mode == "batched" and single.get(r.clients) else ""
+        lines.append(f"| {r.clients} | {r.mode} | {r.edits} | {r.edits_per_s:.2f} | {ratio} | {r.tokens_per_s:.1f} "
+                     f"| {r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {batch} | {r.errors} |")
     return "\n".join(lines)
 
 
@@ -254,38 +257,51 @@ def tokenizer_of(service_url: str) -> Tokenizer:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")  # progress to stderr
     args = parse_args(argv)
-    model = ["--model", args.model] if args.model else []
-    queue = ["--max-queue", str(2 * max(args.levels))]  # room for every client: no 503 in a closed loop
-    modes = {"one-at-a-time": ["--max-batch", "1"], "batched": ["--max-batch", str(args.max_batch)]}
-    rows: list[Row] = []
-    problems: list[str] = []
-    log.info("machine: %d cores, load average %.2f at the start", os.cpu_count(), os.getloadavg()[0])
+    load_before = os.getloadavg()[0]
     with ExitStack() as stack, tempfile.TemporaryDirectory() as logs:
-        urls = {mode: stack.enter_context(running_service([*model, *options, *queue], Path(logs) / f"{mode}.log")).url
-                for mode, options in modes.items()}
-        tokenizer = tokenizer_of(urls["batched"])
-        docs = documents(tokenizer, source_text(), max(args.levels), args.doc_tokens)
-        for mode, url in urls.items():  # warm-up, not counted: first forwards allocate and initialise
-            warm_up = run_level(url, [client_edits(tokenizer, docs[0], 0, 1, args.span_tokens)])
-            problems += [f"{mode}, warm-up: {o.problem}" for o in warm_up if o.problem]
-        for clients in args.levels:
-            work = [client_edits(tokenizer, docs[c], c, args.requests, args.span_tokens) for c in range(clients)]
-            for mode, url in urls.items():  # interleaved, so a busy spell on a shared machine hits both
-                row, found = measure(mode, url, work)
-                rows.append(row)
-                problems += [f"{mode}, {clients} clients: {p}" for p in found]
-                log.info("%s, %d clients: %.2f edits/s, p50 %.0f ms, %d errors",
-                         mode, clients, row.edits_per_s, row.p50_ms, row.errors)
-    log.info("load average %.2f at the end", os.getloadavg()[0])
+        urls = {mode: stack.enter_context(running_service(options, Path(logs) / f"{mode}.log")).url
+                for mode, options in service_options(args).items()}
+        model = json.loads(get(urls["batched"] + "/health").body)["model"]
+        rows, problems = run_levels(urls, args)
     for problem in problems[:20]:
         log.error("%s", problem)
     if args.json:
         print("\n".join(json.dumps(asdict(r)) for r in rows))
     else:
-        print(f"{args.span_tokens}-token spans in ~{args.doc_tokens}-token documents, {args.requests} edits "
-              f"per client per level, batched service --max-batch {args.max_batch}\n")
+        print(f"{model}; {args.span_tokens}-token spans in ~{args.doc_tokens}-token documents, {args.requests} "
+              f"edits per client per level; batched: --max-batch {args.max_batch}; {os.cpu_count()} cores, "
+              f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after\n")
         print(table(rows) + "\n\n" + verdict(rows))
     return 1 if problems else 0
+
+
+def service_options(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The two services' flags: the same model and queue, one at a time or batched."""
+    model = ["--model", args.model] if args.model else []
+    queue = ["--max-queue", str(2 * max(args.levels))]  # room for every client: no 503 in a closed loop
+    return {"one-at-a-time": [*model, *queue, "--max-batch", "1"],
+            "batched": [*model, *queue, "--max-batch", str(args.max_batch)]}
+
+
+def run_levels(urls: dict[str, str], args: argparse.Namespace) -> tuple[list[Row], list[str]]:
+    """Every level against every service, interleaved (so a busy spell on a shared machine hits both
+    alike), after one warm-up edit each; the rows and every problem found."""
+    tokenizer = tokenizer_of(urls["batched"])
+    docs = documents(tokenizer, source_text(), max(args.levels), args.doc_tokens)
+    rows: list[Row] = []
+    problems: list[str] = []
+    for mode, url in urls.items():  # not counted: the first forwards allocate and initialise
+        warm_up = run_level(url, [client_edits(tokenizer, docs[0], 0, 1, args.span_tokens)])
+        problems += [f"{mode}, warm-up: {o.problem}" for o in warm_up if o.problem]
+    for clients in args.levels:
+        work = [client_edits(tokenizer, docs[c], c, args.requests, args.span_tokens) for c in range(clients)]
+        for mode, url in urls.items():
+            row, found = measure(mode, url, work)
+            rows.append(row)
+            problems += [f"{mode}, {clients} clients: {p}" for p in found]
+            log.info("%s, %d clients: %.2f edits/s, p50 %.0f ms, %d errors",
+                     mode, clients, row.edits_per_s, row.p50_ms, row.errors)
+    return rows, problems
 
 
 if __name__ == "__main__":
