@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -21,6 +23,7 @@ from .metrics import Metrics
 from .service import BadRequest, EngineFailed, Service
 
 log = logging.getLogger(__name__)
+SHUTDOWN_WAIT = 2.0  # seconds
 
 
 def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAULT_PRESET], max_batch: int = 16,
@@ -35,7 +38,12 @@ def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAUL
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        scheduler.close()
+        # Cancel what still runs; a forward in progress is not waited for past SHUTDOWN_WAIT.
+        closing = threading.Thread(target=scheduler.close, name="scheduler-close", daemon=True)
+        closing.start()
+        await anyio.to_thread.run_sync(closing.join, SHUTDOWN_WAIT)
+        if closing.is_alive():
+            log.warning("the scheduler did not close within %s s; exiting without it", SHUTDOWN_WAIT)
 
     app = FastAPI(title="Sharpen engine", summary="regenerate spans with a diffusion language model",
                   lifespan=lifespan)

@@ -77,14 +77,16 @@ def read_fill(service: Service, body: dict[str, Any]) -> tuple[Fill, Canvas, Sam
     """A completion request as an edit: the text prompt + suffix, one empty span of max_tokens tokens
     between them, read by the same reader as /v1/edits (so the same checks and settings)."""
     stream = flag(body, "stream")
-    prompt, suffix = body.pop("prompt", None), body.pop("suffix", None) or ""
+    prompt, suffix = body.pop("prompt", None), body.pop("suffix", None)
+    suffix = "" if suffix is None else suffix
     if not isinstance(prompt, str):
         raise BadRequest('"prompt" must be one string (lists of prompts and token ids are not supported)')
     if not isinstance(suffix, str):
         raise BadRequest('"suffix" must be a string')
     if not prompt + suffix:
         raise BadRequest("prompt and suffix are both empty: there is no text to fill in between")
-    max_tokens = body.pop("max_tokens", None) or DEFAULT_MAX_TOKENS
+    max_tokens = body.pop("max_tokens", None)
+    max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
     if type(max_tokens) is not int or max_tokens < 1:
         raise BadRequest(f'"max_tokens" must be a whole number >= 1, got {max_tokens!r}')
     stop = read_stop(body.pop("stop", None))

@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from engine import MASK_GLYPH, PRESETS, DEFAULT_PRESET, Span, build_canvas, infill, run
+from engine import DEFAULT_PRESET, MASK_GLYPH, PRESETS, Span, build_canvas, infill, run
 from tests.serve.conftest import TEXT
 
 SPANS = [[19, 31], [42, 51]]  # "return a + b" and "range(10)"

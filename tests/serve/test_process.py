@@ -1,0 +1,63 @@
+"""`python -m engine serve` as a user starts it: a real process on a free port, loading a model folder."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from tests.serve.conftest import FIXTURE, TEXT
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def process_url():
+    port = free_port()
+    command = [sys.executable, "-m", "engine", "serve", "--model", str(FIXTURE), "--device", "cpu",
+               "--port", str(port), "--max-batch", "4", "--preset", "quality", "--seed", "11"]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert server.poll() is None, server.stderr.read()
+        assert time.monotonic() < deadline, "the service did not come up in 120 s"
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                break
+        except httpx.ConnectError:
+            time.sleep(0.2)
+    yield url
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(10)
+    finally:
+        server.kill()
+
+
+def test_the_served_process_edits_and_completes_with_its_flags_as_defaults(process_url, model):
+    from engine import PRESETS, Span, build_canvas, infill, run
+    result = httpx.post(f"{process_url}/v1/edits", json={"text": TEXT, "spans": [[19, 31]]}, timeout=60).json()
+    canvas = build_canvas(model.codec, TEXT, [Span(19, 31)], model.max_length)
+    assert result["text"] == run(infill(model, canvas, PRESETS["quality"].replace(seed=11))).texts[0]
+    with OpenAI(base_url=f"{process_url}/v1", api_key="unused") as client:
+        assert [m.id for m in client.models.list()] == ["tiny-dream"]
+        done = client.completions.create(model="tiny-dream", prompt=TEXT[:19], suffix=TEXT[31:], max_tokens=4)
+    assert done.choices[0].finish_reason in ("stop", "length")
+
+
+def test_bad_flags_exit_2_with_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "engine", "serve", "--model", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().startswith("error: No model at")
+    assert len(done.stderr.strip().splitlines()) == 1
