@@ -31,7 +31,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from . import corpus
-from .service import Reply, get, metrics, post_json, running_service
+from .service import Reply, Service, get, metrics, post_json, running_service
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ class Row:
     p50_ms: float
     p99_ms: float
     mean_batch: float | None
+    cpu_s_per_edit: float | None  # the service's CPU seconds per answered edit: its cost on a shared machine
 
 
 def run_level(url: str, work: Sequence[Sequence[Edit]]) -> list[Outcome]:
@@ -176,17 +177,19 @@ def run_level(url: str, work: Sequence[Sequence[Edit]]) -> list[Outcome]:
         return [o for outcomes in pool.map(client, work) for o in outcomes]
 
 
-def measure(mode: str, url: str, work: Sequence[Sequence[Edit]]) -> tuple[Row, list[str]]:
+def measure(mode: str, service: Service, work: Sequence[Sequence[Edit]]) -> tuple[Row, list[str]]:
     """One level's row, and the problems its responses had."""
-    before = metrics(url)
-    outcomes = run_level(url, work)
-    after = metrics(url)
+    before, cpu_before = metrics(service.url), service.cpu_seconds()
+    outcomes = run_level(service.url, work)
+    after, cpu_after = metrics(service.url), service.cpu_seconds()
     good = [o for o in outcomes if o.problem is None]
     wall = max(o.finished for o in outcomes) - min(o.started for o in outcomes)
     latencies = sorted(1000 * (o.finished - o.started) for o in good) or [math.nan]
     tokens = sum(o.tokens for o in good)
     row = Row(mode, len(work), len(outcomes), len(outcomes) - len(good), len(good) / wall, tokens / wall,
-              statistics.median(latencies), percentile(latencies, 0.99), mean_batch(before, after))
+              statistics.median(latencies), percentile(latencies, 0.99), mean_batch(before, after),
+              (cpu_after - cpu_before) / len(good) if good and cpu_before is not None and cpu_after is not None
+              else None)
     return row, [o.problem for o in outcomes if o.problem]
 
 
@@ -218,13 +221,14 @@ def verdict(rows: Sequence[Row]) -> str:
 def table(rows: Sequence[Row]) -> str:
     """Markdown rows; speed-up: a batched row's edits/s over the one-at-a-time row of its level."""
     single = {r.clients: r.edits_per_s for r in rows if r.mode == "one-at-a-time"}
-    lines = ["| clients | mode | edits | edits/s | speed-up | tokens/s | p50 ms | p99 ms | mean batch | errors |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| clients | mode | edits | edits/s | speed-up | tokens/s | p50 ms | p99 ms | mean batch | CPU s/edit "
+             "| errors |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         batch = "n/a" if r.mean_batch is None else f"{r.mean_batch:.2f}"
+        cpu = "n/a" if r.cpu_s_per_edit is None else f"{r.cpu_s_per_edit:.2f}"
         ratio = f"{r.edits_per_s / single[r.clients]:.2f}x" if r.mode == "batched" and single.get(r.clients) else ""
         lines.append(f"| {r.clients} | {r.mode} | {r.edits} | {r.edits_per_s:.2f} | {ratio} | {r.tokens_per_s:.1f} "
-                     f"| {r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {batch} | {r.errors} |")
+                     f"| {r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {batch} | {cpu} | {r.errors} |")
     return "\n".join(lines)
 
 
@@ -259,10 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = os.getloadavg()[0]
     with ExitStack() as stack, tempfile.TemporaryDirectory() as logs:
-        urls = {mode: stack.enter_context(running_service(options, Path(logs) / f"{mode}.log")).url
-                for mode, options in service_options(args).items()}
-        model = json.loads(get(urls["batched"] + "/health").body)["model"]
-        rows, problems = run_levels(urls, args)
+        services = {mode: stack.enter_context(running_service(options, Path(logs) / f"{mode}.log"))
+                    for mode, options in service_options(args).items()}
+        model = json.loads(get(services["batched"].url + "/health").body)["model"]
+        rows, problems = run_levels(services, args)
     for problem in problems[:20]:
         log.error("%s", problem)
     if args.json:
@@ -283,20 +287,20 @@ def service_options(args: argparse.Namespace) -> dict[str, list[str]]:
             "batched": [*model, *queue, "--max-batch", str(args.max_batch)]}
 
 
-def run_levels(urls: dict[str, str], args: argparse.Namespace) -> tuple[list[Row], list[str]]:
+def run_levels(services: dict[str, Service], args: argparse.Namespace) -> tuple[list[Row], list[str]]:
     """Every level against every service, interleaved (so a busy spell on a shared machine hits both
     alike), after one warm-up edit each; the rows and every problem found."""
-    tokenizer = tokenizer_of(urls["batched"])
+    tokenizer = tokenizer_of(services["batched"].url)
     docs = documents(tokenizer, source_text(), max(args.levels), args.doc_tokens)
     rows: list[Row] = []
     problems: list[str] = []
-    for mode, url in urls.items():  # not counted: the first forwards allocate and initialise
-        warm_up = run_level(url, [client_edits(tokenizer, docs[0], 0, 1, args.span_tokens)])
+    for mode, service in services.items():  # not counted: the first forwards allocate and initialise
+        warm_up = run_level(service.url, [client_edits(tokenizer, docs[0], 0, 1, args.span_tokens)])
         problems += [f"{mode}, warm-up: {o.problem}" for o in warm_up if o.problem]
     for clients in args.levels:
         work = [client_edits(tokenizer, docs[c], c, args.requests, args.span_tokens) for c in range(clients)]
-        for mode, url in urls.items():
-            row, found = measure(mode, url, work)
+        for mode, service in services.items():
+            row, found = measure(mode, service, work)
             rows.append(row)
             problems += [f"{mode}, {clients} clients: {p}" for p in found]
             log.info("%s, %d clients: %.2f edits/s, p50 %.0f ms, %d errors",

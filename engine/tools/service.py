@@ -6,6 +6,7 @@ on a free local port, its output kept in a log file that an error quotes.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -49,6 +50,15 @@ class Service:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU seconds the process has used (Linux /proc; None elsewhere). On a shared
+        machine this is its cost, where wall time also counts waiting for a core."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in ticks
 
     def wait_ready(self, timeout: float) -> None:
         """Poll GET /health until it answers 200; raise with the log if the process exits or time runs out."""

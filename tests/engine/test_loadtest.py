@@ -102,7 +102,7 @@ def test_mean_batch_is_edits_per_forward_between_two_scrapes():
 
 def test_verdict_applies_the_issue_targets():
     def row(mode, eps, p50=1000.0, p99=2000.0, errors=0):
-        return loadtest.Row(mode, 16, 32, errors, eps, eps * 32, p50, p99, None)
+        return loadtest.Row(mode, 16, 32, errors, eps, eps * 32, p50, p99, None, None)
     assert loadtest.verdict([row("one-at-a-time", 1.0), row("batched", 1.6)]).endswith("MET")
     assert loadtest.verdict([row("one-at-a-time", 1.0), row("batched", 1.4)]).endswith("MISSED")
     assert loadtest.verdict([row("one-at-a-time", 1.0), row("batched", 2.0, p99=3500.0)]).endswith("MISSED")
@@ -120,6 +120,6 @@ def test_quick_run_against_two_real_services_checks_every_edit(capsys):
     assert [(r["clients"], r["mode"]) for r in rows] == [
         (1, "one-at-a-time"), (1, "batched"), (3, "one-at-a-time"), (3, "batched")]
     assert all(r["errors"] == 0 and r["edits"] == 2 * r["clients"] and r["edits_per_s"] > 0 for r in rows)
-    assert all(r["p50_ms"] <= r["p99_ms"] for r in rows)
+    assert all(r["p50_ms"] <= r["p99_ms"] and r["cpu_s_per_edit"] > 0 for r in rows)
     assert [r["mean_batch"] for r in rows if r["mode"] == "one-at-a-time"] == [1.0, 1.0]
     assert rows[-1]["mean_batch"] > 1.0, "three clients at once share forwards in the batched service"
