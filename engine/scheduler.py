@@ -175,6 +175,7 @@ class Scheduler:
             self._closed = True
             jobs = list(self._queue) + self._active
             threads = list(self._threads.values())
+            self._cond.notify_all()
         for job in jobs:
             self._cancel(job)
         self._worker.join()

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..codec import TextCodec
-from ..model import DiffusionLM, ModelNotFound
+from ..model import DiffusionLM, ForwardCall, ModelNotFound
 
 if TYPE_CHECKING:
     from ..score import Fluency
@@ -341,18 +341,27 @@ class LlamaDiffusionLM(DiffusionLM):
         attend to that frozen context. Keys are cached after RoPE, so positions stay exact."""
         x = self.net_input(ids)                                                  # (B, Ln)
         if cache is None:
-            slots = positions + (1 if self.start_id is not None else 0)
-            active = torch.cat([slots, self.query_rows(positions)]).unique()     # (A,) sorted
             kvs: list[KV] = []
             h = self.net.hidden(x, causal=False, kv_out=kvs)
-            keep = torch.ones(x.shape[1], dtype=torch.bool, device=x.device)
-            keep[active] = False
-            contexts = [(k[:, :, keep], v[:, :, keep]) for k, v in kvs]
-            query = torch.searchsorted(active, self.query_rows(positions))       # (P,) into active
-            cache = SpanCache(contexts, active, query)
-            return self.net.project(h[:, self.query_rows(positions)]), cache
+            return self.net.project(h[:, self.query_rows(positions)]), self.span_cache(positions, kvs, x.shape[1])
         h = self.net.hidden(x[:, cache.active], cache.active, contexts=cache.contexts)
         return self.net.project(h[:, cache.query]), cache
+
+    def span_cache(self, positions: torch.Tensor, kvs: list[KV], rows: int) -> SpanCache:
+        """The cache of a full forward over `rows` net rows whose blocks' keys/values were `kvs`."""
+        slots = positions + (1 if self.start_id is not None else 0)
+        active = torch.cat([slots, self.query_rows(positions)]).unique()         # (A,) sorted
+        keep = torch.ones(rows, dtype=torch.bool, device=positions.device)
+        keep[active] = False
+        contexts = [(k[:, :, keep], v[:, :, keep]) for k, v in kvs]
+        query = torch.searchsorted(active, self.query_rows(positions))           # (P,) into active
+        return SpanCache(contexts, active, query)
+
+    def forward_many(self, calls: Sequence[ForwardCall]) -> list[Any]:
+        """Several callers' forwards as one packed pass (engine/families/packing.py); one alone as is."""
+        from .packing import forward_packed
+
+        return super().forward_many(calls) if len(calls) == 1 else forward_packed(self, calls)
 
 
 @dataclass(frozen=True)

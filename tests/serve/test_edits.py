@@ -8,7 +8,7 @@ import pytest
 from engine import DEFAULT_PRESET, MASK_GLYPH, PRESETS, Span, build_canvas, infill, run
 from tests.serve.conftest import TEXT
 
-SPANS = [[19, 31], [42, 51]]  # "return a + b" and "range(10)"
+SPANS = [[19, 31, 12], [42, 51, 10]]  # "return a + b" and "range(10)", each given a length
 
 
 def edit(url, **body):
@@ -28,7 +28,8 @@ def test_an_edit_is_the_engines_own_result_and_text_outside_the_spans_is_unchang
     result = response.json()
     settings = PRESETS[DEFAULT_PRESET].replace(seed=3, temperature=0.8)  # the service's defaults, changed
     canvas = build_canvas(model.codec, TEXT, [Span(*s) for s in SPANS], model.max_length)
-    assert result["text"] == run(infill(model, canvas, settings)).texts[0]
+    expected = run(infill(model, canvas, settings))
+    assert (result["text"], result["forwards"]) == (expected.texts[0], expected.forwards)
     (a0, b0), (a1, b1) = result["spans"]
     text = result["text"]
     assert text[:a0] == TEXT[:19] and text[b0:a1] == TEXT[31:42] and text[b1:] == TEXT[51:]

@@ -1,5 +1,7 @@
 """The page as the service's client: `app.py --engine URL` renders the same steps and text as the
 engine in process, and the page keeps only the tokenizer."""
+import time
+
 import httpx
 import pytest
 import torch
@@ -71,6 +73,18 @@ def test_stopping_a_remote_run_cancels_it_on_the_service(model):
         steps.close()  # what the page's Stop does to its run
         assert wait_until(lambda: httpx.get(f"{base}/health").json()["active"] == 0, seconds=2)
         assert slow.forwards < 40
+
+
+def test_stopping_an_in_process_run_frees_its_slot(model):
+    slow = Paced(model, delay=0.05)
+    engine = InProcessEngine(slow)
+    steps = engine.steps(build_canvas(slow.codec, TEXT, [Span(0, 66, 40)], slow.max_length), QUALITY)
+    next(steps)
+    steps.close()
+    assert wait_until(lambda: engine.scheduler.stats().active == 0, seconds=2)
+    forwards = slow.forwards
+    time.sleep(0.3)
+    assert slow.forwards <= forwards + 1 < 40
 
 
 def test_a_busy_service_is_a_clear_error(model):

@@ -1,0 +1,109 @@
+"""Packed forwards: several callers' canvases through one LlamaNet pass, with no padding.
+
+The scheduler (engine/scheduler.py) hands the model one forward per active edit. Packing puts all
+their rows in one (N, width) matrix, so every linear layer (nearly all of a forward's work) runs
+once for the whole batch, while attention runs per canvas at that canvas's own shape, over its own
+cached context. Nothing is padded, so documents of any lengths share a forward without wasted rows
+or attention masks, and each canvas's attention is computed exactly as it would be alone; only the
+matrix products see more rows. Full forwards, DualCache refreshes and cached steps mix freely: a
+cached step simply contributes its active rows.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+import torch.nn.functional as F
+
+from ..model import ForwardCall
+from .llama import KV, Attention, Block, LlamaNet, apply_rope, rope_tables
+
+if TYPE_CHECKING:
+    from .llama import LlamaDiffusionLM
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One call's rows in the pack."""
+
+    ids: torch.Tensor              # (B, R) net input ids of the rows this call runs
+    positions: torch.Tensor        # (R,) their net positions (for RoPE)
+    query: torch.Tensor            # (P,) rows (into R) whose hidden states score the call's slots
+    contexts: list[KV] | None      # per block: the cached context these rows attend to as well
+    keep_kv: bool                  # a cache refresh: the rows' keys/values become the new cache
+
+    @property
+    def size(self) -> int:
+        return self.ids.numel()
+
+
+def piece(model: LlamaDiffusionLM, call: ForwardCall) -> Piece:
+    """What `call` runs alone (LlamaDiffusionLM.logits_at / cached_logits), as a piece of the pack."""
+    x = model.net_input(call.ids)                                                # (B, Ln)
+    if call.cached and call.cache is not None:
+        cache = call.cache
+        return Piece(x[:, cache.active], cache.active, cache.query, cache.contexts, False)
+    rows = torch.arange(x.shape[1], device=x.device)
+    return Piece(x, rows, model.query_rows(call.positions), None, call.cached)
+
+
+@torch.inference_mode()
+def forward_packed(model: LlamaDiffusionLM, calls: Sequence[ForwardCall]) -> list[Any]:
+    """Each call's answer, as `LlamaDiffusionLM.forward_many` promises, from one packed pass."""
+    pieces = [piece(model, call) for call in calls]
+    hidden, kvs = packed_hidden(model.net, pieces)                               # (N, d)
+    width = hidden.shape[-1]
+    query_rows, start = [], 0
+    for p in pieces:
+        h = hidden[start:start + p.size].view(*p.ids.shape, width)               # (B, R, d)
+        query_rows.append(h[:, p.query].reshape(-1, width))                      # (B * P, d)
+        start += p.size
+    logits = model.net.project(torch.cat(query_rows))                            # (sum B * P, V)
+    answers: list[Any] = []
+    for call, p, rows, kv in zip(calls, pieces, logits.split([len(r) for r in query_rows]), kvs):
+        out = rows.view(p.ids.shape[0], len(p.query), -1)                        # (B, P, V)
+        if not call.cached:
+            answers.append(out)
+        else:
+            cache = call.cache if kv is None else model.span_cache(call.positions, kv, p.ids.shape[1])
+            answers.append((out, cache))
+    return answers
+
+
+def packed_hidden(net: LlamaNet, pieces: Sequence[Piece]) -> tuple[torch.Tensor, list[list[KV] | None]]:
+    """(N, width) final-normed hidden states of every piece's rows, and each refreshing piece's
+    keys/values per block (None for the others). The blocks' own norms, MLP and projections."""
+    x = net.embed(torch.cat([p.ids.reshape(-1) for p in pieces]))                # (N, d)
+    ropes = [rope_tables(p.positions.expand(p.ids.shape), net.shape.head_dim, net.shape.rope_theta,
+                         x.dtype) for p in pieces]
+    kvs: list[list[KV] | None] = [[] if p.keep_kv else None for p in pieces]
+    for layer, block in enumerate(cast(Iterable[Block], net.blocks)):
+        x = x + attend_each(block.attn, block.attn_norm(x), pieces, ropes, layer, kvs)
+        x = x + block.mlp(block.mlp_norm(x))
+    return net.norm(x), kvs
+
+
+def attend_each(attn: Attention, x: torch.Tensor, pieces: Sequence[Piece],
+                ropes: list[tuple[torch.Tensor, torch.Tensor]], layer: int,
+                kvs: list[list[KV] | None]) -> torch.Tensor:
+    """(N, d) normed rows -> (N, d) attention output: projections over all rows at once, attention
+    per piece over its own rows and cached context (as `Attention.forward` does for one canvas)."""
+    q, k, v = attn.q(x), attn.k(x), attn.v(x)                                    # (N, H*D), (N, Hkv*D)
+    outs, start = [], 0
+    for p, (cos, sin), kv_out in zip(pieces, ropes, kvs):
+        B, R = p.ids.shape
+        rows = slice(start, start + p.size)
+        qp = apply_rope(q[rows].view(B, R, attn.heads, -1).transpose(1, 2), cos, sin)    # (B, H, R, D)
+        kp = apply_rope(k[rows].view(B, R, attn.kv_heads, -1).transpose(1, 2), cos, sin)  # (B, Hkv, R, D)
+        vp = v[rows].view(B, R, attn.kv_heads, -1).transpose(1, 2)
+        if kv_out is not None:
+            kv_out.append((kp, vp))
+        if p.contexts is not None:
+            context = p.contexts[layer]
+            kp, vp = torch.cat([context[0], kp], dim=2), torch.cat([context[1], vp], dim=2)
+        out = F.scaled_dot_product_attention(qp, kp, vp, enable_gqa=attn.heads != attn.kv_heads)
+        outs.append(out.transpose(1, 2).reshape(p.size, -1))
+        start += p.size
+    return attn.o(torch.cat(outs))
