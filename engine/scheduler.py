@@ -92,12 +92,12 @@ class Job:
     def __iter__(self) -> Iterator[Step]:
         """The run's steps as they come (blocking); re-raises the run's own error. Ends early after
         `cancel`."""
-        while not self._cancelled:
+        while True:
             item = self._steps.get()
-            if item is _END or self._cancelled:
+            if item is _END or (self._cancelled and self._error is None):
                 break
             yield item
-        if self._error is not None and not self._cancelled:
+        if self._error is not None:
             raise self._error
 
     def cancel(self) -> None:
@@ -244,15 +244,29 @@ class Scheduler:
 
     def _serve(self) -> None:
         """The worker: report the last forward, admit jobs, run the next batch; until closed."""
-        while True:
-            with self._cond:
-                batch, done = self._next_batch()
-            if done is not None:
-                self._report(done)
-            if batch is None:
-                return
-            if batch:
-                self._forward(batch)
+        try:
+            while True:
+                with self._cond:
+                    batch, done = self._next_batch()
+                if done is not None:
+                    self._report(done)
+                if batch is None:
+                    return
+                if batch:
+                    self._forward(batch)
+        except BaseException as err:  # a bug here must not leave every client waiting for ever
+            log.exception("the scheduler's worker failed")
+            self._stop_all(RuntimeError(f"the engine's scheduler stopped: {err!r}"))
+
+    def _stop_all(self, error: Exception) -> None:
+        """Close, and end every job with `error`."""
+        with self._cond:
+            self._closed = True
+            jobs = list(self._queue) + self._active
+            for job in jobs:
+                job._error = error
+        for job in jobs:
+            self._cancel(job)
 
     def _next_batch(self) -> tuple[list[tuple[Job, ForwardCall]] | None, _Round | None]:
         """(batch, forward to report), once every active job has asked for its next forward: only

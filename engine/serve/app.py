@@ -20,7 +20,7 @@ from ..scheduler import QueueFull, Scheduler
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings
 from . import completions, edits, wire
 from .metrics import Metrics
-from .service import BadRequest, EngineFailed, Service
+from .service import BadRequest, EngineFailed, Service, TooLarge
 
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT = 2.0  # seconds
@@ -54,6 +54,7 @@ def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAUL
     app.add_api_route("/metrics", metrics_text, methods=["GET"])
     app.add_api_route("/v1/tokenizer", tokenizer, methods=["GET"])
     app.add_exception_handler(BadRequest, refused)
+    app.add_exception_handler(TooLarge, too_large)
     app.add_exception_handler(QueueFull, queue_full)
     app.add_exception_handler(EngineFailed, failed)
     app.add_exception_handler(HTTPException, http_error)
@@ -84,6 +85,10 @@ async def tokenizer(request: Request) -> dict[str, Any]:
 
 async def refused(request: Request, err: Exception) -> Response:
     return JSONResponse({"error": str(err)}, 400)
+
+
+async def too_large(request: Request, err: Exception) -> Response:
+    return JSONResponse({"error": str(err)}, 413)
 
 
 async def queue_full(request: Request, err: Exception) -> Response:

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..settings import SamplerSettings
 
@@ -33,3 +37,27 @@ def serve(args: argparse.Namespace, defaults: SamplerSettings, stderr: TextIO) -
                      model_id=model_id)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
+
+
+@contextmanager
+def in_thread(app: Any, host: str = "127.0.0.1", start_timeout: float = 20.0) -> Iterator[str]:
+    """`app` served by uvicorn on a free port of `host` in a thread (for tests and benchmarks);
+    yields its base URL and stops the server on the way out."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind((host, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the service did not start within {start_timeout:g} s")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)  # the app's shutdown waits at most SHUTDOWN_WAIT for its scheduler
+        sock.close()

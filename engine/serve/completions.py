@@ -2,6 +2,7 @@
 (FIM), /v1/models lists the one model, so existing fill-in-the-middle clients can use the engine."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -15,7 +16,6 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..canvas import MASK_GLYPH, Canvas
-from ..cli import read_edit
 from ..loop import Step
 from ..scheduler import Job
 from ..settings import SamplerSettings, knobs
@@ -37,9 +37,8 @@ UNSETTLED = " \t\n\r\f\v\ufffd"  # held back at a streamed prefix's end: the nex
 
 @dataclass(frozen=True)
 class Fill:
-    """What a completion request asks beyond the edit: where the middle lies, how to stop, how to answer."""
+    """What a completion request asks beyond the edit: how to stop, how to answer, what to call it."""
 
-    prompt: str
     stop: tuple[str, ...]
     stream: bool
     id: str = ""
@@ -62,7 +61,7 @@ async def create_completion(request: Request) -> Response:
     body = await json_object(request)
     fill, canvas, settings = await run_in_threadpool(read_fill, service, body)
     job = service.submit(canvas, settings)
-    fill = Fill(fill.prompt, fill.stop, fill.stream, "cmpl-" + job.id, int(time.time()), service.model_id)
+    fill = dataclasses.replace(fill, id="cmpl-" + job.id, created=int(time.time()), model=service.model_id)
     headers = {"X-Edit-Id": job.id}
     if fill.stream:
         return ClosingStream(events(service, job, canvas, fill, settings), media_type="text/event-stream",
@@ -99,12 +98,9 @@ def read_fill(service: Service, body: dict[str, Any]) -> tuple[Fill, Canvas, Sam
     if clash:
         raise BadRequest(f"unknown field(s) {', '.join(clash)}: a completion gives the text as prompt and "
                          "suffix and the middle's length as max_tokens")
-    item = {**body, "text": prompt + suffix, "spans": [[len(prompt), len(prompt), max_tokens]]}
-    try:
-        text, spans, settings = read_edit(item, service.defaults)
-    except ValueError as err:
-        raise BadRequest(str(err)) from None
-    return Fill(prompt, stop, stream), service.canvas(text, spans), settings
+    at = len(prompt)
+    canvas, settings = service.edit({**body, "text": prompt + suffix, "spans": [[at, at, max_tokens]]})
+    return Fill(stop, stream), canvas, settings
 
 
 def read_stop(raw: Any) -> tuple[str, ...]:
@@ -155,7 +151,7 @@ def completion(fill: Fill, canvas: Canvas, step: Step) -> dict[str, Any]:
     for b in range(step.tokens.shape[0]):
         text, stopped = cut_at_stop(middle(canvas, step, b), fill.stop)
         reason = "stop" if stopped or ended_early(canvas, step, b) else "length"
-        choices.append({"text": text, "index": b, "logprobs": None, "finish_reason": reason})
+        choices.append(choice(b, text, reason))
     free = ~canvas.fixed[canvas.slots]                                         # (P,)
     eos = canvas.codec.eos_id
     written = int((free & (step.tokens != (-1 if eos is None else eos))).sum())

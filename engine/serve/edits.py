@@ -12,11 +12,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..canvas import Canvas
-from ..cli import read_edit
 from ..scheduler import Job
-from ..settings import SamplerSettings
 from . import wire
-from .service import BadRequest, EngineFailed, Service, flag, json_object
+from .service import EngineFailed, Service, flag, json_object
 from .streams import ClosingStream
 
 router = APIRouter()
@@ -34,7 +32,7 @@ async def create_edit(request: Request) -> Response:
     service = service_of(request)
     body = await json_object(request)
     stream = flag(body, "stream")
-    canvas, settings = await run_in_threadpool(read_canvas, service, body)  # tokenizing can take a while
+    canvas, settings = await run_in_threadpool(service.edit, body)  # tokenizing can take a while
     job = service.submit(canvas, settings)
     headers = {"X-Edit-Id": job.id}
     if stream:
@@ -51,16 +49,6 @@ async def cancel_edit(edit_id: str, request: Request) -> Response:
     if not service_of(request).cancel(edit_id):
         return JSONResponse({"error": f"no edit {edit_id} is running (unknown, finished or cancelled)"}, 404)
     return Response(status_code=204)
-
-
-def read_canvas(service: Service, body: dict[str, Any]) -> tuple[Canvas, SamplerSettings]:
-    """The edit's canvas and settings, read as `python -m engine infill --jsonl` reads a line, over
-    the service's default settings."""
-    try:
-        text, spans, settings = read_edit(body, service.defaults)
-    except ValueError as err:
-        raise BadRequest(str(err)) from None
-    return service.canvas(text, spans), settings
 
 
 async def ndjson(service: Service, job: Job, canvas: Canvas) -> AsyncGenerator[bytes, None]:

@@ -12,16 +12,23 @@ import anyio
 import anyio.to_thread
 from starlette.requests import Request
 
-from ..canvas import Canvas, Span, build_canvas
+from ..canvas import Canvas, build_canvas
+from ..cli import read_edit
 from ..loop import Step
 from ..model import DiffusionLM
 from ..scheduler import Job, Scheduler
 from ..settings import SamplerSettings
 from .metrics import Metrics
 
+MAX_BODY = 8 * 2**20  # bytes: the page's 1 MiB documents, with room for JSON escapes and settings
+
 
 class BadRequest(ValueError):
     """Input the service refuses (400); the message says what to change."""
+
+
+class TooLarge(ValueError):
+    """A request body past MAX_BODY (413), refused before it is read whole."""
 
 
 class EngineFailed(RuntimeError):
@@ -45,10 +52,13 @@ class Service:
     def __post_init__(self) -> None:
         self.waiters = anyio.CapacityLimiter(self.scheduler.max_batch + self.scheduler.max_queue + 1)
 
-    def canvas(self, text: str, spans: list[Span]) -> Canvas:
-        """The canvas for an edit, as the CLI and the page build it; bad spans are a BadRequest."""
+    def edit(self, item: dict[str, Any]) -> tuple[Canvas, SamplerSettings]:
+        """An edit's canvas and settings from its JSON, read as `python -m engine infill --jsonl` reads
+        a line (over the service's defaults) and laid out as it lays one out; a BadRequest says what
+        is wrong."""
         try:
-            return build_canvas(self.model.codec, text, spans, self.model.max_length)
+            text, spans, settings = read_edit(item, self.defaults)
+            return build_canvas(self.model.codec, text, spans, self.model.max_length), settings
         except ValueError as err:
             raise BadRequest(str(err)) from None
 
@@ -105,7 +115,11 @@ class Service:
 
 async def json_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object, else a BadRequest saying what came instead."""
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise TooLarge(f"the body is over {MAX_BODY // 2**20} MiB; send a shorter text")
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

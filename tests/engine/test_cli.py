@@ -126,6 +126,7 @@ def test_a_reversed_span_is_called_reversed(bert, doc, tmp_path):
     ({"spans": [[0, 5]], "temperature": "hot"}, "temperature must be a finite number"),
     ({"text": "bad \ud800 text", "spans": [[0, 3]]}, "not valid Unicode"),
     ({"text": "nul \x00 text", "spans": [[0, 3]]}, "NUL"),
+    ({"spans": [[0, 5]], "constraints": ["quick@0"]}, '"constraints" must be a list of [TEXT, K]'),
 ])
 def test_a_jsonl_line_of_the_wrong_type_gets_an_error_saying_what_is_wrong(bert, tmp_path, item, message):
     path = tmp_path / "edits.jsonl"
@@ -160,3 +161,12 @@ def test_none_unsets_a_presets_setting_and_a_missing_flag_keeps_it():
                                       "--context-window", "none"])
     settings = settings_from_args(args)
     assert settings.context_window is None and settings.cache == "dual" and settings.tokens_per_step == 4
+
+
+def test_a_jsonl_constraint_is_forced_into_the_first_span(bert, tmp_path):
+    path = tmp_path / "edits.jsonl"
+    path.write_text(json.dumps({"text": DOC, "spans": [[4, 15, 4]], "constraints": [["fox", 2]]}) + "\n")
+    code, out, err = call("infill", "--model", bert, "--jsonl", str(path))
+    assert code == 0, err
+    text = json.loads(out)["text"]
+    assert text.startswith("the ") and text.endswith(" fox jumps over the lazy dog.\n") and text.count("fox") == 2

@@ -210,6 +210,25 @@ def test_a_job_whose_forward_fails_fails_alone(model):
         assert steps_of(scheduler.submit(todo[0], FAST)) == alone(model, todo[0], FAST)  # still serving
 
 
+class Crash(BaseException):
+    """Not an Exception: nothing in the scheduler handles it on purpose."""
+
+
+class Crashing(Recorder):
+    def forward_many(self, calls: Any) -> list[Any]:
+        raise Crash("a bug in the worker")
+
+
+def test_a_crashed_worker_ends_every_job_with_an_error_instead_of_hanging(model):
+    with Scheduler(Crashing(model), max_batch=1) as scheduler:
+        jobs = [scheduler.submit(c, REFERENCE) for c in canvases(model, 2)]
+        for job in jobs:
+            with pytest.raises(RuntimeError, match="scheduler stopped"):
+                list(job)
+        with pytest.raises(RuntimeError, match="closed"):
+            scheduler.submit(canvases(model, 1)[0], REFERENCE)
+
+
 def test_a_failing_on_forward_callback_is_logged_not_raised(model, caplog):
     def broken(report):
         raise RuntimeError("metrics down")

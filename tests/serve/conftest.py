@@ -1,11 +1,9 @@
 """The service's test fixtures: a trained tiny model, a paced wrapper of it, the app served on a socket."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import torch
 
 from engine import PRESETS, DiffusionLM, load_model
 from engine.serve.app import create_app
+from engine.serve.command import in_thread as served
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-dream"
 TEXT = "def add(a, b):\n    return a + b\n\nfor i in range(10):\n    print(i)\n"
@@ -50,29 +49,6 @@ class Paced(DiffusionLM):
         time.sleep(self.delay)
         self.forwards += 1
         return self.inner.forward_many(calls)
-
-
-@contextmanager
-def served(app) -> Iterator[str]:
-    """`app` served by uvicorn on a free local port in a thread; yields its base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)  # the app's shutdown waits at most SHUTDOWN_WAIT for its scheduler
-        assert not thread.is_alive(), "the test server did not stop"
-        sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from engine import DEFAULT_PRESET, MASK_GLYPH, PRESETS, Span, build_canvas, infill, run
-from tests.serve.conftest import TEXT
+from engine.serve.app import create_app
+from tests.serve.conftest import TEXT, Paced, served
 
 SPANS = [[19, 31, 12], [42, 51, 10]]  # "return a + b" and "range(10)", each given a length
 
@@ -101,3 +102,24 @@ def test_health_and_models_name_the_model(url, model):
     assert httpx.get(f"{url}/health").json() == {"status": "ok", "model": model.label, "queued": 0, "active": 0}
     models = httpx.get(f"{url}/v1/models").json()
     assert models["object"] == "list" and [m["id"] for m in models["data"]] == [model.label]
+
+
+class Broken(Paced):
+    def forward_many(self, calls):
+        raise RuntimeError("CUDA out of memory (pretend)")
+
+
+def test_a_model_failure_is_500_with_its_message_and_ends_a_stream_with_it(model):
+    with served(create_app(Broken(model))) as base:
+        response = edit(base)
+        assert response.status_code == 500
+        assert response.json() == {"error": "the model failed: CUDA out of memory (pretend)"}
+        edit_id, lines = stream(base)
+        assert lines == [{"id": edit_id, "error": "the model failed: CUDA out of memory (pretend)"}]
+        assert httpx.get(f"{base}/health").json()["active"] == 0
+
+
+def test_a_body_past_the_limit_is_413_before_it_is_read_whole(url):
+    from engine.serve.service import MAX_BODY
+    response = httpx.post(f"{url}/v1/edits", content=b" " * (MAX_BODY + 1), timeout=60)
+    assert response.status_code == 413 and response.json() == {"error": "the body is over 8 MiB; send a shorter text"}
