@@ -110,6 +110,12 @@ def test_verdict_applies_the_issue_targets():
     assert "not measured" in loadtest.verdict([row("batched", 2.0)])
 
 
+def test_verdict_gives_the_cpu_ratio_beside_the_wall_clock_one():
+    single = loadtest.Row("one-at-a-time", 16, 16, 0, 1.0, 32.0, 1000.0, 1200.0, 1.0, 8.0)
+    batched = loadtest.Row("batched", 16, 16, 0, 1.2, 38.4, 1100.0, 1200.0, 14.0, 5.0)
+    assert loadtest.verdict([single, batched]).endswith("MISSED; its CPU seconds per edit 1.60x fewer")
+
+
 @pytest.mark.slow
 def test_quick_run_against_two_real_services_checks_every_edit(capsys):
     """The load test end to end on the tiny model: both services, every level, no errors; the
