@@ -243,6 +243,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=16, help="the batched service's --max-batch (%(default)s)")
     parser.add_argument("--doc-tokens", type=int, help="document length in tokens (512; --quick 128)")
     parser.add_argument("--span-tokens", type=int, help="span length in tokens (32; --quick 8)")
+    parser.add_argument("--threads", type=int, help="torch threads of each service (OMP_NUM_THREADS; default: torch's)")
     parser.add_argument("--quick", action="store_true", help="a toy run: 1 and 4 clients, short documents")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON lines instead of a table")
     args = parser.parse_args(argv)
@@ -265,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_before = os.getloadavg()[0]
     with ExitStack() as stack, tempfile.TemporaryDirectory() as logs:
-        services = {mode: stack.enter_context(running_service(options, Path(logs) / f"{mode}.log"))
+        threads = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else None
+        services = {mode: stack.enter_context(running_service(options, Path(logs) / f"{mode}.log", env=threads))
                     for mode, options in service_options(args).items()}
         model = json.loads(get(services["batched"].url + "/health").body)["model"]
         rows, problems = run_levels(services, args)
@@ -275,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(json.dumps(asdict(r)) for r in rows))
     else:
         print(f"{model}; {args.span_tokens}-token spans in ~{args.doc_tokens}-token documents, {args.requests} "
-              f"edits per client per level; batched: --max-batch {args.max_batch}; {os.cpu_count()} cores, "
+              f"edits per client per level; batched: --max-batch {args.max_batch}; torch threads: "
+              f"{args.threads or 'default'}; {os.cpu_count()} cores, "
               f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after\n")
         print(table(rows) + "\n\n" + verdict(rows))
     return 1 if problems else 0

@@ -86,11 +86,14 @@ class Service:
 
 
 @contextmanager
-def running_service(options: Sequence[str], log: Path, *, ready_timeout: float = 600.0) -> Iterator[Service]:
-    """Start the service with `options` (e.g. --model PATH --max-batch 1) on a free port; stop it on exit."""
+def running_service(options: Sequence[str], log: Path, *, ready_timeout: float = 600.0,
+                    env: dict[str, str] | None = None) -> Iterator[Service]:
+    """Start the service with `options` (e.g. --model PATH --max-batch 1) on a free port, with `env`
+    added to this process's environment; stop it on exit."""
     port = free_port()
     with open(log, "wb") as out:
-        process = subprocess.Popen(serve_command(port, options), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(serve_command(port, options), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})})
     service = Service(process, f"http://127.0.0.1:{port}", log)
     try:
         service.wait_ready(ready_timeout)
