@@ -34,6 +34,19 @@ class EditCheck:
         return self.errors[0] if self.errors else None
 
 
+def _problem(text: str, start: int, end: int, missing: str | None = None) -> SyntaxProblem:
+    """A problem at characters [start, end) of `text`, its line and column those of `start` in the
+    whole document; the message quotes the first line of what is there (or names what is missing)."""
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    if missing is not None:
+        message = f"missing {missing!r}"
+    else:
+        snippet = text[start:end].strip().split("\n", 1)[0].rstrip()[:40]
+        message = f"syntax error: unexpected {snippet!r}" if snippet else "syntax error"
+    return SyntaxProblem(line, column, message, start, end)
+
+
 def _problems(st: Structure) -> list[SyntaxProblem]:
     """Every ERROR and MISSING node of a parse, outermost only."""
     out: list[SyntaxProblem] = []
@@ -41,14 +54,7 @@ def _problems(st: Structure) -> list[SyntaxProblem]:
     def visit(node: Node) -> None:
         if node.is_error or node.is_missing:
             s = st.span(node)
-            line = st.text.count("\n", 0, s.start) + 1
-            column = s.start - (st.text.rfind("\n", 0, s.start) + 1) + 1
-            if node.is_missing:
-                message = f"missing {node.type!r}"
-            else:
-                snippet = st.text[s.start:s.end].strip().split("\n", 1)[0][:40]
-                message = f"syntax error: unexpected {snippet!r}" if snippet else "syntax error"
-            out.append(SyntaxProblem(line, column, message, s.start, s.end))
+            out.append(_problem(st.text, s.start, s.end, node.type if node.is_missing else None))
             return
         if node.has_error:
             for child in node.children:
@@ -92,7 +98,9 @@ def check_edit(before_text: str, after_text: str, language: str, span: tuple[int
         touches = p.end >= new_span[0] and p.start <= new_span[1]
         if (p.message, p.start, p.end) in old or (touches and old_in_edit):
             continue
-        new.append(p)
+        # An ERROR node that starts before the edit and reaches into it (tree-sitter may wrap a whole
+        # module from line 1) is reported where the edit starts: that is where the text went wrong.
+        new.append(_problem(after_text, new_span[0], p.end) if touches and p.start < new_span[0] else p)
     before_node = _anchor(before, span, kind)
     if before_node is None:
         raise NoTarget(f"no {kind!r} node around characters {span[0]}..{span[1]} before the edit")

@@ -27,6 +27,17 @@ MAX_STEPS_KEPT = 128
 MAX_RUN_BYTES = 16 * 2**20
 
 
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with a candidate: it does not parse, or it parses but the edited node changed kind."""
+
+    parses: bool
+    message: str                     # "line 14:9 syntax error: ...", "the call became identifier"
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass
 class Run:
     """One regeneration: what it started from and every step the engine yielded (kept server side)."""
@@ -40,7 +51,7 @@ class Run:
     kind: str | None = None          # syntax node kind for the syntax-node action
     settings: SamplerSettings = field(default_factory=SamplerSettings)
     steps: list[Step] = field(default_factory=list)
-    problems: list[str | None] = field(default_factory=list)  # per candidate: None parses
+    problems: list[Problem | None] = field(default_factory=list)  # per candidate: None is fine
     scores: list[float | None] = field(default_factory=list)  # per candidate: window NLL, None unscored
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
 
@@ -149,33 +160,35 @@ def move_node(text: str, language: str, start: int, end: int, direction: str) ->
     return st.expand(start, end) if direction == "expand" else st.shrink(start, end)
 
 
-def check_candidates(run: Run) -> list[str | None]:
-    """Per candidate: None if it parses (code) or is prose, else the first syntax problem."""
+def check_candidates(run: Run) -> list[Problem | None]:
+    """Per candidate: None if it parses and keeps the edited node's kind (code) or is prose, else
+    what is wrong: the first new syntax error (line and column in the document), or the change of kind."""
     info = get_language(run.language)
     if info.module is None or info.prose or run.last is None or not run.last.done:
         return [None] * (len(run.last.texts) if run.last is not None else 0)
-    out: list[str | None] = []
+    out: list[Problem | None] = []
     for b in range(len(run.last.texts)):
         result = check_edit(run.base_text, run.result(b), info.name, run.span, run.new_span(b), run.kind)
         if result.ok:
             out.append(None)
         elif result.error is not None:
             e = result.error
-            out.append(f"line {e.line}:{e.column} {e.message}")
+            out.append(Problem(False, f"line {e.line}:{e.column} {e.message}"))
         else:
-            out.append(f"the {result.before_kind} became {result.after_kind}")
+            out.append(Problem(True, f"the {result.before_kind} became {result.after_kind}"))
     return out
 
 
 def rank_candidates(run: Run, score: Scorer | None) -> None:
     """Score each finished candidate once (one causal forward over its window: the span and
-    engine.score.SIDE tokens either side) and order them best first: candidates that parse (or
-    prose) before those that do not (`run.problems`), then by lower NLL. Without a scorer (a model
+    engine.score.SIDE tokens either side) and order them best first: candidates that parse and keep
+    the node's kind (or prose), then those that change its kind, then those that do not parse
+    (`run.problems`); within each, lower NLL first. Without a scorer (a model
     with no causal view) the loop's order stands within each group and no score is shown."""
     n = len(run.problems)
     run.scores = [score(run.result(i), *run.new_span(i)) if score is not None else None for i in range(n)]
 
-    def key(i: int) -> tuple[bool, float]:
-        s = run.scores[i]
-        return run.problems[i] is not None, math.inf if s is None or math.isnan(s) else s
+    def key(i: int) -> tuple[int, float]:
+        s, problem = run.scores[i], run.problems[i]
+        return (0 if problem is None else 1 if problem.parses else 2), math.inf if s is None or math.isnan(s) else s
     run.order = sorted(range(n), key=key)

@@ -32,7 +32,7 @@ TINY_MODEL = REPO / "tests" / "fixtures" / "tiny-dream"
 TRACEBACK = "Traceback (most recent call last)"
 TRY_TIMEOUT = 120  # seconds one request may take before the probe counts it as hung
 SESSION_TIMEOUT = 900  # seconds one heavy regeneration may take (the bundled model on a CPU is slow)
-PAGE_LOGGER = " page.demo: "  # how the page's log records name their logger (the child's basicConfig)
+PAGE_LOGGER = " page: "  # how the page's log records name their logger (the child's basicConfig)
 UNHANDLED = '"error": null'  # gradio's answer to an unhandled exception (no message to show)
 LINE = "It was the best of times, the quick brown fox jumps over the lazy dog. def add(a, b): return a + b\n"
 

@@ -52,3 +52,20 @@ def test_prose_and_bad_spans() -> None:
     assert check_edit("Hi there.", "Hello there.", "markdown", (0, 2), (0, 5)).ok
     with pytest.raises(BadSpan, match="outside the document"):
         check_edit("x = 1", "x = 2", "python", (0, 50), (0, 5))
+
+
+LONG = ("import os\n\n\ndef load(path):\n    with open(path) as f:\n        return f.read()\n\n\n"
+        "class Thing:\n    def __init__(self, size):\n        self.size = size\n\n"
+        "    def area(self):\n        return self.size * self.size\n\n    def name(self):\n        return 'thing'\n")
+
+
+def test_an_error_that_swallows_the_file_is_reported_where_the_edit_is() -> None:
+    """tree-sitter may wrap a whole broken module in one ERROR node starting at line 1; the report
+    must point into the edit (line 14 of the document), not at the ERROR node's start."""
+    a = LONG.index("self.size * self.size")
+    new = "'@ \n\n** size"
+    after = LONG[:a] + new + LONG[a + len("self.size * self.size"):]
+    result = check_edit(LONG, after, "python", (a, a + 21), (a, a + len(new)))
+    assert not result.parses and result.error is not None
+    assert (result.error.line, result.error.column) == (14, 16), result.error
+    assert result.error.message == "syntax error: unexpected \"'@\""

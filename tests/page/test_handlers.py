@@ -280,10 +280,10 @@ def test_a_model_failure_is_a_clear_message(caplog):
     codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
     demo, client = _serve(Broken(codec, torch.zeros(64, dtype=torch.long), torch.full((64,), 0.5)))
     try:
-        with caplog.at_level(logging.ERROR, logger="page.demo"):
+        with caplog.at_level(logging.ERROR, logger="page"):
             with pytest.raises(Exception, match="model failed: CUDA out of memory"):
                 client.predict(*args(TEXT, 4, 15), api_name="/regenerate_selection")
-        logged = [r for r in caplog.records if r.name == "page.demo" and r.exc_info]
+        logged = [r for r in caplog.records if r.name == "page" and r.exc_info]
         assert logged and "CUDA out of memory" in str(logged[0].exc_info[1])  # the traceback is in the log
     finally:
         demo.close()

@@ -68,3 +68,16 @@ def test_the_trained_fixture_prefers_code_to_noise_in_its_window():
     run = finished(CODE, (START, END), ["zqj ^ Wk", "x + 1"])  # both parse
     rank_candidates(run, fluency.window_nll)
     assert run.order == [1, 0] and run.scores[1] < run.scores[0]
+
+
+def test_a_candidate_that_parses_but_changes_kind_is_not_called_broken():
+    """`x + 1` (an expression) became `x = 1` (an assignment): it parses, so the label says the kind
+    changed, and only a candidate that really does not parse says "does not parse"."""
+    from page.runs import candidate_label
+    code = "def f(x):\n    print(x + 1)\n    return x\n"
+    a = code.index("x + 1")
+    run = finished(code, (a, a + 5), ["x - 1", "len(x)", "x +"])
+    labels = [candidate_label(run, i) for i in range(3)]
+    assert "does not parse" not in labels[0] and "does not parse" not in labels[1]
+    assert "binary_operator became call" in labels[1] and "does not parse: line 2:" in labels[2]
+    assert run.problems[1].parses and not run.problems[2].parses

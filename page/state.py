@@ -1,0 +1,55 @@
+"""What the page's handlers share: the app (`Page`: model, history, limits) and each tab's state (`Doc`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from editor.history import History
+from engine import DiffusionLM
+from engine.length import Scorer
+from engine.score import fluency_for
+
+from .access import Limits, Turns
+
+
+@dataclass(frozen=True)
+class Doc:
+    """The document a tab is on: its id and the revision the editor's text started from.
+    None, None: a new document nothing has been stored for yet."""
+
+    id: int | None = None
+    revision: int | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.id is not None
+
+
+NEW_DOC = Doc()
+
+
+@dataclass
+class Page:
+    """One page's model and history, shared by every tab; handlers take it as their first argument."""
+
+    model: DiffusionLM
+    history: History
+    limits: Limits = field(default_factory=Limits)
+    score: Scorer | None = None           # candidates' ranking (none: the loop's order)
+    turns: Turns = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.turns = Turns(self.limits.runs_per_user)
+
+    @classmethod
+    def for_model(cls, model: DiffusionLM, history: History, limits: Limits | None = None,
+                  scorer: Scorer | None = None) -> Page:
+        """Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked)."""
+        if scorer is None:
+            fluency = fluency_for(model)
+            scorer = fluency.window_nll if fluency is not None else None
+        return cls(model, history, limits or Limits(), scorer)
+
+    def mine(self, request: Any) -> History:
+        """The history as the logged-in user sees it (without a login: the one local user, None)."""
+        return self.history.as_user(getattr(request, "username", None))
