@@ -6,6 +6,7 @@ shows them in the page.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ class Problem:
         return self.message
 
 
+_RUN_NUMBERS = itertools.count(1)
+
+
 @dataclass
 class Run:
     """One regeneration: what it started from and every step the engine yielded (kept server side)."""
@@ -54,6 +58,7 @@ class Run:
     problems: list[Problem | None] = field(default_factory=list)  # per candidate: None is fine
     scores: list[float | None] = field(default_factory=list)  # per candidate: window NLL, None unscored
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
+    number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
 
     @property
     def last(self) -> Step | None:

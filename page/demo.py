@@ -18,8 +18,10 @@ from . import documents, exports, layout, runs
 from .access import Limits
 from .dial import preset_values
 from .state import NEW_DOC, Page
-from .static import CSS, JS
+from .static import CSS
 
+# The editor's keys fire the same handlers as the buttons: the buttons' endpoints are the API.
+KEY: dict[str, Any] = {"api_visibility": "private"}
 WAITING_RUNS = 16  # runs Gradio hands to Turns at once (each waits in a worker thread); more queue in Gradio
 
 
@@ -69,47 +71,63 @@ def _wire_documents(page: Page, ed: layout.Editor, rv: layout.RunView, hp: layou
     ed.new.click(bind(documents.new_document, page), None, opened, api_name="new_document")
     ed.upload.upload(bind(documents.open_file, page), ed.upload, opened, api_name="open_file")
     ed.name.change(lambda n: language_for(n or ""), ed.name, ed.language)
+    ed.language.change(lambda lang: gr.update(language=lang), ed.language, ed.document)
     ed.save.click(bind(documents.save, page), [ed.document, doc, ed.name, ed.language],
                   [ed.download, doc, *hp.outputs, ed.message], api_name="save")
 
 
 def _wire_runs(page: Page, demo: gr.Blocks, ed: layout.Editor, rv: layout.RunView, dl: layout.Dial,
                hp: layout.HistoryPanel, doc: gr.State, run: gr.State) -> None:
-    inputs = [ed.document, ed.sel_start, ed.sel_end, doc, ed.language, dl.mode, dl.n_tokens, dl.constraint,
-              rv.heatmap, *dl.controls]
-    outputs = [rv.live, rv.metrics, run, rv.scrub, rv.candidate, ed.message]
+    inputs = [ed.document, doc, ed.language, dl.mode, dl.n_tokens, dl.constraint, rv.heatmap, *dl.controls]
+    outputs = [rv.live, rv.metrics, run, rv.scrub, rv.candidate, ed.message, ed.document]
     started = []
-    for button, action in ((ed.go_selection, "selection"), (ed.go_node, "node"), (ed.go_fill, "fill")):
+    # The buttons, and the editor's keys (Ctrl/Cmd+Enter: the selection, or fill at the cursor without one).
+    triggers = ((ed.go_selection.click, "selection", {}), (ed.go_node.click, "node", {}),
+                (ed.go_fill.click, "fill", {}), (ed.document.regenerate, "selection_or_fill", KEY),
+                (ed.document.regenerate_node, "node", KEY))
+    for trigger, action, api in triggers:
         # Runs wait in Turns, not in Gradio's queue, so Turns can see (and cap) each user's runs.
-        started.append(button.click(bind(runs.run_action, page, action), inputs, outputs, js=JS["read_selection"],
-                                    concurrency_id="model", concurrency_limit=WAITING_RUNS,
-                                    api_name=f"regenerate_{action}"))
-    ed.stop.click(runs.stopped, run, [rv.metrics, rv.scrub], cancels=started)
+        started.append(trigger(bind(runs.run_action, page, action), inputs, outputs, concurrency_id="model",
+                               concurrency_limit=WAITING_RUNS, api_name=f"regenerate_{action}", **api))
+    ed.stop.click(runs.stopped, run, [rv.metrics, rv.scrub, ed.document], cancels=started)
+    ed.document.stop(runs.stopped, run, [rv.metrics, rv.scrub, ed.document], cancels=started, **KEY)
     dl.preset.change(preset_values, dl.preset, dl.controls)
 
     view_inputs = [rv.scrub, run, rv.candidate, rv.heatmap]
     # .input/.release fire on the person's moves only, not when a run updates these controls.
     for listener in (rv.scrub.input, rv.candidate.input, rv.heatmap.input):
-        listener(runs.show_step, view_inputs, [rv.live, rv.metrics], trigger_mode="always_last")
+        listener(runs.show_step, view_inputs, [rv.live, rv.metrics, ed.document], trigger_mode="always_last")
+    shown, redrawn = [run, rv.candidate, rv.heatmap], [rv.live, rv.metrics, ed.document]
+    ed.document.next_candidate(runs.next_candidate, shown, [rv.candidate, *redrawn], **KEY)
+    ed.document.previous_candidate(runs.previous_candidate, shown, [rv.candidate, *redrawn], **KEY)
+    ed.document.scrub(runs.scrub_to, shown, [rv.scrub, *redrawn], trigger_mode="always_last", **KEY)
     rv.live.select(runs.inspect_token, [run, rv.scrub, rv.candidate], rv.inspector)
 
     accepted = [ed.document, doc, *hp.outputs, run, rv.candidate, rv.scrub, ed.message]
     accept_in = [ed.document, run, rv.candidate, doc, ed.name, ed.language]
     rv.accept.click(bind(runs.accept, page), accept_in, accepted, api_name="accept")
+    ed.document.accept(bind(runs.accept, page), accept_in, accepted, **KEY)
     rv.branch.click(bind(runs.accept_branch, page), accept_in, accepted, api_name="accept_branch")
-    rv.reject.click(runs.reject, None, [run, rv.live, rv.candidate, rv.scrub, ed.message], api_name="reject")
+    rejected = [run, rv.live, rv.candidate, rv.scrub, ed.message, ed.document]
+    rv.reject.click(runs.reject, None, rejected, api_name="reject")
+    ed.document.reject(runs.reject, None, rejected, **KEY)
     demo.unload(bind(runs.forget_session, demo))
 
-    for button, direction in ((ed.expand, "expand"), (ed.shrink, "shrink")):
-        button.click(bind(runs.move, page, direction), [ed.document, ed.sel_start, ed.sel_end, ed.language],
-                     [ed.sel_start, ed.sel_end, ed.message], js=JS["read_selection"], api_name=direction
-                     ).then(None, [ed.sel_start, ed.sel_end], [ed.sel_start, ed.sel_end], js=JS["set_selection"])
+    for direction, button, key in (("expand", ed.expand, ed.document.expand),
+                                   ("shrink", ed.shrink, ed.document.shrink)):
+        move = bind(runs.move, page, direction)
+        button.click(move, [ed.document, ed.language], [ed.document, ed.message], api_name=direction)
+        key(move, [ed.document, ed.language], [ed.document, ed.message], **KEY)
 
 
 def _wire_history(page: Page, ed: layout.Editor, hp: layout.HistoryPanel, doc: gr.State) -> None:
     hp.diff.click(bind(documents.show_diff, page), [hp.rev_a, hp.rev_b], hp.diff_view, api_name="diff")
     hp.restore.click(bind(documents.restore, page), [hp.rev_b, doc], [ed.document, doc, *hp.outputs, ed.message],
                      api_name="restore")
+    redo = gr.State([])  # revisions undone by the editor's Ctrl/Cmd+Z, newest last
+    stepped = [ed.document, doc, *hp.outputs, redo, ed.message]
+    ed.document.undo_revision(bind(documents.undo_revision, page), [doc, redo], stepped, **KEY)
+    ed.document.redo_revision(bind(documents.redo_revision, page), [doc, redo], stepped, **KEY)
     hp.label.click(bind(documents.label, page), [hp.rev_b, hp.label_text, doc], hp.outputs, api_name="label")
 
 

@@ -17,6 +17,7 @@ from editor.languages import language_for
 from editor.text import check_document
 
 from . import exports, views
+from .document_editor import NO_SPAN, Document
 from .errors import REFUSALS, error, fail
 from .state import NEW_DOC, Doc, Page
 
@@ -34,7 +35,14 @@ def history_outputs(h: History, doc: Doc) -> tuple:
 
 def new_document(page: Page) -> tuple:
     doc = NEW_DOC
-    return ("", doc, "untitled.txt", "text", *history_outputs(page.history, doc), None, views.EMPTY_VIEW, "")
+    return (_shown(""), doc, "untitled.txt", "text", *history_outputs(page.history, doc), None, views.EMPTY_VIEW,
+            "")
+
+
+def _shown(text: str) -> dict:
+    """The editor's update for a document put in front of the person: its text, the cursor at the
+    start, no run's span."""
+    return gr.update(value=Document(text), live=NO_SPAN)
 
 
 def open_file(page: Page, path: str | None, request: gr.Request) -> tuple:
@@ -49,7 +57,7 @@ def open_file(page: Page, path: str | None, request: gr.Request) -> tuple:
     except REFUSALS as err:
         raise fail(err) from None
     doc = Doc(rev.document_id, rev.id)
-    return (text, doc, name, language, *history_outputs(h, doc), None, views.EMPTY_VIEW,
+    return (_shown(text), doc, name, language, *history_outputs(h, doc), None, views.EMPTY_VIEW,
             f"Opened {escape(name)} ({language}).")
 
 
@@ -64,8 +72,9 @@ def ensure_revision(h: History, text: str, doc: Doc, name: str, language: str) -
     return Doc(rev.document_id, rev.id)
 
 
-def save(page: Page, text: str, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+def save(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
     h = page.mine(request)
+    text = document.text
     try:
         exports.file_name(name)  # a name no file system takes is refused before anything is recorded
         doc = ensure_revision(h, text, doc, name, language)
@@ -99,7 +108,59 @@ def restore(page: Page, b: Any, doc: Doc, request: gr.Request) -> tuple:
     except REFUSALS as err:
         raise fail(err) from None
     doc = Doc(rev.document_id, rev.id)
-    return (rev.text, doc, *history_outputs(h, doc), f"Restored revision #{b} as #{rev.id}.")
+    return (gr.update(value=rev.text, live=NO_SPAN), doc, *history_outputs(h, doc),
+            f"Restored revision #{b} as #{rev.id}.")
+
+
+# -- undo / redo by revisions (the editor's Ctrl/Cmd+Z once its own undo history is empty) -------------
+def _stands_for(h: History, revision_id: int) -> int:
+    """The revision whose text `revision_id` holds: a restored revision stands for the one it restored."""
+    rev = h.revision(revision_id)
+    while rev.author == "restored" and rev.source_id is not None:
+        rev = h.revision(rev.source_id)
+    return rev.id
+
+
+def undo_revision(page: Page, doc: Doc, redo: list[int], request: gr.Request) -> tuple:
+    """One revision back: the parent of the revision the text stands for is restored as the new head
+    (history is append-only), and the revision left is remembered for redo.
+    Outputs: (editor, doc, history panel..., redo list, message)."""
+    if doc.revision is None:
+        raise error("Nothing to undo: this document has no revisions yet.", "Undo")
+    h = page.mine(request)
+    try:
+        here = h.revision(_stands_for(h, doc.revision))
+    except REFUSALS as err:
+        raise fail(err) from None
+    if here.parent_id is None:
+        raise error(f"Nothing to undo: revision #{here.id} is the document's first.", "Undo")
+    try:
+        rev = h.restore(here.parent_id)
+    except REFUSALS as err:
+        raise fail(err) from None
+    doc = Doc(rev.document_id, rev.id)
+    return (gr.update(value=rev.text, live=NO_SPAN), doc, *history_outputs(h, doc), [*redo, here.id],
+            f"Undid revision #{here.id}: the document reads as #{here.parent_id} again (saved as #{rev.id}).")
+
+
+def redo_revision(page: Page, doc: Doc, redo: list[int], request: gr.Request) -> tuple:
+    """Redo the last revision undone, if the document is still where that undo left it."""
+    if not redo or doc.revision is None:
+        raise error("Nothing to redo.", "Redo")
+    h, target = page.mine(request), redo[-1]
+    try:
+        still_there = h.revision(target).parent_id == _stands_for(h, doc.revision)
+    except REFUSALS as err:
+        raise fail(err) from None
+    if not still_there:  # the document was edited since that undo: its redo is gone
+        raise error("Nothing to redo: the document changed since that undo.", "Redo")
+    try:
+        rev = h.restore(target)
+    except REFUSALS as err:
+        raise fail(err) from None
+    doc = Doc(rev.document_id, rev.id)
+    return (gr.update(value=rev.text, live=NO_SPAN), doc, *history_outputs(h, doc), redo[:-1],
+            f"Redid revision #{target} (saved as #{rev.id}).")
 
 
 def label(page: Page, b: Any, text: str, doc: Doc, request: gr.Request) -> tuple:

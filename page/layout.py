@@ -11,6 +11,7 @@ from engine import DEFAULT_PRESET, PRESETS
 from . import views
 from .actions import LENGTH_MODES
 from .dial import controls
+from .document_editor import DocumentEditor
 from .static import JS
 
 
@@ -24,9 +25,7 @@ class Editor:
     name: gr.Textbox
     language: gr.Dropdown
     download: gr.File
-    document: gr.Textbox
-    sel_start: gr.Number
-    sel_end: gr.Number
+    document: DocumentEditor
     go_selection: gr.Button
     go_node: gr.Button
     expand: gr.Button
@@ -89,9 +88,7 @@ def editor() -> Editor:
         name = gr.Textbox("untitled.txt", label="name", elem_id="doc-name", scale=2)
         language = gr.Dropdown(supported(), value="text", label="language", elem_id="language")
     download = gr.File(label="download", visible=False, interactive=False)
-    document = gr.Textbox(label="Document", lines=8, max_lines=30, elem_id="document", interactive=True)
-    sel_start = gr.Number(0, precision=0, visible=False)
-    sel_end = gr.Number(0, precision=0, visible=False)
+    document = DocumentEditor("", language="text", label="Document", elem_id="document")
     with gr.Row(equal_height=True):
         go_selection = gr.Button("Regenerate selection", variant="primary", size="sm", min_width=90,
                                  elem_id="go-selection")
@@ -101,7 +98,7 @@ def editor() -> Editor:
         go_fill = gr.Button("Fill at cursor", size="sm", min_width=70, elem_id="go-fill")
         stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop", min_width=50)
     message = gr.Markdown(elem_id="message")
-    return Editor(new, upload, save, name, language, download, document, sel_start, sel_end, go_selection,
+    return Editor(new, upload, save, name, language, download, document, go_selection,
                   go_node, expand, shrink, go_fill, stop, message)
 
 

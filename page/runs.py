@@ -14,7 +14,7 @@ import gradio as gr
 
 from editor.diffs import rebase_edit
 from editor.history import Regeneration, StaleRevision
-from editor.text import EditorError, index_to_utf16
+from editor.text import EditorError
 from engine import build_canvas, infill
 from engine.length import Scorer, choose_length
 
@@ -30,26 +30,30 @@ from .actions import (
     move_node,
     page_document,
     rank_candidates,
-    selection,
     syntax_node,
 )
 from .dial import settings_from_dial
+from .document_editor import NO_SPAN, Document
 from .documents import ensure_revision, history_outputs
 from .errors import REFUSALS, error, fail, log, trim_heap
+from .live import span_live
 from .state import Doc, Page
 
 ACTIONS = ("selection", "node", "fill")  # what a regenerate button regenerates
 
 
-def regenerate(page: Page, action: str, text: str, a16: Any, b16: Any, doc: Doc, language: str, mode: str,
+def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
                n: Any, constraint: str, heatmap: bool, *dial: Any) -> Iterator[tuple]:
-    """Stream one regeneration: (live view, metrics, run, scrub, candidates, message) per step."""
+    """Stream one regeneration: (live view, metrics, run, scrub, candidates, message, the editor's
+    span in place) per step."""
     hide = gr.update(visible=False)
     model = page.model
     try:
-        text = page_document(text)
-        a, b = selection(text, a16, b16)
+        text = page_document(document.text)
+        a, b = document.start, document.end
         kind = None
+        if action == "selection_or_fill":  # the editor's Ctrl/Cmd+Enter: the selection, or fill at the cursor
+            action = "selection" if a < b else "fill"
         if action == "selection" and a == b:
             raise EditorError("Select some text in the document first (or use Fill at cursor).")
         if action == "node":
@@ -71,7 +75,7 @@ def regenerate(page: Page, action: str, text: str, a16: Any, b16: Any, doc: Doc,
     if lengths:  # pick the length with quick unstreamed runs first, then stream the real run at it
         yield (views.EMPTY_VIEW, "<div class='sh-metrics'>choosing a length: trying "
                f"{', '.join(map(str, lengths))} tokens…</div>",
-               None, hide, hide, "")
+               None, hide, hide, "", gr.update(live=NO_SPAN))
         try:
             length, tried = choose_length(model, text, span, settings, lengths, page.score)
             span = dataclasses.replace(span, length=length)
@@ -83,12 +87,12 @@ def regenerate(page: Page, action: str, text: str, a16: Any, b16: Any, doc: Doc,
             raise error(f"The model failed: {err}", "Model error") from None
         note = length_note(tried, length)
     run = Run(canvas, text, (a, b), language, doc.id, doc.revision, kind, settings)
-    yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, note
+    yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, note, gr.update(live=NO_SPAN)
     try:
         for step in infill(model, canvas, settings):
             run.record(step)
             yield (views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
-                   gr.update(), gr.update(), "")
+                   gr.update(), gr.update(), "", gr.update(live=span_live(run)))
     except Exception as err:  # a model failure: say so, the document is untouched
         log.exception("the model failed")
         raise error(f"The model failed: {err}", "Model error") from None
@@ -113,7 +117,8 @@ def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
     assert last is not None
     return (views.step_html(last, run.canvas, best, heatmap), views.metrics_html(last, run.canvas), run,
             scrub_update(run), gr.update(choices=choices, value=best, visible=True),
-            note + "Pick a candidate and press Accept, or Reject all. The document is unchanged until then.")
+            note + "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is unchanged "
+            "until then.", gr.update(live=span_live(run)))
 
 
 def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> Iterator[tuple]:
@@ -125,7 +130,7 @@ def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> It
 
     def waiting(ahead: int) -> tuple:
         note = f"<div class='sh-metrics' data-state='waiting'>waiting for the model: {ahead} run(s) ahead</div>"
-        return gr.update(), note, gr.update(), gr.update(), gr.update(), ""
+        return gr.update(), note, gr.update(), gr.update(), gr.update(), "", gr.update()
     try:
         yield from in_turn(page.turns, user, regenerate(page, action, *inputs), waiting)
     except AccessError as err:
@@ -150,17 +155,49 @@ def scrub_update(run: Run) -> dict:
 
 
 def stopped(run: Run | None) -> tuple:
+    """(metrics, scrub, the editor's span): a run stopped before its end stays shown until rejected."""
     if run is None or run.last is None:
         return "<div class='sh-metrics' data-state='stopped'><b>stopped</b> before the first step</div>", \
-            gr.update()
-    return views.metrics_html(run.last, run.canvas, stopped=not run.last.done), scrub_update(run)
+            gr.update(), gr.update(live=NO_SPAN)
+    halted = not run.last.done
+    return (views.metrics_html(run.last, run.canvas, stopped=halted), scrub_update(run),
+            gr.update(live=span_live(run, stopped=halted)))
 
 
 def show_step(k: Any, run: Run | None, candidate: Any, heatmap: bool) -> tuple:
+    """(live view, metrics, the editor's span) at step `k` of one candidate."""
     if run is None or not run.steps:
-        return views.EMPTY_VIEW, ""
-    step = run.steps[max(0, min(int(k or 1), len(run.steps)) - 1)]
-    return views.step_html(step, run.canvas, int(candidate or 0), heatmap), views.metrics_html(step, run.canvas)
+        return views.EMPTY_VIEW, "", gr.update()
+    k = max(1, min(int(k or 1), len(run.steps)))
+    step = run.steps[k - 1]
+    return (views.step_html(step, run.canvas, int(candidate or 0), heatmap), views.metrics_html(step, run.canvas),
+            gr.update(live=span_live(run, k, int(candidate or 0))))
+
+
+def next_candidate(run: Run | None, candidate: Any, heatmap: bool) -> tuple:
+    """Alt+]: the next candidate in ranked order (wrapping): (candidates, live view, metrics, span)."""
+    return _cycle(run, candidate, heatmap, 1)
+
+
+def previous_candidate(run: Run | None, candidate: Any, heatmap: bool) -> tuple:
+    """Alt+[: the previous candidate in ranked order (wrapping)."""
+    return _cycle(run, candidate, heatmap, -1)
+
+
+def _cycle(run: Run | None, candidate: Any, heatmap: bool, by: int) -> tuple:
+    if run is None or not run.order:
+        return gr.update(), gr.update(), gr.update(), gr.update()
+    at = run.order.index(int(candidate)) if candidate is not None and int(candidate) in run.order else 0
+    chosen = run.order[(at + by) % len(run.order)]
+    return (chosen, *show_step(len(run.steps), run, chosen, heatmap))
+
+
+def scrub_to(run: Run | None, candidate: Any, heatmap: bool, evt: gr.EventData) -> tuple:
+    """The span toolbar's step slider: (scrub slider, live view, metrics, span) at the step it asks for."""
+    if run is None or not run.steps:
+        return gr.update(), gr.update(), gr.update(), gr.update()
+    k = max(1, min(int((getattr(evt, "_data", None) or {}).get("step", len(run.steps))), len(run.steps)))
+    return (k, *show_step(k, run, candidate, heatmap))
 
 
 def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -> str:
@@ -171,16 +208,16 @@ def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -
 
 
 # -- accept / reject --------------------------------------------------------------------------------
-def accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
+def accept(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
            request: gr.Request) -> tuple:
     """Record the chosen candidate as the document's new head."""
-    return _accept(page, text, run, candidate, doc, name, language, False, request)
+    return _accept(page, document.text, run, candidate, doc, name, language, False, request)
 
 
-def accept_branch(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
+def accept_branch(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
                   request: gr.Request) -> tuple:
     """Record the chosen candidate as a branch from the revision the run started on."""
-    return _accept(page, text, run, candidate, doc, name, language, True, request)
+    return _accept(page, document.text, run, candidate, doc, name, language, True, request)
 
 
 def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
@@ -208,13 +245,16 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     except REFUSALS as err:
         raise fail(err) from None
     doc = Doc(rev.document_id, rev.id)
-    return (result, doc, *history_outputs(h, doc), None, gr.update(visible=False), gr.update(visible=False),
+    end = min(run.new_span(i)[1], len(result))  # typing meanwhile (rebased) may shift it: then near enough
+    shown = gr.update(value=Document(result, end, end), live=NO_SPAN)  # the cursor after the new text
+    return (shown, doc, *history_outputs(h, doc), None, gr.update(visible=False), gr.update(visible=False),
             f"Accepted candidate {i + 1} as revision #{rev.id}.")
 
 
 def reject() -> tuple:
+    """(run, live view, candidates, scrub, message, the editor's span): the run is dropped."""
     return None, views.EMPTY_VIEW, gr.update(visible=False), gr.update(visible=False), \
-        "Rejected all candidates; the document is unchanged."
+        "Rejected all candidates; the document is unchanged.", gr.update(live=NO_SPAN)
 
 
 def forget_session(demo: gr.Blocks, request: gr.Request) -> None:
@@ -226,13 +266,13 @@ def forget_session(demo: gr.Blocks, request: gr.Request) -> None:
 
 
 # -- selection moves ---------------------------------------------------------------------------------
-def move(page: Page, direction: str, text: str, a16: Any, b16: Any, language: str) -> tuple:
-    """Expand or Shrink: the selection moved to the next larger or smaller syntax node (UTF-16 offsets)."""
+def move(page: Page, direction: str, document: Document, language: str) -> tuple:
+    """Expand or Shrink: (the document with its selection on the next larger or smaller node, message)."""
+    text, a, b = document.text, document.start, document.end
     try:
-        a, b = selection(text, a16, b16)
         node = syntax_node(text, language, a, b) if a == b else move_node(text, language, a, b, direction)
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     if node is None:
         raise error(f"Cannot {direction} further.", "Selection")
-    return index_to_utf16(text, node.start), index_to_utf16(text, node.end), f"Selected: {escape(node.label)}"
+    return Document(text, node.start, node.end), f"Selected: {escape(node.label)}"

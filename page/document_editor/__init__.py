@@ -9,9 +9,11 @@ The built frontend ships in ./templates (rebuild: `make frontend`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 from gradio.components.base import Component
+from gradio.exceptions import Error
 
 from editor.text import EditorError, index_to_utf16, utf16_to_index
 
@@ -28,6 +30,9 @@ SHORTCUT_EVENTS = (
 )
 
 
+NO_SPAN: dict = {}  # the `live` value that shows no run
+
+
 @dataclass(frozen=True)
 class Document:
     """The document as a handler sees it: its text and the selection [start, end) in code points."""
@@ -41,9 +46,9 @@ class Document:
         return self.text[self.start:self.end]
 
 
-def _offset(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise EditorError(f"the editor sent a bad {what}: {value!r}")
+def _offset(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EditorError(f"an offset must be an integer, not {value!r}")
     return value
 
 
@@ -59,23 +64,27 @@ class DocumentEditor(Component):
                  elem_classes: list[str] | str | None = None, scale: int | None = None,
                  min_width: int = 160, render: bool = True, **kwargs: Any):
         """`language` is a name from editor.languages (unknown names show as plain text); `live` is
-        page/live.py's step of a run's span, None when no run is shown."""
+        page/live.py's step of a run's span; NO_SPAN (or None) when no run is shown (Gradio drops a
+        None from a prop update, so updates clear it with NO_SPAN)."""
         self.language = language
         self.live = live
         super().__init__(value=value, label=label, show_label=show_label, interactive=interactive,
                          visible=visible, elem_id=elem_id, elem_classes=elem_classes, scale=scale,
                          min_width=min_width, render=render, **kwargs)
 
-    def preprocess(self, payload: dict | None) -> Document:
-        """{"text", "selection": [anchor, head] in UTF-16} -> Document in code points, ordered."""
-        if payload is None:
-            return Document("")
+    def preprocess(self, payload: dict | str | None) -> Document:
+        """{"text", "selection": [anchor, head] in UTF-16} -> Document in code points, ordered.
+        An API client may send the text alone: the cursor is then at its start."""
+        if payload is None or isinstance(payload, str):
+            return Document(payload or "")
         text = payload.get("text")
         if not isinstance(text, str):
-            raise EditorError(f"the editor sent no text (got {type(text).__name__})")
+            raise Error(f"There is no document: the editor sent {type(text).__name__}, not text.", title="Document")
         a16, b16 = payload.get("selection") or (0, 0)
-        a = utf16_to_index(text, min(_offset(a16, "selection"), _utf16_len(text)))
-        b = utf16_to_index(text, min(_offset(b16, "selection"), _utf16_len(text)))
+        try:
+            a, b = utf16_to_index(text, _offset(a16)), utf16_to_index(text, _offset(b16))
+        except EditorError as err:  # shown in the page as is, not as a server error
+            raise Error(escape(f"The selection is wrong: {err}"), title="Selection") from None
         return Document(text, min(a, b), max(a, b))
 
     def postprocess(self, value: str | Document | None) -> dict | None:
@@ -99,6 +108,3 @@ class DocumentEditor(Component):
     def example_value(self) -> Any:
         return Document("def area(w, h):\n    return w * h\n", 20, 32)
 
-
-def _utf16_len(text: str) -> int:
-    return index_to_utf16(text, len(text))

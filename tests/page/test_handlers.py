@@ -9,7 +9,7 @@ from editor.history import History
 from engine import PRESETS, TextCodec
 from page.demo import build_demo, launch
 from page.dial import dial_values
-from tests.page.helpers import QUALITY, args
+from tests.page.helpers import QUALITY, args, editor_value, with_text
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -37,17 +37,23 @@ def test_regenerate_streams_masked_steps_and_leaves_the_document_alone(client):
     assert 'class="tok masked"' not in views[-1] and 'data-done="1"' in views[-1]
     assert 'class="tok new"' in views[-1]
     assert "forwards" in updates[-1][1] and "tokens/s" in updates[-1][1]
-    assert len(updates[-1]) == 5 and "Accept" in updates[-1][4]     # document is not an output
+    assert "Accept" in updates[-1][4]
+    editor = [u[5] for u in updates]  # the document editor gets the span's steps, never a new text
+    assert all("value" not in e for e in editor)
+    lives = [e["live"] for e in editor if e.get("live")]
+    assert lives[-1]["state"] == "done" and (lives[-1]["start"], lives[-1]["end"]) == (4, 19)
+    assert any(kind == "masked" for _, kind, _ in lives[0]["pieces"])
+    assert not any(kind == "masked" for _, kind, _ in lives[-1]["pieces"])
 
 
 def test_accept_makes_revisions_then_diff_and_restore(client):
     list(client.submit(*args(TEXT, 4, 15, candidates=2), api_name="/regenerate_selection"))
-    doc, tree, a, b, *_ = client.predict(TEXT, 1, "notes.txt", "text", api_name="/accept")
+    doc, tree, a, b, *_ = with_text(client.predict(editor_value(TEXT), 1, "notes.txt", "text", api_name="/accept"))
     assert doc.startswith("The ") and doc.endswith(" jumps over the lazy dog.") and doc != TEXT
     assert tree.count('class="rev') == 2 and "regenerated" in tree and "typed" in tree
     diff = client.predict(1, 2, api_name="/diff")
     assert "<del>" in diff and "<ins>" in diff
-    restored = client.predict(1, api_name="/restore")
+    restored = with_text(client.predict(1, api_name="/restore"))
     assert restored[0] == TEXT and "restored" in restored[1]
 
 
@@ -62,7 +68,7 @@ def test_syntax_node_regenerates_the_function_body_only(client):
     updates = list(client.submit(*args(code, start, end, language="python"), api_name="/regenerate_node"))
     before, after = _outside(updates[-1][0])  # the span is the whole body (healing may draw the
     assert before.rstrip(" ") == "def add(a, b):\n" and after == "\n"  # indentation's last space in)
-    doc, *_ = client.predict(code, 0, "add.py", "python", api_name="/accept")
+    doc, *_ = with_text(client.predict(editor_value(code), 0, "add.py", "python", api_name="/accept"))
     assert doc.startswith("def add(a, b):\n    ") and doc.endswith("\n")
     assert doc[len("def add(a, b):\n    "):-1] != "return a + b"
 
@@ -79,19 +85,23 @@ def test_candidates_that_do_not_parse_are_marked(client):
 def test_expand_moves_the_selection_to_a_larger_node(client):
     code = "def add(a, b):\n    return a + b\n"
     a = code.index("a + b")
-    start, end, note = client.predict(code, a, a + 1, "python", api_name="/expand")
+    value, note = client.predict(editor_value(code, a, a + 1), "python", api_name="/expand")
+    start, end = value["selection"]
     assert (start, end) == (a, a + 5) and "binary" in note
 
 
 def test_expand_and_shrink_in_prose_walk_words_sentences_and_paragraphs(client):
     text = "Some words here. Another sentence.\n\nA second paragraph."
     a = text.index("words")
-    assert client.predict(text, a, a + 2, "text", api_name="/expand")[:2] == (a, a + 5)
-    assert client.predict(text, a, a + 5, "text", api_name="/expand")[:2] == (0, 16)
-    assert client.predict(text, 0, 16, "text", api_name="/expand")[:2] == (0, 34)
-    assert client.predict(text, 0, 34, "text", api_name="/shrink")[:2] == (0, 16)
+    def move(a, b, direction):
+        value, _ = client.predict(editor_value(text, a, b), "text", api_name=f"/{direction}")
+        return tuple(value["selection"])
+    assert move(a, a + 2, "expand") == (a, a + 5)
+    assert move(a, a + 5, "expand") == (0, 16)
+    assert move(0, 16, "expand") == (0, 34)
+    assert move(0, 34, "shrink") == (0, 16)
     with pytest.raises(Exception, match="Cannot expand further"):
-        client.predict(text, 0, 34, "text", api_name="/expand")
+        move(0, 34, "expand")
 
 
 def test_errors_are_clear_and_change_nothing(client):
@@ -101,7 +111,7 @@ def test_errors_are_clear_and_change_nothing(client):
         client.predict(*args("Some text", 3, 99), api_name="/regenerate_selection")
     client.predict(api_name="/reject")
     with pytest.raises(Exception, match="Nothing to accept"):
-        client.predict("typed text", 0, "a.txt", "text", api_name="/accept")
+        client.predict(editor_value("typed text"), 0, "a.txt", "text", api_name="/accept")
 
 
 def test_error_messages_do_not_render_user_input_as_html(client):
@@ -122,7 +132,7 @@ def test_open_edit_elsewhere_then_accept_is_stale_and_branch_keeps_both(client, 
     from gradio_client import handle_file
     path = tmp_path / "story.md"
     path.write_text("# Title\n\nA short story about a fox.\n", encoding="utf-8")
-    opened = client.predict(handle_file(str(path)), api_name="/open_file")
+    opened = with_text(client.predict(handle_file(str(path)), api_name="/open_file"))
     text, name, language = opened[0], opened[1], opened[2]
     assert (name, language) == ("story.md", "markdown") and text == path.read_text()
     doc_id = HISTORY.documents()[-1].id
@@ -130,13 +140,13 @@ def test_open_edit_elsewhere_then_accept_is_stale_and_branch_keeps_both(client, 
     head = HISTORY.head(doc_id)
     HISTORY.commit(doc_id, text + "Another tab.\n", head.id)  # someone else moves the head
     with pytest.raises(Exception, match="changed since this edit started"):
-        client.predict(text, 0, name, language, api_name="/accept")
-    doc, tree, *_ = client.predict(text, 0, name, language, api_name="/accept_branch")
+        client.predict(editor_value(text), 0, name, language, api_name="/accept")
+    doc, tree, *_ = with_text(client.predict(editor_value(text), 0, name, language, api_name="/accept_branch"))
     assert doc != text and tree.count('class="rev') == 3 and "margin-left: 1.5em" in tree  # indented branch
 
 
 def test_save_exports_the_typed_text_and_labels_show(client):
-    out = client.predict("Typed & saved <b>text</b>", "notes.txt", "text", api_name="/save")
+    out = client.predict(editor_value("Typed & saved <b>text</b>"), "notes.txt", "text", api_name="/save")
     path = download_path(out[0])
     assert open(path, encoding="utf-8").read() == "Typed & saved <b>text</b>" and path.endswith("notes.txt")
     rev = HISTORY.documents()[-1].head_id
@@ -152,29 +162,30 @@ def download_path(update) -> str:
 
 def test_a_refused_file_name_records_nothing_and_later_saves_still_work(client):
     client.predict(api_name="/new_document")
-    client.predict("draft one\n", "draft.txt", "text", api_name="/save")
+    client.predict(editor_value("draft one\n"), "draft.txt", "text", api_name="/save")
     doc = HISTORY.documents()[-1]
     with pytest.raises(Exception, match="(?i)file name"):
-        client.predict("draft two\n", "é" * 200 + ".txt", "text", api_name="/save")
-    client.predict("draft three\n", "draft.txt", "text", api_name="/save")  # not stale: the page kept its head
+        client.predict(editor_value("draft two\n"), "é" * 200 + ".txt", "text", api_name="/save")
+    # not stale: the page kept its head
+    client.predict(editor_value("draft three\n"), "draft.txt", "text", api_name="/save")
     assert [r.text for r in HISTORY.history(doc.id)] == ["draft one\n", "draft three\n"]
 
 
 def test_a_save_whose_download_fails_keeps_the_revision_it_recorded(client, monkeypatch):
     client.predict(api_name="/new_document")
-    client.predict("draft one\n", "draft.txt", "text", api_name="/save")
+    client.predict(editor_value("draft one\n"), "draft.txt", "text", api_name="/save")
     doc = HISTORY.documents()[-1]
 
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
     with monkeypatch.context() as patch:
         patch.setattr(History, "export", disk_full)
-        *_, message = client.predict("draft two\n", "draft.txt", "text", api_name="/save")
+        *_, message = client.predict(editor_value("draft two\n"), "draft.txt", "text", api_name="/save")
     assert "but the download could not be written: [Errno 28] No space left on device" in message
-    client.predict("draft three\n", "draft.txt", "text", api_name="/save")  # on the head it recorded
+    client.predict(editor_value("draft three\n"), "draft.txt", "text", api_name="/save")  # on the head it recorded
     client.predict(api_name="/reject")
     list(client.submit(*args("draft three\n", 0, 5), api_name="/regenerate_selection"))
-    client.predict("draft three\n", 0, "draft.txt", "text", api_name="/accept")
+    client.predict(editor_value("draft three\n"), 0, "draft.txt", "text", api_name="/accept")
     assert [r.author for r in HISTORY.history(doc.id)] == ["typed", "typed", "typed", "regenerated"]
 
 
@@ -211,7 +222,7 @@ def test_an_export_is_one_file_in_the_page_cache(client):
     from gradio_client import Client
     name = f"export-{uuid.uuid4().hex}.txt"
     served = Client(client.src, download_files=False, verbose=False)  # the server's file, not a downloaded copy
-    out = served.predict("Exported once.\n", name, "text", api_name="/save")
+    out = served.predict(editor_value("Exported once.\n"), name, "text", api_name="/save")
     copies = glob.glob(f"{tempfile.gettempdir()}/**/{name}", recursive=True)
     assert copies == [download_path(out[0])] and "sharpen-exports" in copies[0]  # no temp copy beside it
 
@@ -221,7 +232,7 @@ def test_fill_at_cursor_inserts_n_tokens_and_constraints_are_kept(client):
     assert updates[-1][0].count('class="tok ') == 4
     updates = list(client.submit(*args(TEXT, 4, 15, mode="N tokens", n=6, constraint="slow"),
                                  api_name="/regenerate_selection"))
-    doc, *_ = client.predict(TEXT, 0, "c.txt", "text", api_name="/accept")
+    doc, *_ = with_text(client.predict(editor_value(TEXT), 0, "c.txt", "text", api_name="/accept"))
     assert doc.startswith("The slow")
     updates = list(client.submit(*args(TEXT, 4, 15, mode="pick"), api_name="/regenerate_selection"))
     assert updates[-1][0].count('class="tok ') > updates[0][0].count('class="tok ')  # room to grow
@@ -235,7 +246,7 @@ def test_a_database_refusal_is_a_clear_message(client, monkeypatch):
     monkeypatch.setattr(HISTORY, "create_document", refuse)
     monkeypatch.setattr(HISTORY, "commit", refuse)
     with pytest.raises(Exception, match="database refused: database is locked"):
-        client.predict("Unsaved words stay in the page.", "n.txt", "text", api_name="/save")
+        client.predict(editor_value("Unsaved words stay in the page."), "n.txt", "text", api_name="/save")
 
 
 def _serve(model, scorer=None):
@@ -310,7 +321,8 @@ def test_utf16_offsets_become_python_indices(client):
     reads the selection in units and answers in units, through the page's own conversions."""
     code = "# " + "🙂" * 8 + "\ndef add(a, b):\n    return a + b\n\n\nx = 1\n"
     a = code.index("a + b") + 8  # in UTF-16 units; read as characters it would select the x
-    start, end, note = client.predict(code, a, a + 1, "python", api_name="/expand")
+    value, note = client.predict(editor_value(code, a, a + 1), "python", api_name="/expand")
+    start, end = value["selection"]
     assert (start, end) == (a, a + 5) and "binary" in note
 
 
@@ -393,7 +405,7 @@ def test_auto_length_streams_the_length_the_scorer_prefers():
         updates = list(client.submit(*args(TEXT, 4, 15, mode="auto"), api_name="/regenerate_selection"))
         assert "choosing a length" in updates[0][1]
         assert updates[-1][0].count('class="tok ') == keep + 4 and f"Length {keep + 4} tokens" in updates[-1][4]
-        doc, *_ = client.predict(TEXT, 0, "a.txt", "text", api_name="/accept")
+        doc, *_ = with_text(client.predict(editor_value(TEXT), 0, "a.txt", "text", api_name="/accept"))
         assert doc.startswith("The ") and doc.endswith(" jumps over the lazy dog.") and doc != TEXT
         updates = list(client.submit(*args(TEXT, 9, 9, mode="auto"), api_name="/regenerate_fill"))
         assert updates[-1][0].count('class="tok ') == 16  # an insertion tries 4, 8 and 16 tokens
