@@ -76,7 +76,7 @@ def open_page(browser, url: str):
     pg.on("request", lambda r: r.url.startswith("http") and not r.url.startswith(url.rstrip("/"))
           and pg.external.append(r.url))
     pg.goto(url)
-    pg.wait_for_selector("#document textarea")
+    pg.wait_for_selector("#document .cm-content")
     try:
         yield pg
     finally:

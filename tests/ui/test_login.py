@@ -51,12 +51,12 @@ def test_a_wrong_password_gets_no_page(browser, login_url):
 
 def test_each_user_sees_only_their_own_history(browser, login_url):
     with logged_in(browser, login_url, "ann", "ann-password") as ann:
-        ann.wait_for_selector("#document textarea")
+        ann.wait_for_selector("#document .cm-content")
         save(ann, PARAGRAPH, "ann.txt")
         save(ann, PARAGRAPH + " Ann's second line.", "ann.txt")
         ann.wait_for_selector("#history li.rev >> nth=1")
     with logged_in(browser, login_url, "bob", "bob-password") as bob:
-        bob.wait_for_selector("#document textarea")
+        bob.wait_for_selector("#document .cm-content")
         assert bob.locator("#history li.rev").count() == 0
         save(bob, "Bob's own words.", "bob.txt")
         bob.wait_for_selector("#history li.rev")

@@ -4,7 +4,19 @@ from __future__ import annotations
 import pytest
 
 from tests.ui.conftest import SCREENSHOTS
-from tests.ui.helpers import CODE, PARAGRAPH, RECORD_LIVE, document, pick_revision, run_action, select, type_document
+from tests.ui.helpers import (
+    CODE,
+    PARAGRAPH,
+    RECORD_LIVE,
+    VIEW,
+    document,
+    pick_revision,
+    run_action,
+    select,
+    selected,
+    type_document,
+    wait_document,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +48,7 @@ def test_regenerate_a_phrase_accept_diff_and_restore(page):
     page.screenshot(path=str(SCREENSHOTS / "regenerate.png"))
 
     page.click("#accept")
-    page.wait_for_function("t => document.querySelector('#document textarea').value !== t", arg=PARAGRAPH)
+    wait_document(page, PARAGRAPH, changed=True)
     edited = document(page)
     assert edited.startswith("The old lighthouse keeper ")
     assert edited.endswith(" roll in across the grey water every night.")
@@ -51,32 +63,31 @@ def test_regenerate_a_phrase_accept_diff_and_restore(page):
 
     pick_revision(page, "#rev-b", "typed")  # the first revision
     page.click("#restore")
-    page.wait_for_function("t => document.querySelector('#document textarea').value === t", arg=PARAGRAPH)
+    wait_document(page, PARAGRAPH)
     assert "restored" in page.inner_text("#history")
 
 
 def test_regenerate_python_function_body_by_syntax_node(page):
     page.set_input_files("input[type=file]", files=[
         {"name": "area.py", "mimeType": "text/x-python", "buffer": CODE.encode()}])
-    page.wait_for_function("t => document.querySelector('#document textarea').value === t", arg=CODE)
+    wait_document(page, CODE)
     assert page.input_value("#language input") == "python"  # picked from the file name
     at = CODE.index("width * height")
     select(page, at, at + 1)
     body = CODE[CODE.index("result ="):CODE.rindex("result") + len("result")]
-    selected = "() => { const t = document.querySelector('#document textarea');" \
-               " return t.value.slice(t.selectionStart, t.selectionEnd); }"
     for _ in range(6):  # Expand walks up the tree: identifier, expression, statement, ... the body
-        before = page.evaluate(selected)
+        before = selected(page)
         page.click("#expand")
-        page.wait_for_function(f"b => ({selected})() !== b", arg=before)
-        if page.evaluate(selected) == body:
+        page.wait_for_function(f"b => {{ const v = {VIEW}; const r = v.state.selection.main;"
+                               " return v.state.sliceDoc(r.from, r.to) !== b; }", arg=before)
+        if selected(page) == body:
             break
-    assert page.evaluate(selected) == body
+    assert selected(page) == body
     assert "block" in page.inner_text("#message")
     run_action(page, "#go-node")
     page.screenshot(path=str(SCREENSHOTS / "syntax-node.png"))
     page.click("#accept")
-    page.wait_for_function("t => document.querySelector('#document textarea').value !== t", arg=CODE)
+    wait_document(page, CODE, changed=True)
     edited = document(page)
     assert edited.startswith("def area(width, height):\n    ") and body not in edited
 
