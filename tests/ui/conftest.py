@@ -65,9 +65,9 @@ def serve(model, folder: Path, **launch_options):
 
 
 @contextmanager
-def open_page(browser, url: str):
+def open_page(browser, url: str, viewport: tuple[int, int] = (1360, 1000)):
     """A fresh browser context on `url`, recording dialogs and any request that leaves the app."""
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     pg.dialogs = []

@@ -37,7 +37,8 @@ export const SHORTCUTS: Shortcut[] = [
 /** Keys the editor handles itself, listed in the help after the shortcuts above. */
 export const EDITOR_KEYS: [string, string][] = [
 	["Mod-f", "Search (and replace)"],
-	["Mod-Alt-z / Mod-Alt-Shift-z", "Undo / redo one revision, whatever the editor's own history holds"],
+	["Mod-Alt-z", "Undo one revision, whatever the editor's own history holds"],
+	["Mod-Alt-Shift-z", "Redo one revision"],
 	["Escape, then Tab", "Leave the editor (Tab indents inside it)"],
 	["F1", "Show or hide this help"]
 ];
@@ -70,5 +71,6 @@ export function keyLabel(key: string): string {
 		.replace(/-(?=.)/g, "+")
 		.replace("ArrowRight", "→")
 		.replace("ArrowLeft", "←")
-		.replace("Escape", "Esc");
+		.replace("Escape", "Esc")
+		.replace(/\+([a-z])$/, (_, letter: string) => "+" + letter.toUpperCase());
 }
