@@ -56,7 +56,7 @@ class DocumentEditor(Component):
     """CodeMirror 6 with syntax highlighting for editor/languages.py's languages, line numbers,
     search, its own undo, soft wrap for prose, and a run's span drawn in place step by step."""
 
-    EVENTS = ["change", *SHORTCUT_EVENTS]
+    EVENTS = list(SHORTCUT_EVENTS)
 
     def __init__(self, value: str | Document | None = "", *, language: str = "text",
                  live: dict | None = None, label: str | None = None, show_label: bool | None = None,
