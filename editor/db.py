@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Engine,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
@@ -52,6 +54,8 @@ class DocumentRow(Base):
     head_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id", name="fk_documents_head"))
     version: Mapped[int] = mapped_column(Integer)
     owner: Mapped[str | None] = mapped_column(String(255), index=True)  # the login name; None: no login
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last opened in the page
     __mapper_args__ = {"version_id_col": version}
 
 
@@ -67,6 +71,7 @@ class RevisionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     author: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
+    branch: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # kept as a branch
     # Set for author == "regenerated": what the model did to produce this text.
     spans: Mapped[list[Any] | None] = mapped_column(JSON)
     model: Mapped[str | None] = mapped_column(String(255))

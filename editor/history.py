@@ -12,11 +12,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import select, text
+from sqlalchemy import false, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from editor.db import WRITE, DocumentRow, LabelRow, RevisionRow, make_engine
+from editor.db import WRITE, DocumentRow, LabelRow, RevisionRow, make_engine, utcnow
 from editor.diffs import diff as text_diff
 from editor.diffs import rebase_edit
 from editor.languages import get_language, language_for
@@ -63,6 +63,7 @@ class Revision:
     text: str
     label: str | None
     regeneration: Regeneration | None
+    branch: bool = False  # kept as a branch off its parent (commit(branch=True)), not its parent's next version
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Document:
     created_at: datetime
     head_id: int
     owner: str | None = None
+    archived: bool = False
+    opened_at: datetime | None = None  # UTC; last opened in the page
 
 
 def _utc(moment: datetime) -> datetime:
@@ -80,7 +83,15 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _document(row: DocumentRow) -> Document:
-    return Document(row.id, row.name, row.language, _utc(row.created_at), row.head_id or 0, row.owner)
+    opened = _utc(row.opened_at) if row.opened_at is not None else None
+    return Document(row.id, row.name, row.language, _utc(row.created_at), row.head_id or 0, row.owner,
+                    row.archived, opened)
+
+
+def _check_name(name: str) -> str:
+    if not name.strip() or len(name) > 255:
+        raise EditorError(f"a document name is 1 to 255 characters, not {len(name.strip())}")
+    return name
 
 
 def _revision(row: RevisionRow, label: str | None) -> Revision:
@@ -89,7 +100,7 @@ def _revision(row: RevisionRow, label: str | None) -> Revision:
         regen = Regeneration([tuple(s) for s in row.spans or []], row.model, row.settings or {}, row.seed,
                              row.forwards, row.elapsed_ms)
     return Revision(row.id, row.document_id, row.parent_id, row.source_id, _utc(row.created_at), row.author,
-                    row.text, label, regen)
+                    row.text, label, regen, bool(row.branch))
 
 
 class History:
@@ -159,12 +170,21 @@ class History:
     def _public(self, s: Session, row: RevisionRow) -> Revision:
         return _revision(row, self._label(s, row.id))
 
-    def documents(self) -> list[Document]:
-        """This owner's documents, oldest first."""
+    def documents(self, archived: bool = False) -> list[Document]:
+        """This owner's documents, oldest first: those in use, or (archived=True) the archived ones."""
         with self._read() as s:
             rows = s.scalars(select(DocumentRow).where(DocumentRow.owner == self.owner)  # None: IS NULL
-                             .order_by(DocumentRow.id)).all()
+                             .where(DocumentRow.archived == archived).order_by(DocumentRow.id)).all()
             return [_document(r) for r in rows]
+
+    def last_opened(self) -> Document | None:
+        """The document in use this owner opened (or made) last; None when there is none."""
+        with self._read() as s:
+            row = s.scalars(select(DocumentRow).where(DocumentRow.owner == self.owner)
+                            .where(DocumentRow.archived == false())
+                            .order_by(func.coalesce(DocumentRow.opened_at, DocumentRow.created_at).desc(),
+                                      DocumentRow.id.desc()).limit(1)).first()
+            return _document(row) if row is not None else None
 
     def document(self, document_id: int) -> Document:
         with self._read() as s:
@@ -214,10 +234,9 @@ class History:
         """A new document with its first revision (typed) as head."""
         content = check_document(text)
         lang = get_language(language).name if language is not None else language_for(name)
-        if not name.strip() or len(name) > 255:
-            raise EditorError(f"a document name is 1 to 255 characters, not {len(name.strip())}")
+        _check_name(name)
         with self._write() as s:
-            doc = DocumentRow(name=name, language=lang, owner=self.owner)
+            doc = DocumentRow(name=name, language=lang, owner=self.owner, opened_at=utcnow())
             s.add(doc)
             s.flush()
             row = RevisionRow(document_id=doc.id, author="typed", text=content)
@@ -260,7 +279,7 @@ class History:
             if base.document_id != document_id:
                 raise NotFound(f"revision {base_revision_id} is not a revision of document {document_id}")
             seen_head = doc.head_id
-            row = RevisionRow(document_id=document_id, parent_id=base.id, author=how, text=text)
+            row = RevisionRow(document_id=document_id, parent_id=base.id, author=how, text=text, branch=branch)
             if regeneration is not None:
                 row.spans = [list(span) for span in regeneration.spans]
                 row.model, row.settings, row.seed = regeneration.model, regeneration.settings, regeneration.seed
@@ -308,6 +327,26 @@ class History:
             if label is not None:
                 s.add(LabelRow(revision_id=revision_id, text=label))
             return _revision(row, label)
+
+    # -- a document's own fields: plain UPDATEs that leave `version` alone, so they never make a
+    # -- concurrent commit stale (only moving the head does) -------------------------------------------
+    def _set(self, document_id: int, **values: Any) -> Document:
+        with self._write() as s:
+            self._doc(s, document_id)
+            s.execute(update(DocumentRow).where(DocumentRow.id == document_id).values(**values)
+                      .execution_options(synchronize_session=False))
+        return self.document(document_id)
+
+    def rename(self, document_id: int, name: str) -> Document:
+        return self._set(document_id, name=_check_name(name))
+
+    def archive(self, document_id: int, archived: bool = True) -> Document:
+        """Take a document out of the list (archived=False puts it back); nothing is deleted."""
+        return self._set(document_id, archived=archived)
+
+    def mark_opened(self, document_id: int) -> Document:
+        """Record that the document was opened now: `last_opened` reopens it."""
+        return self._set(document_id, opened_at=utcnow())
 
     def export(self, document_id: int, path: str | Path, revision_id: int | None = None) -> Path:
         """Write the head (or a given revision) of a document to a UTF-8 file, byte for byte."""

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from editor.structure import NodeSpan, NoTarget, Structure
-from editor.text import check_span
+from editor.text import EditorError, check_span
 
 UNITS = ("word", "sentence", "paragraph", "section")
 
@@ -117,9 +117,13 @@ def expand(text: str, start: int, end: int, units: Sequence[str] = UNITS) -> Nod
                  if s.start <= start and end <= s.end and (s.start, s.end) != (start, end)), None)
 
 
-def shrink(text: str, start: int, end: int, units: Sequence[str] = UNITS) -> NodeSpan | None:
-    """The largest unit around the selection's start that lies strictly inside the selection."""
+def shrink(text: str, start: int, end: int, units: Sequence[str] = UNITS,
+           toward: int | None = None) -> NodeSpan | None:
+    """The largest unit around a cursor (default: the selection's start) that lies strictly inside the selection."""
     check_span(text, start, end)
-    inside = [s for s in units_around(text, start, units)
+    toward = start if toward is None else toward
+    if not start <= toward <= end:
+        raise EditorError(f"shrink toward {toward}: the cursor is outside the selection ({start}, {end})")
+    inside = [s for s in units_around(text, toward, units)
               if start <= s.start and s.end <= end and (s.start, s.end) != (start, end)]
     return inside[-1] if inside else None

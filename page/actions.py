@@ -153,16 +153,19 @@ def syntax_node(text: str, language: str, start: int, end: int) -> NodeSpan:
     return node
 
 
-def move_node(text: str, language: str, start: int, end: int, direction: str) -> NodeSpan | None:
-    """Expand the selection to the next larger node or shrink it to the next smaller one; in prose
-    the nodes are words, sentences, paragraphs and (Markdown) sections."""
+def move_node(text: str, language: str, start: int, end: int, direction: str,
+              toward: int | None = None) -> NodeSpan | None:
+    """Expand the selection to the next larger node or shrink it to the next smaller one around
+    `toward` (the cursor Expand started from; default the selection's start); in prose the nodes
+    are words, sentences, paragraphs and (Markdown) sections."""
     info = get_language(language)
     if info.module is None or info.prose:
         units = prose.UNITS if info.name == "markdown" else prose.UNITS[:3]
-        walk = prose.expand if direction == "expand" else prose.shrink
-        return walk(text, start, end, units)
+        if direction == "expand":
+            return prose.expand(text, start, end, units)
+        return prose.shrink(text, start, end, units, toward)
     st = Structure(text, info.name)
-    return st.expand(start, end) if direction == "expand" else st.shrink(start, end)
+    return st.expand(start, end) if direction == "expand" else st.shrink(start, end, toward)
 
 
 def check_candidates(run: Run) -> list[Problem | None]:

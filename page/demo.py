@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from html import escape
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -17,7 +17,7 @@ from engine.length import Scorer
 from . import documents, exports, layout, runs
 from .access import Limits
 from .dial import preset_values
-from .state import NEW_DOC, Page
+from .state import NEW_DOC, NO_MOVES, Page
 from .static import CSS
 
 # The editor's keys fire the same handlers as the buttons: the buttons' endpoints are the API.
@@ -48,87 +48,144 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
     Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked)."""
     page = Page.for_model(model, history, limits, scorer)
     with gr.Blocks(title="Sharpen", delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
-        gr.Markdown(f"## Sharpen\nModel: **{escape(model.label)}**. Select text, regenerate it, "
-                    "watch each denoising step, accept a candidate.")
-        doc = gr.State(NEW_DOC)
-        run = gr.State(None)
-        with gr.Row():
-            with gr.Column(scale=3):
-                ed = layout.editor()
-                rv = layout.run_view()
-            with gr.Column(scale=2):
-                dl = layout.dial()
-                hp = layout.history_panel()
-        _wire_documents(page, ed, rv, hp, doc, run)
-        _wire_runs(page, demo, ed, rv, dl, hp, doc, run)
-        _wire_history(page, ed, hp, doc)
+        tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None), gr.State([]))
+        docs = layout.documents_sidebar()
+        dial = layout.dial_drawer()
+        with gr.Row(elem_id="main"):
+            with gr.Column(scale=3, min_width=480):
+                ed = layout.editor(model.label)
+            with gr.Column(scale=2, min_width=360, elem_id="side"):
+                tabs, rv, hp = layout.side_panel()
+        ui = Ui(tab, docs, ed, rv, dial, hp, tabs)
+        _wire_documents(page, demo, ui)
+        _wire_runs(page, demo, ui)
+        _wire_history(page, ui)
     return demo
 
 
-def _wire_documents(page: Page, ed: layout.Editor, rv: layout.RunView, hp: layout.HistoryPanel,
-                    doc: gr.State, run: gr.State) -> None:
-    opened = [ed.document, doc, ed.name, ed.language, *hp.outputs, run, rv.live, ed.message]
-    ed.new.click(bind(documents.new_document, page), None, opened, api_name="new_document")
-    ed.upload.upload(bind(documents.open_file, page), ed.upload, opened, api_name="open_file")
+@dataclass
+class Tab:
+    """A tab's state: its document, its run, its Expand / Shrink walk, the accept awaiting confirmation,
+    the revisions undone by the editor's Ctrl/Cmd+Z (newest last)."""
+
+    doc: gr.State
+    run: gr.State
+    moves: gr.State
+    pending: gr.State
+    redo: gr.State
+
+
+@dataclass
+class Ui:
+    """Every panel of one page, and the outputs lists the handlers fill (outputs.py, in that order)."""
+
+    tab: Tab
+    docs: layout.Documents
+    ed: layout.Editor
+    rv: layout.RunView
+    dial: layout.Dial
+    hp: layout.HistoryPanel
+    tabs: gr.Tabs
+
+    @property
+    def document(self) -> list:
+        """What follows the tab's document (outputs.document_outputs); the text itself is ed.document."""
+        return [self.tab.doc, *self.hp.outputs, self.ed.name, self.ed.language, self.ed.rename,
+                *self.docs.outputs]
+
+    @property
+    def run(self) -> list:
+        rv = self.rv
+        return [rv.live, rv.metrics, self.tab.run, rv.scrub, rv.candidate, rv.inspector, rv.accept, rv.branch,
+                rv.reject, self.ed.stop]
+
+    @property
+    def confirmation(self) -> list:
+        return [self.rv.confirm, self.rv.confirm_text, self.tab.pending]
+
+
+def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
+    docs, ed, tab = ui.docs, ui.ed, ui.tab
+    shown = [ed.document, *ui.document, *ui.run, ed.message]
+    demo.load(bind(documents.reopen, page), None, shown, api_name="reopen")
+    docs.new.click(bind(documents.new_document, page), None, shown, api_name="new_document")
+    docs.upload.upload(bind(documents.open_file, page), docs.upload, shown, api_name="open_file")
+    docs.listed.input(bind(documents.open_document, page), docs.listed, shown, api_name="open_document")
+    docs.archive.click(bind(documents.archive, page), tab.doc, shown, api_name="archive")
+    docs.unarchive.click(bind(documents.unarchive, page), [docs.archived, tab.doc], [*docs.outputs, ed.message],
+                         api_name="unarchive")
+    ed.rename.click(bind(documents.rename, page), [ed.name, tab.doc], [*docs.outputs, ed.message],
+                    api_name="rename")
     ed.name.change(lambda n: language_for(n or ""), ed.name, ed.language)
     ed.language.change(lambda lang: gr.update(language=lang), ed.language, ed.document)
-    ed.save.click(bind(documents.save, page), [ed.document, doc, ed.name, ed.language],
-                  [ed.download, doc, *hp.outputs, ed.message], api_name="save")
+    ed.save.click(bind(documents.save, page), [ed.document, tab.doc, ed.name, ed.language],
+                  [ed.download, *ui.document, ed.message], api_name="save")
 
 
-def _wire_runs(page: Page, demo: gr.Blocks, ed: layout.Editor, rv: layout.RunView, dl: layout.Dial,
-               hp: layout.HistoryPanel, doc: gr.State, run: gr.State) -> None:
-    inputs = [ed.document, doc, ed.language, dl.mode, dl.n_tokens, dl.constraint, rv.heatmap, *dl.controls]
-    outputs = [rv.live, rv.metrics, run, rv.scrub, rv.candidate, ed.message, ed.document]
+def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
+    ed, rv, dial, tab = ui.ed, ui.rv, ui.dial, ui.tab
+    inputs = [ed.document, tab.doc, ed.language, dial.mode, dial.n_tokens, dial.constraint, rv.heatmap,
+              *dial.controls]
     started = []
     # The buttons, and the editor's keys (Ctrl/Cmd+Enter: the selection, or fill at the cursor without one).
     triggers = ((ed.go_selection.click, "selection", {}), (ed.go_node.click, "node", {}),
                 (ed.go_fill.click, "fill", {}), (ed.document.regenerate, "selection_or_fill", KEY),
                 (ed.document.regenerate_node, "node", KEY))
     for trigger, action, api in triggers:
+        trigger(lambda: gr.Tabs(selected=layout.SIDE_TABS[0]), None, ui.tabs, queue=False, api_name=False)
         # Runs wait in Turns, not in Gradio's queue, so Turns can see (and cap) each user's runs.
-        started.append(trigger(bind(runs.run_action, page, action), inputs, outputs, concurrency_id="model",
-                               concurrency_limit=WAITING_RUNS, api_name=f"regenerate_{action}", **api))
-    ed.stop.click(runs.stopped, run, [rv.metrics, rv.scrub, ed.document], cancels=started)
-    ed.document.stop(runs.stopped, run, [rv.metrics, rv.scrub, ed.document], cancels=started, **KEY)
-    dl.preset.change(preset_values, dl.preset, dl.controls)
+        started.append(trigger(bind(runs.run_action, page, action), inputs, [*ui.run, ed.message, ed.document],
+                               concurrency_id="model", concurrency_limit=WAITING_RUNS,
+                               api_name=f"regenerate_{action}", **api))
+    halted = [rv.metrics, rv.scrub, rv.accept, rv.branch, rv.reject, ed.stop, ed.document]
+    ed.stop.click(runs.stopped, tab.run, halted, cancels=started)
+    ed.document.stop(runs.stopped, tab.run, halted, cancels=started, **KEY)
+    dial.preset.change(preset_values, dial.preset, dial.controls)
 
-    view_inputs = [rv.scrub, run, rv.candidate, rv.heatmap]
+    view_inputs = [rv.scrub, tab.run, rv.candidate, rv.heatmap]
     # .input/.release fire on the person's moves only, not when a run updates these controls.
     for listener in (rv.scrub.input, rv.candidate.input, rv.heatmap.input):
         listener(runs.show_step, view_inputs, [rv.live, rv.metrics, ed.document], trigger_mode="always_last")
-    shown, redrawn = [run, rv.candidate, rv.heatmap], [rv.live, rv.metrics, ed.document]
+    shown, redrawn = [tab.run, rv.candidate, rv.heatmap], [rv.live, rv.metrics, ed.document]
     ed.document.next_candidate(runs.next_candidate, shown, [rv.candidate, *redrawn], **KEY)
     ed.document.previous_candidate(runs.previous_candidate, shown, [rv.candidate, *redrawn], **KEY)
     ed.document.scrub(runs.scrub_to, shown, [rv.scrub, *redrawn], trigger_mode="always_last", **KEY)
-    rv.live.select(runs.inspect_token, [run, rv.scrub, rv.candidate], rv.inspector)
+    rv.live.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector)
 
-    accepted = [ed.document, doc, *hp.outputs, run, rv.candidate, rv.scrub, ed.message]
-    accept_in = [ed.document, run, rv.candidate, doc, ed.name, ed.language]
-    rv.accept.click(bind(runs.accept, page), accept_in, accepted, api_name="accept")
-    ed.document.accept(bind(runs.accept, page), accept_in, accepted, **KEY)
-    rv.branch.click(bind(runs.accept_branch, page), accept_in, accepted, api_name="accept_branch")
-    rejected = [run, rv.live, rv.candidate, rv.scrub, ed.message, ed.document]
+    accepted = [ed.document, *ui.document, *ui.run, ed.message, *ui.confirmation]
+    accept_in = [ed.document, tab.run, rv.candidate, tab.doc, ed.name, ed.language]
+    to_history = {"fn": lambda pending: gr.Tabs() if pending else gr.Tabs(selected=layout.SIDE_TABS[1]),
+                  "inputs": tab.pending, "outputs": ui.tabs, "api_name": False}
+    rv.accept.click(bind(runs.accept, page), accept_in, accepted, api_name="accept").success(**to_history)
+    ed.document.accept(bind(runs.accept, page), accept_in, accepted, **KEY).success(**to_history)
+    rv.branch.click(bind(runs.accept_branch, page), accept_in, accepted, api_name="accept_branch"
+                    ).success(**to_history)
+    rv.accept_anyway.click(bind(runs.accept_anyway, page), [tab.pending, *accept_in], accepted,
+                           api_name="accept_anyway").success(**to_history)
+    rv.cancel.click(runs.cancel_accept, None, [*ui.confirmation, ed.message], api_name="cancel_accept")
+    rejected = [*ui.run, ed.message, *ui.confirmation, ed.document]
     rv.reject.click(runs.reject, None, rejected, api_name="reject")
     ed.document.reject(runs.reject, None, rejected, **KEY)
     demo.unload(bind(runs.forget_session, demo))
 
     for direction, button, key in (("expand", ed.expand, ed.document.expand),
                                    ("shrink", ed.shrink, ed.document.shrink)):
-        move = bind(runs.move, page, direction)
-        button.click(move, [ed.document, ed.language], [ed.document, ed.message], api_name=direction)
-        key(move, [ed.document, ed.language], [ed.document, ed.message], **KEY)
+        moved = ([ed.document, ed.language, tab.moves], [ed.document, ed.message, tab.moves])
+        button.click(bind(runs.move, direction), *moved, api_name=direction)
+        key(bind(runs.move, direction), *moved, **KEY)
 
 
-def _wire_history(page: Page, ed: layout.Editor, hp: layout.HistoryPanel, doc: gr.State) -> None:
+def _wire_history(page: Page, ui: Ui) -> None:
+    hp, ed, tab = ui.hp, ui.ed, ui.tab
     hp.diff.click(bind(documents.show_diff, page), [hp.rev_a, hp.rev_b], hp.diff_view, api_name="diff")
-    hp.restore.click(bind(documents.restore, page), [hp.rev_b, doc], [ed.document, doc, *hp.outputs, ed.message],
-                     api_name="restore")
-    redo = gr.State([])  # revisions undone by the editor's Ctrl/Cmd+Z, newest last
-    stepped = [ed.document, doc, *hp.outputs, redo, ed.message]
-    ed.document.undo_revision(bind(documents.undo_revision, page), [doc, redo], stepped, **KEY)
-    ed.document.redo_revision(bind(documents.redo_revision, page), [doc, redo], stepped, **KEY)
-    hp.label.click(bind(documents.label, page), [hp.rev_b, hp.label_text, doc], hp.outputs, api_name="label")
+    hp.restore.click(bind(documents.restore, page), [hp.rev_b, tab.doc, ed.name, ed.language],
+                     [ed.document, *ui.document, *ui.run, ed.message], api_name="restore")
+    hp.label.click(bind(documents.label, page), [hp.rev_b, hp.label_text, tab.doc], hp.outputs, api_name="label")
+    stepped = [ed.document, *ui.document, *ui.run, ed.message, tab.redo]
+    for key, handler in ((ed.document.undo_revision, documents.undo_revision),
+                         (ed.document.redo_revision, documents.redo_revision)):
+        key(bind(handler, page), [tab.doc, tab.redo, ed.name, ed.language], stepped, **KEY)
+    hp.tree.select(documents.pick_revision, None, [hp.rev_a, hp.rev_b])
 
 
 def launch(demo: gr.Blocks, **kwargs: Any) -> gr.Blocks:

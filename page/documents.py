@@ -1,7 +1,8 @@
-"""Handlers for documents and their history: new, open, save, the revision tree, diff, restore, labels.
+"""Handlers for documents and their history: the documents list (new, open, upload, rename, archive,
+reopen on load), save, and the history panel (diff, restore, labels, picking revisions).
 
 Each takes the `Page` first (bound in demo.py), then the event's inputs in order; each returns
-the event's outputs. A tab's document is a `Doc`.
+the event's outputs (outputs.py). A tab's document is a `Doc`.
 """
 from __future__ import annotations
 
@@ -19,30 +20,49 @@ from editor.text import check_document
 from . import exports, views
 from .document_editor import NO_SPAN, Document
 from .errors import REFUSALS, error, fail
+from .outputs import KEEP, cleared_run, document_outputs, documents_outputs, history_outputs
 from .state import NEW_DOC, Doc, Page
 
 
-def history_outputs(h: History, doc: Doc) -> tuple:
-    """The history panel for `doc`: the tree, and the A / B revision pickers (A the first, B the last)."""
-    revs = h.history(doc.id) if doc.id is not None else []
-    children = h.tree(doc.id) if doc.id is not None else {}
-    choices = [(views.revision_label(r), r.id) for r in revs]
-    last = choices[-1][1] if choices else None
-    first = choices[0][1] if choices else None
-    return (views.history_html(revs, children, doc.revision), gr.update(choices=choices, value=first),
-            gr.update(choices=choices, value=last))
+def _shown(h: History, doc: Doc, text: str, name: str, language: str, message: str) -> tuple:
+    """A document shown afresh: its text (the cursor at the start, no run's span in the editor) and
+    history, no run left from before, and a message."""
+    editor = gr.update(value=Document(text), live=NO_SPAN)
+    return (editor, *document_outputs(h, doc, name, language), *cleared_run(), message)
 
 
-def new_document(page: Page) -> tuple:
-    doc = NEW_DOC
-    return (_shown(""), doc, "untitled.txt", "text", *history_outputs(page.history, doc), None, views.EMPTY_VIEW,
-            "")
+def _at_head(h: History, document_id: int, message: str) -> tuple:
+    head = h.head(document_id)
+    d = h.document(document_id)
+    return _shown(h, Doc(d.id, head.id), head.text, d.name, d.language, message)
 
 
-def _shown(text: str) -> dict:
-    """The editor's update for a document put in front of the person: its text, the cursor at the
-    start, no run's span."""
-    return gr.update(value=Document(text), live=NO_SPAN)
+def new_document(page: Page, request: gr.Request) -> tuple:
+    return _shown(page.mine(request), NEW_DOC, "", "untitled.txt", "text", "")
+
+
+def reopen(page: Page, request: gr.Request) -> tuple:
+    """On load: the document this user opened last, at its head (none yet: a new one)."""
+    h = page.mine(request)
+    try:
+        last = h.last_opened()
+        if last is None:
+            return _shown(h, NEW_DOC, "", "untitled.txt", "text", "")
+        return _at_head(h, last.id, f"Reopened {escape(last.name)} at its latest revision.")
+    except REFUSALS as err:
+        raise fail(err) from None
+
+
+def open_document(page: Page, document_id: Any, request: gr.Request) -> tuple:
+    """A document chosen in the list, at its head."""
+    if document_id is None:
+        raise error("Choose a document to open.")
+    h = page.mine(request)
+    try:
+        d = h.mark_opened(int(document_id))
+        return _at_head(h, d.id, f"Opened {escape(d.name)}.")
+    except REFUSALS as err:
+        raise fail(err) from None
 
 
 def open_file(page: Page, path: str | None, request: gr.Request) -> tuple:
@@ -56,9 +76,44 @@ def open_file(page: Page, path: str | None, request: gr.Request) -> tuple:
         rev = h.create_document(name, text, language)
     except REFUSALS as err:
         raise fail(err) from None
-    doc = Doc(rev.document_id, rev.id)
-    return (_shown(text), doc, name, language, *history_outputs(h, doc), None, views.EMPTY_VIEW,
-            f"Opened {escape(name)} ({language}).")
+    return _shown(h, Doc(rev.document_id, rev.id), text, name, language, f"Opened {escape(name)} ({language}).")
+
+
+def rename(page: Page, name: str, doc: Doc, request: gr.Request) -> tuple:
+    """The stored document gets the name in the name box; its revisions are untouched."""
+    if doc.id is None:
+        raise error("Save the document first: a new document takes its name when it is saved.")
+    h = page.mine(request)
+    try:
+        d = h.rename(doc.id, name.strip())
+    except REFUSALS as err:
+        raise fail(err) from None
+    return (*documents_outputs(h, doc), f"Renamed to {escape(d.name)}.")
+
+
+def archive(page: Page, doc: Doc, request: gr.Request) -> tuple:
+    """Take the document out of the list (nothing is deleted) and open the one used last before it."""
+    if doc.id is None:
+        raise error("This document is not stored: there is nothing to archive.")
+    h = page.mine(request)
+    try:
+        gone = h.archive(doc.id)
+        last = h.last_opened()
+        message = f"Archived {escape(gone.name)}; the Archived list brings it back."
+        return _at_head(h, last.id, message) if last else _shown(h, NEW_DOC, "", "untitled.txt", "text", message)
+    except REFUSALS as err:
+        raise fail(err) from None
+
+
+def unarchive(page: Page, document_id: Any, doc: Doc, request: gr.Request) -> tuple:
+    if document_id is None:
+        raise error("Choose an archived document first.")
+    h = page.mine(request)
+    try:
+        d = h.archive(int(document_id), archived=False)
+    except REFUSALS as err:
+        raise fail(err) from None
+    return (*documents_outputs(h, doc), f"{escape(d.name)} is back in the list.")
 
 
 def ensure_revision(h: History, text: str, doc: Doc, name: str, language: str) -> Doc:
@@ -73,8 +128,8 @@ def ensure_revision(h: History, text: str, doc: Doc, name: str, language: str) -
 
 
 def save(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
-    h = page.mine(request)
-    text = document.text
+    """Record the typed text (a new document, or a typed revision) and offer it as a download."""
+    h, text = page.mine(request), document.text
     try:
         exports.file_name(name)  # a name no file system takes is refused before anything is recorded
         doc = ensure_revision(h, text, doc, name, language)
@@ -82,12 +137,13 @@ def save(page: Page, document: Document, doc: Doc, name: str, language: str, req
         raise fail(err) from None
     assert doc.id is not None and doc.revision is not None
     saved = f"Saved revision #{doc.revision}"
+    shown = document_outputs(h, doc, name, language)
     try:
         path = exports.export(h, doc.id, doc.revision, name, Path(get_upload_folder()))
     except REFUSALS as err:  # the revision is recorded: the page follows it, only the download is missing
-        return (gr.update(value=None, visible=False), doc, *history_outputs(h, doc),
+        return (gr.update(value=None, visible=False), *shown,
                 f"{saved}, but the download could not be written: {escape(str(err))}")
-    return gr.update(value=str(path), visible=True), doc, *history_outputs(h, doc), f"{saved}."
+    return gr.update(value=str(path), visible=True), *shown, f"{saved}."
 
 
 def show_diff(page: Page, a: Any, b: Any, request: gr.Request) -> str:
@@ -99,7 +155,8 @@ def show_diff(page: Page, a: Any, b: Any, request: gr.Request) -> str:
         raise fail(err) from None
 
 
-def restore(page: Page, b: Any, doc: Doc, request: gr.Request) -> tuple:
+def restore(page: Page, b: Any, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+    """Revision B's text as a new head revision (nothing is rewritten); any run is dropped."""
     if b is None:
         raise error("Choose the revision to restore (B).")
     h = page.mine(request)
@@ -107,9 +164,7 @@ def restore(page: Page, b: Any, doc: Doc, request: gr.Request) -> tuple:
         rev = h.restore(int(b))
     except REFUSALS as err:
         raise fail(err) from None
-    doc = Doc(rev.document_id, rev.id)
-    return (gr.update(value=rev.text, live=NO_SPAN), doc, *history_outputs(h, doc),
-            f"Restored revision #{b} as #{rev.id}.")
+    return _shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, f"Restored revision #{b} as #{rev.id}.")
 
 
 # -- undo / redo by revisions (the editor's Ctrl/Cmd+Z once its own undo history is empty) -------------
@@ -121,10 +176,10 @@ def _stands_for(h: History, revision_id: int) -> int:
     return rev.id
 
 
-def undo_revision(page: Page, doc: Doc, redo: list[int], request: gr.Request) -> tuple:
+def undo_revision(page: Page, doc: Doc, redo: list[int], name: str, language: str, request: gr.Request) -> tuple:
     """One revision back: the parent of the revision the text stands for is restored as the new head
     (history is append-only), and the revision left is remembered for redo.
-    Outputs: (editor, doc, history panel..., redo list, message)."""
+    Outputs: the document shown afresh (`_shown`), then the redo list."""
     if doc.revision is None:
         raise error("Nothing to undo: this document has no revisions yet.", "Undo")
     h = page.mine(request)
@@ -138,12 +193,11 @@ def undo_revision(page: Page, doc: Doc, redo: list[int], request: gr.Request) ->
         rev = h.restore(here.parent_id)
     except REFUSALS as err:
         raise fail(err) from None
-    doc = Doc(rev.document_id, rev.id)
-    return (gr.update(value=rev.text, live=NO_SPAN), doc, *history_outputs(h, doc), [*redo, here.id],
-            f"Undid revision #{here.id}: the document reads as #{here.parent_id} again (saved as #{rev.id}).")
+    message = f"Undid revision #{here.id}: the document reads as #{here.parent_id} again (saved as #{rev.id})."
+    return *_shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, message), [*redo, here.id]
 
 
-def redo_revision(page: Page, doc: Doc, redo: list[int], request: gr.Request) -> tuple:
+def redo_revision(page: Page, doc: Doc, redo: list[int], name: str, language: str, request: gr.Request) -> tuple:
     """Redo the last revision undone, if the document is still where that undo left it."""
     if not redo or doc.revision is None:
         raise error("Nothing to redo.", "Redo")
@@ -158,9 +212,8 @@ def redo_revision(page: Page, doc: Doc, redo: list[int], request: gr.Request) ->
         rev = h.restore(target)
     except REFUSALS as err:
         raise fail(err) from None
-    doc = Doc(rev.document_id, rev.id)
-    return (gr.update(value=rev.text, live=NO_SPAN), doc, *history_outputs(h, doc), redo[:-1],
-            f"Redid revision #{target} (saved as #{rev.id}).")
+    message = f"Redid revision #{target} (saved as #{rev.id})."
+    return *_shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, message), redo[:-1]
 
 
 def label(page: Page, b: Any, text: str, doc: Doc, request: gr.Request) -> tuple:
@@ -172,3 +225,9 @@ def label(page: Page, b: Any, text: str, doc: Doc, request: gr.Request) -> tuple
     except REFUSALS as err:
         raise fail(err) from None
     return history_outputs(h, doc)
+
+
+def pick_revision(evt: gr.SelectData) -> tuple:
+    """A click on a revision in the tree picks it as B (Shift-click: as A)."""
+    rev = int(evt.index)
+    return (rev, KEEP) if evt.value == "A" else (KEEP, rev)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
 
 import gradio as gr
 
@@ -14,16 +15,34 @@ from .dial import controls
 from .document_editor import DocumentEditor
 from .static import JS
 
+SIDE_TABS = ("run", "history")
+
+
+@dataclass
+class Documents:
+    """The documents list (a sidebar): open one, make or upload one, archive and unarchive."""
+
+    listed: gr.Radio
+    new: gr.Button
+    upload: gr.UploadButton
+    archive: gr.Button
+    archived: gr.Radio
+    unarchive: gr.Button
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        """What `documents.documents_outputs` fills."""
+        return [self.listed, self.archived, self.archive, self.unarchive]
+
 
 @dataclass
 class Editor:
-    """The document and what acts on it: file buttons, the text, the selection, the action buttons."""
+    """The document and what acts on it: its name and language, the text, the selection, the actions."""
 
-    new: gr.Button
-    upload: gr.UploadButton
-    save: gr.Button
     name: gr.Textbox
     language: gr.Dropdown
+    rename: gr.Button
+    save: gr.Button
     download: gr.File
     document: DocumentEditor
     go_selection: gr.Button
@@ -47,6 +66,10 @@ class RunView:
     accept: gr.Button
     branch: gr.Button
     reject: gr.Button
+    confirm: gr.Row
+    confirm_text: gr.Markdown
+    accept_anyway: gr.Button
+    cancel: gr.Button
     inspector: gr.HTML
 
 
@@ -77,71 +100,101 @@ class HistoryPanel:
     @property
     def outputs(self) -> list[gr.components.Component]:
         """What `documents.history_outputs` fills."""
-        return [self.tree, self.rev_a, self.rev_b]
+        return [self.tree, self.rev_a, self.rev_b, self.diff, self.restore, self.label]
 
 
-def editor() -> Editor:
-    with gr.Row():
-        new = gr.Button("New document", size="sm")
-        upload = gr.UploadButton("Open file", size="sm", type="filepath")
-        save = gr.Button("Save / export", size="sm")
-        name = gr.Textbox("untitled.txt", label="name", elem_id="doc-name", scale=2)
-        language = gr.Dropdown(supported(), value="text", label="language", elem_id="language")
-    download = gr.File(label="download", visible=False, interactive=False)
-    document = DocumentEditor("", language="text", label="Document", elem_id="document")
-    with gr.Row(equal_height=True):
+def documents_sidebar() -> Documents:
+    with gr.Sidebar(label="Documents", open=True, width=250, elem_id="documents-bar"):
+        gr.Markdown("### Documents")
+        with gr.Row():
+            new = gr.Button("New", size="sm", elem_id="new-document", min_width=60)
+            upload = gr.UploadButton("Open file", size="sm", type="filepath", elem_id="open-file", min_width=80)
+        listed = gr.Radio([], label="open a document", elem_id="documents")
+        archive = gr.Button("Archive this document", size="sm", elem_id="archive", interactive=False)
+        with gr.Accordion("Archived", open=False):
+            archived = gr.Radio([], show_label=False, elem_id="archived")
+            unarchive = gr.Button("Unarchive", size="sm", elem_id="unarchive", interactive=False)
+    return Documents(listed, new, upload, archive, archived, unarchive)
+
+
+def editor(model_label: str) -> Editor:
+    with gr.Row(equal_height=True, elem_id="topbar"):
+        gr.Markdown(f"**Sharpen** · {escape(model_label)}", elem_id="title")
+        name = gr.Textbox("untitled.txt", show_label=False, container=False, elem_id="doc-name", scale=2,
+                          placeholder="document name")
+        language = gr.Dropdown(supported(), value="text", show_label=False, container=False, elem_id="language",
+                               min_width=110)
+        rename = gr.Button("Rename", size="sm", elem_id="rename", min_width=70, interactive=False)
+        save = gr.Button("Save / export", size="sm", elem_id="save", min_width=100)
+    with gr.Row(equal_height=True, elem_id="actions"):
         go_selection = gr.Button("Regenerate selection", variant="primary", size="sm", min_width=90,
                                  elem_id="go-selection")
         go_node = gr.Button("Regenerate syntax node", size="sm", min_width=90, elem_id="go-node")
         expand = gr.Button("Expand", size="sm", elem_id="expand", min_width=50)
         shrink = gr.Button("Shrink", size="sm", elem_id="shrink", min_width=50)
         go_fill = gr.Button("Fill at cursor", size="sm", min_width=70, elem_id="go-fill")
-        stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop", min_width=50)
+        stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop", min_width=50, interactive=False)
+    document = DocumentEditor("", language="text", show_label=False, elem_id="document")
     message = gr.Markdown(elem_id="message")
-    return Editor(new, upload, save, name, language, download, document, go_selection,
-                  go_node, expand, shrink, go_fill, stop, message)
+    download = gr.File(label="download", visible=False, interactive=False, elem_id="download")
+    return Editor(name, language, rename, save, download, document, go_selection, go_node,
+                  expand, shrink, go_fill, stop, message)
 
 
 def run_view() -> RunView:
     live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
     metrics = gr.HTML("", elem_id="metrics")
     scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
-    with gr.Row():
-        candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates", scale=3)
-        heatmap = gr.Checkbox(False, label="confidence heatmap", elem_id="heatmap")
-    with gr.Row():
-        accept = gr.Button("Accept", variant="primary", elem_id="accept")
-        branch = gr.Button("Accept as branch", elem_id="accept-branch")
-        reject = gr.Button("Reject all", elem_id="reject")
+    candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates")
+    with gr.Row(equal_height=True):
+        accept = gr.Button("Accept", variant="primary", size="sm", elem_id="accept", interactive=False)
+        branch = gr.Button("Accept as branch", size="sm", elem_id="accept-branch", interactive=False)
+        reject = gr.Button("Reject all", size="sm", elem_id="reject", interactive=False)
+        heatmap = gr.Checkbox(False, label="heatmap", elem_id="heatmap", min_width=90)
+    with gr.Row(visible=False, elem_id="confirm") as confirm:
+        confirm_text = gr.Markdown(elem_id="confirm-text")
+        accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")
+        cancel = gr.Button("Cancel", size="sm", elem_id="cancel-accept")
     inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
-    return RunView(live, metrics, scrub, candidate, heatmap, accept, branch, reject, inspector)
+    return RunView(live, metrics, scrub, candidate, heatmap, accept, branch, reject, confirm, confirm_text,
+                   accept_anyway, cancel, inspector)
 
 
-def dial() -> Dial:
-    with gr.Accordion("Span", open=True):
+def dial_drawer() -> Dial:
+    with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
+        gr.Markdown("### Dial")
         with gr.Row():
             mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length", scale=2,
                             info="auto: the base model picks among 3-4 lengths, one quick run each before the "
                                  "streamed one (~5-7x keep's time); keep: the selection's count")
             n_tokens = gr.Number(8, precision=0, minimum=1, label="N tokens", min_width=80)
         constraint = gr.Textbox("", label="constraint (text the span must start with)", elem_id="constraint")
-    with gr.Accordion("Dial", open=True):
         preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", info="fills the dial")
         knobs = controls(PRESETS[DEFAULT_PRESET])
     return Dial(mode, n_tokens, constraint, preset, knobs)
 
 
 def history_panel() -> HistoryPanel:
-    with gr.Accordion("History", open=True):
-        tree = gr.HTML(views.history_html([], {}), elem_id="history")
-        with gr.Row():
-            rev_a = gr.Dropdown([], label="A", elem_id="rev-a")
-            rev_b = gr.Dropdown([], label="B", elem_id="rev-b")
-        with gr.Row():
-            diff = gr.Button("Diff A → B", size="sm", elem_id="diff")
-            restore = gr.Button("Restore B", size="sm", elem_id="restore")
-        with gr.Row():
-            label_text = gr.Textbox(label="label for B", scale=2)
-            label = gr.Button("Label B", size="sm")
-        diff_view = gr.HTML("", elem_id="diff-view")
+    tree = gr.HTML(views.history_html([], {}), elem_id="history", js_on_load=JS["history"])
+    with gr.Row(equal_height=True):
+        rev_a = gr.Dropdown([], label="A", elem_id="rev-a", min_width=100)
+        rev_b = gr.Dropdown([], label="B", elem_id="rev-b", min_width=100)
+    with gr.Row(equal_height=True):
+        diff = gr.Button("Diff A → B", size="sm", elem_id="diff", interactive=False)
+        restore = gr.Button("Restore B", size="sm", elem_id="restore", interactive=False)
+    with gr.Row(equal_height=True):
+        label_text = gr.Textbox(show_label=False, placeholder="label for B", container=False, scale=2,
+                                elem_id="label-text")
+        label = gr.Button("Label B", size="sm", elem_id="label", interactive=False)
+    diff_view = gr.HTML("", elem_id="diff-view")
     return HistoryPanel(tree, rev_a, rev_b, diff, restore, label_text, label, diff_view)
+
+
+def side_panel() -> tuple[gr.Tabs, RunView, HistoryPanel]:
+    """Beside the editor: the run and the history, one tab each (`SIDE_TABS`)."""
+    with gr.Tabs(elem_id="side-tabs") as tabs:
+        with gr.Tab("Run", id=SIDE_TABS[0], elem_id="run-tab"):
+            run = run_view()
+        with gr.Tab("History", id=SIDE_TABS[1], elem_id="history-tab"):
+            history = history_panel()
+    return tabs, run, history

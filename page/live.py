@@ -46,7 +46,8 @@ def span_live(run: Run, k: int | None = None, candidate: int | None = None, stop
     step = run.steps[k - 1]
     b = (run.order[0] if run.order else 0) if candidate is None else int(candidate)
     b = max(0, min(b, step.tokens.shape[0] - 1))
-    state = "stopped" if stopped else "done" if run.last is not None and run.last.done else "denoising"
+    # Done once the candidates are checked and ranked (runs.finished): then Tab accepts the one shown.
+    state = "stopped" if stopped else "done" if run.last is not None and run.last.done and run.order else "denoising"
     final = state == "done" and k == steps
     return {
         "run": run.number, "state": state, "step": k, "steps": steps,

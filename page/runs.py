@@ -6,16 +6,17 @@ an `actions.Run`, its document a `Doc`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 import gradio as gr
 
 from editor.diffs import rebase_edit
-from editor.history import Regeneration, StaleRevision
+from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
-from engine import build_canvas, infill
+from engine import SamplerSettings, Span, build_canvas, infill
 from engine.length import Scorer, choose_length
 
 from . import views
@@ -34,65 +35,96 @@ from .actions import (
 )
 from .dial import settings_from_dial
 from .document_editor import NO_SPAN, Document
-from .documents import ensure_revision, history_outputs
+from .documents import ensure_revision
 from .errors import REFUSALS, error, fail, log, trim_heap
 from .live import span_live
-from .state import Doc, Page
+from .outputs import (
+    KEEP,
+    cleared_run,
+    controls,
+    document_outputs,
+    hidden_confirmation,
+    run_outputs,
+    unchanged,
+)
+from .state import Doc, Moves, Page
 
 ACTIONS = ("selection", "node", "fill")  # what a regenerate button regenerates
+NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's span away
+
+
+@dataclass(frozen=True)
+class Request:
+    """A regeneration as asked for, checked: the document, the span, its length(s), the settings."""
+
+    text: str
+    start: int
+    end: int
+    kind: str | None          # the syntax node's kind for "node"
+    span: Span
+    lengths: tuple[int, ...]  # "auto": the lengths to try first; else none
+    settings: SamplerSettings
+
+
+def prepare(page: Page, action: str, document: Document, language: str, mode: str, n: Any,
+            constraint: str, dial: Sequence[Any]) -> Request:
+    """The page's inputs as a checked `Request` (EditorError / ValueError say what is wrong); the
+    widest canvas it may build is checked against the per-request budget."""
+    model = page.model
+    text = page_document(document.text)
+    a, b = document.start, document.end
+    kind = None
+    if action == "selection_or_fill":  # the editor's Ctrl/Cmd+Enter: the selection, or fill at the cursor
+        action = "selection" if a < b else "fill"
+    if action == "selection" and a == b:
+        raise EditorError("Select some text in the document first (or use Fill at cursor).")
+    if action == "node":
+        node = syntax_node(text, language, a, b)
+        a, b, kind = node.start, node.end, node.kind
+    if action == "fill":
+        a = b
+        mode = mode if mode == "auto" else "N tokens"
+    settings = settings_from_dial(dial)
+    span = make_span(model.codec, text, a, b, mode, n, constraint)
+    lengths = auto_lengths(model.codec, text[a:b], mode, page.score)
+    # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
+    widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
+    check_budget(settings, build_canvas(model.codec, text, [widest], model.max_length), page.limits.budget)
+    return Request(text, a, b, kind, span, lengths, settings)
 
 
 def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
                n: Any, constraint: str, heatmap: bool, *dial: Any) -> Iterator[tuple]:
-    """Stream one regeneration: (live view, metrics, run, scrub, candidates, message, the editor's
-    span in place) per step."""
-    hide = gr.update(visible=False)
+    """Stream one regeneration: the run panel (outputs.run_outputs), a message and the editor's span
+    in place (page/live.py), per step."""
     model = page.model
     try:
-        text = page_document(document.text)
-        a, b = document.start, document.end
-        kind = None
-        if action == "selection_or_fill":  # the editor's Ctrl/Cmd+Enter: the selection, or fill at the cursor
-            action = "selection" if a < b else "fill"
-        if action == "selection" and a == b:
-            raise EditorError("Select some text in the document first (or use Fill at cursor).")
-        if action == "node":
-            node = syntax_node(text, language, a, b)
-            a, b, kind = node.start, node.end, node.kind
-        if action == "fill":
-            a = b
-            mode = mode if mode == "auto" else "N tokens"
-        settings = settings_from_dial(dial)
-        span = make_span(model.codec, text, a, b, mode, n, constraint)
-        lengths = auto_lengths(model.codec, text[a:b], mode, page.score)
-        # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
-        widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
-        canvas = build_canvas(model.codec, text, [widest], model.max_length)
-        check_budget(settings, canvas, page.limits.budget)
+        req = prepare(page, action, document, language, mode, n, constraint, dial)
     except (ValueError, EditorError) as err:
         raise fail(err) from None
-    note = ""
-    if lengths:  # pick the length with quick unstreamed runs first, then stream the real run at it
-        yield (views.EMPTY_VIEW, "<div class='sh-metrics'>choosing a length: trying "
-               f"{', '.join(map(str, lengths))} tokens…</div>",
-               None, hide, hide, "", gr.update(live=NO_SPAN))
+    hide, inspector = gr.update(visible=False), views.inspector_html(None, None, 0, 0)
+    span, note = req.span, ""
+    if req.lengths:  # pick the length with quick unstreamed runs first, then stream the real run at it
+        trying = f"<div class='sh-metrics'>choosing a length: trying {', '.join(map(str, req.lengths))} tokens…</div>"
+        yield *run_outputs(views.EMPTY_VIEW, trying, None, hide, hide, inspector, "running"), "", NO_RUN_SPAN
         try:
-            length, tried = choose_length(model, text, span, settings, lengths, page.score)
-            span = dataclasses.replace(span, length=length)
-            canvas = build_canvas(model.codec, text, [span], model.max_length)
+            length, tried = choose_length(model, req.text, span, req.settings, req.lengths, page.score)
         except ValueError as err:
             raise fail(err) from None
         except Exception as err:
             log.exception("the model failed choosing a length")
             raise error(f"The model failed: {err}", "Model error") from None
-        note = length_note(tried, length)
-    run = Run(canvas, text, (a, b), language, doc.id, doc.revision, kind, settings)
-    yield views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide, note, gr.update(live=NO_SPAN)
+        span, note = dataclasses.replace(span, length=length), length_note(tried, length)
+    canvas = build_canvas(model.codec, req.text, [span], model.max_length)
+    settings = req.settings
+    run = Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings)
+    starting = "<div class='sh-metrics'>starting…</div>"
+    yield *run_outputs(views.EMPTY_VIEW, starting, run, hide, hide, inspector, "running"), note, NO_RUN_SPAN
     try:
         for step in infill(model, canvas, settings):
             run.record(step)
-            yield (views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
-                   gr.update(), gr.update(), "", gr.update(live=span_live(run)))
+            yield (*run_outputs(views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
+                                KEEP, KEEP, KEEP, "running"), KEEP, gr.update(live=span_live(run)))
     except Exception as err:  # a model failure: say so, the document is untouched
         log.exception("the model failed")
         raise error(f"The model failed: {err}", "Model error") from None
@@ -115,8 +147,8 @@ def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
     choices = [(candidate_label(run, i), i) for i in run.order]
     last, best = run.last, run.order[0]
     assert last is not None
-    return (views.step_html(last, run.canvas, best, heatmap), views.metrics_html(last, run.canvas), run,
-            scrub_update(run), gr.update(choices=choices, value=best, visible=True),
+    return (*run_outputs(views.step_html(last, run.canvas, best, heatmap), views.metrics_html(last, run.canvas), run,
+                         scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
             note + "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is unchanged "
             "until then.", gr.update(live=span_live(run)))
 
@@ -130,7 +162,7 @@ def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> It
 
     def waiting(ahead: int) -> tuple:
         note = f"<div class='sh-metrics' data-state='waiting'>waiting for the model: {ahead} run(s) ahead</div>"
-        return gr.update(), note, gr.update(), gr.update(), gr.update(), "", gr.update()
+        return *run_outputs(KEEP, note, KEEP, KEEP, KEEP, KEEP, "running"), KEEP, KEEP
     try:
         yield from in_turn(page.turns, user, regenerate(page, action, *inputs), waiting)
     except AccessError as err:
@@ -155,19 +187,20 @@ def scrub_update(run: Run) -> dict:
 
 
 def stopped(run: Run | None) -> tuple:
-    """(metrics, scrub, the editor's span): a run stopped before its end stays shown until rejected."""
+    """Stop pressed: the metrics say where the run stopped; a stopped run can be rejected, not accepted.
+    Outputs: metrics, scrubber, the run's buttons, the editor's span."""
     if run is None or run.last is None:
-        return "<div class='sh-metrics' data-state='stopped'><b>stopped</b> before the first step</div>", \
-            gr.update(), gr.update(live=NO_SPAN)
-    halted = not run.last.done
-    return (views.metrics_html(run.last, run.canvas, stopped=halted), scrub_update(run),
-            gr.update(live=span_live(run, stopped=halted)))
+        return ("<div class='sh-metrics' data-state='stopped'><b>stopped</b> before the first step</div>", KEEP,
+                *controls("stopped"), NO_RUN_SPAN)
+    done = run.last.done  # Stop can arrive just after the last step
+    return (views.metrics_html(run.last, run.canvas, stopped=not done), scrub_update(run),
+            *controls("done" if done else "stopped"), gr.update(live=span_live(run, stopped=not done)))
 
 
 def show_step(k: Any, run: Run | None, candidate: Any, heatmap: bool) -> tuple:
     """(live view, metrics, the editor's span) at step `k` of one candidate."""
     if run is None or not run.steps:
-        return views.EMPTY_VIEW, "", gr.update()
+        return views.EMPTY_VIEW, "", KEEP
     k = max(1, min(int(k or 1), len(run.steps)))
     step = run.steps[k - 1]
     return (views.step_html(step, run.canvas, int(candidate or 0), heatmap), views.metrics_html(step, run.canvas),
@@ -186,16 +219,16 @@ def previous_candidate(run: Run | None, candidate: Any, heatmap: bool) -> tuple:
 
 def _cycle(run: Run | None, candidate: Any, heatmap: bool, by: int) -> tuple:
     if run is None or not run.order:
-        return gr.update(), gr.update(), gr.update(), gr.update()
+        return KEEP, KEEP, KEEP, KEEP
     at = run.order.index(int(candidate)) if candidate is not None and int(candidate) in run.order else 0
     chosen = run.order[(at + by) % len(run.order)]
     return (chosen, *show_step(len(run.steps), run, chosen, heatmap))
 
 
 def scrub_to(run: Run | None, candidate: Any, heatmap: bool, evt: gr.EventData) -> tuple:
-    """The span toolbar's step slider: (scrub slider, live view, metrics, span) at the step it asks for."""
+    """The span toolbar's step slider: (scrubber, live view, metrics, span) at the step it asks for."""
     if run is None or not run.steps:
-        return gr.update(), gr.update(), gr.update(), gr.update()
+        return KEEP, KEEP, KEEP, KEEP
     k = max(1, min(int((getattr(evt, "_data", None) or {}).get("step", len(run.steps))), len(run.steps)))
     return (k, *show_step(k, run, candidate, heatmap))
 
@@ -210,33 +243,43 @@ def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -
 # -- accept / reject --------------------------------------------------------------------------------
 def accept(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
            request: gr.Request) -> tuple:
-    """Record the chosen candidate as the document's new head."""
-    return _accept(page, document.text, run, candidate, doc, name, language, False, request)
+    """Record the chosen candidate as the document's new head (asking first if it does not parse)."""
+    return _accept(page, document.text, run, candidate, doc, name, language, "accept", False, request)
 
 
-def accept_branch(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
-                  request: gr.Request) -> tuple:
-    """Record the chosen candidate as a branch from the revision the run started on."""
-    return _accept(page, document.text, run, candidate, doc, name, language, True, request)
+def accept_branch(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str,
+                  language: str, request: gr.Request) -> tuple:
+    """Record the chosen candidate as a branch off the revision the run started on."""
+    return _accept(page, document.text, run, candidate, doc, name, language, "branch", False, request)
+
+
+def accept_anyway(page: Page, pending: str | None, document: Document, run: Run | None, candidate: Any, doc: Doc,
+                  name: str, language: str, request: gr.Request) -> tuple:
+    """The person confirmed accepting a candidate that does not parse."""
+    if pending not in ("accept", "branch"):
+        raise error("Nothing is waiting to be accepted.")
+    return _accept(page, document.text, run, candidate, doc, name, language, pending, True, request)
+
+
+def cancel_accept() -> tuple:
+    return *hidden_confirmation(), "Not accepted; the candidates are still here."
 
 
 def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
-            branch: bool, request: gr.Request | None) -> tuple:
-    h = page.mine(request)
+            how: str, confirmed: bool, request: gr.Request | None) -> tuple:
+    """Outputs: the document panel, the run panel, the message, then the confirmation row, its text
+    and the pending accept ("accept" | "branch" | None)."""
     if run is None or run.last is None or not run.last.done:
         raise error("Nothing to accept: regenerate first (a stopped run cannot be accepted).")
     i = int(candidate or 0)
+    problem = run.problems[i] if i < len(run.problems) else None
+    h = page.mine(request)
+    if problem is not None and not problem.parses and not confirmed:
+        keep = (KEEP, *unchanged(document_outputs(h, doc, name, language)), *unchanged(cleared_run()))
+        ask = f"**Candidate {i + 1} does not parse** ({escape(str(problem))}). Accept it anyway?"
+        return *keep, "", gr.update(visible=True), ask, how
     try:
-        result = run.result(i)
-        if text != run.base_text:  # the person typed meanwhile: carry the edit over, keep their text
-            result = rebase_edit(run.base_text, result, text)
-        if run.document is not None and run.document != doc.id:
-            raise EditorError("This edit was made on another document; regenerate again.")
-        base = ensure_revision(h, text, Doc(doc.id, run.base_revision or doc.revision), name, language)
-        assert base.id is not None and base.revision is not None
-        regen = Regeneration([run.new_span(i)], page.model.label, dataclasses.asdict(run.settings),
-                             run.settings.seed, run.last.forwards, run.last.elapsed * 1000)
-        rev = h.commit(base.id, result, base.revision, "regenerated", regeneration=regen, branch=branch)
+        rev, result = _commit(page, h, text, run, i, doc, name, language, how == "branch")
     except StaleRevision as err:
         log.exception("stale accept")
         raise error(f"The document changed since this edit started (revision {err.base_id}; the head is "
@@ -244,17 +287,33 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
                     "Stale revision") from None
     except REFUSALS as err:
         raise fail(err) from None
-    doc = Doc(rev.document_id, rev.id)
-    end = min(run.new_span(i)[1], len(result))  # typing meanwhile (rebased) may shift it: then near enough
-    shown = gr.update(value=Document(result, end, end), live=NO_SPAN)  # the cursor after the new text
-    return (shown, doc, *history_outputs(h, doc), None, gr.update(visible=False), gr.update(visible=False),
-            f"Accepted candidate {i + 1} as revision #{rev.id}.")
+    end = min(run.new_span(i)[1], len(result))  # the cursor after the new text (typing since may shift it)
+    editor = gr.update(value=Document(result, end, end), live=NO_SPAN)
+    shown = (editor, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
+    kept = "as a branch " if how == "branch" else ""
+    return (*shown, *cleared_run(), f"Accepted candidate {i + 1} {kept}as revision #{rev.id}.",
+            *hidden_confirmation())
+
+
+def _commit(page: Page, h: History, text: str, run: Run, i: int, doc: Doc, name: str, language: str,
+            branch: bool) -> tuple[Revision, str]:
+    """Candidate `i` recorded on the revision the run started from; typing since is carried over."""
+    result = run.result(i)
+    if text != run.base_text:  # the person typed meanwhile: carry the edit over, keep their text
+        result = rebase_edit(run.base_text, result, text)
+    if run.document is not None and run.document != doc.id:
+        raise EditorError("This edit was made on another document; regenerate again.")
+    base = ensure_revision(h, text, Doc(doc.id, run.base_revision or doc.revision), name, language)
+    assert base.id is not None and base.revision is not None and run.last is not None
+    regen = Regeneration([run.new_span(i)], page.model.label, dataclasses.asdict(run.settings),
+                         run.settings.seed, run.last.forwards, run.last.elapsed * 1000)
+    return h.commit(base.id, result, base.revision, "regenerated", regeneration=regen, branch=branch), result
 
 
 def reject() -> tuple:
-    """(run, live view, candidates, scrub, message, the editor's span): the run is dropped."""
-    return None, views.EMPTY_VIEW, gr.update(visible=False), gr.update(visible=False), \
-        "Rejected all candidates; the document is unchanged.", gr.update(live=NO_SPAN)
+    """The run panel cleared, a message, the confirmation row hidden, the editor's span gone."""
+    return (*cleared_run(), "Rejected all candidates; the document is unchanged.", *hidden_confirmation(),
+            NO_RUN_SPAN)
 
 
 def forget_session(demo: gr.Blocks, request: gr.Request) -> None:
@@ -266,13 +325,15 @@ def forget_session(demo: gr.Blocks, request: gr.Request) -> None:
 
 
 # -- selection moves ---------------------------------------------------------------------------------
-def move(page: Page, direction: str, document: Document, language: str) -> tuple:
-    """Expand or Shrink: (the document with its selection on the next larger or smaller node, message)."""
+def move(direction: str, document: Document, language: str, moves: Moves) -> tuple:
+    """Expand or Shrink: (the document with its selection on the next larger or smaller syntax node,
+    message, moves); Shrink goes back toward the cursor the walk started from (`Moves`)."""
     text, a, b = document.text, document.start, document.end
     try:
-        node = syntax_node(text, language, a, b) if a == b else move_node(text, language, a, b, direction)
+        cursor = moves.cursor_for(a, b)
+        node = move_node(text, language, a, b, direction, cursor)
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     if node is None:
         raise error(f"Cannot {direction} further.", "Selection")
-    return Document(text, node.start, node.end), f"Selected: {escape(node.label)}"
+    return Document(text, node.start, node.end), f"Selected: {escape(node.label)}", Moves(cursor, node.start, node.end)

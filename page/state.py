@@ -28,6 +28,23 @@ class Doc:
 NEW_DOC = Doc()
 
 
+@dataclass(frozen=True)
+class Moves:
+    """Where Expand / Shrink last left the selection, and the cursor that walk started from
+    (characters), so Shrink walks back down the path Expand went up."""
+
+    cursor: int = 0
+    start: int = -1
+    end: int = -1
+
+    def cursor_for(self, start: int, end: int) -> int:
+        """The walk's cursor while the selection is where the walk left it; else a new walk from `start`."""
+        return self.cursor if (start, end) == (self.start, self.end) else start
+
+
+NO_MOVES = Moves()
+
+
 @dataclass
 class Page:
     """One page's model and history, shared by every tab; handlers take it as their first argument."""

@@ -5,4 +5,4 @@ from pathlib import Path
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 CSS = STATIC / "sharpen.css"
-JS = {name: (STATIC / f"{name}.js").read_text() for name in ("tokens",)}
+JS = {name: (STATIC / f"{name}.js").read_text() for name in ("tokens", "history")}

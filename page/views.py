@@ -138,18 +138,32 @@ def revision_label(rev: Revision) -> str:
 
 def history_html(revisions: Sequence[Revision], tree: Mapping[int, list[int]],
                  current: int | None = None) -> str:
-    """The revision tree (`History.tree`: id -> children) in tree order, the revision the document is
-    on marked: a first child continues its parent's line, later children are indented branches."""
+    """The revision tree (`History.tree`: id -> children), the revision the document is on marked.
+    A revision's first child not kept as a branch continues its line; its other children (and any
+    kept with "Accept as branch", even an only child) start branches, drawn right under it,
+    indented, each marked with the revision it forks from."""
     if not revisions:
         return '<div class="sh-history">No revisions yet: open a file or accept an edit.</div>'
     by_id = {r.id: r for r in revisions}
-    rows = []
-    stack = [(0, r.id) for r in reversed(revisions) if r.parent_id is None]
-    while stack:
-        depth, rid = stack.pop()
-        mark = " current" if rid == current else ""
-        rows.append(f'<li class="rev{mark}" style="margin-left: {depth * 1.5:.1f}em" data-rev="{rid}">'
-                    f"{escape(revision_label(by_id[rid]))}</li>")
-        kids = tree.get(rid, [])
-        stack.extend((depth + (1 if i else 0), k) for i, k in reversed(list(enumerate(kids))))
+    rows: list[str] = []
+    for root in (r.id for r in revisions if r.parent_id is None):
+        _draw_line(root, 0, by_id, tree, current, rows)
     return f'<ul class="sh-history">{"".join(rows)}</ul>'
+
+
+def _draw_line(rid: int | None, depth: int, by_id: Mapping[int, Revision], tree: Mapping[int, list[int]],
+               current: int | None, rows: list[str]) -> None:
+    """One line of revisions from `rid` (a root, or a branch's first revision at `depth`) on."""
+    fork = depth > 0
+    while rid is not None:
+        rev = by_id[rid]
+        classes = "rev" + (" current" if rid == current else "") + (" fork" if fork else "") + \
+            (" in-branch" if depth else "")
+        mark = f'<span class="sh-fork">⑂ from #{rev.parent_id}</span> ' if fork else ""
+        rows.append(f'<li class="{classes}" style="margin-left: {depth * 1.5:.1f}em" data-rev="{rid}">'
+                    f"{mark}{escape(revision_label(rev))}</li>")
+        kids = [k for k in tree.get(rid, []) if k in by_id]
+        line = [k for k in kids if not by_id[k].branch][:1]
+        for branch in (k for k in kids if k not in line):
+            _draw_line(branch, depth + 1, by_id, tree, current, rows)
+        rid, fork = (line[0] if line else None), False

@@ -284,9 +284,45 @@ def test_a_database_from_before_versions_and_owners_upgrades(tmp_path: Path) -> 
         conn.exec_driver_sql("UPDATE documents SET head_id = 1 WHERE id = 1")
     engine.dispose()
     h = History(url)
-    assert h.head(1).text == "old" and h.document(1).owner is None
+    assert h.head(1).text == "old" and h.document(1).owner is None and not h.document(1).archived
+    assert h.last_opened().id == 1 and not h.head(1).branch
     second = h.commit(1, "new", 1)
     with pytest.raises(StaleRevision):
         h.commit(1, "stale", 1)
     assert h.head(1).id == second.id
     h.close()
+
+
+def test_a_branch_on_the_head_is_recorded_as_one(history: History) -> None:
+    """commit(branch=True) on the head itself keeps the edit as a branch: the tree can show it as one."""
+    first = history.create_document("a.txt", BASE)
+    straight = history.commit(first.document_id, BASE + "next\n", first.id)
+    branched = history.commit(first.document_id, BASE + "other\n", straight.id, branch=True)
+    assert not straight.branch and branched.branch and branched.parent_id == straight.id
+    assert history.head(first.document_id).id == branched.id
+    assert [r.branch for r in history.history(first.document_id)] == [False, False, True]
+
+
+def test_documents_are_renamed_archived_and_the_last_opened_comes_back(history: History) -> None:
+    a = history.create_document("a.txt", "a\n")
+    b = history.create_document("b.md", "b\n")
+    assert history.last_opened().id == b.document_id  # a new document counts as opened
+    history.mark_opened(a.document_id)
+    assert history.last_opened().id == a.document_id
+    renamed = history.rename(a.document_id, "notes.txt")
+    assert renamed.name == "notes.txt" and history.head(a.document_id).text == "a\n"
+    with pytest.raises(EditorError, match="1 to 255 characters"):
+        history.rename(a.document_id, "  ")
+    history.archive(a.document_id)
+    assert [d.id for d in history.documents()] == [b.document_id]
+    assert [d.id for d in history.documents(archived=True)] == [a.document_id]
+    assert history.last_opened().id == b.document_id  # an archived document is not reopened
+    history.archive(a.document_id, False)
+    assert [d.name for d in history.documents()] == ["notes.txt", "b.md"]
+    # renaming and archiving never make a commit on the head stale (they leave `version` alone)
+    assert history.commit(a.document_id, "a2\n", a.id).parent_id == a.id
+    with pytest.raises(NotFound):
+        history.as_user("eve").rename(a.document_id, "mine.txt")
+    with pytest.raises(NotFound):
+        history.as_user("eve").archive(a.document_id)
+    assert history.as_user("eve").last_opened() is None

@@ -1,5 +1,8 @@
-"""What the page tests send: the regenerate events' inputs in the page's order."""
-from engine import PRESETS
+"""What the page tests send: the regenerate events' inputs in the page's order, and finished runs."""
+import torch
+
+from engine import PRESETS, Step
+from page.actions import Run, check_candidates
 from page.dial import dial_values
 
 QUALITY = PRESETS["quality"]  # one token per forward: many steps
@@ -22,3 +25,19 @@ def args(text, a, b, language="text", mode="keep", n=8, constraint="", candidate
     mode, N, constraint, heatmap, then the dial (one value per SamplerSettings field, as the page shows it)."""
     dial = dial if dial is not None else dial_values(QUALITY.replace(candidates=candidates, block_length=block))
     return (editor_value(text, a, b), language, mode, n, constraint, False, *dial)
+
+
+def finished(base: str, span: tuple[int, int], pieces: list[str], language: str = "python", **run) -> Run:
+    """A finished run whose candidates rewrote `span` of `base` to `pieces` (the step's documents),
+    checked as the page checks them; `run` sets Run fields (document, base_revision)."""
+    B = len(pieces)
+    texts = tuple(base[:span[0]] + piece + base[span[1]:] for piece in pieces)
+    step = Step(index=0, positions=torch.arange(1), tokens=torch.zeros(B, 1, dtype=torch.long),
+                masked=torch.zeros(B, 1, dtype=torch.bool), confidence=torch.ones(B, 1),
+                committed=torch.ones(B, 1, dtype=torch.bool), committed_at=torch.zeros(B, 1, dtype=torch.long),
+                top_ids=torch.zeros(B, 1, 1, dtype=torch.long), top_probs=torch.ones(B, 1, 1), forwards=1,
+                elapsed=0.0, texts=texts)
+    out = Run(None, base, span, language, **run)  # type: ignore[arg-type]  # accepting reads no canvas
+    out.record(step)
+    out.problems = check_candidates(out)
+    return out

@@ -3,29 +3,13 @@ model's likelihood of the window around the edit (engine.score)."""
 from pathlib import Path
 
 import pytest
-import torch
 
-from engine import Step
-from page.actions import Run, check_candidates, rank_candidates
+from page.actions import rank_candidates
+from tests.page.helpers import finished
 
 CODE = "def f(x):\n    return x + 1\n"
 START, END = CODE.index("x + 1"), CODE.index("x + 1") + len("x + 1")
 TINY_DREAM = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-dream"
-
-
-def finished(base: str, span: tuple[int, int], pieces: list[str], language: str = "python") -> Run:
-    """A finished run whose candidates rewrote `span` of `base` to `pieces` (the step's documents)."""
-    B = len(pieces)
-    texts = tuple(base[:span[0]] + piece + base[span[1]:] for piece in pieces)
-    step = Step(index=0, positions=torch.arange(1), tokens=torch.zeros(B, 1, dtype=torch.long),
-                masked=torch.zeros(B, 1, dtype=torch.bool), confidence=torch.ones(B, 1),
-                committed=torch.ones(B, 1, dtype=torch.bool), committed_at=torch.zeros(B, 1, dtype=torch.long),
-                top_ids=torch.zeros(B, 1, 1, dtype=torch.long), top_probs=torch.ones(B, 1, 1), forwards=1,
-                elapsed=0.0, texts=texts)
-    run = Run(None, base, span, language)  # type: ignore[arg-type]  # ranking reads no canvas
-    run.record(step)
-    run.problems = check_candidates(run)
-    return run
 
 
 def test_a_parsing_more_likely_candidate_comes_first_and_broken_code_last():
