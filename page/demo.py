@@ -107,7 +107,9 @@ class Ui:
 def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     docs, ed, tab = ui.docs, ui.ed, ui.tab
     shown = [ed.document, *ui.document, *ui.run, ed.message]
-    demo.load(bind(documents.reopen, page), None, shown, api_name="reopen")
+    # The body says when the last document is back, so that nothing typed before is overwritten (the tests wait).
+    demo.load(bind(documents.reopen, page), None, shown, api_name="reopen").then(
+        None, js="() => { document.body.dataset.reopened = 'true'; }")
     docs.new.click(bind(documents.new_document, page), None, shown, api_name="new_document")
     docs.upload.upload(bind(documents.open_file, page), docs.upload, shown, api_name="open_file")
     docs.listed.input(bind(documents.open_document, page), docs.listed, shown, api_name="open_document")
@@ -162,7 +164,11 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
                     ).success(**to_history)
     rv.accept_anyway.click(bind(runs.accept_anyway, page), [tab.pending, *accept_in], accepted,
                            api_name="accept_anyway").success(**to_history)
-    rv.cancel.click(runs.cancel_accept, None, [*ui.confirmation, ed.message], api_name="cancel_accept")
+    ed.document.accept_anyway(bind(runs.accept_anyway, page), [tab.pending, *accept_in], accepted,
+                              **KEY).success(**to_history)
+    declined = ([tab.run, rv.candidate], [*ui.confirmation, ed.message, ed.document])
+    rv.cancel.click(runs.cancel_accept, *declined, api_name="cancel_accept")
+    ed.document.cancel_accept(runs.cancel_accept, *declined, **KEY)
     rejected = [*ui.run, ed.message, *ui.confirmation, ed.document]
     rv.reject.click(runs.reject, None, rejected, api_name="reject")
     ed.document.reject(runs.reject, None, rejected, **KEY)

@@ -39,8 +39,10 @@ def finished_pieces(run: Run, b: int) -> list[list[Any]]:
     return [[new_text, "settled", confidence]]
 
 
-def span_live(run: Run, k: int | None = None, candidate: int | None = None, stopped: bool = False) -> dict:
-    """The `live` value for step `k` (1-based; None: the last) of candidate `candidate` (None: the best)."""
+def span_live(run: Run, k: int | None = None, candidate: int | None = None, stopped: bool = False,
+              asking: str | None = None) -> dict:
+    """The `live` value for step `k` (1-based; None: the last) of candidate `candidate` (None: the best);
+    `asking`: the page asks before accepting it (why: it does not parse), Tab confirms, Esc declines."""
     steps = len(run.steps)
     k = steps if k is None else max(1, min(int(k), steps))
     step = run.steps[k - 1]
@@ -49,9 +51,10 @@ def span_live(run: Run, k: int | None = None, candidate: int | None = None, stop
     # Done once the candidates are checked and ranked (runs.finished): then Tab accepts the one shown.
     state = "stopped" if stopped else "done" if run.last is not None and run.last.done and run.order else "denoising"
     final = state == "done" and k == steps
-    return {
+    live = {
         "run": run.number, "state": state, "step": k, "steps": steps,
         "start": run.span[0], "end": run.span[1],
         "pieces": finished_pieces(run, b) if final else step_pieces(run, step, b),
         "candidate": run.order.index(b) if b in run.order else b, "candidates": int(step.tokens.shape[0]),
     }
+    return {**live, "asking": asking} if asking else live

@@ -261,8 +261,10 @@ def accept_anyway(page: Page, pending: str | None, document: Document, run: Run 
     return _accept(page, document.text, run, candidate, doc, name, language, pending, True, request)
 
 
-def cancel_accept() -> tuple:
-    return *hidden_confirmation(), "Not accepted; the candidates are still here."
+def cancel_accept(run: Run | None = None, candidate: Any = None) -> tuple:
+    """The confirmation row hidden, a message, the editor's span as before the question."""
+    span = gr.update(live=span_live(run, candidate=int(candidate or 0))) if run is not None and run.steps else KEEP
+    return *hidden_confirmation(), "Not accepted; the candidates are still here.", span
 
 
 def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
@@ -275,7 +277,8 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     problem = run.problems[i] if i < len(run.problems) else None
     h = page.mine(request)
     if problem is not None and not problem.parses and not confirmed:
-        keep = (KEEP, *unchanged(document_outputs(h, doc, name, language)), *unchanged(cleared_run()))
+        asking = gr.update(live=span_live(run, candidate=i, asking=f"does not parse: {problem}"))
+        keep = (asking, *unchanged(document_outputs(h, doc, name, language)), *unchanged(cleared_run()))
         ask = f"**Candidate {i + 1} does not parse** ({escape(str(problem))}). Accept it anyway?"
         return *keep, "", gr.update(visible=True), ask, how
     try:

@@ -24,6 +24,7 @@ SHORTCUT_EVENTS = (
     "expand", "shrink",  # Alt+Shift+Right / Left: grow or shrink the selection by syntax nodes
     "stop",              # Esc while a run streams
     "accept", "reject",  # Tab / Esc on a finished run
+    "accept_anyway", "cancel_accept",  # Tab / Esc when the page asks before accepting code that does not parse
     "next_candidate", "previous_candidate",  # Alt+] / Alt+[
     "scrub",             # the span toolbar's step slider (event data: {"step": k}, 1-based)
     "undo_revision", "redo_revision",  # Ctrl/Cmd+Z / Shift+Z once the editor has nothing of its own to undo

@@ -77,6 +77,7 @@ def open_page(browser, url: str, viewport: tuple[int, int] = (1360, 1000)):
           and pg.external.append(r.url))
     pg.goto(url)
     pg.wait_for_selector("#document .cm-content")
+    pg.wait_for_selector("body[data-reopened='true']", state="attached")  # the last document is back
     try:
         yield pg
     finally:

@@ -136,7 +136,14 @@ def test_keyboard_alone_expands_regenerates_a_node_cycles_candidates_and_undoes_
     page.wait_for_selector(f"{SPAN}[data-candidate='1']")
     page.keyboard.press("Alt+[")
     page.wait_for_selector(f"{SPAN}[data-candidate='0']")
+    page.keyboard.press("Tab")  # the test model writes English into a Python body: the page asks first
+    page.wait_for_selector("#document .cm-sh-toolbar.cm-sh-asking")
+    page.keyboard.press("Escape")  # no: the candidates stay
+    page.wait_for_selector("#document .cm-sh-toolbar.cm-sh-asking", state="detached")
+    assert document(page) == CODE and page.locator(SPAN).count() == 1
     page.keyboard.press("Tab")
+    page.wait_for_selector("#document .cm-sh-toolbar.cm-sh-asking")
+    page.keyboard.press("Tab")  # yes, anyway
     wait_document(page, CODE, changed=True)
     accepted = document(page)
     page.keyboard.press("Control+z")  # nothing typed since: one revision back

@@ -20,9 +20,10 @@ export interface Live {
 	pieces: Piece[];
 	candidate: number; // 0-based
 	candidates: number;
+	asking?: string; // the page asks before accepting this candidate (why): Tab confirms, Esc declines
 }
 
-export type Phase = "idle" | "running" | "done" | "stopped";
+export type Phase = "idle" | "running" | "done" | "stopped" | "asking";
 
 interface Shown {
 	live: Live;
@@ -73,6 +74,7 @@ export function shownSpan(state: EditorState): { from: number; to: number } | nu
 export function runPhase(state: EditorState): Phase {
 	const shown = state.field(shownField, false);
 	if (!shown) return "idle";
+	if (shown.live.asking) return "asking";
 	return shown.live.state === "denoising" ? "running" : shown.live.state === "done" ? "done" : "stopped";
 }
 
@@ -123,6 +125,15 @@ function toolbar(live: Live, emit: (event: string, data?: unknown) => void): HTM
 	bar.dataset.state = live.state;
 	if (live.state === "denoising") {
 		bar.append(`step ${live.step} `, button("Stop", "Stop the run (Esc)", () => emit("stop")));
+		return bar;
+	}
+	if (live.asking) {
+		bar.classList.add("cm-sh-asking");
+		bar.append(
+			`${live.asking}. Accept anyway? `,
+			button("Accept anyway", "Accept it anyway (Tab)", () => emit("accept_anyway")),
+			button("Keep the candidates", "Do not accept it (Esc)", () => emit("cancel_accept"))
+		);
 		return bar;
 	}
 	if (live.state === "done" && live.candidates > 1) {

@@ -24,6 +24,9 @@ export const SHORTCUTS: Shortcut[] = [
 	{ keys: ["Tab"], event: "accept", help: "Accept the shown candidate", when: (_, phase) => phase === "done" },
 	{ keys: ["Escape"], event: "reject", help: "Reject the run (the document stays as it was)",
 		when: (_, phase) => phase === "done" || phase === "stopped" },
+	{ keys: ["Tab"], event: "accept_anyway", help: "When asked (the candidate does not parse): accept it anyway",
+		when: (_, phase) => phase === "asking" },
+	{ keys: ["Escape"], event: "cancel_accept", help: "When asked: do not accept it", when: (_, phase) => phase === "asking" },
 	{ keys: ["Alt-]"], event: "next_candidate", help: "Next candidate", when: (_, phase) => phase === "done" },
 	{ keys: ["Alt-["], event: "previous_candidate", help: "Previous candidate", when: (_, phase) => phase === "done" },
 	// Accepted edits, opened files and restores are revisions: they arrive with the editor's own undo
