@@ -156,3 +156,11 @@ def test_keyboard_alone_expands_regenerates_a_node_cycles_candidates_and_undoes_
     page.screenshot(path=str(SCREENSHOTS / "editor-help.png"))
     page.keyboard.press("F1")
     page.wait_for_selector(".sh-help", state="detached")
+
+
+def test_long_code_lines_scroll_inside_the_editor(page):
+    column = page.locator("#document").bounding_box()
+    open_code(page, "long.py", "x = " + " + ".join(["value"] * 200) + "\n")
+    assert page.locator("#document").bounding_box()["width"] == pytest.approx(column["width"], abs=1)
+    scroller = page.locator("#document .cm-scroller")
+    assert scroller.evaluate("s => s.scrollWidth > s.clientWidth")  # the line scrolls, the page does not widen
