@@ -153,6 +153,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     ed.document.previous_candidate(runs.previous_candidate, shown, [rv.candidate, *redrawn], **KEY)
     ed.document.scrub(runs.scrub_to, shown, [rv.scrub, *redrawn], trigger_mode="always_last", **KEY)
     rv.live.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector)
+    ed.document.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector, **KEY)
 
     accepted = [ed.document, *ui.document, *ui.run, ed.message, *ui.confirmation]
     accept_in = [ed.document, tab.run, rv.candidate, tab.doc, ed.name, ed.language]

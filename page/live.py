@@ -1,7 +1,7 @@
 """A run's span as the document editor draws it in place (page/document_editor's `live` property).
 
 One step of one candidate: where the span lies in the document the run started from (code points;
-the editor converts), and its slots as [text, kind, confidence] pieces. Text from the model travels
+the editor converts), and its slots as [text, kind, confidence, canvas position] pieces. Text from the model travels
 as text: the editor sets it as textContent, never as markup.
 """
 from __future__ import annotations
@@ -15,28 +15,46 @@ from .views import EOS_GLYPH, slot_kind, span_pieces
 
 
 def step_pieces(run: Run, step: Step, b: int) -> list[list[Any]]:
-    """The span's slots at `step` for candidate `b`, in order: [text, kind, confidence]."""
+    """The span's slots at `step` for candidate `b`, in order: [text, kind, confidence, canvas position]
+    (the position is what the token inspector asks about)."""
     start, end = run.canvas.slot_ranges[0]
     decided = span_pieces(step, run.canvas, b, start, end)
     pieces: list[list[Any]] = []
     for s in range(start, end):
         kind = slot_kind(step, run.canvas, b, s)
         text = MASK_GLYPH if kind == "masked" else EOS_GLYPH if kind.endswith("eos") else decided.get(s, "")
-        pieces.append([text, kind.split()[-1], round(float(step.confidence[b, s]), 2)])
+        pieces.append([text, kind.split()[-1], round(float(step.confidence[b, s]), 2), int(step.positions[s])])
     return pieces
 
 
 def finished_pieces(run: Run, b: int) -> list[list[Any]]:
-    """A finished candidate as it would be accepted: its slots, unless they do not spell the candidate's
-    new text exactly (edges the codec merges), then that text whole, so what is shown is what Accept writes."""
+    """A finished candidate as Accept would write it: its slots, re-cut to spell the candidate's new text."""
     assert run.last is not None
-    pieces = [p for p in step_pieces(run, run.last, b) if p[1] != "eos"]
     s, e = run.new_span(b)
-    new_text = run.result(b)[s:e]
-    if "".join(p[0] for p in pieces) == new_text:
+    return spelled([p for p in step_pieces(run, run.last, b) if p[1] != "eos"], run.result(b)[s:e])
+
+
+def spelled(pieces: list[list[Any]], text: str) -> list[list[Any]]:
+    """`pieces` re-cut so that they spell `text`, which may differ from them where the document's text
+    was healed at the span's edges: pieces inside the common prefix and suffix stay as they are (and
+    can be inspected); those that overlap the difference become one piece of `text`'s own."""
+    joined = "".join(p[0] for p in pieces)
+    if joined == text:
         return pieces
-    confidence = min((p[2] for p in pieces), default=1.0)
-    return [[new_text, "settled", confidence]]
+    n = min(len(joined), len(text))
+    head = next((i for i in range(n) if joined[i] != text[i]), n)
+    tail = next((i for i in range(n - head) if joined[-1 - i] != text[-1 - i]), n - head)
+    before: list[list[Any]] = []
+    middle: list[list[Any]] = []
+    after: list[list[Any]] = []
+    at = 0
+    for piece in pieces:
+        start, at = at, at + len(piece[0])
+        (before if at <= head else after if start >= len(joined) - tail else middle).append(piece)
+    first, last = sum(len(p[0]) for p in before), len(text) - sum(len(p[0]) for p in after)
+    confidence = min((p[2] for p in middle), default=1.0)
+    merged = [[text[first:last], "settled", confidence, middle[0][3] if middle else -1]] if last > first else []
+    return before + merged + after
 
 
 def span_live(run: Run, k: int | None = None, candidate: int | None = None, stopped: bool = False,

@@ -28,6 +28,7 @@ SHORTCUT_EVENTS = (
     "next_candidate", "previous_candidate",  # Alt+] / Alt+[
     "scrub",             # the span toolbar's step slider (event data: {"step": k}, 1-based)
     "undo_revision", "redo_revision",  # Ctrl/Cmd+Z / Shift+Z once the editor has nothing of its own to undo
+    "select",            # a click on one of the span's tokens (gr.SelectData: index = its canvas position)
 )
 
 

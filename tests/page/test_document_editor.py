@@ -44,3 +44,21 @@ def test_the_editor_highlights_every_language_the_editor_package_parses():
     assert highlighted == set(supported())
     prose = set(re.findall(r'"(\w+)"', table[table.index("const PROSE"):].split("\n")[0]))
     assert prose == {name for name, info in LANGUAGES.items() if info.prose}
+
+
+@pytest.mark.parametrize("text", [
+    "abc def ghi",     # the same: untouched
+    "abc  def ghi",    # a doubled space healed in (an edge)
+    " abc def ghi",    # a leading space
+    "abc def gh",      # the end cut
+    "xyz",             # nothing in common
+])
+def test_finished_pieces_spell_what_accept_writes_and_keep_the_rest_inspectable(text):
+    from page.live import spelled
+    pieces = [["abc", "settled", 0.9, 10], [" def", "new", 0.8, 11], [" ghi", "settled", 0.7, 12]]
+    out = spelled(pieces, text)
+    assert "".join(p[0] for p in out) == text
+    kept = [p for p in out if p in pieces]
+    assert [p[3] for p in kept] == sorted(p[3] for p in kept)  # in order, positions intact
+    if text.startswith("abc "):
+        assert out[0] == pieces[0]  # the common start stays a token of its own

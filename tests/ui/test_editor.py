@@ -164,3 +164,15 @@ def test_long_code_lines_scroll_inside_the_editor(page):
     assert page.locator("#document").bounding_box()["width"] == pytest.approx(column["width"], abs=1)
     scroller = page.locator("#document .cm-scroller")
     assert scroller.evaluate("s => s.scrollWidth > s.clientWidth")  # the line scrolls, the page does not widen
+
+
+def test_a_click_on_a_token_in_the_span_inspects_it(page):
+    type_document(page, PARAGRAPH)
+    a = PARAGRAPH.index("watched the storm")
+    select(page, a, a + len("watched the storm"))
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector(f"{SPAN}[data-state='done']")
+    page.click(f"{SPAN} .cm-sh-tok[data-pos] >> nth=0")
+    page.wait_for_selector("#inspector table")
+    assert "committed at step" in page.inner_text("#inspector")
+    assert document(page) == PARAGRAPH  # inspecting changes nothing

@@ -1,13 +1,14 @@
 // A run's span drawn in place: each denoising step replaces the span's text with its slots (masked,
 // committed this step, settled, forced by a constraint, end-of-text), shaded by confidence. Only the
 // span's widget is redrawn per step; the rest of the document is never touched.
-import { StateEffect, StateField, type EditorState, type Extension } from "@codemirror/state";
+import { Facet, StateEffect, StateField, type EditorState, type Extension } from "@codemirror/state";
 import { Decoration, EditorView, WidgetType, showTooltip, type Tooltip } from "@codemirror/view";
 import { codePointToUtf16 } from "./utf16";
 
 export type PieceKind = "masked" | "new" | "settled" | "forced" | "eos";
-/** One slot of the span: its text, what it is at this step, the model's confidence (0..1). */
-export type Piece = [text: string, kind: PieceKind, confidence: number];
+/** One slot of the span: its text, what it is at this step, the model's confidence (0..1), and its
+ * canvas position for the token inspector (-1: none). */
+export type Piece = [text: string, kind: PieceKind, confidence: number, position: number];
 
 /** One step of a run's span, as page/live.py sends it (offsets in code points of the document). */
 export interface Live {
@@ -33,6 +34,10 @@ interface Shown {
 
 export const setLive = StateEffect.define<Live | null>();
 
+type EmitFn = (event: string, data?: unknown) => void;
+// How the span's widget and toolbar reach the page (set by `liveSpan`).
+const emitFacet = Facet.define<EmitFn, EmitFn>({ combine: (values) => values[0] ?? (() => {}) });
+
 function place(state: EditorState, live: Live, before: Shown | null): Shown {
 	if (before && before.live.run === live.run) return { live, from: before.from, to: before.to };
 	const text = state.doc.sliceString(0);
@@ -53,9 +58,10 @@ const shownField = StateField.define<Shown | null>({
 	},
 	// Replacements that cross line breaks must come from a state field, not a view plugin.
 	provide: (field) =>
-		EditorView.decorations.from(field, (shown) => {
+		EditorView.decorations.compute([field, emitFacet], (state) => {
+			const shown = state.field(field);
 			if (!shown) return Decoration.none;
-			const widget = new SpanWidget(shown.live);
+			const widget = new SpanWidget(shown.live, state.facet(emitFacet));
 			return Decoration.set(
 				shown.from < shown.to
 					? Decoration.replace({ widget }).range(shown.from, shown.to)
@@ -79,7 +85,10 @@ export function runPhase(state: EditorState): Phase {
 }
 
 class SpanWidget extends WidgetType {
-	constructor(readonly live: Live) {
+	constructor(
+		readonly live: Live,
+		readonly emit: EmitFn
+	) {
 		super();
 	}
 
@@ -93,18 +102,29 @@ class SpanWidget extends WidgetType {
 		span.dataset.state = this.live.state;
 		span.dataset.step = String(this.live.step);
 		span.dataset.candidate = String(this.live.candidate);
-		for (const [text, kind, confidence] of this.live.pieces) {
+		for (const [text, kind, confidence, position] of this.live.pieces) {
 			const piece = span.appendChild(document.createElement("span"));
 			piece.className = `cm-sh-tok cm-sh-${kind}`;
 			piece.style.setProperty("--p", confidence.toFixed(2));
 			piece.title = `p=${confidence.toFixed(2)}`;
+			if (position >= 0) piece.dataset.pos = String(position);
 			piece.textContent = text; // model output is text, never markup
 		}
+		// A click on a token asks the page's token inspector about it (its confidence, step, alternatives).
+		span.addEventListener("mousedown", (event) => {
+			const token = (event.target as HTMLElement).closest<HTMLElement>(".cm-sh-tok[data-pos]");
+			if (!token) return;
+			event.preventDefault();
+			span.querySelectorAll(".cm-sh-picked").forEach((t) => t.classList.remove("cm-sh-picked"));
+			token.classList.add("cm-sh-picked");
+			this.emit("select", { index: Number(token.dataset.pos), value: token.textContent });
+		});
 		return span;
 	}
 
-	ignoreEvent(): boolean {
-		return false;
+	// A press on a token is the inspector's (the listener above); anywhere else the editor places the cursor.
+	ignoreEvent(event: Event): boolean {
+		return event.type === "mousedown" && !!(event.target as HTMLElement).closest(".cm-sh-tok[data-pos]");
 	}
 }
 
@@ -171,5 +191,5 @@ export function liveSpan(emit: (event: string, data?: unknown) => void): Extensi
 			create: () => ({ dom: toolbar(shown.live, emit) })
 		};
 	});
-	return [shownField, bar];
+	return [shownField, bar, emitFacet.of(emit)];
 }
