@@ -25,9 +25,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="runs one user may have waiting or running at once (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("sharpen")
     # Nothing leaves the machine: no analytics, no hub lookups (set before gradio is imported).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    log.info("starting: importing torch, transformers and gradio (the first start takes longest)")
 
     from editor.db import sqlite_url
     from editor.history import History
@@ -41,16 +43,17 @@ def main(argv: list[str] | None = None) -> None:
         limits = Limits(args.budget, args.runs_per_user)
     except AccessError as err:
         raise SystemExit(str(err)) from None
-    log = logging.getLogger("sharpen")
-    log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
-             "weights cache in the data folder, ~10 s)")
+    log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M")
     try:
         model = load_model(args.model, device=args.device)
     except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
         raise SystemExit(f"error: {err}") from None
     log.info("model ready: %s on %s", model.label, model.device)
     url = args.db or os.environ.get("SHARPEN_DATABASE_URL") or sqlite_url(data_dir())
-    launch(build_demo(model, History(url), limits), server_name=args.host, server_port=args.port, auth=logins,
+    log.info("opening the history: %s", url.split("@")[-1])  # no password in the log
+    history = History(url)
+    log.info("starting the page on http://%s:%d", args.host, args.port)
+    launch(build_demo(model, history, limits), server_name=args.host, server_port=args.port, auth=logins,
            auth_message="Sharpen: log in to see your documents." if logins else None)
 
 

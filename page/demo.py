@@ -18,7 +18,7 @@ from . import documents, exports, layout, runs
 from .access import Limits
 from .dial import preset_values
 from .state import NEW_DOC, NO_MOVES, Page
-from .static import CSS
+from .static import CSS, JS
 
 # The editor's keys fire the same handlers as the buttons: the buttons' endpoints are the API.
 KEY: dict[str, Any] = {"api_visibility": "private"}
@@ -47,16 +47,17 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
     """The page for one loaded model and one history database; each login sees only its own documents.
     Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked)."""
     page = Page.for_model(model, history, limits, scorer)
-    with gr.Blocks(title="Sharpen", delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
+    with gr.Blocks(title="Sharpen", fill_width=True, delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
         tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None), gr.State([]))
         docs = layout.documents_sidebar()
         dial = layout.dial_drawer()
+        top = layout.topbar(model.label)
         with gr.Row(elem_id="main"):
             with gr.Column(scale=3, min_width=480):
-                ed = layout.editor(model.label)
+                ed = layout.editor()
             with gr.Column(scale=2, min_width=360, elem_id="side"):
                 tabs, rv, hp = layout.side_panel()
-        ui = Ui(tab, docs, ed, rv, dial, hp, tabs)
+        ui = Ui(tab, docs, top, ed, rv, dial, hp, tabs)
         _wire_documents(page, demo, ui)
         _wire_runs(page, demo, ui)
         _wire_history(page, ui)
@@ -81,6 +82,7 @@ class Ui:
 
     tab: Tab
     docs: layout.Documents
+    top: layout.Topbar
     ed: layout.Editor
     rv: layout.RunView
     dial: layout.Dial
@@ -90,7 +92,7 @@ class Ui:
     @property
     def document(self) -> list:
         """What follows the tab's document (outputs.document_outputs); the text itself is ed.document."""
-        return [self.tab.doc, *self.hp.outputs, self.ed.name, self.ed.language, self.ed.rename,
+        return [self.tab.doc, *self.hp.outputs, self.top.name, self.top.language, self.top.rename,
                 *self.docs.outputs]
 
     @property
@@ -105,28 +107,27 @@ class Ui:
 
 
 def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
-    docs, ed, tab = ui.docs, ui.ed, ui.tab
+    docs, top, ed, tab = ui.docs, ui.top, ui.ed, ui.tab
     shown = [ed.document, *ui.document, *ui.run, ed.message]
-    # The body says when the last document is back, so that nothing typed before is overwritten (the tests wait).
-    demo.load(bind(documents.reopen, page), None, shown, api_name="reopen").then(
-        None, js="() => { document.body.dataset.reopened = 'true'; }")
+    demo.load(bind(documents.reopen, page), None, shown, api_name="reopen").then(None, js=JS["ready"])
     docs.new.click(bind(documents.new_document, page), None, shown, api_name="new_document")
     docs.upload.upload(bind(documents.open_file, page), docs.upload, shown, api_name="open_file")
     docs.listed.input(bind(documents.open_document, page), docs.listed, shown, api_name="open_document")
     docs.archive.click(bind(documents.archive, page), tab.doc, shown, api_name="archive")
     docs.unarchive.click(bind(documents.unarchive, page), [docs.archived, tab.doc], [*docs.outputs, ed.message],
                          api_name="unarchive")
-    ed.rename.click(bind(documents.rename, page), [ed.name, tab.doc], [*docs.outputs, ed.message],
+    top.rename.click(bind(documents.rename, page), [top.name, tab.doc], [*docs.outputs, ed.message],
                     api_name="rename")
-    ed.name.change(lambda n: language_for(n or ""), ed.name, ed.language)
-    ed.language.change(lambda lang: gr.update(language=lang), ed.language, ed.document)
-    ed.save.click(bind(documents.save, page), [ed.document, tab.doc, ed.name, ed.language],
-                  [ed.download, *ui.document, ed.message], api_name="save")
+    top.name.change(lambda n: language_for(n or ""), top.name, top.language)
+    top.language.change(lambda lang: gr.update(language=lang), top.language, ed.document)
+    top.save.click(bind(documents.save, page), [ed.document, tab.doc, top.name, top.language],
+                   [ed.download, *ui.document, ed.message], api_name="save"
+                   ).success(lambda: gr.Tabs(selected=layout.SIDE_TABS[1]), None, ui.tabs, api_name=False)
 
 
 def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
-    ed, rv, dial, tab = ui.ed, ui.rv, ui.dial, ui.tab
-    inputs = [ed.document, tab.doc, ed.language, dial.mode, dial.n_tokens, dial.constraint, rv.heatmap,
+    top, ed, rv, dial, tab = ui.top, ui.ed, ui.rv, ui.dial, ui.tab
+    inputs = [ed.document, tab.doc, top.language, dial.mode, dial.n_tokens, dial.constraint, rv.heatmap,
               *dial.controls]
     started = []
     # The buttons, and the editor's keys (Ctrl/Cmd+Enter: the selection, or fill at the cursor without one).
@@ -156,7 +157,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     ed.document.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector, **KEY)
 
     accepted = [ed.document, *ui.document, *ui.run, ed.message, *ui.confirmation]
-    accept_in = [ed.document, tab.run, rv.candidate, tab.doc, ed.name, ed.language]
+    accept_in = [ed.document, tab.run, rv.candidate, tab.doc, top.name, top.language]
     to_history = {"fn": lambda pending: gr.Tabs() if pending else gr.Tabs(selected=layout.SIDE_TABS[1]),
                   "inputs": tab.pending, "outputs": ui.tabs, "api_name": False}
     rv.accept.click(bind(runs.accept, page), accept_in, accepted, api_name="accept").success(**to_history)
@@ -177,21 +178,21 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
 
     for direction, button, key in (("expand", ed.expand, ed.document.expand),
                                    ("shrink", ed.shrink, ed.document.shrink)):
-        moved = ([ed.document, ed.language, tab.moves], [ed.document, ed.message, tab.moves])
+        moved = ([ed.document, top.language, tab.moves], [ed.document, ed.message, tab.moves])
         button.click(bind(runs.move, direction), *moved, api_name=direction)
         key(bind(runs.move, direction), *moved, **KEY)
 
 
 def _wire_history(page: Page, ui: Ui) -> None:
-    hp, ed, tab = ui.hp, ui.ed, ui.tab
+    hp, top, ed, tab = ui.hp, ui.top, ui.ed, ui.tab
     hp.diff.click(bind(documents.show_diff, page), [hp.rev_a, hp.rev_b], hp.diff_view, api_name="diff")
-    hp.restore.click(bind(documents.restore, page), [hp.rev_b, tab.doc, ed.name, ed.language],
+    hp.restore.click(bind(documents.restore, page), [hp.rev_b, tab.doc, top.name, top.language],
                      [ed.document, *ui.document, *ui.run, ed.message], api_name="restore")
     hp.label.click(bind(documents.label, page), [hp.rev_b, hp.label_text, tab.doc], hp.outputs, api_name="label")
     stepped = [ed.document, *ui.document, *ui.run, ed.message, tab.redo]
     for key, handler in ((ed.document.undo_revision, documents.undo_revision),
                          (ed.document.redo_revision, documents.redo_revision)):
-        key(bind(handler, page), [tab.doc, tab.redo, ed.name, ed.language], stepped, **KEY)
+        key(bind(handler, page), [tab.doc, tab.redo, top.name, top.language], stepped, **KEY)
     hp.tree.select(documents.pick_revision, None, [hp.rev_a, hp.rev_b])
 
 

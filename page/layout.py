@@ -36,13 +36,19 @@ class Documents:
 
 
 @dataclass
-class Editor:
-    """The document and what acts on it: its name and language, the text, the selection, the actions."""
+class Topbar:
+    """Across the top: the page's title, the document's name and language, Rename, Save / export."""
 
     name: gr.Textbox
     language: gr.Dropdown
     rename: gr.Button
     save: gr.Button
+
+
+@dataclass
+class Editor:
+    """The document and what acts on it: the text, the selection, the actions, messages, the download."""
+
     download: gr.File
     document: DocumentEditor
     go_selection: gr.Button
@@ -117,15 +123,20 @@ def documents_sidebar() -> Documents:
     return Documents(listed, new, upload, archive, archived, unarchive)
 
 
-def editor(model_label: str) -> Editor:
+def topbar(model_label: str) -> Topbar:
     with gr.Row(equal_height=True, elem_id="topbar"):
-        gr.Markdown(f"**Sharpen** · {escape(model_label)}", elem_id="title")
-        name = gr.Textbox("untitled.txt", show_label=False, container=False, elem_id="doc-name", scale=2,
+        gr.HTML(f'<div class="sh-title"><b>Sharpen</b><span>{escape(model_label)}</span></div>', elem_id="title",
+                padding=False)
+        name = gr.Textbox("untitled.txt", show_label=False, container=False, elem_id="doc-name", scale=3,
                           placeholder="document name")
         language = gr.Dropdown(supported(), value="text", show_label=False, container=False, elem_id="language",
-                               min_width=110)
-        rename = gr.Button("Rename", size="sm", elem_id="rename", min_width=70, interactive=False)
-        save = gr.Button("Save / export", size="sm", elem_id="save", min_width=100)
+                               min_width=110, scale=1)
+        rename = gr.Button("Rename", size="sm", elem_id="rename", min_width=70, interactive=False, scale=0)
+        save = gr.Button("Save / export", size="sm", elem_id="save", min_width=100, scale=0)
+    return Topbar(name, language, rename, save)
+
+
+def editor() -> Editor:
     with gr.Row(equal_height=True, elem_id="actions"):
         go_selection = gr.Button("Regenerate selection", variant="primary", size="sm", min_width=90,
                                  elem_id="go-selection")
@@ -137,8 +148,7 @@ def editor(model_label: str) -> Editor:
     document = DocumentEditor("", language="text", show_label=False, elem_id="document")
     message = gr.Markdown(elem_id="message")
     download = gr.File(label="download", visible=False, interactive=False, elem_id="download")
-    return Editor(name, language, rename, save, download, document, go_selection, go_node,
-                  expand, shrink, go_fill, stop, message)
+    return Editor(download, document, go_selection, go_node, expand, shrink, go_fill, stop, message)
 
 
 def run_view() -> RunView:
@@ -150,7 +160,7 @@ def run_view() -> RunView:
         accept = gr.Button("Accept", variant="primary", size="sm", elem_id="accept", interactive=False)
         branch = gr.Button("Accept as branch", size="sm", elem_id="accept-branch", interactive=False)
         reject = gr.Button("Reject all", size="sm", elem_id="reject", interactive=False)
-        heatmap = gr.Checkbox(False, label="heatmap", elem_id="heatmap", min_width=90)
+        heatmap = gr.Checkbox(False, label="heatmap", elem_id="heatmap", min_width=90, container=False)
     with gr.Row(visible=False, elem_id="confirm") as confirm:
         confirm_text = gr.Markdown(elem_id="confirm-text")
         accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")

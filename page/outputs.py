@@ -60,9 +60,11 @@ def controls(state: str) -> tuple:
 
 
 def run_outputs(live: Any, metrics: Any, run: Run | None | Any, scrub: Any, candidate: Any, inspector: Any,
-                state: str) -> tuple:
-    """The run panel: live view, metrics, Run, scrubber, candidates, inspector, then its buttons."""
-    return (live, metrics, run, scrub, candidate, inspector, *controls(state))
+                state: str | None) -> tuple:
+    """The run panel: live view, metrics, Run, scrubber, candidates, inspector, then its buttons
+    (state None: left as they are, so a streamed step does not redraw them, nor lose a click on Stop)."""
+    buttons = (KEEP,) * 4 if state is None else controls(state)
+    return (live, metrics, run, scrub, candidate, inspector, *buttons)
 
 
 def cleared_run() -> tuple:

@@ -124,7 +124,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
         for step in infill(model, canvas, settings):
             run.record(step)
             yield (*run_outputs(views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
-                                KEEP, KEEP, KEEP, "running"), KEEP, gr.update(live=span_live(run)))
+                                KEEP, KEEP, KEEP, None), KEEP, gr.update(live=span_live(run)))
     except Exception as err:  # a model failure: say so, the document is untouched
         log.exception("the model failed")
         raise error(f"The model failed: {err}", "Model error") from None
@@ -162,7 +162,7 @@ def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> It
 
     def waiting(ahead: int) -> tuple:
         note = f"<div class='sh-metrics' data-state='waiting'>waiting for the model: {ahead} run(s) ahead</div>"
-        return *run_outputs(KEEP, note, KEEP, KEEP, KEEP, KEEP, "running"), KEEP, KEEP
+        return *run_outputs(KEEP, note, KEEP, KEEP, KEEP, KEEP, None), KEEP, KEEP
     try:
         yield from in_turn(page.turns, user, regenerate(page, action, *inputs), waiting)
     except AccessError as err:
@@ -293,8 +293,8 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     end = min(run.new_span(i)[1], len(result))  # the cursor after the new text (typing since may shift it)
     editor = gr.update(value=Document(result, end, end), live=NO_SPAN)
     shown = (editor, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
-    kept = "as a branch " if how == "branch" else ""
-    return (*shown, *cleared_run(), f"Accepted candidate {i + 1} {kept}as revision #{rev.id}.",
+    kept = " (a branch)" if how == "branch" else ""
+    return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision #{rev.id}{kept}.",
             *hidden_confirmation())
 
 

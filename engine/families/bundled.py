@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +46,7 @@ CACHE_NAME = "smollm2-135m"
 CACHE_VERSION = 3  # bump when the cached layout changes
 MASK_TOKEN = "<empty_output>"
 START_TOKEN = "<|endoftext|>"
+log = logging.getLogger(__name__)
 ADAPTER = Path(__file__).resolve().parents[1] / "weights" / "default_adapter.safetensors"
 LABEL_BASE = "SmolLM2-135M (base, not yet adapted)"
 LABEL_ADAPTED = "SmolLM2-135M diffusion (adapted)"
@@ -72,8 +74,11 @@ def load_default(device: torch.device | str | None = None, dtype: torch.dtype | 
     device = torch.device(device or "cpu")
     folder = cache_folder(data_dir)
     source = gguf or gguf_path()
-    if not _cache_is_fresh(folder, source):
+    if not _cache_is_fresh(folder, source):  # the first start's silent minute otherwise: say what it is
+        log.info("first start: building the weights cache in %s from %s (once; later starts read it)",
+                 folder, source.name)
         build_cache(source, folder)
+        log.info("weights cache written")
     from safetensors.torch import load_file
     from transformers import PreTrainedTokenizerFast
 

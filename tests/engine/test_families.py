@@ -279,3 +279,21 @@ def test_gguf_names_round_trip_and_an_unknown_tensor_is_named_in_the_error():
     assert GGUF_NAMES.ours("rope_freqs.weight") is None
     with pytest.raises(KeyError, match="blk.0.attn_zz.weight"):
         GGUF_NAMES.ours("blk.0.attn_zz.weight")
+
+
+def test_the_first_start_says_it_builds_the_weights_cache_before_it_does(monkeypatch, tmp_path, caplog):
+    """The first `make run` reads the GGUF and writes a cache; it must say so, not sit silent."""
+    import logging
+
+    from engine.families import bundled
+    said = []
+
+    def build(source, folder):  # what had been said by the time the build starts
+        said.extend(r.getMessage() for r in caplog.records)
+        raise RuntimeError("built")
+    monkeypatch.setattr(bundled, "build_cache", build)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"not read")
+    with caplog.at_level(logging.INFO, logger="engine"), pytest.raises(RuntimeError, match="built"):
+        load_default(data_dir=tmp_path, gguf=gguf)
+    assert any("building the weights cache" in m and str(tmp_path) in m for m in said), said

@@ -38,6 +38,16 @@ def interactive(update) -> bool:
     return update["interactive"]
 
 
+def button_states(updates, index):
+    """Whether a button is enabled after each update, as the page applies them (an update without
+    `interactive` leaves it as it was)."""
+    states, state = [], None
+    for update in updates:
+        state = update[index].get("interactive", state)
+        states.append(state)
+    return states
+
+
 def run_panel(outputs):
     """The run panel in an accept's outputs."""
     return outputs[DOC_WIDTH:DOC_WIDTH + 10]
@@ -45,9 +55,9 @@ def run_panel(outputs):
 
 def test_accept_reject_and_stop_are_enabled_only_when_they_can_act(page):
     updates = regenerate(page)
-    for streaming in updates[:-1]:
-        assert not interactive(streaming[ACCEPT]) and not interactive(streaming[BRANCH])
-        assert not interactive(streaming[REJECT]) and interactive(streaming[STOP])
+    for button in (ACCEPT, BRANCH, REJECT):
+        assert button_states(updates, button) == [False] * (len(updates) - 1) + [True]
+    assert button_states(updates, STOP) == [True] * (len(updates) - 1) + [False]
     done = updates[-1]
     assert interactive(done[ACCEPT]) and interactive(done[BRANCH]) and interactive(done[REJECT])
     assert not interactive(done[STOP])
@@ -97,8 +107,8 @@ def test_accept_as_branch_on_the_head_draws_a_branch_in_the_history(page):
     out = runs.accept_branch(page, out[0]["value"], run, 0, doc, "notes.txt", "text", None)
     tree = out[TREE]
     rows = tree.split("<li")[1:]
-    assert len(rows) == 3 and "⑂ from #2" in rows[2] and "margin-left: 1.5em" in rows[2]
-    assert "margin-left: 0.0em" in rows[1] and "as a branch" in out[DOC_WIDTH + 10]
+    assert len(rows) == 3 and "↳ branch from #2" in rows[2] and "margin-left: 1.5em" in rows[2]
+    assert "margin-left: 0.0em" in rows[1] and "(a branch)" in out[DOC_WIDTH + 10]
 
 
 def test_nothing_of_a_run_is_left_in_the_next_one_or_after_accept(page):

@@ -9,7 +9,8 @@ from page import documents
 from page.state import NEW_DOC, Doc, Page
 
 # documents._shown's outputs: the text, outputs.document_outputs, the run panel, the message
-TEXT, DOC, TREE, NAME, LANGUAGE, RENAME, LISTED, ARCHIVED, ARCHIVE = 0, 1, 2, 8, 9, 10, 11, 12, 13
+TEXT, DOC, TREE, DIFF, RESTORE, LABEL = 0, 1, 2, 5, 6, 7
+NAME, LANGUAGE, RENAME, LISTED, ARCHIVED, ARCHIVE = 8, 9, 10, 11, 12, 13
 
 
 def text_of(outputs) -> str:
@@ -43,12 +44,15 @@ def test_a_reload_reopens_the_last_document_at_its_head_for_each_login(page):
     assert text_of(shown) == "# Notes\n\nMore.\n" and shown[NAME] == "notes.md" and shown[LANGUAGE] == "markdown"
     assert shown[DOC] == Doc(notes.document_id, ann.head(notes.document_id).id)
     assert shown[TREE].count('class="rev') == 2 and "current" in shown[TREE]
+    assert all(shown[button]["interactive"] for button in (DIFF, RESTORE, LABEL, RENAME, ARCHIVE))
     assert choices(shown[LISTED]) == ["notes.md", "draft.txt"] and shown[LISTED]["value"] == notes.document_id
     assert "Reopened notes.md" in shown[-1] and draft.document_id != notes.document_id
     assert text_of(documents.reopen(page, login("bob"))) == "bob\n"
     fresh = documents.reopen(page, login("cy"))  # nobody's documents: a new one
     assert text_of(fresh) == "" and fresh[DOC] == NEW_DOC and choices(fresh[LISTED]) == []
-    assert not fresh[RENAME]["interactive"] and not fresh[ARCHIVE]["interactive"]
+    assert not any(fresh[button]["interactive"] for button in (DIFF, RESTORE, LABEL, RENAME, ARCHIVE))
+    one = documents.open_document(page, draft.document_id, login("ann"))  # one revision: nothing to diff
+    assert not one[DIFF]["interactive"] and one[RESTORE]["interactive"]
 
 
 def test_rename_archive_and_unarchive_from_the_list(page):

@@ -14,6 +14,7 @@ import torch
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Screenshots go to a temp folder; SHARPEN_SCREENSHOTS=docs/screenshots refreshes the README's.
+VIEWPORT = {"width": 1280, "height": 800}  # the laptop screen the page is laid out for
 SCREENSHOTS = Path(os.environ.get("SHARPEN_SCREENSHOTS") or tempfile.gettempdir() + "/sharpen-screenshots")
 
 
@@ -65,9 +66,9 @@ def serve(model, folder: Path, **launch_options):
 
 
 @contextmanager
-def open_page(browser, url: str, viewport: tuple[int, int] = (1360, 1000)):
+def open_page(browser, url: str):
     """A fresh browser context on `url`, recording dialogs and any request that leaves the app."""
-    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context = browser.new_context(viewport=VIEWPORT)
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     pg.dialogs = []
@@ -77,7 +78,7 @@ def open_page(browser, url: str, viewport: tuple[int, int] = (1360, 1000)):
           and pg.external.append(r.url))
     pg.goto(url)
     pg.wait_for_selector("#document .cm-content")
-    pg.wait_for_selector("body[data-reopened='true']", state="attached")  # the last document is back
+    pg.wait_for_selector("body[data-sharpen-ready]")  # the last document is reopened: typing may start
     try:
         yield pg
     finally:

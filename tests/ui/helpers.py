@@ -55,3 +55,17 @@ def run_action(page, button):
 def pick_revision(page, box, text):
     page.click(f"{box} input")
     page.get_by_role("option", name=re.compile(text)).first.click()
+
+
+def accept_confirming(page, button="#accept"):
+    """Press Accept; if the candidate does not parse the page asks first: accept anyway."""
+    page.click(button)
+    page.wait_for_selector("#confirm-text :text('Accept it anyway'), #message :text('Accepted candidate')")
+    if page.is_visible("#confirm"):
+        page.click("#accept-anyway")
+        page.wait_for_selector("#message :text('Accepted candidate')")
+
+
+def show_history(page):
+    page.get_by_role("tab", name="History").click()
+    page.wait_for_selector("#history", state="visible")

@@ -40,7 +40,7 @@ RECORD_SPAN_BOXES = """() => {
 @pytest.fixture
 def page(browser, app_url, model):
     model.delay = 0.05
-    with open_page(browser, app_url, viewport=(1280, 800)) as pg:
+    with open_page(browser, app_url) as pg:  # 1280x800
         yield pg
         assert pg.external == []  # nothing leaves 127.0.0.1
 

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 import pytest
 
 from page.access import Logins, add_user
-from tests.ui.conftest import SCREENSHOTS, serve
+from tests.ui.conftest import SCREENSHOTS, VIEWPORT, serve
 from tests.ui.helpers import PARAGRAPH, type_document
 
 pytestmark = pytest.mark.browser
@@ -23,7 +23,7 @@ def login_url(model, tmp_path_factory):
 
 @contextmanager
 def logged_in(browser, url: str, name: str, password: str):
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     pg.goto(url)
@@ -51,12 +51,12 @@ def test_a_wrong_password_gets_no_page(browser, login_url):
 
 def test_each_user_sees_only_their_own_history(browser, login_url):
     with logged_in(browser, login_url, "ann", "ann-password") as ann:
-        ann.wait_for_selector("#document .cm-content")
+        ann.wait_for_selector("body[data-sharpen-ready]")
         save(ann, PARAGRAPH, "ann.txt")
         save(ann, PARAGRAPH + " Ann's second line.", "ann.txt")
         ann.wait_for_selector("#history li.rev >> nth=1")
     with logged_in(browser, login_url, "bob", "bob-password") as bob:
-        bob.wait_for_selector("#document .cm-content")
+        bob.wait_for_selector("body[data-sharpen-ready]")
         assert bob.locator("#history li.rev").count() == 0
         save(bob, "Bob's own words.", "bob.txt")
         bob.wait_for_selector("#history li.rev")

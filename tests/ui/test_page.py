@@ -9,6 +9,7 @@ from tests.ui.helpers import (
     PARAGRAPH,
     RECORD_LIVE,
     VIEW,
+    accept_confirming,
     document,
     pick_revision,
     run_action,
@@ -86,7 +87,7 @@ def test_regenerate_python_function_body_by_syntax_node(page):
     assert "block" in page.inner_text("#message")
     run_action(page, "#go-node")
     page.screenshot(path=str(SCREENSHOTS / "syntax-node.png"))
-    page.click("#accept")
+    accept_confirming(page)
     wait_document(page, CODE, changed=True)
     edited = document(page)
     assert edited.startswith("def area(width, height):\n    ") and body not in edited
@@ -115,11 +116,12 @@ def test_html_in_the_document_executes_nothing(page):
     a = evil.index("not a tag")
     select(page, a, a + len("not a tag"))
     run_action(page, "#go-selection")
+    assert "<img" in page.inner_text("#live")  # shown as text
     page.click("#accept")
     page.wait_for_selector("#history li.rev >> nth=1")
     page.click("#diff")
     page.wait_for_selector("#diff-view ins")
     page.wait_for_timeout(300)
     assert page.evaluate("window.__pwned") is None and page.dialogs == []
-    assert "<img" in page.inner_text("#live")  # shown as text
+    assert "<img" in page.inner_text("#diff-view")
     assert page.external == [], "the page must work offline"
