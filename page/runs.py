@@ -277,7 +277,9 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     problem = run.problems[i] if i < len(run.problems) else None
     h = page.mine(request)
     if problem is not None and not problem.parses and not confirmed:
-        asking = gr.update(live=span_live(run, candidate=i, asking=f"does not parse: {problem}"))
+        # The editor shows the question beside the span (accepting itself needs no canvas: without one, no span).
+        asking = (gr.update(live=span_live(run, candidate=i, asking=f"does not parse: {problem}"))
+                  if run.canvas is not None else KEEP)
         keep = (asking, *unchanged(document_outputs(h, doc, name, language)), *unchanged(cleared_run()))
         ask = f"**Candidate {i + 1} does not parse** ({escape(str(problem))}). Accept it anyway?"
         return *keep, "", gr.update(visible=True), ask, how

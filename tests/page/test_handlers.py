@@ -42,8 +42,8 @@ def test_regenerate_streams_masked_steps_and_leaves_the_document_alone(client):
     assert all("value" not in e for e in editor)
     lives = [e["live"] for e in editor if e.get("live")]
     assert lives[-1]["state"] == "done" and (lives[-1]["start"], lives[-1]["end"]) == (4, 19)
-    assert any(kind == "masked" for _, kind, _ in lives[0]["pieces"])
-    assert not any(kind == "masked" for _, kind, _ in lives[-1]["pieces"])
+    assert any(kind == "masked" for _, kind, *_ in lives[0]["pieces"])
+    assert not any(kind == "masked" for _, kind, *_ in lives[-1]["pieces"])
 
 
 def test_accept_makes_revisions_then_diff_and_restore(client):
