@@ -38,6 +38,11 @@ type EmitFn = (event: string, data?: unknown) => void;
 // How the span's widget and toolbar reach the page (set by `liveSpan`).
 const emitFacet = Facet.define<EmitFn, EmitFn>({ combine: (values) => values[0] ?? (() => {}) });
 
+// A step streamed just before Stop can arrive after the stopped (or finished) state: it is not shown.
+function isLate(live: Live, shown: Shown | null): boolean {
+	return !!shown && shown.live.run === live.run && live.state === "denoising" && shown.live.state !== "denoising";
+}
+
 function place(state: EditorState, live: Live, before: Shown | null): Shown {
 	if (before && before.live.run === live.run) return { live, from: before.from, to: before.to };
 	const text = state.doc.sliceString(0);
@@ -52,7 +57,9 @@ const shownField = StateField.define<Shown | null>({
 			shown = { ...shown, from: tr.changes.mapPos(shown.from, -1), to: tr.changes.mapPos(shown.to, 1) };
 		}
 		for (const effect of tr.effects) {
-			if (effect.is(setLive)) shown = effect.value ? place(tr.state, effect.value, shown) : null;
+			if (!effect.is(setLive)) continue;
+			if (effect.value && isLate(effect.value, shown)) continue;
+			shown = effect.value ? place(tr.state, effect.value, shown) : null;
 		}
 		return shown;
 	},
