@@ -46,7 +46,9 @@ def page(browser, app_url, model):
 
 
 def open_code(page, name="area.py", text=CODE):
+    """Open `text` as a file of its own (not the document an earlier test left, which the page reopens)."""
     page.set_input_files("input[type=file]", files=[{"name": name, "mimeType": "text/plain", "buffer": text.encode()}])
+    page.wait_for_selector(f"#documents label:has-text('{name}') input:checked")
     wait_document(page, text)
 
 
@@ -66,7 +68,7 @@ def test_code_is_highlighted_with_line_numbers_and_the_editor_takes_the_height(p
 
 
 def test_ctrl_enter_regenerates_the_selection_in_place_and_tab_accepts(page):
-    type_document(page, PARAGRAPH)
+    open_code(page, "keeper.txt", PARAGRAPH)
     a = PARAGRAPH.index("watched the storm")
     select(page, a, a + len("watched the storm"))
     page.keyboard.press("Control+Enter")
