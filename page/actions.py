@@ -15,10 +15,13 @@ from typing import Any
 from editor import prose
 from editor.languages import get_language
 from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
-from editor.text import EditorError, check_document, utf16_to_index
+from editor.text import EditorError, check_document
 from editor.validity import check_edit
-from engine import Canvas, Constraint, SamplerSettings, Span, Step
+from engine import Canvas, Constraint, SamplerSettings, Span, Step, build_canvas
 from engine.length import Scorer, lengths_around
+
+from .access import check_budget
+from .state import Page
 
 LENGTH_MODES = ("auto", "keep", "N tokens", "pick")
 PICK_SLACK = 1.25  # "pick": room to grow by a quarter; the model may end a span early with end-of-text
@@ -87,12 +90,6 @@ class Run:
         """Where the regenerated span lies in a candidate: text outside spans comes back unchanged."""
         after = self.result(candidate)
         return self.span[0], len(after) - (len(self.base_text) - self.span[1])
-
-
-def selection(text: str, start16: Any, end16: Any) -> tuple[int, int]:
-    """Browser selection (UTF-16 code units) -> ordered Python character offsets."""
-    a, b = utf16_to_index(text, int(start16 or 0)), utf16_to_index(text, int(end16 or 0))
-    return min(a, b), max(a, b)
 
 
 def page_document(text: Any) -> str:
@@ -200,3 +197,42 @@ def rank_candidates(run: Run, score: Scorer | None) -> None:
         s, problem = run.scores[i], run.problems[i]
         return (0 if problem is None else 1 if problem.parses else 2), math.inf if s is None or math.isnan(s) else s
     run.order = sorted(range(n), key=key)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A regeneration as asked for, checked: the document, the span, its length(s), the settings."""
+
+    text: str
+    start: int
+    end: int
+    kind: str | None          # the syntax node's kind for "node"
+    span: Span
+    lengths: tuple[int, ...]  # "auto": the lengths to try first; else none
+    settings: SamplerSettings
+
+
+def plan_run(page: Page, action: str, text: str, a: int, b: int, language: str, mode: str, n: Any,
+             constraint: str, settings: SamplerSettings) -> RunPlan:
+    """A regenerate action on the selection [a, b) (code points) as a checked `RunPlan` (EditorError /
+    ValueError say what is wrong); the widest canvas it may build is checked against the per-request
+    budget. "selection_or_fill" (the editor's Ctrl/Cmd+Enter) is the selection, or fill at the cursor."""
+    model = page.model
+    text = page_document(text)
+    kind = None
+    if action == "selection_or_fill":
+        action = "selection" if a < b else "fill"
+    if action == "selection" and a == b:
+        raise EditorError("Select some text in the document first (or use Fill at cursor).")
+    if action == "node":
+        node = syntax_node(text, language, a, b)
+        a, b, kind = node.start, node.end, node.kind
+    if action == "fill":
+        a = b
+        mode = mode if mode == "auto" else "N tokens"
+    span = make_span(model.codec, text, a, b, mode, n, constraint)
+    lengths = auto_lengths(model.codec, text[a:b], mode, page.score)
+    # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
+    widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
+    check_budget(settings, build_canvas(model.codec, text, [widest], model.max_length), page.limits.budget)
+    return RunPlan(text, a, b, kind, span, lengths, settings)

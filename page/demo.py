@@ -110,9 +110,10 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     docs, top, ed, tab = ui.docs, ui.top, ui.ed, ui.tab
     shown = [ed.document, *ui.document, *ui.run, ed.message]
     demo.load(bind(documents.reopen, page), None, shown, api_name="reopen").then(None, js=JS["ready"])
-    docs.new.click(bind(documents.new_document, page), None, shown, api_name="new_document")
-    docs.upload.upload(bind(documents.open_file, page), docs.upload, shown, api_name="open_file")
-    docs.listed.input(bind(documents.open_document, page), docs.listed, shown, api_name="open_document")
+    typed = [ed.document, tab.doc, top.name, top.language]  # kept before another document is shown
+    docs.new.click(bind(documents.new_document, page), typed, shown, api_name="new_document")
+    docs.upload.upload(bind(documents.open_file, page), [docs.upload, *typed], shown, api_name="open_file")
+    docs.listed.input(bind(documents.open_document, page), [docs.listed, *typed], shown, api_name="open_document")
     docs.archive.click(bind(documents.archive, page), tab.doc, shown, api_name="archive")
     docs.unarchive.click(bind(documents.unarchive, page), [docs.archived, tab.doc], [*docs.outputs, ed.message],
                          api_name="unarchive")
@@ -122,7 +123,7 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     top.language.change(lambda lang: gr.update(language=lang), top.language, ed.document)
     top.save.click(bind(documents.save, page), [ed.document, tab.doc, top.name, top.language],
                    [ed.download, *ui.document, ed.message], api_name="save"
-                   ).success(lambda: gr.Tabs(selected=layout.SIDE_TABS[1]), None, ui.tabs, api_name=False)
+                   ).success(_show_history, None, ui.tabs, api_visibility="private")
 
 
 def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
@@ -135,7 +136,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
                 (ed.go_fill.click, "fill", {}), (ed.document.regenerate, "selection_or_fill", KEY),
                 (ed.document.regenerate_node, "node", KEY))
     for trigger, action, api in triggers:
-        trigger(lambda: gr.Tabs(selected=layout.SIDE_TABS[0]), None, ui.tabs, queue=False, api_name=False)
+        trigger(_show_run, None, ui.tabs, queue=False, api_visibility="private")
         # Runs wait in Turns, not in Gradio's queue, so Turns can see (and cap) each user's runs.
         started.append(trigger(bind(runs.run_action, page, action), inputs, [*ui.run, ed.message, ed.document],
                                concurrency_id="model", concurrency_limit=WAITING_RUNS,
@@ -158,8 +159,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
 
     accepted = [ed.document, *ui.document, *ui.run, ed.message, *ui.confirmation]
     accept_in = [ed.document, tab.run, rv.candidate, tab.doc, top.name, top.language]
-    to_history = {"fn": lambda pending: gr.Tabs() if pending else gr.Tabs(selected=layout.SIDE_TABS[1]),
-                  "inputs": tab.pending, "outputs": ui.tabs, "api_name": False}
+    to_history = {"fn": _show_history, "inputs": tab.pending, "outputs": ui.tabs, "api_visibility": "private"}
     rv.accept.click(bind(runs.accept, page), accept_in, accepted, api_name="accept").success(**to_history)
     ed.document.accept(bind(runs.accept, page), accept_in, accepted, **KEY).success(**to_history)
     rv.branch.click(bind(runs.accept_branch, page), accept_in, accepted, api_name="accept_branch"
@@ -194,6 +194,15 @@ def _wire_history(page: Page, ui: Ui) -> None:
                          (ed.document.redo_revision, documents.redo_revision)):
         key(bind(handler, page), [tab.doc, tab.redo, top.name, top.language], stepped, **KEY)
     hp.tree.select(documents.pick_revision, None, [hp.rev_a, hp.rev_b])
+
+
+def _show_run() -> gr.Tabs:
+    return gr.Tabs(selected=layout.SIDE_TABS[0])
+
+
+def _show_history(pending: str | None = None) -> gr.Tabs:
+    """The History tab after a save or an accept; an accept still waiting for confirmation stays put."""
+    return gr.Tabs() if pending else gr.Tabs(selected=layout.SIDE_TABS[1])
 
 
 def launch(demo: gr.Blocks, **kwargs: Any) -> gr.Blocks:

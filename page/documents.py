@@ -37,8 +37,27 @@ def _at_head(h: History, document_id: int, message: str) -> tuple:
     return _shown(h, Doc(d.id, head.id), head.text, d.name, d.language, message)
 
 
-def new_document(page: Page, request: gr.Request) -> tuple:
-    return _shown(page.mine(request), NEW_DOC, "", "untitled.txt", "text", "")
+def keep_typing(h: History, text: str, doc: Doc, name: str, language: str) -> str:
+    """Typing the tab has not stored yet, stored before the tab shows another document, so switching
+    loses nothing: a typed revision (a branch if the head moved meanwhile), or a new document.
+    Returns a note for the message ("" when there was nothing to keep)."""
+    if not text or (doc.revision is not None and h.revision(doc.revision).text == text):
+        return ""
+    if doc.id is None or doc.revision is None:
+        h.create_document(name or "untitled.txt", text, language)
+        return f"Your text was kept as {escape(name or 'untitled.txt')}. "
+    moved = h.document(doc.id).head_id != doc.revision
+    rev = h.commit(doc.id, text, doc.revision, "typed", branch=moved)
+    return f"Your typing was kept as revision #{rev.id}{' (a branch)' if moved else ''}. "
+
+
+def new_document(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+    h = page.mine(request)
+    try:
+        kept = keep_typing(h, document.text, doc, name, language)
+    except REFUSALS as err:
+        raise fail(err) from None
+    return _shown(h, NEW_DOC, "", "untitled.txt", "text", kept)
 
 
 def reopen(page: Page, request: gr.Request) -> tuple:
@@ -53,30 +72,35 @@ def reopen(page: Page, request: gr.Request) -> tuple:
         raise fail(err) from None
 
 
-def open_document(page: Page, document_id: Any, request: gr.Request) -> tuple:
-    """A document chosen in the list, at its head."""
+def open_document(page: Page, document_id: Any, document: Document, doc: Doc, name: str, language: str,
+                  request: gr.Request) -> tuple:
+    """A document chosen in the list, at its head (the tab's typing kept first)."""
     if document_id is None:
         raise error("Choose a document to open.")
     h = page.mine(request)
     try:
+        kept = keep_typing(h, document.text, doc, name, language)
         d = h.mark_opened(int(document_id))
-        return _at_head(h, d.id, f"Opened {escape(d.name)}.")
+        return _at_head(h, d.id, f"{kept}Opened {escape(d.name)}.")
     except REFUSALS as err:
         raise fail(err) from None
 
 
-def open_file(page: Page, path: str | None, request: gr.Request) -> tuple:
+def open_file(page: Page, path: str | None, document: Document, doc: Doc, name: str, language: str,
+              request: gr.Request) -> tuple:
+    """An uploaded file as a new document (the tab's typing kept first)."""
     if not path:
         raise error("No file was uploaded.")
     h = page.mine(request)
     try:
-        text = check_document(Path(path).read_bytes())
-        name = Path(path).name
-        language = language_for(name)
-        rev = h.create_document(name, text, language)
+        content = check_document(Path(path).read_bytes())
+        kept = keep_typing(h, document.text, doc, name, language)
+        file_name, file_language = Path(path).name, language_for(Path(path).name)
+        rev = h.create_document(file_name, content, file_language)
     except REFUSALS as err:
         raise fail(err) from None
-    return _shown(h, Doc(rev.document_id, rev.id), text, name, language, f"Opened {escape(name)} ({language}).")
+    return _shown(h, Doc(rev.document_id, rev.id), content, file_name, file_language,
+                  f"{kept}Opened {escape(file_name)} ({file_language}).")
 
 
 def rename(page: Page, name: str, doc: Doc, request: gr.Request) -> tuple:

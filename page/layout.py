@@ -173,11 +173,10 @@ def run_view() -> RunView:
 def dial_drawer() -> Dial:
     with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
         gr.Markdown("### Dial")
-        with gr.Row():
-            mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length", scale=2,
-                            info="auto: the base model picks among 3-4 lengths, one quick run each before the "
-                                 "streamed one (~5-7x keep's time); keep: the selection's count")
-            n_tokens = gr.Number(8, precision=0, minimum=1, label="N tokens", min_width=80)
+        mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length",
+                        info="auto: the base model picks among 3-4 lengths, one quick run each before the "
+                             "streamed one (~5-7x keep's time); keep: the selection's count")
+        n_tokens = gr.Number(8, precision=0, minimum=1, label="N tokens")
         constraint = gr.Textbox("", label="constraint (text the span must start with)", elem_id="constraint")
         preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", info="fills the dial")
         knobs = controls(PRESETS[DEFAULT_PRESET])

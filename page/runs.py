@@ -6,8 +6,7 @@ an `actions.Run`, its document a `Doc`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from html import escape
 from typing import Any
 
@@ -16,22 +15,19 @@ import gradio as gr
 from editor.diffs import rebase_edit
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
-from engine import SamplerSettings, Span, build_canvas, infill
+from engine import build_canvas, infill
 from engine.length import Scorer, choose_length
 
 from . import views
-from .access import AccessError, check_budget, in_turn
+from .access import AccessError, in_turn
 from .actions import (
     Problem,
     Run,
-    auto_lengths,
     check_candidates,
     length_note,
-    make_span,
     move_node,
-    page_document,
+    plan_run,
     rank_candidates,
-    syntax_node,
 )
 from .dial import settings_from_dial
 from .document_editor import NO_SPAN, Document
@@ -49,48 +45,7 @@ from .outputs import (
 )
 from .state import Doc, Moves, Page
 
-ACTIONS = ("selection", "node", "fill")  # what a regenerate button regenerates
 NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's span away
-
-
-@dataclass(frozen=True)
-class Request:
-    """A regeneration as asked for, checked: the document, the span, its length(s), the settings."""
-
-    text: str
-    start: int
-    end: int
-    kind: str | None          # the syntax node's kind for "node"
-    span: Span
-    lengths: tuple[int, ...]  # "auto": the lengths to try first; else none
-    settings: SamplerSettings
-
-
-def prepare(page: Page, action: str, document: Document, language: str, mode: str, n: Any,
-            constraint: str, dial: Sequence[Any]) -> Request:
-    """The page's inputs as a checked `Request` (EditorError / ValueError say what is wrong); the
-    widest canvas it may build is checked against the per-request budget."""
-    model = page.model
-    text = page_document(document.text)
-    a, b = document.start, document.end
-    kind = None
-    if action == "selection_or_fill":  # the editor's Ctrl/Cmd+Enter: the selection, or fill at the cursor
-        action = "selection" if a < b else "fill"
-    if action == "selection" and a == b:
-        raise EditorError("Select some text in the document first (or use Fill at cursor).")
-    if action == "node":
-        node = syntax_node(text, language, a, b)
-        a, b, kind = node.start, node.end, node.kind
-    if action == "fill":
-        a = b
-        mode = mode if mode == "auto" else "N tokens"
-    settings = settings_from_dial(dial)
-    span = make_span(model.codec, text, a, b, mode, n, constraint)
-    lengths = auto_lengths(model.codec, text[a:b], mode, page.score)
-    # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
-    widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
-    check_budget(settings, build_canvas(model.codec, text, [widest], model.max_length), page.limits.budget)
-    return Request(text, a, b, kind, span, lengths, settings)
 
 
 def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
@@ -99,12 +54,13 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     in place (page/live.py), per step."""
     model = page.model
     try:
-        req = prepare(page, action, document, language, mode, n, constraint, dial)
+        req = plan_run(page, action, document.text, document.start, document.end, language, mode, n, constraint,
+                       settings_from_dial(dial))
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     hide, inspector = gr.update(visible=False), views.inspector_html(None, None, 0, 0)
     span, note = req.span, ""
-    if req.lengths:  # pick the length with quick unstreamed runs first, then stream the real run at it
+    if req.lengths and page.score is not None:  # "auto": quick unstreamed runs pick the length first
         trying = f"<div class='sh-metrics'>choosing a length: trying {', '.join(map(str, req.lengths))} tokens…</div>"
         yield *run_outputs(views.EMPTY_VIEW, trying, None, hide, hide, inspector, "running"), "", NO_RUN_SPAN
         try:

@@ -6,11 +6,15 @@ import pytest
 
 from editor.history import History
 from page import documents
+from page.document_editor import Document
 from page.state import NEW_DOC, Doc, Page
 
 # documents._shown's outputs: the text, outputs.document_outputs, the run panel, the message
 TEXT, DOC, TREE, DIFF, RESTORE, LABEL = 0, 1, 2, 5, 6, 7
 NAME, LANGUAGE, RENAME, LISTED, ARCHIVED, ARCHIVE = 8, 9, 10, 11, 12, 13
+
+
+UNTYPED = Document("")  # the editor with nothing typed in it
 
 
 def text_of(outputs) -> str:
@@ -38,7 +42,7 @@ def test_a_reload_reopens_the_last_document_at_its_head_for_each_login(page):
     notes = ann.create_document("notes.md", "# Notes\n", "markdown")
     ann.commit(notes.document_id, "# Notes\n\nMore.\n", notes.id)
     draft = ann.create_document("draft.txt", "draft\n")
-    documents.open_document(page, notes.document_id, login("ann"))  # ann went back to her notes
+    documents.open_document(page, notes.document_id, UNTYPED, NEW_DOC, "", "text", login("ann"))  # back to her notes
     bob.create_document("bob.txt", "bob\n")
     shown = documents.reopen(page, login("ann"))
     assert text_of(shown) == "# Notes\n\nMore.\n" and shown[NAME] == "notes.md" and shown[LANGUAGE] == "markdown"
@@ -51,7 +55,7 @@ def test_a_reload_reopens_the_last_document_at_its_head_for_each_login(page):
     fresh = documents.reopen(page, login("cy"))  # nobody's documents: a new one
     assert text_of(fresh) == "" and fresh[DOC] == NEW_DOC and choices(fresh[LISTED]) == []
     assert not any(fresh[button]["interactive"] for button in (DIFF, RESTORE, LABEL, RENAME, ARCHIVE))
-    one = documents.open_document(page, draft.document_id, login("ann"))  # one revision: nothing to diff
+    one = documents.open_document(page, draft.document_id, UNTYPED, NEW_DOC, "", "text", login("ann"))  # one revision
     assert not one[DIFF]["interactive"] and one[RESTORE]["interactive"]
 
 
@@ -76,9 +80,30 @@ def test_rename_archive_and_unarchive_from_the_list(page):
 
 def test_another_logins_document_cannot_be_opened_renamed_or_archived(page):
     theirs = page.history.as_user("ann").create_document("ann.txt", "private\n")
-    for attempt in (lambda: documents.open_document(page, theirs.document_id, login("bob")),
+    for attempt in (lambda: documents.open_document(page, theirs.document_id, UNTYPED, NEW_DOC, "", "", login("bob")),
                     lambda: documents.rename(page, "mine.txt", Doc(theirs.document_id, theirs.id), login("bob")),
                     lambda: documents.archive(page, Doc(theirs.document_id, theirs.id), login("bob"))):
         with pytest.raises(Exception, match=f"no document {theirs.document_id}"):
             attempt()
     assert page.history.as_user("ann").documents()[0].name == "ann.txt"
+
+
+def test_switching_documents_keeps_the_typing_not_yet_stored(page):
+    h = page.history
+    a = h.create_document("a.txt", "a\n")
+    b = h.create_document("b.txt", "b\n")
+    shown = documents.open_document(page, b.document_id, Document("a, typed on\n"), Doc(a.document_id, a.id), "a.txt",
+                                    "text", None)
+    assert text_of(shown) == "b\n" and h.head(a.document_id).text == "a, typed on\n" and "kept as revision" in shown[-1]
+    h.commit(b.document_id, "b, from another tab\n", b.id)  # the head moves under this tab
+    shown = documents.new_document(page, Document("b, typed here\n"), Doc(b.document_id, b.id), "b.txt", "text", None)
+    revs = h.history(b.document_id)
+    assert [r.text for r in revs][-1] == "b, typed here\n" and revs[-1].branch and "(a branch)" in shown[-1]
+    assert h.head(b.document_id).text == "b, typed here\n" and text_of(shown) == ""
+    shown = documents.new_document(page, Document("never saved\n"), NEW_DOC, "idea.txt", "text", None)
+    assert [d.name for d in h.documents()][-1] == "idea.txt" and "kept as idea.txt" in shown[-1]
+    untouched = len(h.documents())
+    documents.new_document(page, UNTYPED, NEW_DOC, "untitled.txt", "text", None)  # nothing typed: nothing stored
+    documents.open_document(page, a.document_id, Document("b, typed here\n"), Doc(b.document_id, revs[-1].id), "b.txt",
+                            "text", None)  # already stored: no new revision
+    assert len(h.documents()) == untouched and len(h.history(b.document_id)) == len(revs)

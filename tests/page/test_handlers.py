@@ -141,7 +141,7 @@ def test_open_edit_elsewhere_then_accept_is_stale_and_branch_keeps_both(client, 
     from gradio_client import handle_file
     path = tmp_path / "story.md"
     path.write_text("# Title\n\nA short story about a fox.\n", encoding="utf-8")
-    opened = with_text(client.predict(handle_file(str(path)), api_name="/open_file"))
+    opened = with_text(client.predict(handle_file(str(path)), "", "untitled.txt", "text", api_name="/open_file"))
     text, name, language = opened[0], opened[4], opened[5]  # text, tree, A, B, name, language, ...
     assert (name, language) == ("story.md", "markdown") and text == path.read_text()
     doc_id = HISTORY.documents()[-1].id
@@ -170,7 +170,7 @@ def download_path(update) -> str:
 
 
 def test_a_refused_file_name_records_nothing_and_later_saves_still_work(client):
-    client.predict(api_name="/new_document")
+    client.predict("", "untitled.txt", "text", api_name="/new_document")
     client.predict("draft one\n", "draft.txt", "text", api_name="/save")
     doc = HISTORY.documents()[-1]
     with pytest.raises(Exception, match="(?i)file name"):
@@ -180,7 +180,7 @@ def test_a_refused_file_name_records_nothing_and_later_saves_still_work(client):
 
 
 def test_a_save_whose_download_fails_keeps_the_revision_it_recorded(client, monkeypatch):
-    client.predict(api_name="/new_document")
+    client.predict("", "untitled.txt", "text", api_name="/new_document")
     client.predict("draft one\n", "draft.txt", "text", api_name="/save")
     doc = HISTORY.documents()[-1]
 

@@ -40,6 +40,10 @@ def test_a_reload_shows_the_same_document_and_history_with_its_branch(page):
     show_history(page)
     assert page.inner_text("#history") == tree and "branch from #2 #3" in page.inner_text("#history li.rev.current")
     assert page.is_checked("#documents label:has-text('lighthouse.txt') input")
+    page.click("#history li.rev >> nth=0")  # a click picks a revision as B, Shift-click as A
+    page.wait_for_function("() => document.querySelector('#rev-b input').value.startsWith('#1 ')")
+    page.click("#history li.rev >> nth=2", modifiers=["Shift"])
+    page.wait_for_function("() => document.querySelector('#rev-a input').value.startsWith('#3 ')")
 
     page.click("#new-document")
     wait_document(page, "")

@@ -129,3 +129,17 @@ def test_html_in_the_document_executes_nothing(page):
     assert page.evaluate("window.__pwned") is None and page.dialogs == []
     assert "<img" in page.inner_text("#diff-view")
     assert page.external == [], "the page must work offline"
+
+
+def test_a_finished_run_fits_a_1280x800_screen(page):
+    """Nothing needed to act on a run is below the fold, and the document takes the height."""
+    type_document(page, PARAGRAPH)
+    select(page, 4, 30)
+    run_action(page, "#go-selection")
+    assert page.viewport_size == {"width": 1280, "height": 800}
+    for needed in ("#document textarea", "#go-selection", "#stop", "#live", "#candidates", "#accept",
+                   "#accept-branch", "#reject", "#message", "#save"):
+        box = page.locator(needed).bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 800, (needed, box)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, (needed, box)
+    assert page.locator("#document textarea").bounding_box()["height"] >= 450
