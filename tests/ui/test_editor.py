@@ -11,6 +11,17 @@ pytestmark = pytest.mark.browser
 
 SPAN = "#document .cm-sh-span"
 
+# Every state the span is drawn in, as the DOM changes: [state, any masked slot].
+RECORD_SPAN_STATES = """() => {
+  window.__states = [];
+  new MutationObserver(() => {
+    const span = document.querySelector('#document .cm-sh-span');
+    const seen = span && [span.dataset.state, !!span.querySelector('.cm-sh-masked')];
+    const last = window.__states[window.__states.length - 1];
+    if (seen && (!last || last.join() !== seen.join())) window.__states.push(seen);
+  }).observe(document.querySelector('#document'), {childList: true, subtree: true, attributes: true});
+}"""
+
 # Every step the page shows, measured two frames after it arrives (the editor scrolls in its measure
 # phase): the span's box, the editor's scroller box and the window's height.
 RECORD_SPAN_BOXES = """() => {
@@ -71,9 +82,11 @@ def test_ctrl_enter_regenerates_the_selection_in_place_and_tab_accepts(page):
     open_code(page, "keeper.txt", PARAGRAPH)
     a = PARAGRAPH.index("watched the storm")
     select(page, a, a + len("watched the storm"))
+    page.evaluate(RECORD_SPAN_STATES)
     page.keyboard.press("Control+Enter")
-    page.wait_for_selector(f"{SPAN}[data-state='denoising'] .cm-sh-masked")  # masked slots in place
     page.wait_for_selector(f"{SPAN}[data-state='done']")
+    states = page.evaluate("window.__states")
+    assert states[0] == ["denoising", True] and ["done", False] in states  # masked slots in place, then none
     assert document(page) == PARAGRAPH  # a suggestion: the text is unchanged until accepted
     shown = page.inner_text(SPAN)
     assert "watched the storm" not in page.inner_text(EDITOR) and shown

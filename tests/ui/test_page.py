@@ -137,9 +137,9 @@ def test_a_finished_run_fits_a_1280x800_screen(page):
     select(page, 4, 30)
     run_action(page, "#go-selection")
     assert page.viewport_size == {"width": 1280, "height": 800}
-    for needed in ("#document textarea", "#go-selection", "#stop", "#live", "#candidates", "#accept",
+    for needed in ("#document", "#go-selection", "#stop", "#live", "#candidates", "#accept",
                    "#accept-branch", "#reject", "#message", "#save"):
         box = page.locator(needed).bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 800, (needed, box)
         assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, (needed, box)
-    assert page.locator("#document textarea").bounding_box()["height"] >= 450
+    assert page.locator("#document").bounding_box()["height"] >= 450
