@@ -101,10 +101,11 @@ def test_ctrl_enter_regenerates_the_selection_in_place_and_tab_accepts(page):
 
 def test_esc_stops_a_run_then_rejects_it(page, model):
     model.delay = 0.3
-    type_document(page, PARAGRAPH)
+    open_code(page, "storm.txt", PARAGRAPH)
     select(page, 4, len(PARAGRAPH))
     page.keyboard.press("Control+Enter")
-    page.wait_for_selector(f"{SPAN}[data-state='denoising']")
+    page.wait_for_selector(f"{SPAN}[data-state='denoising'] .cm-sh-new")
+    page.screenshot(path=str(SCREENSHOTS / "editor-denoising.png"))
     page.keyboard.press("Escape")
     page.wait_for_selector("#metrics [data-state='stopped']")
     page.wait_for_selector(f"{SPAN}[data-state='stopped']")
