@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test lint setup setup-dev
+.PHONY: run test lint setup setup-dev frontend
 
 run: setup
 	$(PY) app.py $(ARGS)
@@ -21,3 +21,8 @@ setup:
 
 setup-dev:
 	bash scripts/setup.sh dev
+
+# Rebuild the document editor's frontend (Svelte + CodeMirror; needs node 20 and npm). The build
+# ships in the repository, so `make run` does not need this.
+frontend:
+	bash scripts/build_frontend.sh

@@ -6,6 +6,7 @@ shows them in the page.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 from editor import prose
 from editor.languages import get_language
 from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
-from editor.text import EditorError, check_document, utf16_to_index
+from editor.text import EditorError, check_document
 from editor.validity import check_edit
 from engine import Canvas, Constraint, SamplerSettings, Span, Step, build_canvas
 from engine.length import Scorer, lengths_around
@@ -42,6 +43,9 @@ class Problem:
         return self.message
 
 
+_RUN_NUMBERS = itertools.count(1)
+
+
 @dataclass
 class Run:
     """One regeneration: what it started from and every step the engine yielded (kept server side)."""
@@ -58,6 +62,7 @@ class Run:
     problems: list[Problem | None] = field(default_factory=list)  # per candidate: None is fine
     scores: list[float | None] = field(default_factory=list)  # per candidate: window NLL, None unscored
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
+    number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
 
     @property
     def last(self) -> Step | None:
@@ -86,12 +91,6 @@ class Run:
         """Where the regenerated span lies in a candidate: text outside spans comes back unchanged."""
         after = self.result(candidate)
         return self.span[0], len(after) - (len(self.base_text) - self.span[1])
-
-
-def selection(text: str, start16: Any, end16: Any) -> tuple[int, int]:
-    """Browser selection (UTF-16 code units) -> ordered Python character offsets."""
-    a, b = utf16_to_index(text, int(start16 or 0)), utf16_to_index(text, int(end16 or 0))
-    return min(a, b), max(a, b)
 
 
 def page_document(text: Any) -> str:
@@ -219,14 +218,16 @@ class RunPlan:
     settings: SamplerSettings
 
 
-def plan_run(page: Page, action: str, text: str, a16: Any, b16: Any, language: str, mode: str, n: Any,
+def plan_run(page: Page, action: str, text: str, a: int, b: int, language: str, mode: str, n: Any,
              constraint: str, settings: SamplerSettings) -> RunPlan:
-    """A regenerate button's inputs as a checked `RunPlan` (EditorError / ValueError say what is
-    wrong); the widest canvas it may build is checked against the per-request budget."""
+    """A regenerate action on the selection [a, b) (code points) as a checked `RunPlan` (EditorError /
+    ValueError say what is wrong); the widest canvas it may build is checked against the per-request
+    budget. "selection_or_fill" (the editor's Ctrl/Cmd+Enter) is the selection, or fill at the cursor."""
     model = page.model
     text = page_document(text)
-    a, b = selection(text, a16, b16)
     kind = None
+    if action == "selection_or_fill":
+        action = "selection" if a < b else "fill"
     if action == "selection" and a == b:
         raise EditorError("Select some text in the document first (or use Fill at cursor).")
     if action == "node":

@@ -21,6 +21,8 @@ from .engine_client import EngineClient
 from .state import NEW_DOC, NO_MOVES, Page
 from .static import CSS, JS
 
+# The editor's keys fire the same handlers as the buttons: the buttons' endpoints are the API.
+KEY: dict[str, Any] = {"api_visibility": "private"}
 WAITING_RUNS = 16  # runs Gradio hands to Turns at once (each waits in a worker thread); more queue in Gradio
 
 
@@ -48,7 +50,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
     to `engine` (default: in process, over `model`); `model` is what the page reads locally."""
     page = Page.for_model(model, history, limits, scorer, engine)
     with gr.Blocks(title="Sharpen", fill_width=True, delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
-        tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None))
+        tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None), gr.State([]))
         docs = layout.documents_sidebar()
         dial = layout.dial_drawer()
         top = layout.topbar(model.label)
@@ -66,12 +68,14 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
 
 @dataclass
 class Tab:
-    """A tab's state: its document, its run, its Expand / Shrink walk, the accept awaiting confirmation."""
+    """A tab's state: its document, its run, its Expand / Shrink walk, the accept awaiting confirmation,
+    the revisions undone by the editor's Ctrl/Cmd+Z (newest last)."""
 
     doc: gr.State
     run: gr.State
     moves: gr.State
     pending: gr.State
+    redo: gr.State
 
 
 @dataclass
@@ -118,48 +122,67 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     top.rename.click(bind(documents.rename, page), [top.name, tab.doc], [*docs.outputs, ed.message],
                     api_name="rename")
     top.name.change(lambda n: language_for(n or ""), top.name, top.language)
+    top.language.change(lambda lang: gr.update(language=lang), top.language, ed.document)
     top.save.click(bind(documents.save, page), [ed.document, tab.doc, top.name, top.language],
-                  [ed.download, *ui.document, ed.message], api_name="save"
-                  ).success(_show_history, None, ui.tabs, api_visibility="private")
+                   [ed.download, *ui.document, ed.message], api_name="save"
+                   ).success(_show_history, None, ui.tabs, api_visibility="private")
 
 
 def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     top, ed, rv, dial, tab = ui.top, ui.ed, ui.rv, ui.dial, ui.tab
-    inputs = [ed.document, ed.sel_start, ed.sel_end, tab.doc, top.language, dial.mode, dial.n_tokens,
-              dial.constraint, rv.heatmap, *dial.controls]
+    inputs = [ed.document, tab.doc, top.language, dial.mode, dial.n_tokens, dial.constraint, rv.heatmap,
+              *dial.controls]
     started = []
-    for button, action in ((ed.go_selection, "selection"), (ed.go_node, "node"), (ed.go_fill, "fill")):
-        button.click(_show_run, None, ui.tabs, queue=False, api_visibility="private")
+    # The buttons, and the editor's keys (Ctrl/Cmd+Enter: the selection, or fill at the cursor without one).
+    triggers = ((ed.go_selection.click, "selection", {}), (ed.go_node.click, "node", {}),
+                (ed.go_fill.click, "fill", {}), (ed.document.regenerate, "selection_or_fill", KEY),
+                (ed.document.regenerate_node, "node", KEY))
+    for trigger, action, api in triggers:
+        trigger(_show_run, None, ui.tabs, queue=False, api_visibility="private")
         # Runs wait in Turns, not in Gradio's queue, so Turns can see (and cap) each user's runs.
-        started.append(button.click(bind(runs.run_action, page, action), inputs, [*ui.run, ed.message],
-                                    js=JS["read_selection"], concurrency_id="model", concurrency_limit=WAITING_RUNS,
-                                    api_name=f"regenerate_{action}"))
-    ed.stop.click(runs.stopped, tab.run, [rv.metrics, rv.scrub, rv.accept, rv.branch, rv.reject, ed.stop],
-                  cancels=started)
+        started.append(trigger(bind(runs.run_action, page, action), inputs, [*ui.run, ed.message, ed.document],
+                               concurrency_id="model", concurrency_limit=WAITING_RUNS,
+                               api_name=f"regenerate_{action}", **api))
+    halted = [rv.metrics, rv.scrub, rv.accept, rv.branch, rv.reject, ed.stop, ed.document]
+    ed.stop.click(runs.stopped, tab.run, halted, cancels=started)
+    ed.document.stop(runs.stopped, tab.run, halted, cancels=started, **KEY)
     dial.preset.change(preset_values, dial.preset, dial.controls)
 
     view_inputs = [rv.scrub, tab.run, rv.candidate, rv.heatmap]
     # .input/.release fire on the person's moves only, not when a run updates these controls.
     for listener in (rv.scrub.input, rv.candidate.input, rv.heatmap.input):
-        listener(runs.show_step, view_inputs, [rv.live, rv.metrics], trigger_mode="always_last")
+        listener(runs.show_step, view_inputs, [rv.live, rv.metrics, ed.document], trigger_mode="always_last")
+    shown, redrawn = [tab.run, rv.candidate, rv.heatmap], [rv.live, rv.metrics, ed.document]
+    ed.document.next_candidate(runs.next_candidate, shown, [rv.candidate, *redrawn], **KEY)
+    ed.document.previous_candidate(runs.previous_candidate, shown, [rv.candidate, *redrawn], **KEY)
+    ed.document.scrub(runs.scrub_to, shown, [rv.scrub, *redrawn], trigger_mode="always_last", **KEY)
     rv.live.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector)
+    ed.document.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector, **KEY)
 
     accepted = [ed.document, *ui.document, *ui.run, ed.message, *ui.confirmation]
     accept_in = [ed.document, tab.run, rv.candidate, tab.doc, top.name, top.language]
     to_history = {"fn": _show_history, "inputs": tab.pending, "outputs": ui.tabs, "api_visibility": "private"}
     rv.accept.click(bind(runs.accept, page), accept_in, accepted, api_name="accept").success(**to_history)
+    ed.document.accept(bind(runs.accept, page), accept_in, accepted, **KEY).success(**to_history)
     rv.branch.click(bind(runs.accept_branch, page), accept_in, accepted, api_name="accept_branch"
                     ).success(**to_history)
     rv.accept_anyway.click(bind(runs.accept_anyway, page), [tab.pending, *accept_in], accepted,
                            api_name="accept_anyway").success(**to_history)
-    rv.cancel.click(runs.cancel_accept, None, [*ui.confirmation, ed.message], api_name="cancel_accept")
-    rv.reject.click(runs.reject, None, [*ui.run, ed.message, *ui.confirmation], api_name="reject")
+    ed.document.accept_anyway(bind(runs.accept_anyway, page), [tab.pending, *accept_in], accepted,
+                              **KEY).success(**to_history)
+    declined = ([tab.run, rv.candidate], [*ui.confirmation, ed.message, ed.document])
+    rv.cancel.click(runs.cancel_accept, *declined, api_name="cancel_accept")
+    ed.document.cancel_accept(runs.cancel_accept, *declined, **KEY)
+    rejected = [*ui.run, ed.message, *ui.confirmation, ed.document]
+    rv.reject.click(runs.reject, None, rejected, api_name="reject")
+    ed.document.reject(runs.reject, None, rejected, **KEY)
     demo.unload(bind(runs.forget_session, demo))
 
-    for button, direction in ((ed.expand, "expand"), (ed.shrink, "shrink")):
-        button.click(bind(runs.move, direction), [ed.document, ed.sel_start, ed.sel_end, top.language, tab.moves],
-                     [ed.sel_start, ed.sel_end, ed.message, tab.moves], js=JS["read_selection"], api_name=direction
-                     ).then(None, [ed.sel_start, ed.sel_end], [ed.sel_start, ed.sel_end], js=JS["set_selection"])
+    for direction, button, key in (("expand", ed.expand, ed.document.expand),
+                                   ("shrink", ed.shrink, ed.document.shrink)):
+        moved = ([ed.document, top.language, tab.moves], [ed.document, ed.message, tab.moves])
+        button.click(bind(runs.move, direction), *moved, api_name=direction)
+        key(bind(runs.move, direction), *moved, **KEY)
 
 
 def _wire_history(page: Page, ui: Ui) -> None:
@@ -168,6 +191,10 @@ def _wire_history(page: Page, ui: Ui) -> None:
     hp.restore.click(bind(documents.restore, page), [hp.rev_b, tab.doc, top.name, top.language],
                      [ed.document, *ui.document, *ui.run, ed.message], api_name="restore")
     hp.label.click(bind(documents.label, page), [hp.rev_b, hp.label_text, tab.doc], hp.outputs, api_name="label")
+    stepped = [ed.document, *ui.document, *ui.run, ed.message, tab.redo]
+    for key, handler in ((ed.document.undo_revision, documents.undo_revision),
+                         (ed.document.redo_revision, documents.redo_revision)):
+        key(bind(handler, page), [tab.doc, tab.redo, top.name, top.language], stepped, **KEY)
     hp.tree.select(documents.pick_revision, None, [hp.rev_a, hp.rev_b])
 
 

@@ -18,14 +18,17 @@ from editor.languages import language_for
 from editor.text import check_document
 
 from . import exports, views
+from .document_editor import NO_SPAN, Document
 from .errors import REFUSALS, error, fail
 from .outputs import KEEP, cleared_run, document_outputs, documents_outputs, history_outputs
 from .state import NEW_DOC, Doc, Page
 
 
 def _shown(h: History, doc: Doc, text: str, name: str, language: str, message: str) -> tuple:
-    """A document shown afresh: its text and history, no run left from before, and a message."""
-    return (text, *document_outputs(h, doc, name, language), *cleared_run(), message)
+    """A document shown afresh: its text (the cursor at the start, no run's span in the editor) and
+    history, no run left from before, and a message."""
+    editor = gr.update(value=Document(text), live=NO_SPAN)
+    return (editor, *document_outputs(h, doc, name, language), *cleared_run(), message)
 
 
 def _at_head(h: History, document_id: int, message: str) -> tuple:
@@ -48,10 +51,10 @@ def keep_typing(h: History, text: str, doc: Doc, name: str, language: str) -> st
     return f"Your typing was kept as revision #{rev.id}{' (a branch)' if moved else ''}. "
 
 
-def new_document(page: Page, text: str, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+def new_document(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
     h = page.mine(request)
     try:
-        kept = keep_typing(h, text, doc, name, language)
+        kept = keep_typing(h, document.text, doc, name, language)
     except REFUSALS as err:
         raise fail(err) from None
     return _shown(h, NEW_DOC, "", "untitled.txt", "text", kept)
@@ -69,21 +72,21 @@ def reopen(page: Page, request: gr.Request) -> tuple:
         raise fail(err) from None
 
 
-def open_document(page: Page, document_id: Any, text: str, doc: Doc, name: str, language: str,
+def open_document(page: Page, document_id: Any, document: Document, doc: Doc, name: str, language: str,
                   request: gr.Request) -> tuple:
     """A document chosen in the list, at its head (the tab's typing kept first)."""
     if document_id is None:
         raise error("Choose a document to open.")
     h = page.mine(request)
     try:
-        kept = keep_typing(h, text, doc, name, language)
+        kept = keep_typing(h, document.text, doc, name, language)
         d = h.mark_opened(int(document_id))
         return _at_head(h, d.id, f"{kept}Opened {escape(d.name)}.")
     except REFUSALS as err:
         raise fail(err) from None
 
 
-def open_file(page: Page, path: str | None, text: str, doc: Doc, name: str, language: str,
+def open_file(page: Page, path: str | None, document: Document, doc: Doc, name: str, language: str,
               request: gr.Request) -> tuple:
     """An uploaded file as a new document (the tab's typing kept first)."""
     if not path:
@@ -91,7 +94,7 @@ def open_file(page: Page, path: str | None, text: str, doc: Doc, name: str, lang
     h = page.mine(request)
     try:
         content = check_document(Path(path).read_bytes())
-        kept = keep_typing(h, text, doc, name, language)
+        kept = keep_typing(h, document.text, doc, name, language)
         file_name, file_language = Path(path).name, language_for(Path(path).name)
         rev = h.create_document(file_name, content, file_language)
     except REFUSALS as err:
@@ -148,9 +151,9 @@ def ensure_revision(h: History, text: str, doc: Doc, name: str, language: str) -
     return Doc(rev.document_id, rev.id)
 
 
-def save(page: Page, text: str, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+def save(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
     """Record the typed text (a new document, or a typed revision) and offer it as a download."""
-    h = page.mine(request)
+    h, text = page.mine(request), document.text
     try:
         exports.file_name(name)  # a name no file system takes is refused before anything is recorded
         doc = ensure_revision(h, text, doc, name, language)
@@ -186,6 +189,55 @@ def restore(page: Page, b: Any, doc: Doc, name: str, language: str, request: gr.
     except REFUSALS as err:
         raise fail(err) from None
     return _shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, f"Restored revision #{b} as #{rev.id}.")
+
+
+# -- undo / redo by revisions (the editor's Ctrl/Cmd+Z once its own undo history is empty) -------------
+def _stands_for(h: History, revision_id: int) -> int:
+    """The revision whose text `revision_id` holds: a restored revision stands for the one it restored."""
+    rev = h.revision(revision_id)
+    while rev.author == "restored" and rev.source_id is not None:
+        rev = h.revision(rev.source_id)
+    return rev.id
+
+
+def undo_revision(page: Page, doc: Doc, redo: list[int], name: str, language: str, request: gr.Request) -> tuple:
+    """One revision back: the parent of the revision the text stands for is restored as the new head
+    (history is append-only), and the revision left is remembered for redo.
+    Outputs: the document shown afresh (`_shown`), then the redo list."""
+    if doc.revision is None:
+        raise error("Nothing to undo: this document has no revisions yet.", "Undo")
+    h = page.mine(request)
+    try:
+        here = h.revision(_stands_for(h, doc.revision))
+    except REFUSALS as err:
+        raise fail(err) from None
+    if here.parent_id is None:
+        raise error(f"Nothing to undo: revision #{here.id} is the document's first.", "Undo")
+    try:
+        rev = h.restore(here.parent_id)
+    except REFUSALS as err:
+        raise fail(err) from None
+    message = f"Undid revision #{here.id}: the document reads as #{here.parent_id} again (saved as #{rev.id})."
+    return *_shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, message), [*redo, here.id]
+
+
+def redo_revision(page: Page, doc: Doc, redo: list[int], name: str, language: str, request: gr.Request) -> tuple:
+    """Redo the last revision undone, if the document is still where that undo left it."""
+    if not redo or doc.revision is None:
+        raise error("Nothing to redo.", "Redo")
+    h, target = page.mine(request), redo[-1]
+    try:
+        still_there = h.revision(target).parent_id == _stands_for(h, doc.revision)
+    except REFUSALS as err:
+        raise fail(err) from None
+    if not still_there:  # the document was edited since that undo: its redo is gone
+        raise error("Nothing to redo: the document changed since that undo.", "Redo")
+    try:
+        rev = h.restore(target)
+    except REFUSALS as err:
+        raise fail(err) from None
+    message = f"Redid revision #{target} (saved as #{rev.id})."
+    return *_shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, message), redo[:-1]
 
 
 def label(page: Page, b: Any, text: str, doc: Doc, request: gr.Request) -> tuple:

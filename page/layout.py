@@ -12,9 +12,9 @@ from engine import DEFAULT_PRESET, PRESETS
 from . import views
 from .actions import LENGTH_MODES
 from .dial import controls
+from .document_editor import DocumentEditor
 from .static import JS
 
-EDITOR_LINES = 24  # the document's height; static/sharpen.css fits it to the window
 SIDE_TABS = ("run", "history")
 
 
@@ -50,9 +50,7 @@ class Editor:
     """The document and what acts on it: the text, the selection, the actions, messages, the download."""
 
     download: gr.File
-    document: gr.Textbox
-    sel_start: gr.Number
-    sel_end: gr.Number
+    document: DocumentEditor
     go_selection: gr.Button
     go_node: gr.Button
     expand: gr.Button
@@ -147,14 +145,10 @@ def editor() -> Editor:
         shrink = gr.Button("Shrink", size="sm", elem_id="shrink", min_width=50)
         go_fill = gr.Button("Fill at cursor", size="sm", min_width=70, elem_id="go-fill")
         stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop", min_width=50, interactive=False)
-    document = gr.Textbox(show_label=False, lines=EDITOR_LINES, max_lines=EDITOR_LINES, elem_id="document",
-                          interactive=True, placeholder="Type or open a document, select a span, regenerate it.")
-    sel_start = gr.Number(0, precision=0, visible=False)
-    sel_end = gr.Number(0, precision=0, visible=False)
+    document = DocumentEditor("", language="text", show_label=False, elem_id="document")
     message = gr.Markdown(elem_id="message")
     download = gr.File(label="download", visible=False, interactive=False, elem_id="download")
-    return Editor(download, document, sel_start, sel_end, go_selection, go_node, expand, shrink, go_fill, stop,
-                  message)
+    return Editor(download, document, go_selection, go_node, expand, shrink, go_fill, stop, message)
 
 
 def run_view() -> RunView:

@@ -14,7 +14,7 @@ import gradio as gr
 
 from editor.diffs import rebase_edit
 from editor.history import History, Regeneration, Revision, StaleRevision
-from editor.text import EditorError, index_to_utf16
+from editor.text import EditorError
 from engine import build_canvas
 from engine.length import Scorer, choose_length
 from engine.resize import resizes
@@ -29,11 +29,12 @@ from .actions import (
     move_node,
     plan_run,
     rank_candidates,
-    selection,
 )
 from .dial import settings_from_dial
+from .document_editor import NO_SPAN, Document
 from .documents import ensure_revision
 from .errors import REFUSALS, error, fail, log, trim_heap
+from .live import span_live
 from .outputs import (
     KEEP,
     cleared_run,
@@ -45,20 +46,24 @@ from .outputs import (
 )
 from .state import Doc, Moves, Page
 
+NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's span away
 
-def regenerate(page: Page, action: str, text: str, a16: Any, b16: Any, doc: Doc, language: str, mode: str,
+
+def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
                n: Any, constraint: str, heatmap: bool, *dial: Any) -> Iterator[tuple]:
-    """Stream one regeneration: the run panel (outputs.run_outputs) and a message, per step."""
+    """Stream one regeneration: the run panel (outputs.run_outputs), a message and the editor's span
+    in place (page/live.py), per step."""
     model = page.model
     try:
-        req = plan_run(page, action, text, a16, b16, language, mode, n, constraint, settings_from_dial(dial))
+        req = plan_run(page, action, document.text, document.start, document.end, language, mode, n, constraint,
+                       settings_from_dial(dial))
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     hide, inspector = gr.update(visible=False), views.inspector_html(None, None, 0, 0)
     span, note = req.span, ""
     if req.lengths and page.score is not None:  # "auto": quick unstreamed runs pick the length first
         trying = f"<div class='sh-metrics'>choosing a length: trying {', '.join(map(str, req.lengths))} tokens…</div>"
-        yield *run_outputs(views.EMPTY_VIEW, trying, None, hide, hide, inspector, "running"), ""
+        yield *run_outputs(views.EMPTY_VIEW, trying, None, hide, hide, inspector, "running"), "", NO_RUN_SPAN
         try:
             length, tried = choose_length(model, req.text, span, req.settings, req.lengths, page.score)
         except ValueError as err:
@@ -71,12 +76,12 @@ def regenerate(page: Page, action: str, text: str, a16: Any, b16: Any, doc: Doc,
     settings = req.settings
     run = Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings)
     starting = "<div class='sh-metrics'>starting…</div>"
-    yield *run_outputs(views.EMPTY_VIEW, starting, run, hide, hide, inspector, "running"), note
+    yield *run_outputs(views.EMPTY_VIEW, starting, run, hide, hide, inspector, "running"), note, NO_RUN_SPAN
     try:
         for step in page.engine.steps(canvas, settings):
             run.record(step)
             yield (*run_outputs(views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
-                                KEEP, KEEP, KEEP, None), KEEP)
+                                KEEP, KEEP, KEEP, None), KEEP, gr.update(live=span_live(run)))
     except Exception as err:  # a model failure: say so, the document is untouched
         log.exception("the model failed")
         raise error(f"The model failed: {err}", "Model error") from None
@@ -101,7 +106,8 @@ def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
     assert last is not None
     return (*run_outputs(views.step_html(last, run.canvas, best, heatmap), views.metrics_html(last, run.canvas), run,
                          scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
-            note + "Pick a candidate and press Accept, or Reject all. The document is unchanged until then.")
+            note + "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is unchanged "
+            "until then.", gr.update(live=span_live(run)))
 
 
 def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> Iterator[tuple]:
@@ -113,7 +119,7 @@ def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> It
 
     def waiting(ahead: int) -> tuple:
         note = f"<div class='sh-metrics' data-state='waiting'>waiting for the model: {ahead} run(s) ahead</div>"
-        return *run_outputs(KEEP, note, KEEP, KEEP, KEEP, KEEP, None), KEEP
+        return *run_outputs(KEEP, note, KEEP, KEEP, KEEP, KEEP, None), KEEP, KEEP
     try:
         yield from in_turn(page.turns, user, regenerate(page, action, *inputs), waiting)
     except AccessError as err:
@@ -138,20 +144,50 @@ def scrub_update(run: Run) -> dict:
 
 
 def stopped(run: Run | None) -> tuple:
-    """Stop pressed: the metrics say where the run stopped; a stopped run can be rejected, not accepted."""
+    """Stop pressed: the metrics say where the run stopped; a stopped run can be rejected, not accepted.
+    Outputs: metrics, scrubber, the run's buttons, the editor's span."""
     if run is None or run.last is None:
         return ("<div class='sh-metrics' data-state='stopped'><b>stopped</b> before the first step</div>", KEEP,
-                *controls("stopped"))
+                *controls("stopped"), NO_RUN_SPAN)
     done = run.last.done  # Stop can arrive just after the last step
     return (views.metrics_html(run.last, run.canvas, stopped=not done), scrub_update(run),
-            *controls("done" if done else "stopped"))
+            *controls("done" if done else "stopped"), gr.update(live=span_live(run, stopped=not done)))
 
 
 def show_step(k: Any, run: Run | None, candidate: Any, heatmap: bool) -> tuple:
+    """(live view, metrics, the editor's span) at step `k` of one candidate."""
     if run is None or not run.steps:
-        return views.EMPTY_VIEW, ""
-    step = run.steps[max(0, min(int(k or 1), len(run.steps)) - 1)]
-    return views.step_html(step, run.canvas, int(candidate or 0), heatmap), views.metrics_html(step, run.canvas)
+        return views.EMPTY_VIEW, "", KEEP
+    k = max(1, min(int(k or 1), len(run.steps)))
+    step = run.steps[k - 1]
+    return (views.step_html(step, run.canvas, int(candidate or 0), heatmap), views.metrics_html(step, run.canvas),
+            gr.update(live=span_live(run, k, int(candidate or 0))))
+
+
+def next_candidate(run: Run | None, candidate: Any, heatmap: bool) -> tuple:
+    """Alt+]: the next candidate in ranked order (wrapping): (candidates, live view, metrics, span)."""
+    return _cycle(run, candidate, heatmap, 1)
+
+
+def previous_candidate(run: Run | None, candidate: Any, heatmap: bool) -> tuple:
+    """Alt+[: the previous candidate in ranked order (wrapping)."""
+    return _cycle(run, candidate, heatmap, -1)
+
+
+def _cycle(run: Run | None, candidate: Any, heatmap: bool, by: int) -> tuple:
+    if run is None or not run.order:
+        return KEEP, KEEP, KEEP, KEEP
+    at = run.order.index(int(candidate)) if candidate is not None and int(candidate) in run.order else 0
+    chosen = run.order[(at + by) % len(run.order)]
+    return (chosen, *show_step(len(run.steps), run, chosen, heatmap))
+
+
+def scrub_to(run: Run | None, candidate: Any, heatmap: bool, evt: gr.EventData) -> tuple:
+    """The span toolbar's step slider: (scrubber, live view, metrics, span) at the step it asks for."""
+    if run is None or not run.steps:
+        return KEEP, KEEP, KEEP, KEEP
+    k = max(1, min(int((getattr(evt, "_data", None) or {}).get("step", len(run.steps))), len(run.steps)))
+    return (k, *show_step(k, run, candidate, heatmap))
 
 
 def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -> str:
@@ -162,28 +198,30 @@ def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -
 
 
 # -- accept / reject --------------------------------------------------------------------------------
-def accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
+def accept(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
            request: gr.Request) -> tuple:
     """Record the chosen candidate as the document's new head (asking first if it does not parse)."""
-    return _accept(page, text, run, candidate, doc, name, language, "accept", False, request)
+    return _accept(page, document.text, run, candidate, doc, name, language, "accept", False, request)
 
 
-def accept_branch(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
-                  request: gr.Request) -> tuple:
-    """Record the chosen candidate as a branch off the revision the run started on."""
-    return _accept(page, text, run, candidate, doc, name, language, "branch", False, request)
-
-
-def accept_anyway(page: Page, pending: str | None, text: str, run: Run | None, candidate: Any, doc: Doc, name: str,
+def accept_branch(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str,
                   language: str, request: gr.Request) -> tuple:
+    """Record the chosen candidate as a branch off the revision the run started on."""
+    return _accept(page, document.text, run, candidate, doc, name, language, "branch", False, request)
+
+
+def accept_anyway(page: Page, pending: str | None, document: Document, run: Run | None, candidate: Any, doc: Doc,
+                  name: str, language: str, request: gr.Request) -> tuple:
     """The person confirmed accepting a candidate that does not parse."""
     if pending not in ("accept", "branch"):
         raise error("Nothing is waiting to be accepted.")
-    return _accept(page, text, run, candidate, doc, name, language, pending, True, request)
+    return _accept(page, document.text, run, candidate, doc, name, language, pending, True, request)
 
 
-def cancel_accept() -> tuple:
-    return *hidden_confirmation(), "Not accepted; the candidates are still here."
+def cancel_accept(run: Run | None = None, candidate: Any = None) -> tuple:
+    """The confirmation row hidden, a message, the editor's span as before the question."""
+    span = gr.update(live=span_live(run, candidate=int(candidate or 0))) if run is not None and run.steps else KEEP
+    return *hidden_confirmation(), "Not accepted; the candidates are still here.", span
 
 
 def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
@@ -196,7 +234,10 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     problem = run.problems[i] if i < len(run.problems) else None
     h = page.mine(request)
     if problem is not None and not problem.parses and not confirmed:
-        keep = (KEEP, *unchanged(document_outputs(h, doc, name, language)), *unchanged(cleared_run()))
+        # The editor shows the question beside the span (accepting itself needs no canvas: without one, no span).
+        asking = (gr.update(live=span_live(run, candidate=i, asking=f"does not parse: {problem}"))
+                  if run.canvas is not None else KEEP)
+        keep = (asking, *unchanged(document_outputs(h, doc, name, language)), *unchanged(cleared_run()))
         ask = f"**Candidate {i + 1} does not parse** ({escape(str(problem))}). Accept it anyway?"
         return *keep, "", gr.update(visible=True), ask, how
     try:
@@ -208,7 +249,9 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
                     "Stale revision") from None
     except REFUSALS as err:
         raise fail(err) from None
-    shown = (result, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
+    end = min(run.new_span(i)[1], len(result))  # the cursor after the new text (typing since may shift it)
+    editor = gr.update(value=Document(result, end, end), live=NO_SPAN)
+    shown = (editor, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
     kept = " (a branch)" if how == "branch" else ""
     return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision #{rev.id}{kept}.",
             *hidden_confirmation())
@@ -230,7 +273,9 @@ def _commit(page: Page, h: History, text: str, run: Run, i: int, doc: Doc, name:
 
 
 def reject() -> tuple:
-    return *cleared_run(), "Rejected all candidates; the document is unchanged.", *hidden_confirmation()
+    """The run panel cleared, a message, the confirmation row hidden, the editor's span gone."""
+    return (*cleared_run(), "Rejected all candidates; the document is unchanged.", *hidden_confirmation(),
+            NO_RUN_SPAN)
 
 
 def forget_session(demo: gr.Blocks, request: gr.Request) -> None:
@@ -242,16 +287,15 @@ def forget_session(demo: gr.Blocks, request: gr.Request) -> None:
 
 
 # -- selection moves ---------------------------------------------------------------------------------
-def move(direction: str, text: str, a16: Any, b16: Any, language: str, moves: Moves) -> tuple:
-    """Expand or Shrink: the selection (UTF-16 offsets) moved to the next larger or smaller syntax
-    node; Shrink goes back toward the cursor the walk started from (`Moves`)."""
+def move(direction: str, document: Document, language: str, moves: Moves) -> tuple:
+    """Expand or Shrink: (the document with its selection on the next larger or smaller syntax node,
+    message, moves); Shrink goes back toward the cursor the walk started from (`Moves`)."""
+    text, a, b = document.text, document.start, document.end
     try:
-        a, b = selection(text, a16, b16)
         cursor = moves.cursor_for(a, b)
         node = move_node(text, language, a, b, direction, cursor)
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     if node is None:
         raise error(f"Cannot {direction} further.", "Selection")
-    return (index_to_utf16(text, node.start), index_to_utf16(text, node.end), f"Selected: {escape(node.label)}",
-            Moves(cursor, node.start, node.end))
+    return Document(text, node.start, node.end), f"Selected: {escape(node.label)}", Moves(cursor, node.start, node.end)

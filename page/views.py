@@ -11,6 +11,7 @@ from html import escape
 from editor.history import Revision
 from engine import MASK_GLYPH, Canvas, Step
 
+EOS_GLYPH = "\u23ce"  # a decided end-of-text token: the span ends early there
 EMPTY_VIEW = '<div class="sh-view sh-empty">Select text and press an action: every denoising step shows here.</div>'
 
 
@@ -35,6 +36,16 @@ def span_pieces(step: Step, canvas: Canvas, b: int, start: int, end: int) -> dic
     return out
 
 
+def slot_kind(step: Step, canvas: Canvas, b: int, s: int) -> str:
+    """What span slot `s` (P-space) of candidate `b` is at `step`: masked, new (committed this step),
+    settled, forced (by a constraint); a decided end-of-text token adds " eos"."""
+    if bool(step.masked[b, s]):
+        return "masked"
+    born = int(step.committed_at[b, s])
+    kind = "new" if bool(step.committed[b, s]) else ("forced" if born < 0 else "settled")
+    return kind + " eos" if int(step.tokens[b, s]) == canvas.codec.eos_id else kind
+
+
 def token_html(step: Step, canvas: Canvas, b: int, s: int, heatmap: bool,
                text: str | None = None) -> str:
     """Span slot `s` (P-space) as a clickable <span> carrying its canvas position; the class says
@@ -43,12 +54,11 @@ def token_html(step: Step, canvas: Canvas, b: int, s: int, heatmap: bool,
     if bool(step.masked[b, s]):
         style = _heat(c) if heatmap else f"opacity: {0.25 + 0.5 * c:.2f}"
         return f'<span class="tok masked" data-pos="{pos}" style="{style}">{MASK_GLYPH}</span>'
-    born = int(step.committed_at[b, s])
-    kind = "new" if bool(step.committed[b, s]) else ("forced" if born < 0 else "settled")
+    kind = slot_kind(step, canvas, b, s)
     if text is None:
         text = canvas.codec.token_text(int(step.tokens[b, s]))
-    if int(step.tokens[b, s]) == canvas.codec.eos_id:
-        kind, text = kind + " eos", "\u23ce"  # an end-of-text token ends the span early
+    if kind.endswith("eos"):
+        text = EOS_GLYPH
     style = _heat(c) if heatmap else f"opacity: {0.35 + 0.65 * c:.2f}"
     return (f'<span class="tok {kind}" data-pos="{pos}" title="p={c:.2f}" style="{style}">'
             f"{escape(text)}</span>")

@@ -168,7 +168,7 @@ def say(line: str) -> None:
 
 
 def regenerate_args(text: Any, a: int, b: int, **given: Any) -> tuple:
-    """The page's regenerate inputs: document, selection, language, length mode, N, constraint,
+    """The page's regenerate inputs: document with its selection, language, length mode, N, constraint,
     heatmap, then the dial in SamplerSettings' field order (the quality preset, with `given`
     values, even nonsense ones, put in by field name)."""
     from engine import PRESETS
@@ -181,7 +181,8 @@ def regenerate_args(text: Any, a: int, b: int, **given: Any) -> tuple:
     for name, value in given.items():
         if name not in page:
             dial[names.index(name)] = value
-    return (text, a, b, page["language"], page["mode"], page["n"], page["constraint"], page["heatmap"], *dial)
+    document = {"text": text, "selection": [a, b]}  # the document editor's value: text, UTF-16 selection
+    return (document, page["language"], page["mode"], page["n"], page["constraint"], page["heatmap"], *dial)
 
 
 # -- the checks -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from editor.history import History
 from engine import PRESETS, TextCodec
 from page.demo import build_demo, launch
 from page.dial import dial_values
-from tests.page.helpers import QUALITY, args
+from tests.page.helpers import QUALITY, args, editor_value, with_text
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -37,27 +37,33 @@ def test_regenerate_streams_masked_steps_and_leaves_the_document_alone(client):
     assert 'class="tok masked"' not in views[-1] and 'data-done="1"' in views[-1]
     assert 'class="tok new"' in views[-1]
     assert "forwards" in updates[-1][1] and "tokens/s" in updates[-1][1]
-    assert len(updates[-1]) == 6 and "Accept" in updates[-1][-1]    # document is not an output
+    assert "Accept" in updates[-1][-2]
+    editor = [u[-1] for u in updates]  # the document editor gets the span's steps, never a new text
+    assert all("value" not in e for e in editor)
+    lives = [e["live"] for e in editor if e.get("live")]
+    assert lives[-1]["state"] == "done" and (lives[-1]["start"], lives[-1]["end"]) == (4, 19)
+    assert any(kind == "masked" for _, kind, *_ in lives[0]["pieces"])
+    assert not any(kind == "masked" for _, kind, *_ in lives[-1]["pieces"])
 
 
 def test_accept_makes_revisions_then_diff_and_restore(client):
     list(client.submit(*args(TEXT, 4, 15, candidates=2), api_name="/regenerate_selection"))
-    doc, tree, a, b, *_ = client.predict(TEXT, 1, "notes.txt", "text", api_name="/accept")
+    doc, tree, a, b, *_ = with_text(client.predict(TEXT, 1, "notes.txt", "text", api_name="/accept"))
     assert doc.startswith("The ") and doc.endswith(" jumps over the lazy dog.") and doc != TEXT
     assert tree.count('class="rev') == 2 and "regenerated" in tree and "typed" in tree
     diff = client.predict(1, 2, api_name="/diff")
     assert "<del>" in diff and "<ins>" in diff
-    restored = client.predict(1, api_name="/restore")
+    restored = with_text(client.predict(1, api_name="/restore"))
     assert restored[0] == TEXT and "restored" in restored[1]
 
 
 def accept_confirmed(client, *accept_args) -> str:
     """Accept a candidate, confirming if the page asks (random tokens rarely parse); the new text."""
-    doc, *rest = client.predict(*accept_args, api_name="/accept")
-    if not isinstance(doc, str):  # unchanged: the page asks first
+    editor, *rest = client.predict(*accept_args, api_name="/accept")
+    if "value" not in editor:  # unchanged: the page asks first
         assert "does not parse" in rest[-1]
-        doc, *_ = client.predict(*accept_args, api_name="/accept_anyway")
-    return doc
+        editor, *_ = client.predict(*accept_args, api_name="/accept_anyway")
+    return editor["value"]["text"]
 
 
 def _outside(view: str) -> list[str]:
@@ -88,19 +94,23 @@ def test_candidates_that_do_not_parse_are_marked(client):
 def test_expand_moves_the_selection_to_a_larger_node(client):
     code = "def add(a, b):\n    return a + b\n"
     a = code.index("a + b")
-    start, end, note = client.predict(code, a, a + 1, "python", api_name="/expand")
+    value, note = client.predict(editor_value(code, a, a + 1), "python", api_name="/expand")
+    start, end = value["selection"]
     assert (start, end) == (a, a + 5) and "binary" in note
 
 
 def test_expand_and_shrink_in_prose_walk_words_sentences_and_paragraphs(client):
     text = "Some words here. Another sentence.\n\nA second paragraph."
     a = text.index("words")
-    assert client.predict(text, a, a + 2, "text", api_name="/expand")[:2] == (a, a + 5)
-    assert client.predict(text, a, a + 5, "text", api_name="/expand")[:2] == (0, 16)
-    assert client.predict(text, 0, 16, "text", api_name="/expand")[:2] == (0, 34)
-    assert client.predict(text, 0, 34, "text", api_name="/shrink")[:2] == (0, 16)
+    def move(a, b, direction):
+        value, _ = client.predict(editor_value(text, a, b), "text", api_name=f"/{direction}")
+        return tuple(value["selection"])
+    assert move(a, a + 2, "expand") == (a, a + 5)
+    assert move(a, a + 5, "expand") == (0, 16)
+    assert move(0, 16, "expand") == (0, 34)
+    assert move(0, 34, "shrink") == (0, 16)
     with pytest.raises(Exception, match="Cannot expand further"):
-        client.predict(text, 0, 34, "text", api_name="/expand")
+        move(0, 34, "expand")
 
 
 def test_errors_are_clear_and_change_nothing(client):
@@ -131,7 +141,7 @@ def test_open_edit_elsewhere_then_accept_is_stale_and_branch_keeps_both(client, 
     from gradio_client import handle_file
     path = tmp_path / "story.md"
     path.write_text("# Title\n\nA short story about a fox.\n", encoding="utf-8")
-    opened = client.predict(handle_file(str(path)), "", "untitled.txt", "text", api_name="/open_file")
+    opened = with_text(client.predict(handle_file(str(path)), "", "untitled.txt", "text", api_name="/open_file"))
     text, name, language = opened[0], opened[4], opened[5]  # text, tree, A, B, name, language, ...
     assert (name, language) == ("story.md", "markdown") and text == path.read_text()
     doc_id = HISTORY.documents()[-1].id
@@ -140,7 +150,7 @@ def test_open_edit_elsewhere_then_accept_is_stale_and_branch_keeps_both(client, 
     HISTORY.commit(doc_id, text + "Another tab.\n", head.id)  # someone else moves the head
     with pytest.raises(Exception, match="changed since this edit started"):
         client.predict(text, 0, name, language, api_name="/accept")
-    doc, tree, *_ = client.predict(text, 0, name, language, api_name="/accept_branch")
+    doc, tree, *_ = with_text(client.predict(text, 0, name, language, api_name="/accept_branch"))
     assert doc != text and tree.count('class="rev') == 3 and "margin-left: 1.5em" in tree  # indented branch
 
 
@@ -230,7 +240,7 @@ def test_fill_at_cursor_inserts_n_tokens_and_constraints_are_kept(client):
     assert updates[-1][0].count('class="tok ') == 4
     updates = list(client.submit(*args(TEXT, 4, 15, mode="N tokens", n=6, constraint="slow"),
                                  api_name="/regenerate_selection"))
-    doc, *_ = client.predict(TEXT, 0, "c.txt", "text", api_name="/accept")
+    doc, *_ = with_text(client.predict(TEXT, 0, "c.txt", "text", api_name="/accept"))
     assert doc.startswith("The slow")
     updates = list(client.submit(*args(TEXT, 4, 15, mode="pick"), api_name="/regenerate_selection"))
     assert updates[-1][0].count('class="tok ') > updates[0][0].count('class="tok ')  # room to grow
@@ -319,7 +329,8 @@ def test_utf16_offsets_become_python_indices(client):
     reads the selection in units and answers in units, through the page's own conversions."""
     code = "# " + "🙂" * 8 + "\ndef add(a, b):\n    return a + b\n\n\nx = 1\n"
     a = code.index("a + b") + 8  # in UTF-16 units; read as characters it would select the x
-    start, end, note = client.predict(code, a, a + 1, "python", api_name="/expand")
+    value, note = client.predict(editor_value(code, a, a + 1), "python", api_name="/expand")
+    start, end = value["selection"]
     assert (start, end) == (a, a + 5) and "binary" in note
 
 
@@ -386,7 +397,7 @@ def test_choosing_a_preset_fills_every_dial_control(client):
 def test_auto_length_without_a_scorer_is_keep(client):
     auto = list(client.submit(*args(TEXT, 4, 15, mode="auto"), api_name="/regenerate_selection"))
     keep = list(client.submit(*args(TEXT, 4, 15, mode="keep"), api_name="/regenerate_selection"))
-    assert auto[-1][0] == keep[-1][0] and "Length" not in auto[-1][-1]  # the scripted model has no causal view
+    assert auto[-1][0] == keep[-1][0] and "Length" not in auto[-1][-2]  # the scripted model has no causal view
 
 
 def test_auto_length_streams_the_length_the_scorer_prefers():
@@ -401,8 +412,8 @@ def test_auto_length_streams_the_length_the_scorer_prefers():
         keep = len(codec.encode(TEXT[4:15]))
         updates = list(client.submit(*args(TEXT, 4, 15, mode="auto"), api_name="/regenerate_selection"))
         assert "choosing a length" in updates[0][1]
-        assert updates[-1][0].count('class="tok ') == keep + 4 and f"Length {keep + 4} tokens" in updates[-1][-1]
-        doc, *_ = client.predict(TEXT, 0, "a.txt", "text", api_name="/accept")
+        assert updates[-1][0].count('class="tok ') == keep + 4 and f"Length {keep + 4} tokens" in updates[-1][-2]
+        doc, *_ = with_text(client.predict(TEXT, 0, "a.txt", "text", api_name="/accept"))
         assert doc.startswith("The ") and doc.endswith(" jumps over the lazy dog.") and doc != TEXT
         updates = list(client.submit(*args(TEXT, 9, 9, mode="auto"), api_name="/regenerate_fill"))
         assert updates[-1][0].count('class="tok ') == 16  # an insertion tries 4, 8 and 16 tokens

@@ -77,6 +77,7 @@ def open_page(browser, url: str):
     pg.on("request", lambda r: r.url.startswith("http") and not r.url.startswith(url.rstrip("/"))
           and pg.external.append(r.url))
     pg.goto(url)
+    pg.wait_for_selector("#document .cm-content")
     pg.wait_for_selector("body[data-sharpen-ready]")  # the last document is reopened: typing may start
     try:
         yield pg

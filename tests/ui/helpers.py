@@ -12,17 +12,37 @@ RECORD_LIVE = """() => {
 }"""
 
 
+EDITOR = "#document .cm-content"
+VIEW = "document.querySelector('#document .sh-editor').cmView"  # the CodeMirror EditorView
+
+
 def document(page):
-    return page.input_value("#document textarea")
+    return page.evaluate(f"() => {VIEW}.state.doc.toString()")
 
 
 def type_document(page, text):
-    page.fill("#document textarea", text)
+    """Replace the document's text, as a paste would (one change the editor can undo)."""
+    page.evaluate(f"t => {{ const v = {VIEW}; v.focus();"
+                  " v.dispatch({changes: {from: 0, to: v.state.doc.length, insert: t}, selection: {anchor: 0}}); }",
+                  text)
 
 
 def select(page, start, end):
-    page.evaluate("([a, b]) => { const t = document.querySelector('#document textarea');"
-                  " t.focus(); t.setSelectionRange(a, b); }", [start, end])
+    """Select [start, end) (UTF-16 offsets) in the editor and focus it, as a mouse drag would."""
+    page.evaluate(f"([a, b]) => {{ const v = {VIEW}; v.focus(); v.dispatch({{selection: {{anchor: a, head: b}}}}); }}",
+                  [start, end])
+
+
+def selected(page):
+    """The editor's selected text."""
+    return page.evaluate(f"() => {{ const v = {VIEW}; const r = v.state.selection.main;"
+                         " return v.state.sliceDoc(r.from, r.to); }")
+
+
+def wait_document(page, text, changed=False):
+    """Wait until the editor's text is `text` (changed=True: until it is no longer `text`)."""
+    test = "!==" if changed else "==="
+    page.wait_for_function(f"t => {VIEW}.state.doc.toString() {test} t", arg=text)
 
 
 def run_action(page, button):

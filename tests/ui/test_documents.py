@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ui.conftest import SCREENSHOTS
-from tests.ui.helpers import PARAGRAPH, document, run_action, select, show_history, type_document
+from tests.ui.helpers import PARAGRAPH, document, run_action, select, show_history, type_document, wait_document
 
 pytestmark = pytest.mark.browser
 
@@ -46,13 +46,13 @@ def test_a_reload_shows_the_same_document_and_history_with_its_branch(page):
     page.wait_for_function("() => document.querySelector('#rev-a input').value.startsWith('#3 ')")
 
     page.click("#new-document")
-    page.wait_for_function("() => document.querySelector('#document textarea').value === ''")
+    wait_document(page, "")
     type_document(page, "A second document.")
     page.fill("#doc-name textarea, #doc-name input", "second.txt")
     page.click("#save")
     page.wait_for_selector("#documents label:has-text('second.txt')")
     page.click("#documents label:has-text('lighthouse.txt')")
-    page.wait_for_function("t => document.querySelector('#document textarea').value === t", arg=text)
+    wait_document(page, text)
     page.reload()
     page.wait_for_selector("body[data-sharpen-ready]")
     assert document(page) == text  # the one opened last, not the one made last

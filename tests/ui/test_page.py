@@ -8,19 +8,26 @@ from tests.ui.helpers import (
     CODE,
     PARAGRAPH,
     RECORD_LIVE,
+    VIEW,
     accept_confirming,
     document,
     pick_revision,
     run_action,
     select,
+    selected,
     type_document,
+    wait_document,
 )
 
 pytestmark = pytest.mark.browser
 
 
 def test_regenerate_a_phrase_accept_diff_and_restore(page):
-    type_document(page, PARAGRAPH)
+    # A document of its own, not the one an earlier test left open (the page reopens that one).
+    page.set_input_files("input[type=file]", files=[
+        {"name": "keeper.txt", "mimeType": "text/plain", "buffer": PARAGRAPH.encode()}])
+    page.wait_for_selector("#documents label:has-text('keeper.txt') input:checked")
+    wait_document(page, PARAGRAPH)
     a = PARAGRAPH.index("watched the storm")
     select(page, a, a + len("watched the storm"))
     run_action(page, "#go-selection")
@@ -46,7 +53,7 @@ def test_regenerate_a_phrase_accept_diff_and_restore(page):
     page.screenshot(path=str(SCREENSHOTS / "regenerate.png"))
 
     page.click("#accept")
-    page.wait_for_function("t => document.querySelector('#document textarea').value !== t", arg=PARAGRAPH)
+    wait_document(page, PARAGRAPH, changed=True)
     edited = document(page)
     assert edited.startswith("The old lighthouse keeper ")
     assert edited.endswith(" roll in across the grey water every night.")
@@ -61,32 +68,31 @@ def test_regenerate_a_phrase_accept_diff_and_restore(page):
 
     pick_revision(page, "#rev-b", "typed")  # the first revision
     page.click("#restore")
-    page.wait_for_function("t => document.querySelector('#document textarea').value === t", arg=PARAGRAPH)
+    wait_document(page, PARAGRAPH)
     assert "restored" in page.inner_text("#history")
 
 
 def test_regenerate_python_function_body_by_syntax_node(page):
     page.set_input_files("input[type=file]", files=[
         {"name": "area.py", "mimeType": "text/x-python", "buffer": CODE.encode()}])
-    page.wait_for_function("t => document.querySelector('#document textarea').value === t", arg=CODE)
+    wait_document(page, CODE)
     assert page.input_value("#language input") == "python"  # picked from the file name
     at = CODE.index("width * height")
     select(page, at, at + 1)
     body = CODE[CODE.index("result ="):CODE.rindex("result") + len("result")]
-    selected = "() => { const t = document.querySelector('#document textarea');" \
-               " return t.value.slice(t.selectionStart, t.selectionEnd); }"
     for _ in range(6):  # Expand walks up the tree: identifier, expression, statement, ... the body
-        before = page.evaluate(selected)
+        before = selected(page)
         page.click("#expand")
-        page.wait_for_function(f"b => ({selected})() !== b", arg=before)
-        if page.evaluate(selected) == body:
+        page.wait_for_function(f"b => {{ const v = {VIEW}; const r = v.state.selection.main;"
+                               " return v.state.sliceDoc(r.from, r.to) !== b; }", arg=before)
+        if selected(page) == body:
             break
-    assert page.evaluate(selected) == body
+    assert selected(page) == body
     assert "block" in page.inner_text("#message")
     run_action(page, "#go-node")
     page.screenshot(path=str(SCREENSHOTS / "syntax-node.png"))
     accept_confirming(page)
-    page.wait_for_function("t => document.querySelector('#document textarea').value !== t", arg=CODE)
+    wait_document(page, CODE, changed=True)
     edited = document(page)
     assert edited.startswith("def area(width, height):\n    ") and body not in edited
 
@@ -131,9 +137,9 @@ def test_a_finished_run_fits_a_1280x800_screen(page):
     select(page, 4, 30)
     run_action(page, "#go-selection")
     assert page.viewport_size == {"width": 1280, "height": 800}
-    for needed in ("#document textarea", "#go-selection", "#stop", "#live", "#candidates", "#accept",
+    for needed in ("#document", "#go-selection", "#stop", "#live", "#candidates", "#accept",
                    "#accept-branch", "#reject", "#message", "#save"):
         box = page.locator(needed).bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 800, (needed, box)
         assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, (needed, box)
-    assert page.locator("#document textarea").bounding_box()["height"] >= 450
+    assert page.locator("#document").bounding_box()["height"] >= 450

@@ -1,0 +1,112 @@
+"""The page's document: a CodeMirror 6 editor as a Gradio custom component (frontend in ./frontend).
+
+Its value is the text and the selection. The browser counts UTF-16 code units, Python counts code
+points: `preprocess` and `postprocess` convert at this edge, so handlers only see code points.
+A second property, `live`, carries one denoising step of a run's span (page/live.py builds it);
+the editor draws it in place as decorations. Keyboard shortcuts arrive as the events in `EVENTS`.
+The built frontend ships in ./templates (rebuild: `make frontend`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from gradio.components.base import Component
+from gradio.exceptions import Error
+
+from editor.text import EditorError, index_to_utf16, utf16_to_index
+
+# What the editor's keyboard shortcuts (and the span's toolbar) ask the page to do; one Gradio event each.
+SHORTCUT_EVENTS = (
+    "regenerate",        # Ctrl/Cmd+Enter: regenerate the selection (fill at the cursor without one)
+    "regenerate_node",   # Ctrl/Cmd+Shift+Enter: regenerate the syntax node around the selection
+    "expand", "shrink",  # Alt+Shift+Right / Left: grow or shrink the selection by syntax nodes
+    "stop",              # Esc while a run streams
+    "accept", "reject",  # Tab / Esc on a finished run
+    "accept_anyway", "cancel_accept",  # Tab / Esc when the page asks before accepting code that does not parse
+    "next_candidate", "previous_candidate",  # Alt+] / Alt+[
+    "scrub",             # the span toolbar's step slider (event data: {"step": k}, 1-based)
+    "undo_revision", "redo_revision",  # Ctrl/Cmd+Z / Shift+Z once the editor has nothing of its own to undo
+    "select",            # a click on one of the span's tokens (gr.SelectData: index = its canvas position)
+)
+
+
+NO_SPAN: dict = {}  # the `live` value that shows no run
+
+
+@dataclass(frozen=True)
+class Document:
+    """The document as a handler sees it: its text and the selection [start, end) in code points."""
+
+    text: str
+    start: int = 0
+    end: int = 0
+
+    @property
+    def selected(self) -> str:
+        return self.text[self.start:self.end]
+
+
+def _offset(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EditorError(f"an offset must be an integer, not {value!r}")
+    return value
+
+
+class DocumentEditor(Component):
+    """CodeMirror 6 with syntax highlighting for editor/languages.py's languages, line numbers,
+    search, its own undo, soft wrap for prose, and a run's span drawn in place step by step."""
+
+    EVENTS = list(SHORTCUT_EVENTS)
+
+    def __init__(self, value: str | Document | None = "", *, language: str = "text",
+                 live: dict | None = None, label: str | None = None, show_label: bool | None = None,
+                 interactive: bool | None = True, visible: bool = True, elem_id: str | None = None,
+                 elem_classes: list[str] | str | None = None, scale: int | None = None,
+                 min_width: int = 160, render: bool = True, **kwargs: Any):
+        """`language` is a name from editor.languages (unknown names show as plain text); `live` is
+        page/live.py's step of a run's span; NO_SPAN (or None) when no run is shown (Gradio drops a
+        None from a prop update, so updates clear it with NO_SPAN)."""
+        self.language = language
+        self.live = live
+        super().__init__(value=value, label=label, show_label=show_label, interactive=interactive,
+                         visible=visible, elem_id=elem_id, elem_classes=elem_classes, scale=scale,
+                         min_width=min_width, render=render, **kwargs)
+
+    def preprocess(self, payload: dict | str | None) -> Document:
+        """{"text", "selection": [anchor, head] in UTF-16} -> Document in code points, ordered.
+        An API client may send the text alone: the cursor is then at its start."""
+        if payload is None or isinstance(payload, str):
+            return Document(payload or "")
+        text = payload.get("text")
+        if not isinstance(text, str):
+            raise Error(f"There is no document: the editor sent {type(text).__name__}, not text.", title="Document")
+        a16, b16 = payload.get("selection") or (0, 0)
+        try:
+            a, b = utf16_to_index(text, _offset(a16)), utf16_to_index(text, _offset(b16))
+        except EditorError as err:  # shown in the page as is, not as a server error
+            raise Error(escape(f"The selection is wrong: {err}"), title="Selection") from None
+        return Document(text, min(a, b), max(a, b))
+
+    def postprocess(self, value: str | Document | None) -> dict | None:
+        """A text (the selection stays where it is, clamped) or a Document (its selection is set)."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return {"text": value, "selection": None}
+        return {"text": value.text,
+                "selection": [index_to_utf16(value.text, value.start), index_to_utf16(value.text, value.end)]}
+
+    def api_info(self) -> dict[str, Any]:
+        return {"type": "object", "properties": {
+            "text": {"type": "string"},
+            "selection": {"type": "array", "items": {"type": "integer"},
+                          "description": "[anchor, head] in UTF-16 code units"}}}
+
+    def example_payload(self) -> Any:
+        return {"text": "def area(w, h):\n    return w * h\n", "selection": [20, 32]}
+
+    def example_value(self) -> Any:
+        return Document("def area(w, h):\n    return w * h\n", 20, 32)
+

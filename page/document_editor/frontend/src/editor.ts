@@ -1,0 +1,170 @@
+// The CodeMirror view behind the component: its extensions, and the few ways the page changes it.
+import { closeBrackets, closeBracketsKeymap } from "@codemirror/autocomplete";
+import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
+import {
+	bracketMatching,
+	defaultHighlightStyle,
+	foldGutter,
+	foldKeymap,
+	indentOnInput,
+	syntaxHighlighting
+} from "@codemirror/language";
+import { highlightSelectionMatches, search, searchKeymap } from "@codemirror/search";
+import { Compartment, EditorSelection, EditorState, Prec } from "@codemirror/state";
+import {
+	EditorView,
+	drawSelection,
+	highlightActiveLine,
+	highlightActiveLineGutter,
+	highlightSpecialChars,
+	keymap,
+	lineNumbers
+} from "@codemirror/view";
+import { isProse, languageSupport } from "./languages";
+import { liveSpan, setLive, shownSpan, type Live } from "./live";
+import { shortcutKeymap, type Emit } from "./shortcuts";
+
+/** The component's value: the text and the selection [anchor, head] in UTF-16 code units. */
+export interface Value {
+	text: string;
+	selection: [number, number] | null; // null from Python: leave the selection where it is
+}
+
+export interface Options {
+	value: Value;
+	language: string;
+	editable: boolean;
+	emit: Emit;
+	onChange: (value: Value) => void; // every edit and selection move, to keep the component's value current
+	onHelp: () => void;
+}
+
+const SPAN_MARGIN = 48; // px kept between the span and the editor's edge when it is scrolled into view
+
+export class DocumentView {
+	readonly view: EditorView;
+	private readonly language = new Compartment();
+	private readonly wrap = new Compartment();
+	private readonly undo = new Compartment();
+	private readonly editable = new Compartment();
+
+	constructor(parent: HTMLElement, options: Options) {
+		const { emit, onChange, onHelp } = options;
+		this.view = new EditorView({
+			parent,
+			state: EditorState.create({
+				doc: options.value.text,
+				selection: clampSelection(options.value.selection, options.value.text.length),
+				extensions: [
+					Prec.highest(keymap.of([...shortcutKeymap(emit), { key: "F1", run: () => (onHelp(), true) }])),
+					lineNumbers(),
+					highlightActiveLineGutter(),
+					highlightSpecialChars(),
+					foldGutter(),
+					drawSelection(),
+					indentOnInput(),
+					bracketMatching(),
+					closeBrackets(),
+					highlightActiveLine(),
+					highlightSelectionMatches(),
+					search({ top: true }),
+					syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+					this.undo.of(history()),
+					this.language.of(languageSupport(options.language)),
+					this.wrap.of(isProse(options.language) ? EditorView.lineWrapping : []),
+					this.editable.of(editableState(options.editable)),
+					keymap.of([
+						...closeBracketsKeymap,
+						...defaultKeymap,
+						...searchKeymap,
+						...historyKeymap,
+						...foldKeymap,
+						indentWithTab
+					]),
+					liveSpan(emit),
+					EditorView.updateListener.of((update) => {
+						if (update.docChanged || update.selectionSet) onChange(this.value());
+					})
+				]
+			})
+		});
+	}
+
+	value(): Value {
+		const { anchor, head } = this.view.state.selection.main;
+		return { text: this.view.state.doc.toString(), selection: [anchor, head] };
+	}
+
+	/** A value from the page. A new text is a revision (an accepted edit, an opened file, a restore): it
+	 * is applied as the smallest change, so the view keeps its place, and the editor's own undo history
+	 * starts over (Ctrl+Z then steps back through revisions). */
+	setValue(value: Value): void {
+		const state = this.view.state;
+		const text = value.text ?? "";
+		const current = state.doc.toString();
+		const selection = value.selection ? clampSelection(value.selection, text.length) : undefined;
+		if (text === current) {
+			const main = state.selection.main;
+			if (selection && (selection.main.anchor !== main.anchor || selection.main.head !== main.head)) {
+				this.view.dispatch({ selection, scrollIntoView: true });
+			}
+			return;
+		}
+		const change = smallestChange(current, text);
+		this.view.dispatch({
+			changes: change,
+			selection: selection ?? clampSelection([state.selection.main.anchor, state.selection.main.head], text.length)
+		});
+		this.view.dispatch({ effects: this.undo.reconfigure([]) });
+		this.view.dispatch({ effects: this.undo.reconfigure(history()) });
+	}
+
+	setLanguage(name: string): void {
+		this.view.dispatch({
+			effects: [
+				this.language.reconfigure(languageSupport(name)),
+				this.wrap.reconfigure(isProse(name) ? EditorView.lineWrapping : [])
+			]
+		});
+	}
+
+	setEditable(editable: boolean): void {
+		this.view.dispatch({ effects: this.editable.reconfigure(editableState(editable)) });
+	}
+
+	/** Show one step of a run's span in place (null: none) and keep the span in sight. */
+	setLive(live: Live | null): void {
+		this.view.dispatch({ effects: setLive.of(live) });
+		const span = shownSpan(this.view.state);
+		if (!span) return;
+		this.view.dispatch({
+			effects: EditorView.scrollIntoView(EditorSelection.range(span.from, span.to), {
+				y: "nearest",
+				yMargin: SPAN_MARGIN
+			})
+		});
+	}
+
+	destroy(): void {
+		this.view.destroy();
+	}
+}
+
+function editableState(editable: boolean) {
+	return [EditorState.readOnly.of(!editable), EditorView.editable.of(editable)];
+}
+
+function clampSelection(selection: [number, number] | null, length: number): EditorSelection {
+	const [anchor, head] = selection ?? [0, 0];
+	return EditorSelection.single(Math.min(Math.max(anchor, 0), length), Math.min(Math.max(head, 0), length));
+}
+
+/** The change from `a` to `b` that keeps their common prefix and suffix. */
+function smallestChange(a: string, b: string): { from: number; to: number; insert: string } {
+	let start = 0;
+	const shortest = Math.min(a.length, b.length);
+	while (start < shortest && a.charCodeAt(start) === b.charCodeAt(start)) start++;
+	let end = 0;
+	while (end < shortest - start && a.charCodeAt(a.length - 1 - end) === b.charCodeAt(b.length - 1 - end)) end++;
+	return { from: start, to: a.length - end, insert: b.slice(start, b.length - end) };
+}
