@@ -64,20 +64,39 @@ def token_html(step: Step, canvas: Canvas, b: int, s: int, heatmap: bool,
             f"{escape(text)}</span>")
 
 
+CONTEXT_LINES = 3  # lines of text the run view shows either side of a span (the editor shows the rest)
+
+
 def step_html(step: Step | None, canvas: Canvas | None, candidate: int = 0, heatmap: bool = False) -> str:
-    """The whole document at `step`: context as plain text, span slots as tokens."""
+    """The spans at `step` as tokens, with a few lines of their context as plain text: the document
+    itself is in the editor, and a 500-line file redrawn per step would bury the span."""
     if step is None or canvas is None:
         return EMPTY_VIEW
     b = min(candidate, step.tokens.shape[0] - 1)
-    parts = [f'<span class="ctx">{escape(canvas.segments[0])}</span>']
+    last = len(canvas.segments) - 1
+    parts = [context_html(canvas.segments[0], before=True, after=False)]
     for i, (start, end) in enumerate(canvas.slot_ranges):
         parts.append('<span class="span">')
         pieces = span_pieces(step, canvas, b, start, end)
         parts.extend(token_html(step, canvas, b, s, heatmap, pieces.get(s)) for s in range(start, end))
         parts.append("</span>")
-        parts.append(f'<span class="ctx">{escape(canvas.segments[i + 1])}</span>')
+        parts.append(context_html(canvas.segments[i + 1], before=i + 1 < last, after=True))
     mode = " heatmap" if heatmap else ""
     return f'<div class="sh-view{mode}" data-step="{step.index}" data-done="{int(step.done)}">{"".join(parts)}</div>'
+
+
+def context_html(text: str, *, before: bool, after: bool) -> str:
+    """Text between spans as plain text, cut to CONTEXT_LINES lines on each side that touches a
+    span (`after`: it follows one, `before`: one follows it); what is cut shows as an ellipsis."""
+    lines = text.split("\n")
+    keep_head = CONTEXT_LINES if after else 0
+    keep_tail = CONTEXT_LINES if before else 0
+    if len(lines) > keep_head + keep_tail + 1:
+        head = "\n".join(lines[:keep_head]) + ("\n" if keep_head else "")
+        tail = ("\n" if keep_tail else "") + "\n".join(lines[len(lines) - keep_tail:])
+        return (f'<span class="ctx">{escape(head)}</span><span class="ctx cut">…</span>'
+                f'<span class="ctx">{escape(tail)}</span>')
+    return f'<span class="ctx">{escape(text)}</span>'
 
 
 def decided_count(step: Step, canvas: Canvas) -> int:

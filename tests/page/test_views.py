@@ -1,0 +1,27 @@
+"""The run view's HTML: the span as tokens, a few lines of its context, not the whole document."""
+import torch
+
+from engine import Span, TextCodec, build_canvas, infill, run
+from page.views import CONTEXT_LINES, step_html
+from tests.tiny import ScriptedModel, byte_bpe_tokenizer
+
+
+def test_run_view_shows_the_span_with_a_few_lines_of_context_not_the_whole_file():
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    model = ScriptedModel(codec, torch.randint(10, 300, (16384,), generator=torch.Generator().manual_seed(0)),
+                          torch.linspace(0.3, 0.9, 16384))
+    lines = [f"line {i:03d} of the file" for i in range(500)]
+    text = "\n".join(lines)
+    start = text.index("line 250")
+    canvas = build_canvas(codec, text, [Span(start, start + len("line 250"))], 16384)
+    html = step_html(run(infill(model, canvas, model_settings())), canvas)
+    # the span's own line and the lines either side of it (CONTEXT_LINES counts the span's line)
+    assert all(f"line {i}" in html for i in (248, 249, 251, 252))
+    assert "line 247" not in html and "line 253" not in html                  # not the rest
+    assert "line 000" not in html and "line 499" not in html
+    assert html.count("…") == 2 and len(html) < 20 * len(lines[0]) * 2 * CONTEXT_LINES + 5_000
+
+
+def model_settings():
+    from engine import PRESETS
+    return PRESETS["quality"]
