@@ -62,6 +62,7 @@ class Run:
     problems: list[Problem | None] = field(default_factory=list)  # per candidate: None is fine
     scores: list[float | None] = field(default_factory=list)  # per candidate: window NLL, None unscored
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
+    stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
     number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
 
     @property

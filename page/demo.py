@@ -144,8 +144,11 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
                                concurrency_id="model", concurrency_limit=WAITING_RUNS,
                                api_name=f"regenerate_{action}", **api))
     halted = [rv.metrics, rv.scrub, rv.accept, rv.branch, rv.reject, ed.stop, ed.document]
-    ed.stop.click(runs.stopped, tab.run, halted, cancels=started)
-    ed.document.stop(runs.stopped, tab.run, halted, cancels=started, **KEY)
+    # A step already on its way when Stop lands can arrive after it and redraw "denoising": once the
+    # stop's own outputs are in, the metrics are drawn again from the run (no step can follow then).
+    for stop in (ed.stop.click(runs.stopped, tab.run, halted, cancels=started),
+                 ed.document.stop(runs.stopped, tab.run, halted, cancels=started, **KEY)):
+        stop.then(runs.stopped_metrics, tab.run, rv.metrics, queue=False, api_visibility="private")
     dial.preset.change(preset_values, dial.preset, dial.controls)
 
     view_inputs = [rv.scrub, tab.run, rv.candidate, rv.heatmap]

@@ -79,6 +79,8 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     yield *run_outputs(views.EMPTY_VIEW, starting, run, hide, hide, inspector, "running"), note, NO_RUN_SPAN
     try:
         for step in page.engine.steps(canvas, settings):
+            if run.stopped:
+                return
             run.record(step)
             yield (*run_outputs(views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
                                 KEEP, KEEP, KEEP, None), KEEP, gr.update(live=span_live(run)))
@@ -146,12 +148,19 @@ def scrub_update(run: Run) -> dict:
 def stopped(run: Run | None) -> tuple:
     """Stop pressed: the metrics say where the run stopped; a stopped run can be rejected, not accepted.
     Outputs: metrics, scrubber, the run's buttons, the editor's span."""
+    if run is not None:
+        run.stopped = True
     if run is None or run.last is None:
         return ("<div class='sh-metrics' data-state='stopped'><b>stopped</b> before the first step</div>", KEEP,
                 *controls("stopped"), NO_RUN_SPAN)
     done = run.last.done  # Stop can arrive just after the last step
     return (views.metrics_html(run.last, run.canvas, stopped=not done), scrub_update(run),
             *controls("done" if done else "stopped"), gr.update(live=span_live(run, stopped=not done)))
+
+
+def stopped_metrics(run: Run | None) -> str:
+    """The metrics of a stopped run, drawn once more after Stop's outputs (see demo.py)."""
+    return stopped(run)[0]
 
 
 def show_step(k: Any, run: Run | None, candidate: Any, heatmap: bool) -> tuple:
