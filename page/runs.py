@@ -82,7 +82,8 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
             if run.stopped:
                 return
             run.record(step)
-            yield (*run_outputs(views.step_html(step, canvas, 0, heatmap), views.metrics_html(step, canvas), run,
+            yield (*run_outputs(views.step_html(step, canvas, 0, heatmap),
+                                views.metrics_html(step, canvas, checked=False), run,
                                 KEEP, KEEP, KEEP, None), KEEP, gr.update(live=span_live(run)))
     except Exception as err:  # a model failure: say so, the document is untouched
         log.exception("the model failed")

@@ -105,12 +105,14 @@ def decided_count(step: Step, canvas: Canvas) -> int:
     return int((free[None] & ~step.masked).sum())
 
 
-def metrics_html(step: Step, canvas: Canvas, stopped: bool = False) -> str:
-    """Forwards, tokens per forward, time and tokens/s so far (all candidates counted)."""
+def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: bool = True) -> str:
+    """Forwards, tokens per forward, time and tokens/s so far (all candidates counted). A last step
+    whose candidates are not yet `checked` (parsed and ranked) says "checking", not "done": the
+    editor offers Accept only once they are."""
     n = decided_count(step, canvas)
     per_forward = n / max(step.forwards, 1)
     speed = n / step.elapsed if step.elapsed > 0 else 0.0
-    state = "stopped" if stopped else ("done" if step.done else "denoising")
+    state = "stopped" if stopped else ("denoising" if not step.done else "done" if checked else "checking")
     return (f'<div class="sh-metrics" data-state="{state}"><b>{state}</b> · step {step.index + 1}'
             f" · {step.forwards} forwards · {per_forward:.2f} tokens/forward"
             f" · {step.elapsed:.2f} s · {speed:.1f} tokens/s</div>")

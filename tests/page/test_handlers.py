@@ -37,6 +37,9 @@ def test_regenerate_streams_masked_steps_and_leaves_the_document_alone(client):
     assert 'class="tok masked"' not in views[-1] and 'data-done="1"' in views[-1]
     assert 'class="tok new"' in views[-1]
     assert "forwards" in updates[-1][1] and "tokens/s" in updates[-1][1]
+    # "done" only once the candidates are checked and ranked (the editor offers Accept then)
+    assert 'data-state="done"' in updates[-1][1] and not any('data-state="done"' in u[1] for u in updates[:-1])
+    assert 'data-state="checking"' in updates[-2][1]
     assert "Accept" in updates[-1][-2]
     editor = [u[-1] for u in updates]  # the document editor gets the span's steps, never a new text
     assert all("value" not in e for e in editor)
