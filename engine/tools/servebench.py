@@ -18,6 +18,7 @@ from ..infill import infill
 from ..load import load_model
 from ..loop import run
 from ..settings import DEFAULT_PRESET, PRESETS
+from .service import metrics
 
 DOCUMENT = Path(__file__).resolve().parents[1] / "loop.py"  # ~8 k characters of real code
 
@@ -86,12 +87,6 @@ def concurrently(url: str, body: dict, n: int) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-
-
-def metrics(url: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-    text = httpx.get(f"{url}/metrics").text
-    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
 
 
 def report(args, label, forwards, rows, line_bytes, one_by_one, together, before, after) -> None:
