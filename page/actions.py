@@ -196,14 +196,20 @@ def rank_candidates(run: Run, score: Scorer | None) -> None:
     engine.score.SIDE tokens either side) and order them best first: candidates that parse and keep
     the node's kind (or prose), then those that change its kind, then those that do not parse
     (`run.problems`); within each, lower NLL first. Without a scorer (a model
-    with no causal view) the loop's order stands within each group and no score is shown."""
+    with no causal view) the loop's order stands within each group and no score is shown. A
+    candidate whose text repeats a better-ranked one is left out of the order: each text once."""
     n = len(run.problems)
     run.scores = [score(run.result(i), *run.new_span(i)) if score is not None else None for i in range(n)]
 
     def key(i: int) -> tuple[int, float]:
         s, problem = run.scores[i], run.problems[i]
         return (0 if problem is None else 1 if problem.parses else 2), math.inf if s is None or math.isnan(s) else s
-    run.order = sorted(range(n), key=key)
+    seen: set[str] = set()
+    run.order = []
+    for i in sorted(range(n), key=key):
+        if run.result(i) not in seen:
+            seen.add(run.result(i))
+            run.order.append(i)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from typing import Any
 
 import gradio as gr
 
-from editor.diffs import rebase_edit
+from editor.diffs import diff, rebase_edit
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
 from engine import build_canvas
+from engine.distinct import distinct
 from engine.length import Scorer, choose_length
 from engine.resize import resizes
 
@@ -78,7 +79,8 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     starting = "<div class='sh-metrics'>starting…</div>"
     yield *run_outputs(views.EMPTY_VIEW, starting, run, hide, hide, inspector, "running"), note, NO_RUN_SPAN
     try:
-        for step in page.engine.steps(canvas, settings):
+        # Candidates that repeat an earlier one are drawn again, as further steps (engine/distinct.py).
+        for step in distinct(lambda s: page.engine.steps(canvas, s), settings):
             if run.stopped:
                 return
             run.record(step)
@@ -107,10 +109,25 @@ def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
     choices = [(candidate_label(run, i), i) for i in run.order]
     last, best = run.last, run.order[0]
     assert last is not None
-    return (*run_outputs(views.step_html(last, run.canvas, best, heatmap), views.metrics_html(last, run.canvas), run,
+    repeated = len(last.texts) - len(run.order)
+    same = f"{repeated} candidate(s) came out the same as another even when drawn again: each text is listed once. " \
+        if repeated else ""
+    return (*run_outputs(done_view(run, best, heatmap), views.metrics_html(last, run.canvas), run,
                          scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
-            note + "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is unchanged "
-            "until then.", gr.update(live=span_live(run)))
+            note + same + "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is "
+            "unchanged until then.", gr.update(live=span_live(run)))
+
+
+def done_view(run: Run, shown: int, heatmap: bool) -> str:
+    """A finished run's view: the shown candidate's tokens, then every candidate as an inline diff
+    against the original span, best first."""
+    assert run.last is not None
+    original = run.base_text[run.span[0]:run.span[1]]
+    rows = []
+    for i in run.order:
+        s, e = run.new_span(i)
+        rows.append((i, candidate_note(run, i), diff(original, run.result(i)[s:e])))
+    return views.step_html(run.last, run.canvas, shown, heatmap) + views.candidates_html(rows, shown)
 
 
 def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> Iterator[tuple]:
@@ -134,11 +151,16 @@ def candidate_label(run: Run, i: int) -> str:
     parses as another kind of node)."""
     s, e = run.new_span(i)
     piece = run.result(i)[s:e].replace("\n", "⏎")
+    return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}  {candidate_note(run, i)}".rstrip()
+
+
+def candidate_note(run: Run, i: int) -> str:
+    """A candidate's score and what is wrong with it, in a few words."""
     nll = run.scores[i] if i < len(run.scores) else None
-    score = f"  · NLL {nll:.2f}" if nll is not None else ""  # the base model's, per token of the window
+    score = f"· NLL {nll:.2f}" if nll is not None else ""  # the base model's, per token of the window
     problem = run.problems[i]
     mark = "" if problem is None else f"  ≠ {problem}" if problem.parses else f"  ✗ does not parse: {problem}"
-    return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}{score}{mark}"
+    return score + mark
 
 
 def scrub_update(run: Run) -> dict:
@@ -169,8 +191,10 @@ def show_step(k: Any, run: Run | None, candidate: Any, heatmap: bool) -> tuple:
     if run is None or not run.steps:
         return views.EMPTY_VIEW, "", KEEP
     k = max(1, min(int(k or 1), len(run.steps)))
-    step = run.steps[k - 1]
-    return (views.step_html(step, run.canvas, int(candidate or 0), heatmap), views.metrics_html(step, run.canvas),
+    step, b = run.steps[k - 1], int(candidate or 0)
+    view = done_view(run, b, heatmap) if k == len(run.steps) and run.order else views.step_html(step, run.canvas, b,
+                                                                                                 heatmap)
+    return (view, views.metrics_html(step, run.canvas),
             gr.update(live=span_live(run, k, int(candidate or 0))))
 
 

@@ -151,6 +151,21 @@ def diff_html(ops: Sequence[tuple[str, str]]) -> str:
     return f'<div class="sh-diff">{body}</div>'
 
 
+def candidates_html(rows: Sequence[tuple[int, str, Sequence[tuple[str, str]]]], shown: int) -> str:
+    """Every candidate beside the original, best first: (candidate, its note, diff ops of the span's
+    original text -> its new text) as an inline diff (old struck through, new inserted); `shown`
+    is the candidate the editor shows."""
+    tags = {"insert": "ins", "delete": "del"}
+    items = []
+    for b, note, ops in rows:
+        body = "".join(f"<{tags[op]}>{escape(text)}</{tags[op]}>" if op in tags else f"<span>{escape(text)}</span>"
+                       for op, text in ops) or "<i>unchanged</i>"
+        mark = " shown" if b == shown else ""
+        items.append(f'<li class="sh-candidate{mark}" data-candidate="{b}"><b>{b + 1}</b> '
+                     f'<span class="sh-diff">{body}</span> <small>{escape(note)}</small></li>')
+    return f'<ol class="sh-candidates">{"".join(items)}</ol>'
+
+
 def revision_label(rev: Revision) -> str:
     """One line for a revision: id, how it was made, its label and time (plain text)."""
     label = f" [{rev.label}]" if rev.label else ""

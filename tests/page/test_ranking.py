@@ -65,3 +65,42 @@ def test_a_candidate_that_parses_but_changes_kind_is_not_called_broken():
     assert "does not parse" not in labels[0] and "does not parse" not in labels[1]
     assert "binary_operator became call" in labels[1] and "does not parse: line 2:" in labels[2]
     assert run.problems[1].parses and not run.problems[2].parses
+
+
+def test_a_candidate_that_repeats_a_better_one_is_listed_once():
+    text = "The keeper climbed the stairs."
+    a, b = text.index("keeper"), text.index("keeper") + len("keeper")
+    run = finished(text, (a, b), ["man", "cat", "man"], language="text")
+    rank_candidates(run, lambda d, s, e: {"man": 3.0, "cat": 1.0}[d[s:e]])
+    assert run.order == [1, 0]
+
+
+def test_the_page_offers_distinct_candidates_each_beside_the_original():
+    """A model as sure as the bundled one is of a short phrase: at candidate temperature 0.7 its
+    candidates 2.. mostly repeat candidate 1. The page draws repeats again, lists 3 distinct texts,
+    and shows each as an inline diff against the original (old struck through, new inserted)."""
+    import torch
+
+    from editor.history import History
+    from engine import PRESETS, TextCodec
+    from page import runs
+    from page.dial import dial_values
+    from page.document_editor import Document
+    from page.state import NEW_DOC, Page
+    from tests.tiny import ScriptedModel, byte_bpe_tokenizer
+
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    text = "The keeper climbed the stairs to tend the light.\n"
+    a, b = text.index("climbed"), text.index("climbed") + len("climbed")
+    length = len(codec.encode(text)) + 16
+    allowed = [i for i in range(len(codec.tokenizer)) if i not in codec.banned_ids]
+    target = torch.tensor(allowed)[torch.randint(len(allowed), (length,), generator=torch.Generator().manual_seed(3))]
+    model = ScriptedModel(codec, target, torch.full((length,), 0.5))
+    page = Page.for_model(model, History("sqlite://"), scorer=lambda d, s, e: float(len(d[s:e])))
+    dial = dial_values(PRESETS["quality"].replace(candidates=3, candidate_temperature=0.7))
+    outputs = list(runs.regenerate(page, "selection", Document(text, a, b), NEW_DOC, "text", "N tokens", 2, "",
+                                   False, *dial))
+    view, run, radio = outputs[-1][0], outputs[-1][2], outputs[-1][4]
+    assert len(run.order) == 3 and len({run.result(i) for i in run.order}) == 3
+    assert len(radio["choices"]) == 3
+    assert view.count('<li class="sh-candidate') == 3 and "<del>climbed</del>" in view and view.count("<ins>") >= 3
