@@ -1,4 +1,4 @@
-"""Who may use the page and how much: logins from a users file, the per-request budget, the model's queue.
+"""Who may use the page and how much: logins from a users file, the per-request budget, each user's runs in flight.
 
 No gradio here. `python -m page.access add NAME [--users FILE]` adds a user (README: Users).
 """
@@ -15,7 +15,7 @@ import math
 import os
 import secrets
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,58 +146,53 @@ def check_budget(settings: SamplerSettings, canvas: Canvas, budget: int) -> None
                           f"or candidates, a shorter span, or a shorter document.")
 
 
-class Turns:
-    """The model's queue: first come, first served, and at most `per_user` runs of one user in it."""
+class InFlight:
+    """Runs each user has in flight (waiting in the engine's queue or running), at most `per_user`.
+
+    The engine's scheduler is the one queue: runs of different users share its forwards, and it
+    admits them first in, first out. This holds no line of its own (no one waits behind another
+    user's run here); it only refuses a user's run past their cap."""
 
     def __init__(self, per_user: int = 1) -> None:
         self.per_user = per_user
-        self._line: list[tuple[Hashable, object]] = []
-        self._changed = threading.Condition()
+        self._runs: dict[Hashable, int] = {}
+        self._lock = threading.Lock()
 
-    def join(self, user: Hashable) -> object:
-        with self._changed:
-            if sum(who == user for who, _ in self._line) >= self.per_user:
+    def join(self, user: Hashable) -> None:
+        with self._lock:
+            if self._runs.get(user, 0) >= self.per_user:
                 raise AccessError(f"You already have {self.per_user} run(s) waiting or running; wait for "
                                   f"{'it' if self.per_user == 1 else 'them'} or press Stop.")
-            ticket = object()
-            self._line.append((user, ticket))
-            return ticket
+            self._runs[user] = self._runs.get(user, 0) + 1
 
-    def ahead(self, ticket: object, timeout: float) -> int:
-        """Runs ahead of `ticket`, after waiting up to `timeout` seconds for that to reach 0."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._place(ticket) == 0, timeout)
-            return self._place(ticket)
+    def leave(self, user: Hashable) -> None:
+        with self._lock:
+            left = self._runs.pop(user, 0) - 1
+            if left > 0:
+                self._runs[user] = left
 
-    def leave(self, ticket: object) -> None:
-        with self._changed:
-            self._line = [entry for entry in self._line if entry[1] is not ticket]
-            self._changed.notify_all()
-
-    def _place(self, ticket: object) -> int:
-        return next(i for i, (_, t) in enumerate(self._line) if t is ticket)
+    def count(self, user: Hashable) -> int:
+        with self._lock:
+            return self._runs.get(user, 0)
 
 
-def in_turn(turns: Turns, user: Hashable, run: Iterator[Any], waiting: Callable[[int], Any]) -> Iterator[Any]:
-    """Drive the generator `run` on the model when it is `user`'s turn.
+def in_flight(runs: InFlight, user: Hashable, run: Iterator[Any]) -> Iterator[Any]:
+    """Drive the generator `run` as one of `user`'s runs in flight.
 
-    `run`'s first item comes before the wait (it checks the request, so a refusal is immediate and
-    holds no place); then `waiting(runs ahead)` about every second until the turn comes, then the
-    rest. The place is left however the run ends: finished, failed, or stopped (closed).
-    """
+    `run`'s first item comes before the count (it checks the request, so a refusal is immediate and
+    counts nothing); a user at their cap is refused; then the rest, straight to the engine. The run
+    is counted out however it ends: finished, failed, or stopped (closed)."""
     first = next(run)
     try:
-        ticket = turns.join(user)
+        runs.join(user)
     except AccessError:
         run.close()  # type: ignore[attr-defined]
         raise
     try:
         yield first
-        while ahead := turns.ahead(ticket, 1.0):
-            yield waiting(ahead)
         yield from run
     finally:
-        turns.leave(ticket)
+        runs.leave(user)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,7 @@ from .static import CSS, JS
 
 # The editor's keys fire the same handlers as the buttons: the buttons' endpoints are the API.
 KEY: dict[str, Any] = {"api_visibility": "private"}
-WAITING_RUNS = 16  # runs Gradio hands to Turns at once (each waits in a worker thread); more queue in Gradio
+WAITING_RUNS = 16  # runs Gradio hands to the engine at once (its scheduler batches 16); more queue in Gradio
 
 
 def bind(fn: Callable[..., Any], *first: Any) -> Callable[..., Any]:
@@ -139,7 +139,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
                 (ed.document.regenerate_node, "node", KEY))
     for trigger, action, api in triggers:
         trigger(_show_run, None, ui.tabs, queue=False, api_visibility="private")
-        # Runs wait in Turns, not in Gradio's queue, so Turns can see (and cap) each user's runs.
+        # Runs go to the engine's scheduler, the one queue; page.runs caps each user's runs in flight.
         started.append(trigger(bind(runs.run_action, page, action), inputs, [*ui.run, ed.message, ed.document],
                                concurrency_id="model", concurrency_limit=WAITING_RUNS,
                                api_name=f"regenerate_{action}", **api))

@@ -21,7 +21,7 @@ from engine.length import Scorer, choose_length
 from engine.resize import resizes
 
 from . import views
-from .access import AccessError, in_turn
+from .access import AccessError, in_flight
 from .actions import (
     Problem,
     Run,
@@ -131,17 +131,13 @@ def done_view(run: Run, shown: int, heatmap: bool) -> str:
 
 
 def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> Iterator[tuple]:
-    """A regenerate button: `regenerate` on the model when its turn comes (Turns: first come first
-    served, limits.runs_per_user per login, or per page without one); meanwhile the metrics say how
-    many runs are ahead."""
+    """A regenerate button: `regenerate`, straight to the engine, whose scheduler is the one queue
+    (runs of every user share its forwards); a user has at most limits.runs_per_user runs in flight
+    (per login, or per page without one)."""
     name = getattr(request, "username", None)
     user = ("login", name) if name else ("page", getattr(request, "session_hash", None))
-
-    def waiting(ahead: int) -> tuple:
-        note = f"<div class='sh-metrics' data-state='waiting'>waiting for the model: {ahead} run(s) ahead</div>"
-        return *run_outputs(KEEP, note, KEEP, KEEP, KEEP, KEEP, None), KEEP, KEEP
     try:
-        yield from in_turn(page.turns, user, regenerate(page, action, *inputs), waiting)
+        yield from in_flight(page.runs, user, regenerate(page, action, *inputs))
     except AccessError as err:
         raise fail(err) from None
 

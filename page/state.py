@@ -9,7 +9,7 @@ from engine import DiffusionLM
 from engine.length import Scorer
 from engine.score import fluency_for
 
-from .access import Limits, Turns
+from .access import InFlight, Limits
 from .engine_client import EngineClient, InProcessEngine
 
 
@@ -56,11 +56,11 @@ class Page:
     score: Scorer | None = None           # candidates' ranking (none: the loop's order)
     client: InitVar[EngineClient | None] = None  # where runs go (none: in process, over `model`)
     engine: EngineClient = field(init=False)
-    turns: Turns = field(init=False)
+    runs: InFlight = field(init=False)      # each user's runs in flight (the engine's scheduler is the queue)
 
     def __post_init__(self, client: EngineClient | None) -> None:
         self.engine = client or InProcessEngine(self.model)
-        self.turns = Turns(self.limits.runs_per_user)
+        self.runs = InFlight(self.limits.runs_per_user)
 
     @classmethod
     def for_model(cls, model: DiffusionLM, history: History, limits: Limits | None = None,

@@ -8,7 +8,7 @@ import torch
 
 from editor.history import History
 from engine import TextCodec
-from page.access import AccessError, Limits, Logins, Turns, add_user, in_turn, logins_for, read_users
+from page.access import AccessError, InFlight, Limits, Logins, add_user, in_flight, logins_for, read_users
 from page.demo import build_demo, launch
 from tests.page.helpers import args as regenerate_args
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
@@ -18,14 +18,20 @@ FAST_HASH = 1_000  # iterations: the tests check the scheme, not its cost
 
 
 class GatedModel(ScriptedModel):
-    """Each forward waits until `gate` is open, so a test decides when a run may finish."""
+    """Each forward waits until `gate` is open, so a test decides when a run may finish; `batches`
+    records how many runs shared each of the scheduler's forwards."""
 
     gate, waiting = threading.Event(), threading.Event()
+    batches: list[int] = []
 
     def logits(self, ids):
         self.waiting.set()
         assert self.gate.wait(60), "the test never opened the gate"
         return super().logits(ids)
+
+    def forward_many(self, calls):
+        self.batches.append(len(calls))
+        return super().forward_many(calls)
 
 
 @pytest.fixture(scope="module")
@@ -91,21 +97,26 @@ def test_an_over_budget_request_is_refused_before_it_runs(server, model):
     assert 'data-done="1"' in updates[-1][0]
 
 
-def test_one_user_cannot_queue_a_second_run_and_others_wait_their_turn(server, model):
+def test_one_user_cannot_queue_a_second_run_and_another_users_run_shares_the_forwards(server, model):
+    """One queue: bob's run does not wait behind ann's (no head of the line across users); the
+    engine's scheduler admits it beside hers and they share forwards."""
     ann, ann_again, bob = login(server, "ann"), login(server, "ann"), login(server, "bob")
     model.gate.clear()
     model.waiting.clear()
+    model.batches.clear()
     try:
         first = ann.submit(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection")
         assert model.waiting.wait(30)  # ann's run holds the model
         with pytest.raises(Exception, match="already have 1 run"):
             ann_again.predict(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection")
         second = bob.submit(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection")
-        until(lambda: any("waiting for the model: 1 run(s) ahead" in u[1] for u in second.outputs()))
+        until(lambda: any("starting" in u[1] for u in second.outputs()))
+        time.sleep(0.5)  # bob's job reaches the scheduler while ann's forward is held
     finally:
         model.gate.set()
     assert 'data-done="1"' in first.result()[0] and 'data-done="1"' in second.result()[0]
-    list(ann.submit(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection"))  # ann's place was left
+    assert max(model.batches) == 2  # the two runs shared a forward
+    list(ann.submit(*regenerate_args(TEXT, 4, 15), api_name="/regenerate_selection"))  # ann's count was left
 
 
 def until(condition, seconds: float = 30) -> None:
@@ -115,22 +126,22 @@ def until(condition, seconds: float = 30) -> None:
         time.sleep(0.05)
 
 
-def test_turns_are_first_come_first_served_and_a_stopped_run_leaves_its_place():
-    turns = Turns(per_user=1)
-    ann = turns.join("ann")
+def steps():
+    return (item for item in ["checked", "step"])
+
+
+def test_a_user_at_the_cap_is_refused_and_a_stopped_run_counts_out():
+    runs = InFlight(per_user=1)
+    first = in_flight(runs, "ann", steps())
+    assert next(first) == "checked" and runs.count("ann") == 1
+    refused = in_flight(runs, "ann", steps())
     with pytest.raises(AccessError, match="already have 1 run"):
-        turns.join("ann")
-    bob = turns.join("bob")
-    assert (turns.ahead(ann, 0), turns.ahead(bob, 0)) == (0, 1)
-    run = in_turn(turns, "cid", iter(["checked", "step"]), lambda ahead: f"{ahead} ahead")
-    assert [next(run), next(run)] == ["checked", "2 ahead"]
-    run.close()  # Stop: the page closes the generator while it waits
-    turns.leave(ann)
-    assert turns.ahead(bob, 0) == 0
-    released = threading.Timer(0.2, turns.leave, [bob])
-    released.start()
-    assert list(in_turn(turns, "cid", iter(["checked", "step"]), lambda ahead: "waiting")) == \
-        ["checked", "step"]
+        next(refused)
+    assert list(in_flight(runs, "bob", steps())) == ["checked", "step"]  # bob waits for no one
+    first.close()  # Stop: the page closes the generator
+    assert runs.count("ann") == 0
+    assert list(in_flight(runs, "ann", steps())) == ["checked", "step"]
+    assert runs.count("ann") == 0 and runs.count("bob") == 0
 
 
 def test_binding_every_interface_without_users_refuses_to_start(tmp_path, monkeypatch):
