@@ -43,16 +43,24 @@ def redraw_settings(settings: SamplerSettings, count: int, round_: int) -> Sampl
 
 def distinct(draw: Callable[[SamplerSettings], Iterator[Step]], settings: SamplerSettings,
              redraws: int = REDRAWS) -> Iterator[Step]:
-    """The steps of `draw(settings)` (a run of the loop: `infill`, the page's engine client), then,
-    while some finished candidates repeat an earlier one and rounds are left, the steps of drawing
-    those again, merged into the run's rows (`merged`). A round that ends unfinished ends the run
-    there; candidates still repeated after the last round stay (the page lists each text once)."""
+    """The steps of `draw(settings)` (a run of the loop: `infill`, the page's engine client), then
+    those of `redraw_repeats` after its last step."""
     last: Step | None = None
     with closed(draw(settings)) as steps:
         for last in steps:
             yield last
+    if last is not None:
+        yield from redraw_repeats(last, draw, settings, redraws)
+
+
+def redraw_repeats(last: Step, draw: Callable[[SamplerSettings], Iterator[Step]], settings: SamplerSettings,
+                   redraws: int = REDRAWS) -> Iterator[Step]:
+    """While some finished candidates of `last` repeat an earlier one and rounds are left, the steps
+    of drawing those again (`draw` with `redraw_settings`), merged into the run's rows (`merged`). A
+    round that ends unfinished ends the run there; candidates still repeated after the last round
+    stay (the page lists each text once)."""
     for round_ in range(1, redraws + 1):
-        if last is None or not last.done or not can_differ(settings) or not (again := repeats(last.texts)):
+        if not last.done or not can_differ(settings) or not (again := repeats(last.texts)):
             return
         base = last
         with closed(draw(redraw_settings(settings, len(again), round_))) as steps:

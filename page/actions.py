@@ -134,7 +134,7 @@ def length_note(tried: list[tuple[int, float]], chosen: int, resizing: bool = Fa
     if resizing:
         return f"Length {chosen} tokens: the model grew or shrank the span to it (expand/delete tokens). "
     parts = [f"**{n}: {s:.2f}**" if n == chosen else f"{n}: {s:.2f}" for n, s in tried]
-    return f"Length {chosen} tokens chosen by the base model's NLL ({', '.join(parts)}). "
+    return f"Length {chosen} tokens fitted best (the base model's NLL, length-normalised: {', '.join(parts)}). "
 
 
 def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, constraint: str) -> Span:

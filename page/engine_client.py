@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -34,6 +36,11 @@ class EngineClient(Protocol):
     def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
         """Denoise `canvas` (built with `model.codec`), yielding each step with its documents;
         closing the iterator cancels the run; EngineError if it ends unfinished."""
+        ...
+
+    def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
+        """Denoise every canvas at once (the engine's queue packs them into shared forwards): each
+        step as it comes, with the index of its canvas; closing the iterator cancels them all."""
         ...
 
 
@@ -60,6 +67,17 @@ class InProcessEngine:
             job.cancel()  # the page stopped reading (Stop): free the slot; a no-op after the end
         if last is None or not last.done:
             raise EngineError("the run was cancelled")
+
+    def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
+        jobs = []
+        try:  # submitted together, so the scheduler admits them into the same forwards
+            jobs = [self.scheduler.submit(canvas, settings) for canvas in canvases]
+            yield from interleave([iter(job) for job in jobs])
+        except QueueFull as err:
+            raise EngineError(f"the engine is busy: {err}") from None
+        finally:
+            for job in jobs:
+                job.cancel()  # Stop (or Esc) during the trials: every slot is free at once
 
 
 class HttpEngine:
@@ -91,6 +109,9 @@ class HttpEngine:
             raise EngineError(f"lost the engine service at {self.url}: {err}") from None
         raise EngineError(f"the engine service at {self.url} ended the stream before the run finished")
 
+    def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
+        return interleave([self.steps(canvas, settings) for canvas in canvases])
+
     def _get(self, path: str) -> Any:
         try:
             response = self.http.get(path)
@@ -118,6 +139,46 @@ class RemoteModel(DiffusionLM):
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         raise EngineError(f"{self.label} runs on the engine service; this page holds only its tokenizer")
+
+
+_ENDED = object()
+
+
+def interleave(runs: Sequence[Iterator[Step]]) -> Iterator[tuple[int, Step]]:
+    """The steps of several runs as they come, each with its run's index: one thread reads each run
+    (a run's iterator blocks until its next step). A run's error is raised here. Closing this stops
+    the readers at their run's next step; each closes its own run (a generator is closed by the
+    thread that drives it)."""
+    out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def read(i: int, steps: Iterator[Step]) -> None:
+        try:
+            for step in steps:
+                if stop.is_set():
+                    break
+                out.put((i, step))
+        except Exception as err:
+            out.put((i, err))
+        finally:
+            close = getattr(steps, "close", None)
+            if close is not None:
+                close()
+            out.put((i, _ENDED))
+    for i, steps in enumerate(runs):
+        threading.Thread(target=read, args=(i, steps), name=f"run-{i}", daemon=True).start()
+    running = len(runs)
+    try:
+        while running:
+            i, item = out.get()
+            if item is _ENDED:
+                running -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield i, item
+    finally:
+        stop.set()
 
 
 def edit_body(canvas: Canvas, settings: SamplerSettings) -> dict[str, Any]:

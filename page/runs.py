@@ -15,8 +15,8 @@ import gradio as gr
 from editor.diffs import diff, rebase_edit
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
-from engine import build_canvas
-from engine.distinct import distinct
+from engine import Canvas, Step, build_canvas
+from engine.distinct import redraw_repeats
 from engine.length import Scorer, choose_length
 from engine.resize import resizes
 
@@ -46,6 +46,7 @@ from .outputs import (
     unchanged,
 )
 from .state import Doc, Moves, Page
+from .trials import Trials, pick, plan_trials, run_trials
 
 NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's span away
 
@@ -61,38 +62,71 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     hide, inspector = gr.update(visible=False), views.inspector_html(None, None, 0, 0)
+
+    def new_run(canvas: Canvas) -> Run:
+        return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, req.settings)
     span, note = req.span, ""
-    if req.lengths and page.score is not None:  # "auto": quick unstreamed runs pick the length first
-        trying = f"<div class='sh-metrics'>choosing a length: trying {', '.join(map(str, req.lengths))} tokens…</div>"
-        yield *run_outputs(views.EMPTY_VIEW, trying, None, hide, hide, inspector, "running"), "", NO_RUN_SPAN
-        try:
-            length, tried = choose_length(model, req.text, span, req.settings, req.lengths, page.score)
-        except ValueError as err:
-            raise fail(err) from None
-        except Exception as err:
-            log.exception("the model failed choosing a length")
-            raise error(f"The model failed: {err}", "Model error") from None
-        span, note = dataclasses.replace(span, length=length), length_note(tried, length, resizes(model))
-    canvas = build_canvas(model.codec, req.text, [span], model.max_length)
-    settings = req.settings
-    run = Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings)
-    starting = "<div class='sh-metrics'>starting…</div>"
-    yield *run_outputs(views.EMPTY_VIEW, starting, run, hide, hide, inspector, "running"), note, NO_RUN_SPAN
     try:
+        if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
+            trying = f"choosing a length: trying {', '.join(map(str, req.lengths))} tokens together…"
+            yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", None, hide, hide,
+                               inspector, "running"), "", NO_RUN_SPAN
+            keep = len(model.codec.encode(req.text[req.start:req.end]))
+            trials = plan_trials(page, req.text, span, req.lengths, keep, new_run)
+            run = trials.runs[trials.shown]
+            yield from trial_steps(page, trials, heatmap)
+            if not trials.done:
+                return  # stopped
+            best, tried = pick(trials, page.score)
+            run, note = trials.runs[best], length_note(tried, trials.lengths[best])
+        else:
+            if req.lengths and page.score is not None:  # a model that resizes spans itself: its length first
+                length, tried = choose_length(model, req.text, span, req.settings, req.lengths, page.score)
+                span, note = dataclasses.replace(span, length=length), length_note(tried, length, True)
+            run = new_run(build_canvas(model.codec, req.text, [span], model.max_length))
+            yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
+                               inspector, "running"), note, NO_RUN_SPAN
+            for step in page.engine.steps(run.canvas, req.settings):
+                if run.stopped:
+                    return
+                yield step_outputs(run, step, heatmap)
         # Candidates that repeat an earlier one are drawn again, as further steps (engine/distinct.py).
-        for step in distinct(lambda s: page.engine.steps(canvas, s), settings):
+        assert run.last is not None
+        for step in redraw_repeats(run.last, lambda s: page.engine.steps(run.canvas, s), req.settings):
             if run.stopped:
                 return
-            run.record(step)
-            yield (*run_outputs(views.step_html(step, canvas, 0, heatmap),
-                                views.metrics_html(step, canvas, checked=False), run,
-                                KEEP, KEEP, KEEP, None), KEEP, gr.update(live=span_live(run)))
+            yield step_outputs(run, step, heatmap)
+    except ValueError as err:  # no length could be tried (a constraint that does not fit any)
+        raise fail(err) from None
     except Exception as err:  # a model failure: say so, the document is untouched
         log.exception("the model failed")
         raise error(f"The model failed: {err}", "Model error") from None
     finally:
         trim_heap()
     yield finished(run, page.score, heatmap, note)
+
+
+def step_outputs(run: Run, step: Step, heatmap: bool) -> tuple:
+    """`step` recorded in `run`, and drawn: the run view, the metrics, the editor's span."""
+    run.record(step)
+    return (*run_outputs(views.step_html(step, run.canvas, 0, heatmap),
+                         views.metrics_html(step, run.canvas, checked=False), run, KEEP, KEEP, KEEP, None),
+            KEEP, gr.update(live=span_live(run)))
+
+
+def trial_steps(page: Page, trials: Trials, heatmap: bool) -> Iterator[tuple]:
+    """Every trial denoising at once; the shown one drawn per step (the others are recorded). Ends
+    early when the shown run is stopped (Stop or Esc); closing this cancels every trial."""
+    shown = trials.runs[trials.shown]
+    for run in run_trials(page, trials):
+        if shown.stopped:
+            return
+        if run is shown:
+            step = run.last
+            assert step is not None
+            yield (*run_outputs(views.step_html(step, run.canvas, 0, heatmap),
+                                views.metrics_html(step, run.canvas, checked=False), run, KEEP, KEEP, KEEP, "running"),
+                   KEEP, gr.update(live=span_live(run)))
 
 
 def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:

@@ -1,0 +1,80 @@
+""""auto" length on the page: every trial length through the engine's scheduler at once, the chosen
+trial's own steps kept (no second run), a shorter span able to win, Stop cancelling the trials."""
+import threading
+
+import pytest
+import torch
+
+from editor.history import History
+from engine import PRESETS, TextCodec
+from engine.length import length_score
+from page import runs
+from page.dial import dial_values
+from page.document_editor import Document
+from page.state import NEW_DOC, Page
+from tests.tiny import ScriptedModel, byte_bpe_tokenizer
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+A, B = 4, 15  # "quick brown"
+
+
+class CountingModel(ScriptedModel):
+    """Records the scheduler's batches: how many runs shared each forward."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def forward_many(self, calls):
+        assert self.gate.wait(30)
+        self.batches.append(len(calls))
+        return super().forward_many(calls)
+
+
+@pytest.fixture
+def model():
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    target = torch.randint(10, 300, (512,), generator=torch.Generator().manual_seed(0))
+    return CountingModel(codec, target, torch.linspace(0.3, 0.9, 512))
+
+
+def regenerate(page, mode="auto"):
+    dial = dial_values(PRESETS["quality"])
+    return runs.regenerate(page, "selection", Document(TEXT, A, B), NEW_DOC, "text", mode, 8, "", False, *dial)
+
+
+def test_the_trials_share_forwards_and_the_chosen_one_is_not_run_again(model):
+    page = Page.for_model(model, History("sqlite://"), scorer=lambda d, s, e: -float(e - s))  # the longest
+    keep = len(model.codec.encode(TEXT[A:B]))
+    outputs = list(regenerate(page))
+    run = outputs[-1][2]
+    lengths = (keep - 2, keep, keep + 2, keep + 4)
+    assert run.canvas.slot_ranges[0][1] - run.canvas.slot_ranges[0][0] == keep + 4
+    assert model.batches[0] == len(lengths)  # one packed batch, not one trial after another
+    # The longest trial's forwards and nothing more: the page shows its own steps, not a rerun.
+    assert len(model.batches) == run.last.forwards == keep + 4
+    assert f"Length {keep + 4} tokens" in outputs[-1][-2]
+    drawn = [o for o in outputs[1:-1] if o[2] is not None and o[2] is not run]
+    assert drawn and all(o[2].canvas.slot_ranges == drawn[0][2].canvas.slot_ranges for o in drawn)
+    shown = drawn[0][2].canvas.slot_ranges[0]
+    assert shown[1] - shown[0] == keep  # meanwhile the page drew the trial at the selection's own length
+
+
+def test_a_shorter_span_can_win_at_the_same_nll_per_token():
+    assert length_score(3.0, 128) < length_score(3.0, 134)
+    assert length_score(2.9, 134) < length_score(3.0, 128)  # a longer span that reads better still wins
+
+
+def test_stop_during_the_trials_cancels_every_one(model):
+    page = Page.for_model(model, History("sqlite://"), scorer=lambda d, s, e: 1.0)
+    stream = regenerate(page)
+    next(stream)  # "choosing a length"
+    model.gate.clear()
+    threading.Timer(0.3, model.gate.set).start()
+    next(stream)  # the first step of the shown trial
+    assert page.engine.scheduler.stats().active >= 2  # the longer trials are still denoising
+    stream.close()  # Stop / Esc: gradio closes the handler's generator
+    stats = page.engine.scheduler.stats()
+    assert stats.active == 0 and stats.queued == 0
