@@ -49,6 +49,7 @@ class DiffusionLM(ABC):
     label: str  # what the UI and CLI show, e.g. "Dream-style (local: /models/dream)"
 
     supports_cache: bool = False  # True where `cached_logits` is implemented (engine/context.py)
+    demonstration: bool = False   # a small model shipped to try Sharpen with, not to rely on (the page says so)
     # DreamOn's length tokens: written at an undecided slot, expand makes it two undecided slots and
     # delete removes it (engine/resize.py). None for models without them.
     expand_id: int | None = None

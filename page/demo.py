@@ -53,7 +53,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None), gr.State([]))
         docs = layout.documents_sidebar()
         dial = layout.dial_drawer()
-        top = layout.topbar(model.label)
+        top = layout.topbar(model.label, model.demonstration)
         with gr.Row(elem_id="main"):
             with gr.Column(scale=3, min_width=480):
                 ed = layout.editor()

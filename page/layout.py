@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from html import escape
 
 import gradio as gr
 
@@ -123,10 +122,9 @@ def documents_sidebar() -> Documents:
     return Documents(listed, new, upload, archive, archived, unarchive)
 
 
-def topbar(model_label: str) -> Topbar:
+def topbar(model_label: str, demonstration: bool = False) -> Topbar:
     with gr.Row(equal_height=True, elem_id="topbar"):
-        gr.HTML(f'<div class="sh-title"><b>Sharpen</b><span>{escape(model_label)}</span></div>', elem_id="title",
-                padding=False)
+        gr.HTML(views.title_html(model_label, demonstration), elem_id="title", padding=False)
         name = gr.Textbox("untitled.txt", show_label=False, container=False, elem_id="doc-name", scale=3,
                           placeholder="document name")
         language = gr.Dropdown(supported(), value="text", show_label=False, container=False, elem_id="language",

@@ -15,6 +15,19 @@ EOS_GLYPH = "\u23ce"  # a decided end-of-text token: the span ends early there
 EMPTY_VIEW = '<div class="sh-view sh-empty">Select text and press an action: every denoising step shows here.</div>'
 
 
+DEMONSTRATION = "135M demonstration model · load a real one: python app.py --model FOLDER"
+DEMONSTRATION_MORE = ("The bundled model has 135M parameters: enough to watch the denoising work, too small for "
+                      "edits worth keeping. python app.py --model FOLDER loads a real one (LLaDA 8B, Dream 7B, "
+                      "...; README: Models).")
+
+
+def title_html(label: str, demonstration: bool) -> str:
+    """The page's title, the model's name, and for a demonstration model a plain word on what it is."""
+    note = (f'<span class="sh-demo" id="demo-model" title="{escape(DEMONSTRATION_MORE)}">{escape(DEMONSTRATION)}'
+            "</span>" if demonstration else "")
+    return f'<div class="sh-title"><b>Sharpen</b><span>{escape(label)}</span>{note}</div>'
+
+
 def _heat(confidence: float) -> str:
     """Background for the confidence heatmap: red (unsure) to green (sure)."""
     return f"background-color: hsla({confidence * 120:.0f}, 75%, 70%, 0.55)"

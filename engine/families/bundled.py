@@ -56,6 +56,7 @@ class DefaultModel(LlamaDiffusionLM):
     """The bundled model. `net` (LlamaNet) and `shape` are there for fine-tuning scripts."""
 
     adapted: bool = False
+    demonstration = True  # 135M parameters: enough to watch the denoising work, too small for edits you keep
     mask_id: int   # load_default refuses a tokenizer without them
     start_id: int
 

@@ -25,3 +25,14 @@ def test_run_view_shows_the_span_with_a_few_lines_of_context_not_the_whole_file(
 def model_settings():
     from engine import PRESETS
     return PRESETS["quality"]
+
+
+def test_a_demonstration_model_is_labelled_as_one_and_says_how_to_load_a_real_one():
+    from engine.families.bundled import DefaultModel
+    from page.views import title_html
+
+    assert DefaultModel.demonstration  # the bundled model, without loading it
+    shown = title_html("SmolLM2-135M diffusion (adapted)", DefaultModel.demonstration)
+    assert "135M demonstration model" in shown and "--model FOLDER" in shown
+    real = title_html("LLaDA-8B <local>", False)
+    assert "demonstration" not in real and "LLaDA-8B &lt;local&gt;" in real

@@ -1,0 +1,85 @@
+"""The page's own timings on the bundled model, through the handlers the page calls (no browser):
+
+1. first step: seconds from the key press (the handler called) to the first drawn denoising step, "keep";
+2. "auto" against "keep": wall time of a whole regeneration each way, same phrases, one at a time;
+3. one queue: 4 sessions (4 users) regenerating at once against the same 4 one after another.
+
+    python scripts/page_timings.py [--phrases 4] [--threads 1]
+
+Held-out prose phrases (engine.tools.edges.prose_edits), the page's default preset, one candidate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from editor.history import History  # noqa: E402
+from engine import DEFAULT_PRESET, PRESETS, load_model  # noqa: E402
+from engine.tools.edges import prose_edits  # noqa: E402
+from page import runs  # noqa: E402
+from page.dial import dial_values  # noqa: E402
+from page.document_editor import Document  # noqa: E402
+from page.state import NEW_DOC, Page  # noqa: E402
+
+
+def regenerate(page: Page, text: str, a: int, b: int, mode: str, user: str = "one") -> dict:
+    """One regeneration through `runs.run_action` as the page calls it: seconds to the first drawn
+    step and to the end."""
+    request = SimpleNamespace(username=user, session_hash=user)
+    dial = dial_values(PRESETS[DEFAULT_PRESET])
+    started, first = time.perf_counter(), None
+    for out in runs.run_action(page, "selection", request, Document(text, a, b), NEW_DOC, "text", mode, 8, "",
+                               False, *dial):
+        run = out[2]
+        if first is None and run is not None and not isinstance(run, dict) and run.steps:
+            first = time.perf_counter() - started
+    return {"first_step_s": first, "total_s": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--phrases", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    page = Page.for_model(load_model(None), History("sqlite://"))
+    edits = [(text, span.start, span.end) for text, span in prose_edits(args.phrases, seed=1)]
+    regenerate(page, *edits[0], "keep")  # warm up (the first forward allocates)
+    report: dict = {"load_before": os.getloadavg(), "threads": args.threads}
+    keep = [regenerate(page, *e, "keep") for e in edits]
+    auto = [regenerate(page, *e, "auto") for e in edits]
+    report["first_step_keep_s"] = [round(r["first_step_s"], 3) for r in keep]
+    report["first_step_auto_s"] = [round(r["first_step_s"], 3) for r in auto]
+    report["keep_s"] = [round(r["total_s"], 2) for r in keep]
+    report["auto_s"] = [round(r["total_s"], 2) for r in auto]
+    report["auto_over_keep"] = [round(a["total_s"] / k["total_s"], 2) for a, k in zip(auto, keep)]
+    report["auto_over_keep_median"] = statistics.median(report["auto_over_keep"])
+    started = time.perf_counter()
+    for i, e in enumerate(edits):
+        regenerate(page, *e, "keep", user=f"user{i}")
+    one_by_one = time.perf_counter() - started
+    threads = [threading.Thread(target=regenerate, args=(page, *e, "keep", f"user{i}")) for i, e in enumerate(edits)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    together = time.perf_counter() - started
+    report.update(sessions=len(edits), one_after_another_s=round(one_by_one, 2), at_once_s=round(together, 2),
+                  at_once_speedup=round(one_by_one / together, 2), load_after=os.getloadavg())
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
