@@ -63,11 +63,17 @@ class Run:
     scores: list[float | None] = field(default_factory=list)  # per candidate: window NLL, None unscored
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
     stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
+    aside: Run | None = None  # the finished run this one replaced, its candidates still to be had (one deep)
     number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
 
     @property
     def last(self) -> Step | None:
         return self.steps[-1] if self.steps else None
+
+    @property
+    def offered(self) -> bool:
+        """Finished, checked and ranked: its candidates are on offer until accepted or rejected."""
+        return self.last is not None and self.last.done and bool(self.order)
 
     def record(self, step: Step) -> None:
         """Keep `step` for the scrubber: documents only on the last step (the views draw the others

@@ -130,7 +130,8 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
 
 def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     top, ed, rv, dial, tab = ui.top, ui.ed, ui.rv, ui.dial, ui.tab
-    inputs = [ed.document, tab.doc, top.language, dial.mode, dial.n_tokens, dial.constraint, rv.heatmap,
+    # tab.run first: a finished run's candidates are set aside in the new run, not dropped
+    inputs = [tab.run, ed.document, tab.doc, top.language, dial.mode, dial.n_tokens, dial.constraint, rv.heatmap,
               *dial.controls]
     started = []
     # The buttons, and the editor's keys (Ctrl/Cmd+Enter: the selection, or fill at the cursor without one).
@@ -176,6 +177,8 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     declined = ([tab.run, rv.candidate], [*ui.confirmation, ed.message, ed.document])
     rv.cancel.click(runs.cancel_accept, *declined, api_name="cancel_accept")
     ed.document.cancel_accept(runs.cancel_accept, *declined, **KEY)
+    rv.last.click(runs.back_to_aside, [tab.run, rv.heatmap], [*ui.run, ed.message, ed.document],
+                  api_name="last_candidates")
     rejected = [*ui.run, ed.message, *ui.confirmation, ed.document]
     rv.reject.click(runs.reject, None, rejected, api_name="reject")
     ed.document.reject(runs.reject, None, rejected, **KEY)

@@ -71,6 +71,7 @@ class RunView:
     accept: gr.Button
     branch: gr.Button
     reject: gr.Button
+    last: gr.Button           # the candidates of the run a new one replaced (runs.back_to_aside)
     confirm: gr.Row
     confirm_text: gr.Markdown
     accept_anyway: gr.Button
@@ -158,13 +159,14 @@ def run_view() -> RunView:
         accept = gr.Button("Accept", variant="primary", size="sm", elem_id="accept", interactive=False)
         branch = gr.Button("Accept as branch", size="sm", elem_id="accept-branch", interactive=False)
         reject = gr.Button("Reject all", size="sm", elem_id="reject", interactive=False)
+        last = gr.Button("Last candidates", size="sm", elem_id="last-candidates")
         heatmap = gr.Checkbox(False, label="heatmap", elem_id="heatmap", min_width=90, container=False)
     with gr.Row(visible=False, elem_id="confirm") as confirm:
         confirm_text = gr.Markdown(elem_id="confirm-text")
         accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")
         cancel = gr.Button("Cancel", size="sm", elem_id="cancel-accept")
     inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
-    return RunView(live, metrics, scrub, candidate, heatmap, accept, branch, reject, confirm, confirm_text,
+    return RunView(live, metrics, scrub, candidate, heatmap, accept, branch, reject, last, confirm, confirm_text,
                    accept_anyway, cancel, inspector)
 
 

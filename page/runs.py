@@ -52,9 +52,10 @@ NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's 
 
 
 def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
-               n: Any, constraint: str, heatmap: bool, *dial: Any) -> Iterator[tuple]:
+               n: Any, constraint: str, heatmap: bool, *dial: Any, previous: Run | None = None) -> Iterator[tuple]:
     """Stream one regeneration: the run panel (outputs.run_outputs), a message and the editor's span
-    in place (page/live.py), per step."""
+    in place (page/live.py), per step. A `previous` run whose candidates are still on offer is set
+    aside in the new one (`back_to_aside` brings it back), not dropped."""
     model = page.model
     try:
         req = plan_run(page, action, document.text, document.start, document.end, language, mode, n, constraint,
@@ -63,8 +64,13 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
         raise fail(err) from None
     hide, inspector = gr.update(visible=False), views.inspector_html(None, None, 0, 0)
 
+    aside = previous if previous is not None and previous.offered else None
+    if aside is not None:
+        aside.aside = None  # one run deep: what a session keeps stays bounded
+
     def new_run(canvas: Canvas) -> Run:
-        return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, req.settings)
+        return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, req.settings,
+                   aside=aside)
     span, note = req.span, ""
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
@@ -131,6 +137,12 @@ def trial_steps(page: Page, trials: Trials, heatmap: bool) -> Iterator[tuple]:
 
 def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
     """The outputs once a run is done: its candidates checked and ranked, the best one drawn."""
+    check_and_rank(run, score)
+    return offered(run, heatmap, note)
+
+
+def check_and_rank(run: Run, score: Scorer | None) -> None:
+    """Each candidate checked (code: does it parse) and scored once, the candidates ordered."""
     try:
         run.problems = check_candidates(run)
     except EditorError as err:  # the check is advice: a run is never lost to it
@@ -140,12 +152,17 @@ def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
     except Exception:  # the ranking is advice too: unscored, in the loop's order
         log.exception("scoring the candidates failed")
         rank_candidates(run, None)
+
+
+def offered(run: Run, heatmap: bool, note: str) -> tuple:
+    """The outputs of a run whose candidates are checked and ranked: the best one drawn, the list."""
     choices = [(candidate_label(run, i), i) for i in run.order]
     last, best = run.last, run.order[0]
     assert last is not None
     repeated = len(last.texts) - len(run.order)
     same = f"{repeated} candidate(s) came out the same as another even when drawn again: each text is listed once. " \
         if repeated else ""
+    same += "The last run's candidates are set aside: 'Last candidates' brings them back. " if run.aside else ""
     return (*run_outputs(done_view(run, best, heatmap), views.metrics_html(last, run.canvas), run,
                          scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
             note + same + "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is "
@@ -164,14 +181,25 @@ def done_view(run: Run, shown: int, heatmap: bool) -> str:
     return views.step_html(run.last, run.canvas, shown, heatmap) + views.candidates_html(rows, shown)
 
 
-def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> Iterator[tuple]:
+def back_to_aside(run: Run | None, heatmap: bool) -> tuple:
+    """'Last candidates': the run set aside when this one started comes back, with its candidates as
+    they were ranked; this one (if finished) is set aside in its place, so the button swaps the two."""
+    if run is None or run.aside is None:
+        raise error("No earlier candidates to go back to: they were accepted, rejected, or there were none.",
+                    "Last candidates")
+    back, run.aside = run.aside, None
+    back.aside = run if run.offered else None
+    return offered(back, heatmap, "The candidates of the last run are back. ")
+
+
+def run_action(page: Page, action: str, request: gr.Request, previous: Run | None, *inputs: Any) -> Iterator[tuple]:
     """A regenerate button: `regenerate`, straight to the engine, whose scheduler is the one queue
     (runs of every user share its forwards); a user has at most limits.runs_per_user runs in flight
     (per login, or per page without one)."""
     name = getattr(request, "username", None)
     user = ("login", name) if name else ("page", getattr(request, "session_hash", None))
     try:
-        yield from in_flight(page.runs, user, regenerate(page, action, *inputs))
+        yield from in_flight(page.runs, user, regenerate(page, action, *inputs, previous=previous))
     except AccessError as err:
         raise fail(err) from None
 

@@ -29,9 +29,9 @@ def page():
     history.close()
 
 
-def regenerate(page, doc=NEW_DOC, text=TEXT, a=4, b=15):
-    _, language, *rest = args(text, a, b)
-    return list(runs.regenerate(page, "selection", Document(text, a, b), doc, language, *rest))
+def regenerate(page, doc=NEW_DOC, text=TEXT, a=4, b=15, previous=None):
+    _, language, *rest = args(text, a, b, candidates=2)
+    return list(runs.regenerate(page, "selection", Document(text, a, b), doc, language, *rest, previous=previous))
 
 
 def interactive(update) -> bool:
@@ -123,3 +123,21 @@ def test_nothing_of_a_run_is_left_in_the_next_one_or_after_accept(page):
     panel = run_panel(accepted)
     assert panel[LIVE] == views.EMPTY_VIEW and panel[METRICS] == "" and panel[INSPECTOR] == empty
     assert panel[RUN] is None
+
+
+def test_a_new_run_sets_the_last_ones_candidates_aside_and_they_come_back(page):
+    """Starting a run while a finished one still offers candidates does not drop them: 'Last
+    candidates' brings them back (as ranked), and again swaps to the newer run's."""
+    first = regenerate(page)[-1][RUN]
+    outputs = regenerate(page, a=20, b=25, previous=first)
+    second, message = outputs[-1][RUN], outputs[-1][-2]
+    assert second.aside is first and "set aside" in message
+    back = runs.back_to_aside(second, False)
+    assert back[RUN] is first and first.aside is second and second.aside is None
+    assert back[4]["choices"] == [(runs.candidate_label(first, i), i) for i in first.order]
+    assert runs.back_to_aside(first, False)[RUN] is second
+    rejected = runs.reject()  # rejected or accepted runs are not set aside: nothing to come back to
+    third = regenerate(page, previous=rejected[RUN])[-1][RUN]
+    assert third.aside is None
+    with pytest.raises(Exception, match="No earlier candidates"):
+        runs.back_to_aside(third, False)
