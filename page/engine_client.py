@@ -13,14 +13,14 @@ import functools
 import json
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import httpx
 import torch
 
 from engine import Canvas, DiffusionLM, SamplerSettings, Step
-from engine.scheduler import QueueFull, Scheduler
+from engine.scheduler import Job, QueueFull, Scheduler
 from engine.serve import wire
 
 
@@ -39,8 +39,9 @@ class EngineClient(Protocol):
         ...
 
     def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
-        """Denoise every canvas at once (the engine's queue packs them into shared forwards): each
-        step as it comes, with the index of its canvas; closing the iterator cancels them all."""
+        """Denoise every canvas at once (the engine's queue packs them into shared forwards), the
+        first one leading (`interleave`): each step as it comes, with the index of its canvas;
+        closing the iterator cancels them all."""
         ...
 
 
@@ -69,10 +70,14 @@ class InProcessEngine:
             raise EngineError("the run was cancelled")
 
     def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
-        jobs = []
-        try:  # submitted together, so the scheduler admits them into the same forwards
-            jobs = [self.scheduler.submit(canvas, settings) for canvas in canvases]
-            yield from interleave([iter(job) for job in jobs])
+        jobs: list[Job] = []
+
+        def submit(canvas: Canvas) -> Iterator[Step]:
+            job = self.scheduler.submit(canvas, settings)
+            jobs.append(job)
+            return iter(job)
+        try:
+            yield from interleave([functools.partial(submit, canvas) for canvas in canvases])
         except QueueFull as err:
             raise EngineError(f"the engine is busy: {err}") from None
         finally:
@@ -110,7 +115,7 @@ class HttpEngine:
         raise EngineError(f"the engine service at {self.url} ended the stream before the run finished")
 
     def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
-        return interleave([self.steps(canvas, settings) for canvas in canvases])
+        return interleave([functools.partial(self.steps, canvas, settings) for canvas in canvases])
 
     def _get(self, path: str) -> Any:
         try:
@@ -144,16 +149,20 @@ class RemoteModel(DiffusionLM):
 _ENDED = object()
 
 
-def interleave(runs: Sequence[Iterator[Step]]) -> Iterator[tuple[int, Step]]:
-    """The steps of several runs as they come, each with its run's index: one thread reads each run
-    (a run's iterator blocks until its next step). A run's error is raised here. Closing this stops
+def interleave(starts: Sequence[Callable[[], Iterator[Step]]]) -> Iterator[tuple[int, Step]]:
+    """The steps of several runs as they come, each with its run's index: one thread starts and reads
+    each run (a run's iterator blocks until its next step). The first run leads: the others start
+    once its first step is in, so that step comes as soon as it would alone and the rest join the
+    forwards after it (the scheduler packs them). A run's error is raised here. Closing this stops
     the readers at their run's next step; each closes its own run (a generator is closed by the
     thread that drives it)."""
     out: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
     stop = threading.Event()
 
-    def read(i: int, steps: Iterator[Step]) -> None:
+    def read(i: int) -> None:
+        steps: Iterator[Step] | None = None
         try:
+            steps = starts[i]()
             for step in steps:
                 if stop.is_set():
                     break
@@ -165,12 +174,18 @@ def interleave(runs: Sequence[Iterator[Step]]) -> Iterator[tuple[int, Step]]:
             if close is not None:
                 close()
             out.put((i, _ENDED))
-    for i, steps in enumerate(runs):
-        threading.Thread(target=read, args=(i, steps), name=f"run-{i}", daemon=True).start()
-    running = len(runs)
+
+    def start(i: int) -> None:
+        threading.Thread(target=read, args=(i,), name=f"run-{i}", daemon=True).start()
+    start(0)
+    running, started = len(starts), 1
     try:
         while running:
             i, item = out.get()
+            if started < len(starts):  # the lead's first step (or its end) is in: the others start
+                for j in range(started, len(starts)):
+                    start(j)
+                started = len(starts)
             if item is _ENDED:
                 running -= 1
             elif isinstance(item, Exception):

@@ -174,8 +174,8 @@ def dial_drawer() -> Dial:
     with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
         gr.Markdown("### Dial")
         mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length",
-                        info="auto: the base model picks among 3-4 lengths, one quick run each before the "
-                             "streamed one (~5-7x keep's time); keep: the selection's count")
+                        info="auto: 3-4 lengths denoised together, the one at the selection's length shown as "
+                             "they run, the best kept (~2x keep's time); keep: the selection's count")
         n_tokens = gr.Number(8, precision=0, minimum=1, label="N tokens")
         constraint = gr.Textbox("", label="constraint (text the span must start with)", elem_id="constraint")
         preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", info="fills the dial")

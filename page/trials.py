@@ -55,11 +55,14 @@ def plan_trials(page: Page, text: str, span: Span, lengths: tuple[int, ...], kee
 
 
 def run_trials(page: Page, trials: Trials) -> Iterator[Run]:
-    """Denoise every trial at once; yield the trial run each step came to (recorded in it)."""
+    """Denoise every trial at once, the shown one leading (its first step comes as soon as alone);
+    yield the trial run each step came to (recorded in it)."""
+    order = [trials.shown] + [i for i in range(len(trials.runs)) if i != trials.shown]
     settings = trials.runs[0].settings
-    for i, step in page.engine.steps_many([run.canvas for run in trials.runs], settings):
-        trials.runs[i].record(step)
-        yield trials.runs[i]
+    for k, step in page.engine.steps_many([trials.runs[i].canvas for i in order], settings):
+        run = trials.runs[order[k]]
+        run.record(step)
+        yield run
 
 
 def pick(trials: Trials, score: Scorer) -> tuple[int, list[tuple[int, float]]]:

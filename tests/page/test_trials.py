@@ -52,9 +52,12 @@ def test_the_trials_share_forwards_and_the_chosen_one_is_not_run_again(model):
     run = outputs[-1][2]
     lengths = (keep - 2, keep, keep + 2, keep + 4)
     assert run.canvas.slot_ranges[0][1] - run.canvas.slot_ranges[0][0] == keep + 4
-    assert model.batches[0] == len(lengths)  # one packed batch, not one trial after another
-    # The longest trial's forwards and nothing more: the page shows its own steps, not a rerun.
-    assert len(model.batches) == run.last.forwards == keep + 4
+    # The shown trial leads alone (its first step as soon as keep's), then the trials share forwards
+    # rather than running one after another.
+    assert model.batches[0] == 1 and max(model.batches) >= 3 and sum(model.batches) > len(model.batches) + 4
+    # The longest trial's forwards (it started one forward after the lead, at most two after) and
+    # nothing more: the page shows the chosen trial's own steps, not a rerun.
+    assert run.last.forwards == keep + 4 and len(model.batches) <= run.last.forwards + 2
     assert f"Length {keep + 4} tokens" in outputs[-1][-2]
     drawn = [o for o in outputs[1:-1] if o[2] is not None and o[2] is not run]
     assert drawn and all(o[2].canvas.slot_ranges == drawn[0][2].canvas.slot_ranges for o in drawn)
