@@ -50,7 +50,6 @@ def test_the_trials_share_forwards_and_the_chosen_one_is_not_run_again(model):
     keep = len(model.codec.encode(TEXT[A:B]))
     outputs = list(regenerate(page))
     run = outputs[-1][2]
-    lengths = (keep - 2, keep, keep + 2, keep + 4)
     assert run.canvas.slot_ranges[0][1] - run.canvas.slot_ranges[0][0] == keep + 4
     # The shown trial leads alone (its first step as soon as keep's), then the trials share forwards
     # rather than running one after another.
