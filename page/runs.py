@@ -78,7 +78,10 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
             yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", None, hide, hide,
                                inspector, "running"), "", NO_RUN_SPAN
             keep = len(model.codec.encode(req.text[req.start:req.end]))
-            trials = plan_trials(page, req.text, span, req.lengths, keep, new_run)
+            try:
+                trials = plan_trials(page, req.text, span, req.lengths, keep, new_run)
+            except ValueError as err:  # no length could be tried (a constraint that does not fit any)
+                raise fail(err) from None
             run = trials.runs[trials.shown]
             yield from trial_steps(page, trials, heatmap)
             if not trials.done:
@@ -87,7 +90,10 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
             run, note = trials.runs[best], length_note(tried, trials.lengths[best])
         else:
             if req.lengths and page.score is not None:  # a model that resizes spans itself: its length first
-                length, tried = choose_length(model, req.text, span, req.settings, req.lengths, page.score)
+                try:
+                    length, tried = choose_length(model, req.text, span, req.settings, req.lengths, page.score)
+                except ValueError as err:
+                    raise fail(err) from None
                 span, note = dataclasses.replace(span, length=length), length_note(tried, length, True)
             run = new_run(build_canvas(model.codec, req.text, [span], model.max_length))
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
@@ -102,8 +108,8 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
             if run.stopped:
                 return
             yield step_outputs(run, step, heatmap)
-    except ValueError as err:  # no length could be tried (a constraint that does not fit any)
-        raise fail(err) from None
+    except gr.Error:
+        raise
     except Exception as err:  # a model failure: say so, the document is untouched
         log.exception("the model failed")
         raise error(f"The model failed: {err}", "Model error") from None
@@ -113,8 +119,14 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
 
 
 def step_outputs(run: Run, step: Step, heatmap: bool) -> tuple:
-    """`step` recorded in `run`, and drawn: the run view, the metrics, the editor's span."""
+    """`step` recorded in `run`, and drawn (`drawn`)."""
     run.record(step)
+    return drawn(run, step, heatmap)
+
+
+def drawn(run: Run, step: Step, heatmap: bool) -> tuple:
+    """A run's latest step drawn: the run view, the metrics, the editor's span (the buttons left as
+    they are, so a step does not redraw them nor lose a click on Stop)."""
     return (*run_outputs(views.step_html(step, run.canvas, 0, heatmap),
                          views.metrics_html(step, run.canvas, checked=False), run, KEEP, KEEP, KEEP, None),
             KEEP, gr.update(live=span_live(run)))
@@ -127,12 +139,8 @@ def trial_steps(page: Page, trials: Trials, heatmap: bool) -> Iterator[tuple]:
     for run in run_trials(page, trials):
         if shown.stopped:
             return
-        if run is shown:
-            step = run.last
-            assert step is not None
-            yield (*run_outputs(views.step_html(step, run.canvas, 0, heatmap),
-                                views.metrics_html(step, run.canvas, checked=False), run, KEEP, KEEP, KEEP, "running"),
-                   KEEP, gr.update(live=span_live(run)))
+        if run is shown and run.last is not None:
+            yield drawn(run, run.last, heatmap)
 
 
 def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
