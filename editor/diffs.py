@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass
 
 from diff_match_patch import diff_match_patch
@@ -40,6 +42,25 @@ def diff(a: str, b: str) -> list[tuple[str, str]]:
     ops = d.diff_main(a, b)
     d.diff_cleanupSemantic(ops)
     return [(_OPS[op], text) for op, text in ops]
+
+
+def word_diff(a: str, b: str) -> list[tuple[str, str]]:
+    """`diff` by whole words (a word or a single sign, with the spaces after it), for
+    short texts people compare at a glance: "narrow strait" -> "window, but" is one word replaced by
+    others, not letters kept from both ("strai|t", "bu|t")."""
+    x, y = _WORDS.findall(a), _WORDS.findall(b)
+    ops: list[tuple[str, str]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, x, y, autojunk=False).get_opcodes():
+        if tag in ("delete", "replace"):
+            ops.append((DELETE, "".join(x[i1:i2])))
+        if tag in ("insert", "replace"):
+            ops.append((INSERT, "".join(y[j1:j2])))
+        if tag == "equal":
+            ops.append((EQUAL, "".join(x[i1:i2])))
+    return ops
+
+
+_WORDS = re.compile(r"\w+\s*|[^\w\s]\s*|\s+")  # a word (or a sign) with the spaces after it
 
 
 def _changes(a: str, b: str) -> list[tuple[int, int, str]]:

@@ -159,7 +159,7 @@ def run_view() -> RunView:
         accept = gr.Button("Accept", variant="primary", size="sm", elem_id="accept", interactive=False)
         branch = gr.Button("Accept as branch", size="sm", elem_id="accept-branch", interactive=False)
         reject = gr.Button("Reject all", size="sm", elem_id="reject", interactive=False)
-        last = gr.Button("Last candidates", size="sm", elem_id="last-candidates")
+        last = gr.Button("Last run", size="sm", elem_id="last-candidates", scale=0, min_width=70)
         heatmap = gr.Checkbox(False, label="heatmap", elem_id="heatmap", min_width=90, container=False)
     with gr.Row(visible=False, elem_id="confirm") as confirm:
         confirm_text = gr.Markdown(elem_id="confirm-text")

@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from editor.diffs import diff, rebase_edit
+from editor.diffs import rebase_edit, word_diff
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
 from engine import Canvas, Step, build_canvas
@@ -170,7 +170,7 @@ def offered(run: Run, heatmap: bool, note: str) -> tuple:
     repeated = len(last.texts) - len(run.order)
     same = f"{repeated} candidate(s) came out the same as another even when drawn again: each text is listed once. " \
         if repeated else ""
-    same += "The last run's candidates are set aside: 'Last candidates' brings them back. " if run.aside else ""
+    same += "The last run's candidates are set aside: 'Last run' brings them back. " if run.aside else ""
     return (*run_outputs(done_view(run, best, heatmap), views.metrics_html(last, run.canvas), run,
                          scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
             note + same + "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is "
@@ -185,7 +185,7 @@ def done_view(run: Run, shown: int, heatmap: bool) -> str:
     rows = []
     for i in run.order:
         s, e = run.new_span(i)
-        rows.append((i, candidate_note(run, i), diff(original, run.result(i)[s:e])))
+        rows.append((i, candidate_note(run, i), word_diff(original, run.result(i)[s:e])))
     # The list first: the shown candidate's tokens are in the editor too, so here they fold away.
     tokens = views.step_html(run.last, run.canvas, shown, heatmap)
     return (views.candidates_html(rows, shown) +
@@ -193,11 +193,11 @@ def done_view(run: Run, shown: int, heatmap: bool) -> str:
 
 
 def back_to_aside(run: Run | None, heatmap: bool) -> tuple:
-    """'Last candidates': the run set aside when this one started comes back, with its candidates as
+    """'Last run': the run set aside when this one started comes back, with its candidates as
     they were ranked; this one (if finished) is set aside in its place, so the button swaps the two."""
     if run is None or run.aside is None:
         raise error("No earlier candidates to go back to: they were accepted, rejected, or there were none.",
-                    "Last candidates")
+                    "Last run")
     back, run.aside = run.aside, None
     back.aside = run if run.offered else None
     return offered(back, heatmap, "The candidates of the last run are back. ")

@@ -171,12 +171,13 @@ def candidates_html(rows: Sequence[tuple[int, str, Sequence[tuple[str, str]]]], 
     tags = {"insert": "ins", "delete": "del"}
     items = []
     for b, note, ops in rows:
-        body = "".join(f"<{tags[op]}>{escape(text)}</{tags[op]}>" if op in tags else f"<span>{escape(text)}</span>"
-                       for op, text in ops) or "<i>unchanged</i>"
+        pieces = ((op, escape(text).replace("\n", EOS_GLYPH)) for op, text in ops)  # a line break shows, in line
+        body = "".join(f"<{tags[op]}>{text}</{tags[op]}>" if op in tags else f"<span>{text}</span>"
+                       for op, text in pieces) or "<i>unchanged</i>"
         mark = " shown" if b == shown else ""
         items.append(f'<li class="sh-candidate{mark}" data-candidate="{b}"><b>{b + 1}</b> '
                      f'<span class="sh-diff">{body}</span> <small>{escape(note)}</small></li>')
-    return f'<ol class="sh-candidates">{"".join(items)}</ol>'
+    return f'<ul class="sh-candidates">{"".join(items)}</ul>'
 
 
 def revision_label(rev: Revision) -> str:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from editor.diffs import PatchConflict, diff, rebase_edit
+from editor.diffs import PatchConflict, diff, rebase_edit, word_diff
 
 # Unicode with emoji, combining marks and newlines, but no surrogates (not text) and no NUL (refused).
 PIECE = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00") | st.sampled_from(
@@ -42,3 +42,18 @@ def test_rebase_of_disjoint_edits_keeps_both(left: str, right: str, left_edit: s
     base = left + "\n|\n" + right
     edited, newest = left_edit + "\n|\n" + right, left + "\n|\n" + right_edit
     assert rebase_edit(base, edited, newest) == left_edit + "\n|\n" + right_edit
+
+
+def test_a_word_diff_replaces_whole_words_and_keeps_what_is_shared():
+    assert word_diff("the narrow strait", "the window, but") == [
+        ("equal", "the "), ("delete", "narrow strait"), ("insert", "window, but")]  # not "strai|t" / "bu|t"
+    assert word_diff("return x + 1", "return x * 2") == [("equal", "return x "), ("delete", "+ 1"), ("insert", "* 2")]
+    assert word_diff("same", "same") == [("equal", "same")]
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_a_word_diff_spells_both_texts(a, b):
+    ops = word_diff(a, b)
+    assert "".join(t for op, t in ops if op != "insert") == a
+    assert "".join(t for op, t in ops if op != "delete") == b
