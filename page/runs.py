@@ -179,17 +179,17 @@ def offered(run: Run, heatmap: bool, note: str) -> tuple:
 
 def done_view(run: Run, shown: int, heatmap: bool) -> str:
     """A finished run's view: every candidate as an inline diff against the original span, best
-    first, then the shown candidate's tokens (folded)."""
+    first, then the shown candidate's tokens (open, foldable)."""
     assert run.last is not None
     original = run.base_text[run.span[0]:run.span[1]]
     rows = []
     for i in run.order:
         s, e = run.new_span(i)
         rows.append((i, candidate_note(run, i), word_diff(original, run.result(i)[s:e])))
-    # The list first: the shown candidate's tokens are in the editor too, so here they fold away.
+    # The list first; the shown candidate's tokens (in the editor too) can be folded away under it.
     tokens = views.step_html(run.last, run.canvas, shown, heatmap)
     return (views.candidates_html(rows, shown) +
-            f'<details class="sh-tokens"><summary>tokens of candidate {shown + 1}</summary>{tokens}</details>')
+            f'<details class="sh-tokens" open><summary>tokens of candidate {shown + 1}</summary>{tokens}</details>')
 
 
 def back_to_aside(run: Run | None, heatmap: bool) -> tuple:
