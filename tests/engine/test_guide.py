@@ -193,3 +193,15 @@ def test_the_closing_never_keeps_only_banned_tokens():
     steered, _ = FrontierGuide(model.causal_view(), layout, 1.0, context=3).steer(den, ids, todo, ban)
     kept = torch.isfinite(steered[0, 3])
     assert kept.sum() == CLOSING_CHOICES and not (kept & torch.isinf(ban)).any()
+
+
+def test_the_inspector_says_which_tokens_the_guide_steered():
+    from page.views import inspector_html
+    model = Guided()
+    start = TEXT.index("lazy dog")
+    canvas = build_canvas(model.codec, TEXT, [Span(start, start + len("lazy dog"))], model.max_length)
+    guided = run(infill(model, canvas, SamplerSettings(guide=1.0)))
+    plain = run(infill(model, canvas, SamplerSettings()))
+    pos = int(guided.positions[guided.guided[0].int().argmax()])
+    assert "guided by the base model" in inspector_html(guided, canvas, 0, pos)
+    assert "guided by the base model" not in inspector_html(plain, canvas, 0, pos)
