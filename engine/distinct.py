@@ -96,6 +96,7 @@ def merged(base: Step, rows: list[int], step: Step) -> Step:
     return Step(index=after + step.index, positions=base.positions, tokens=put(base.tokens, step.tokens),
                 masked=put(base.masked, step.masked), confidence=put(base.confidence, step.confidence),
                 committed=put(torch.zeros_like(base.committed), step.committed),
-                committed_at=put(base.committed_at, born), top_ids=put(base.top_ids, step.top_ids),
+                committed_at=put(base.committed_at, born), guided=put(base.guided, step.guided),
+                top_ids=put(base.top_ids, step.top_ids),
                 top_probs=put(base.top_probs, step.top_probs), forwards=base.forwards + step.forwards,
                 elapsed=base.elapsed + step.elapsed, texts=tuple(texts))

@@ -71,16 +71,22 @@ class InProcessEngine:
 
     def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
         jobs: list[Job] = []
+        lock, closed = threading.Lock(), threading.Event()
 
         def submit(canvas: Canvas) -> Iterator[Step]:
-            job = self.scheduler.submit(canvas, settings)
-            jobs.append(job)
+            with lock:  # a reader that starts after Stop submits nothing
+                if closed.is_set():
+                    return iter(())
+                job = self.scheduler.submit(canvas, settings)
+                jobs.append(job)
             return iter(job)
         try:
             yield from interleave([functools.partial(submit, canvas) for canvas in canvases])
         except QueueFull as err:
             raise EngineError(f"the engine is busy: {err}") from None
         finally:
+            with lock:
+                closed.set()
             for job in jobs:
                 job.cancel()  # Stop (or Esc) during the trials: every slot is free at once
 

@@ -1,6 +1,7 @@
 """"auto" length on the page: every trial length through the engine's scheduler at once, the chosen
 trial's own steps kept (no second run), a shorter span able to win, Stop cancelling the trials."""
 import threading
+import time
 
 import pytest
 import torch
@@ -53,10 +54,10 @@ def test_the_trials_share_forwards_and_the_chosen_one_is_not_run_again(model):
     assert run.canvas.slot_ranges[0][1] - run.canvas.slot_ranges[0][0] == keep + 4
     # The shown trial leads alone (its first step as soon as keep's), then the trials share forwards
     # rather than running one after another.
-    assert model.batches[0] == 1 and max(model.batches) >= 3 and sum(model.batches) > len(model.batches) + 4
-    # The longest trial's forwards (it started one forward after the lead, at most two after) and
-    # nothing more: the page shows the chosen trial's own steps, not a rerun.
-    assert run.last.forwards == keep + 4 and len(model.batches) <= run.last.forwards + 2
+    assert model.batches[0] == 1 and max(model.batches) >= 2 and sum(model.batches) > len(model.batches) + 2
+    # The longest trial's forwards (it started a few forwards after the lead) and no second run of
+    # it: the page shows the chosen trial's own steps (a rerun would add all its forwards again).
+    assert run.last.forwards == keep + 4 and len(model.batches) < 2 * run.last.forwards
     assert f"Length {keep + 4} tokens" in outputs[-1][-2]
     drawn = [o for o in outputs[1:-1] if o[2] is not None and o[2] is not run]
     assert drawn and all(o[2].canvas.slot_ranges == drawn[0][2].canvas.slot_ranges for o in drawn)
@@ -69,14 +70,23 @@ def test_a_shorter_span_can_win_at_the_same_nll_per_token():
     assert length_score(2.9, 134) < length_score(3.0, 128)  # a longer span that reads better still wins
 
 
+def in_engine(page):
+    stats = page.engine.scheduler.stats()
+    return stats.queued + stats.active
+
+
 def test_stop_during_the_trials_cancels_every_one(model):
     page = Page.for_model(model, History("sqlite://"), scorer=lambda d, s, e: 1.0)
     stream = regenerate(page)
     next(stream)  # "choosing a length"
     model.gate.clear()
     threading.Timer(0.3, model.gate.set).start()
-    next(stream)  # the first step of the shown trial
-    assert page.engine.scheduler.stats().active >= 2  # the longer trials are still denoising
+    next(stream)  # the first step of the shown trial; the others start now
+    deadline = time.monotonic() + 10
+    while in_engine(page) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert in_engine(page) >= 2  # the longer trials are waiting or denoising
     stream.close()  # Stop / Esc: gradio closes the handler's generator
+    time.sleep(0.2)  # a trial's reader that was just starting
     stats = page.engine.scheduler.stats()
     assert stats.active == 0 and stats.queued == 0
