@@ -33,11 +33,14 @@ def can_differ(settings: SamplerSettings) -> bool:
     return settings.candidates > 1 and (settings.temperature > 0 or settings.candidate_temperature > 0)
 
 
-def redraw_settings(settings: SamplerSettings, count: int, round_: int) -> SamplerSettings:
+def redraw_settings(settings: SamplerSettings, count: int, round_: int, redraws: int = REDRAWS) -> SamplerSettings:
     """`count` candidates, all sampling (at the run's temperature, else the candidate temperature,
-    WARMER per round, at most HOTTEST), with the seed of redraw `round_` (1-based)."""
+    WARMER per round, at most HOTTEST), with the seed of redraw `round_` (1-based). The last round
+    also drops the frontier guide (engine/guide.py): it picks a span's closing token by how the text
+    after it reads, whatever the temperature, so a short guided span can only repeat itself."""
     temperature = min(HOTTEST, (settings.temperature or settings.candidate_temperature) * WARMER**round_)
-    return settings.replace(candidates=count, temperature=temperature,
+    guide = 0.0 if round_ >= redraws else settings.guide
+    return settings.replace(candidates=count, temperature=temperature, guide=guide,
                             seed=(settings.seed + round_ * SEED_STRIDE) % MAX_SEED)
 
 
@@ -63,7 +66,7 @@ def redraw_repeats(last: Step, draw: Callable[[SamplerSettings], Iterator[Step]]
         if not last.done or not can_differ(settings) or not (again := repeats(last.texts)):
             return
         base = last
-        with closed(draw(redraw_settings(settings, len(again), round_))) as steps:
+        with closed(draw(redraw_settings(settings, len(again), round_, redraws))) as steps:
             for step in steps:
                 last = merged(base, again, step)
                 yield last

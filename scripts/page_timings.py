@@ -6,7 +6,7 @@
 
     python scripts/page_timings.py [--phrases 4] [--threads 1]
 
-Held-out prose phrases (engine.tools.edges.prose_edits), the page's default preset, one candidate.
+Held-out prose phrases (engine.tools.edges.prose_edits), the page's default preset for the model, one candidate.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from editor.history import History  # noqa: E402
-from engine import DEFAULT_PRESET, PRESETS, load_model  # noqa: E402
+from engine import PRESETS, load_model  # noqa: E402
+from engine.guide import default_preset  # noqa: E402
 from engine.tools.edges import prose_edits  # noqa: E402
 from page import runs  # noqa: E402
 from page.dial import dial_values  # noqa: E402
@@ -37,7 +38,7 @@ def regenerate(page: Page, text: str, a: int, b: int, mode: str, user: str = "on
     """One regeneration through `runs.run_action` as the page calls it: seconds to the first drawn
     step and to the end."""
     request = SimpleNamespace(username=user, session_hash=user)
-    dial = dial_values(PRESETS[DEFAULT_PRESET])
+    dial = dial_values(PRESETS[default_preset(page.model)])  # the page's own default for this model
     started, cpu, first = time.perf_counter(), time.process_time(), None
     for out in runs.run_action(page, "selection", request, None, Document(text, a, b), NEW_DOC, "text", mode, 8, "",
                                False, *dial):

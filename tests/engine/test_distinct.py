@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from engine import SamplerSettings, Span, TextCodec, build_canvas, infill, run
-from engine.distinct import distinct, repeats
+from engine.distinct import distinct, redraw_settings, repeats
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 DOC = "The keeper climbed the stairs to tend the light.\n"
@@ -84,3 +84,10 @@ def test_redraws_are_bounded_and_use_new_seeds(codec):
     assert [s.candidates for s in calls] == [3, 2, 2]
     assert len({s.seed for s in calls}) == 3
     assert calls[1].temperature == pytest.approx(0.7 * 1.25) and calls[2].temperature == pytest.approx(0.7 * 1.25**2)
+
+
+def test_the_last_round_draws_without_the_guide():
+    """The frontier guide picks a span's closing token by the text after it, whatever the temperature:
+    a guided one-word span can only repeat itself, so the last round draws unguided."""
+    settings = SamplerSettings(candidates=3, guide=1.0)
+    assert [redraw_settings(settings, 2, r).guide for r in (1, 2, 3)] == [1.0, 1.0, 0.0]
