@@ -33,12 +33,14 @@ from page.dial import dial_values  # noqa: E402
 from page.document_editor import Document  # noqa: E402
 from page.state import NEW_DOC, Page  # noqa: E402
 
+PRESET: list[str] = []  # --preset, else the page's default for the model
+
 
 def regenerate(page: Page, text: str, a: int, b: int, mode: str, user: str = "one") -> dict:
     """One regeneration through `runs.run_action` as the page calls it: seconds to the first drawn
     step and to the end."""
     request = SimpleNamespace(username=user, session_hash=user)
-    dial = dial_values(PRESETS[default_preset(page.model)])  # the page's own default for this model
+    dial = dial_values(PRESETS[PRESET[0] if PRESET else default_preset(page.model)])
     started, cpu, first = time.perf_counter(), time.process_time(), None
     for out in runs.run_action(page, "selection", request, None, Document(text, a, b), NEW_DOC, "text", mode, 8, "",
                                False, *dial):
@@ -52,12 +54,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--phrases", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="default: the page's own for the model")
+    parser.add_argument("--session-tokens", type=int,
+                        help="the sessions edit spans of this many tokens in the benchmark's 512-token prose "
+                             "document instead of the phrases")
     args = parser.parse_args()
+    PRESET.extend([args.preset] if args.preset else [])
     torch.set_num_threads(args.threads)
     page = Page.for_model(load_model(None), History("sqlite://"))
     edits = [(text, span.start, span.end) for text, span in prose_edits(args.phrases, seed=1)]
     regenerate(page, *edits[0], "keep")  # warm up (the first forward allocates)
-    report: dict = {"load_before": os.getloadavg(), "threads": args.threads}
+    report: dict = {"load_before": os.getloadavg(), "threads": args.threads,
+                    "preset": args.preset or default_preset(page.model)}
     keep = [regenerate(page, *e, "keep") for e in edits]
     auto = [regenerate(page, *e, "auto") for e in edits]
     report["first_step_keep_s"] = [round(r["first_step_s"], 3) for r in keep]
@@ -69,6 +77,12 @@ def main() -> None:
     # CPU seconds of the process (every thread): steadier than wall time on a shared machine
     report["auto_over_keep_cpu"] = [round(a["cpu_s"] / k["cpu_s"], 2) for a, k in zip(auto, keep)]
     report["auto_over_keep_cpu_median"] = statistics.median(report["auto_over_keep_cpu"])
+    if args.session_tokens:
+        from engine.tools import bench
+        doc = bench.documents(page.model.codec, 512)["prose"]
+        spans = bench.span_edits(page.model.codec, "prose-512", doc, args.session_tokens, len(edits))
+        edits = [(doc, e.span.start, e.span.end) for e in spans]
+        report["session_tokens"] = args.session_tokens
     started, cpu = time.perf_counter(), time.process_time()
     for i, e in enumerate(edits):
         regenerate(page, *e, "keep", user=f"user{i}")
