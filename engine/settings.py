@@ -16,6 +16,7 @@ from typing import Any
 
 STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
 CACHES = ("none", "dual")
+SCOPES = ("lines", "off")
 KINDS = {int: "a whole number", float: "a finite number", str: "text"}
 
 
@@ -155,6 +156,20 @@ class SamplerSettings:
         "such slots are left (1: neighbours allowed; 2: no two neighbours), so neighbouring slots do "
         "not each pick the same likely token from their own marginal (\"the the\")",
         bounds=Bounds(1, 64), slider=(1, 8, 1))
+    correct_rounds: int = setting(
+        2, "error correction: after the spans are filled, rounds in which what the checker rejects "
+        "(a doubled word, a repetition loop, a broken word; code that does not parse) is re-masked "
+        "with its least confident neighbours and denoised again (0: off; needs a checker, which the "
+        "CLI, the service and the page bring for the document's language)",
+        bounds=Bounds(0, 8), slider=(0, 4, 1))
+    scope: str = setting(
+        "lines", "scope constraints: lines keeps an edit inside what its selection spanned (no line "
+        "break in a selection inside one line, no blank line inside a paragraph); off lets a span "
+        "write any token", choices=SCOPES)
+    rough_margin: float = setting(
+        0.5, "quality floor: a candidate whose window NLL (nats per token, base model) is worse "
+        "than the original text's by more than this is marked rough and ranked after the rest",
+        bounds=Bounds(0), slider=(0, 3, 0.1))
 
     def __post_init__(self) -> None:
         for knob in knobs():

@@ -8,11 +8,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Collection
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from editor import prose
+from editor.checks import findings
 from editor.languages import get_language
 from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import EditorError, check_document
@@ -38,6 +40,7 @@ class Problem:
 
     parses: bool
     message: str                     # "line 14:9 syntax error: ...", "the call became identifier"
+    rough: bool = True               # fails the checks (a kind change alone does not)
 
     def __str__(self) -> str:
         return self.message
@@ -62,6 +65,8 @@ class Run:
     problems: list[Problem | None] = field(default_factory=list)  # per candidate: None is fine
     scores: list[float | None] = field(default_factory=list)  # per candidate: window NLL, None unscored
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
+    rough: list[bool] = field(default_factory=list)           # per candidate: below the quality floor
+    original_score: float | None = None                       # the original text's window NLL
     stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
     number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
 
@@ -172,14 +177,20 @@ def move_node(text: str, language: str, start: int, end: int, direction: str,
     return st.expand(start, end) if direction == "expand" else st.shrink(start, end, toward)
 
 
-def check_candidates(run: Run) -> list[Problem | None]:
-    """Per candidate: None if it parses and keeps the edited node's kind (code) or is prose, else
-    what is wrong: the first new syntax error (line and column in the document), or the change of kind."""
+def check_candidates(run: Run, words: Collection[str] = ()) -> list[Problem | None]:
+    """Per candidate: None if it parses and keeps the edited node's kind (code) or reads clean
+    (prose), else what is wrong: the first new syntax error (line and column in the document; for
+    Python, its own compiler has the last word), the change of kind, or the prose defects
+    (editor.defects; `words`: real words for its broken-word test)."""
     info = get_language(run.language)
-    if info.module is None or info.prose or run.last is None or not run.last.done:
+    if run.last is None or not run.last.done:
         return [None] * (len(run.last.texts) if run.last is not None else 0)
     out: list[Problem | None] = []
     for b in range(len(run.last.texts)):
+        if info.module is None or info.prose:
+            found = findings(info.name, run.base_text, run.result(b), run.span, run.new_span(b), words)
+            out.append(Problem(True, ", ".join(sorted({f.kind for f in found}))) if found else None)
+            continue
         result = check_edit(run.base_text, run.result(b), info.name, run.span, run.new_span(b), run.kind)
         if result.ok:
             out.append(None)
@@ -187,22 +198,29 @@ def check_candidates(run: Run) -> list[Problem | None]:
             e = result.error
             out.append(Problem(False, f"line {e.line}:{e.column} {e.message}"))
         else:
-            out.append(Problem(True, f"the {result.before_kind} became {result.after_kind}"))
+            out.append(Problem(True, f"the {result.before_kind} became {result.after_kind}", rough=False))
     return out
 
 
 def rank_candidates(run: Run, score: Scorer | None) -> None:
     """Score each finished candidate once (one causal forward over its window: the span and
-    engine.score.SIDE tokens either side) and order them best first: candidates that parse and keep
-    the node's kind (or prose), then those that change its kind, then those that do not parse
-    (`run.problems`); within each, lower NLL first. Without a scorer (a model
-    with no causal view) the loop's order stands within each group and no score is shown."""
+    engine.score.SIDE tokens either side) and order them best first. The quality floor first: a
+    candidate is rough when it still fails the checks (`run.problems`) or its window NLL is worse
+    than the original text's by more than `settings.rough_margin`; rough ones go last. Then
+    candidates that parse and keep the node's kind (or read clean), then those that change its kind
+    (or have prose defects), then those that do not parse; within each, lower NLL first. Without a
+    scorer (a model with no causal view) the loop's order stands within each group and no score is shown."""
     n = len(run.problems)
     run.scores = [score(run.result(i), *run.new_span(i)) if score is not None else None for i in range(n)]
+    run.original_score = score(run.base_text, *run.span) if score is not None and n else None
+    base, margin = run.original_score, run.settings.rough_margin
+    run.rough = [bool(p and p.rough) or (s is not None and base is not None and s - base > margin)
+                 for p, s in zip(run.problems, run.scores)]
 
-    def key(i: int) -> tuple[int, float]:
+    def key(i: int) -> tuple[bool, int, float]:
         s, problem = run.scores[i], run.problems[i]
-        return (0 if problem is None else 1 if problem.parses else 2), math.inf if s is None or math.isnan(s) else s
+        group = 0 if problem is None else 1 if problem.parses else 2
+        return run.rough[i], group, math.inf if s is None or math.isnan(s) else s
     run.order = sorted(range(n), key=key)
 
 

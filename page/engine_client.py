@@ -17,8 +17,10 @@ from typing import Any, Protocol
 import httpx
 import torch
 
+from editor import checks
 from engine import Canvas, DiffusionLM, SamplerSettings, Step
 from engine.scheduler import QueueFull, Scheduler
+from engine.scope import whole_words
 from engine.serve import wire
 
 
@@ -31,9 +33,10 @@ class EngineClient(Protocol):
 
     model: DiffusionLM  # read locally: the tokenizer (codec), context length, label, causal view
 
-    def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
-        """Denoise `canvas` (built with `model.codec`), yielding each step with its documents;
-        closing the iterator cancels the run; EngineError if it ends unfinished."""
+    def steps(self, canvas: Canvas, settings: SamplerSettings, language: str | None = None) -> Iterator[Step]:
+        """Denoise `canvas` (built with `model.codec`), yielding each step with its documents, then
+        its correction rounds for the document's `language` (none: no correction); closing the
+        iterator cancels the run; EngineError if it ends unfinished."""
         ...
 
 
@@ -44,12 +47,17 @@ class InProcessEngine:
         self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
 
     @functools.cached_property
+    def words(self) -> frozenset[str]:  # the broken-word test's real words: the model's whole-word tokens
+        return whole_words(self.model.codec)
+
+    @functools.cached_property
     def scheduler(self) -> Scheduler:  # started at the first run: a page that never runs holds no thread
         return Scheduler(self.model, max_batch=self.max_batch, max_queue=self.max_queue)
 
-    def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
+    def steps(self, canvas: Canvas, settings: SamplerSettings, language: str | None = None) -> Iterator[Step]:
+        checker = checks.checker_for(language, self.words) if language is not None else None
         try:
-            job = self.scheduler.submit(canvas, settings)
+            job = self.scheduler.submit(canvas, settings, checker)
         except QueueFull as err:
             raise EngineError(f"the engine is busy: {err}") from None
         last = None
@@ -72,10 +80,11 @@ class HttpEngine:
         self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(connect_timeout, read=None))
         self.model: DiffusionLM = RemoteModel(self._get("/v1/tokenizer"), self.url)
 
-    def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
+    def steps(self, canvas: Canvas, settings: SamplerSettings, language: str | None = None) -> Iterator[Step]:
         last = None
+        body = edit_body(canvas, settings) | ({"language": language} if language is not None else {})
         try:
-            with self.http.stream("POST", "/v1/edits", json=edit_body(canvas, settings)) as response:
+            with self.http.stream("POST", "/v1/edits", json=body) as response:
                 if response.status_code != 200:
                     raise EngineError(refusal(response))
                 for raw in response.iter_lines():

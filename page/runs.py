@@ -18,6 +18,7 @@ from editor.text import EditorError
 from engine import build_canvas
 from engine.length import Scorer, choose_length
 from engine.resize import resizes
+from engine.scope import whole_words
 
 from . import views
 from .access import AccessError, in_turn
@@ -78,7 +79,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     starting = "<div class='sh-metrics'>starting…</div>"
     yield *run_outputs(views.EMPTY_VIEW, starting, run, hide, hide, inspector, "running"), note, NO_RUN_SPAN
     try:
-        for step in page.engine.steps(canvas, settings):
+        for step in page.engine.steps(canvas, settings, language):
             if run.stopped:
                 return
             run.record(step)
@@ -96,7 +97,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
 def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
     """The outputs once a run is done: its candidates checked and ranked, the best one drawn."""
     try:
-        run.problems = check_candidates(run)
+        run.problems = check_candidates(run, known_words(run.canvas.codec))
     except EditorError as err:  # the check is advice: a run is never lost to it
         run.problems = [Problem(False, f"could not check: {err}")] * len(run.last.texts if run.last else ())
     try:
@@ -109,8 +110,23 @@ def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
     assert last is not None
     return (*run_outputs(views.step_html(last, run.canvas, best, heatmap), views.metrics_html(last, run.canvas), run,
                          scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
-            note + "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is unchanged "
-            "until then.", gr.update(live=span_live(run)))
+            note + verdict(run), gr.update(live=span_live(run)))
+
+
+def verdict(run: Run) -> str:
+    """What the message says once a run is ranked: how to pick, or plainly that none is good."""
+    if run.rough and all(run.rough):
+        n = len(run.rough)
+        return (f"None of the {'candidates' if n > 1 else 'results'} is good enough to suggest: "
+                f"{'all are' if n > 1 else 'it is'} rough (still failing the checks, or reading much worse "
+                "than your text). Regenerate, select a smaller span, or edit by hand; you can still look "
+                "at them and accept one. The document is unchanged.")
+    return "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is unchanged until then."
+
+
+def known_words(codec: Any) -> frozenset[str]:
+    """The model's whole-word tokens: real words to the prose checks' broken-word test."""
+    return whole_words(codec)
 
 
 def run_action(page: Page, action: str, request: gr.Request, *inputs: Any) -> Iterator[tuple]:
@@ -138,7 +154,8 @@ def candidate_label(run: Run, i: int) -> str:
     score = f"  · NLL {nll:.2f}" if nll is not None else ""  # the base model's, per token of the window
     problem = run.problems[i]
     mark = "" if problem is None else f"  ≠ {problem}" if problem.parses else f"  ✗ does not parse: {problem}"
-    return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}{score}{mark}"
+    rough = "  · rough" if i < len(run.rough) and run.rough[i] else ""
+    return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}{score}{rough}{mark}"
 
 
 def scrub_update(run: Run) -> dict:

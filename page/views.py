@@ -112,8 +112,10 @@ def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: boo
     n = decided_count(step, canvas)
     per_forward = n / max(step.forwards, 1)
     speed = n / step.elapsed if step.elapsed > 0 else 0.0
-    state = "stopped" if stopped else ("denoising" if not step.done else "done" if checked else "checking")
-    return (f'<div class="sh-metrics" data-state="{state}"><b>{state}</b> · step {step.index + 1}'
+    state = ("stopped" if stopped else "correcting" if step.round and not step.done
+             else "denoising" if not step.done else "done" if checked else "checking")
+    fixing = f" · correction round {step.round}" if step.round else ""
+    return (f'<div class="sh-metrics" data-state="{state}"><b>{state}</b>{fixing} · step {step.index + 1}'
             f" · {step.forwards} forwards · {per_forward:.2f} tokens/forward"
             f" · {step.elapsed:.2f} s · {speed:.1f} tokens/s</div>")
 
