@@ -4,7 +4,7 @@ Two held-out sets, each edited with the page's default preset at every `--rounds
   code   single-line Python infill (engine.tools.eval's cases: one statement of a held-out
          function, its true token count): the share of documents that parse (`ast`), the share
          whose span came back as one line, defect rate = the share whose block does not parse.
-  prose  phrases of READMEs the corpus never holds (data/heldout_prose.json says whence):
+  prose  phrases of READMEs the corpus never holds (heldout_prose.json beside this file says whence):
          defect rate = the share with a doubled word, a loop, a broken word or a line break
          (editor.defects, the checker the rounds use).
 Beside them: forwards and seconds per edit, and each edit's window fluency against the original's
@@ -33,7 +33,7 @@ from . import eval as evaluation
 from . import quality
 
 log = logging.getLogger(__name__)
-PROSE = Path(__file__).with_name("data") / "heldout_prose.json"
+PROSE = Path(__file__).with_name("heldout_prose.json")
 
 
 def prose_cases(count: int) -> list[dict]:
