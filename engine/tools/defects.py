@@ -1,13 +1,14 @@
 """`python -m engine.tools.defects`: what correction rounds buy on held-out edits, and what they cost.
 
-Two held-out sets, each edited with the page's default preset at every `--rounds` value:
+Two held-out sets, each edited with the page's default preset, read after each correction round
+0..`--rounds` (round 0 is the edit with correct_rounds 0: one run measures every count):
   code   single-line Python infill (engine.tools.eval's cases: one statement of a held-out
          function, its true token count): the share of documents that parse (`ast`), the share
          whose span came back as one line, defect rate = the share whose block does not parse.
   prose  phrases of READMEs the corpus never holds (heldout_prose.json beside this file says whence):
          defect rate = the share with a doubled word, a loop, a broken word or a line break
          (editor.defects, the checker the rounds use).
-Beside them: forwards and seconds per edit, and each edit's window fluency against the original's
+Beside them: forwards and seconds (the loop's own clock) per edit, and each edit's window fluency against the original's
 (the base model's NLL per token, engine.score: the data the page's rough_margin is chosen on).
 Prints a table; `--out` writes the JSON with every edit.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from ..canvas import Span, build_canvas
 from ..checker import checker_for, editor_checks
 from ..correct import corrected
 from ..load import load_model
-from ..loop import run
+from ..loop import Step
 from ..model import DiffusionLM
 from ..score import Fluency, fluency_for
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings
@@ -41,48 +41,56 @@ def prose_cases(count: int) -> list[dict]:
 
 
 def edit(model: DiffusionLM, text: str, span: Span, settings: SamplerSettings,
-         language: str) -> tuple[str, tuple[int, int], int]:
-    """The edited document, where the span's new text lies in it, and the forwards it took."""
+         language: str) -> list[tuple[str, tuple[int, int], Step]]:
+    """Per round 0..correct_rounds: the edited document as that round left it, where the span's new
+    text lies in it, and its last step (forwards and seconds so far). A run that stopped early
+    (nothing left to correct) gives its final state for the later rounds. Round 0 is exactly the
+    edit with correct_rounds 0 (same seed, the rounds only follow it), so one run measures both."""
     canvas = build_canvas(model.codec, text, [span], model.max_length)
-    last = run(corrected(model, canvas, settings, checker_for(language, model)))
-    return last.texts[0], canvas.placed(last.tokens[0])[0], last.forwards
+    ends: list[Step] = []
+    for step in corrected(model, canvas, settings, checker_for(language, model)):
+        if step.done:
+            ends[step.round:] = [step]
+    ends += ends[-1:] * (settings.correct_rounds + 1 - len(ends))
+    return [(s.texts[0], canvas.placed(s.tokens[0])[0], s) for s in ends]
 
 
 def measure(model: DiffusionLM, kind: str, cases: list[dict], settings: SamplerSettings,
-            fluency: Fluency | None) -> dict:
-    """One row: defect rate (and for code parse rate, one-line rate), forwards, seconds, examples."""
+            fluency: Fluency | None) -> list[dict]:
+    """One row per round count 0..correct_rounds: defect rate (and for code parse rate, one-line
+    rate), forwards and seconds per edit, every edit with its window NLL against the original's."""
     checks = editor_checks()
     assert checks is not None  # main refuses to run without the editor
     language = "python" if kind == "code" else "text"
-    bad = parsed = one_line = forwards = 0
-    examples = []
-    started = time.perf_counter()
+    rounds = settings.correct_rounds + 1
+    examples: list[list[dict]] = [[] for _ in range(rounds)]
+    spent = [[0.0, 0] for _ in range(rounds)]
     for case in cases:
         n = len(model.codec.encode(case["text"][case["start"]:case["end"]])) if kind == "code" else None
-        span = Span(case["start"], case["end"], n)
-        after, (a, b), f = edit(model, case["text"], span, settings, language)
-        forwards += f
-        if kind == "code":
-            ok = quality.parses(after)
-            parsed += ok
-            one_line += "\n" not in after[a:b].strip("\n")
-            wrong = [] if ok else ["does not parse"]
-        else:
-            wrong = [x.kind for x in checks.findings("text", case["text"], after, (case["start"], case["end"]), (a, b))]
-        bad += bool(wrong)
-        worse = (fluency.window_nll(after, a, b) - fluency.window_nll(case["text"], case["start"], case["end"])
-                 if fluency is not None else None)
-        examples.append({"before": case["text"][case["start"]:case["end"]], "after": after[a:b], "defects": wrong,
-                         "nll_vs_original": worse})
-        log.info(json.dumps(examples[-1], ensure_ascii=False))
+        original = (case["start"], case["end"])
+        base = fluency.window_nll(case["text"], *original) if fluency is not None else None
+        for r, (after, (a, b), last) in enumerate(edit(model, case["text"], Span(*original, n), settings, language)):
+            spent[r][0] += last.elapsed
+            spent[r][1] += last.forwards
+            ok = quality.parses(after) if kind == "code" else None
+            wrong = ((["does not parse"] if not ok else []) if kind == "code" else
+                     [x.kind for x in checks.findings("text", case["text"], after, original, (a, b))])
+            worse = fluency.window_nll(after, a, b) - base if fluency is not None and base is not None else None
+            examples[r].append({"before": case["text"][slice(*original)], "after": after[a:b], "defects": wrong,
+                                "parses": ok, "one_line": "\n" not in after[a:b].strip("\n"),
+                                "nll_vs_original": worse})
+        log.info(json.dumps([e[-1] for e in examples], ensure_ascii=False))
     n = max(1, len(cases))
-    row = {"set": kind, "rounds": settings.correct_rounds, "cases": len(cases), "defect_rate": bad / n,
-           "forwards_per_edit": forwards / n, "seconds_per_edit": (time.perf_counter() - started) / n,
-           "examples": examples}
-    if kind == "code":
-        row.update(parse_rate=parsed / n, one_line_rate=one_line / n)
-    log.info(json.dumps({k: v for k, v in row.items() if k != "examples"}))
-    return row
+    rows = []
+    for r in range(rounds):
+        defects = sum(bool(e["defects"]) for e in examples[r])
+        row = {"set": kind, "rounds": r, "cases": len(cases), "defect_rate": defects / n,
+               "forwards_per_edit": spent[r][1] / n, "seconds_per_edit": spent[r][0] / n, "examples": examples[r]}
+        if kind == "code":
+            row.update(parse_rate=sum(e["parses"] for e in examples[r]) / n,
+                       one_line_rate=sum(e["one_line"] for e in examples[r]) / n)
+        rows.append(row)
+    return rows
 
 
 def table(rows: list[dict]) -> str:
@@ -100,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")
     p = argparse.ArgumentParser(prog="python -m engine.tools.defects", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", default="0,2", help="correct_rounds values to compare (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=2, help="measure after each of 0..this many correction rounds "
+                   "(default: %(default)s)")
     p.add_argument("--cases", type=int, default=40, help="edits per set (default: %(default)s)")
     p.add_argument("--sets", default="code,prose", help="code, prose or both (default: %(default)s)")
     p.add_argument("--model", help="model folder (default: the bundled model)")
@@ -115,9 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     sets = {"code": evaluation.infill_cases(args.cases, lines=1), "prose": prose_cases(args.cases)}
     rows = []
     for kind in args.sets.split(","):
-        for r in (int(x) for x in args.rounds.split(",")):
-            rows.append(measure(model, kind, sets[kind], PRESETS[DEFAULT_PRESET].replace(correct_rounds=r),
-                                fluency_for(model)))
+        rows += measure(model, kind, sets[kind], PRESETS[DEFAULT_PRESET].replace(correct_rounds=args.rounds),
+                        fluency_for(model))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
     print(table(rows))
