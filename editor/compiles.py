@@ -58,15 +58,14 @@ def new_compile_error(before: str, after: str, span: tuple[int, int], new_span: 
     if compile_error(before[a:b]) is not None:
         return None
     a, b = top_level_block(after, *new_span)
-    found = compile_error(after[a:b])
+    found = compile_error("\n" * after.count("\n", 0, a) + after[a:b])  # line numbers as in the document
     if found is None:
         return None
     line, column, message = found
-    at = a
+    at = 0
     for _ in range(line - 1):
         at = after.find("\n", at) + 1 or len(after)
-    start = min(at + column - 1, len(after))
-    return CompileError(start, f"line {after.count(chr(10), 0, start) + 1}: {message}")
+    return CompileError(min(at + column - 1, len(after)), message)
 
 
 def unbalanced(before: str, after: str) -> list[tuple[int, int]]:

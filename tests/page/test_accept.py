@@ -123,3 +123,23 @@ def test_nothing_of_a_run_is_left_in_the_next_one_or_after_accept(page):
     panel = run_panel(accepted)
     assert panel[LIVE] == views.EMPTY_VIEW and panel[METRICS] == "" and panel[INSPECTOR] == empty
     assert panel[RUN] is None
+
+
+def test_tab_asks_first_when_only_pythons_compiler_rejects_the_candidate(page):
+    """Issue 18's wrong verdict: tree-sitter reads this rewrite of a condition as a valid tree, so it
+    was labelled as parsing and Tab accepted it; Python's compiler rejects it, and now so does the page."""
+    import inspect
+    import textwrap
+    source = inspect.getsource(textwrap)
+    old = 'chunks[i+1] == " " and patsearch(chunks[i])'
+    new = "i < len(chunks):\n                i = i + 1\n            else:\n            if i"
+    rev = page.history.create_document("textwrap.py", source, "python")
+    doc = Doc(rev.document_id, rev.id)
+    a = source.index(old)
+    run = finished(source, (a, a + len(old)), [new], document=doc.id, base_revision=doc.revision)
+    assert run.problems[0] is not None and not run.problems[0].parses
+    assert "does not parse: " in runs.candidate_label(run, 0) and "Python:" in runs.candidate_label(run, 0)
+    asked = runs.accept(page, Document(source), run, 0, doc, "textwrap.py", "python", None)
+    row, text, pending = asked[-3:]
+    assert row["visible"] and "does not parse" in text and pending == "accept"
+    assert len(page.history.history(doc.id)) == 1  # nothing recorded until confirmed
