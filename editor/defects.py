@@ -4,6 +4,7 @@ repeated 2-4-word loop, a broken word (a piece glued onto a word into a non-word
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -50,18 +51,29 @@ def defects(text: str, start: int, end: int, original: str = "",
 def _doubled(words: list[tuple[int, int, str]], touches: list[bool], original: str) -> list[Defect]:
     """A word said again within REPEAT_WINDOW words, the later one in the span, more often than
     the original said it ("functions functions", "tested it yet, but I'm sure yet"); right after
-    itself any word counts, further apart only words that are not COMMON."""
+    itself any word counts, and another form of it ("removes remove"); further apart only words
+    that are not COMMON."""
     said = [w.lower() for w in _WORD.findall(original)]
     out = []
     for j in range(1, len(words)):
         w = words[j][2].lower()
         for i in range(max(0, j - REPEAT_WINDOW), j):
             near = i == j - 1 and words[i][1] >= words[j][0] - 4
+            if near and same_stem(words[i][2].lower(), w) and touches[j]:  # "removes remove"
+                out.append(Defect("doubled word", words[j][0], words[j][1]))
+                break
             if words[i][2].lower() == w and touches[j] and (near or len(w) > 2 and w not in COMMON) \
                     and said.count(w) < 2:
                 out.append(Defect("doubled word", words[j][0], words[j][1]))
                 break
     return out
+
+
+def same_stem(a: str, b: str) -> bool:
+    """Two different forms of one word ("removes", "remove"): they share all but two letters of the
+    shorter, and at least four."""
+    k = len(os.path.commonprefix([a, b]))
+    return a != b and k >= 4 and k >= min(len(a), len(b)) - 2
 
 
 def _loops(words: list[tuple[int, int, str]], touches: list[bool]) -> list[Defect]:

@@ -22,6 +22,7 @@ def prose_kinds(piece: str, known: frozenset[str] = frozenset()) -> set[str]:
 @pytest.mark.parametrize("piece, kind", [
     ("built-in functions functions", "doubled word"),            # issue 18's doubled word
     ("it yet, but I'm sure yet", "doubled word"),                 # ... and one a few words apart
+    ("removes remove any", "doubled word"),                       # ... and another form of it
     ("a of the code of the code of the code", "loop"),           # its repetition loop
     ("a backback-back problem", "broken word"),                  # its glued words
     ("the lines filtereded", "broken word"),
