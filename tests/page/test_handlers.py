@@ -288,9 +288,10 @@ def test_candidates_come_ranked_best_first_with_their_scores():
     radio = updates[-1][3]
     labels, values = zip(*radio["choices"])
     assert sorted(values) == [0, 1, 2, 3] and radio["value"] == values[0]
-    assert len(seen) == 4 and len(set(seen)) > 1  # each candidate scored once; they differ
+    assert len(seen) == 5 and len(set(seen[:4])) > 1  # each candidate scored once; they differ
+    assert seen[4] == "a + b"  # ... and the original, for the quality floor
     scores = [float(re.search(r"· NLL (\d+\.\d+)", label).group(1)) for label in labels]
-    keys = [("does not parse" in label, nll) for label, nll in zip(labels, scores)]
+    keys = [("· rough" in label, "does not parse" in label, nll) for label, nll in zip(labels, scores)]
     assert keys == sorted(keys)
     assert [v + 1 for v in values] == [int(label.split(":")[0]) for label in labels]
 
