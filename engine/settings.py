@@ -168,9 +168,9 @@ class SamplerSettings:
         "break in a selection inside one line, no blank line inside a paragraph); off lets a span "
         "write any token", choices=SCOPES)
     rough_margin: float = setting(
-        1.0, "quality floor: a candidate whose window NLL (nats per token, base model) is worse "
+        0.5, "quality floor: a candidate whose window NLL (nats per token, base model) is worse "
         "than the original text's by more than this is marked rough and ranked after the rest "
-        "(1.0: above every held-out edit the checks passed, docs/PERFORMANCE.md)",
+        "(0.5: on held-out edits, only ones a reader would not keep lay past it, docs/PERFORMANCE.md)",
         bounds=Bounds(0), slider=(0, 3, 0.1))
 
     def __post_init__(self) -> None:
