@@ -16,6 +16,7 @@ interface Shortcut {
 }
 
 export const SHORTCUTS: Shortcut[] = [
+	{ keys: ["Mod-s"], event: "save", help: "Save: the text as it reads now becomes a revision" },
 	{ keys: ["Mod-Enter"], event: "regenerate", help: "Regenerate the selection (fill at the cursor without one)" },
 	{ keys: ["Mod-Shift-Enter"], event: "regenerate_node", help: "Regenerate the syntax node (prose: sentence) around the cursor" },
 	{ keys: ["Shift-Alt-ArrowRight"], event: "expand", help: "Expand the selection to the enclosing node" },
