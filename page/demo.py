@@ -98,7 +98,7 @@ def answering(fn: Callable[..., Any], outputs: list, message: gr.components.Comp
 
     def split(args: tuple) -> tuple[tuple, gr.Request | None]:
         request = next((a for a in args if isinstance(a, gr.Request)), None)
-        return (args if takes_request else args[:-1]), request
+        return (args if takes_request else tuple(a for a in args if a is not request)), request
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)

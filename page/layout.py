@@ -157,11 +157,10 @@ def editor() -> Editor:
 
 
 def run_view() -> RunView:
-    live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
+    """What a run offers, in the order a person uses it, so all of it fits beside the editor at
+    1280x800: the state, the buttons, the candidates, the token inspector, then the step view."""
     metrics = gr.HTML("", elem_id="metrics")
-    scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
-    candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates")
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True, elem_id="run-buttons"):
         accept = gr.Button("Accept", variant="primary", size="sm", elem_id="accept", interactive=False)
         branch = gr.Button("Accept as branch", size="sm", elem_id="accept-branch", interactive=False)
         reject = gr.Button("Reject all", size="sm", elem_id="reject", interactive=False)
@@ -170,7 +169,10 @@ def run_view() -> RunView:
         confirm_text = gr.Markdown(elem_id="confirm-text")
         accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")
         cancel = gr.Button("Cancel", size="sm", elem_id="cancel-accept")
+    candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates")
     inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
+    scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
+    live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
     return RunView(live, metrics, scrub, candidate, heatmap, accept, branch, reject, confirm, confirm_text,
                    accept_anyway, cancel, inspector)
 
@@ -199,9 +201,9 @@ def dial_drawer() -> Dial:
 
 def history_panel() -> HistoryPanel:
     tree = gr.HTML(views.history_html([], {}), elem_id="history", js_on_load=JS["history"])
-    with gr.Row(equal_height=True):
-        rev_a = gr.Dropdown([], label="A", elem_id="rev-a", min_width=100)
-        rev_b = gr.Dropdown([], label="B", elem_id="rev-b", min_width=100)
+    # one above the other: a revision's line ("#12 undo of #11 [label] 14:02:11") is not cut under the arrow
+    rev_a = gr.Dropdown([], label="A (compare from)", elem_id="rev-a")
+    rev_b = gr.Dropdown([], label="B (compare to, restore, label)", elem_id="rev-b")
     with gr.Row(equal_height=True):
         diff = gr.Button("Diff A → B", size="sm", elem_id="diff", interactive=False)
         restore = gr.Button("Restore B", size="sm", elem_id="restore", interactive=False)
