@@ -352,14 +352,15 @@ def test_block_length_from_the_dial_sets_the_commit_order(client, block, masked_
         assert flags == expected, order
 
 
-def call_raw(client, api_name, data):
+def call_raw(client, api_name, data, headers=None):
     """One event posted as raw JSON, the way any HTTP client can (gradio_client refuses to send a
     lone surrogate); returns what the event stream says: ("complete" | "error", data)."""
     import json
 
     import httpx
     base = client.src.rstrip("/") + "/gradio_api/call/" + api_name
-    event = httpx.post(base, content=json.dumps({"data": data}), headers={"content-type": "application/json"})
+    event = httpx.post(base, content=json.dumps({"data": data}),
+                       headers={"content-type": "application/json", **(headers or {})})
     kind = None
     with httpx.stream("GET", f"{base}/{event.json()['event_id']}", timeout=60) as stream:
         for line in stream.iter_lines():
@@ -422,3 +423,14 @@ def test_auto_length_streams_the_length_the_scorer_prefers():
         assert updates[-1][0].count('class="tok ') == 16  # an insertion tries 4, 8 and 16 tokens
     finally:
         demo.close()
+
+
+def test_a_refusal_is_a_message_in_the_page_and_an_error_to_any_other_caller(client):
+    """The page (its requests say "x-gradio-user: app") gets the refusal in its message line and every
+    other output unchanged, so Gradio marks nothing as failed; a script still gets an error."""
+    kind, data = call_raw(client, "regenerate_selection", list(args(TEXT, 4, 4)), {"x-gradio-user": "app"})
+    assert kind == "complete" and any(str(d).startswith("⚠ Select some text") for d in data), data
+    unchanged = (None, {"__type__": "update"}, {"props": {"__type__": "update"}, "__type__": "update"})
+    assert all(d in unchanged or str(d).startswith("⚠") for d in data), data
+    kind, data = call_raw(client, "regenerate_selection", list(args(TEXT, 4, 4)))
+    assert kind == "error" and "Select some text" in data["error"], data
