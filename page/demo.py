@@ -173,9 +173,13 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     shown = [ed.document, *ui.document, *ui.run, ed.message]
     demo.load(bind(documents.reopen, page), None, shown, api_name="reopen").then(None, js=JS["ready"])
     typed = [ed.document, tab.doc, top.name, top.language]  # kept before another document is shown
-    docs.new.click(bind(documents.new_document, page), typed, shown, api_name="new_document")
-    docs.upload.upload(bind(documents.open_file, page), [docs.upload, *typed], shown, api_name="open_file")
-    docs.listed.input(bind(documents.open_document, page), [docs.listed, *typed], shown, api_name="open_document")
+    # What stores the typing, and the draft kept at a pause in it, run one at a time in the order they
+    # were sent: a draft sent after a Save reads the tab's document as that Save left it.
+    one = {"concurrency_id": "document", "concurrency_limit": 1}
+    docs.new.click(bind(documents.new_document, page), typed, shown, api_name="new_document", **one)
+    docs.upload.upload(bind(documents.open_file, page), [docs.upload, *typed], shown, api_name="open_file", **one)
+    docs.listed.input(bind(documents.open_document, page), [docs.listed, *typed], shown, api_name="open_document",
+                      **one)
     docs.archive.click(bind(documents.archive, page), tab.doc, shown, api_name="archive")
     docs.unarchive.click(bind(documents.unarchive, page), [docs.archived, tab.doc], [*docs.outputs, ed.message],
                          api_name="unarchive")
@@ -187,13 +191,14 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     to_history = {"fn": _show_history, "inputs": [tab.pending, ed.message], "outputs": ui.tabs, **KEY}
     for save, api in ((top.save.click, {"api_name": "save_revision"}),
                       (ed.document.save, {"api_name": "save_by_key", **KEY})):  # the button, or Ctrl+S
-        save(bind(documents.save, page), saving, [*ui.document, ed.message], **api).success(**to_history)
+        save(bind(documents.save, page), saving, [*ui.document, ed.message], **api, **one).success(**to_history)
     # Download keeps the API name of the old "Save / export" button: a revision, and the file.
     top.download.click(bind(documents.download, page), saving, [ed.download, *ui.document, ed.message],
-                       api_name="save").success(None, js=JS["download"])
+                       api_name="save", **one).success(None, js=JS["download"])
     # Typing is kept as the document's draft at each pause, so a reload brings it back.
-    ed.document.typed(bind(documents.keep_draft, page), saving, top.unsaved, trigger_mode="always_last", **KEY)
-    ed.document.kept_typing(bind(documents.kept_typing, page), [ed.document, tab.doc, top.name], shown, **KEY)
+    ed.document.typed(bind(documents.keep_draft, page), saving, top.unsaved, trigger_mode="always_last", **KEY,
+                      **one)
+    ed.document.kept_typing(bind(documents.kept_typing, page), [ed.document, tab.doc, top.name], shown, **KEY, **one)
 
 
 def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:

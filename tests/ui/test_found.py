@@ -108,7 +108,9 @@ def test_keys_saving_undo_and_help_work_without_an_error_state(page):
     type_document(page, PARAGRAPH + " Typed.")
     page.keyboard.press("Control+s")
     page.wait_for_selector(f"{MESSAGE} :text('Saved as revision 2')")
-    assert page.locator("#history li.rev").count() == 2 and not page.is_visible("#download")
+    page.wait_for_selector("#history li.rev.current:has-text('#2 typed')")
+    assert page.locator("#history li.rev").count() == 2, page.locator("#history li.rev").all_inner_texts()
+    assert not page.is_visible("#download")  # no download box under the editor
     with page.expect_download() as got:
         page.click("#download-button")
     assert got.value.suggested_filename == "notes.txt"
