@@ -211,7 +211,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
                 (ed.go_fill.click, "fill", {}), (ed.document.regenerate, "selection_or_fill", KEY),
                 (ed.document.regenerate_node, "node", KEY))
     for trigger, action, api in triggers:
-        trigger(_show_run, None, ui.tabs, queue=False, api_visibility="private")
+        trigger(_show_run, None, ui.tabs, queue=False, api_visibility="private", js=JS["focus"])
         # Runs wait in Turns, not in Gradio's queue, so Turns can see (and cap) each user's runs.
         started.append(trigger(bind(runs.run_action, page, action), inputs, [*ui.run, ed.message, ed.document],
                                concurrency_id="model", concurrency_limit=WAITING_RUNS,

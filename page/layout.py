@@ -169,7 +169,9 @@ def run_view() -> RunView:
         confirm_text = gr.Markdown(elem_id="confirm-text")
         accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")
         cancel = gr.Button("Cancel", size="sm", elem_id="cancel-accept")
-    candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates")
+    candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates",
+                         info="best first: code that parses, then what reads most natural to the base model "
+                              "(NLL: its loss per token, lower is better)")
     inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
     scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
     live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
