@@ -16,9 +16,11 @@ from sqlalchemy import false, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from editor.db import STEPS, WRITE, DocumentRow, DraftRow, LabelRow, RevisionRow, make_engine, utcnow
+from editor import drafts
+from editor.db import STEPS, WRITE, DocumentRow, LabelRow, RevisionRow, make_engine, utcnow
 from editor.diffs import diff as text_diff
 from editor.diffs import rebase_edit
+from editor.drafts import Draft
 from editor.languages import get_language, language_for
 from editor.text import EditorError, check_document
 
@@ -65,18 +67,6 @@ class Revision:
     regeneration: Regeneration | None
     branch: bool = False  # kept as a branch off its parent (commit(branch=True)), not its parent's next version
     step: str | None = None  # "restored" by the page's undo or redo (db.STEPS), not by a person's Restore
-
-
-@dataclass(frozen=True)
-class Draft:
-    """Typing not stored as a revision yet: on `base_id` of `document_id` (None, None: a new document)."""
-
-    document_id: int | None
-    base_id: int | None
-    name: str
-    language: str
-    text: str
-    updated_at: datetime  # UTC
 
 
 @dataclass(frozen=True)
@@ -307,7 +297,7 @@ class History:
             s.flush()
             doc.head_id = row.id
             s.flush()  # UPDATE documents ... WHERE version = <read>: StaleDataError if another writer won
-            self._drop_draft(s, document_id)
+            drafts.drop(s, self.owner, document_id)  # the typing is a revision now
             return _revision(row, None)
 
     def restore(self, revision_id: int, step: str | None = None) -> Revision:
@@ -326,7 +316,7 @@ class History:
                     s.flush()
                     doc.head_id = row.id
                     s.flush()  # the version check, as in commit
-                    self._drop_draft(s, doc.id)
+                    drafts.drop(s, self.owner, doc.id)
                     return _revision(row, None)
             except StaleDataError:
                 continue
@@ -367,45 +357,28 @@ class History:
         return self._set(document_id, opened_at=utcnow())
 
     # -- drafts: typing not stored as a revision yet, one per document (None: a new document) ---------
-    def _drafts(self, document_id: int | None) -> Any:
-        return select(DraftRow).where(DraftRow.owner == self.owner).where(DraftRow.document_id == document_id)
-
-    def _drop_draft(self, s: Session, document_id: int | None) -> None:
-        for row in s.scalars(self._drafts(document_id)).all():
-            s.delete(row)
-
     def keep_draft(self, document_id: int | None, base_id: int | None, text: str, name: str,
                    language: str) -> Draft | None:
         """Keep the typing on revision `base_id` of `document_id` (None, None: a new document) until a
         revision stores it; typing that reads as its base (or an empty new document) keeps no draft."""
         content = check_document(text)
         with self._write() as s:
+            base = None
             if document_id is not None:
                 self._doc(s, document_id)
                 base = self._row(s, base_id or 0)
                 if base.document_id != document_id:
                     raise NotFound(f"revision {base_id} is not a revision of document {document_id}")
-            unchanged = self._row(s, base_id).text == content if base_id is not None else not content
-            self._drop_draft(s, document_id)
-            if unchanged:
-                return None
-            row = DraftRow(owner=self.owner, document_id=document_id, base_id=base_id,
-                           name=name[:255] or "untitled.txt", language=get_language(language).name, text=content,
-                           updated_at=utcnow())
-            s.add(row)
-            return Draft(document_id, base_id, row.name, row.language, content, row.updated_at)
+            return drafts.keep(s, self.owner, document_id, base, content, name, get_language(language).name)
 
     def draft(self, document_id: int | None) -> Draft | None:
         """The typing kept for a document (None: for a new one), or None."""
         with self._read() as s:
-            row = s.scalars(self._drafts(document_id).order_by(DraftRow.id.desc()).limit(1)).first()
-            if row is None:
-                return None
-            return Draft(row.document_id, row.base_id, row.name, row.language, row.text, _utc(row.updated_at))
+            return drafts.latest(s, self.owner, document_id)
 
     def drop_draft(self, document_id: int | None) -> None:
         with self._write() as s:
-            self._drop_draft(s, document_id)
+            drafts.drop(s, self.owner, document_id)
 
     def number(self, revision_id: int) -> int:
         """A revision's number within its document (1 for its first), as people see it."""
