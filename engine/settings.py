@@ -155,6 +155,11 @@ class SamplerSettings:
         "such slots are left (1: neighbours allowed; 2: no two neighbours), so neighbouring slots do "
         "not each pick the same likely token from their own marginal (\"the the\")",
         bounds=Bounds(1, 64), slider=(1, 8, 1))
+    guide: float = setting(
+        0.0, "frontier guide: at the first undecided slot, whose left is all decided, mix in a causal "
+        "language model's next-token log-probs with this weight (product of experts: log p = "
+        "log p_denoiser + guide * log p_causal); the bundled model's own base LM guides it, other "
+        "families have none (0: off)", bounds=Bounds(0, 8), slider=(0, 4, 0.25))
 
     def __post_init__(self) -> None:
         for knob in knobs():
@@ -217,8 +222,13 @@ PRESETS: dict[str, SamplerSettings] = {
                                         cache="dual", context_window=128),
     # EB-sampler: as many low-entropy tokens as fit under the bound.
     "balanced": SamplerSettings(strategy="entropy", entropy_bound=0.1),
+    # `fast` with the frontier guide at weight 1, left to right: the default of models that have a
+    # causal view (the bundled one); chosen in a blind reading (docs/MODEL.md, "Frontier guide").
+    "guided": SamplerSettings(strategy="threshold", threshold=0.3, tokens_per_step=1, spacing=2,
+                              cache="dual", context_window=128, guide=1.0),
 }
-DEFAULT_PRESET = "fast"  # what the page starts with (docs/PERFORMANCE.md: why this one)
+DEFAULT_PRESET = "fast"  # the default of models without a guide (docs/PERFORMANCE.md: why this one)
+GUIDED_PRESET = "guided"  # the default of models with one (engine.guide.default_preset)
 
 
 def parse_variant(spec: str, preset: str) -> tuple[str, SamplerSettings]:

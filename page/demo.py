@@ -12,6 +12,7 @@ import gradio as gr
 from editor.history import History
 from editor.languages import language_for
 from engine import DiffusionLM
+from engine.guide import default_preset
 from engine.length import Scorer
 
 from . import documents, exports, layout, runs
@@ -55,7 +56,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
     with gr.Blocks(title="Sharpen", fill_width=True, delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
         tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None), gr.State([]))
         docs = layout.documents_sidebar()
-        dial = layout.dial_drawer()
+        dial = layout.dial_drawer(default_preset(model))
         top = layout.topbar(model.label)
         with gr.Row(elem_id="main"):
             with gr.Column(scale=3, min_width=480):
@@ -226,7 +227,8 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     # The dial is kept in the browser (not secret: a fixed key lets it outlive a restart of the page).
     kept = gr.BrowserState({}, storage_key="sharpen-dial", secret="sharpen-dial-settings")
     fields = [dial.mode, dial.n_tokens, dial.constraint, dial.preset, *dial.controls]
-    demo.load(functools.partial(restore, length_modes=LENGTH_MODES), kept, fields, **KEY)
+    start = dial.preset.value  # the model's own preset (engine.guide.default_preset)
+    demo.load(functools.partial(restore, length_modes=LENGTH_MODES, start=start), kept, fields, **KEY)
     gr.on([f.change for f in fields], remember, fields, kept, trigger_mode="always_last", **KEY)
 
     view_inputs = [rv.scrub, tab.run, rv.candidate, rv.heatmap]

@@ -40,11 +40,11 @@ def remember(*values: Any) -> dict[str, Any]:
     return dict(zip([*PAGE_FIELDS, *(k.name for k in knobs())], values, strict=True))
 
 
-def restore(kept: Any, length_modes: Sequence[str]) -> list[Any]:
+def restore(kept: Any, length_modes: Sequence[str], start: str = DEFAULT_PRESET) -> list[Any]:
     """The dial the browser kept, in `remember`'s order; what is missing or no longer valid (a setting
-    renamed, a preset gone) comes from the default preset instead."""
+    renamed, a preset gone) comes from the preset `start` instead."""
     kept = kept if isinstance(kept, dict) else {}
-    defaults = dict(zip(PAGE_FIELDS, (length_modes[0], 8, "", DEFAULT_PRESET), strict=True))
+    defaults = dict(zip(PAGE_FIELDS, (length_modes[0], 8, "", start), strict=True))
     page = [kept.get(name, value) for name, value in defaults.items()]
     length, n, constraint, preset = page
     if (length not in length_modes or not isinstance(n, int | float) or isinstance(n, bool) or n < 1

@@ -179,12 +179,13 @@ def run_view() -> RunView:
                    accept_anyway, cancel, inspector)
 
 
-def dial_drawer() -> Dial:
-    """The short form first (speed <-> quality, candidates, length), every other setting under Advanced."""
-    knobs = controls(PRESETS[DEFAULT_PRESET])
+def dial_drawer(start: str = DEFAULT_PRESET) -> Dial:
+    """The Dial, filled from the preset `start` (engine.guide.default_preset: the model's own): the short
+    form first (speed <-> quality, candidates, length), every other setting under Advanced."""
+    knobs = controls(PRESETS[start])
     named = dict(zip((k.elem_id for k in knobs), knobs, strict=True))
     with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
-        preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="speed ↔ quality", elem_id="preset",
+        preset = gr.Dropdown(list(PRESETS), value=start, label="speed ↔ quality", elem_id="preset",
                              info="fast commits several tokens per step; quality one (slower, fewer repeated "
                                   "words). Sets every setting below.")
         for name in SHORT_FORM:

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from ..canvas import Canvas, build_canvas
 from ..cli import read_edit
+from ..guide import causal_view_for
 from ..loop import Step
 from ..model import DiffusionLM
 from ..scheduler import Job, Scheduler
@@ -58,6 +59,7 @@ class Service:
         is wrong."""
         try:
             text, spans, settings = read_edit(item, self.defaults)
+            causal_view_for(self.model, settings)  # a guide the model cannot have: a 400 now, not mid-run
             return build_canvas(self.model.codec, text, spans, self.model.max_length), settings
         except ValueError as err:
             raise BadRequest(str(err)) from None
