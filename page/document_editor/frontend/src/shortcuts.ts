@@ -44,7 +44,7 @@ export const EDITOR_KEYS: [string, string][] = [
 	["Mod-Alt-z", "Undo one revision, whatever the editor's own history holds"],
 	["Mod-Alt-Shift-z", "Redo one revision"],
 	["Escape, then Tab", "Leave the editor (Tab indents inside it)"],
-	["F1", "Show or hide this help"]
+	["F1", "Show or hide this help (Esc closes it)"]
 ];
 
 /** The shortcuts as CodeMirror bindings; a key whose `when` says no is left to the next keymap. */
