@@ -87,7 +87,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, allowed), tokens[:, pos])  # 1
     for step in range(budget):
         logits = context.logits(tokens, step, todo)                            # 2 (B, P, V)
-        logits, guided = guide.steer(logits, tokens, todo)
+        logits, guided = guide.steer(logits, tokens, todo, ban)
         guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, temps, g, K,
                                                              settings.strategy == "entropy")
         conf = torch.where(todo, p, conf)
