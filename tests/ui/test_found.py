@@ -125,6 +125,10 @@ def test_keys_saving_undo_and_help_work_without_an_error_state(page):
     rows = page.locator("#history li.rev").all_inner_texts()
     assert rows[2].startswith("#3 restored #1") and rows[3].startswith("#4 undo of #3"), rows
     no_error_state(page)
+    page.click("#diff")  # the diff opens inside the window, not below it
+    page.wait_for_selector("#diff-view .sh-diff")
+    box = page.locator("#diff-view").bounding_box()
+    assert box is not None and box["y"] + box["height"] <= VIEWPORT["height"], box
     # F1: the keys overlay, its Close button inside the window; Esc closes it.
     page.click(EDITOR)
     page.keyboard.press("F1")
