@@ -11,6 +11,7 @@ import math
 from collections.abc import Collection
 from contextlib import suppress
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 from editor import prose
@@ -39,7 +40,8 @@ class Problem:
     """What is wrong with a candidate: it does not parse, or it parses but the edited node changed kind."""
 
     parses: bool
-    message: str                     # "line 14:9 syntax error: ...", "the call became identifier"
+    message: str                     # in words: "does not parse at line 14", "changes a statement into a call"
+    detail: str = ""                 # the parser's own words, for a tooltip: "line 14:9 syntax error: ..."
     rough: bool = True               # fails the checks (a kind change alone does not)
 
     def __str__(self) -> str:
@@ -134,12 +136,24 @@ def auto_lengths(codec: Any, original: str, mode: str, score: Scorer | None,
 
 
 def length_note(tried: list[tuple[int, float]], chosen: int, resizing: bool = False) -> str:
-    """What "auto" tried, for the page's message: each length with its window NLL, the chosen one
-    marked; for a model that resizes spans itself (DreamOn), the length it ended at."""
+    """What "auto" chose, for the page's message, in words; each length tried with its window NLL (the
+    base model's loss per token: lower reads better) in a tooltip. For a model that resizes spans
+    itself (DreamOn), the length it ended at."""
     if resizing:
-        return f"Length {chosen} tokens: the model grew or shrank the span to it (expand/delete tokens). "
-    parts = [f"**{n}: {s:.2f}**" if n == chosen else f"{n}: {s:.2f}" for n, s in tried]
-    return f"Length {chosen} tokens chosen by the base model's NLL ({', '.join(parts)}). "
+        return f"The model grew or shrank the span to {chosen} tokens. "
+    scores = ", ".join(f"{n} tokens: {s:.2f}" for n, s in tried)
+    tip = escape(f"Lengths tried, with the base model's loss per token (lower reads better): {scores}")
+    return f'<span class="sh-tip" title="{tip}">{chosen} tokens fitted best</span> of {len(tried)} lengths tried. '
+
+
+def kind_words(kind: str) -> str:
+    """A syntax node's kind as people say it: "expression_statement" -> "statement", "call_expression"
+    -> "call", "function_definition" -> "function"."""
+    words = kind.replace("_", " ").split()
+    plain = [w for w in words if w not in ("expression", "definition", "declaration", "item", "literal")] or words
+    if len(plain) > 1 and plain[-1] == "statement":
+        plain = plain[-1:]
+    return {"identifier": "name", "block": "block of statements"}.get(" ".join(plain), " ".join(plain))
 
 
 def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, constraint: str) -> Span:
@@ -189,16 +203,19 @@ def check_candidates(run: Run, words: Collection[str] = ()) -> list[Problem | No
     for b in range(len(run.last.texts)):
         if info.module is None or info.prose:
             found = findings(info.name, run.base_text, run.result(b), run.span, run.new_span(b), words)
-            out.append(Problem(True, ", ".join(sorted({f.kind for f in found}))) if found else None)
+            kinds = sorted({f.kind for f in found})
+            out.append(Problem(True, f"has a {' and a '.join(kinds)}", "; ".join(kinds)) if found else None)
             continue
         result = check_edit(run.base_text, run.result(b), info.name, run.span, run.new_span(b), run.kind)
         if result.ok:
             out.append(None)
         elif result.error is not None:
             e = result.error
-            out.append(Problem(False, f"line {e.line}:{e.column} {e.message}"))
+            out.append(Problem(False, f"does not parse at line {e.line}", f"line {e.line}:{e.column} {e.message}"))
         else:
-            out.append(Problem(True, f"the {result.before_kind} became {result.after_kind}", rough=False))
+            before, after = kind_words(result.before_kind or "?"), kind_words(result.after_kind or "?")
+            change = f"changes a {before} into a {after}" if before != after else f"reshapes the {before}"
+            out.append(Problem(True, change, f"{result.before_kind} became {result.after_kind}", rough=False))
     return out
 
 

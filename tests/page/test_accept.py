@@ -16,7 +16,7 @@ CODE = "def f(x):\n    return x + 1\n"
 # The outputs of a regeneration (outputs.run_outputs, then the message) and of an accept
 # (the text, outputs.document_outputs, the run panel, the message, the confirmation row).
 LIVE, METRICS, RUN, INSPECTOR, ACCEPT, BRANCH, REJECT, STOP = 0, 1, 2, 5, 6, 7, 8, 9
-DOC_WIDTH = 1 + 14  # the text and document_outputs
+DOC_WIDTH = 1 + 15  # the text and document_outputs
 TREE = 2
 
 
@@ -138,7 +138,7 @@ def test_tab_asks_first_when_only_pythons_compiler_rejects_the_candidate(page):
     a = source.index(old)
     run = finished(source, (a, a + len(old)), [new], document=doc.id, base_revision=doc.revision)
     assert run.problems[0] is not None and not run.problems[0].parses
-    assert "does not parse: " in runs.candidate_label(run, 0) and "Python:" in runs.candidate_label(run, 0)
+    assert "does not parse at line" in runs.candidate_label(run, 0) and "Python:" in run.problems[0].detail
     asked = runs.accept(page, Document(source), run, 0, doc, "textwrap.py", "python", None)
     row, text, pending = asked[-3:]
     assert row["visible"] and "does not parse" in text and pending == "accept"
