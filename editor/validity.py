@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tree_sitter import Node
 
+from editor.compiles import new_compile_error
 from editor.languages import get_language
 from editor.structure import NoTarget, Structure
 from editor.text import check_span
@@ -23,7 +24,8 @@ class SyntaxProblem:
 @dataclass(frozen=True)
 class EditCheck:
     ok: bool  # parses and kept_kind
-    parses: bool  # no syntax error that was not already in the document before the edit
+    parses: bool  # no syntax error that was not already in the document before the edit (for
+                  # Python, its own compiler agrees on the block around the edit)
     kept_kind: bool  # the node around the edit has the same type before and after
     before_kind: str | None  # None for plain text
     after_kind: str | None
@@ -101,6 +103,12 @@ def check_edit(before_text: str, after_text: str, language: str, span: tuple[int
         # An ERROR node that starts before the edit and reaches into it (tree-sitter may wrap a whole
         # module from line 1) is reported where the edit starts: that is where the text went wrong.
         new.append(_problem(after_text, new_span[0], p.end) if touches and p.start < new_span[0] else p)
+    if info.name == "python" and not new:  # tree-sitter recovers where Python's compiler does not
+        found = new_compile_error(before_text, after_text, span, new_span)
+        if found is not None:
+            p = _problem(after_text, found.start, found.start)
+            new.append(SyntaxProblem(p.line, p.column, f"Python: {found.message.split(': ', 1)[-1]}",
+                                     found.start, found.start))
     before_node = _anchor(before, span, kind)
     if before_node is None:
         raise NoTarget(f"no {kind!r} node around characters {span[0]}..{span[1]} before the edit")

@@ -107,6 +107,16 @@ class Canvas:
             out.append(between(drawn, *self.edges(i)))
         return out
 
+    def placed(self, slots: torch.Tensor, undecided: torch.Tensor | None = None) -> list[tuple[int, int]]:
+        """Where each span's new text lies in the document `render` gives, in document order (text
+        outside the spans comes back unchanged, so each span shifts by the ones before it)."""
+        shift, out = 0, []
+        for span, draft in zip(self.spans, self.drafts(slots, undecided)):
+            start = span.start + shift
+            out.append((start, start + len(draft)))
+            shift += len(draft) - (span.end - span.start)
+        return out
+
     def _decode_draft(self, ids: torch.Tensor, undecided: torch.Tensor | None) -> str:
         if undecided is None or not bool(undecided.any()):
             return self.codec.decode(ids.tolist())

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .canvas import Constraint, Span, build_canvas
+from .checker import checker_for, editor_checks
+from .correct import Checker, corrected
 from .guide import default_preset
-from .infill import infill
 from .load import add_load_flags
 from .loop import Step, run
 from .model import DiffusionLM
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--constraint", action="append", default=[], metavar="TEXT@K",
                    help="TEXT must appear K tokens into the first span (repeatable)")
     p.add_argument("--show-steps", action="store_true", help="also print every step's draft")
+    p.add_argument("--language", help="the document's language, for the correction rounds' checker "
+                   "(python, markdown, text, ...; default: by the file's extension, else text; in "
+                   "--jsonl a line may give its own)")
     add_setting_flags(p)
     s = sub.add_parser("serve", help="the engine as an HTTP service (README: Engine service)",
                        description="Serves one model: /v1/edits, /v1/completions (OpenAI, fill in the "
@@ -95,11 +99,13 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
         if args.jsonl:
             jsonl = open_jsonl(args.jsonl)
             model = load(args, stderr)
-            return run_jsonl(model, jsonl, settings_from_args(args, model), stdout, stderr)
+            return run_jsonl(model, jsonl, settings_from_args(args, model), stdout, stderr, args.language or "text")
         text = read_document(args.text_file)
         spans = parse_spans(args.span, args.length, args.constraint, text)
         model = load(args, stderr)
-        final = edit(model, text, spans, settings_from_args(args, model), stdout if args.show_steps else None, stderr)
+        check = language_checker(args.language or language_of(args.text_file), model, stderr)
+        final = edit(model, text, spans, settings_from_args(args, model), stdout if args.show_steps else None, stderr,
+                     check)
     except (InputError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=stderr)
         return 2
@@ -188,13 +194,32 @@ def load(args: argparse.Namespace, stderr: TextIO) -> DiffusionLM:
     return model
 
 
+def language_of(path: str) -> str:
+    """The language of a document by its file name (editor.languages), "text" without the editor."""
+    checks = editor_checks()
+    return checks.language_for(path) if checks is not None and path != "-" else "text"
+
+
+def language_checker(language: str, model: DiffusionLM, stderr: TextIO) -> Checker | None:
+    """The correction rounds' checker; InputError for a language the editor does not know, None
+    (and a note) without the editor."""
+    try:
+        check = checker_for(language, model)
+    except ValueError as err:
+        raise InputError(f"--language: {err}") from None
+    if check is None:
+        print("note: the editor package is not installed: edits are not corrected", file=stderr)
+    return check
+
+
 def edit(model: DiffusionLM, text: str, spans: list[Span], settings: SamplerSettings,
-         show: TextIO | None, stderr: TextIO) -> str:
+         show: TextIO | None, stderr: TextIO, checker: Checker | None = None) -> str:
     canvas = build_canvas(model.codec, text, spans, model.max_length)
     last: Step | None = None
-    for last in infill(model, canvas, settings):
+    for last in corrected(model, canvas, settings, checker):
         if show is not None:
-            print(f"--- step {last.index + 1}: committed {int(last.committed[0].sum())}, "
+            fixing = f" (correcting, round {last.round})" if last.round else ""
+            print(f"--- step {last.index + 1}{fixing}: committed {int(last.committed[0].sum())}, "
                   f"still masked {int(last.masked[0].sum())}", file=show)
             print(last.texts[0], file=show)
     assert last is not None
@@ -207,7 +232,7 @@ def edit(model: DiffusionLM, text: str, spans: list[Span], settings: SamplerSett
 
 
 def run_jsonl(model: DiffusionLM, lines: list[str], settings: SamplerSettings,
-              stdout: TextIO, stderr: TextIO) -> int:
+              stdout: TextIO, stderr: TextIO, language: str = "text") -> int:
     """One output line per non-blank input line; a bad line gets {"error": ...} and the rest go on.
     Exit status 1 when any line failed, else 0."""
     failed = 0
@@ -215,7 +240,7 @@ def run_jsonl(model: DiffusionLM, lines: list[str], settings: SamplerSettings,
         if not line.strip():
             continue
         try:
-            result = jsonl_edit(model, json.loads(line), settings)
+            result = jsonl_edit(model, json.loads(line), settings, language)
         except (ValueError, TypeError, KeyError) as err:
             failed += 1
             result = {"error": f"line {number}: {err}"}
@@ -226,10 +251,10 @@ def run_jsonl(model: DiffusionLM, lines: list[str], settings: SamplerSettings,
     return 1 if failed else 0
 
 
-def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings) -> dict:
+def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings, language: str = "text") -> dict:
     text, spans, settings = read_edit(item, settings)
     canvas = build_canvas(model.codec, text, spans, model.max_length)
-    step = run(infill(model, canvas, settings))
+    step = run(corrected(model, canvas, settings, checker_for(read_language(item) or language, model)))
     return {"text": step.texts[0], "forwards": step.forwards, "ms": round(step.elapsed * 1000, 1)}
 
 
@@ -255,8 +280,16 @@ def read_edit(item: Any, settings: SamplerSettings) -> tuple[str, list[Span], Sa
     forced = read_constraints(item.get("constraints", []))
     if forced:
         spans[0] = Span(spans[0].start, spans[0].end, spans[0].length, forced)
-    overrides = {k: v for k, v in item.items() if k not in ("text", "spans", "length", "constraints")}
+    overrides = {k: v for k, v in item.items() if k not in ("text", "spans", "length", "constraints", "language")}
     return text, spans, settings.with_values(overrides)
+
+
+def read_language(item: dict) -> str | None:
+    """An edit's optional "language" (the correction rounds' checker: editor.languages names)."""
+    language = item.get("language")
+    if language is not None and not isinstance(language, str):
+        raise ValueError(f'"language" must be a language name (python, text, ...), got {language!r}')
+    return language
 
 
 def read_constraints(raw: Any) -> tuple[Constraint, ...]:

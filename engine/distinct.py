@@ -102,4 +102,4 @@ def merged(base: Step, rows: list[int], step: Step) -> Step:
                 committed_at=put(base.committed_at, born), guided=put(base.guided, step.guided),
                 top_ids=put(base.top_ids, step.top_ids),
                 top_probs=put(base.top_probs, step.top_probs), forwards=base.forwards + step.forwards,
-                elapsed=base.elapsed + step.elapsed, texts=tuple(texts))
+                elapsed=base.elapsed + step.elapsed, texts=tuple(texts), round=step.round)

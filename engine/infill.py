@@ -4,17 +4,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
+import torch
+
 from .canvas import Canvas, Span, build_canvas
 from .loop import Step, denoise, run
 from .model import DiffusionLM
 from .settings import SamplerSettings
 
 
-def infill(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
-    """Denoise every span of `canvas`; each yielded step has `texts`, one document per candidate."""
+def infill(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings,
+           bias: torch.Tensor | None = None) -> Iterator[Step]:
+    """Denoise every span of `canvas`; each yielded step has `texts`, one document per candidate.
+    `bias`: added to the logits of the span slots (engine.loop.denoise)."""
     if canvas.codec is not model.codec:
         raise ValueError("the canvas was built with another model's tokenizer")
-    steps = denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, settings)
+    steps = denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, settings, bias)
     for step in steps:
         texts = tuple(canvas.render(step.tokens[b], step.masked[b]) for b in range(step.tokens.shape[0]))
         yield dataclasses.replace(step, texts=texts)

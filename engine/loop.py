@@ -34,6 +34,7 @@ class Step:
     forwards: int             # model forwards so far
     elapsed: float            # seconds since the loop started
     texts: tuple[str, ...] = ()  # the document at this step, per candidate (set by `infill`)
+    round: int = 0            # 0: the fill; 1..: a correction round (engine.correct) re-denoising flagged slots
 
     @property
     def done(self) -> bool:
@@ -54,8 +55,11 @@ class Step:
 
 
 def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int, int], ...],
-            forced: torch.Tensor, settings: SamplerSettings) -> Iterator[Step]:
-    """Regenerate the slots in `span_ranges` of `ids` (L,), except `forced` (L,) ones.
+            forced: torch.Tensor, settings: SamplerSettings, bias: torch.Tensor | None = None) -> Iterator[Step]:
+    """Regenerate the slots in `span_ranges` of `ids` (L,), except `forced` (L,) ones. `ids` and
+    `forced` may also be (B, L), one row per candidate (a correction round redoes each one's own
+    slots); `bias` (V,), (P, V) or (B, P, V) is added to the logits, -inf where a slot must not
+    take a token (scope constraints, engine.scope; tokens a correction round rejects).
 
     1. Fill every slot to decide with noise: the mask id, or random tokens for uniform models.
     2. Run the model (whole canvas, or slots over cached context); the frontier guide steers the
@@ -70,7 +74,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     lay = Layout.of(span_ranges, settings.block_length, device)
     pos, B, K = lay.positions, settings.candidates, settings.alternatives
     tokens = ids.to(device).expand(B, -1).clone()                              # (B, L)
-    fixed = forced.to(device)[pos].expand(B, -1)                               # (B, P)
+    fixed = forced.to(device)[..., pos].expand(B, -1)                          # (B, P)
     todo = ~fixed.clone()                                                      # (B, P)
     conf = torch.ones(todo.shape, device=device)                               # (B, P)
     born = torch.full(todo.shape, -1, dtype=torch.long, device=device)         # (B, P)
@@ -81,6 +85,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     budget = step_budget(settings, lay, todo)
     ban = banned_bias(model, device)
     allowed = torch.isfinite(ban).nonzero().squeeze(-1)                       # (A,) once, not per step
+    ban = ban if bias is None else ban + bias.to(device)                       # (V,) or (B|1, P, V)
     context = make_context(model, lay, settings)
     guide = make_guide(model, lay, settings)
     where = lay.positions.cpu()
@@ -166,7 +171,7 @@ def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temps: torch.Tenso
     `temps` (B,): each candidate's temperature, 0 the argmax (None: all 0).
     Entropy is a full pass over the vocabulary (~5% of a cached 32-slot step of the bundled
     model on CPU); without `with_entropy` it is left at zero for strategies that never read it."""
-    logits = logits.float() + ban[: logits.shape[-1]]
+    logits = logits.float() + ban[..., : logits.shape[-1]]
     probs = logits.softmax(-1)
     guess = logits.argmax(-1)                                                  # (B, P)
     if temps is not None:  # Gumbel-max draws from softmax(logits / temperature)

@@ -1,7 +1,7 @@
 """Scheduler: concurrent edits' denoising loops share the model's forwards, batched step by step.
 
-Each admitted job runs the one loop (`infill`) in its own thread, over a `JobModel`: a stand-in
-for the model that hands each forward to the scheduler instead of running it. The scheduler's
+Each admitted job runs the one loop (`infill`, with its correction rounds) in its own thread, over
+a `JobModel`: a stand-in for the model that hands each forward to the scheduler instead of running it. The scheduler's
 worker thread waits until every active job has asked for its next forward (or has finished),
 runs them all as one `DiffusionLM.forward_many` call, and hands each job its own answer. So jobs
 join and leave between steps, each keeps its own context cache (it lives in its loop), and a
@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from .canvas import Canvas
+from .correct import Checker, corrected
 from .guide import CausalView
-from .infill import infill
 from .loop import Step
 from .model import DiffusionLM, ForwardCall
 from .settings import SamplerSettings
@@ -76,9 +76,10 @@ class _Round:
 class Job:
     """One edit's run. Iterate it (once) for its steps; `cancel` to stop it."""
 
-    def __init__(self, scheduler: Scheduler, canvas: Canvas, settings: SamplerSettings):
+    def __init__(self, scheduler: Scheduler, canvas: Canvas, settings: SamplerSettings,
+                 checker: Checker | None = None):
         self.id = uuid.uuid4().hex
-        self.canvas, self.settings = canvas, settings
+        self.canvas, self.settings, self.checker = canvas, settings, checker
         self._scheduler = scheduler
         self._steps: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Guarded by the scheduler's condition:
@@ -156,8 +157,9 @@ class Scheduler:
 
     # ---- the public side ------------------------------------------------------------------------
 
-    def submit(self, canvas: Canvas, settings: SamplerSettings) -> Job:
-        """Queue an edit; raises QueueFull when `max_queue` edits already wait."""
+    def submit(self, canvas: Canvas, settings: SamplerSettings, checker: Checker | None = None) -> Job:
+        """Queue an edit (corrected by `checker`'s rounds, engine.correct); raises QueueFull when
+        `max_queue` edits already wait."""
         if canvas.codec is not self.model.codec:
             raise ValueError("the canvas was built with another model's tokenizer")
         with self._cond:
@@ -165,7 +167,7 @@ class Scheduler:
                 raise RuntimeError("the scheduler is closed")
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(len(self._queue), self._retry_after())
-            job = Job(self, canvas, settings)
+            job = Job(self, canvas, settings, checker)
             self._queue.append(job)
             self._cond.notify_all()
         return job
@@ -198,8 +200,8 @@ class Scheduler:
     def _run(self, job: Job) -> None:
         """A job's thread: the loop over a JobModel, its steps into the job's queue."""
         try:
-            for step in infill(JobModel(self.model, lambda call: self._ask(job, call)), job.canvas,
-                               job.settings):
+            for step in corrected(JobModel(self.model, lambda call: self._ask(job, call)), job.canvas,
+                                  job.settings, job.checker):
                 job._steps.put(step)
                 with self._cond:
                     if job._round is not None:

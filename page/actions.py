@@ -8,11 +8,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Collection
 from contextlib import suppress
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 from editor import prose
+from editor.checks import findings
 from editor.languages import get_language
 from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import EditorError, check_document
@@ -37,7 +40,9 @@ class Problem:
     """What is wrong with a candidate: it does not parse, or it parses but the edited node changed kind."""
 
     parses: bool
-    message: str                     # "line 14:9 syntax error: ...", "the call became identifier"
+    message: str                     # in words: "does not parse at line 14", "changes a statement into a call"
+    detail: str = ""                 # the parser's own words, for a tooltip: "line 14:9 syntax error: ..."
+    rough: bool = True               # fails the checks (a kind change alone does not)
 
     def __str__(self) -> str:
         return self.message
@@ -62,6 +67,8 @@ class Run:
     problems: list[Problem | None] = field(default_factory=list)  # per candidate: None is fine
     scores: list[float | None] = field(default_factory=list)  # per candidate: window NLL, None unscored
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
+    rough: list[bool] = field(default_factory=list)           # per candidate: below the quality floor
+    original_score: float | None = None                       # the original text's window NLL
     stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
     aside: Run | None = None  # the finished run this one replaced, its candidates still to be had (one deep)
     number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
@@ -135,12 +142,25 @@ def auto_lengths(codec: Any, original: str, mode: str, score: Scorer | None,
 
 
 def length_note(tried: list[tuple[int, float]], chosen: int, resizing: bool = False) -> str:
-    """What "auto" tried, for the page's message: each length with its window NLL, the chosen one
-    marked; for a model that resizes spans itself (DreamOn), the length it ended at."""
+    """What "auto" chose, for the page's message, in words; each length tried with its window NLL (the
+    base model's loss per token: lower reads better) in a tooltip. For a model that resizes spans
+    itself (DreamOn), the length it ended at."""
     if resizing:
-        return f"Length {chosen} tokens: the model grew or shrank the span to it (expand/delete tokens). "
-    parts = [f"**{n}: {s:.2f}**" if n == chosen else f"{n}: {s:.2f}" for n, s in tried]
-    return f"Length {chosen} tokens fitted best (the base model's NLL, length-normalised: {', '.join(parts)}). "
+        return f"The model grew or shrank the span to {chosen} tokens. "
+    scores = ", ".join(f"{n} tokens: {s:.2f}" for n, s in tried)
+    tip = escape(f"Lengths tried, with the base model's loss over the text around the span, normalised "
+                 f"by length (engine.length.length_score; lower reads better): {scores}")
+    return f'<span class="sh-tip" title="{tip}">{chosen} tokens fitted best</span> of {len(tried)} lengths tried. '
+
+
+def kind_words(kind: str) -> str:
+    """A syntax node's kind as people say it: "expression_statement" -> "statement", "call_expression"
+    -> "call", "function_definition" -> "function"."""
+    words = kind.replace("_", " ").split()
+    plain = [w for w in words if w not in ("expression", "definition", "declaration", "item", "literal")] or words
+    if len(plain) > 1 and plain[-1] == "statement":
+        plain = plain[-1:]
+    return {"identifier": "name", "block": "block of statements"}.get(" ".join(plain), " ".join(plain))
 
 
 def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, constraint: str) -> Span:
@@ -178,38 +198,54 @@ def move_node(text: str, language: str, start: int, end: int, direction: str,
     return st.expand(start, end) if direction == "expand" else st.shrink(start, end, toward)
 
 
-def check_candidates(run: Run) -> list[Problem | None]:
-    """Per candidate: None if it parses and keeps the edited node's kind (code) or is prose, else
-    what is wrong: the first new syntax error (line and column in the document), or the change of kind."""
+def check_candidates(run: Run, words: Collection[str] = ()) -> list[Problem | None]:
+    """Per candidate: None if it parses and keeps the edited node's kind (code) or reads clean
+    (prose), else what is wrong: the first new syntax error (line and column in the document; for
+    Python, its own compiler has the last word), the change of kind, or the prose defects
+    (editor.defects; `words`: real words for its broken-word test)."""
     info = get_language(run.language)
-    if info.module is None or info.prose or run.last is None or not run.last.done:
+    if run.last is None or not run.last.done:
         return [None] * (len(run.last.texts) if run.last is not None else 0)
     out: list[Problem | None] = []
     for b in range(len(run.last.texts)):
+        if info.module is None or info.prose:
+            found = findings(info.name, run.base_text, run.result(b), run.span, run.new_span(b), words)
+            kinds = sorted({f.kind for f in found})
+            out.append(Problem(True, f"has a {' and a '.join(kinds)}", "; ".join(kinds)) if found else None)
+            continue
         result = check_edit(run.base_text, run.result(b), info.name, run.span, run.new_span(b), run.kind)
         if result.ok:
             out.append(None)
         elif result.error is not None:
             e = result.error
-            out.append(Problem(False, f"line {e.line}:{e.column} {e.message}"))
+            out.append(Problem(False, f"does not parse at line {e.line}", f"line {e.line}:{e.column} {e.message}"))
         else:
-            out.append(Problem(True, f"the {result.before_kind} became {result.after_kind}"))
+            before, after = kind_words(result.before_kind or "?"), kind_words(result.after_kind or "?")
+            change = f"changes a {before} into a {after}" if before != after else f"reshapes the {before}"
+            out.append(Problem(True, change, f"{result.before_kind} became {result.after_kind}", rough=False))
     return out
 
 
 def rank_candidates(run: Run, score: Scorer | None) -> None:
     """Score each finished candidate once (one causal forward over its window: the span and
-    engine.score.SIDE tokens either side) and order them best first: candidates that parse and keep
-    the node's kind (or prose), then those that change its kind, then those that do not parse
-    (`run.problems`); within each, lower NLL first. Without a scorer (a model
-    with no causal view) the loop's order stands within each group and no score is shown. A
-    candidate whose text repeats a better-ranked one is left out of the order: each text once."""
+    engine.score.SIDE tokens either side) and order them best first. The quality floor first: a
+    candidate is rough when it still fails the checks (`run.problems`) or its window NLL is worse
+    than the original text's by more than `settings.rough_margin`; rough ones go last. Then
+    candidates that parse and keep the node's kind (or read clean), then those that change its kind
+    (or have prose defects), then those that do not parse; within each, lower NLL first. Without a
+    scorer (a model with no causal view) the loop's order stands within each group and no score is shown.
+    A candidate whose text repeats a better-ranked one is left out of the order: each text once."""
     n = len(run.problems)
     run.scores = [score(run.result(i), *run.new_span(i)) if score is not None else None for i in range(n)]
+    run.original_score = score(run.base_text, *run.span) if score is not None and n else None
+    base, margin = run.original_score, run.settings.rough_margin
+    run.rough = [bool(p and p.rough) or (s is not None and base is not None and s - base > margin)
+                 for p, s in zip(run.problems, run.scores)]
 
-    def key(i: int) -> tuple[int, float]:
+    def key(i: int) -> tuple[bool, int, float]:
         s, problem = run.scores[i], run.problems[i]
-        return (0 if problem is None else 1 if problem.parses else 2), math.inf if s is None or math.isnan(s) else s
+        group = 0 if problem is None else 1 if problem.parses else 2
+        return run.rough[i], group, math.inf if s is None or math.isnan(s) else s
     seen: set[str] = set()
     run.order = []
     for i in sorted(range(n), key=key):

@@ -19,8 +19,10 @@ from typing import Any, Protocol
 import httpx
 import torch
 
+from editor import checks
 from engine import Canvas, DiffusionLM, SamplerSettings, Step
 from engine.scheduler import Job, QueueFull, Scheduler
+from engine.scope import whole_words
 from engine.serve import wire
 
 
@@ -33,12 +35,14 @@ class EngineClient(Protocol):
 
     model: DiffusionLM  # read locally: the tokenizer (codec), context length, label, causal view
 
-    def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
-        """Denoise `canvas` (built with `model.codec`), yielding each step with its documents;
-        closing the iterator cancels the run; EngineError if it ends unfinished."""
+    def steps(self, canvas: Canvas, settings: SamplerSettings, language: str | None = None) -> Iterator[Step]:
+        """Denoise `canvas` (built with `model.codec`), yielding each step with its documents, then
+        its correction rounds for the document's `language` (none: no correction); closing the
+        iterator cancels the run; EngineError if it ends unfinished."""
         ...
 
-    def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
+    def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings,
+                   language: str | None = None) -> Iterator[tuple[int, Step]]:
         """Denoise every canvas at once (the engine's queue packs them into shared forwards), the
         first one leading (`interleave`): each step as it comes, with the index of its canvas;
         closing the iterator cancels them all."""
@@ -52,12 +56,17 @@ class InProcessEngine:
         self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
 
     @functools.cached_property
+    def words(self) -> frozenset[str]:  # the broken-word test's real words: the model's whole-word tokens
+        return whole_words(self.model.codec)
+
+    @functools.cached_property
     def scheduler(self) -> Scheduler:  # started at the first run: a page that never runs holds no thread
         return Scheduler(self.model, max_batch=self.max_batch, max_queue=self.max_queue)
 
-    def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
+    def steps(self, canvas: Canvas, settings: SamplerSettings, language: str | None = None) -> Iterator[Step]:
+        checker = checks.checker_for(language, self.words) if language is not None else None
         try:
-            job = self.scheduler.submit(canvas, settings)
+            job = self.scheduler.submit(canvas, settings, checker)
         except QueueFull as err:
             raise EngineError(f"the engine is busy: {err}") from None
         last = None
@@ -69,7 +78,9 @@ class InProcessEngine:
         if last is None or not last.done:
             raise EngineError("the run was cancelled")
 
-    def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
+    def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings,
+                   language: str | None = None) -> Iterator[tuple[int, Step]]:
+        checker = checks.checker_for(language, self.words) if language is not None else None
         jobs: list[Job] = []
         lock, closed = threading.Lock(), threading.Event()
 
@@ -77,7 +88,7 @@ class InProcessEngine:
             with lock:  # a reader that starts after Stop submits nothing
                 if closed.is_set():
                     return iter(())
-                job = self.scheduler.submit(canvas, settings)
+                job = self.scheduler.submit(canvas, settings, checker)
                 jobs.append(job)
             return iter(job)
         try:
@@ -101,10 +112,11 @@ class HttpEngine:
         self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(connect_timeout, read=None))
         self.model: DiffusionLM = RemoteModel(self._get("/v1/tokenizer"), self.url)
 
-    def steps(self, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
+    def steps(self, canvas: Canvas, settings: SamplerSettings, language: str | None = None) -> Iterator[Step]:
         last = None
+        body = edit_body(canvas, settings) | ({"language": language} if language is not None else {})
         try:
-            with self.http.stream("POST", "/v1/edits", json=edit_body(canvas, settings)) as response:
+            with self.http.stream("POST", "/v1/edits", json=body) as response:
                 if response.status_code != 200:
                     raise EngineError(refusal(response))
                 for raw in response.iter_lines():
@@ -120,8 +132,9 @@ class HttpEngine:
             raise EngineError(f"lost the engine service at {self.url}: {err}") from None
         raise EngineError(f"the engine service at {self.url} ended the stream before the run finished")
 
-    def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings) -> Iterator[tuple[int, Step]]:
-        return interleave([functools.partial(self.steps, canvas, settings) for canvas in canvases])
+    def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings,
+                   language: str | None = None) -> Iterator[tuple[int, Step]]:
+        return interleave([functools.partial(self.steps, canvas, settings, language) for canvas in canvases])
 
     def _get(self, path: str) -> Any:
         try:

@@ -20,6 +20,7 @@ from engine.distinct import redraw_repeats
 from engine.guide import causal_view_for
 from engine.length import Scorer, choose_length
 from engine.resize import resizes
+from engine.scope import whole_words
 
 from . import views
 from .access import AccessError, in_flight
@@ -102,13 +103,13 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
             run = new_run(build_canvas(model.codec, req.text, [span], model.max_length))
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
                                inspector, "running"), note, NO_RUN_SPAN
-            for step in page.engine.steps(run.canvas, req.settings):
+            for step in page.engine.steps(run.canvas, req.settings, language):
                 if run.stopped:
                     return
                 yield step_outputs(run, step, heatmap)
         # Candidates that repeat an earlier one are drawn again, as further steps (engine/distinct.py).
         assert run.last is not None
-        for step in redraw_repeats(run.last, lambda s: page.engine.steps(run.canvas, s), req.settings):
+        for step in redraw_repeats(run.last, lambda s: page.engine.steps(run.canvas, s, language), req.settings):
             if run.stopped:
                 return
             yield step_outputs(run, step, heatmap)
@@ -156,7 +157,7 @@ def finished(run: Run, score: Scorer | None, heatmap: bool, note: str) -> tuple:
 def check_and_rank(run: Run, score: Scorer | None) -> None:
     """Each candidate checked (code: does it parse) and scored once, the candidates ordered."""
     try:
-        run.problems = check_candidates(run)
+        run.problems = check_candidates(run, known_words(run.canvas.codec))
     except EditorError as err:  # the check is advice: a run is never lost to it
         run.problems = [Problem(False, f"could not check: {err}")] * len(run.last.texts if run.last else ())
     try:
@@ -177,8 +178,23 @@ def offered(run: Run, heatmap: bool, note: str) -> tuple:
     same += "The last run's candidates are set aside: 'Last run' brings them back. " if run.aside else ""
     return (*run_outputs(done_view(run, best, heatmap), views.metrics_html(last, run.canvas), run,
                          scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
-            note + same + "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is "
-            "unchanged until then.", gr.update(live=span_live(run)))
+            note + same + verdict(run), gr.update(live=span_live(run)))
+
+
+def verdict(run: Run) -> str:
+    """What the message says once a run is ranked: how to pick, or plainly that none is good."""
+    if run.rough and all(run.rough):
+        n = len(run.rough)
+        return (f"None of the {'candidates' if n > 1 else 'results'} is good enough to suggest: "
+                f"{'all are' if n > 1 else 'it is'} rough (still failing the checks, or reading much worse "
+                "than your text). Regenerate, select a smaller span, or edit by hand; you can still look "
+                "at them and accept one. The document is unchanged.")
+    return "Pick a candidate and press Accept (Tab), or Reject all (Esc). The document is unchanged until then."
+
+
+def known_words(codec: Any) -> frozenset[str]:
+    """The model's whole-word tokens: real words to the prose checks' broken-word test."""
+    return whole_words(codec)
 
 
 def done_view(run: Run, shown: int, heatmap: bool) -> str:
@@ -232,8 +248,9 @@ def candidate_note(run: Run, i: int) -> str:
     nll = run.scores[i] if i < len(run.scores) else None
     score = f"· NLL {nll:.2f}" if nll is not None else ""  # the base model's, per token of the window
     problem = run.problems[i]
-    mark = "" if problem is None else f"  ≠ {problem}" if problem.parses else f"  ✗ does not parse: {problem}"
-    return score + mark
+    mark = "" if problem is None else f"  ≠ {problem}" if problem.parses else f"  ✗ {problem}"
+    rough = "  · rough" if i < len(run.rough) and run.rough[i] else ""
+    return score + rough + mark
 
 
 def scrub_update(run: Run) -> dict:
@@ -342,25 +359,25 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     h = page.mine(request)
     if problem is not None and not problem.parses and not confirmed:
         # The editor shows the question beside the span (accepting itself needs no canvas: without one, no span).
-        asking = (gr.update(live=span_live(run, candidate=i, asking=f"does not parse: {problem}"))
+        asking = (gr.update(live=span_live(run, candidate=i, asking=str(problem)))
                   if run.canvas is not None else KEEP)
         keep = (asking, *unchanged(document_outputs(h, doc, name, language)), *unchanged(cleared_run()))
-        ask = f"**Candidate {i + 1} does not parse** ({escape(str(problem))}). Accept it anyway?"
+        ask = f"**Candidate {i + 1} does not parse** ({escape(problem.detail or str(problem))}). Accept it anyway?"
         return *keep, "", gr.update(visible=True), ask, how
     try:
         rev, result = _commit(page, h, text, run, i, doc, name, language, how == "branch")
     except StaleRevision as err:
-        log.exception("stale accept")
-        raise error(f"The document changed since this edit started (revision {err.base_id}; the head is "
-                    f"now {err.head_id}). Your text is unchanged. Use 'Accept as branch' to keep both.",
-                    "Stale revision") from None
+        log.info("stale accept: %s", err)
+        raise error(f"The document has a newer revision than the one this edit started from (revision "
+                    f"{h.number(err.head_id or err.base_id)}, saved meanwhile). Your text is unchanged: "
+                    "'Accept as branch' keeps both.", "Stale revision") from None
     except REFUSALS as err:
         raise fail(err) from None
     end = min(run.new_span(i)[1], len(result))  # the cursor after the new text (typing since may shift it)
     editor = gr.update(value=Document(result, end, end), live=NO_SPAN)
     shown = (editor, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
     kept = " (a branch)" if how == "branch" else ""
-    return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision #{rev.id}{kept}.",
+    return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision {h.number(rev.id)}{kept}.",
             *hidden_confirmation())
 
 

@@ -28,12 +28,14 @@ def service_of(request: Request) -> Service:
 @router.post("/v1/edits")
 async def create_edit(request: Request) -> Response:
     """Body: {"text", "spans": [[start, end] or [start, end, length], ...], "seed", any sampler
-    setting by name, "stream"}. The edit's id comes back in the X-Edit-Id header (and in each line)."""
+    setting by name, "language" (the correction rounds' checker), "stream"}. The edit's id comes
+    back in the X-Edit-Id header (and in each line)."""
     service = service_of(request)
     body = await json_object(request)
     stream = flag(body, "stream")
     canvas, settings = await run_in_threadpool(service.edit, body)  # tokenizing can take a while
-    job = service.submit(canvas, settings)
+    checker = await run_in_threadpool(service.checker, body)
+    job = service.submit(canvas, settings, checker)
     headers = {"X-Edit-Id": job.id}
     if stream:
         return ClosingStream(ndjson(service, job, canvas), media_type="application/x-ndjson", headers=headers)

@@ -13,7 +13,9 @@ import anyio.to_thread
 from starlette.requests import Request
 
 from ..canvas import Canvas, build_canvas
-from ..cli import read_edit
+from ..checker import checker_for
+from ..cli import read_edit, read_language
+from ..correct import Checker
 from ..guide import causal_view_for
 from ..loop import Step
 from ..model import DiffusionLM
@@ -64,9 +66,18 @@ class Service:
         except ValueError as err:
             raise BadRequest(str(err)) from None
 
-    def submit(self, canvas: Canvas, settings: SamplerSettings) -> Job:
+    def checker(self, item: dict[str, Any]) -> Checker | None:
+        """The correction rounds' checker for the edit's "language"; none when it names none (the
+        service does not guess what a text is) or where the editor is not installed."""
+        try:
+            language = read_language(item)
+            return checker_for(language, self.model) if language is not None else None
+        except ValueError as err:
+            raise BadRequest(str(err)) from None
+
+    def submit(self, canvas: Canvas, settings: SamplerSettings, checker: Checker | None = None) -> Job:
         """Queue an edit (QueueFull when the queue is full) and remember it until it ends."""
-        job = self.scheduler.submit(canvas, settings)
+        job = self.scheduler.submit(canvas, settings, checker)
         self.running[job.id] = job
         return job
 

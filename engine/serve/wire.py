@@ -30,7 +30,7 @@ def step_line(step: Step, canvas: Canvas, edit_id: str) -> dict[str, Any]:
         spans = [{"text": text, **{name: getattr(step, name)[b, lo:hi].tolist() for name in SLOT_FIELDS}}
                  for text, (lo, hi) in zip(drafts, canvas.slot_ranges)]
         candidates.append({"spans": spans})
-    return {"id": edit_id, "step": step.index, "forwards": step.forwards,
+    return {"id": edit_id, "step": step.index, "round": step.round, "forwards": step.forwards,
             "ms": round(step.elapsed * 1000, 1), "candidates": candidates}
 
 
@@ -46,19 +46,13 @@ def step_from_line(line: dict[str, Any], canvas: Canvas) -> Step:
     fields = {name: torch.tensor([[v for span in c["spans"] for v in span[name]] for c in line["candidates"]],
                                  dtype=dtype) for name, dtype in SLOT_FIELDS.items()}
     texts = tuple(canvas.render(fields["tokens"][b], fields["masked"][b]) for b in range(len(line["candidates"])))
-    return Step(index=line["step"], positions=canvas.slots, forwards=line["forwards"],
+    return Step(index=line["step"], round=line.get("round", 0), positions=canvas.slots, forwards=line["forwards"],
                 elapsed=line["ms"] / 1000, texts=texts, **fields)
 
 
 def placed_spans(canvas: Canvas, step: Step, candidate: int = 0) -> list[tuple[int, int]]:
-    """Where each span's new text lies in the candidate's finished document, in document order
-    (text outside the spans comes back unchanged, so each span shifts by the ones before it)."""
-    shift, out = 0, []
-    for span, draft in zip(canvas.spans, canvas.drafts(step.tokens[candidate], step.masked[candidate])):
-        start = span.start + shift
-        out.append((start, start + len(draft)))
-        shift += len(draft) - (span.end - span.start)
-    return out
+    """Where each span's new text lies in the candidate's finished document, in document order."""
+    return canvas.placed(step.tokens[candidate], step.masked[candidate])
 
 
 def result(step: Step, canvas: Canvas, edit_id: str) -> dict[str, Any]:

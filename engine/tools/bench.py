@@ -1,11 +1,13 @@
 """`python -m engine.tools.bench`: span edits side by side, reference algorithm against Sharpen's fast paths.
 
 Every configuration runs in this one process on the same model and the same edits, through the
-one denoising loop (`engine.infill`). The reference is LLaDA's algorithm: whole canvas every
-forward, one token committed per forward, most confident first; `default` is the page's preset.
-Beside every speed figure, quality (engine.tools.quality): the base model's causal NLL per token
-of the edited window (fluency), the share of code edits whose block still parses, and agreement
-with the reference's tokens.
+one denoising loop (`engine.infill`, with its correction rounds: engine.correct). The reference is
+LLaDA's algorithm: whole canvas every forward, one token committed per forward, most confident
+first, no correction; `default` is the page's preset. Beside every speed figure, quality
+(engine.tools.quality): the base model's causal NLL per token of the edited window (fluency), the
+share of code edits whose block still parses, the defect rate (code that does not parse; prose
+with a doubled word, a loop, a broken word or an inserted line break) and agreement with the
+reference's tokens.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ import torch
 
 from .. import score
 from ..canvas import Span, build_canvas
-from ..infill import infill
+from ..checker import checker_for, editor_checks
+from ..correct import corrected
 from ..load import add_load_flags
 from ..model import DiffusionLM
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings, parse_variant
@@ -31,7 +34,8 @@ from . import corpus, quality
 
 log = logging.getLogger(__name__)
 
-REFERENCE = SamplerSettings(strategy="low_confidence", cache="none")
+# LLaDA's algorithm as published: no correction rounds, no scope constraints.
+REFERENCE = SamplerSettings(strategy="low_confidence", cache="none", correct_rounds=0, scope="off")
 CONFIGS: dict[str, SamplerSettings] = {
     "reference": REFERENCE,
     "default": PRESETS[DEFAULT_PRESET],
@@ -58,6 +62,10 @@ class Edit:
     @property
     def code(self) -> bool:
         return self.workload.startswith("code")
+
+    @property
+    def language(self) -> str:
+        return "python" if self.code else "text"
 
 
 def documents(codec, tokens: int) -> dict[str, str]:
@@ -120,9 +128,10 @@ def measure(model: DiffusionLM, edits: list[Edit], settings: SamplerSettings,
     results = []
     for edit in edits:
         canvas = build_canvas(model.codec, edit.text, [edit.span], model.max_length)
+        checker = checker_for(edit.language, model)  # made before the clock starts (it is cached)
         started, cpu = time.perf_counter(), time.process_time()
         elapsed = []
-        for last in infill(model, canvas, settings):
+        for last in corrected(model, canvas, settings, checker):
             elapsed.append(last.elapsed)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         # Per-step times after the first (the first carries the full-canvas forward / cache fill).
@@ -133,13 +142,19 @@ def measure(model: DiffusionLM, edits: list[Edit], settings: SamplerSettings,
 
 
 def judge(model: DiffusionLM, edit: Edit, document: str, fluency: score.Fluency | None) -> dict:
-    """The span's new text and ids, the window's fluency, and (code) whether its block parses."""
+    """The span's new text and ids, the window's fluency, (code) whether its block parses, and
+    whether it has a defect: code whose block does not parse; prose with a doubled word, a loop,
+    a broken word or an inserted line break (editor.defects; None without the editor)."""
     start, after = edit.span.start, len(edit.text) - edit.span.end   # text outside the span is kept
     end = len(document) - after
     text = document[start:end]
+    parses = quality.edit_parses(edit.text, document, start, edit.span.end) if edit.code else None
+    checks = editor_checks()
+    defect = (not parses if edit.code else None if checks is None else
+              bool(checks.findings("text", edit.text, document, (edit.span.start, edit.span.end), (start, end))))
     return {"text": text, "ids": model.codec.encode(text),
             "fluency_nll": fluency.window_nll(document, start, end) if fluency else None,
-            "parses": quality.edit_parses(edit.text, document, start, edit.span.end) if edit.code else None}
+            "parses": parses, "defect": defect}
 
 
 def summarise(config: str, workload: str, edits: list[Edit], results: list[dict],
@@ -163,6 +178,7 @@ def summarise(config: str, workload: str, edits: list[Edit], results: list[dict]
         "later_step_ms": 1000 * statistics.median([t for r in results for t in r["later_steps_s"]] or [0.0]),
         "fluency_nll": mean(r["fluency_nll"] for r in results),
         "parse_rate": mean(r["parses"] for r in results),
+        "defect_rate": mean(r["defect"] for r in results),
         "agreement": quality.agreement(ids, [r["ids"] for r in reference or results]),
         "exact_match": sum(r["text"] == t for r, t in zip(results, truth)) / len(results),
         "token_accuracy": quality.agreement(ids, [codec.encode(t) for t in truth]),
@@ -284,8 +300,8 @@ def table(rows: list[dict], label: str) -> str:
             ("p50_ms", "{:,.0f}"), ("p90_ms", "{:,.0f}"), ("cpu_p50_ms", "{:,.0f}"),
             ("cpu_speedup_vs_reference", "{:.1f}x"),
             ("fluency_nll", "{:.3f}"), ("fluency_vs_reference", "{:+.1%}"), ("parse_rate", "{:.2f}"),
-            ("agreement", "{:.2f}"), ("within_quality_budget", "{}"), ("exact_match", "{:.2f}"),
-            ("token_accuracy", "{:.2f}"), ("peak_rss_mb", "{:.0f}")]
+            ("defect_rate", "{:.2f}"), ("agreement", "{:.2f}"), ("within_quality_budget", "{}"),
+            ("exact_match", "{:.2f}"), ("token_accuracy", "{:.2f}"), ("peak_rss_mb", "{:.0f}")]
     lines = [f"model: {label}; device: {rows[0]['device'] if rows else '?'}; fluency = base model's NLL "
              f"per token of span +/- {score.SIDE} tokens (original text: "
              + ", ".join(sorted({f"{r['workload']} {cell(r['fluency_nll_original'], '{:.3f}')}" for r in rows})) + ")",

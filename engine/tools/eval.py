@@ -7,9 +7,10 @@
    base AR, true left context: the same but every earlier token is the true one (an upper bound
    for any left-to-right decoder; one forward per row).
 2. Infill on held-out Python functions: one single-line statement, or a block of 2-4 lines, of a
-   function body masked (its true token count given). adapted: engine.infill with the real loop
-   (quality preset, the reference; adapted_default: the page's default preset); base: greedy
-   left-to-right decoding, causal. Exact match, share that parse, fluency (the base model's NLL
+   function body masked (its true token count given). adapted: the real loop with its correction
+   rounds and Python checker (engine.correct; quality preset, the reference; adapted_default: the
+   page's default preset); base: greedy left-to-right decoding, causal. Exact match, share that
+   parse, defect rate (the share whose block does not parse), fluency (the base model's NLL
    per token of the line(s) and 64 tokens either side, engine.tools.quality) and agreement with
    the reference's tokens.
 3. Quality against denoising steps: token accuracy of a 32-token hole for 1..32 forwards.
@@ -29,9 +30,10 @@ from pathlib import Path
 import torch
 
 from .. import score
-from ..canvas import Span
+from ..canvas import Span, build_canvas
+from ..checker import checker_for
+from ..correct import corrected
 from ..families.bundled import ADAPTER, DefaultModel, cache_folder, load_default
-from ..infill import infill_text
 from ..loop import banned_bias, denoise, run
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings, parse_variant
 from . import corpus, quality
@@ -227,8 +229,10 @@ def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, li
             prefix, suffix = case["text"][:case["start"]], case["text"][case["end"]:]
             if settings is None:
                 span = ar_text(model, prefix, n)
-            else:
-                doc = infill_text(model, case["text"], [Span(case["start"], case["end"], n)], settings)
+            else:  # through the correction rounds, as the page and the CLI run an edit
+                canvas = build_canvas(model.codec, case["text"], [Span(case["start"], case["end"], n)],
+                                      model.max_length)
+                doc = run(corrected(model, canvas, settings, checker_for("python", model))).texts[0]
                 span = doc[len(prefix):len(doc) - len(suffix)]
             got = "\n".join(span.removeprefix("\n").split("\n")[:case["lines"]])
             exact += same_lines(got, case["answer"].removeprefix("\n"))
@@ -238,6 +242,7 @@ def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, li
             if sum(e["model"] == name for e in results["examples"]) < 4:
                 results["examples"].append({"model": name, "truth": case["answer"].removeprefix("\n"), "got": got})
         results[name] = {"exact_match": exact / max(1, len(cases)), "parses": ok / max(1, len(cases)),
+                         "defect_rate": 1 - ok / max(1, len(cases)),  # code: blocks that do not parse
                          "fluency_nll": mean(nll), "seconds": time.perf_counter() - started}
         if "adapted" in spans:
             results[name]["agreement"] = quality.agreement(spans[name], spans["adapted"])
@@ -382,9 +387,10 @@ def table(report: dict) -> str:
         li = report[key]
         lines += ["", f"{what} infill, {li['cases']} held-out functions (fluency: base model's NLL per "
                   "token, line(s) +/- 64 tokens; agreement: tokens equal to the reference `adapted`):",
-                  "| model | exact | parses | fluency NLL | agreement |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {fmt(r.get('exact_match'))} | {fmt(r.get('parses'))} | {fmt(r.get('fluency_nll'), 3)} "
-                  f"| {fmt(r.get('agreement'))} |" for name, r in li.items() if isinstance(r, dict)]
+                  "| model | exact | parses | defect rate | fluency NLL | agreement |", "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {fmt(r.get('exact_match'))} | {fmt(r.get('parses'))} | {fmt(r.get('defect_rate'))} "
+                  f"| {fmt(r.get('fluency_nll'), 3)} | {fmt(r.get('agreement'))} |"
+                  for name, r in li.items() if isinstance(r, dict)]
     if report["steps_curve"]:
         lines += ["", "| text | denoising steps (32-token hole) | adapted acc | base AR greedy acc |",
                   "|---|---|---|---|"]

@@ -15,7 +15,7 @@ def test_bench_rows_compare_configs_on_the_same_edits(monkeypatch, capsys):
         "prose/span-6": bench.span_edits(m.codec, "prose", "It was the best of times, it was the worst. " * 6, 6,
                                          edits)})
     assert bench.main(["--quick", "--json", "--configs", "dual_cache,reference,fast",
-                       "--variant", "all:tokens_per_step=6"]) == 0
+                       "--variant", "all:tokens_per_step=6,correct_rounds=0"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["config"] for r in rows] == ["reference", "dual_cache", "fast", "fast+all"] * 2
     assert rows[3]["forwards"] == 1  # six slots, six per forward
@@ -24,9 +24,12 @@ def test_bench_rows_compare_configs_on_the_same_edits(monkeypatch, capsys):
                     "p90_ms", "tokens_per_s", "exact_match", "speedup_vs_reference", "device",
                     "fluency_nll", "parse_rate", "agreement", "fluency_nll_original", "cpu_p50_ms"):
             assert key in row
-        assert row["edits"] == 2 and 1 <= row["forwards"] <= 6 and row["p90_ms"] >= row["p50_ms"]
+        assert row["edits"] == 2 and 1 <= row["forwards"] <= 6 * 3 and row["p90_ms"] >= row["p50_ms"]
         assert row["fluency_nll"] > 0 and 0 <= row["agreement"] <= 1
         assert (row["parse_rate"] is None) == row["workload"].startswith("prose")  # parse: code only
+        assert 0 <= row["defect_rate"] <= 1  # code: blocks that do not parse; prose: editor.defects
+        if row["parse_rate"] is not None:
+            assert row["defect_rate"] == pytest.approx(1 - row["parse_rate"])
     ref, dual = rows[0], rows[1]
     assert ref["forwards"] == 6 and ref["agreement"] == 1.0 and ref["fluency_vs_reference"] == 0.0
     assert dual["forwards"] == 6  # same commit rule, cheaper forwards

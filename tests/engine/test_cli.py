@@ -147,7 +147,8 @@ def test_every_sampler_setting_has_a_flag_that_reaches_the_settings():
     changed = {"steps": 7, "tokens_per_step": 2, "block_length": 3, "strategy": "entropy", "threshold": 0.5,
                "entropy_bound": 0.3, "temperature": 0.7, "seed": 11, "remask_below": 0.25, "candidates": 3,
                "candidate_temperature": 1.5, "alternatives": 2, "cache": "dual", "refresh_every": 4,
-               "context_window": 32, "spacing": 3, "guide": 1.5}
+               "context_window": 32, "spacing": 3, "guide": 1.5, "correct_rounds": 3, "scope": "off",
+               "rough_margin": 1.5}
     assert set(changed) == {k.name for k in knobs()}  # a new field needs a line here
     argv = ["infill", "--text-file", "x"]
     for name, value in changed.items():
@@ -170,3 +171,32 @@ def test_a_jsonl_constraint_is_forced_into_the_first_span(bert, tmp_path):
     assert code == 0, err
     text = json.loads(out)["text"]
     assert text.startswith("the ") and text.endswith(" fox jumps over the lazy dog.\n") and text.count("fox") == 2
+
+
+def test_the_documents_language_reaches_the_correction_rounds(bert, tmp_path, monkeypatch):
+    """A .py file is checked as Python (by its extension, or --language), and each correction round's
+    steps say so under --show-steps; a line of --jsonl may name its own language."""
+    seen = []
+
+    def checker_for(language, model):
+        seen.append(language)
+        return lambda before, after, span, new_span: [new_span] if len(seen) == 1 else []
+    monkeypatch.setattr("engine.cli.checker_for", checker_for)
+    path = tmp_path / "doc.py"
+    path.write_text(DOC, encoding="utf-8")
+    code, out, err = call("infill", "--model", bert, "--text-file", str(path), "--span", "4:19", "--show-steps")
+    assert code == 0, err
+    assert seen == ["python"] and "(correcting, round 1)" in out and "(correcting, round 2)" in out
+    lines = tmp_path / "edits.jsonl"
+    lines.write_text(json.dumps({"text": DOC, "spans": [[4, 9]], "language": "markdown"}) + "\n")
+    code, out, err = call("infill", "--model", bert, "--jsonl", str(lines), "--language", "python")
+    assert code == 0 and seen[-1] == "markdown"
+
+
+def test_an_unknown_language_is_one_clear_line(bert, doc, tmp_path):
+    code, out, err = call("infill", "--model", bert, "--text-file", doc, "--span", "0:3", "--language", "klingon")
+    assert code == 2 and out == "" and "--language: unknown language 'klingon'" in err
+    lines = tmp_path / "edits.jsonl"
+    lines.write_text(json.dumps({"text": DOC, "spans": [[0, 3]], "language": 7}) + "\n")
+    code, out, err = call("infill", "--model", bert, "--jsonl", str(lines))
+    assert code == 1 and '"language" must be a language name' in json.loads(out)["error"]

@@ -16,7 +16,7 @@ CODE = "def f(x):\n    return x + 1\n"
 # The outputs of a regeneration (outputs.run_outputs, then the message) and of an accept
 # (the text, outputs.document_outputs, the run panel, the message, the confirmation row).
 LIVE, METRICS, RUN, INSPECTOR, ACCEPT, BRANCH, REJECT, STOP = 0, 1, 2, 5, 6, 7, 8, 9
-DOC_WIDTH = 1 + 14  # the text and document_outputs
+DOC_WIDTH = 1 + 15  # the text and document_outputs
 TREE = 2
 
 
@@ -141,3 +141,23 @@ def test_a_new_run_sets_the_last_ones_candidates_aside_and_they_come_back(page):
     assert third.aside is None
     with pytest.raises(Exception, match="No earlier candidates"):
         runs.back_to_aside(third, False)
+
+
+def test_tab_asks_first_when_only_pythons_compiler_rejects_the_candidate(page):
+    """Issue 18's wrong verdict: tree-sitter reads this rewrite of a condition as a valid tree, so it
+    was labelled as parsing and Tab accepted it; Python's compiler rejects it, and now so does the page."""
+    import inspect
+    import textwrap
+    source = inspect.getsource(textwrap)
+    old = 'chunks[i+1] == " " and patsearch(chunks[i])'
+    new = "i < len(chunks):\n                i = i + 1\n            else:\n            if i"
+    rev = page.history.create_document("textwrap.py", source, "python")
+    doc = Doc(rev.document_id, rev.id)
+    a = source.index(old)
+    run = finished(source, (a, a + len(old)), [new], document=doc.id, base_revision=doc.revision)
+    assert run.problems[0] is not None and not run.problems[0].parses
+    assert "does not parse at line" in runs.candidate_label(run, 0) and "Python:" in run.problems[0].detail
+    asked = runs.accept(page, Document(source), run, 0, doc, "textwrap.py", "python", None)
+    row, text, pending = asked[-3:]
+    assert row["visible"] and "does not parse" in text and pending == "accept"
+    assert len(page.history.history(doc.id)) == 1  # nothing recorded until confirmed

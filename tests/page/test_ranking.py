@@ -23,8 +23,8 @@ def test_a_parsing_more_likely_candidate_comes_first_and_broken_code_last():
     rank_candidates(run, score)
     assert run.problems[1] is not None and run.problems[0] is None and run.problems[2] is None
     assert run.order == [2, 0, 1] and run.scores == [2.0, 0.5, 1.0]
-    assert len(seen) == 3  # one score per candidate, each on its own document and span
-    assert [d[s:e] for d, s, e in seen] == ["x + 1", "x +", "x * 2"]
+    assert len(seen) == 4  # one score per candidate, each on its own document and span, and the original's
+    assert [d[s:e] for d, s, e in seen] == ["x + 1", "x +", "x * 2", "x + 1"] and seen[3][0] == CODE
 
 
 def test_without_a_scorer_the_loop_order_stands_and_no_score_is_shown():
@@ -37,8 +37,33 @@ def test_prose_is_ranked_by_likelihood_alone():
     text = "The keeper climbed the stairs."
     a, b = text.index("keeper"), text.index("keeper") + len("keeper")
     run = finished(text, (a, b), ["man", "woman", "cat"], language="text")
-    rank_candidates(run, lambda d, s, e: {"man": 3.0, "woman": 1.0, "cat": 2.0}[d[s:e]])
-    assert run.order == [1, 2, 0]
+    rank_candidates(run, lambda d, s, e: {"keeper": 2.5, "man": 3.0, "woman": 1.0, "cat": 2.0}[d[s:e]])
+    assert run.order == [1, 2, 0] and not any(run.rough)
+
+
+def test_a_candidate_far_less_fluent_than_the_original_is_rough_and_ranked_after_the_rest():
+    """The quality floor: a parsing candidate whose window NLL is worse than the original's by more
+    than rough_margin goes after one that changes the node's kind but reads as well as the original."""
+    from page.runs import candidate_label
+    code = "def f(x):\n    print(x + 1)\n    return x\n"
+    a = code.index("x + 1")
+    run = finished(code, (a, a + 5), ["x - 1", "len(x)"])
+    margin = run.settings.rough_margin
+    rank_candidates(run, lambda d, s, e: {"x + 1": 1.0, "x - 1": 1.0 + margin + 0.1, "len(x)": 1.2}[d[s:e]])
+    assert run.rough == [True, False] and run.order == [1, 0]
+    assert "rough" in candidate_label(run, 0) and "rough" not in candidate_label(run, 1)
+
+
+def test_when_every_candidate_is_rough_the_page_says_so_in_plain_words():
+    from page.runs import verdict
+    text = "The keeper climbed the stairs."
+    a, b = text.index("keeper"), text.index("keeper") + len("keeper")
+    run = finished(text, (a, b), ["man man", "cat"], language="text")
+    rank_candidates(run, lambda d, s, e: {"keeper": 1.0, "man man": 1.0, "cat": 5.0}[d[s:e]])
+    assert run.problems[0] is not None and "doubled word" in str(run.problems[0])
+    assert run.rough == [True, True] and "None of the candidates is good enough" in verdict(run)
+    run.rough = [True, False]
+    assert "Pick a candidate" in verdict(run)
 
 
 @pytest.mark.slow
@@ -63,7 +88,9 @@ def test_a_candidate_that_parses_but_changes_kind_is_not_called_broken():
     run = finished(code, (a, a + 5), ["x - 1", "len(x)", "x +"])
     labels = [candidate_label(run, i) for i in range(3)]
     assert "does not parse" not in labels[0] and "does not parse" not in labels[1]
-    assert "binary_operator became call" in labels[1] and "does not parse: line 2:" in labels[2]
+    # in words a programmer reads; the parser's own words are kept for the tooltip
+    assert "changes a binary operator into a call" in labels[1] and "does not parse at line 2" in labels[2]
+    assert "binary_operator became call" in run.problems[1].detail and "line 2:" in run.problems[2].detail
     assert run.problems[1].parses and not run.problems[2].parses
 
 
@@ -71,7 +98,7 @@ def test_a_candidate_that_repeats_a_better_one_is_listed_once():
     text = "The keeper climbed the stairs."
     a, b = text.index("keeper"), text.index("keeper") + len("keeper")
     run = finished(text, (a, b), ["man", "cat", "man"], language="text")
-    rank_candidates(run, lambda d, s, e: {"man": 3.0, "cat": 1.0}[d[s:e]])
+    rank_candidates(run, lambda d, s, e: {"man": 3.0, "cat": 1.0}.get(d[s:e], 3.0))  # the original: keeper
     assert run.order == [1, 0]
 
 

@@ -58,7 +58,7 @@ def test_the_trials_share_forwards_and_the_chosen_one_is_not_run_again(model):
     # The longest trial's forwards (it started a few forwards after the lead) and no second run of
     # it: the page shows the chosen trial's own steps (a rerun would add all its forwards again).
     assert run.last.forwards == keep + 4 and len(model.batches) < 2 * run.last.forwards
-    assert f"Length {keep + 4} tokens" in outputs[-1][-2]
+    assert f"{keep + 4} tokens fitted best" in outputs[-1][-2]
     drawn = [o for o in outputs[1:-1] if o[2] is not None and o[2] is not run]
     assert drawn and all(o[2].canvas.slot_ranges == drawn[0][2].canvas.slot_ranges for o in drawn)
     shown = drawn[0][2].canvas.slot_ranges[0]

@@ -36,3 +36,20 @@ def test_a_demonstration_model_is_labelled_as_one_and_says_how_to_load_a_real_on
     assert "135M demonstration model" in shown and "--model FOLDER" in shown
     real = title_html("LLaDA-8B <local>", False)
     assert "demonstration" not in real and "LLaDA-8B &lt;local&gt;" in real
+
+
+def test_the_metrics_say_correcting_while_a_correction_round_runs():
+    import dataclasses
+
+    from page.views import metrics_html
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    model = ScriptedModel(codec, torch.randint(10, 300, (64,), generator=torch.Generator().manual_seed(0)),
+                          torch.linspace(0.3, 0.9, 64))
+    canvas = build_canvas(codec, "abc def ghi jkl", [Span(4, 11)])
+    steps = list(infill(model, canvas, model_settings()))
+    undecided = dataclasses.replace(steps[0], round=1)
+    assert not undecided.done  # the first step of a 3-slot span, one committed at a time
+    html = metrics_html(undecided, canvas)
+    assert 'data-state="correcting"' in html and "correction round 1" in html
+    assert 'data-state="denoising"' in metrics_html(steps[0], canvas)
+    assert 'data-state="done"' in metrics_html(dataclasses.replace(steps[-1], round=1), canvas)

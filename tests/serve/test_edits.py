@@ -5,7 +5,8 @@ import json
 import httpx
 import pytest
 
-from engine import DEFAULT_PRESET, MASK_GLYPH, PRESETS, Span, build_canvas, infill, run
+from engine import DEFAULT_PRESET, MASK_GLYPH, PRESETS, Span, build_canvas, run
+from engine.correct import corrected
 from engine.serve.app import create_app
 from tests.serve.conftest import TEXT, Paced, served
 
@@ -29,7 +30,7 @@ def test_an_edit_is_the_engines_own_result_and_text_outside_the_spans_is_unchang
     result = response.json()
     settings = PRESETS[DEFAULT_PRESET].replace(seed=3, temperature=0.8)  # the service's defaults, changed
     canvas = build_canvas(model.codec, TEXT, [Span(*s) for s in SPANS], model.max_length)
-    expected = run(infill(model, canvas, settings))
+    expected = run(corrected(model, canvas, settings))  # no "language": scope constraints, no rounds
     assert (result["text"], result["forwards"]) == (expected.texts[0], expected.forwards)
     (a0, b0), (a1, b1) = result["spans"]
     text = result["text"]
@@ -80,6 +81,8 @@ def test_several_candidates_each_come_back(url):
     ({"text": TEXT * 40, "spans": [[0, 3]]}, "the model's context is 1024"),
     ({"text": "a\x00b", "spans": [[0, 1]]}, "NUL character"),
     ([TEXT], "the body must be a JSON object, got list"),
+    ({"text": TEXT, "spans": [[0, 3]], "language": "klingon"}, "unknown language 'klingon'"),
+    ({"text": TEXT, "spans": [[0, 3]], "language": ["python"]}, '"language" must be a language name'),
     ({"text": TEXT, "spans": [[0, 3]], "guide": 1.0}, "guide: "),  # the fixture model has no causal view
     ({"text": TEXT, "spans": [[0, 3]], "guide": -1}, "guide must be a finite number from 0 to 8"),
 ])
@@ -125,3 +128,18 @@ def test_a_body_past_the_limit_is_413_before_it_is_read_whole(url):
     from engine.serve.service import MAX_BODY
     response = httpx.post(f"{url}/v1/edits", content=b" " * (MAX_BODY + 1), timeout=60)
     assert response.status_code == 413 and response.json() == {"error": "the body is over 8 MiB; send a shorter text"}
+
+
+def test_a_language_brings_correction_rounds_streamed_as_rounds(url, monkeypatch):
+    asked = []
+
+    def checker_for(language, model):
+        asked.append(language)
+        return lambda before, after, span, new_span: [new_span]  # never satisfied: every round runs
+    monkeypatch.setattr("engine.serve.service.checker_for", checker_for)
+    _, lines = stream(url, seed=2, correct_rounds=2, language="python")
+    rounds = [line["round"] for line in lines[:-1]]
+    assert asked == ["python"] and rounds == sorted(rounds) and set(rounds) == {0, 1, 2}
+    assert lines[-1]["done"] and lines[-2]["candidates"][0]["spans"][0]["text"] in lines[-1]["text"]
+    _, plain = stream(url, seed=2, correct_rounds=2)  # no language: the service does not guess one
+    assert {line["round"] for line in plain[:-1]} == {0} and asked == ["python"]

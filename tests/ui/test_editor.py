@@ -139,6 +139,11 @@ def test_the_span_stays_in_view_at_every_step(page, lines):
 def test_keyboard_alone_expands_regenerates_a_node_cycles_candidates_and_undoes_by_revision(page):
     page.fill("#dial-candidates input[type=number]", "2")
     page.keyboard.press("Enter")
+    page.click("#dial .toggle-button")  # uncorrected: the test model's English stays unparseable, so
+    page.click("#dial-advanced .label-wrap")  # Tab asks below (correct_rounds is under Advanced)
+    page.fill("#dial-correct-rounds input[type=number]", "0")
+    page.keyboard.press("Enter")
+    page.click("#dial .toggle-button")
     open_code(page)
     at = CODE.index("width * height")
     select(page, at, at + 1)

@@ -1,0 +1,53 @@
+"""The checker that engine.correct's rounds call, per language: what in an edited span a reader
+rejects at sight, as character ranges to redo (editor.defects for prose; for code, new tree-sitter
+ERROR / MISSING nodes, Python's own compiler, and bracket balance)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from editor.compiles import unbalanced
+from editor.defects import defects
+from editor.languages import get_language, language_for
+
+__all__ = ["Finding", "checker_for", "findings", "language_for"]
+from editor.validity import check_edit
+
+BIG_ERROR = 20  # characters: a wider ERROR node names the place it starts, not everything it wraps
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str   # a prose defect's kind, or "does not parse", "unbalanced"
+    start: int  # characters of the edited document
+    end: int
+
+
+def findings(language: str, before: str, after: str, span: Span, new_span: Span,
+             known: Collection[str] = ()) -> list[Finding]:
+    """What is wrong with the edit that replaced `span` of `before` by `new_span` of `after`."""
+    info = get_language(language)
+    if info.module is None or info.prose:
+        original = before[span[0]:span[1]]
+        return [Finding(d.kind, d.start, d.end) for d in defects(after, *new_span, original, known)]
+    out = []
+    for p in check_edit(before, after, info.name, span, new_span).errors:
+        end = p.end if p.end - p.start <= BIG_ERROR else p.start
+        out.append(Finding("does not parse", p.start, end))
+    a = new_span[0]
+    old, new = before[span[0]:span[1]], after[new_span[0]:new_span[1]]
+    out += [Finding("unbalanced", a + x, a + y) for x, y in unbalanced(old, new)]
+    return out
+
+
+def checker_for(language: str, known: Collection[str] = ()) -> Callable[[str, str, Span, Span], list[Span]]:
+    """engine.correct.Checker for `language` (UnknownLanguage at once for a name it does not know);
+    `known`: real words for the broken-word test (engine.scope.whole_words of the model's codec)."""
+    name = get_language(language).name
+
+    def check(before: str, after: str, span: Span, new_span: Span) -> list[Span]:
+        return [(f.start, f.end) for f in findings(name, before, after, span, new_span, known)]
+    return check
