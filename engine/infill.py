@@ -10,11 +10,13 @@ from .model import DiffusionLM
 from .settings import SamplerSettings
 
 
-def infill(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings) -> Iterator[Step]:
-    """Denoise every span of `canvas`; each yielded step has `texts`, one document per candidate."""
+def infill(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings,
+           deadline: float | None = None) -> Iterator[Step]:
+    """Denoise every span of `canvas`; each yielded step has `texts`, one document per candidate.
+    Past `deadline` (time.monotonic()) the next step is the last (engine.loop.denoise)."""
     if canvas.codec is not model.codec:
         raise ValueError("the canvas was built with another model's tokenizer")
-    steps = denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, settings)
+    steps = denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, settings, deadline)
     for step in steps:
         texts = tuple(canvas.render(step.tokens[b], step.masked[b]) for b in range(step.tokens.shape[0]))
         yield dataclasses.replace(step, texts=texts)

@@ -75,9 +75,10 @@ class _Round:
 class Job:
     """One edit's run. Iterate it (once) for its steps; `cancel` to stop it."""
 
-    def __init__(self, scheduler: Scheduler, canvas: Canvas, settings: SamplerSettings):
+    def __init__(self, scheduler: Scheduler, canvas: Canvas, settings: SamplerSettings,
+                 deadline: float | None = None):
         self.id = uuid.uuid4().hex
-        self.canvas, self.settings = canvas, settings
+        self.canvas, self.settings, self.deadline = canvas, settings, deadline
         self._scheduler = scheduler
         self._steps: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Guarded by the scheduler's condition:
@@ -151,8 +152,9 @@ class Scheduler:
 
     # ---- the public side ------------------------------------------------------------------------
 
-    def submit(self, canvas: Canvas, settings: SamplerSettings) -> Job:
-        """Queue an edit; raises QueueFull when `max_queue` edits already wait."""
+    def submit(self, canvas: Canvas, settings: SamplerSettings, deadline: float | None = None) -> Job:
+        """Queue an edit; raises QueueFull when `max_queue` edits already wait. Past `deadline`
+        (time.monotonic()), waiting or not, its next step is its last (engine.loop.denoise)."""
         if canvas.codec is not self.model.codec:
             raise ValueError("the canvas was built with another model's tokenizer")
         with self._cond:
@@ -160,7 +162,7 @@ class Scheduler:
                 raise RuntimeError("the scheduler is closed")
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(len(self._queue), self._retry_after())
-            job = Job(self, canvas, settings)
+            job = Job(self, canvas, settings, deadline)
             self._queue.append(job)
             self._cond.notify_all()
         return job
@@ -194,7 +196,7 @@ class Scheduler:
         """A job's thread: the loop over a JobModel, its steps into the job's queue."""
         try:
             for step in infill(JobModel(self.model, lambda call: self._ask(job, call)), job.canvas,
-                               job.settings):
+                               job.settings, job.deadline):
                 job._steps.put(step)
                 with self._cond:
                     if job._round is not None:

@@ -11,17 +11,15 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import math
 import os
 import secrets
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from engine import Canvas, SamplerSettings
+from engine.limits import DEFAULT_BUDGET
 
 log = logging.getLogger(__name__)
 ITERATIONS = 600_000  # PBKDF2-SHA256, OWASP's 2023 figure; stored with each hash, so it can rise later
@@ -126,24 +124,12 @@ class Limits:
     """budget: most steps x candidates x tokens one request may cost; runs_per_user: runs one user
     may have waiting or running at once."""
 
-    budget: int = 2_000_000
+    budget: int = DEFAULT_BUDGET  # the service's --budget default too (engine.limits)
     runs_per_user: int = 1
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.runs_per_user < 1:
             raise AccessError(f"the budget and runs per user are at least 1, not {self.budget}, {self.runs_per_user}")
-
-
-def check_budget(settings: SamplerSettings, canvas: Canvas, budget: int) -> None:
-    """Refuse a run whose most forwards (`steps`, else the widest span's tokens / tokens per step,
-    as engine.loop.step_budget counts them) x candidates x canvas tokens exceeds `budget`."""
-    widest = max((end - start for start, end in canvas.span_ranges), default=0)
-    forwards = settings.steps or math.ceil(widest / settings.tokens_per_step)
-    cost = forwards * settings.candidates * canvas.length
-    if cost > budget:
-        raise AccessError(f"This run could take {forwards:,} steps × {settings.candidates} candidates × "
-                          f"{canvas.length:,} tokens = {cost:,}; one request may use {budget:,}. Use fewer steps "
-                          f"or candidates, a shorter span, or a shorter document.")
 
 
 class Turns:

@@ -60,7 +60,7 @@ def test_n_candidates_and_stop_sequences(client):
     ({"prompt": PROMPT, "n": 100}, '"n" must be a whole number from 1 to 64'),
     ({"prompt": PROMPT, "logprobs": 2}, '"logprobs" is not supported'),
     ({"prompt": PROMPT, "echo": True}, '"echo" is not supported'),
-    ({"prompt": PROMPT, "temperature": -1}, "temperature must be a finite number >= 0"),
+    ({"prompt": PROMPT, "temperature": -1}, "temperature must be a finite number from 0 to 100"),
     ({"prompt": PROMPT, "extra_body": {"text": "x"}}, "unknown field(s) text"),
 ])
 def test_bad_completions_are_400_with_a_message(client, kwargs, message):

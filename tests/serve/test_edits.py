@@ -73,7 +73,7 @@ def test_several_candidates_each_come_back(url):
     ({"text": TEXT, "spans": []}, '"spans" must be a non-empty list'),
     ({"text": TEXT, "spans": [["a", 3]]}, "whole numbers"),
     ({"text": "", "spans": [[0, 0, 3]]}, '"text" must be a non-empty string'),
-    ({"text": TEXT, "spans": [[0, 3]], "steps": "3"}, "steps must be a whole number >= 1 (or none), got '3'"),
+    ({"text": TEXT, "spans": [[0, 3]], "steps": "3"}, "steps must be a whole number from 1 to 65536 (or none), got '3'"),
     ({"text": TEXT, "spans": [[0, 3]], "strategy": "fastest"}, "unknown strategy 'fastest'; choose one of"),
     ({"text": TEXT, "spans": [[0, 3]], "topp": 0.9}, "unknown setting(s) topp; known: alternatives"),
     ({"text": TEXT, "spans": [[0, 3]], "stream": "yes"}, '"stream" must be true or false'),
