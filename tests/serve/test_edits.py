@@ -9,6 +9,7 @@ from engine import DEFAULT_PRESET, MASK_GLYPH, PRESETS, Span, build_canvas, infi
 from engine.serve.app import create_app
 from tests.serve.conftest import TEXT, Paced, served
 
+JSON = {"content-type": "application/json"}
 SPANS = [[19, 31, 12], [42, 51, 10]]  # "return a + b" and "range(10)", each given a length
 
 
@@ -88,7 +89,7 @@ def test_bad_input_is_400_with_a_message(url, body, message):
 
 
 def test_a_body_that_is_not_json_is_400(url):
-    response = httpx.post(f"{url}/v1/edits", content=b"{text: 1", timeout=60)
+    response = httpx.post(f"{url}/v1/edits", content=b"{text: 1", headers=JSON, timeout=60)
     assert response.status_code == 400 and response.json()["error"].startswith("the body is not JSON")
 
 
@@ -109,11 +110,13 @@ class Broken(Paced):
         raise RuntimeError("CUDA out of memory (pretend)")
 
 
-def test_a_model_failure_is_500_with_its_message_and_ends_a_stream_with_it(model):
+def test_a_model_failure_ends_the_answer_with_its_message(model):
+    """The edit's id comes at once, so its status (200) is sent before the model fails: the body says."""
     with served(create_app(Broken(model))) as base:
         response = edit(base)
-        assert response.status_code == 500
-        assert response.json() == {"error": "the model failed: CUDA out of memory (pretend)"}
+        assert response.status_code == 200
+        assert response.json() == {"id": response.headers["X-Edit-Id"],
+                                    "error": "the model failed: CUDA out of memory (pretend)"}
         edit_id, lines = stream(base)
         assert lines == [{"id": edit_id, "error": "the model failed: CUDA out of memory (pretend)"}]
         assert httpx.get(f"{base}/health").json()["active"] == 0
@@ -121,5 +124,5 @@ def test_a_model_failure_is_500_with_its_message_and_ends_a_stream_with_it(model
 
 def test_a_body_past_the_limit_is_413_before_it_is_read_whole(url):
     from engine.serve.service import MAX_BODY
-    response = httpx.post(f"{url}/v1/edits", content=b" " * (MAX_BODY + 1), timeout=60)
+    response = httpx.post(f"{url}/v1/edits", content=b" " * (MAX_BODY + 1), headers=JSON, timeout=60)
     assert response.status_code == 413 and response.json() == {"error": "the body is over 8 MiB; send a shorter text"}
