@@ -12,7 +12,7 @@ from engine.limits import MAX_SPAN_TOKENS
 
 from . import views
 from .actions import LENGTH_MODES
-from .dial import controls
+from .dial import checked, controls
 from .document_editor import DocumentEditor
 from .static import JS
 
@@ -177,7 +177,7 @@ def dial_drawer() -> Dial:
         mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length",
                         info="auto: the base model picks among 3-4 lengths, one quick run each before the "
                              "streamed one (~5-7x keep's time); keep: the selection's count")
-        n_tokens = gr.Number(8, precision=0, minimum=1, maximum=MAX_SPAN_TOKENS, label="N tokens")
+        n_tokens = checked(gr.Number(8, precision=0, minimum=1, maximum=MAX_SPAN_TOKENS, label="N tokens"))
         constraint = gr.Textbox("", label="constraint (text the span must start with)", elem_id="constraint")
         preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", info="fills the dial")
         knobs = controls(PRESETS[DEFAULT_PRESET])
