@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from .canvas import Constraint, Span, build_canvas
 from .infill import infill
-from .limits import DEFAULT_BUDGET, check_document
+from .limits import DEFAULT_BUDGET, check_document, check_span_length
 from .load import add_load_flags
 from .loop import Step, run
 from .model import DiffusionLM
@@ -162,6 +162,7 @@ def make_span(start: int, end: int, length: int | None) -> Span:
         raise InputError(f"span {start}:{end} is reversed (end before start)")
     if length is not None and (type(length) is not int or length < 1):  # True is not 1 token
         raise InputError(f"span {start}:{end}: length must be a whole number >= 1, got {length!r}")
+    check_span_length(start, end, length)  # before the model loads
     return Span(start, end, length)
 
 

@@ -33,15 +33,19 @@ def check_document(chars: int) -> None:
         raise OverLimit(f"the document has {chars:,} characters; the limit is {MAX_DOCUMENT_CHARS:,}")
 
 
+def check_span_length(start: int, end: int, length: int | None) -> None:
+    if length is not None and length > MAX_SPAN_TOKENS:
+        raise OverLimit(f"span {start}:{end} asks for {length:,} tokens; the longest span is "
+                        f"{MAX_SPAN_TOKENS:,} tokens")
+
+
 def check_lengths(spans: tuple[Span, ...] | list[Span], fixed_tokens: int, max_length: int | None) -> None:
     """Refuse spans whose given lengths cannot fit, before their slots are laid out: a span over
     MAX_SPAN_TOKENS, a document (`fixed_tokens`: its tokens and the frame) over MAX_DOCUMENT_TOKENS,
     or lengths that add up past the model's context (`max_length`). The exact count, context
     included, is checked once the canvas is laid out, when every list is already this small."""
     for span in spans:
-        if span.length is not None and span.length > MAX_SPAN_TOKENS:
-            raise OverLimit(f"span {span.start}:{span.end} asks for {span.length:,} tokens; the longest span is "
-                            f"{MAX_SPAN_TOKENS:,} tokens")
+        check_span_length(span.start, span.end, span.length)
     asked = sum(span.length for span in spans if span.length is not None)
     if fixed_tokens > MAX_DOCUMENT_TOKENS:
         raise OverLimit(f"the document is {fixed_tokens:,} tokens; the limit is {MAX_DOCUMENT_TOKENS:,}")

@@ -170,3 +170,13 @@ def test_a_jsonl_constraint_is_forced_into_the_first_span(bert, tmp_path):
     assert code == 0, err
     text = json.loads(out)["text"]
     assert text.startswith("the ") and text.endswith(" fox jumps over the lazy dog.\n") and text.count("fox") == 2
+
+
+def test_a_span_of_a_billion_tokens_is_refused_at_once_naming_the_limit(tmp_path):
+    """The CLI shares engine/limits.py: refused by arithmetic before the model loads or a slot exists."""
+    doc = tmp_path / "doc.txt"
+    doc.write_text("It was the best of times.\n")
+    err = io.StringIO()
+    assert main(["infill", "--model", "/nowhere", "--text-file", str(doc), "--span", "0:3:1000000000"],
+                stdout=io.StringIO(), stderr=err) == 2
+    assert "the longest span is 32,768 tokens" in err.getvalue()
