@@ -58,7 +58,8 @@ def add_guard_flags(s: argparse.ArgumentParser) -> None:
     """Who may call the service and how much one edit may cost (README: Engine service)."""
     g = s.add_argument_group("access and limits")
     g.add_argument("--api-key", help="clients send it as `Authorization: Bearer KEY` on every /v1 route "
-                   "(default: SHARPEN_API_KEY); without any key only this machine is served")
+                   "(default: SHARPEN_API_KEY; a flag shows in ps, the file or variable does not); without any "
+                   "key only this machine is served")
     g.add_argument("--api-key-file", help="a file of keys, one a line (default: SHARPEN_API_KEY_FILE)")
     g.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="a Host name served besides loopback names and IP addresses (repeatable; * any)")
