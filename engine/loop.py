@@ -9,6 +9,7 @@ import torch
 
 from .commit import Layout, choose_commits, choose_remasks
 from .context import make_context
+from .guide import make_guide
 from .model import DiffusionLM
 from .settings import SamplerSettings
 
@@ -27,6 +28,7 @@ class Step:
                               #        guess while undecided; 1 on forced tokens
     committed: torch.Tensor   # (B, P) bool: slots committed by this step
     committed_at: torch.Tensor  # (B, P) step a slot was committed at; -1 if forced or undecided
+    guided: torch.Tensor      # (B, P) bool: slots whose token the frontier guide steered
     top_ids: torch.Tensor     # (B, P, K) the model's top-K tokens at each slot when it was decided
     top_probs: torch.Tensor   # (B, P, K) their probabilities
     forwards: int             # model forwards so far
@@ -57,8 +59,10 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     `deadline` (time.monotonic()), the next step is the last: the budget's rule commits every slot left.
 
     1. Fill every slot to decide with noise: the mask id, or random tokens for uniform models.
-    2. Run the model (whole canvas, or slots over cached context); read choice, confidence, entropy.
-    3. Commit the slots the strategy ranks first, as many as it and the step budget ask for.
+    2. Run the model (whole canvas, or slots over cached context); the frontier guide steers the
+       first undecided slot (engine/guide.py); read choice, confidence, entropy.
+    3. Commit the slots the strategy ranks first, as many as it and the step budget ask for
+       (with the guide: the frontier slot, left to right).
     4. Optionally send weak earlier commits back to undecided (self-correction).
     5. Yield the step; stop once no slot is undecided (the budget guarantees that happens).
     """
@@ -71,6 +75,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     todo = ~fixed.clone()                                                      # (B, P)
     conf = torch.ones(todo.shape, device=device)                               # (B, P)
     born = torch.full(todo.shape, -1, dtype=torch.long, device=device)         # (B, P)
+    steered = torch.zeros_like(todo)                                           # (B, P)
     top_ids = torch.zeros((*todo.shape, K), dtype=torch.long, device=device)   # (B, P, K)
     top_p = torch.zeros((*todo.shape, K), device=device)
     temps = temperatures(settings, device)                                     # (B,) or None: argmax
@@ -78,29 +83,34 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     ban = banned_bias(model, device)
     allowed = torch.isfinite(ban).nonzero().squeeze(-1)                       # (A,) once, not per step
     context = make_context(model, lay, settings)
+    guide = make_guide(model, lay, settings)
     where = lay.positions.cpu()
     tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, allowed), tokens[:, pos])  # 1
     for step in range(budget):
         if deadline is not None and time.monotonic() >= deadline:
             budget = step + 1  # out of time: this step commits what is left, and nothing is remasked
         logits = context.logits(tokens, step, todo)                            # 2 (B, P, V)
+        logits, guided = guide.steer(logits, tokens, todo)
         guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, temps, g, K,
                                                              settings.strategy == "entropy")
         conf = torch.where(todo, p, conf)
         now = todo & choose_commits(settings, lay, todo, p, entropy, step, budget, g)  # 3
+        now = guide.commits(now, guided, todo, budget - step)
         todo &= ~now
         tokens[:, pos] = torch.where(now, guess, tokens[:, pos])
         born = torch.where(now, step, born)
+        steered = torch.where(now, guided, steered)
         top_ids = torch.where(now[..., None], alt_ids, top_ids)
         top_p = torch.where(now[..., None], alt_p, top_p)
         if settings.remask_below is not None and step < budget - 1:            # 4
             back = choose_remasks(lay, settings, ~todo & ~fixed, conf, now)
             todo |= back
             born = born.masked_fill(back, -1)
+            steered &= ~back
             tokens[:, pos] = torch.where(back, noise(model, todo.shape, g, allowed), tokens[:, pos])
         if model.noise == "uniform":  # undecided slots show the model's current draft
             tokens[:, pos] = torch.where(todo, guess, tokens[:, pos])
-        out = snapshot(step, where, tokens[:, pos], todo, conf, now, born, top_ids, top_p, start)
+        out = snapshot(step, where, tokens[:, pos], todo, conf, now, born, steered, top_ids, top_p, start)
         yield out                                                              # 5
         if out.done:  # read from the copy: no extra host sync
             return
@@ -173,13 +183,13 @@ def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temps: torch.Tenso
     return guess, p, entropy, alt_p, alt_ids
 
 
-def snapshot(step, where, tokens_p, todo, conf, now, born, top_ids, top_p, start) -> Step:
+def snapshot(step, where, tokens_p, todo, conf, now, born, steered, top_ids, top_p, start) -> Step:
     """Copy the span slots' state to the CPU: one integer and one float transfer (each waits for
     the device), views of them on the CPU side."""
-    ints = torch.cat([tokens_p[..., None], todo[..., None], now[..., None], born[..., None], top_ids],
-                     -1).cpu()                                                 # (B, P, 4 + K)
+    ints = torch.cat([tokens_p[..., None], todo[..., None], now[..., None], born[..., None],
+                      steered[..., None], top_ids], -1).cpu()                  # (B, P, 5 + K)
     floats = torch.cat([conf[..., None], top_p], -1).cpu()                     # (B, P, 1 + K)
     return Step(index=step, positions=where, tokens=ints[..., 0], masked=ints[..., 1].bool(),
                 confidence=floats[..., 0], committed=ints[..., 2].bool(), committed_at=ints[..., 3],
-                top_ids=ints[..., 4:], top_probs=floats[..., 1:], forwards=step + 1,
+                guided=ints[..., 4].bool(), top_ids=ints[..., 5:], top_probs=floats[..., 1:], forwards=step + 1,
                 elapsed=time.perf_counter() - start)

@@ -11,6 +11,7 @@ import torch
 from .codec import TextCodec
 
 if TYPE_CHECKING:
+    from .guide import CausalView
     from .memory import MemoryPlan
     from .score import Fluency
 
@@ -83,6 +84,11 @@ class DiffusionLM(ABC):
     def fluency(self) -> Fluency | None:
         """The base model's causal scorer of an edit's window (engine.score), None for families
         without a causal view (the page then keeps its candidates' order and shows no score)."""
+        return None
+
+    def causal_view(self) -> CausalView | None:
+        """A causal LM over this model's vocabulary to guide its frontier (engine/guide.py), None
+        where there is none on this machine (the `guide` setting is then refused)."""
         return None
 
     def __repr__(self) -> str:

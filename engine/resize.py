@@ -18,6 +18,7 @@ import torch
 
 from .canvas import Canvas
 from .codec import TextCodec
+from .guide import CausalView
 from .infill import infill
 from .loop import Step
 from .model import DiffusionLM
@@ -49,6 +50,9 @@ class LengthTokensAllowed(DiffusionLM):
 
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         return self.model.cached_logits(ids, positions, cache)
+
+    def causal_view(self) -> CausalView | None:
+        return self.model.causal_view()
 
 
 class ResizingInfill:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .canvas import Canvas
+from .guide import CausalView
 from .infill import infill
 from .loop import Step
 from .model import DiffusionLM, ForwardCall
@@ -117,6 +118,7 @@ class JobModel(DiffusionLM):
         self.codec, self.noise, self.mask_id = model.codec, model.noise, model.mask_id
         self.vocab_size, self.max_length, self.device = model.vocab_size, model.max_length, model.device
         self.label, self.supports_cache = model.label, model.supports_cache
+        self._causal = model.causal_view  # the guide's causal forwards run in the job's thread
         self._ask = ask
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
@@ -127,6 +129,9 @@ class JobModel(DiffusionLM):
 
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         return self._ask(ForwardCall(ids, positions, cached=True, cache=cache))
+
+    def causal_view(self) -> CausalView | None:
+        return self._causal()
 
 
 class Scheduler:

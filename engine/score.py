@@ -2,6 +2,7 @@
 candidates by it; engine.tools.quality reports it beside speed)."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,13 +30,13 @@ class Fluency:
         if not model.shifted:
             raise ValueError(f"{model.label}: fluency needs a causal (shifted-head) net")
         self.model = model
-        self.deltas = lora_factors(adapter, model) if adapter is not None else {}
+        self.base = BaseView(model.net, lora_factors(adapter, model) if adapter is not None else {})
 
     @torch.inference_mode()
     def nll(self, text: str) -> float:
         """Mean NLL (nats) of `text`'s tokens, each given the ones before it."""
         ids = torch.tensor([self.model.codec.encode(text)], device=self.model.device)    # (1, L)
-        with self.base_net():
+        with self.base.active():
             logits = self.model.logits(ids, causal=True)[0].float()                       # (L, V)
         first = 0 if self.model.start_id is not None else 1  # no start token: token 0 has no score
         return F.cross_entropy(logits[first:], ids[0, first:]).item()
@@ -44,16 +45,47 @@ class Fluency:
         """`nll` of document[start:end] with `side` tokens of the document either side."""
         return self.nll(window(self.model.codec, document, start, end, side))
 
+
+class BaseView:
+    """An adapted net seen as its base: each adapted Linear's output minus its LoRA delta, by forward
+    hooks, for the threads inside `active()` only. Other threads keep the adapted net: the
+    scheduler's worker runs it while a job's thread scores or guides. The hooks exist while some
+    thread is inside `active()`, so a net nobody reads as its base runs without them."""
+
+    def __init__(self, net: torch.nn.Module, deltas: dict[str, tuple[torch.Tensor, torch.Tensor, float]]):
+        self.net, self.deltas = net, deltas
+        self.here = threading.local()
+        self.lock = threading.Lock()
+        self.users = 0
+        self.hooks: list[torch.utils.hooks.RemovableHandle] = []
+
     @contextmanager
-    def base_net(self) -> Iterator[None]:
-        modules = dict(self.model.net.named_modules())
-        hooks = [modules[name].register_forward_hook(minus_delta(a, b, scale))
-                 for name, (a, b, scale) in self.deltas.items()]
+    def active(self) -> Iterator[None]:
+        with self.lock:
+            if self.users == 0:
+                modules = dict(self.net.named_modules())
+                self.hooks = [modules[name].register_forward_hook(self.minus_delta(a, b, scale))
+                              for name, (a, b, scale) in self.deltas.items()]
+            self.users += 1
+        self.here.on = True
         try:
             yield
         finally:
-            for hook in hooks:
-                hook.remove()
+            self.here.on = False
+            with self.lock:
+                self.users -= 1
+                if self.users == 0:
+                    for hook in self.hooks:
+                        hook.remove()
+
+    def minus_delta(self, a: torch.Tensor, b: torch.Tensor, scale: float):
+        """A forward hook that turns an adapted Linear (W + scale * b @ a) back into W, in active threads."""
+        def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+                 ) -> torch.Tensor | None:
+            if not getattr(self.here, "on", False):
+                return None
+            return output - scale * F.linear(F.linear(inputs[0], a), b)         # (..., r) -> (..., out)
+        return hook
 
 
 def fluency_for(model: DiffusionLM) -> Fluency | None:
@@ -61,13 +93,6 @@ def fluency_for(model: DiffusionLM) -> Fluency | None:
     adapter taken out), any other shifted-head Llama net read causally as it is; None for families
     without a causal view."""
     return model.fluency()
-
-
-def minus_delta(a: torch.Tensor, b: torch.Tensor, scale: float):
-    """A forward hook that turns an adapted Linear (W + scale * b @ a) back into W."""
-    def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-        return output - scale * F.linear(F.linear(inputs[0], a), b)             # (..., r) -> (..., out)
-    return hook
 
 
 def lora_factors(adapter: Path, model: LlamaDiffusionLM) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:

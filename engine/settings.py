@@ -161,6 +161,11 @@ class SamplerSettings:
         "such slots are left (1: neighbours allowed; 2: no two neighbours), so neighbouring slots do "
         "not each pick the same likely token from their own marginal (\"the the\")",
         bounds=Bounds(1, 64), slider=(1, 8, 1))
+    guide: float = setting(
+        0.0, "frontier guide: at the first undecided slot, whose left is all decided, mix in a causal "
+        "language model's next-token log-probs with this weight (product of experts: log p = "
+        "log p_denoiser + guide * log p_causal); the bundled model's own base LM guides it, other "
+        "families have none (0: off)", bounds=Bounds(0, 8), slider=(0, 4, 0.25))
 
     def __post_init__(self) -> None:
         for knob in knobs():

@@ -16,6 +16,7 @@ from editor.diffs import rebase_edit
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
 from engine import build_canvas
+from engine.guide import causal_view_for
 from engine.length import Scorer, choose_length
 from engine.resize import resizes
 
@@ -33,6 +34,7 @@ from .actions import (
 from .dial import settings_from_dial
 from .document_editor import NO_SPAN, Document
 from .documents import ensure_revision
+from .engine_client import RemoteModel
 from .errors import REFUSALS, error, fail, log, trim_heap
 from .live import span_live
 from .outputs import (
@@ -57,6 +59,8 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     try:
         req = plan_run(page, action, document.text, document.start, document.end, language, mode, n, constraint,
                        settings_from_dial(dial))
+        if not isinstance(model, RemoteModel):  # a served model's guide is the service's to refuse
+            causal_view_for(model, req.settings)
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     hide, inspector = gr.update(visible=False), views.inspector_html(None, None, 0, 0)

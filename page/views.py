@@ -118,6 +118,10 @@ def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: boo
             f" · {step.elapsed:.2f} s · {speed:.1f} tokens/s</div>")
 
 
+GUIDED_NOTE = (', <span class="guided" title="the denoiser&#39;s and the base language model&#39;s '
+               'next-token probabilities multiplied (the guide setting)">guided by the base model</span>')
+
+
 def inspector_html(step: Step | None, canvas: Canvas | None, candidate: int, pos: int) -> str:
     """Confidence, commit step and top alternatives of the span slot at canvas `pos` of one candidate."""
     s = None if step is None or canvas is None else step.slot(pos)
@@ -130,6 +134,8 @@ def inspector_html(step: Step | None, canvas: Canvas | None, candidate: int, pos
     else:
         born = int(step.committed_at[b, s])
         when = f"committed at step {born + 1}" if born >= 0 else "forced by a constraint"
+        if bool(step.guided[b, s]):  # its alternatives are then the mixed distribution's
+            when += GUIDED_NOTE
         head = f'<code>{escape(repr(codec.token_text(int(step.tokens[b, s]))))}</code> {when}'
     rows = "".join(
         f"<tr><td><code>{escape(repr(codec.token_text(int(t))))}</code></td><td>{float(p):.3f}</td></tr>"

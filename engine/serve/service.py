@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from ..canvas import Canvas, build_canvas
 from ..cli import read_edit
+from ..guide import causal_view_for
 from ..limits import DEFAULT_BUDGET, check_budget
 from ..loop import Step
 from ..model import DiffusionLM
@@ -67,6 +68,7 @@ class Service:
         is wrong."""
         try:
             text, spans, settings = read_edit(item, self.defaults)
+            causal_view_for(self.model, settings)  # a guide the model cannot have: a 400 now, not mid-run
             canvas = build_canvas(self.model.codec, text, spans, self.model.max_length)
             check_budget(settings, canvas, self.budget)
             return canvas, settings

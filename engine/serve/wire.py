@@ -16,7 +16,7 @@ from ..loop import Step
 # Per-slot fields of a step line, each a (B, P) or (B, P, K) tensor of Step, with its dtype.
 SLOT_FIELDS: dict[str, torch.dtype] = {
     "tokens": torch.long, "masked": torch.bool, "committed": torch.bool, "confidence": torch.float32,
-    "committed_at": torch.long, "top_ids": torch.long, "top_probs": torch.float32,
+    "committed_at": torch.long, "guided": torch.bool, "top_ids": torch.long, "top_probs": torch.float32,
 }
 
 

@@ -25,9 +25,11 @@ from .eval import infill_cases
 from .quality import parses
 
 
-def prose_edits(count: int, seed: int = 0, window: int = 150) -> list[tuple[str, Span]]:
-    """`count` phrases of 1-4 words from held-out prose, each selected without the space before
-    it (as a double-click or a drag over whole words selects), in a window of whole lines."""
+def prose_edits(count: int, seed: int = 0, window: int = 150, length: tuple[int, int] = (1, 4)
+                ) -> list[tuple[str, Span]]:
+    """`count` phrases of `length` (fewest, most) words from held-out prose, each selected without
+    the space before it (as a double-click or a drag over whole words selects), in a window of
+    whole lines."""
     _, held = corpus.split()
     docs = sorted((d for d in held if d.kind == "prose"), key=lambda d: d.name)
     rng, edits = random.Random(seed), []
@@ -38,7 +40,8 @@ def prose_edits(count: int, seed: int = 0, window: int = 150) -> list[tuple[str,
                  for m in re.finditer(r"(?<=[A-Za-z,] )[A-Za-z]", line.group())]
         while True:
             at = rng.choice(words)
-            phrase = re.match(rf"[A-Za-z]+(?: [A-Za-z]+){{0,{rng.randrange(4)}}}", text[at:])
+            more = rng.randrange(length[0] - 1, length[1])
+            phrase = re.match(rf"[A-Za-z]+(?: [A-Za-z]+){{{more}}}", text[at:])
             if phrase is None:
                 continue
             end = at + len(phrase.group())

@@ -35,7 +35,8 @@ def finished(base: str, span: tuple[int, int], pieces: list[str], language: str 
     step = Step(index=0, positions=torch.arange(1), tokens=torch.zeros(B, 1, dtype=torch.long),
                 masked=torch.zeros(B, 1, dtype=torch.bool), confidence=torch.ones(B, 1),
                 committed=torch.ones(B, 1, dtype=torch.bool), committed_at=torch.zeros(B, 1, dtype=torch.long),
-                top_ids=torch.zeros(B, 1, 1, dtype=torch.long), top_probs=torch.ones(B, 1, 1), forwards=1,
+                guided=torch.zeros(B, 1, dtype=torch.bool), top_ids=torch.zeros(B, 1, 1, dtype=torch.long),
+                top_probs=torch.ones(B, 1, 1), forwards=1,
                 elapsed=0.0, texts=texts)
     out = Run(None, base, span, language, **run)  # type: ignore[arg-type]  # accepting reads no canvas
     out.record(step)

@@ -82,6 +82,8 @@ def test_several_candidates_each_come_back(url):
     ({"text": TEXT * 40, "spans": [[0, 3]]}, "the model's context is 1024"),
     ({"text": "a\x00b", "spans": [[0, 1]]}, "NUL character"),
     ([TEXT], "the body must be a JSON object, got list"),
+    ({"text": TEXT, "spans": [[0, 3]], "guide": 1.0}, "guide: "),  # the fixture model has no causal view
+    ({"text": TEXT, "spans": [[0, 3]], "guide": -1}, "guide must be a finite number from 0 to 8"),
 ])
 def test_bad_input_is_400_with_a_message(url, body, message):
     response = httpx.post(f"{url}/v1/edits", json=body, timeout=60)

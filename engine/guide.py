@@ -1,0 +1,135 @@
+"""The frontier guide: a causal language model steering the denoiser where the text is being written.
+
+A denoiser sees both sides of a span; a causal LM writes fluent text but sees only the left. At each
+step, the first undecided slot of the spans (the frontier: everything to its left is decided) gets
+a product of the two experts (Hinton 2002):
+
+    log p(x) = log p_denoiser(x) + w * log p_causal(x | every token before the slot) + const
+
+and the loop reads choice and confidence from that. A guided run commits left to right, the
+frontier slot each forward (in the denoiser's own order, slots past the frontier were written by
+the denoiser alone and kept its defects: docs/MODEL.md, "Frontier guide"), so it takes one
+forward per token unless `steps` allows fewer, when the commit strategy adds its own choice.
+
+The causal LM reads the canvas left to right with a key/value cache: rows that every candidate has
+decided are kept, so a step that moves the frontier by k tokens costs a causal forward over about
+k rows, not over the window. Each guided step syncs the host a few times (the frontier's rows).
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from .commit import Layout
+from .model import DiffusionLM
+from .settings import SamplerSettings
+
+GUIDE_CONTEXT = 256  # tokens of text before the spans the causal LM reads when context_window is none
+
+
+class CausalView(Protocol):
+    """A causal LM over the denoiser's vocabulary, read row by row with a cache of earlier rows."""
+
+    start_id: int  # the token in front of the text (the causal LM's row 0)
+
+    def extend(self, ids: torch.Tensor, past: Any) -> tuple[torch.Tensor, Any]:
+        """(B, N) ids following the `past` rows (None: none) -> (B, N, V) next-token logits of each
+        row, and the past extended by them."""
+
+    def truncate(self, past: Any, rows: int) -> Any:
+        """The first `rows` rows of `past` (None for 0)."""
+
+
+class NoGuide:
+    """The guide that is off: the denoiser's logits as they are, no slot guided."""
+
+    def steer(self, logits: torch.Tensor, tokens: torch.Tensor, todo: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        return logits, torch.zeros(todo.shape, dtype=torch.bool, device=todo.device)
+
+    def commits(self, chosen: torch.Tensor, guided: torch.Tensor, todo: torch.Tensor,
+                steps_left: int) -> torch.Tensor:
+        """(B, P) the slots to commit, from the strategy's choice and the guided slots."""
+        return chosen
+
+
+class FrontierGuide(NoGuide):
+    """The causal LM's next-token log-probs mixed into each candidate's frontier slot (module doc).
+
+    Rows: row 0 is the causal LM's start token, row j >= 1 holds canvas position `first + j - 1`,
+    where `first` is where the window of text it reads begins; the row that predicts canvas
+    position f is therefore f - first. `past` caches rows [0, cached), each decided in every
+    candidate; `seen` (B, cached) remembers their ids, so a slot sent back to undecided
+    (remask_below) drops the cache from there on."""
+
+    def __init__(self, view: CausalView, layout: Layout, weight: float, context: int):
+        self.view, self.layout, self.weight = view, layout, weight
+        self.first = max(0, int(layout.positions[0]) - context)
+        self.past: Any = None
+        self.seen: torch.Tensor | None = None                                  # (B, cached) row ids
+
+    def steer(self, logits: torch.Tensor, tokens: torch.Tensor, todo: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, P, V) denoiser logits, (B, L) canvas, (B, P) undecided -> the logits with each
+        candidate's frontier slot replaced by the product of experts, and (B, P) guided slots."""
+        open_ = todo.any(-1)                                                   # (B,) not yet done
+        if not bool(open_.any()):
+            return super().steer(logits, tokens, todo)
+        at = open_.nonzero().squeeze(-1)                                       # (O,) open candidates
+        slot = todo[at].int().argmax(-1)                                       # (O,) frontier, P-space
+        rows = self.layout.positions[slot] - self.first                        # (O,) rows predicting them
+        low, need = int(rows.min()), int(rows.max())
+        ids = self.row_ids(tokens, need + 1)                                   # (B, need + 1)
+        cached = self.keep_agreeing(ids, low)
+        out, past = self.view.extend(ids[:, cached:], self.past)               # (B, need + 1 - cached, V)
+        self.past, self.seen = self.view.truncate(past, low), ids[:, :low]     # rows < low: decided in all
+        causal = out[at, rows - cached].float().log_softmax(-1)                # (O, V)
+        steered = logits.float().clone()
+        steered[at, slot] = steered[at, slot].log_softmax(-1) + self.weight * causal
+        guided = torch.zeros(todo.shape, dtype=torch.bool, device=todo.device)
+        guided[at, slot] = True
+        return steered, guided
+
+    def commits(self, chosen: torch.Tensor, guided: torch.Tensor, todo: torch.Tensor,
+                steps_left: int) -> torch.Tensor:
+        """Left to right: the frontier slot alone, so every token is written by both experts; the
+        strategy's choice too only where the step budget cannot wait for one token per forward."""
+        behind = todo.sum(-1) > steps_left                                     # (B,)
+        return guided | (chosen & behind[:, None])
+
+    def row_ids(self, tokens: torch.Tensor, rows: int) -> torch.Tensor:
+        """(B, rows) the causal LM's input: the start token, then the canvas from `first`."""
+        start = torch.full((tokens.shape[0], 1), self.view.start_id, dtype=tokens.dtype, device=tokens.device)
+        return torch.cat([start, tokens[:, self.first:self.first + rows - 1]], 1)[:, :rows]
+
+    def keep_agreeing(self, ids: torch.Tensor, low: int) -> int:
+        """How many cached rows stay: none from the first whose id changed (a commit sent back to
+        undecided) or from `low`, the lowest row a frontier now needs, on."""
+        keep = 0 if self.seen is None else min(self.seen.shape[1], low)
+        if keep and self.seen is not None:
+            changed = (ids[:, :keep] != self.seen[:, :keep]).any(0)             # (keep,)
+            if bool(changed.any()):
+                keep = int(changed.int().argmax())
+        self.past = self.view.truncate(self.past, keep)
+        return keep
+
+
+def make_guide(model: DiffusionLM, layout: Layout, settings: SamplerSettings) -> NoGuide:
+    """The guide `settings.guide` asks for: none at 0, else the model's causal view."""
+    view = causal_view_for(model, settings)
+    if view is None:
+        return NoGuide()
+    return FrontierGuide(view, layout, settings.guide, settings.context_window or GUIDE_CONTEXT)
+
+
+def causal_view_for(model: DiffusionLM, settings: SamplerSettings) -> CausalView | None:
+    """The causal LM that guides `model` under `settings` (None with guide 0); a ValueError naming
+    the setting where it asks for one the model has not. Entry points call it before a run starts."""
+    if settings.guide == 0:
+        return None
+    view = model.causal_view()
+    if view is None:
+        raise ValueError(f"guide: {model.label} has no causal language model over its vocabulary on "
+                         "this machine to guide with (the bundled model's own base is one); set guide 0")
+    return view

@@ -1,0 +1,152 @@
+"""The frontier guide: a causal LM's next-token log-probs mixed into the first undecided slot, its
+key/value cache exact across steps and re-masks, the base view private to its thread."""
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.canvas import Span, build_canvas
+from engine.commit import Layout
+from engine.families.causal import LlamaCausalView
+from engine.guide import FrontierGuide, make_guide
+from engine.infill import infill
+from engine.loop import run
+from engine.score import BaseView, lora_factors
+from engine.settings import SamplerSettings
+from tests.engine.test_quality import adapted_tiny
+from tests.tiny import tiny_llama
+
+TEXT = "The quick brown fox jumps over the lazy dog. It was the best of times."
+
+
+class Guided:
+    """A tiny shifted model whose own net, read causally, is its guide."""
+
+    def __new__(cls):
+        model = tiny_llama(True, True)
+        view = LlamaCausalView(model.net, model.start_id)
+        model.causal_view = lambda: view  # type: ignore[method-assign]
+        return model
+
+
+def causal_logits(model, ids: torch.Tensor) -> torch.Tensor:
+    """(B, L) -> (B, L, V): every row's next-token logits from one causal forward, no cache."""
+    return model.net(ids, causal=True)
+
+
+def test_the_causal_view_in_pieces_equals_one_causal_forward():
+    model = tiny_llama(True, True)
+    view = LlamaCausalView(model.net, model.start_id)
+    ids = torch.randint(3, model.vocab_size, (2, 20), generator=torch.Generator().manual_seed(0))
+    first, past = view.extend(ids[:, :7], None)
+    second, past = view.extend(ids[:, 7:12], past)
+    third, _ = view.extend(ids[:, 9:], view.truncate(past, 9))  # rows 9.. again, after a cut
+    got = torch.cat([first, second[:, :2], third], 1)
+    assert torch.allclose(got, causal_logits(model, ids), atol=1e-5)
+
+
+def test_the_guided_slot_gets_the_product_of_experts_at_every_step_and_after_a_remask():
+    """steer() against a brute-force recomputation (no cache), while the frontier moves on, jumps
+    several slots, and goes back when a decided slot is sent back to undecided."""
+    model, w = Guided(), 1.5
+    ids = torch.tensor([model.codec.encode(TEXT)]).expand(2, -1).clone()        # (B, L)
+    span = (5, 13)
+    layout = Layout.of((span,), None, torch.device("cpu"))
+    guide = FrontierGuide(model.causal_view(), layout, w, context=3)
+    first = guide.first
+    todo = torch.ones(2, 8, dtype=torch.bool)
+    g = torch.Generator().manual_seed(1)
+    for frontier in ([0, 0], [1, 0], [3, 2], [4, 4], [1, 4], [2, 6], [8, 7]):  # [1, 4]: a remask
+        todo = torch.arange(8)[None] >= torch.tensor(frontier)[:, None]
+        ids[:, span[0]:span[1]] = torch.where(todo, model.mask_id, ids[:, span[0]:span[1]])
+        fresh = torch.randint(3, model.vocab_size, (2, 8), generator=g)
+        ids[:, span[0]:span[1]] = torch.where(todo, ids[:, span[0]:span[1]], fresh)  # decided slots change
+        den = torch.randn(2, 8, model.vocab_size, generator=g)
+        steered, guided = guide.steer(den, ids, todo)
+        for b, f in enumerate(frontier):
+            if f == 8:
+                assert not guided[b].any() and torch.equal(steered[b], den[b])
+                continue
+            rows = torch.cat([torch.tensor([model.start_id]), ids[b, first:span[0] + f]])[None]
+            want = den[b, f].log_softmax(-1) + w * causal_logits(model, rows)[0, -1].log_softmax(-1)
+            assert guided[b].nonzero().flatten().tolist() == [f]
+            assert torch.allclose(steered[b, f].log_softmax(-1), want.log_softmax(-1), atol=1e-4)
+            others = torch.arange(8) != f
+            assert torch.equal(steered[b, others], den[b, others])
+
+
+def test_a_guided_run_marks_its_guided_commits_and_is_reproducible():
+    model = Guided()
+    start = TEXT.index("lazy dog")
+    canvas = build_canvas(model.codec, TEXT, [Span(start, start + len("lazy dog"))], model.max_length)
+    settings = SamplerSettings(guide=2.0, candidates=2, seed=3, strategy="random")  # order: not L2R
+    steps = list(infill(model, canvas, settings))
+    last = steps[-1]
+    assert last.done and last.guided.any()
+    assert not (last.guided & (last.committed_at < 0)).any()  # only slots the loop committed
+    for step in steps:  # left to right: each forward commits the frontier slot, guided, alone
+        assert torch.equal(step.committed, step.guided & step.committed)
+        assert step.committed.sum(-1).eq(1).all()
+    order = torch.stack([s.committed.int().argmax(-1) for s in steps])         # (steps, B)
+    assert (order.diff(dim=0) > 0).all()
+    assert run(infill(model, canvas, settings)).texts == last.texts
+    for text in last.texts:
+        assert text.startswith(TEXT[:start]) and text.endswith(TEXT[start + len("lazy dog"):])
+
+
+def test_a_guided_run_with_fewer_steps_than_tokens_still_finishes():
+    model = Guided()
+    start = TEXT.index("lazy dog")
+    canvas = build_canvas(model.codec, TEXT, [Span(start, start + len("lazy dog."), 6)], model.max_length)
+    steps = list(infill(model, canvas, SamplerSettings(guide=1.0, steps=2)))
+    assert len(steps) <= 2 and steps[-1].done
+
+
+def test_the_guide_changes_what_is_written():
+    model = Guided()
+    start = TEXT.index("best of")
+    canvas = build_canvas(model.codec, TEXT, [Span(start, start + len("best of times"))], model.max_length)
+    plain = run(infill(model, canvas, SamplerSettings())).texts[0]
+    assert run(infill(model, canvas, SamplerSettings(guide=8.0))).texts[0] != plain
+
+
+def test_a_model_without_a_causal_view_refuses_the_guide_by_name():
+    model = tiny_llama(False, False)
+    layout = Layout.of(((2, 5),), None, torch.device("cpu"))
+    with pytest.raises(ValueError, match="^guide: .*set guide 0"):
+        make_guide(model, layout, SamplerSettings(guide=1.0))
+    assert make_guide(model, layout, SamplerSettings()).steer  # off: no view needed
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.5, 9.0, 1e308, "1"])
+def test_a_bad_guide_weight_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="^guide must be"):
+        SamplerSettings(guide=bad)
+
+
+def test_the_base_view_is_seen_only_by_the_thread_inside_it(tmp_path):
+    """While a job's thread reads the base (guide, fluency), the scheduler's worker thread must
+    still run the adapted net."""
+    base, adapted, path = adapted_tiny(tmp_path)
+    view = BaseView(adapted.net, lora_factors(path, adapted))
+    ids = torch.tensor([adapted.codec.encode(TEXT)])
+    inside, done = threading.Event(), threading.Event()
+    seen = {}
+
+    def reader():
+        with view.active():
+            inside.set()
+            seen["base"] = adapted.net(ids)
+            done.wait(10)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    inside.wait(10)
+    seen["other"] = adapted.net(ids)  # hooks are registered now, but not for this thread
+    done.set()
+    thread.join(10)
+    assert torch.allclose(seen["base"], base.net(ids), atol=1e-4)
+    assert torch.allclose(seen["other"], adapted.net(ids), atol=1e-6)
+    assert not torch.allclose(base.net(ids), adapted.net(ids), atol=1e-2)
+    assert F.mse_loss(seen["other"], seen["base"]) > 1e-4
