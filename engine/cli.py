@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -10,12 +11,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .canvas import Constraint, Span, build_canvas
+from .guide import default_preset
 from .infill import infill
 from .limits import DEFAULT_BUDGET, check_document, check_span_length
 from .load import add_load_flags
 from .loop import Step, run
 from .model import DiffusionLM
-from .settings import DEFAULT_PRESET, PRESETS, Knob, SamplerSettings, knobs
+from .settings import DEFAULT_PRESET, GUIDED_PRESET, PRESETS, Knob, SamplerSettings, knobs
 
 
 class InputError(ValueError):
@@ -77,8 +79,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     add_load_flags(p)
-    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
-                   help="start from a named preset (default: %(default)s, the page's)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help=f"start from a named preset (default, as on the page: {GUIDED_PRESET} for a model "
+                        f"with a frontier guide, the bundled one; {DEFAULT_PRESET} for the others)")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -107,15 +110,17 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         from .serve.command import serve
-        return serve(args, settings_from_args(args), stderr)
+        return serve(args, functools.partial(settings_from_args, args), stderr)
     try:
-        settings = settings_from_args(args)
-        if args.jsonl:  # every input is checked before the (slow) model load
+        settings_from_args(args)  # every input is checked before the (slow) model load
+        if args.jsonl:
             jsonl = open_jsonl(args.jsonl)
-            return run_jsonl(load(args, stderr), jsonl, settings, stdout, stderr)
+            model = load(args, stderr)
+            return run_jsonl(model, jsonl, settings_from_args(args, model), stdout, stderr)
         text = read_document(args.text_file)
         spans = parse_spans(args.span, args.length, args.constraint, text)
-        final = edit(load(args, stderr), text, spans, settings, stdout if args.show_steps else None, stderr)
+        model = load(args, stderr)
+        final = edit(model, text, spans, settings_from_args(args, model), stdout if args.show_steps else None, stderr)
     except (InputError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=stderr)
         return 2
@@ -124,8 +129,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
     return 0
 
 
-def settings_from_args(args: argparse.Namespace) -> SamplerSettings:
-    base = PRESETS[args.preset]
+def settings_from_args(args: argparse.Namespace, model: DiffusionLM | None = None) -> SamplerSettings:
+    """--preset (else `model`'s default preset, engine.guide.default_preset) changed by the sampler flags."""
+    base = PRESETS[args.preset or (default_preset(model) if model is not None else DEFAULT_PRESET)]
     return base.with_values({k.name: getattr(args, k.name) for k in knobs() if hasattr(args, k.name)})
 
 

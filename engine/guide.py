@@ -23,9 +23,11 @@ import torch
 
 from .commit import Layout
 from .model import DiffusionLM
-from .settings import SamplerSettings
+from .settings import DEFAULT_PRESET, GUIDED_PRESET, SamplerSettings
 
 GUIDE_CONTEXT = 256  # tokens of text before the spans the causal LM reads when context_window is none
+CLOSING_CHOICES = 8  # a span's last slot: the mixed distribution's best tokens, each tried before...
+CLOSING_TOKENS = 4   # ...this many tokens of the text after it, read by the causal LM
 
 
 class CausalView(Protocol):
@@ -39,6 +41,9 @@ class CausalView(Protocol):
 
     def truncate(self, past: Any, rows: int) -> Any:
         """The first `rows` rows of `past` (None for 0)."""
+
+    def pick(self, past: Any, index: torch.Tensor) -> Any:
+        """`past` of the batch rows `index` (N,), in that order (rows may repeat)."""
 
 
 class NoGuide:
@@ -85,11 +90,39 @@ class FrontierGuide(NoGuide):
         out, past = self.view.extend(ids[:, cached:], self.past)               # (B, need + 1 - cached, V)
         self.past, self.seen = self.view.truncate(past, low), ids[:, :low]     # rows < low: decided in all
         causal = out[at, rows - cached].float().log_softmax(-1)                # (O, V)
+        mixed = logits[at, slot].float().log_softmax(-1) + self.weight * causal  # (O, V)
+        mixed = self.close(mixed, tokens, todo, at, slot, rows, past)
         steered = logits.float().clone()
-        steered[at, slot] = steered[at, slot].log_softmax(-1) + self.weight * causal
+        steered[at, slot] = mixed
         guided = torch.zeros(todo.shape, dtype=torch.bool, device=todo.device)
         guided[at, slot] = True
         return steered, guided
+
+    def close(self, mixed: torch.Tensor, tokens: torch.Tensor, todo: torch.Tensor, at: torch.Tensor,
+              slot: torch.Tensor, rows: torch.Tensor, past: Any) -> torch.Tensor:
+        """Where a frontier slot has decided text right after it (its span's last undecided slot),
+        the join matters most and the causal LM alone cannot see it: its `CLOSING_CHOICES` best
+        tokens are kept, each scored by the causal LM's log-prob of the next `CLOSING_TOKENS`
+        tokens after it (a one-token lookahead), w times, as the guide's own term. (O, V) in, out."""
+        L, M = tokens.shape[1], CLOSING_TOKENS
+        where = self.layout.positions[slot]                                    # (O,) canvas positions
+        ahead = where[:, None] + 1 + torch.arange(M, device=where.device)      # (O, M)
+        undecided = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
+        undecided[:, self.layout.positions] = todo
+        inside = ahead < L
+        blocked = (undecided[at[:, None], ahead.clamp(max=L - 1)] & inside).any(-1)  # (O,)
+        closing = (~blocked & inside[:, 0]).nonzero().squeeze(-1).tolist()
+        for o in closing:  # once per span and candidate, at its last slot: a loop over few rows
+            n = int(inside[o].sum())
+            choices = mixed[o].topk(CLOSING_CHOICES).indices                   # (K,)
+            after = tokens[at[o], ahead[o, :n]].expand(len(choices), -1)       # (K, n)
+            state = self.view.pick(self.view.truncate(past, int(rows[o]) + 1), at[o].repeat(len(choices)))
+            out, _ = self.view.extend(torch.cat([choices[:, None], after], 1), state)  # (K, 1 + n, V)
+            reads = out[:, :n].float().log_softmax(-1).gather(-1, after[..., None]).squeeze(-1).sum(-1)
+            kept = torch.full_like(mixed[o], float("-inf"))
+            kept[choices] = mixed[o, choices] + self.weight * reads
+            mixed[o] = kept
+        return mixed
 
     def commits(self, chosen: torch.Tensor, guided: torch.Tensor, todo: torch.Tensor,
                 steps_left: int) -> torch.Tensor:
@@ -133,3 +166,9 @@ def causal_view_for(model: DiffusionLM, settings: SamplerSettings) -> CausalView
         raise ValueError(f"guide: {model.label} has no causal language model over its vocabulary on "
                          "this machine to guide with (the bundled model's own base is one); set guide 0")
     return view
+
+
+def default_preset(model: DiffusionLM) -> str:
+    """The preset a run starts from when none is named: the guided one where the model has a causal
+    view to guide it (the bundled model), else the plain default."""
+    return GUIDED_PRESET if model.causal_view() is not None else DEFAULT_PRESET

@@ -228,8 +228,13 @@ PRESETS: dict[str, SamplerSettings] = {
                                         cache="dual", context_window=128),
     # EB-sampler: as many low-entropy tokens as fit under the bound.
     "balanced": SamplerSettings(strategy="entropy", entropy_bound=0.1),
+    # `fast` with the frontier guide at weight 1, left to right: the default of models that have a
+    # causal view (the bundled one); chosen in a blind reading (docs/MODEL.md, "Frontier guide").
+    "guided": SamplerSettings(strategy="threshold", threshold=0.3, tokens_per_step=1, spacing=2,
+                              cache="dual", context_window=128, guide=1.0),
 }
-DEFAULT_PRESET = "fast"  # what the page starts with (docs/PERFORMANCE.md: why this one)
+DEFAULT_PRESET = "fast"  # the default of models without a guide (docs/PERFORMANCE.md: why this one)
+GUIDED_PRESET = "guided"  # the default of models with one (engine.guide.default_preset)
 
 
 def parse_variant(spec: str, preset: str) -> tuple[str, SamplerSettings]:

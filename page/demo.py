@@ -13,6 +13,7 @@ from editor.history import History
 from editor.languages import language_for
 from editor.text import MAX_DOCUMENT_BYTES
 from engine import DiffusionLM
+from engine.guide import default_preset
 from engine.length import Scorer
 
 from . import documents, exports, gate, layout, runs
@@ -53,7 +54,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
     with gr.Blocks(title="Sharpen", fill_width=True, delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
         tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None), gr.State([]))
         docs = layout.documents_sidebar()
-        dial = layout.dial_drawer()
+        dial = layout.dial_drawer(default_preset(model))
         top = layout.topbar(model.label)
         with gr.Row(elem_id="main"):
             with gr.Column(scale=3, min_width=480):

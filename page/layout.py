@@ -171,7 +171,8 @@ def run_view() -> RunView:
                    accept_anyway, cancel, inspector)
 
 
-def dial_drawer() -> Dial:
+def dial_drawer(start: str = DEFAULT_PRESET) -> Dial:
+    """The Dial, filled from the preset `start` (engine.guide.default_preset: the model's own)."""
     with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
         gr.Markdown("### Dial")
         mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length",
@@ -179,8 +180,8 @@ def dial_drawer() -> Dial:
                              "streamed one (~5-7x keep's time); keep: the selection's count")
         n_tokens = checked(gr.Number(8, precision=0, minimum=1, maximum=MAX_SPAN_TOKENS, label="N tokens"))
         constraint = gr.Textbox("", label="constraint (text the span must start with)", elem_id="constraint")
-        preset = gr.Dropdown(list(PRESETS), value=DEFAULT_PRESET, label="preset", info="fills the dial")
-        knobs = controls(PRESETS[DEFAULT_PRESET])
+        preset = gr.Dropdown(list(PRESETS), value=start, label="preset", info="fills the dial")
+        knobs = controls(PRESETS[start])
     return Dial(mode, n_tokens, constraint, preset, knobs)
 
 

@@ -37,6 +37,10 @@ class LlamaCausalView:
             kvs = [(torch.cat([pk, k], 2), torch.cat([pv, v], 2)) for (pk, pv), (k, v) in zip(past, kvs)]
         return logits, kvs
 
+    def pick(self, past: list[KV] | None, index: torch.Tensor) -> list[KV] | None:
+        """The batch rows `index` of every block's keys and values."""
+        return None if past is None else [(k[index], v[index]) for k, v in past]
+
     def truncate(self, past: list[KV] | None, rows: int) -> list[KV] | None:
         """The first `rows` rows of every block's keys and values (None for none)."""
         if past is None or rows == 0:

@@ -6,22 +6,26 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..model import DiffusionLM
 from ..settings import SamplerSettings
 from .guard import Policy, read_keys, startup_note
 
 
-def serve(args: argparse.Namespace, defaults: SamplerSettings, stderr: TextIO) -> int:
-    """Flags come from engine.cli's `serve` parser; `defaults` from its preset and sampler flags."""
+def serve(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None], SamplerSettings],
+          stderr: TextIO) -> int:
+    """Flags come from engine.cli's `serve` parser; `settings_for(model)` gives the edits' defaults
+    from its preset (None: the model's own) and sampler flags."""
     import uvicorn
 
     from ..load import load_model
     from .app import create_app
 
+    settings_for(None)  # bad sampler flags are refused before the model loads
     if args.max_batch < 1 or args.max_queue < 0:
         print(f"error: --max-batch must be >= 1 and --max-queue >= 0, got {args.max_batch} and {args.max_queue}",
               file=stderr)
@@ -46,7 +50,7 @@ def serve(args: argparse.Namespace, defaults: SamplerSettings, stderr: TextIO) -
     print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s; serving it as {model_id!r} "
           f"at http://{args.host}:{args.port}", file=stderr, flush=True)
     print(startup_note(policy, args.host), file=stderr, flush=True)
-    app = create_app(model, defaults=defaults, max_batch=args.max_batch, max_queue=args.max_queue,
+    app = create_app(model, defaults=settings_for(model), max_batch=args.max_batch, max_queue=args.max_queue,
                      model_id=model_id, policy=policy, budget=args.budget, max_seconds=args.max_seconds,
                      docs=args.docs)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

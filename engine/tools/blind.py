@@ -41,9 +41,12 @@ QUESTION = {
 }
 
 
-def prose_defect(phrase: str) -> bool:
-    """A doubled word, a repeated run of 2-4 words, or a line break inside a phrase."""
-    words = re.findall(r"[A-Za-z']+", phrase.lower())
+def prose_defect(before: str, phrase: str, after: str) -> bool:
+    """A doubled word or a repeated run of 2-4 words in the phrase with the word either side of it
+    ("is that» that"), or a line break inside the phrase."""
+    edge = re.compile(r"[A-Za-z']+")
+    words = edge.findall(before)[-1:] + edge.findall(phrase) + edge.findall(after)[:1]
+    words = [w.lower() for w in words]
     doubled = any(a == b for a, b in zip(words, words[1:]))
     loop = any(words[i:i + n] == words[i + n:i + 2 * n] for n in (2, 3, 4) for i in range(len(words) - 2 * n + 1))
     return doubled or loop or "\n" in phrase
@@ -85,7 +88,7 @@ def measure(model: DiffusionLM, variants: dict[str, SamplerSettings], n_prose: i
             doc, new = edit(model, text, span, settings)
             item["new"][name] = new
             if kind == "prose":
-                defects += prose_defect(new)
+                defects += prose_defect(text[:span.start], new, text[span.end:])
             else:
                 parsed += parses(doc)
                 same += same_statement(new, text[span.start:span.end])

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from engine.canvas import Span, build_canvas
 from engine.commit import Layout
 from engine.families.causal import LlamaCausalView
-from engine.guide import FrontierGuide, make_guide
+from engine.guide import CLOSING_CHOICES, CLOSING_TOKENS, FrontierGuide, make_guide
 from engine.infill import infill
 from engine.loop import run
 from engine.score import BaseView, lora_factors
@@ -35,6 +35,18 @@ def causal_logits(model, ids: torch.Tensor) -> torch.Tensor:
     return model.net(ids, causal=True)
 
 
+def closed(model, mixed: torch.Tensor, rows: torch.Tensor, after: torch.Tensor, w: float) -> torch.Tensor:
+    """The guide's closing rule recomputed without a cache: the CLOSING_CHOICES best tokens, each
+    plus w * the causal log-prob of `after` following it; the rest ruled out."""
+    out = torch.full_like(mixed, float("-inf"))
+    for x in mixed.topk(CLOSING_CHOICES).indices:
+        seq = torch.cat([rows[0], x[None], after])[None]
+        logp = causal_logits(model, seq)[0].log_softmax(-1)
+        R = rows.shape[1]
+        out[x] = mixed[x] + w * sum(logp[R + j, after[j]] for j in range(len(after)))
+    return out
+
+
 def test_the_causal_view_in_pieces_equals_one_causal_forward():
     model = tiny_llama(True, True)
     view = LlamaCausalView(model.net, model.start_id)
@@ -57,7 +69,7 @@ def test_the_guided_slot_gets_the_product_of_experts_at_every_step_and_after_a_r
     first = guide.first
     todo = torch.ones(2, 8, dtype=torch.bool)
     g = torch.Generator().manual_seed(1)
-    for frontier in ([0, 0], [1, 0], [3, 2], [4, 4], [1, 4], [2, 6], [8, 7]):  # [1, 4]: a remask
+    for frontier in ([0, 0], [1, 0], [3, 2], [4, 4], [1, 4], [2, 6], [7, 3], [8, 7]):  # [1, 4]: a remask
         todo = torch.arange(8)[None] >= torch.tensor(frontier)[:, None]
         ids[:, span[0]:span[1]] = torch.where(todo, model.mask_id, ids[:, span[0]:span[1]])
         fresh = torch.randint(3, model.vocab_size, (2, 8), generator=g)
@@ -70,6 +82,8 @@ def test_the_guided_slot_gets_the_product_of_experts_at_every_step_and_after_a_r
                 continue
             rows = torch.cat([torch.tensor([model.start_id]), ids[b, first:span[0] + f]])[None]
             want = den[b, f].log_softmax(-1) + w * causal_logits(model, rows)[0, -1].log_softmax(-1)
+            if f == 7:  # the span's last slot: its best tokens, each with how the text after it reads
+                want = closed(model, want, rows, ids[b, span[1]:span[1] + CLOSING_TOKENS], w)
             assert guided[b].nonzero().flatten().tolist() == [f]
             assert torch.allclose(steered[b, f].log_softmax(-1), want.log_softmax(-1), atol=1e-4)
             others = torch.arange(8) != f
@@ -150,3 +164,17 @@ def test_the_base_view_is_seen_only_by_the_thread_inside_it(tmp_path):
     assert torch.allclose(seen["other"], adapted.net(ids), atol=1e-6)
     assert not torch.allclose(base.net(ids), adapted.net(ids), atol=1e-2)
     assert F.mse_loss(seen["other"], seen["base"]) > 1e-4
+
+
+def test_a_model_with_a_causal_view_starts_from_the_guided_preset():
+    from engine.cli import build_parser, settings_from_args
+    from engine.guide import default_preset
+    from engine.settings import PRESETS
+    guided, plain = Guided(), tiny_llama(True, True)
+    assert default_preset(guided) == "guided" and PRESETS["guided"].guide > 0
+    assert default_preset(plain) == "fast"
+    args = build_parser().parse_args(["infill", "--text-file", "x", "--seed", "4"])
+    assert settings_from_args(args, guided) == PRESETS["guided"].replace(seed=4)
+    assert settings_from_args(args, plain) == PRESETS["fast"].replace(seed=4)
+    named = build_parser().parse_args(["infill", "--text-file", "x", "--preset", "quality"])
+    assert settings_from_args(named, guided) == PRESETS["quality"]  # a named preset is kept
