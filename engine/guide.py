@@ -49,7 +49,7 @@ class CausalView(Protocol):
 class NoGuide:
     """The guide that is off: the denoiser's logits as they are, no slot guided."""
 
-    def steer(self, logits: torch.Tensor, tokens: torch.Tensor, todo: torch.Tensor
+    def steer(self, logits: torch.Tensor, tokens: torch.Tensor, todo: torch.Tensor, ban: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
         return logits, torch.zeros(todo.shape, dtype=torch.bool, device=todo.device)
 
@@ -74,13 +74,15 @@ class FrontierGuide(NoGuide):
         self.past: Any = None
         self.seen: torch.Tensor | None = None                                  # (B, cached) row ids
 
-    def steer(self, logits: torch.Tensor, tokens: torch.Tensor, todo: torch.Tensor
+    def steer(self, logits: torch.Tensor, tokens: torch.Tensor, todo: torch.Tensor, ban: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, P, V) denoiser logits, (B, L) canvas, (B, P) undecided -> the logits with each
-        candidate's frontier slot replaced by the product of experts, and (B, P) guided slots."""
+        """(B, P, V) denoiser logits, (B, L) canvas, (B, P) undecided, `ban` (V,) or (B | 1, P, V)
+        -inf where a slot may not take a token -> the logits with each candidate's frontier slot
+        replaced by the product of experts (banned tokens kept out of it, so the closing's choices
+        are allowed ones), and (B, P) guided slots."""
         open_ = todo.any(-1)                                                   # (B,) not yet done
         if not bool(open_.any()):
-            return super().steer(logits, tokens, todo)
+            return super().steer(logits, tokens, todo, ban)
         at = open_.nonzero().squeeze(-1)                                       # (O,) open candidates
         slot = todo[at].int().argmax(-1)                                       # (O,) frontier, P-space
         rows = self.layout.positions[slot] - self.first                        # (O,) rows predicting them
@@ -90,7 +92,9 @@ class FrontierGuide(NoGuide):
         out, past = self.view.extend(ids[:, cached:], self.past)               # (B, need + 1 - cached, V)
         self.past, self.seen = self.view.truncate(past, low), ids[:, :low]     # rows < low: decided in all
         causal = out[at, rows - cached].float().log_softmax(-1)                # (O, V)
-        mixed = logits[at, slot].float().log_softmax(-1) + self.weight * causal  # (O, V)
+        V = logits.shape[-1]
+        banned = ban[..., :V].expand(*todo.shape, V)[at, slot]                  # (O, V)
+        mixed = (logits[at, slot].float() + banned).log_softmax(-1) + self.weight * causal  # (O, V)
         mixed = self.close(mixed, tokens, todo, at, slot, rows, past)
         steered = logits.float().clone()
         steered[at, slot] = mixed

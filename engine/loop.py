@@ -90,7 +90,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
         if deadline is not None and time.monotonic() >= deadline:
             budget = step + 1  # out of time: this step commits what is left, and nothing is remasked
         logits = context.logits(tokens, step, todo)                            # 2 (B, P, V)
-        logits, guided = guide.steer(logits, tokens, todo)
+        logits, guided = guide.steer(logits, tokens, todo, ban)
         guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, temps, g, K,
                                                              settings.strategy == "entropy")
         conf = torch.where(todo, p, conf)

@@ -75,7 +75,7 @@ def test_the_guided_slot_gets_the_product_of_experts_at_every_step_and_after_a_r
         fresh = torch.randint(3, model.vocab_size, (2, 8), generator=g)
         ids[:, span[0]:span[1]] = torch.where(todo, ids[:, span[0]:span[1]], fresh)  # decided slots change
         den = torch.randn(2, 8, model.vocab_size, generator=g)
-        steered, guided = guide.steer(den, ids, todo)
+        steered, guided = guide.steer(den, ids, todo, torch.zeros(model.vocab_size))
         for b, f in enumerate(frontier):
             if f == 8:
                 assert not guided[b].any() and torch.equal(steered[b], den[b])
@@ -178,3 +178,30 @@ def test_a_model_with_a_causal_view_starts_from_the_guided_preset():
     assert settings_from_args(args, plain) == PRESETS["fast"].replace(seed=4)
     named = build_parser().parse_args(["infill", "--text-file", "x", "--preset", "quality"])
     assert settings_from_args(named, guided) == PRESETS["quality"]  # a named preset is kept
+
+
+def test_the_closing_never_keeps_only_banned_tokens():
+    """A slot's banned tokens (specials; scope constraints) are out before the closing picks its
+    best tokens, else it could keep eight banned ones and leave the slot nothing to take."""
+    model = Guided()
+    ids = torch.tensor([model.codec.encode(TEXT)])
+    layout = Layout.of(((5, 9),), None, torch.device("cpu"))
+    todo = torch.tensor([[False, False, False, True]])
+    den = torch.randn(1, 4, model.vocab_size, generator=torch.Generator().manual_seed(2))
+    ban = torch.zeros(model.vocab_size)
+    ban[den[0, 3].topk(40).indices] = float("-inf")  # the denoiser's favourites, all banned
+    steered, _ = FrontierGuide(model.causal_view(), layout, 1.0, context=3).steer(den, ids, todo, ban)
+    kept = torch.isfinite(steered[0, 3])
+    assert kept.sum() == CLOSING_CHOICES and not (kept & torch.isinf(ban)).any()
+
+
+def test_the_inspector_says_which_tokens_the_guide_steered():
+    from page.views import inspector_html
+    model = Guided()
+    start = TEXT.index("lazy dog")
+    canvas = build_canvas(model.codec, TEXT, [Span(start, start + len("lazy dog"))], model.max_length)
+    guided = run(infill(model, canvas, SamplerSettings(guide=1.0)))
+    plain = run(infill(model, canvas, SamplerSettings()))
+    pos = int(guided.positions[guided.guided[0].int().argmax()])
+    assert "guided by the base model" in inspector_html(guided, canvas, 0, pos)
+    assert "guided by the base model" not in inspector_html(plain, canvas, 0, pos)
