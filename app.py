@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="runs one user may have waiting or running at once (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("alembic", "httpx"):  # "Context impl SQLiteImpl.", Gradio's own startup requests
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     log = logging.getLogger("sharpen")
     # Nothing leaves the machine: no analytics, no hub lookups (set before gradio is imported).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     from engine.paths import data_dir
     from page.access import AccessError, logins_for, users_file
     from page.demo import build_demo, launch
+    from page.quiet import quiet_stdout
 
     try:  # before the model loads: a page that may not start says so at once
         logins = logins_for(args.host, args.users or users_file(data_dir()), args.login)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info("engine service ready: %s", model.label)
     else:
         log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
-                 "weights cache in the data folder, ~10 s)")
+                 "weights cache in the data folder: 10-20 s)")
         try:
             model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
         except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
@@ -63,9 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     url = args.db or os.environ.get("SHARPEN_DATABASE_URL") or sqlite_url(data_dir())
     log.info("opening the history: %s", url.split("@")[-1])  # no password in the log
     history = History(url)
-    log.info("starting the page on http://%s:%d", args.host, args.port)
-    launch(build_demo(model, history, limits, engine=engine), server_name=args.host, server_port=args.port,
-           auth=logins, auth_message="Sharpen: log in to see your documents." if logins else None)
+    quiet_stdout()
+    # quiet: Gradio's banner would suggest share=True (a public tunnel, never wanted here); the URL is ours.
+    demo = launch(build_demo(model, history, limits, engine=engine), server_name=args.host, server_port=args.port,
+                  auth=logins, auth_message="Sharpen: log in to see your documents." if logins else None,
+                  quiet=True, prevent_thread_lock=True)
+    log.info("ready: open %s in a browser (Ctrl+C stops the page)", demo.local_url)
+    demo.block_thread()
 
 
 def connect(url: str, model: str | None, device: str | None):

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 
 AUTHORS = ("typed", "regenerated", "restored", "merged")
+STEPS = ("undo", "redo")  # a "restored" revision the page's undo or redo made (RevisionRow.step)
 WRITE = "sharpen_write"  # execution option of write transactions: on SQLite they BEGIN IMMEDIATE
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,6 +73,7 @@ class RevisionRow(Base):
     author: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
     branch: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # kept as a branch
+    step: Mapped[str | None] = mapped_column(String(4))  # restored by an undo or a redo (STEPS), not a Restore
     # Set for author == "regenerated": what the model did to produce this text.
     spans: Mapped[list[Any] | None] = mapped_column(JSON)
     model: Mapped[str | None] = mapped_column(String(255))
@@ -88,6 +90,22 @@ class LabelRow(Base):
     revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id"), primary_key=True)
     text: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DraftRow(Base):
+    """Typing the page has not stored as a revision yet: one per owner and document (document None: a
+    new document), brought back after a reload. Rewritten as the person types; storing a revision of the
+    document removes it."""
+
+    __tablename__ = "drafts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(255), index=True)
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id"), index=True)
+    base_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id"))  # the revision the typing began on
+    name: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 def sqlite_url(folder: Path) -> str:

@@ -16,9 +16,11 @@ from sqlalchemy import false, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from editor.db import WRITE, DocumentRow, LabelRow, RevisionRow, make_engine, utcnow
+from editor import drafts
+from editor.db import STEPS, WRITE, DocumentRow, LabelRow, RevisionRow, make_engine, utcnow
 from editor.diffs import diff as text_diff
 from editor.diffs import rebase_edit
+from editor.drafts import Draft
 from editor.languages import get_language, language_for
 from editor.text import EditorError, check_document
 
@@ -36,8 +38,8 @@ class StaleRevision(EditorError):
     def __init__(self, document_id: int, base_id: int, head_id: int | None) -> None:
         self.document_id, self.base_id, self.head_id = document_id, base_id, head_id
         super().__init__(f"document {document_id}: the edit was made on revision {base_id}, but the head is now "
-                         f"revision {head_id}; reload, or commit with merge=True (rebase onto the head) or "
-                         f"branch=True (keep both)")
+                         f"revision {head_id}: commit it with merge=True (rebased onto the head) or branch=True "
+                         f"(kept beside it)")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Revision:
     label: str | None
     regeneration: Regeneration | None
     branch: bool = False  # kept as a branch off its parent (commit(branch=True)), not its parent's next version
+    step: str | None = None  # "restored" by the page's undo or redo (db.STEPS), not by a person's Restore
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def _revision(row: RevisionRow, label: str | None) -> Revision:
         regen = Regeneration([tuple(s) for s in row.spans or []], row.model, row.settings or {}, row.seed,
                              row.forwards, row.elapsed_ms)
     return Revision(row.id, row.document_id, row.parent_id, row.source_id, _utc(row.created_at), row.author,
-                    row.text, label, regen, bool(row.branch))
+                    row.text, label, regen, bool(row.branch), row.step)
 
 
 class History:
@@ -294,21 +297,26 @@ class History:
             s.flush()
             doc.head_id = row.id
             s.flush()  # UPDATE documents ... WHERE version = <read>: StaleDataError if another writer won
+            drafts.drop(s, self.owner, document_id)  # the typing is a revision now
             return _revision(row, None)
 
-    def restore(self, revision_id: int) -> Revision:
-        """A new head revision whose text is that of an older revision (nothing is rewritten)."""
+    def restore(self, revision_id: int, step: str | None = None) -> Revision:
+        """A new head revision whose text is that of an older revision (nothing is rewritten); `step`:
+        made by the page's "undo" or "redo" rather than a person's Restore."""
+        if step is not None and step not in STEPS:
+            raise EditorError(f"step is one of {STEPS}, not {step!r}")
         for _ in range(_MERGE_TRIES):
             try:
                 with self._write() as s:
                     old = self._row(s, revision_id)
                     doc = self._doc(s, old.document_id)
                     row = RevisionRow(document_id=doc.id, parent_id=doc.head_id, source_id=old.id,
-                                      author="restored", text=old.text)
+                                      author="restored", text=old.text, step=step)
                     s.add(row)
                     s.flush()
                     doc.head_id = row.id
                     s.flush()  # the version check, as in commit
+                    drafts.drop(s, self.owner, doc.id)
                     return _revision(row, None)
             except StaleDataError:
                 continue
@@ -347,6 +355,38 @@ class History:
     def mark_opened(self, document_id: int) -> Document:
         """Record that the document was opened now: `last_opened` reopens it."""
         return self._set(document_id, opened_at=utcnow())
+
+    # -- drafts: typing not stored as a revision yet, one per document (None: a new document) ---------
+    def keep_draft(self, document_id: int | None, base_id: int | None, text: str, name: str,
+                   language: str) -> Draft | None:
+        """Keep the typing on revision `base_id` of `document_id` (None, None: a new document) until a
+        revision stores it; typing that reads as its base (or an empty new document) keeps no draft."""
+        content = check_document(text)
+        with self._write() as s:
+            base = None
+            if document_id is not None:
+                self._doc(s, document_id)
+                base = self._row(s, base_id or 0)
+                if base.document_id != document_id:
+                    raise NotFound(f"revision {base_id} is not a revision of document {document_id}")
+            return drafts.keep(s, self.owner, document_id, base, content, name, get_language(language).name)
+
+    def draft(self, document_id: int | None) -> Draft | None:
+        """The typing kept for a document (None: for a new one), or None."""
+        with self._read() as s:
+            return drafts.latest(s, self.owner, document_id)
+
+    def drop_draft(self, document_id: int | None) -> None:
+        with self._write() as s:
+            drafts.drop(s, self.owner, document_id)
+
+    def number(self, revision_id: int) -> int:
+        """A revision's number within its document (1 for its first), as people see it."""
+        with self._read() as s:
+            row = self._row(s, revision_id)
+            return s.scalar(select(func.count()).select_from(RevisionRow)
+                            .where(RevisionRow.document_id == row.document_id)
+                            .where(RevisionRow.id <= revision_id)) or 0
 
     def export(self, document_id: int, path: str | Path, revision_id: int | None = None) -> Path:
         """Write the head (or a given revision) of a document to a UTF-8 file, byte for byte."""

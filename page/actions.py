@@ -10,6 +10,7 @@ import itertools
 import math
 from contextlib import suppress
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any
 
 from editor import prose
@@ -37,7 +38,8 @@ class Problem:
     """What is wrong with a candidate: it does not parse, or it parses but the edited node changed kind."""
 
     parses: bool
-    message: str                     # "line 14:9 syntax error: ...", "the call became identifier"
+    message: str                     # in words: "does not parse at line 14", "changes a statement into a call"
+    detail: str = ""                 # the parser's own words, for a tooltip: "line 14:9 syntax error: ..."
 
     def __str__(self) -> str:
         return self.message
@@ -138,12 +140,24 @@ def auto_lengths(codec: Any, original: str, mode: str, score: Scorer | None,
 
 
 def length_note(tried: list[tuple[int, float]], chosen: int, resizing: bool = False) -> str:
-    """What "auto" tried, for the page's message: each length with its window NLL, the chosen one
-    marked; for a model that resizes spans itself (DreamOn), the length it ended at."""
+    """What "auto" chose, for the page's message, in words; each length tried with its window NLL (the
+    base model's loss per token: lower reads better) in a tooltip. For a model that resizes spans
+    itself (DreamOn), the length it ended at."""
     if resizing:
-        return f"Length {chosen} tokens: the model grew or shrank the span to it (expand/delete tokens). "
-    parts = [f"**{n}: {s:.2f}**" if n == chosen else f"{n}: {s:.2f}" for n, s in tried]
-    return f"Length {chosen} tokens chosen by the base model's NLL ({', '.join(parts)}). "
+        return f"The model grew or shrank the span to {chosen} tokens. "
+    scores = ", ".join(f"{n} tokens: {s:.2f}" for n, s in tried)
+    tip = escape(f"Lengths tried, with the base model's loss per token (lower reads better): {scores}")
+    return f'<span class="sh-tip" title="{tip}">{chosen} tokens fitted best</span> of {len(tried)} lengths tried. '
+
+
+def kind_words(kind: str) -> str:
+    """A syntax node's kind as people say it: "expression_statement" -> "statement", "call_expression"
+    -> "call", "function_definition" -> "function"."""
+    words = kind.replace("_", " ").split()
+    plain = [w for w in words if w not in ("expression", "definition", "declaration", "item", "literal")] or words
+    if len(plain) > 1 and plain[-1] == "statement":
+        plain = plain[-1:]
+    return {"identifier": "name", "block": "block of statements"}.get(" ".join(plain), " ".join(plain))
 
 
 def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, constraint: str) -> Span:
@@ -194,9 +208,11 @@ def check_candidates(run: Run) -> list[Problem | None]:
             out.append(None)
         elif result.error is not None:
             e = result.error
-            out.append(Problem(False, f"line {e.line}:{e.column} {e.message}"))
+            out.append(Problem(False, f"does not parse at line {e.line}", f"line {e.line}:{e.column} {e.message}"))
         else:
-            out.append(Problem(True, f"the {result.before_kind} became {result.after_kind}"))
+            before, after = kind_words(result.before_kind or "?"), kind_words(result.after_kind or "?")
+            change = f"changes a {before} into a {after}" if before != after else f"reshapes the {before}"
+            out.append(Problem(True, change, f"{result.before_kind} became {result.after_kind}"))
     return out
 
 

@@ -18,8 +18,11 @@ from engine.length import Scorer
 
 from . import documents, exports, gate, layout, runs
 from .access import Limits, Logins
-from .dial import preset_values
+from .actions import LENGTH_MODES
+from .dial import preset_values, remember, restore
 from .engine_client import EngineClient
+from .errors import Refusal
+from .outputs import KEEP
 from .state import NEW_DOC, NO_MOVES, Page
 from .static import CSS, JS
 
@@ -65,7 +68,64 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         _wire_documents(page, demo, ui)
         _wire_runs(page, demo, ui)
         _wire_history(page, ui)
+        answer_refusals(demo, ed.message)
     return demo
+
+
+def answer_refusals(demo: gr.Blocks, message: gr.components.Component) -> None:
+    """Every handler's refusals (errors.Refusal) answered in `message`, every other output left as it
+    is: gr.Error would mark each output of the event as failed and block the page until dismissed.
+    Events without the message line say it in a warning. Callers other than the page (Gradio's page
+    marks its requests "x-gradio-user: app") still get an error, so a script sees that it was refused."""
+    for block_fn in demo.fns.values():
+        if block_fn.fn is not None and not block_fn.is_cancel_function:
+            block_fn.fn = answering(block_fn.fn, list(block_fn.outputs), message)
+
+
+def answering(fn: Callable[..., Any], outputs: list, message: gr.components.Component) -> Callable[..., Any]:
+    """`fn` with its refusals answered as `answer_refusals` says; it also takes the request."""
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    takes_request = any(getattr(fn, "__annotations__", {}).get(p.name) in (gr.Request, "gr.Request") for p in params)
+
+    def answered(refusal: Refusal, request: gr.Request | None) -> Any:
+        if request is None or request.headers.get("x-gradio-user") != "app":  # not the page: an API caller
+            raise gr.Error(refusal.message, title=refusal.title)
+        out = [KEEP] * len(outputs)
+        if message in outputs:
+            out[outputs.index(message)] = f"⚠ {refusal.message}"
+        else:
+            gr.Warning(refusal.message, title=refusal.title)
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def split(args: tuple) -> tuple[tuple, gr.Request | None]:
+        request = next((a for a in args if isinstance(a, gr.Request)), None)
+        return (args if takes_request else tuple(a for a in args if a is not request)), request
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def handler(*args: Any) -> Any:
+            given, request = split(args)
+            try:
+                yield from fn(*given)
+            except Refusal as refusal:
+                yield answered(refusal, request)
+    else:
+        @functools.wraps(fn)
+        def handler(*args: Any) -> Any:
+            given, request = split(args)
+            try:
+                return fn(*given)
+            except Refusal as refusal:
+                return answered(refusal, request)
+    if not takes_request:  # Gradio fills a positional parameter typed gr.Request: one more, after the others
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        at = next((i for i, p in enumerate(params) if p.kind not in positional), len(params))
+        extra = inspect.Parameter("_request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+        handler.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*params[:at], extra, *params[at:]])
+        handler.__annotations__ = {**getattr(fn, "__annotations__", {}), "_request": gr.Request}
+    return handler
 
 
 @dataclass
@@ -97,7 +157,7 @@ class Ui:
     def document(self) -> list:
         """What follows the tab's document (outputs.document_outputs); the text itself is ed.document."""
         return [self.tab.doc, *self.hp.outputs, self.top.name, self.top.language, self.top.rename,
-                *self.docs.outputs]
+                *self.docs.outputs, self.top.unsaved]
 
     @property
     def run(self) -> list:
@@ -115,9 +175,13 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     shown = [ed.document, *ui.document, *ui.run, ed.message]
     demo.load(bind(documents.reopen, page), None, shown, api_name="reopen").then(None, js=JS["ready"])
     typed = [ed.document, tab.doc, top.name, top.language]  # kept before another document is shown
-    docs.new.click(bind(documents.new_document, page), typed, shown, api_name="new_document")
-    docs.upload.upload(bind(documents.open_file, page), [docs.upload, *typed], shown, api_name="open_file")
-    docs.listed.input(bind(documents.open_document, page), [docs.listed, *typed], shown, api_name="open_document")
+    # What stores the typing, and the draft kept at a pause in it, run one at a time in the order they
+    # were sent: a draft sent after a Save reads the tab's document as that Save left it.
+    one = {"concurrency_id": "document", "concurrency_limit": 1}
+    docs.new.click(bind(documents.new_document, page), typed, shown, api_name="new_document", **one)
+    docs.upload.upload(bind(documents.open_file, page), [docs.upload, *typed], shown, api_name="open_file", **one)
+    docs.listed.input(bind(documents.open_document, page), [docs.listed, *typed], shown, api_name="open_document",
+                      **one)
     docs.archive.click(bind(documents.archive, page), tab.doc, shown, api_name="archive")
     docs.unarchive.click(bind(documents.unarchive, page), [docs.archived, tab.doc], [*docs.outputs, ed.message],
                          api_name="unarchive")
@@ -125,9 +189,18 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
                     api_name="rename")
     top.name.change(lambda n: language_for(n or ""), top.name, top.language)
     top.language.change(lambda lang: gr.update(language=lang), top.language, ed.document)
-    top.save.click(bind(documents.save, page), [ed.document, tab.doc, top.name, top.language],
-                   [ed.download, *ui.document, ed.message], api_name="save"
-                   ).success(_show_history, None, ui.tabs, api_visibility="private")
+    saving = [ed.document, tab.doc, top.name, top.language]
+    to_history = {"fn": _show_history, "inputs": [tab.pending, ed.message], "outputs": ui.tabs, **KEY}
+    for save, api in ((top.save.click, {"api_name": "save_revision"}),
+                      (ed.document.save, {"api_name": "save_by_key", **KEY})):  # the button, or Ctrl+S
+        save(bind(documents.save, page), saving, [*ui.document, ed.message], **api, **one).success(**to_history)
+    # Download keeps the API name of the old "Save / export" button: a revision, and the file.
+    top.download.click(bind(documents.download, page), saving, [ed.download, *ui.document, ed.message],
+                       api_name="save", **one).success(None, js=JS["download"])
+    # Typing is kept as the document's draft at each pause, so a reload brings it back.
+    ed.document.typed(bind(documents.keep_draft, page), saving, top.unsaved, trigger_mode="always_last", **KEY,
+                      **one)
+    ed.document.kept_typing(bind(documents.kept_typing, page), [ed.document, tab.doc, top.name], shown, **KEY, **one)
 
 
 def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
@@ -140,7 +213,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
                 (ed.go_fill.click, "fill", {}), (ed.document.regenerate, "selection_or_fill", KEY),
                 (ed.document.regenerate_node, "node", KEY))
     for trigger, action, api in triggers:
-        trigger(_show_run, None, ui.tabs, queue=False, api_visibility="private")
+        trigger(_show_run, None, ui.tabs, queue=False, api_visibility="private", js=JS["focus"])
         # Runs wait in Turns, not in Gradio's queue, so Turns can see (and cap) each user's runs.
         started.append(trigger(bind(runs.run_action, page, action), inputs, [*ui.run, ed.message, ed.document],
                                concurrency_id="model", concurrency_limit=WAITING_RUNS,
@@ -151,7 +224,13 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     for stop in (ed.stop.click(runs.stopped, tab.run, halted, cancels=started),
                  ed.document.stop(runs.stopped, tab.run, halted, cancels=started, **KEY)):
         stop.then(runs.stopped_metrics, tab.run, rv.metrics, queue=False, api_visibility="private")
-    dial.preset.change(preset_values, dial.preset, dial.controls)
+    dial.preset.input(preset_values, dial.preset, dial.controls)  # a person's choice, not a restored one
+    # The dial is kept in the browser (not secret: a fixed key lets it outlive a restart of the page).
+    kept = gr.BrowserState({}, storage_key="sharpen-dial", secret="sharpen-dial-settings")
+    fields = [dial.mode, dial.n_tokens, dial.constraint, dial.preset, *dial.controls]
+    start = dial.preset.value  # the model's own preset (engine.guide.default_preset)
+    demo.load(functools.partial(restore, length_modes=LENGTH_MODES, start=start), kept, fields, **KEY)
+    gr.on([f.change for f in fields], remember, fields, kept, trigger_mode="always_last", **KEY)
 
     view_inputs = [rv.scrub, tab.run, rv.candidate, rv.heatmap]
     # .input/.release fire on the person's moves only, not when a run updates these controls.
@@ -166,7 +245,7 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
 
     accepted = [ed.document, *ui.document, *ui.run, ed.message, *ui.confirmation]
     accept_in = [ed.document, tab.run, rv.candidate, tab.doc, top.name, top.language]
-    to_history = {"fn": _show_history, "inputs": tab.pending, "outputs": ui.tabs, "api_visibility": "private"}
+    to_history = {"fn": _show_history, "inputs": [tab.pending, ed.message], "outputs": ui.tabs, **KEY}
     rv.accept.click(bind(runs.accept, page), accept_in, accepted, api_name="accept").success(**to_history)
     ed.document.accept(bind(runs.accept, page), accept_in, accepted, **KEY).success(**to_history)
     rv.branch.click(bind(runs.accept_branch, page), accept_in, accepted, api_name="accept_branch"
@@ -207,9 +286,10 @@ def _show_run() -> gr.Tabs:
     return gr.Tabs(selected=layout.SIDE_TABS[0])
 
 
-def _show_history(pending: str | None = None) -> gr.Tabs:
-    """The History tab after a save or an accept; an accept still waiting for confirmation stays put."""
-    return gr.Tabs() if pending else gr.Tabs(selected=layout.SIDE_TABS[1])
+def _show_history(pending: str | None, message: str) -> gr.Tabs:
+    """The History tab after a save or an accept; an accept still waiting for confirmation, or one
+    refused (its message says why), stays put."""
+    return gr.Tabs() if pending or str(message).startswith("⚠") else gr.Tabs(selected=layout.SIDE_TABS[1])
 
 
 def launch(demo: gr.Blocks, auth: Any = None, **kwargs: Any) -> gr.Blocks:

@@ -1,4 +1,5 @@
-"""The dial: one widget per SamplerSettings field (engine.settings.knobs), and its values back to settings."""
+"""The dial: one widget per SamplerSettings field (engine.settings.knobs), and its values back to settings;
+its short form (SHORT_FORM) first, the rest under Advanced; its values kept in the browser across reloads."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,8 +8,13 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from engine import PRESETS, SamplerSettings
+from engine import DEFAULT_PRESET, PRESETS, SamplerSettings
 from engine.settings import Knob, knobs
+
+SHORT_FORM = ("candidates",)  # the settings shown before Advanced (with speed <-> quality and the length)
+# The page's own dial fields before the settings, in the order `remember` and `restore` take them.
+PAGE_FIELDS = ("length", "n_tokens", "constraint", "preset")
+
 
 C = TypeVar("C", gr.Slider, gr.Number)
 
@@ -37,9 +43,10 @@ def checked(control: C, allow_none: bool = True) -> C:
 
 def widget(knob: Knob, value: Any) -> gr.components.Component:
     """The dial's control for one setting, showing `value`: a dropdown for choices, a slider where
-    the field gives the dial's range, else a number box. An optional number shows none as 0."""
+    the field gives the dial's range, else a number box. An optional number shows none as 0.
+    Made unrendered: the dial places it (layout.dial_drawer)."""
     about = dict(label=knob.name.replace("_", " "), elem_id="dial-" + knob.name.replace("_", "-"),
-                 info=knob.help + (f". 0: {knob.none}" if knob.optional else ""))
+                 info=knob.help + (f". 0: {knob.none}" if knob.optional else ""), render=False)
     if knob.choices:
         return gr.Dropdown(list(knob.choices), value=value, **about)
     if knob.slider is not None:
@@ -52,6 +59,29 @@ def widget(knob: Knob, value: Any) -> gr.components.Component:
 def controls(settings: SamplerSettings) -> list[gr.components.Component]:
     """The dial: one control per setting, in knobs() order, showing `settings`."""
     return [widget(k, value) for k, value in zip(knobs(), dial_values(settings), strict=True)]
+
+
+def remember(*values: Any) -> dict[str, Any]:
+    """The dial as the browser keeps it (gr.BrowserState): PAGE_FIELDS then the settings, by name."""
+    return dict(zip([*PAGE_FIELDS, *(k.name for k in knobs())], values, strict=True))
+
+
+def restore(kept: Any, length_modes: Sequence[str], start: str = DEFAULT_PRESET) -> list[Any]:
+    """The dial the browser kept, in `remember`'s order; what is missing or no longer valid (a setting
+    renamed, a preset gone) comes from the preset `start` instead."""
+    kept = kept if isinstance(kept, dict) else {}
+    defaults = dict(zip(PAGE_FIELDS, (length_modes[0], 8, "", start), strict=True))
+    page = [kept.get(name, value) for name, value in defaults.items()]
+    length, n, constraint, preset = page
+    if (length not in length_modes or not isinstance(n, int | float) or isinstance(n, bool) or n < 1
+            or not isinstance(constraint, str) or preset not in PRESETS):
+        page = list(defaults.values())
+    names = [k.name for k in knobs()]
+    try:
+        settings = settings_from_values({name: kept[name] for name in names})
+    except (KeyError, TypeError, ValueError):
+        settings = PRESETS[str(page[3])]
+    return [*page, *dial_values(settings)]
 
 
 def dial_values(settings: SamplerSettings) -> list[Any]:

@@ -20,15 +20,15 @@ from editor.text import check_document
 from . import exports, views
 from .document_editor import NO_SPAN, Document
 from .errors import REFUSALS, error, fail
-from .outputs import KEEP, cleared_run, document_outputs, documents_outputs, history_outputs
+from .outputs import KEEP, cleared_run, document_outputs, documents_outputs, history_outputs, unsaved_marker
 from .state import NEW_DOC, Doc, Page
 
 
-def _shown(h: History, doc: Doc, text: str, name: str, language: str, message: str) -> tuple:
+def _shown(h: History, doc: Doc, text: str, name: str, language: str, message: str, unsaved: bool = False) -> tuple:
     """A document shown afresh: its text (the cursor at the start, no run's span in the editor) and
-    history, no run left from before, and a message."""
+    history, no run left from before, and a message; `unsaved`: the text is a draft, not a revision."""
     editor = gr.update(value=Document(text), live=NO_SPAN)
-    return (editor, *document_outputs(h, doc, name, language), *cleared_run(), message)
+    return (editor, *document_outputs(h, doc, name, language, unsaved), *cleared_run(), message)
 
 
 def _at_head(h: History, document_id: int, message: str) -> tuple:
@@ -45,10 +45,11 @@ def keep_typing(h: History, text: str, doc: Doc, name: str, language: str) -> st
         return ""
     if doc.id is None or doc.revision is None:
         h.create_document(name or "untitled.txt", text, language)
+        h.drop_draft(None)
         return f"Your text was kept as {escape(name or 'untitled.txt')}. "
     moved = h.document(doc.id).head_id != doc.revision
     rev = h.commit(doc.id, text, doc.revision, "typed", branch=moved)
-    return f"Your typing was kept as revision #{rev.id}{' (a branch)' if moved else ''}. "
+    return f"Your typing was kept as revision {h.number(rev.id)}{' (a branch)' if moved else ''}. "
 
 
 def new_document(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
@@ -61,15 +62,51 @@ def new_document(page: Page, document: Document, doc: Doc, name: str, language: 
 
 
 def reopen(page: Page, request: gr.Request) -> tuple:
-    """On load: the document this user opened last, at its head (none yet: a new one)."""
+    """On load: the document this user opened last, at its head, or with the typing kept as its draft
+    (a new document's draft, when it is newer than the last one opened; none: a new document)."""
     h = page.mine(request)
     try:
-        last = h.last_opened()
+        last, new = h.last_opened(), h.draft(None)
+        if new is not None and (last is None or new.updated_at > (last.opened_at or last.created_at)):
+            return _shown(h, NEW_DOC, new.text, new.name, new.language, UNSAVED_BACK, unsaved=True)
         if last is None:
             return _shown(h, NEW_DOC, "", "untitled.txt", "text", "")
+        draft = h.draft(last.id)
+        if draft is not None and draft.base_id is not None:
+            return _shown(h, Doc(last.id, draft.base_id), draft.text, last.name, last.language,
+                          f"Reopened {escape(last.name)}. {UNSAVED_BACK}", unsaved=True)
         return _at_head(h, last.id, f"Reopened {escape(last.name)} at its latest revision.")
     except REFUSALS as err:
         raise fail(err) from None
+
+
+UNSAVED_BACK = "Your unsaved typing is back; it is not a revision yet (Ctrl+S saves it)."
+
+
+def keep_draft(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> str:
+    """A pause in typing: the text kept as the document's draft, so a reload brings it back.
+    Output: the unsaved marker."""
+    h = page.mine(request)
+    try:
+        draft = h.keep_draft(doc.id, doc.revision, document.text, name or "untitled.txt", language)
+    except REFUSALS as err:
+        raise fail(err) from None
+    return unsaved_marker(draft is not None)
+
+
+def kept_typing(page: Page, document: Document, doc: Doc, name: str, request: gr.Request) -> tuple:
+    """The person typed before the page's reopened document arrived: the editor kept their text, and it
+    becomes a new document (a draft until saved); the reopened one stays in the list.
+    Outputs: those of a document shown, the editor's text left as typed."""
+    h = page.mine(request)
+    try:
+        h.keep_draft(None, None, document.text, "untitled.txt", "text")
+    except REFUSALS as err:
+        raise fail(err) from None
+    there = f" {escape(name)} is in the Documents list." if doc.stored else ""
+    shown = _shown(h, NEW_DOC, document.text, "untitled.txt", "text",
+                   f"Kept what you typed as a new document (not saved yet).{there}", unsaved=True)
+    return KEEP, *shown[1:]
 
 
 def open_document(page: Page, document_id: Any, document: Document, doc: Doc, name: str, language: str,
@@ -140,34 +177,55 @@ def unarchive(page: Page, document_id: Any, doc: Doc, request: gr.Request) -> tu
     return (*documents_outputs(h, doc), f"{escape(d.name)} is back in the list.")
 
 
-def ensure_revision(h: History, text: str, doc: Doc, name: str, language: str) -> Doc:
-    """The document as it reads now, stored: a new document, or a typed revision on its base."""
+def ensure_revision(h: History, text: str, doc: Doc, name: str, language: str, branch: bool = False) -> Doc:
+    """The document as it reads now, stored: a new document, or a typed revision on its base
+    (`branch`: as a branch if a newer revision was saved meanwhile, in another tab; else StaleRevision)."""
     if doc.id is None or doc.revision is None:
         rev = h.create_document(name or "untitled.txt", text, language)
+        h.drop_draft(None)
     elif h.revision(doc.revision).text != text:
-        rev = h.commit(doc.id, text, doc.revision, "typed")
+        moved = branch and h.document(doc.id).head_id != doc.revision
+        rev = h.commit(doc.id, text, doc.revision, "typed", branch=moved)
     else:
         return doc
     return Doc(rev.document_id, rev.id)
 
 
 def save(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
-    """Record the typed text (a new document, or a typed revision) and offer it as a download."""
-    h, text = page.mine(request), document.text
-    try:
-        exports.file_name(name)  # a name no file system takes is refused before anything is recorded
-        doc = ensure_revision(h, text, doc, name, language)
-    except REFUSALS as err:
-        raise fail(err) from None
+    """Ctrl+S or Save: record the typed text (a new document, or a typed revision).
+    Outputs: what follows the document (document_outputs), the message."""
+    h, doc, saved = _saved(page, document, doc, name, language, request)
+    return *document_outputs(h, doc, name, language), f"{saved}."
+
+
+def download(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+    """Download: save, then hand the browser the file (static/download.js clicks its link).
+    Outputs: the file, what follows the document, the message."""
+    h, doc, saved = _saved(page, document, doc, name, language, request)
     assert doc.id is not None and doc.revision is not None
-    saved = f"Saved revision #{doc.revision}"
     shown = document_outputs(h, doc, name, language)
     try:
         path = exports.export(h, doc.id, doc.revision, name, Path(get_upload_folder()))
     except REFUSALS as err:  # the revision is recorded: the page follows it, only the download is missing
-        return (gr.update(value=None, visible=False), *shown,
-                f"{saved}, but the download could not be written: {escape(str(err))}")
-    return gr.update(value=str(path), visible=True), *shown, f"{saved}."
+        return None, *shown, f"{saved}, but the download could not be written: {escape(str(err))}"
+    return str(path), *shown, f"{saved}; downloading {escape(path.name)}."
+
+
+def _saved(page: Page, document: Document, doc: Doc, name: str, language: str,
+           request: gr.Request) -> tuple[History, Doc, str]:
+    """The text as it reads, stored: the history, the tab's Doc and what to say."""
+    h, text = page.mine(request), document.text
+    try:
+        exports.file_name(name)  # a name no file system takes is refused before anything is recorded
+        before = doc
+        doc = ensure_revision(h, text, doc, name, language, branch=True)  # saved elsewhere meanwhile: both kept
+        assert doc.revision is not None
+        number = h.number(doc.revision)
+    except REFUSALS as err:
+        raise fail(err) from None
+    if doc == before:
+        return h, doc, f"Nothing new to save: the document reads as revision {number}"
+    return h, doc, f"Saved as revision {number}"
 
 
 def show_diff(page: Page, a: Any, b: Any, request: gr.Request) -> str:
@@ -186,38 +244,39 @@ def restore(page: Page, b: Any, doc: Doc, name: str, language: str, request: gr.
     h = page.mine(request)
     try:
         rev = h.restore(int(b))
+        old, new = h.number(int(b)), h.number(rev.id)
     except REFUSALS as err:
         raise fail(err) from None
-    return _shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, f"Restored revision #{b} as #{rev.id}.")
+    return _shown(h, Doc(rev.document_id, rev.id), rev.text, name, language,
+                  f"Restored revision {old}; it is revision {new} now (Ctrl+Z goes back to before the restore).")
 
 
 # -- undo / redo by revisions (the editor's Ctrl/Cmd+Z once its own undo history is empty) -------------
-def _stands_for(h: History, revision_id: int) -> int:
-    """The revision whose text `revision_id` holds: a restored revision stands for the one it restored."""
+def stands_for(h: History, revision_id: int) -> int:
+    """The revision whose state `revision_id` brought back, if the page's undo or redo made it (a
+    person's Restore is an edit like any other: undoing it goes back to before it)."""
     rev = h.revision(revision_id)
-    while rev.author == "restored" and rev.source_id is not None:
+    while rev.step is not None and rev.source_id is not None:
         rev = h.revision(rev.source_id)
     return rev.id
 
 
 def undo_revision(page: Page, doc: Doc, redo: list[int], name: str, language: str, request: gr.Request) -> tuple:
-    """One revision back: the parent of the revision the text stands for is restored as the new head
-    (history is append-only), and the revision left is remembered for redo.
+    """One revision back: the state before the revision the text stands for is restored as the new
+    head (history is append-only), and the revision left is remembered for redo.
     Outputs: the document shown afresh (`_shown`), then the redo list."""
     if doc.revision is None:
         raise error("Nothing to undo: this document has no revisions yet.", "Undo")
     h = page.mine(request)
     try:
-        here = h.revision(_stands_for(h, doc.revision))
+        here = h.revision(stands_for(h, doc.revision))
+        if here.parent_id is None:
+            raise error("Nothing to undo: this is the document's first revision.", "Undo")
+        rev = h.restore(here.parent_id, step="undo")
+        undone, back = h.number(here.id), h.number(here.parent_id)
     except REFUSALS as err:
         raise fail(err) from None
-    if here.parent_id is None:
-        raise error(f"Nothing to undo: revision #{here.id} is the document's first.", "Undo")
-    try:
-        rev = h.restore(here.parent_id)
-    except REFUSALS as err:
-        raise fail(err) from None
-    message = f"Undid revision #{here.id}: the document reads as #{here.parent_id} again (saved as #{rev.id})."
+    message = f"Undid revision {undone}: the document reads as revision {back} again (Ctrl+Shift+Z redoes it)."
     return *_shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, message), [*redo, here.id]
 
 
@@ -227,16 +286,13 @@ def redo_revision(page: Page, doc: Doc, redo: list[int], name: str, language: st
         raise error("Nothing to redo.", "Redo")
     h, target = page.mine(request), redo[-1]
     try:
-        still_there = h.revision(target).parent_id == _stands_for(h, doc.revision)
+        if h.revision(target).parent_id != stands_for(h, doc.revision):
+            raise error("Nothing to redo: the document changed since that undo.", "Redo")
+        rev = h.restore(target, step="redo")
+        number = h.number(target)
     except REFUSALS as err:
         raise fail(err) from None
-    if not still_there:  # the document was edited since that undo: its redo is gone
-        raise error("Nothing to redo: the document changed since that undo.", "Redo")
-    try:
-        rev = h.restore(target)
-    except REFUSALS as err:
-        raise fail(err) from None
-    message = f"Redid revision #{target} (saved as #{rev.id})."
+    message = f"Redid revision {number}."
     return *_shown(h, Doc(rev.document_id, rev.id), rev.text, name, language, message), redo[:-1]
 
 

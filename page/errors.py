@@ -1,11 +1,11 @@
-"""How a handler refuses: an escaped message in the page's popup, the traceback in the log."""
+"""How a handler refuses: a `Refusal` the page shows in its message line (demo.answer_refusals), the
+traceback of anything unexpected in the log."""
 from __future__ import annotations
 
 import ctypes
 import logging
 from html import escape
 
-import gradio as gr
 from sqlalchemy.exc import SQLAlchemyError
 
 from editor.text import EditorError
@@ -20,17 +20,28 @@ REFUSALS = (EditorError, ValueError, OSError, SQLAlchemyError)
 _MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
-def error(message: str, title: str = "Error") -> gr.Error:
-    """The page's error popup. gr.Error renders its message as HTML and messages quote what people
-    typed (a constraint, a file name) or what a model wrote, so every message is escaped, here."""
-    return gr.Error(escape(message), title=title)
+class Refusal(Exception):
+    """An expected condition (nothing to undo, a bad constraint, a stale save): the page says so in its
+    message line and leaves every other output as it was; an API caller gets it as an error."""
+
+    def __init__(self, message: str, title: str = "Error") -> None:
+        super().__init__(message)
+        self.message, self.title = message, title
 
 
-def fail(err: Exception) -> gr.Error:
-    """The message for a refusal caught in a handler; call it inside `except`: the traceback goes to the log."""
-    log.exception("refused: %s", err)
+def error(message: str, title: str = "Error") -> Refusal:
+    """A refusal to raise. Messages quote what people typed (a constraint, a file name) or what a
+    model wrote, and the page renders them as markup, so every message is escaped, here."""
+    return Refusal(escape(message), title)
+
+
+def fail(err: Exception) -> Refusal:
+    """The message for a refusal caught in a handler; call it inside `except`. An expected refusal
+    (a name too long, no such revision) is one line in the log; a database failure logs its traceback."""
     if isinstance(err, SQLAlchemyError):
+        log.exception("refused: %s", err)
         return error(f"The database refused: {getattr(err, 'orig', None) or err}", "Database error")
+    log.info("refused: %s", err)
     return error(str(err), type(err).__name__)
 
 

@@ -12,7 +12,7 @@ from engine.limits import MAX_SPAN_TOKENS
 
 from . import views
 from .actions import LENGTH_MODES
-from .dial import checked, controls
+from .dial import SHORT_FORM, checked, controls
 from .document_editor import DocumentEditor
 from .static import JS
 
@@ -38,12 +38,15 @@ class Documents:
 
 @dataclass
 class Topbar:
-    """Across the top: the page's title, the document's name and language, Rename, Save / export."""
+    """Across the top: the page's title, the document's name and language, Rename, the unsaved mark,
+    Save (a revision) and Download (the file)."""
 
     name: gr.Textbox
     language: gr.Dropdown
     rename: gr.Button
+    unsaved: gr.HTML
     save: gr.Button
+    download: gr.Button
 
 
 @dataclass
@@ -133,8 +136,10 @@ def topbar(model_label: str) -> Topbar:
         language = gr.Dropdown(supported(), value="text", show_label=False, container=False, elem_id="language",
                                min_width=110, scale=1)
         rename = gr.Button("Rename", size="sm", elem_id="rename", min_width=70, interactive=False, scale=0)
-        save = gr.Button("Save / export", size="sm", elem_id="save", min_width=100, scale=0)
-    return Topbar(name, language, rename, save)
+        unsaved = gr.HTML("", elem_id="unsaved", padding=False, min_width=0)
+        save = gr.Button("Save", size="sm", elem_id="save", min_width=60, scale=0)
+        download = gr.Button("Download", size="sm", elem_id="download-button", min_width=86, scale=0)
+    return Topbar(name, language, rename, unsaved, save, download)
 
 
 def editor() -> Editor:
@@ -148,16 +153,15 @@ def editor() -> Editor:
         stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop", min_width=50, interactive=False)
     document = DocumentEditor("", language="text", show_label=False, elem_id="document")
     message = gr.Markdown(elem_id="message")
-    download = gr.File(label="download", visible=False, interactive=False, elem_id="download")
+    download = gr.File(label="download", visible="hidden", interactive=False, elem_id="download")
     return Editor(download, document, go_selection, go_node, expand, shrink, go_fill, stop, message)
 
 
 def run_view() -> RunView:
-    live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
+    """What a run offers, in the order a person uses it, so all of it fits beside the editor at
+    1280x800: the state, the buttons, the candidates, the token inspector, then the step view."""
     metrics = gr.HTML("", elem_id="metrics")
-    scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
-    candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates")
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True, elem_id="run-buttons"):
         accept = gr.Button("Accept", variant="primary", size="sm", elem_id="accept", interactive=False)
         branch = gr.Button("Accept as branch", size="sm", elem_id="accept-branch", interactive=False)
         reject = gr.Button("Reject all", size="sm", elem_id="reject", interactive=False)
@@ -166,30 +170,45 @@ def run_view() -> RunView:
         confirm_text = gr.Markdown(elem_id="confirm-text")
         accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")
         cancel = gr.Button("Cancel", size="sm", elem_id="cancel-accept")
+    candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates",
+                         info="best first: code that parses, then what reads most natural to the base model "
+                              "(NLL: its loss per token, lower is better)")
     inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
+    scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
+    live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
     return RunView(live, metrics, scrub, candidate, heatmap, accept, branch, reject, confirm, confirm_text,
                    accept_anyway, cancel, inspector)
 
 
 def dial_drawer(start: str = DEFAULT_PRESET) -> Dial:
-    """The Dial, filled from the preset `start` (engine.guide.default_preset: the model's own)."""
+    """The Dial, filled from the preset `start` (engine.guide.default_preset: the model's own): the short
+    form first (speed <-> quality, candidates, length), every other setting under Advanced."""
+    knobs = controls(PRESETS[start])
+    named = dict(zip((k.elem_id for k in knobs), knobs, strict=True))
     with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
-        gr.Markdown("### Dial")
-        mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length",
-                        info="auto: the base model picks among 3-4 lengths, one quick run each before the "
-                             "streamed one (~5-7x keep's time); keep: the selection's count")
-        n_tokens = checked(gr.Number(8, precision=0, minimum=1, maximum=MAX_SPAN_TOKENS, label="N tokens"))
-        constraint = gr.Textbox("", label="constraint (text the span must start with)", elem_id="constraint")
-        preset = gr.Dropdown(list(PRESETS), value=start, label="preset", info="fills the dial")
-        knobs = controls(PRESETS[start])
+        preset = gr.Dropdown(list(PRESETS), value=start, label="speed ↔ quality", elem_id="preset",
+                             info="fast commits several tokens per step; quality one (slower, fewer repeated "
+                                  "words). Sets every setting below.")
+        for name in SHORT_FORM:
+            named.pop("dial-" + name.replace("_", "-")).render()
+        mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length", elem_id="length-mode",
+                        info="auto: tries a few lengths and keeps the best fit (slower); keep: as long as the "
+                             "selection; N tokens: the number below")
+        n_tokens = checked(gr.Number(8, precision=0, minimum=1, maximum=MAX_SPAN_TOKENS, label="N tokens",
+                                      elem_id="n-tokens"))
+        with gr.Accordion("Advanced", open=False, elem_id="dial-advanced"):
+            constraint = gr.Textbox("", label="constraint", info="text the new span must start with",
+                                    elem_id="constraint")
+            for rest in named.values():
+                rest.render()
     return Dial(mode, n_tokens, constraint, preset, knobs)
 
 
 def history_panel() -> HistoryPanel:
     tree = gr.HTML(views.history_html([], {}), elem_id="history", js_on_load=JS["history"])
-    with gr.Row(equal_height=True):
-        rev_a = gr.Dropdown([], label="A", elem_id="rev-a", min_width=100)
-        rev_b = gr.Dropdown([], label="B", elem_id="rev-b", min_width=100)
+    # one above the other: a revision's line ("#12 undo of #11 [label] 14:02:11") is not cut under the arrow
+    rev_a = gr.Dropdown([], label="A (compare from)", elem_id="rev-a")
+    rev_b = gr.Dropdown([], label="B (compare to, restore, label)", elem_id="rev-b")
     with gr.Row(equal_height=True):
         diff = gr.Button("Diff A → B", size="sm", elem_id="diff", interactive=False)
         restore = gr.Button("Restore B", size="sm", elem_id="restore", interactive=False)

@@ -23,7 +23,8 @@ def history_outputs(h: History, doc: Doc) -> tuple:
     """The history panel: tree, A, B (A the first revision, B the last), Diff, Restore, Label."""
     revs = h.history(doc.id) if doc.id is not None else []
     children = h.tree(doc.id) if doc.id is not None else {}
-    choices = [(views.revision_label(r), r.id) for r in revs]
+    labels = views.revision_labels(revs)
+    choices = [(labels[r.id], r.id) for r in revs]
     last = choices[-1][1] if choices else None
     first = choices[0][1] if choices else None
     return (views.history_html(revs, children, doc.revision), gr.update(choices=choices, value=first),
@@ -44,10 +45,17 @@ def unchanged(outputs: tuple) -> tuple:
     return (KEEP,) * len(outputs)
 
 
-def document_outputs(h: History, doc: Doc, name: str, language: str) -> tuple:
-    """What follows the tab's document (the text aside): Doc, history, name, language, Rename, the list."""
+def document_outputs(h: History, doc: Doc, name: str, language: str, unsaved: bool = False) -> tuple:
+    """What follows the tab's document (the text aside): Doc, history, name, language, Rename, the list,
+    the unsaved marker (`unsaved`: the text shown is a draft, not a revision)."""
     return (doc, *history_outputs(h, doc), name, language, gr.update(interactive=doc.stored),
-            *documents_outputs(h, doc))
+            *documents_outputs(h, doc), unsaved_marker(unsaved))
+
+
+def unsaved_marker(unsaved: bool) -> str:
+    """The top bar's mark for typing not yet stored as a revision (kept as a draft across reloads)."""
+    return ('<span class="sh-unsaved" title="Kept as a draft: a reload brings it back. Ctrl+S makes it a '
+            'revision.">● unsaved</span>' if unsaved else "")
 
 
 def controls(state: str) -> tuple:

@@ -141,7 +141,7 @@ def candidate_label(run: Run, i: int) -> str:
     nll = run.scores[i] if i < len(run.scores) else None
     score = f"  · NLL {nll:.2f}" if nll is not None else ""  # the base model's, per token of the window
     problem = run.problems[i]
-    mark = "" if problem is None else f"  ≠ {problem}" if problem.parses else f"  ✗ does not parse: {problem}"
+    mark = "" if problem is None else f"  ≠ {problem}" if problem.parses else f"  ✗ {problem}"
     return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}{score}{mark}"
 
 
@@ -249,25 +249,25 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     h = page.mine(request)
     if problem is not None and not problem.parses and not confirmed:
         # The editor shows the question beside the span (accepting itself needs no canvas: without one, no span).
-        asking = (gr.update(live=span_live(run, candidate=i, asking=f"does not parse: {problem}"))
+        asking = (gr.update(live=span_live(run, candidate=i, asking=str(problem)))
                   if run.canvas is not None else KEEP)
         keep = (asking, *unchanged(document_outputs(h, doc, name, language)), *unchanged(cleared_run()))
-        ask = f"**Candidate {i + 1} does not parse** ({escape(str(problem))}). Accept it anyway?"
+        ask = f"**Candidate {i + 1} does not parse** ({escape(problem.detail or str(problem))}). Accept it anyway?"
         return *keep, "", gr.update(visible=True), ask, how
     try:
         rev, result = _commit(page, h, text, run, i, doc, name, language, how == "branch")
     except StaleRevision as err:
-        log.exception("stale accept")
-        raise error(f"The document changed since this edit started (revision {err.base_id}; the head is "
-                    f"now {err.head_id}). Your text is unchanged. Use 'Accept as branch' to keep both.",
-                    "Stale revision") from None
+        log.info("stale accept: %s", err)
+        raise error(f"The document has a newer revision than the one this edit started from (revision "
+                    f"{h.number(err.head_id or err.base_id)}, saved meanwhile). Your text is unchanged: "
+                    "'Accept as branch' keeps both.", "Stale revision") from None
     except REFUSALS as err:
         raise fail(err) from None
     end = min(run.new_span(i)[1], len(result))  # the cursor after the new text (typing since may shift it)
     editor = gr.update(value=Document(result, end, end), live=NO_SPAN)
     shown = (editor, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
     kept = " (a branch)" if how == "branch" else ""
-    return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision #{rev.id}{kept}.",
+    return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision {h.number(rev.id)}{kept}.",
             *hidden_confirmation())
 
 

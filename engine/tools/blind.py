@@ -3,13 +3,17 @@ configurations on the bundled model (held-out prose phrases and single-line Pyth
 
     python -m engine.tools.blind --variant plain --variant guided:guide=1.5 --out DIR [--prose 30] [--code 20]
     python -m engine.tools.blind --score DIR ANSWERS.json
+    python -m engine.tools.blind --variant plain --variant guided:guide=1 --cost 3
 
 DIR/sheet.md shows each edit's original passage, then one version per configuration in a shuffled
 order labelled A, B, ...; nothing says which configuration wrote which. DIR/key.json says it;
 DIR/measures.json holds per configuration: prose edits with a visible defect (a doubled word, a
 repeated 2-4 word run, a line break inside the phrase), code documents that parse, statements equal
 to the original's (AST), and seconds per edit. `--score` reads the reader's answers
-({"7": {"A": true, "B": false}, ...}) and counts the kept edits per configuration.
+({"7": {"A": true, "B": false}, ...}) and counts the kept edits per configuration. `--cost N`
+instead times each variant on the benchmark's 32-token spans in ~512-token documents (N prose and
+N code edits, each run twice, the variants alternating so that the machine's load falls on all
+alike) and prints CPU and wall seconds and each variant's median ratio to the first.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import ast
 import json
 import random
 import re
+import statistics
 import sys
 import textwrap
 import time
@@ -25,9 +30,10 @@ from pathlib import Path
 
 import torch
 
-from ..canvas import Span
-from ..infill import infill_text
+from ..canvas import Span, build_canvas
+from ..infill import infill, infill_text
 from ..load import load_model
+from ..loop import run
 from ..model import DiffusionLM
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings, parse_variant
 from .edges import code_edits, prose_edits
@@ -100,6 +106,31 @@ def measure(model: DiffusionLM, variants: dict[str, SamplerSettings], n_prose: i
     return out
 
 
+def cost(model: DiffusionLM, variants: dict[str, SamplerSettings], edits: int) -> dict:
+    """CPU and wall seconds per edit, interleaved; each variant's per-pair median ratio to the first."""
+    from .bench import plan
+    times: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
+    for work in plan(model, (512,), (32,), generate=False, edits=edits).values():
+        for e in work:
+            for _ in range(2):
+                for name, settings in variants.items():
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    forwards = infill_forwards(model, e.text, e.span, settings)
+                    times[name].append((time.process_time() - cpu, time.perf_counter() - wall, forwards))
+    first = next(iter(times.values()))
+    return {name: {"cpu_p50_s": round(statistics.median(t[0] for t in rows), 2),
+                   "wall_p50_s": round(statistics.median(t[1] for t in rows), 2),
+                   "forwards": round(statistics.mean(t[2] for t in rows), 1),
+                   "cpu_ratio_p50": round(statistics.median(a[0] / b[0] for a, b in zip(rows, first)), 2),
+                   "wall_ratio_p50": round(statistics.median(a[1] / b[1] for a, b in zip(rows, first)), 2)}
+            for name, rows in times.items()}
+
+
+def infill_forwards(model: DiffusionLM, text: str, span: Span, settings: SamplerSettings) -> int:
+    canvas = build_canvas(model.codec, text, [span], model.max_length)
+    return run(infill(model, canvas, settings)).forwards
+
+
 def write_sheet(result: dict, folder: Path, seed: int = 0) -> None:
     rng, names = random.Random(seed), list(result["measures"])
     lines, key = ["# Blind reading", "", "For each edit, answer each lettered version on its own.", ""], {}
@@ -141,15 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--cost", type=int, metavar="N", help="time the variants instead (N edits per kind)")
     parser.add_argument("--score", nargs=2, type=Path, metavar=("DIR", "ANSWERS"))
     args = parser.parse_args(argv)
     if args.score:
         print(json.dumps(score(*args.score), indent=1))
         return 0
-    if len(args.variant) < 2 or args.out is None:
-        parser.error("give two or more --variant and --out (or --score DIR ANSWERS)")
+    if len(args.variant) < 2 or (args.out is None and not args.cost):
+        parser.error("give two or more --variant and --out or --cost (or --score DIR ANSWERS)")
     variants = dict(parse_variant(v, args.preset) if ":" in v else (v, PRESETS[args.preset]) for v in args.variant)
     torch.set_num_threads(args.threads)
+    if args.cost:
+        print(json.dumps(cost(load_model(None), variants, args.cost), indent=1))
+        return 0
     result = measure(load_model(None), variants, args.prose, args.code)
     write_sheet(result, args.out)
     print(json.dumps(result["measures"], indent=1))

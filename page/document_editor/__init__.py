@@ -29,6 +29,9 @@ SHORTCUT_EVENTS = (
     "scrub",             # the span toolbar's step slider (event data: {"step": k}, 1-based)
     "undo_revision", "redo_revision",  # Ctrl/Cmd+Z / Shift+Z once the editor has nothing of its own to undo
     "select",            # a click on one of the span's tokens (gr.SelectData: index = its canvas position)
+    "save",              # Ctrl/Cmd+S: the text as it reads becomes a revision
+    "typed",             # a pause in the person's typing: the page keeps the text as an unsaved draft
+    "kept_typing",       # the person typed before the page's first document arrived: their text stayed
 )
 
 

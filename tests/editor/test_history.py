@@ -326,3 +326,21 @@ def test_documents_are_renamed_archived_and_the_last_opened_comes_back(history: 
     with pytest.raises(NotFound):
         history.as_user("eve").archive(a.document_id)
     assert history.as_user("eve").last_opened() is None
+
+
+def test_a_draft_per_owner_and_document_until_a_revision_stores_it(history: History) -> None:
+    rev = history.create_document("notes.txt", "one\n")
+    history.keep_draft(rev.document_id, rev.id, "one\ntwo\n", "notes.txt", "text")
+    history.keep_draft(rev.document_id, rev.id, "one\ntwo\nthree\n", "notes.txt", "text")  # rewritten, not added
+    draft = history.draft(rev.document_id)
+    assert draft is not None and draft.text == "one\ntwo\nthree\n" and draft.base_id == rev.id
+    assert history.as_user("someone else").draft(rev.document_id) is None
+    assert history.keep_draft(rev.document_id, rev.id, "one\n", "notes.txt", "text") is None  # reads as its base
+    assert history.draft(rev.document_id) is None
+    history.keep_draft(None, None, "a new one", "untitled.txt", "text")
+    history.keep_draft(rev.document_id, rev.id, "one\ntwo\n", "notes.txt", "text")
+    history.commit(rev.document_id, "one\ntwo\n", rev.id)  # the typing stored: its draft goes
+    assert history.draft(rev.document_id) is None and history.draft(None) is not None
+    undo = history.restore(rev.id, step="undo")
+    assert undo.step == "undo" and history.revision(undo.id).step == "undo"
+    assert history.number(undo.id) == 3 and history.number(rev.id) == 1

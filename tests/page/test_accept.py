@@ -16,7 +16,7 @@ CODE = "def f(x):\n    return x + 1\n"
 # The outputs of a regeneration (outputs.run_outputs, then the message) and of an accept
 # (the text, outputs.document_outputs, the run panel, the message, the confirmation row).
 LIVE, METRICS, RUN, INSPECTOR, ACCEPT, BRANCH, REJECT, STOP = 0, 1, 2, 5, 6, 7, 8, 9
-DOC_WIDTH = 1 + 14  # the text and document_outputs
+DOC_WIDTH = 1 + 15  # the text and document_outputs
 TREE = 2
 
 

@@ -33,3 +33,15 @@ def test_a_dial_value_the_settings_refuse_names_the_setting():
         settings_from_values({"candidates": 0})
     with pytest.raises(ValueError, match="unknown setting"):
         settings_from_values({"preset": "fast"})
+
+
+def test_the_dial_the_browser_kept_comes_back_and_a_stale_one_falls_back_to_the_default():
+    from page.actions import LENGTH_MODES
+    from page.dial import remember, restore
+    mine = dial_values(PRESETS["quality"])
+    mine[[k.name for k in knobs()].index("candidates")] = 3
+    kept = remember("keep", 12, "The", "quality", *mine)
+    assert restore(kept, LENGTH_MODES) == ["keep", 12, "The", "quality", *mine]
+    stale = {**kept, "candidates": 0, "length": "sideways"}  # a value no longer valid, a mode gone
+    assert restore(stale, LENGTH_MODES) == ["auto", 8, "", "fast", *dial_values(PRESETS["fast"])]
+    assert restore(None, LENGTH_MODES)[4:] == dial_values(PRESETS["fast"])  # nothing kept yet

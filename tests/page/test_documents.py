@@ -1,5 +1,7 @@
 """The documents list, called as the page calls its handlers: open, rename, archive, and a reload that
 reopens the last document at its head, per login."""
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -7,11 +9,13 @@ import pytest
 from editor.history import History
 from page import documents
 from page.document_editor import Document
+from page.errors import Refusal
 from page.state import NEW_DOC, Doc, Page
 
 # documents._shown's outputs: the text, outputs.document_outputs, the run panel, the message
 TEXT, DOC, TREE, DIFF, RESTORE, LABEL = 0, 1, 2, 5, 6, 7
 NAME, LANGUAGE, RENAME, LISTED, ARCHIVED, ARCHIVE = 8, 9, 10, 11, 12, 13
+UNSAVED = 15
 
 
 UNTYPED = Document("")  # the editor with nothing typed in it
@@ -107,3 +111,44 @@ def test_switching_documents_keeps_the_typing_not_yet_stored(page):
     documents.open_document(page, a.document_id, Document("b, typed here\n"), Doc(b.document_id, revs[-1].id), "b.txt",
                             "text", None)  # already stored: no new revision
     assert len(h.documents()) == untouched and len(h.history(b.document_id)) == len(revs)
+
+
+def test_typing_is_a_draft_until_saved_and_a_reload_brings_it_back_marked_unsaved(page):
+    ann = login("ann")
+    out = documents.open_file(page, str(write(page, "essay.txt", "First line.\n")), UNTYPED, NEW_DOC, "", "text", ann)
+    doc = out[DOC]
+    assert documents.keep_draft(page, Document("First line.\nTyped on.\n"), doc, "essay.txt", "text", ann)
+    shown = documents.reopen(page, ann)  # a reload
+    assert text_of(shown) == "First line.\nTyped on.\n" and "unsaved" in shown[UNSAVED]
+    assert shown[DOC] == doc and "unsaved typing is back" in shown[-1]
+    assert text_of(documents.reopen(page, login("bob"))) == ""  # another login sees none of it
+    documents.save(page, Document("First line.\nTyped on.\n"), doc, "essay.txt", "text", ann)
+    again = documents.reopen(page, ann)  # stored as a revision: no draft any more
+    assert text_of(again) == "First line.\nTyped on.\n" and again[UNSAVED] == ""
+
+
+def test_undo_after_a_restore_goes_back_to_before_the_restore_and_names_what_it_undid(page):
+    ann = login("ann")
+    doc = documents.open_file(page, str(write(page, "a.txt", "one\n")), UNTYPED, NEW_DOC, "", "text", ann)[DOC]
+    doc = documents.save(page, Document("one\ntwo\n"), doc, "a.txt", "text", ann)[0]
+    first = page.history.as_user("ann").history(doc.id)[0].id
+    restored = documents.restore(page, first, doc, "a.txt", "text", ann)
+    assert text_of(restored) == "one\n"
+    undone = documents.undo_revision(page, restored[DOC], [], "a.txt", "text", ann)
+    assert text_of(undone) == "one\ntwo\n"  # the state before the restore, not the restored one's parent
+    assert "undo of #3" in undone[TREE] and "restored #1" in undone[TREE]
+    redone = documents.redo_revision(page, undone[DOC], undone[-1], "a.txt", "text", ann)
+    assert text_of(redone) == "one\n" and "redo of #3" in redone[TREE]
+
+
+def test_undo_on_a_first_revision_is_a_refusal_not_a_crash(page):
+    ann = login("ann")
+    doc = documents.open_file(page, str(write(page, "b.txt", "only\n")), UNTYPED, NEW_DOC, "", "text", ann)[DOC]
+    with pytest.raises(Refusal, match="Nothing to undo"):
+        documents.undo_revision(page, doc, [], "b.txt", "text", ann)
+
+
+def write(page, name, text):
+    path = Path(tempfile.mkdtemp()) / name
+    path.write_text(text)
+    return path

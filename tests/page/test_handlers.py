@@ -151,7 +151,7 @@ def test_open_edit_elsewhere_then_accept_is_stale_and_branch_keeps_both(client, 
     list(client.submit(*args(text, 11, 16, language="markdown"), api_name="/regenerate_selection"))
     head = HISTORY.head(doc_id)
     HISTORY.commit(doc_id, text + "Another tab.\n", head.id)  # someone else moves the head
-    with pytest.raises(Exception, match="changed since this edit started"):
+    with pytest.raises(Exception, match="newer revision than the one this edit started from"):
         client.predict(text, 0, name, language, api_name="/accept")
     doc, tree, *_ = with_text(client.predict(text, 0, name, language, api_name="/accept_branch"))
     assert doc != text and tree.count('class="rev') == 3 and "margin-left: 1.5em" in tree  # indented branch
@@ -352,14 +352,15 @@ def test_block_length_from_the_dial_sets_the_commit_order(client, block, masked_
         assert flags == expected, order
 
 
-def call_raw(client, api_name, data):
+def call_raw(client, api_name, data, headers=None):
     """One event posted as raw JSON, the way any HTTP client can (gradio_client refuses to send a
     lone surrogate); returns what the event stream says: ("complete" | "error", data)."""
     import json
 
     import httpx
     base = client.src.rstrip("/") + "/gradio_api/call/" + api_name
-    event = httpx.post(base, content=json.dumps({"data": data}), headers={"content-type": "application/json"})
+    event = httpx.post(base, content=json.dumps({"data": data}),
+                       headers={"content-type": "application/json", **(headers or {})})
     kind = None
     with httpx.stream("GET", f"{base}/{event.json()['event_id']}", timeout=60) as stream:
         for line in stream.iter_lines():
@@ -416,10 +417,21 @@ def test_auto_length_streams_the_length_the_scorer_prefers():
         keep = len(codec.encode(TEXT[4:15]))
         updates = list(client.submit(*args(TEXT, 4, 15, mode="auto"), api_name="/regenerate_selection"))
         assert "choosing a length" in updates[0][1]
-        assert updates[-1][0].count('class="tok ') == keep + 4 and f"Length {keep + 4} tokens" in updates[-1][-2]
+        assert updates[-1][0].count('class="tok ') == keep + 4 and f">{keep + 4} tokens fitted best<" in updates[-1][-2]
         doc, *_ = with_text(client.predict(TEXT, 0, "a.txt", "text", api_name="/accept"))
         assert doc.startswith("The ") and doc.endswith(" jumps over the lazy dog.") and doc != TEXT
         updates = list(client.submit(*args(TEXT, 9, 9, mode="auto"), api_name="/regenerate_fill"))
         assert updates[-1][0].count('class="tok ') == 16  # an insertion tries 4, 8 and 16 tokens
     finally:
         demo.close()
+
+
+def test_a_refusal_is_a_message_in_the_page_and_an_error_to_any_other_caller(client):
+    """The page (its requests say "x-gradio-user: app") gets the refusal in its message line and every
+    other output unchanged, so Gradio marks nothing as failed; a script still gets an error."""
+    kind, data = call_raw(client, "regenerate_selection", list(args(TEXT, 4, 4)), {"x-gradio-user": "app"})
+    assert kind == "complete" and any(str(d).startswith("⚠ Select some text") for d in data), data
+    unchanged = (None, {"__type__": "update"}, {"props": {"__type__": "update"}, "__type__": "update"})
+    assert all(d in unchanged or str(d).startswith("⚠") for d in data), data
+    kind, data = call_raw(client, "regenerate_selection", list(args(TEXT, 4, 4)))
+    assert kind == "error" and "Select some text" in data["error"], data

@@ -63,5 +63,7 @@ def test_a_candidate_that_parses_but_changes_kind_is_not_called_broken():
     run = finished(code, (a, a + 5), ["x - 1", "len(x)", "x +"])
     labels = [candidate_label(run, i) for i in range(3)]
     assert "does not parse" not in labels[0] and "does not parse" not in labels[1]
-    assert "binary_operator became call" in labels[1] and "does not parse: line 2:" in labels[2]
+    # in words a programmer reads; the parser's own words are kept for the tooltip
+    assert "changes a binary operator into a call" in labels[1] and "does not parse at line 2" in labels[2]
+    assert "binary_operator became call" in run.problems[1].detail and "line 2:" in run.problems[2].detail
     assert run.problems[1].parses and not run.problems[2].parses

@@ -39,8 +39,8 @@ def logged_in(browser, url: str, name: str, password: str):
 def save(pg, text: str, name: str) -> None:
     type_document(pg, text)
     pg.fill("#doc-name textarea, #doc-name input", name)
-    pg.get_by_role("button", name="Save / export").click()
-    pg.wait_for_selector("#message :text('Saved revision')")
+    pg.get_by_role("button", name="Save", exact=True).click()
+    pg.wait_for_selector("#message :text('Saved as revision')")
 
 
 def test_a_wrong_password_gets_no_page(browser, login_url):

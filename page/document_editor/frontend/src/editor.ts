@@ -10,7 +10,7 @@ import {
 	syntaxHighlighting
 } from "@codemirror/language";
 import { highlightSelectionMatches, search, searchKeymap } from "@codemirror/search";
-import { Compartment, EditorSelection, EditorState, Prec } from "@codemirror/state";
+import { Annotation, Compartment, EditorSelection, EditorState, Prec, type Extension } from "@codemirror/state";
 import {
 	EditorView,
 	drawSelection,
@@ -21,7 +21,7 @@ import {
 	lineNumbers
 } from "@codemirror/view";
 import { isProse, languageSupport } from "./languages";
-import { liveSpan, setLive, shownSpan, type Live } from "./live";
+import { liveSpan, setLive, shownRun, shownSpan, type Live } from "./live";
 import { shortcutKeymap, type Emit } from "./shortcuts";
 
 /** The component's value: the text and the selection [anchor, head] in UTF-16 code units. */
@@ -36,6 +36,7 @@ export interface Options {
 	editable: boolean;
 	emit: Emit;
 	onChange: (value: Value) => void; // every edit and selection move, to keep the component's value current
+	onTyped: () => void; // the person edited the text (not the page): a draft to keep
 	onHelp: () => void;
 }
 
@@ -49,7 +50,7 @@ export class DocumentView {
 	private readonly editable = new Compartment();
 
 	constructor(parent: HTMLElement, options: Options) {
-		const { emit, onChange, onHelp } = options;
+		const { emit, onChange, onTyped, onHelp } = options;
 		this.view = new EditorView({
 			parent,
 			state: EditorState.create({
@@ -71,7 +72,7 @@ export class DocumentView {
 					syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
 					this.undo.of(history()),
 					this.language.of(languageSupport(options.language)),
-					this.wrap.of(isProse(options.language) ? EditorView.lineWrapping : []),
+					this.wrap.of(proseLayout(options.language)),
 					this.editable.of(editableState(options.editable)),
 					keymap.of([
 						...closeBracketsKeymap,
@@ -84,6 +85,7 @@ export class DocumentView {
 					liveSpan(emit),
 					EditorView.updateListener.of((update) => {
 						if (update.docChanged || update.selectionSet) onChange(this.value());
+						if (update.docChanged && update.transactions.some((tr) => !tr.annotation(fromPage))) onTyped();
 					})
 				]
 			})
@@ -113,7 +115,10 @@ export class DocumentView {
 		const change = smallestChange(current, text);
 		this.view.dispatch({
 			changes: change,
-			selection: selection ?? clampSelection([state.selection.main.anchor, state.selection.main.head], text.length)
+			selection: selection ?? clampSelection([state.selection.main.anchor, state.selection.main.head], text.length),
+			annotations: fromPage.of(true),
+			// The page placed the cursor (the top of a document opened, the end of an accepted edit): in sight.
+			scrollIntoView: !!selection
 		});
 		this.view.dispatch({ effects: this.undo.reconfigure([]) });
 		this.view.dispatch({ effects: this.undo.reconfigure(history()) });
@@ -123,7 +128,7 @@ export class DocumentView {
 		this.view.dispatch({
 			effects: [
 				this.language.reconfigure(languageSupport(name)),
-				this.wrap.reconfigure(isProse(name) ? EditorView.lineWrapping : [])
+				this.wrap.reconfigure(proseLayout(name))
 			]
 		});
 	}
@@ -132,9 +137,13 @@ export class DocumentView {
 		this.view.dispatch({ effects: this.editable.reconfigure(editableState(editable)) });
 	}
 
-	/** Show one step of a run's span in place (null: none) and keep the span in sight. */
+	/** Show one step of a run's span in place (null: none) and keep the span in sight. A run that
+	 * starts takes the keyboard's focus, however it was started (a button, a key), so Tab and Esc act
+	 * on it. */
 	setLive(live: Live | null): void {
+		const before = shownRun(this.view.state);
 		this.view.dispatch({ effects: setLive.of(live) });
+		if (live && live.run !== before && !this.view.hasFocus) this.view.focus();
 		const span = shownSpan(this.view.state);
 		if (!span) return;
 		this.view.dispatch({
@@ -148,6 +157,14 @@ export class DocumentView {
 	destroy(): void {
 		this.view.destroy();
 	}
+}
+
+// Marks the changes the page made (a revision shown), so they are not taken for typing.
+const fromPage = Annotation.define<boolean>();
+
+// Prose wraps softly in a proportional font at a readable measure; code keeps its lines, monospace.
+function proseLayout(name: string): Extension {
+	return isProse(name) ? [EditorView.lineWrapping, EditorView.contentAttributes.of({ class: "sh-prose" })] : [];
 }
 
 function editableState(editable: boolean) {

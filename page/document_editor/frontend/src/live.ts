@@ -2,7 +2,7 @@
 // committed this step, settled, forced by a constraint, end-of-text), shaded by confidence. Only the
 // span's widget is redrawn per step; the rest of the document is never touched.
 import { Facet, StateEffect, StateField, type EditorState, type Extension } from "@codemirror/state";
-import { Decoration, EditorView, WidgetType, showTooltip, type Tooltip } from "@codemirror/view";
+import { Decoration, EditorView, WidgetType } from "@codemirror/view";
 import { codePointToUtf16 } from "./utf16";
 
 export type PieceKind = "masked" | "new" | "settled" | "forced" | "eos";
@@ -68,11 +68,18 @@ const shownField = StateField.define<Shown | null>({
 		EditorView.decorations.compute([field, emitFacet], (state) => {
 			const shown = state.field(field);
 			if (!shown) return Decoration.none;
-			const widget = new SpanWidget(shown.live, state.facet(emitFacet));
+			const emit = state.facet(emitFacet);
+			const widget = new SpanWidget(shown.live, emit);
+			// The bar is a line of its own under the span's last line: it covers no text, inside the editor.
+			const bar = Decoration.widget({ widget: new BarWidget(shown.live, emit), block: true, side: 1 });
 			return Decoration.set(
-				shown.from < shown.to
-					? Decoration.replace({ widget }).range(shown.from, shown.to)
-					: Decoration.widget({ widget, side: 1 }).range(shown.from)
+				[
+					shown.from < shown.to
+						? Decoration.replace({ widget }).range(shown.from, shown.to)
+						: Decoration.widget({ widget, side: 1 }).range(shown.from),
+					bar.range(state.doc.lineAt(shown.to).to)
+				],
+				true
 			);
 		})
 });
@@ -81,6 +88,11 @@ const shownField = StateField.define<Shown | null>({
 export function shownSpan(state: EditorState): { from: number; to: number } | null {
 	const shown = state.field(shownField, false);
 	return shown ? { from: shown.from, to: shown.to } : null;
+}
+
+/** The number of the run shown, or null. */
+export function shownRun(state: EditorState): number | null {
+	return state.field(shownField, false)?.live.run ?? null;
 }
 
 /** What the keys mean now: nothing shown, a run streaming, a finished run, or a stopped one. */
@@ -186,17 +198,30 @@ function toolbar(live: Live, emit: (event: string, data?: unknown) => void): HTM
 	return bar;
 }
 
-/** The span's field, its decorations and its toolbar; `emit` sends the toolbar's events to the page. */
+class BarWidget extends WidgetType {
+	constructor(
+		readonly live: Live,
+		readonly emit: EmitFn
+	) {
+		super();
+	}
+
+	eq(other: BarWidget): boolean {
+		return other.live === this.live;
+	}
+
+	toDOM(): HTMLElement {
+		return toolbar(this.live, this.emit);
+	}
+
+	// The bar's buttons and slider are its own, not a place for the editor's cursor.
+	ignoreEvent(): boolean {
+		return true;
+	}
+}
+
+/** The span's field and its decorations (the span in place, its bar under it); `emit` sends the
+ * bar's events to the page. */
 export function liveSpan(emit: (event: string, data?: unknown) => void): Extension {
-	const bar = showTooltip.compute([shownField], (state): Tooltip | null => {
-		const shown = state.field(shownField);
-		if (!shown) return null;
-		return {
-			pos: shown.to,
-			above: false,
-			arrow: false,
-			create: () => ({ dom: toolbar(shown.live, emit) })
-		};
-	});
-	return [shownField, bar, emitFacet.of(emit)];
+	return [shownField, emitFacet.of(emit)];
 }

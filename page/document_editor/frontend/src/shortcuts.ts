@@ -16,6 +16,7 @@ interface Shortcut {
 }
 
 export const SHORTCUTS: Shortcut[] = [
+	{ keys: ["Mod-s"], event: "save", help: "Save: the text as it reads now becomes a revision" },
 	{ keys: ["Mod-Enter"], event: "regenerate", help: "Regenerate the selection (fill at the cursor without one)" },
 	{ keys: ["Mod-Shift-Enter"], event: "regenerate_node", help: "Regenerate the syntax node (prose: sentence) around the cursor" },
 	{ keys: ["Shift-Alt-ArrowRight"], event: "expand", help: "Expand the selection to the enclosing node" },
@@ -43,7 +44,7 @@ export const EDITOR_KEYS: [string, string][] = [
 	["Mod-Alt-z", "Undo one revision, whatever the editor's own history holds"],
 	["Mod-Alt-Shift-z", "Redo one revision"],
 	["Escape, then Tab", "Leave the editor (Tab indents inside it)"],
-	["F1", "Show or hide this help"]
+	["F1", "Show or hide this help (Esc closes it)"]
 ];
 
 /** The shortcuts as CodeMirror bindings; a key whose `when` says no is left to the next keymap. */
