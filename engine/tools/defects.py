@@ -1,7 +1,7 @@
 """`python -m engine.tools.defects`: what correction rounds buy on held-out edits, and what they cost.
 
-Two held-out sets, each edited with the page's default preset for the model (or `--preset`), read after each correction round
-0..`--rounds` (round 0 is the edit with correct_rounds 0: one run measures every count):
+Two held-out sets, each edited with the page's default preset for the model (or `--preset`), read
+after each correction round 0..`--rounds` (round 0 is the edit with correct_rounds 0: one run measures every count):
   code   single-line Python infill (engine.tools.eval's cases: one statement of a held-out
          function, its true token count): the share of documents that parse (`ast`), the share
          whose span came back as one line, defect rate = the share whose block does not parse.
