@@ -182,7 +182,7 @@ class SamplerSettings:
         0.5, "quality floor: a candidate whose window NLL (nats per token, base model) is worse "
         "than the original text's by more than this is marked rough and ranked after the rest "
         "(0.5: on held-out edits, only ones a reader would not keep lay past it, docs/PERFORMANCE.md)",
-        bounds=Bounds(0), slider=(0, 3, 0.1))
+        bounds=Bounds(0, 100), slider=(0, 3, 0.1))
 
     def __post_init__(self) -> None:
         for knob in knobs():

@@ -46,10 +46,12 @@ def process_url():
 
 
 def test_the_served_process_edits_and_completes_with_its_flags_as_defaults(process_url, model):
-    from engine import PRESETS, Span, build_canvas, infill, run
+    from engine import PRESETS, Span, build_canvas, run
+    from engine.correct import corrected
     result = httpx.post(f"{process_url}/v1/edits", json={"text": TEXT, "spans": [[19, 31]]}, timeout=60).json()
     canvas = build_canvas(model.codec, TEXT, [Span(19, 31)], model.max_length)
-    assert result["text"] == run(infill(model, canvas, PRESETS["quality"].replace(seed=11))).texts[0]
+    expected = run(corrected(model, canvas, PRESETS["quality"].replace(seed=11)))  # scope constraints, no rounds
+    assert result["text"] == expected.texts[0]
     with OpenAI(base_url=f"{process_url}/v1", api_key="unused") as client:
         assert [m.id for m in client.models.list()] == ["tiny-dream"]
         done = client.completions.create(model="tiny-dream", prompt=TEXT[:19], suffix=TEXT[31:], max_tokens=4)
