@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", help="cpu or cuda")
     add_load_flags(parser)
     parser.add_argument("--engine", metavar="URL", help="run edits on `python -m engine serve` at URL instead of "
-                        "loading the model here (the page then holds only its tokenizer)")
+                        "loading the model here (the page then holds only its tokenizer); its key comes from "
+                        "SHARPEN_API_KEY or SHARPEN_API_KEY_FILE")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--login", choices=LOGIN_MODES, default="auto",
@@ -76,14 +77,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def connect(url: str, model: str | None, device: str | None):
     """The page's client of the engine service at `url` (its model and device are the service's)."""
+    from engine.serve.guard import read_keys
     from page.engine_client import EngineError, HttpEngine
 
     if model or device:
         raise SystemExit("error: --engine runs the service's model: leave out --model and --device "
                          "(give them to `python -m engine serve`)")
     try:
-        return HttpEngine(url)
-    except EngineError as err:
+        keys = read_keys()  # the service's key: SHARPEN_API_KEY, else the first of SHARPEN_API_KEY_FILE
+        return HttpEngine(url, api_key=keys[0] if keys else None)
+    except (EngineError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .codec import TextCodec
+from .limits import check_lengths, inside_grapheme
 
 MASK_GLYPH = "\u2591"  # how an undecided token reads in a rendered draft
 
@@ -164,6 +165,7 @@ def build_canvas(codec: TextCodec, text: str, spans: list[Span] | tuple[Span, ..
     _check_spans(text, ordered)
 
     doc = DocumentTokens.of(codec, text, heal)
+    check_lengths(ordered, len(codec.frame_prefix) + len(doc.ids) + len(codec.frame_suffix), max_length)
     ids: list[int] = list(codec.frame_prefix)
     fixed: list[bool] = [False] * len(ids)
     ranges, regions, segments, cursor = [], [], [], 0
@@ -203,6 +205,11 @@ def _check_spans(text: str, spans: tuple[Span, ...]) -> None:
             raise ValueError(f"span {span.start}:{span.end}: length must be a whole number >= 1")
         if span.start == span.end and span.length is None:
             raise ValueError(f"span {span.start}:{span.end} is empty: give a length in tokens to insert")
+        for at in (span.start, span.end):
+            cut = inside_grapheme(text, at)
+            if cut is not None:  # half an emoji's ZWJ sequence would decode as U+FFFD or a stray joiner
+                raise ValueError(f"span {span.start}:{span.end}: offset {at} falls inside the character "
+                                 f"{text[cut[0]:cut[1]]!r} ({cut[0]}:{cut[1]}); move the edge to {cut[0]} or {cut[1]}")
         previous_end = span.end
 
 

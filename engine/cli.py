@@ -14,6 +14,7 @@ from .canvas import Constraint, Span, build_canvas
 from .checker import checker_for, editor_checks
 from .correct import Checker, corrected
 from .guide import default_preset
+from .limits import DEFAULT_BUDGET, check_document, check_span_length
 from .load import add_load_flags
 from .loop import Step, run
 from .model import DiffusionLM
@@ -54,8 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     s.add_argument("--max-queue", type=int, default=64, help="edits that may wait; past it a request "
                    "gets 503 with Retry-After (default: %(default)s)")
+    add_guard_flags(s)
     add_setting_flags(s)
     return parser
+
+
+def add_guard_flags(s: argparse.ArgumentParser) -> None:
+    """Who may call the service and how much one edit may cost (README: Engine service)."""
+    g = s.add_argument_group("access and limits")
+    g.add_argument("--api-key", help="clients send it as `Authorization: Bearer KEY` on every /v1 route "
+                   "(default: SHARPEN_API_KEY; a flag shows in ps, the file or variable does not); without any "
+                   "key only this machine is served")
+    g.add_argument("--api-key-file", help="a file of keys, one a line (default: SHARPEN_API_KEY_FILE)")
+    g.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name served besides loopback names and IP addresses (repeatable; * any)")
+    g.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web page Origin allowed to call the service (repeatable; default none)")
+    g.add_argument("--open-health", action="store_true", help="/health and /metrics answer without a key")
+    g.add_argument("--docs", action="store_true", help="serve /docs and /openapi.json")
+    g.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="most steps x candidates x canvas tokens "
+                   "one edit may cost, as the page's --budget (default: %(default)s)")
+    g.add_argument("--max-seconds", type=float, default=300.0, help="an edit's wall clock, queue included: "
+                   "past it its next step is its last (default: %(default)s)")
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
@@ -138,6 +159,7 @@ def read_document(path: str) -> str:
 def check_text(text: str) -> None:
     """Refuse a document as editor.text.check_document does: NUL means binary data, and a lone
     surrogate (JSON's "\\ud800" decodes to one) is no Unicode a tokenizer takes."""
+    check_document(len(text))
     if "\x00" in text:
         raise InputError(f"the document holds a NUL character at index {text.index(chr(0))}: "
                          "binary data is not text")
@@ -153,6 +175,7 @@ def make_span(start: int, end: int, length: int | None) -> Span:
         raise InputError(f"span {start}:{end} is reversed (end before start)")
     if length is not None and (type(length) is not int or length < 1):  # True is not 1 token
         raise InputError(f"span {start}:{end}: length must be a whole number >= 1, got {length!r}")
+    check_span_length(start, end, length)  # before the model loads
     return Span(start, end, length)
 
 

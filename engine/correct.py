@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -31,9 +32,10 @@ Checker = Callable[[str, str, tuple[int, int], tuple[int, int]], Sequence[tuple[
 
 
 def corrected(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings,
-              checker: Checker | None = None) -> Iterator[Step]:
-    """The steps of an edit: `infill` under the scope constraints, then correction rounds."""
-    return iter(CorrectingInfill(model, canvas, settings, checker))
+              checker: Checker | None = None, deadline: float | None = None) -> Iterator[Step]:
+    """The steps of an edit: `infill` under the scope constraints, then correction rounds (none
+    starts past `deadline`, time.monotonic())."""
+    return iter(CorrectingInfill(model, canvas, settings, checker, deadline))
 
 
 class CorrectingInfill:
@@ -48,8 +50,9 @@ class CorrectingInfill:
     """
 
     def __init__(self, model: DiffusionLM, canvas: Canvas, settings: SamplerSettings,
-                 checker: Checker | None = None):
+                 checker: Checker | None = None, deadline: float | None = None):
         self.model, self.canvas, self.settings, self.checker = model, canvas, settings, checker
+        self.deadline = deadline
         self.rounds = settings.correct_rounds if checker is not None else 0
         self.failures: list[str] = []
         self.redone: list[int] = []  # slots redone per correction round, all candidates together
@@ -62,13 +65,13 @@ class CorrectingInfill:
         for r in range(self.rounds + 1):
             settings = self.settings.replace(seed=(self.settings.seed + r) % 2**63)
             last: Step | None = None
-            for step in infill(self.model, canvas, settings, bias):                 # 1, 3
+            for step in infill(self.model, canvas, settings, bias, self.deadline):   # 1, 3
                 last = self.merged(step, before, r, index, forwards)
                 yield last
             if last is None:
                 return
             index, forwards, before = last.index + 1, last.forwards, last
-            if r == self.rounds:
+            if r == self.rounds or (self.deadline is not None and time.monotonic() >= self.deadline):
                 return
             redo, banned = self.to_redo(last)                                        # 2
             if not redo.any():

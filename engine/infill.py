@@ -13,12 +13,13 @@ from .settings import SamplerSettings
 
 
 def infill(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings,
-           bias: torch.Tensor | None = None) -> Iterator[Step]:
+           bias: torch.Tensor | None = None, deadline: float | None = None) -> Iterator[Step]:
     """Denoise every span of `canvas`; each yielded step has `texts`, one document per candidate.
-    `bias`: added to the logits of the span slots (engine.loop.denoise)."""
+    `bias`: added to the logits of the span slots; past `deadline` (time.monotonic()) the next
+    step is the last (engine.loop.denoise)."""
     if canvas.codec is not model.codec:
         raise ValueError("the canvas was built with another model's tokenizer")
-    steps = denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, settings, bias)
+    steps = denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, settings, bias, deadline)
     for step in steps:
         texts = tuple(canvas.render(step.tokens[b], step.masked[b]) for b in range(step.tokens.shape[0]))
         yield dataclasses.replace(step, texts=texts)

@@ -55,11 +55,13 @@ class Step:
 
 
 def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int, int], ...],
-            forced: torch.Tensor, settings: SamplerSettings, bias: torch.Tensor | None = None) -> Iterator[Step]:
+            forced: torch.Tensor, settings: SamplerSettings, bias: torch.Tensor | None = None,
+            deadline: float | None = None) -> Iterator[Step]:
     """Regenerate the slots in `span_ranges` of `ids` (L,), except `forced` (L,) ones. `ids` and
     `forced` may also be (B, L), one row per candidate (a correction round redoes each one's own
     slots); `bias` (V,), (P, V) or (B, P, V) is added to the logits, -inf where a slot must not
-    take a token (scope constraints, engine.scope; tokens a correction round rejects).
+    take a token (scope constraints, engine.scope; tokens a correction round rejects). Past
+    `deadline` (time.monotonic()), the next step is the last: the budget's rule commits every slot left.
 
     1. Fill every slot to decide with noise: the mask id, or random tokens for uniform models.
     2. Run the model (whole canvas, or slots over cached context); the frontier guide steers the
@@ -91,6 +93,8 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     where = lay.positions.cpu()
     tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, allowed), tokens[:, pos])  # 1
     for step in range(budget):
+        if deadline is not None and time.monotonic() >= deadline:
+            budget = step + 1  # out of time: this step commits what is left, and nothing is remasked
         logits = context.logits(tokens, step, todo)                            # 2 (B, P, V)
         logits, guided = guide.steer(logits, tokens, todo, ban)
         guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, temps, g, K,

@@ -77,9 +77,9 @@ class Job:
     """One edit's run. Iterate it (once) for its steps; `cancel` to stop it."""
 
     def __init__(self, scheduler: Scheduler, canvas: Canvas, settings: SamplerSettings,
-                 checker: Checker | None = None):
+                 checker: Checker | None = None, deadline: float | None = None):
         self.id = uuid.uuid4().hex
-        self.canvas, self.settings, self.checker = canvas, settings, checker
+        self.canvas, self.settings, self.checker, self.deadline = canvas, settings, checker, deadline
         self._scheduler = scheduler
         self._steps: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Guarded by the scheduler's condition:
@@ -157,9 +157,11 @@ class Scheduler:
 
     # ---- the public side ------------------------------------------------------------------------
 
-    def submit(self, canvas: Canvas, settings: SamplerSettings, checker: Checker | None = None) -> Job:
+    def submit(self, canvas: Canvas, settings: SamplerSettings, checker: Checker | None = None,
+               deadline: float | None = None) -> Job:
         """Queue an edit (corrected by `checker`'s rounds, engine.correct); raises QueueFull when
-        `max_queue` edits already wait."""
+        `max_queue` edits already wait. Past `deadline` (time.monotonic()), waiting or not, its next
+        step is its last (engine.loop.denoise) and no correction round starts."""
         if canvas.codec is not self.model.codec:
             raise ValueError("the canvas was built with another model's tokenizer")
         with self._cond:
@@ -167,7 +169,7 @@ class Scheduler:
                 raise RuntimeError("the scheduler is closed")
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(len(self._queue), self._retry_after())
-            job = Job(self, canvas, settings, checker)
+            job = Job(self, canvas, settings, checker, deadline)
             self._queue.append(job)
             self._cond.notify_all()
         return job
@@ -201,7 +203,7 @@ class Scheduler:
         """A job's thread: the loop over a JobModel, its steps into the job's queue."""
         try:
             for step in corrected(JobModel(self.model, lambda call: self._ask(job, call)), job.canvas,
-                                  job.settings, job.checker):
+                                  job.settings, job.checker, job.deadline):
                 job._steps.put(step)
                 with self._cond:
                     if job._round is not None:

@@ -14,10 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .limits import MAX_CANDIDATES, MAX_DOCUMENT_TOKENS, MAX_SPAN_TOKENS, MAX_STEPS, MAX_TEMPERATURE
+
 STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
 CACHES = ("none", "dual")
 SCOPES = ("lines", "off")
 KINDS = {int: "a whole number", float: "a finite number", str: "text"}
+ENTROPY_CAP = 1000.0  # nats summed over the slots one step commits: past it every slot qualifies anyway
 
 
 def _number(x: float) -> str:
@@ -79,7 +82,9 @@ class Knob:
         typed = {int: number and isinstance(value, int), float: number, str: isinstance(value, str)}[self.kind]
         if not typed:
             raise ValueError(f"{self.name} must be {self.wants()}, got {value!r} ({type(value).__name__})")
-        if number and not (math.isfinite(value) and (self.bounds is None or value in self.bounds)):
+        # Whole numbers are compared exactly (math.isfinite(10**400) would overflow).
+        finite = isinstance(value, int) or (number and math.isfinite(value))
+        if number and not (finite and (self.bounds is None or value in self.bounds)):
             raise ValueError(f"{self.name} must be {self.wants()}, got {value!r}")
 
     def from_text(self, text: str) -> Any:
@@ -105,14 +110,14 @@ class SamplerSettings:
     """
 
     steps: int | None = setting(
-        None, "most forwards the loop may run", bounds=Bounds(1), slider=(0, 256, 1),
+        None, "most forwards the loop may run", bounds=Bounds(1, MAX_STEPS), slider=(0, 256, 1),
         none="one forward per tokens_per_step tokens to fill")
     tokens_per_step: int = setting(
         1, "with steps none, the budget is the tokens to fill / this, so it scales with the span "
-        "(LLaDA's steps = length / k; 1 is LLaDA's best quality)", bounds=Bounds(1), slider=(1, 16, 1))
+        "(LLaDA's steps = length / k; 1 is LLaDA's best quality)", bounds=Bounds(1, MAX_SPAN_TOKENS), slider=(1, 16, 1))
     block_length: int | None = setting(
         None, "tokens per semi-autoregressive block inside each span (1: strictly left to right)",
-        bounds=Bounds(1), slider=(0, 64, 1), none="the whole span at once")
+        bounds=Bounds(1, MAX_SPAN_TOKENS), slider=(0, 64, 1), none="the whole span at once")
     strategy: str = setting(
         "threshold", "which positions to commit each step: low_confidence the most confident (LLaDA); "
         "random uniformly random ones (LLaDA's baseline); threshold the best one plus every one at "
@@ -122,10 +127,10 @@ class SamplerSettings:
         0.9, "with strategy threshold: commit every position at least this sure",
         bounds=Bounds(0, 1, low_open=True), slider=(0.05, 1.0, 0.05))
     entropy_bound: float = setting(
-        0.1, "with strategy entropy: the EB-sampler's bound", bounds=Bounds(0), slider=(0, 1, 0.01))
+        0.1, "with strategy entropy: the EB-sampler's bound", bounds=Bounds(0, ENTROPY_CAP), slider=(0, 1, 0.01))
     temperature: float = setting(
         0.0, "0 takes the argmax; above 0 samples (Gumbel-max) at that temperature",
-        bounds=Bounds(0), slider=(0, 2, 0.05))
+        bounds=Bounds(0, MAX_TEMPERATURE), slider=(0, 2, 0.05))
     seed: int = setting(0, "seeds the one torch.Generator every random draw goes through",
                         bounds=Bounds(0, 2**63 - 1))  # torch.Generator.manual_seed takes a signed 64-bit int
     remask_below: float | None = setting(
@@ -133,7 +138,7 @@ class SamplerSettings:
         "(at most as many as were committed that step)",
         bounds=Bounds(0, 1, low_open=True, high_open=True), slider=(0, 0.95, 0.05), none="off")
     candidates: int = setting(
-        1, "alternatives of the same canvas denoised together in one batch", bounds=Bounds(1, 64),
+        1, "alternatives of the same canvas denoised together in one batch", bounds=Bounds(1, MAX_CANDIDATES),
         slider=(1, 8, 1))
     candidate_temperature: float = setting(
         0.7, "with temperature 0 and more than one candidate: candidates 2.. sample at this "
@@ -147,10 +152,11 @@ class SamplerSettings:
         "and runs only the span slots between refreshes (Fast-dLLM DualCache; models without "
         "supports_cache run in full)", choices=CACHES)
     refresh_every: int | None = setting(
-        None, "with cache dual: recompute the context every this many steps", bounds=Bounds(1),
+        None, "with cache dual: recompute the context every this many steps", bounds=Bounds(1, MAX_STEPS),
         slider=(0, 64, 1), none="only at the start and when a span moves to its next block")
     context_window: int | None = setting(
-        None, "tokens of context the model sees either side of the spans", bounds=Bounds(1), none="all")
+        None, "tokens of context the model sees either side of the spans", bounds=Bounds(1, MAX_DOCUMENT_TOKENS),
+        none="all")
     spacing: int = setting(
         1, "slots committed in the same forward stay at least this many positions apart while enough "
         "such slots are left (1: neighbours allowed; 2: no two neighbours), so neighbouring slots do "
@@ -176,7 +182,7 @@ class SamplerSettings:
         0.5, "quality floor: a candidate whose window NLL (nats per token, base model) is worse "
         "than the original text's by more than this is marked rough and ranked after the rest "
         "(0.5: on held-out edits, only ones a reader would not keep lay past it, docs/PERFORMANCE.md)",
-        bounds=Bounds(0), slider=(0, 3, 0.1))
+        bounds=Bounds(0, 100), slider=(0, 3, 0.1))
 
     def __post_init__(self) -> None:
         for knob in knobs():

@@ -15,13 +15,13 @@ import math
 import os
 import secrets
 import threading
-from collections.abc import Hashable, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from engine import Canvas, SamplerSettings
+from engine.limits import DEFAULT_BUDGET
 
 log = logging.getLogger(__name__)
 ITERATIONS = 600_000  # PBKDF2-SHA256, OWASP's 2023 figure; stored with each hash, so it can rise later
@@ -80,15 +80,77 @@ def add_user(path: Path, name: str, password: str, iterations: int = ITERATIONS)
     path.write_text("".join(f"{n}:{h}\n" for n, h in users.items()), encoding="utf-8")
 
 
+class TooManyLogins(AccessError):
+    """Logins refused for a while after too many failures (per user name and per address)."""
+
+
+@dataclass
+class Throttle:
+    """Failed logins per key ("user", name) or ("address", ip): after `free` failures each further
+    try waits 1, 2, 4, ... s (at most `longest`) from the last failure. A success clears its user's
+    count, not its address's (one good account must not reset a guesser's address)."""
+
+    free: int = 5
+    longest: float = 900.0
+    most_keys: int = 10_000  # failures remembered at once: the oldest go first
+    clock: Callable[[], float] = time.monotonic
+    failures: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+
+    def wait(self, keys: list[tuple[str, str]]) -> float:
+        """Seconds before `keys` may try again (0: now)."""
+        now, waits = self.clock(), [0.0]
+        for key in keys:
+            count, last = self.failures.get(key, (0, 0.0))
+            free = self.free * (4 if key[0] == "address" else 1)  # many users may share an address (a proxy)
+            if count >= free:
+                waits.append(min(self.longest, 2.0 ** (count - free)) - (now - last))
+        return max(waits)
+
+    def record(self, keys: list[tuple[str, str]], ok: bool) -> None:
+        now = self.clock()
+        for key in keys:
+            if ok and key[0] == "user":
+                self.failures.pop(key, None)
+            elif not ok:
+                self.failures[key] = (self.failures.get(key, (0, 0.0))[0] + 1, now)
+        if len(self.failures) > self.most_keys:  # forget the stalest half
+            for key, _ in sorted(self.failures.items(), key=lambda item: item[1][1])[: self.most_keys // 2]:
+                del self.failures[key]
+
+
 class Logins:
-    """Gradio's `launch(auth=...)` check: the users file is read at each login, so a new user needs no restart."""
+    """Gradio's `launch(auth=...)` check: the users file is read at each login, so a new user needs no
+    restart. An unknown name costs the same hashing as a known one (no timing says who exists), and
+    `Throttle` slows guessing per name and per address (page/gate.py passes the address)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, throttle: Throttle | None = None) -> None:
         self.path = path
+        self.throttle = throttle or Throttle()
+        self._lock = threading.Lock()
+        self._dummies: dict[str, str] = {}  # iterations -> a hash of no one's password, made once
 
-    def __call__(self, name: str, password: str) -> bool:
-        stored = read_users(self.path).get(name)
-        return stored is not None and check_password(password, stored)
+    def __call__(self, name: str, password: str, address: str | None = None) -> bool:
+        """Whether `name` and `password` match; TooManyLogins while the throttle says wait."""
+        keys = [("user", name)] + ([("address", address)] if address else [])
+        with self._lock:
+            wait = self.throttle.wait(keys)
+        if wait > 0:
+            raise TooManyLogins(f"Too many failed logins; try again in {math.ceil(wait)} s.")
+        users = read_users(self.path)
+        stored = users.get(name)
+        ok = check_password(password, stored or self._dummy(users)) and stored is not None
+        with self._lock:
+            self.throttle.record(keys, ok)
+        return ok
+
+    def _dummy(self, users: dict[str, str]) -> str:
+        """What an unknown name is checked against: a hash as costly as the users' (their first one's
+        iterations, else ITERATIONS)."""
+        first = next(iter(users.values()), "").split("$")
+        iterations = first[1] if len(first) == 4 and first[1].isdigit() else str(ITERATIONS)
+        if iterations not in self._dummies:
+            self._dummies[iterations] = hash_password(secrets.token_urlsafe(16), int(iterations))
+        return self._dummies[iterations]
 
 
 def is_loopback(host: str) -> bool:
@@ -126,24 +188,12 @@ class Limits:
     """budget: most steps x candidates x tokens one request may cost; runs_per_user: runs one user
     may have waiting or running at once."""
 
-    budget: int = 2_000_000
+    budget: int = DEFAULT_BUDGET  # the service's --budget default too (engine.limits)
     runs_per_user: int = 1
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.runs_per_user < 1:
             raise AccessError(f"the budget and runs per user are at least 1, not {self.budget}, {self.runs_per_user}")
-
-
-def check_budget(settings: SamplerSettings, canvas: Canvas, budget: int) -> None:
-    """Refuse a run whose most forwards (`steps`, else the widest span's tokens / tokens per step,
-    as engine.loop.step_budget counts them) x candidates x canvas tokens exceeds `budget`."""
-    widest = max((end - start for start, end in canvas.span_ranges), default=0)
-    forwards = settings.steps or math.ceil(widest / settings.tokens_per_step)
-    cost = forwards * settings.candidates * canvas.length
-    if cost > budget:
-        raise AccessError(f"This run could take {forwards:,} steps × {settings.candidates} candidates × "
-                          f"{canvas.length:,} tokens = {cost:,}; one request may use {budget:,}. Use fewer steps "
-                          f"or candidates, a shorter span, or a shorter document.")
 
 
 class InFlight:

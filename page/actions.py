@@ -22,9 +22,9 @@ from editor.text import EditorError, check_document
 from editor.validity import check_edit
 from engine import Canvas, Constraint, SamplerSettings, Span, Step, build_canvas
 from engine.length import Scorer, lengths_around
+from engine.limits import MAX_SPAN_TOKENS, check_budget
 from engine.resize import resizes
 
-from .access import check_budget
 from .state import Page
 
 LENGTH_MODES = ("auto", "keep", "N tokens", "pick")
@@ -121,14 +121,23 @@ def span_length(codec: Any, original: str, mode: str, n: Any) -> int | None:
     "auto" starts as "keep" (N for an empty span); `auto_lengths` says which lengths the model tries."""
     if mode not in LENGTH_MODES:
         raise ValueError(f"unknown length mode {mode!r}; choose one of {', '.join(LENGTH_MODES)}")
-    n = int(n or 0)
     if mode == "N tokens" or not original:
-        if n < 1:
-            raise ValueError("give a length of at least 1 token")
-        return n
+        return token_count(n)
     if mode in ("keep", "auto"):
         return None
     return max(1, math.ceil(PICK_SLACK * len(codec.encode(original))))
+
+
+def token_count(n: Any) -> int:
+    """The "N tokens" box's value as a length, refused (ValueError) unless a whole number from 1 to
+    the longest span (engine.limits), whatever the browser sent ("abc", None, 1e308, inf)."""
+    try:
+        number = float(n)  # a str from the REST API, a float from the box
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(n, bool) or not (number.is_integer() and 1 <= number <= MAX_SPAN_TOKENS):
+        raise ValueError(f"N tokens must be a whole number from 1 to {MAX_SPAN_TOKENS:,}, got {n!r}")
+    return int(number)
 
 
 def auto_lengths(codec: Any, original: str, mode: str, score: Scorer | None,

@@ -11,12 +11,13 @@ import gradio as gr
 
 from editor.history import History
 from editor.languages import language_for
+from editor.text import MAX_DOCUMENT_BYTES
 from engine import DiffusionLM
 from engine.guide import default_preset
 from engine.length import Scorer
 
-from . import documents, exports, layout, runs
-from .access import Limits
+from . import documents, exports, gate, layout, runs
+from .access import Limits, Logins
 from .actions import LENGTH_MODES
 from .dial import preset_values, remember, restore
 from .engine_client import EngineClient
@@ -294,7 +295,11 @@ def _show_history(pending: str | None, message: str) -> gr.Tabs:
     return gr.Tabs() if pending or str(message).startswith("⚠") else gr.Tabs(selected=layout.SIDE_TABS[1])
 
 
-def launch(demo: gr.Blocks, **kwargs: Any) -> gr.Blocks:
-    """Launch with Sharpen's own CSS (static/), nothing fetched from elsewhere."""
-    demo.launch(css_paths=[CSS], footer_links=[], run_history=False, **kwargs)
+def launch(demo: gr.Blocks, auth: Any = None, **kwargs: Any) -> gr.Blocks:
+    """Launch with Sharpen's own CSS (static/), nothing fetched from elsewhere; uploads past the
+    document limit refused before they are stored; `Logins` checked through page/gate.py."""
+    if isinstance(auth, Logins):
+        auth = gate.login_check(auth)
+    demo.launch(css_paths=[CSS], footer_links=[], run_history=False, auth=auth, max_file_size=MAX_DOCUMENT_BYTES,
+                app_kwargs=gate.app_kwargs(), **kwargs)
     return demo

@@ -3,7 +3,8 @@ its short form (SHORT_FORM) first, the rest under Advanced; its values kept in t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from html import escape
+from typing import Any, TypeVar
 
 import gradio as gr
 
@@ -13,6 +14,31 @@ from engine.settings import Knob, knobs
 SHORT_FORM = ("candidates",)  # the settings shown before Advanced (with speed <-> quality and the length)
 # The page's own dial fields before the settings, in the order `remember` and `restore` take them.
 PAGE_FIELDS = ("length", "n_tokens", "constraint", "preset")
+
+
+C = TypeVar("C", gr.Slider, gr.Number)
+
+
+def checked_number(label: str | None, payload: Any) -> Any:
+    """A number control's value from a client, refused with a message unless it is a number (or
+    none): Gradio compares it with the control's range first, and "abc" or null there is a
+    TypeError, an error without a message."""
+    if payload is None or (isinstance(payload, (int, float)) and not isinstance(payload, bool)):
+        return payload
+    raise gr.Error(escape(f"{label or 'this setting'} must be a number, got {payload!r}"), title="Setting")
+
+
+def checked(control: C, allow_none: bool = True) -> C:
+    """`control` (a gr.Slider or gr.Number) whose value from a client passes `checked_number` before
+    Gradio's own preprocessing (a subclass would be a custom component to Gradio)."""
+    preprocess = control.preprocess
+
+    def check(payload: Any) -> Any:
+        if payload is None and not allow_none:
+            raise gr.Error(escape(f"{control.label or 'this setting'} must be a number, got None"), title="Setting")
+        return preprocess(checked_number(control.label, payload))
+    control.preprocess = check  # type: ignore[method-assign]
+    return control
 
 
 def widget(knob: Knob, value: Any) -> gr.components.Component:
@@ -25,9 +51,9 @@ def widget(knob: Knob, value: Any) -> gr.components.Component:
         return gr.Dropdown(list(knob.choices), value=value, **about)
     if knob.slider is not None:
         low, high, step = knob.slider
-        return gr.Slider(low, high, value=value, step=step, **about)
+        return checked(gr.Slider(low, high, value=value, step=step, **about), allow_none=False)
     low = 0 if knob.optional or knob.bounds is None else knob.bounds.low
-    return gr.Number(value, minimum=low, **about)
+    return checked(gr.Number(value, minimum=low, **about))
 
 
 def controls(settings: SamplerSettings) -> list[gr.components.Component]:

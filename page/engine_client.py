@@ -1,7 +1,8 @@
 """How the page runs the engine: one `EngineClient` interface, two transports.
 
 `InProcessEngine` submits to an `engine.scheduler.Scheduler` over the model loaded in this process;
-`HttpEngine` posts to `python -m engine serve` (`app.py --engine URL`) and reads its NDJSON stream
+`HttpEngine` posts to `python -m engine serve` (`app.py --engine URL`, with the service's key from
+SHARPEN_API_KEY or SHARPEN_API_KEY_FILE) and reads its NDJSON stream
 back into the same `Step`s. Either way the page lays out the canvas itself (it needs the tokenizer
 for span lengths and for drawing tokens) and renders each step as it comes; closing the step
 iterator (the page's Stop) cancels the run.
@@ -106,10 +107,11 @@ class HttpEngine:
     """The engine behind `python -m engine serve` at `url`. The page keeps only the model's tokenizer,
     fetched from the service (GET /v1/tokenizer); the weights stay there."""
 
-    def __init__(self, url: str, connect_timeout: float = 10.0):
+    def __init__(self, url: str, connect_timeout: float = 10.0, api_key: str | None = None):
         self.url = url.rstrip("/")
         # Steps may be far apart (a long queue, a slow forward): no read timeout.
-        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(connect_timeout, read=None))
+        key = {"Authorization": f"Bearer {api_key}"} if api_key else {}  # the service's --api-key
+        self.http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(connect_timeout, read=None), headers=key)
         self.model: DiffusionLM = RemoteModel(self._get("/v1/tokenizer"), self.url)
 
     def steps(self, canvas: Canvas, settings: SamplerSettings, language: str | None = None) -> Iterator[Step]:

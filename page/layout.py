@@ -7,10 +7,11 @@ import gradio as gr
 
 from editor.languages import supported
 from engine import DEFAULT_PRESET, PRESETS
+from engine.limits import MAX_SPAN_TOKENS
 
 from . import views
 from .actions import LENGTH_MODES
-from .dial import SHORT_FORM, controls
+from .dial import SHORT_FORM, checked, controls
 from .document_editor import DocumentEditor
 from .static import JS
 
@@ -193,7 +194,8 @@ def dial_drawer(start: str = DEFAULT_PRESET) -> Dial:
         mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length", elem_id="length-mode",
                         info="auto: tries a few lengths and keeps the best fit (slower); keep: as long as the "
                              "selection; N tokens: the number below")
-        n_tokens = gr.Number(8, precision=0, minimum=1, label="N tokens", elem_id="n-tokens")
+        n_tokens = checked(gr.Number(8, precision=0, minimum=1, maximum=MAX_SPAN_TOKENS, label="N tokens",
+                                      elem_id="n-tokens"))
         with gr.Accordion("Advanced", open=False, elem_id="dial-advanced"):
             constraint = gr.Textbox("", label="constraint", info="text the new span must start with",
                                     elem_id="constraint")

@@ -1,11 +1,14 @@
-"""Probe the running page and the CLI: bad input, kill -9 mid-save, many sessions' memory.
+"""Probe the running page, the engine service and the CLI: bad input, kill -9 mid-save, memory.
 
 `python -m tests.probe` starts the page in a child process on 127.0.0.1 (a scripted model by
 default, `--model bundled` for the bundled one), so its memory is measured alone and kill -9 hits
 only it; drives it with gradio_client sessions and gradio's REST API (JSON with ASCII escapes,
 so even lone surrogates arrive); runs the CLI on the tiny fixture model; and prints its figures:
-tries, tracebacks, lost revisions, peak memory. It is bounded: every request has a timeout and
-the session check opens no more sessions once the page's resident memory passes `--max-rss-mb`.
+tries, tracebacks, lost revisions, peak memory. It also starts `python -m engine serve` on the
+tiny fixture and sends it what an attacker or a clumsy client would (issue 20): it prints tries,
+clean refusals, 500s, hangs, kills and the service's memory before, at its peak and after. It is
+bounded: every request has a timeout and the session check opens no more sessions once the page's
+resident memory passes `--max-rss-mb`.
 Its last line is the figures as JSON. docs/PERFORMANCE.md has its memory figures.
 """
 from __future__ import annotations
@@ -51,6 +54,12 @@ PAGE_BAD = [
     ("huge seed", LINE, 4, 9, {"seed": 2**70}),
     ("true as a count", LINE, 4, 9, {"candidates": "true"}),
     ("HTML in constraint", LINE, 4, 9, {"constraint": "<img src=x onerror=alert(1)>" * 5}),
+    ("N tokens 3x10^7", LINE, 4, 9, {"mode": "N tokens", "n": 3 * 10**7}),
+    ("N tokens abc", LINE, 4, 9, {"mode": "N tokens", "n": "abc"}),
+    ("dial abc", LINE, 4, 9, {"steps": "abc"}),
+    ("dial None", LINE, 4, 9, {"threshold": None}),
+    ("one-element selection", LINE, 4, None, {}),
+    ("span inside a ZWJ emoji", "family: \U0001F468\u200D\U0001F469\u200D\U0001F467 ok " + LINE, 10, 11, {}),
 ]
 CLI_FLAG_BAD = [
     ("temperature nan", ["--temperature", "nan"]),
@@ -181,7 +190,8 @@ def regenerate_args(text: Any, a: int, b: int, **given: Any) -> tuple:
     for name, value in given.items():
         if name not in page:
             dial[names.index(name)] = value
-    document = {"text": text, "selection": [a, b]}  # the document editor's value: text, UTF-16 selection
+    selection = [a] if b is None else [a, b]  # b None: a broken client's one-element selection
+    document = {"text": text, "selection": selection}  # the document editor's value: text, UTF-16 selection
     return (document, page["language"], page["mode"], page["n"], page["constraint"], page["heatmap"], *dial)
 
 
@@ -347,6 +357,137 @@ def many_sessions(child: subprocess.Popen, sessions: int, span: int, candidates:
     return out
 
 
+# -- the engine service in a child process (issue 20) -------------------------------------------------
+
+SERVICE_MAX_SECONDS = 5.0  # the probed service's --max-seconds: an edit must answer within twice it
+EDIT = {"text": "def add(a, b):\n    return a + b\n", "spans": [[19, 31]]}
+JSON_TYPE = {"content-type": "application/json"}
+HUGE = {"2^64": 2**64, "1e308": 1e308, "10^30": 10**30}
+
+
+def service_requests() -> list[tuple[str, str, bytes, dict[str, str]]]:
+    """(what, route, body, headers): each one a request the service must refuse or bound."""
+    from engine.settings import knobs
+
+    def edit(what: str, body: dict, route: str = "/v1/edits") -> tuple[str, str, bytes, dict[str, str]]:
+        return what, route, json.dumps(body).encode(), JSON_TYPE
+
+    out = [
+        edit("max_tokens 10^9", {"prompt": "a", "max_tokens": 10**9}, "/v1/completions"),
+        edit("max_tokens 10^10", {"prompt": "a", "max_tokens": 10**10}, "/v1/completions"),
+        edit("max_tokens 10^30", {"prompt": "a", "max_tokens": 10**30}, "/v1/completions"),
+        edit("n 10^30", {"prompt": "a", "n": 10**30}, "/v1/completions"),
+        edit("span of 10^9 tokens", {**EDIT, "spans": [[0, 3, 10**9]]}),
+        edit("span of 8000 tokens", {**EDIT, "spans": [[0, 3, 8000]]}),
+        edit("remask 0.99, steps 10^9", {**EDIT, "remask_below": 0.99, "steps": 10**9, "stream": True}),
+        edit("64 candidates, 1000 tokens", {**EDIT, "spans": [[0, 3, 1000]], "candidates": 64}),
+        edit("span edge inside a ZWJ emoji", {"text": "a \U0001F468\u200D\U0001F469 b", "spans": [[0, 3]]}),
+        edit("NUL in the text", {**EDIT, "text": "a\x00b"}),
+        ("lone surrogate", "/v1/edits", b'{"text": "ab\\ud800cd", "spans": [[0, 1]]}', JSON_TYPE),
+        ("100,000 [", "/v1/edits", b"[" * 100_000, JSON_TYPE),
+        ("an integer of 5000 digits", "/v1/edits", b'{"text": "ab", "spans": [[0, 1]], "seed": 1' + b"0" * 5000 + b"}",
+         JSON_TYPE),
+        ("form post from a web page", "/v1/edits", json.dumps(EDIT).encode(),
+         {"content-type": "text/plain", "origin": "http://evil.example"}),
+        ("curl -d (form encoded)", "/v1/edits", json.dumps(EDIT).encode(),
+         {"content-type": "application/x-www-form-urlencoded"}),
+        ("Origin evil.example", "/v1/edits", json.dumps(EDIT).encode(), {**JSON_TYPE, "origin": "http://evil.example"}),
+        ("Host attacker.example", "/v1/edits", json.dumps(EDIT).encode(), {**JSON_TYPE, "host": "attacker.example"}),
+    ]
+    for knob in knobs():
+        for name, value in HUGE.items():
+            out.append(edit(f"{knob.name} {name}", {**EDIT, knob.name: value}))
+    return out
+
+
+def service_bad_inputs(folder: Path, abandoned: int) -> dict:
+    """The engine service on the tiny fixture, sent every request of `service_requests`, one edit that
+    self-corrects for as long as it may, and `abandoned` plain clients that give up after 1 s. Each
+    answer is a clean refusal (4xx with a JSON error), accepted (2xx), a 500 (plain text or not), a
+    hang (no answer within twice --max-seconds and 30 s more) or a kill (the process died)."""
+    import httpx
+
+    from engine.tools.service import running_service
+    out: dict[str, Any] = {"tries": 0, "clean_refusals": 0, "accepted": 0, "errors_500": 0, "plain_text_500": 0,
+                           "hangs": 0, "kills": 0, "failures": []}
+    options = ["--model", str(TINY_MODEL), "--max-batch", "4", "--max-queue", "64",
+               "--max-seconds", str(SERVICE_MAX_SECONDS)]
+    patience = 2 * SERVICE_MAX_SECONDS + 30
+    with running_service(options, folder / "service.log", ready_timeout=300, env={"OMP_NUM_THREADS": "1"}) as service, \
+            httpx.Client(timeout=patience) as c:
+        pid = service.process.pid
+        c.post(service.url + "/v1/edits", json=EDIT)  # warm: the baseline holds what any edit allocates
+        out["rss_before_mb"] = round(memory_mb(pid)["rss"])
+        for what, route, body, headers in service_requests():
+            out["tries"] += 1
+            verdict = service_try(c, service, route, body, headers)
+            if verdict != "clean":
+                out["failures"].append(f"{what}: {verdict}")
+            out[{"clean": "clean_refusals", "accepted": "accepted", "500": "errors_500", "plain 500": "plain_text_500",
+                 "hang": "hangs", "kill": "kills"}[verdict]] += 1
+            if verdict == "kill":
+                break
+        if service.process.poll() is None:
+            out.update(held_edit(c, service.url))
+            out["abandoned_busy_s"] = abandoned_clients(service.url, abandoned)
+            time.sleep(1.0)
+            memory = memory_mb(pid)
+            out.update(rss_after_mb=round(memory["rss"]), peak_rss_mb=round(memory["peak"]))
+    return out
+
+
+def service_try(c: Any, service: Any, route: str, body: bytes, headers: dict[str, str]) -> str:
+    import httpx
+    try:
+        answer = c.post(service.url + route, content=body, headers=headers)
+    except httpx.TransportError:  # a timeout, or the connection gone with the process
+        return "kill" if service.process.poll() is not None else "hang"
+    try:
+        message = answer.json().get("error")
+    except ValueError:  # not JSON: a plain-text answer
+        message = None
+    if answer.status_code < 300:
+        return "accepted"
+    if answer.status_code < 500 and isinstance(message, str) and message:
+        return "clean"
+    return "500" if message else "plain 500"
+
+
+def held_edit(c: Any, url: str) -> dict:
+    """An edit that may self-correct for 65,536 steps: it must answer, with its text, within its deadline."""
+    body = {**EDIT, "remask_below": 0.99, "steps": 2**16, "strategy": "low_confidence"}
+    start = time.perf_counter()
+    answer = c.post(url + "/v1/edits", json=body).json()
+    seconds = time.perf_counter() - start
+    say(f"service: a self-correcting edit answered in {seconds:.1f} s: {str(answer)[:160]!r}")
+    return {"deadline_edit_s": round(seconds, 1), "held_past_deadline": int(seconds > 2 * SERVICE_MAX_SECONDS),
+            "deadline_said": int("deadline" in answer)}
+
+
+def abandoned_clients(url: str, clients: int) -> float:
+    """`clients` plain requests that give up after 1 s: seconds the model stays busy after they left."""
+    import httpx
+    long = {**EDIT, "spans": [[0, 31, 40]], "strategy": "low_confidence", "cache": "none"}
+
+    def leave() -> None:
+        try:
+            httpx.post(url + "/v1/edits", json=long, timeout=httpx.Timeout(5, read=1.0))
+        except httpx.TimeoutException:
+            pass
+    threads = [threading.Thread(target=leave) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    left = time.perf_counter()
+    while time.perf_counter() - left < 120:
+        health = httpx.get(url + "/health", timeout=10).json()
+        if health["active"] == 0 and health["queued"] == 0:
+            break
+        time.sleep(0.05)
+    return round(time.perf_counter() - left, 2)
+
+
 def main(argv: list[str] | None = None) -> dict:
     if argv is None:
         argv = sys.argv[1:]
@@ -363,7 +504,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--kills", type=int, default=3, help="kill -9 rounds")
     p.add_argument("--cli-flag-tries", type=int, default=len(CLI_FLAG_BAD), help="one process each (~7 s)")
     p.add_argument("--cli-lines", type=int, default=len(CLI_JSONL_BAD), help="bad JSONL lines, one process")
-    p.add_argument("--skip", action="append", default=[], choices=["page", "cli", "kill", "sessions"])
+    p.add_argument("--abandoned", type=int, default=32, help="service: plain clients that give up after 1 s")
+    p.add_argument("--skip", action="append", default=[],
+                   choices=["page", "cli", "kill", "sessions", "service"])
     args = p.parse_args(argv)
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sharpen-probe-") as tmp:
@@ -376,6 +519,8 @@ def main(argv: list[str] | None = None) -> dict:
         if "page" not in args.skip:
             with running_page(args.model, db, folder) as child:
                 figures["page_bad_input"] = page_bad_inputs(child)
+        if "service" not in args.skip:
+            figures["service_bad_input"] = service_bad_inputs(folder, args.abandoned)
         if "cli" not in args.skip:
             figures["cli_bad_input"] = cli_bad_inputs(folder, args.cli_flag_tries, args.cli_lines)
         if "kill" not in args.skip:

@@ -15,25 +15,31 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..limits import DEFAULT_BUDGET
 from ..model import DiffusionLM
 from ..scheduler import QueueFull, Scheduler
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings
 from . import completions, edits, wire
+from .guard import Guard, Policy
 from .metrics import Metrics
-from .service import BadRequest, EngineFailed, Service, TooLarge
+from .service import DEFAULT_MAX_SECONDS, BadRequest, EngineFailed, Service, TooLarge
 
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT = 2.0  # seconds
+LOOPBACK_ONLY = Policy()  # no key: this machine only, loopback Host names and IP literals, no Origin
 
 
 def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAULT_PRESET], max_batch: int = 16,
-               max_queue: int = 64, model_id: str | None = None) -> FastAPI:
+               max_queue: int = 64, model_id: str | None = None, policy: Policy = LOOPBACK_ONLY,
+               budget: int = DEFAULT_BUDGET, max_seconds: float = DEFAULT_MAX_SECONDS, docs: bool = False) -> FastAPI:
     """The service for `model`: its own scheduler and metrics registry (so several apps can live in
-    one process). `defaults` are the settings a request starts from; it may change any of them."""
+    one process). `defaults` are the settings a request starts from; it may change any of them.
+    `policy` says who may call it (engine/serve/guard.py); `budget` (steps x candidates x tokens)
+    and `max_seconds` bound each edit; `docs` serves /docs and /openapi.json."""
     metrics = Metrics()
     scheduler = Scheduler(model, max_batch=max_batch, max_queue=max_queue, on_forward=metrics.forward)
     metrics.watch(scheduler.stats)
-    service = Service(model, scheduler, metrics, defaults, model_id or model.label)
+    service = Service(model, scheduler, metrics, defaults, model_id or model.label, budget, max_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,7 +52,8 @@ def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAUL
             log.warning("the scheduler did not close within %s s; exiting without it", SHUTDOWN_WAIT)
 
     app = FastAPI(title="Sharpen engine", summary="regenerate spans with a diffusion language model",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url="/docs" if docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.service = service
     app.include_router(edits.router)
     app.include_router(completions.router)
@@ -58,7 +65,9 @@ def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAUL
     app.add_exception_handler(QueueFull, queue_full)
     app.add_exception_handler(EngineFailed, failed)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_exception_handler(Exception, unexpected)
+    app.add_middleware(Guard, policy=policy)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: refusals are counted too
     return app
 
 
@@ -99,6 +108,12 @@ async def queue_full(request: Request, err: Exception) -> Response:
 async def failed(request: Request, err: Exception) -> Response:
     log.error("edit failed: %s", err, exc_info=err.__cause__)
     return JSONResponse({"error": str(err)}, 500)
+
+
+async def unexpected(request: Request, err: Exception) -> Response:
+    """A bug's answer is still the service's one JSON shape (the traceback goes to the log only)."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=err)
+    return JSONResponse({"error": f"the service failed on this request ({type(err).__name__}); it is logged"}, 500)
 
 
 async def http_error(request: Request, err: Exception) -> Response:

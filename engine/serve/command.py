@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any, TextIO
 
 from ..model import DiffusionLM
 from ..settings import SamplerSettings
+from .guard import Policy, read_keys, startup_note
 
 
 def serve(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None], SamplerSettings],
@@ -28,6 +30,16 @@ def serve(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None],
         print(f"error: --max-batch must be >= 1 and --max-queue >= 0, got {args.max_batch} and {args.max_queue}",
               file=stderr)
         return 2
+    if args.budget < 1 or not 0 < args.max_seconds < math.inf:
+        print(f"error: --budget must be >= 1 and --max-seconds > 0, got {args.budget} and {args.max_seconds}",
+              file=stderr)
+        return 2
+    try:
+        policy = Policy(read_keys(args.api_key, args.api_key_file), tuple(args.allowed_host),
+                        tuple(args.allowed_origin), args.open_health)
+    except ValueError as err:
+        print(f"error: {err}", file=stderr)
+        return 2
     t0 = time.perf_counter()
     try:
         model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
@@ -37,8 +49,10 @@ def serve(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None],
     model_id = Path(args.model).name if args.model else "sharpen-default"
     print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s; serving it as {model_id!r} "
           f"at http://{args.host}:{args.port}", file=stderr, flush=True)
+    print(startup_note(policy, args.host), file=stderr, flush=True)
     app = create_app(model, defaults=settings_for(model), max_batch=args.max_batch, max_queue=args.max_queue,
-                     model_id=model_id)
+                     model_id=model_id, policy=policy, budget=args.budget, max_seconds=args.max_seconds,
+                     docs=args.docs)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..canvas import MASK_GLYPH, Canvas
+from ..limits import MAX_SPAN_TOKENS
 from ..loop import Step
 from ..scheduler import Job
 from ..settings import SamplerSettings, knobs
 from .edits import service_of
-from .service import BadRequest, EngineFailed, Service, flag, json_object
+from .service import BadRequest, EngineFailed, Overdue, Service, flag, json_object
 from .streams import ClosingStream
 
 router = APIRouter()
@@ -62,14 +62,25 @@ async def create_completion(request: Request) -> Response:
     fill, canvas, settings = await run_in_threadpool(read_fill, service, body)
     job = service.submit(canvas, settings)
     fill = dataclasses.replace(fill, id="cmpl-" + job.id, created=int(time.time()), model=service.model_id)
-    headers = {"X-Edit-Id": job.id}
+    headers = {"X-Edit-Id": job.id}  # at once: a plain request's status is 200 once accepted (as /v1/edits)
     if fill.stream:
         return ClosingStream(events(service, job, canvas, fill, settings), media_type="text/event-stream",
                              headers=headers)
-    last = await service.last_step(job, request)
-    if last is None:
-        return JSONResponse({"id": fill.id, "error": f"completion {fill.id} was cancelled"}, 409, headers)
-    return JSONResponse(completion(fill, canvas, last), headers=headers)
+    return ClosingStream(plain(service, job, canvas, fill), media_type="application/json", headers=headers)
+
+
+async def plain(service: Service, job: Job, canvas: Canvas, fill: Fill) -> AsyncGenerator[bytes, None]:
+    """The completion as one JSON object once the run ends, or {"id", "error"} when it did not."""
+    try:
+        last = await service.last_step(job)
+    except (EngineFailed, Overdue) as err:
+        log.error("completion %s did not finish: %s", fill.id, err, exc_info=err.__cause__)
+        last, answer = None, {"id": fill.id, "error": str(err)}
+    else:
+        answer = {"id": fill.id, "error": f"completion {fill.id} was cancelled"}
+    if last is not None:
+        answer = {**completion(fill, canvas, last), **service.deadline_note(job)}
+    yield json.dumps(answer, ensure_ascii=False).encode()
 
 
 def read_fill(service: Service, body: dict[str, Any]) -> tuple[Fill, Canvas, SamplerSettings]:
@@ -86,8 +97,9 @@ def read_fill(service: Service, body: dict[str, Any]) -> tuple[Fill, Canvas, Sam
         raise BadRequest("prompt and suffix are both empty: there is no text to fill in between")
     max_tokens = body.pop("max_tokens", None)
     max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-    if type(max_tokens) is not int or max_tokens < 1:
-        raise BadRequest(f'"max_tokens" must be a whole number >= 1, got {max_tokens!r}')
+    if type(max_tokens) is not int or not 1 <= max_tokens <= MAX_SPAN_TOKENS:
+        raise BadRequest(f'"max_tokens" must be a whole number from 1 to {MAX_SPAN_TOKENS:,} (the longest span), '
+                         f'got {max_tokens!r}')
     stop = read_stop(body.pop("stop", None))
     refuse_unsupported(body)
     for name in IGNORED:
@@ -204,8 +216,8 @@ async def events(service: Service, job: Job, canvas: Canvas, fill: Fill,
                         yield event({**chunk_head(fill), "choices": [choice(b, delta, None)]})
                 if all(p.stopped for p in prefixes):
                     break  # every choice hit a stop sequence: the rest of the run is not needed
-    except EngineFailed as err:
-        log.exception("completion %s failed", fill.id)
+    except (EngineFailed, Overdue) as err:
+        log.error("completion %s did not finish: %s", fill.id, err, exc_info=err.__cause__)
         yield event({"error": {"message": str(err), "type": "server_error"}})
         yield b"data: [DONE]\n\n"
         return

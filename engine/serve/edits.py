@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from ..canvas import Canvas
 from ..scheduler import Job
 from . import wire
-from .service import EngineFailed, Service, flag, json_object
+from .service import EngineFailed, Overdue, Service, flag, json_object
 from .streams import ClosingStream
 
 router = APIRouter()
@@ -29,7 +29,9 @@ def service_of(request: Request) -> Service:
 async def create_edit(request: Request) -> Response:
     """Body: {"text", "spans": [[start, end] or [start, end, length], ...], "seed", any sampler
     setting by name, "language" (the correction rounds' checker), "stream"}. The edit's id comes
-    back in the X-Edit-Id header (and in each line)."""
+    back at once in the X-Edit-Id header (and in each line), so even a plain request can be
+    cancelled while it runs; a plain request's status is therefore 200 once accepted, and a run
+    that did not finish says so in its body."""
     service = service_of(request)
     body = await json_object(request)
     stream = flag(body, "stream")
@@ -39,10 +41,7 @@ async def create_edit(request: Request) -> Response:
     headers = {"X-Edit-Id": job.id}
     if stream:
         return ClosingStream(ndjson(service, job, canvas), media_type="application/x-ndjson", headers=headers)
-    last = await service.last_step(job, request)
-    if last is None:
-        return JSONResponse({"id": job.id, "error": f"edit {job.id} was cancelled"}, 409, headers)
-    return JSONResponse(wire.result(last, canvas, job.id), headers=headers)
+    return ClosingStream(plain(service, job, canvas), media_type="application/json", headers=headers)
 
 
 @router.delete("/v1/edits/{edit_id}")
@@ -61,14 +60,32 @@ async def ndjson(service: Service, job: Job, canvas: Canvas) -> AsyncGenerator[b
         async with aclosing(service.steps(job)) as steps:
             async for last in steps:
                 yield line(wire.step_line(last, canvas, job.id))
-    except EngineFailed as err:
-        log.exception("edit %s failed", job.id)
-        yield line({"id": job.id, "error": str(err)})
+    except (EngineFailed, Overdue) as err:
+        yield line(unfinished(job, err))
         return
     if last is not None and last.done:
-        yield line({"done": True, **wire.result(last, canvas, job.id)})
+        yield line({"done": True, **wire.result(last, canvas, job.id), **service.deadline_note(job)})
     else:
         yield line({"id": job.id, "cancelled": True})
+
+
+async def plain(service: Service, job: Job, canvas: Canvas) -> AsyncGenerator[bytes, None]:
+    """The result as one JSON object once the run ends (or {"id", "error"} when it did not)."""
+    try:
+        last = await service.last_step(job)
+    except (EngineFailed, Overdue) as err:
+        yield line(unfinished(job, err))
+        return
+    if last is None:
+        yield line({"id": job.id, "error": f"edit {job.id} was cancelled"})
+    else:
+        yield line({**wire.result(last, canvas, job.id), **service.deadline_note(job)})
+
+
+def unfinished(job: Job, err: Exception) -> dict[str, Any]:
+    """The answer of a run that failed or ran out of time (logged: the model or the host is at fault)."""
+    log.error("edit %s did not finish: %s", job.id, err, exc_info=err.__cause__)
+    return {"id": job.id, "error": str(err)}
 
 
 def line(item: dict[str, Any]) -> bytes:

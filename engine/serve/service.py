@@ -17,6 +17,7 @@ from ..checker import checker_for
 from ..cli import read_edit, read_language
 from ..correct import Checker
 from ..guide import causal_view_for
+from ..limits import DEFAULT_BUDGET, check_budget
 from ..loop import Step
 from ..model import DiffusionLM
 from ..scheduler import Job, Scheduler
@@ -24,6 +25,8 @@ from ..settings import SamplerSettings
 from .metrics import Metrics
 
 MAX_BODY = 8 * 2**20  # bytes: the page's 1 MiB documents, with room for JSON escapes and settings
+MAX_DEPTH = 16        # JSON nesting: an edit needs 3 ([[TEXT, K], ...] inside the body)
+DEFAULT_MAX_SECONDS = 300.0  # an edit's wall clock, queue included (--max-seconds)
 
 
 class BadRequest(ValueError):
@@ -38,6 +41,10 @@ class EngineFailed(RuntimeError):
     """The model failed on an edit that was valid (500); the message says how."""
 
 
+class Overdue(RuntimeError):
+    """An edit whose step did not come within its deadline and the grace after it: stopped."""
+
+
 @dataclass
 class Service:
     """One model behind one scheduler; `running` maps each edit in flight to its Job (for DELETE)."""
@@ -47,6 +54,8 @@ class Service:
     metrics: Metrics
     defaults: SamplerSettings
     model_id: str
+    budget: int = DEFAULT_BUDGET                   # steps x candidates x canvas tokens one edit may cost
+    max_seconds: float = DEFAULT_MAX_SECONDS       # past it an edit's next step is its last; past twice it, stopped
     running: dict[str, Job] = field(default_factory=dict)
     started: int = field(default_factory=lambda: int(time.time()))  # /v1/models' "created"
     # Threads that wait for steps: one per edit in flight at most, apart from the web server's own.
@@ -62,7 +71,9 @@ class Service:
         try:
             text, spans, settings = read_edit(item, self.defaults)
             causal_view_for(self.model, settings)  # a guide the model cannot have: a 400 now, not mid-run
-            return build_canvas(self.model.codec, text, spans, self.model.max_length), settings
+            canvas = build_canvas(self.model.codec, text, spans, self.model.max_length)
+            check_budget(settings, canvas, self.budget)
+            return canvas, settings
         except ValueError as err:
             raise BadRequest(str(err)) from None
 
@@ -76,8 +87,9 @@ class Service:
             raise BadRequest(str(err)) from None
 
     def submit(self, canvas: Canvas, settings: SamplerSettings, checker: Checker | None = None) -> Job:
-        """Queue an edit (QueueFull when the queue is full) and remember it until it ends."""
-        job = self.scheduler.submit(canvas, settings, checker)
+        """Queue an edit (QueueFull when the queue is full) with its deadline, max_seconds from now,
+        and remember it until it ends."""
+        job = self.scheduler.submit(canvas, settings, checker, time.monotonic() + self.max_seconds)
         self.running[job.id] = job
         return job
 
@@ -92,16 +104,22 @@ class Service:
     async def steps(self, job: Job) -> AsyncGenerator[Step, None]:
         """The job's steps, awaited without blocking the event loop. Leaving before the end (the
         client went away, a DELETE, the caller stopped reading) cancels the job, which frees its
-        slot within one step. The model's failure comes out as EngineFailed."""
+        slot within one step. The model's failure comes out as EngineFailed; a step that has not come
+        max_seconds after the deadline (one forward that long) as Overdue."""
         submitted, steps, outcome = time.perf_counter(), iter(job), "cancelled"
+        stop = (job.deadline or time.monotonic()) + self.max_seconds
         try:
             while True:
-                try:  # abandon_on_cancel: a disconnect must not wait for the step in progress
-                    step = await anyio.to_thread.run_sync(next, steps, None, abandon_on_cancel=True,
-                                                          limiter=self.waiters)
-                except Exception as err:
-                    outcome = "failed"
-                    raise EngineFailed(f"the model failed: {err}") from err
+                with anyio.move_on_after(max(0.0, stop - time.monotonic())) as waited:
+                    try:  # abandon_on_cancel: a disconnect must not wait for the step in progress
+                        step = await anyio.to_thread.run_sync(next, steps, None, abandon_on_cancel=True,
+                                                              limiter=self.waiters)
+                    except Exception as err:
+                        outcome = "failed"
+                        raise EngineFailed(f"the model failed: {err}") from err
+                if waited.cancelled_caught:
+                    raise Overdue(f"edit {job.id} was stopped: no step came within {2 * self.max_seconds:g} s "
+                                  "(twice --max-seconds)")
                 if step is None:  # ended without a finished step: cancelled
                     return
                 if step.index == 0:
@@ -115,15 +133,22 @@ class Service:
                 self.metrics.cancelled.inc()
             self.running.pop(job.id, None)
 
-    async def last_step(self, job: Job, request: Request) -> Step | None:
-        """Run the job to its end; None when it was cancelled (DELETE) or the client left."""
+    async def last_step(self, job: Job) -> Step | None:
+        """Run the job to its end; None when it was cancelled (DELETE). The caller's response
+        streams, so Starlette cancels this when the client leaves (and the job with it)."""
         last: Step | None = None
         async with aclosing(self.steps(job)) as steps:
             async for step in steps:
-                if await request.is_disconnected():
-                    return None
                 last = step
         return last if last is not None and last.done else None
+
+    def deadline_note(self, job: Job) -> dict[str, str]:
+        """{"deadline": why} when the edit ran out of time, so its last step committed every slot
+        left (engine.loop.denoise); else {}."""
+        if job.deadline is None or time.monotonic() < job.deadline:
+            return {}
+        return {"deadline": f"the edit reached its {self.max_seconds:g} s limit (--max-seconds): its last step "
+                            "committed every slot still undecided"}
 
 
 async def json_object(request: Request) -> dict[str, Any]:
@@ -137,9 +162,26 @@ async def json_object(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BadRequest(f"the body is not JSON: {err}") from None
+    except RecursionError:
+        raise BadRequest(f"the body nests JSON deeper than {MAX_DEPTH} levels") from None
+    except ValueError as err:  # an integer of more than 4300 digits
+        raise BadRequest(f"the body is not JSON this service reads: {err}") from None
     if not isinstance(body, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(body).__name__}")
+    if nesting(body) > MAX_DEPTH:
+        raise BadRequest(f"the body nests JSON deeper than {MAX_DEPTH} levels")
     return body
+
+
+def nesting(value: Any) -> int:
+    """How deep lists and objects nest in parsed JSON (walked without recursion), stopping past MAX_DEPTH."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_DEPTH:
+        item, depth = stack.pop()  # a list or an object: only those go on the stack
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return deepest
 
 
 def flag(body: dict[str, Any], name: str) -> bool:

@@ -1,7 +1,7 @@
 """`python -m engine.tools.defects`: what correction rounds buy on held-out edits, and what they cost.
 
-Two held-out sets, each edited with the page's default preset, read after each correction round
-0..`--rounds` (round 0 is the edit with correct_rounds 0: one run measures every count):
+Two held-out sets, each edited with the page's default preset for the model (or `--preset`), read
+after each correction round 0..`--rounds` (round 0 is the edit with correct_rounds 0: one run measures every count):
   code   single-line Python infill (engine.tools.eval's cases: one statement of a held-out
          function, its true token count): the share of documents that parse (`ast`), the share
          whose span came back as one line, defect rate = the share whose block does not parse.
@@ -24,11 +24,12 @@ import torch
 from ..canvas import Span, build_canvas
 from ..checker import checker_for, editor_checks
 from ..correct import corrected
+from ..guide import default_preset
 from ..load import load_model
 from ..loop import Step
 from ..model import DiffusionLM
 from ..score import Fluency, fluency_for
-from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings
+from ..settings import PRESETS, SamplerSettings
 from . import eval as evaluation
 from . import quality
 
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", default="code,prose", help="code, prose or both (default: %(default)s)")
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="the preset to edit with (default: the model's own, as on the page)")
     p.add_argument("--out", type=Path, default=None, help="JSON results with every edit")
     args = p.parse_args(argv)
     if editor_checks() is None:
@@ -124,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     sets = {"code": evaluation.infill_cases(args.cases, lines=1), "prose": prose_cases(args.cases)}
     rows = []
     for kind in args.sets.split(","):
-        rows += measure(model, kind, sets[kind], PRESETS[DEFAULT_PRESET].replace(correct_rounds=args.rounds),
-                        fluency_for(model))
+        settings = PRESETS[args.preset or default_preset(model)].replace(correct_rounds=args.rounds)
+        rows += measure(model, kind, sets[kind], settings, fluency_for(model))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
     print(table(rows))

@@ -21,6 +21,8 @@ from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..serve.guard import read_keys
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -111,14 +113,22 @@ class Reply:
     headers: dict[str, str]
 
 
+def key_header() -> dict[str, str]:
+    """The service's key as these clients send it: SHARPEN_API_KEY (or the first of SHARPEN_API_KEY_FILE),
+    the variables `python -m engine serve` itself reads (engine/serve/guard.py)."""
+    keys = read_keys()
+    return {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+
+
 def get(url: str, timeout: float = 30) -> Reply:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=key_header()), timeout=timeout) as response:
         return Reply(response.status, response.read().decode(), dict(response.headers))
 
 
 def post_json(url: str, payload: dict, timeout: float = 600) -> Reply:
     """POST `payload` as JSON; an HTTP error status is an answer (its JSON error), not an exception."""
-    request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    request = urllib.request.Request(url, json.dumps(payload).encode(),
+                                     {"Content-Type": "application/json", **key_header()})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return Reply(response.status, _json_or_text(response.read()), dict(response.headers))
@@ -129,7 +139,7 @@ def post_json(url: str, payload: dict, timeout: float = 600) -> Reply:
 def post_stream(url: str, payload: dict, timeout: float = 600) -> tuple[int, list[Any]]:
     """POST with `"stream": true`; the status and every NDJSON line, parsed, in the order they came."""
     request = urllib.request.Request(url, json.dumps({**payload, "stream": True}).encode(),
-                                     {"Content-Type": "application/json"})
+                                     {"Content-Type": "application/json", **key_header()})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, [json.loads(line) for line in _lines(response) if line.strip()]

@@ -82,10 +82,14 @@ class DocumentEditor(Component):
         An API client may send the text alone: the cursor is then at its start."""
         if payload is None or isinstance(payload, str):
             return Document(payload or "")
-        text = payload.get("text")
+        text = payload.get("text") if isinstance(payload, dict) else None
         if not isinstance(text, str):
             raise Error(f"There is no document: the editor sent {type(text).__name__}, not text.", title="Document")
-        a16, b16 = payload.get("selection") or (0, 0)
+        selection = payload.get("selection") or (0, 0)
+        if not (isinstance(selection, (list, tuple)) and len(selection) == 2):
+            raise Error(escape(f"The selection is wrong: expected [anchor, head], got {selection!r}"),
+                        title="Selection")
+        a16, b16 = selection
         try:
             a, b = utf16_to_index(text, _offset(a16)), utf16_to_index(text, _offset(b16))
         except EditorError as err:  # shown in the page as is, not as a server error

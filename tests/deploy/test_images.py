@@ -136,3 +136,16 @@ def test_compose_page_reaches_the_engine_and_the_database_by_service_name(compos
     assert (db.username, db.database) == (postgres["POSTGRES_USER"], postgres["POSTGRES_DB"])
     assert services["page"]["environment"]["SHARPEN_DATABASE_URL"].count(postgres["POSTGRES_PASSWORD"]) == 1
     assert {"engine", db.host} <= set(services["page"]["depends_on"])
+
+
+def test_compose_engine_checks_a_generated_key_that_the_page_sends(compose):
+    services = compose["services"]
+    key_file = services["engine"]["environment"]["SHARPEN_API_KEY_FILE"]
+    assert services["page"]["environment"]["SHARPEN_API_KEY_FILE"] == key_file
+    script = services["key"]["entrypoint"][-1]
+    assert key_file in script and "secrets.token_urlsafe" in script
+    for name in ("engine", "page"):
+        assert any(v.endswith(":/keys:ro") for v in services[name]["volumes"]), name
+    engine = parse_command(services["engine"]["command"])
+    assert urlsplit(parse_command(services["page"]["command"]).engine).hostname in engine.allowed_host
+    assert key_file in " ".join(services["engine"]["healthcheck"]["test"])  # /health needs the key too

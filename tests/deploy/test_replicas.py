@@ -100,8 +100,11 @@ def test_site_config_swaps_only_the_replicas_and_the_port():
     assert all(line in site.splitlines() for line in unchanged)
 
 
-def test_two_replicas_behind_nginx_answer_every_edit(tmp_path):
-    options = ["--model", str(TINY), "--max-batch", "4"]
+def test_two_replicas_behind_nginx_answer_every_edit(tmp_path, monkeypatch):
+    # As deploy/nginx.conf's header says: a key on every replica (the clients send it), the Host name
+    # nginx sets, /health and /metrics open for this test's polls.
+    monkeypatch.setenv("SHARPEN_API_KEY", "replica-key")  # the replicas read it; engine.tools.service sends it
+    options = ["--model", str(TINY), "--max-batch", "4", "--allowed-host", "sharpen_engine", "--open-health"]
     with ExitStack() as stack:
         replicas = [stack.enter_context(running_service(options, tmp_path / f"replica-{i}.log", ready_timeout=180))
                     for i in range(2)]
@@ -119,6 +122,9 @@ def test_two_replicas_behind_nginx_answer_every_edit(tmp_path):
             assert steps, "a streamed edit sends its steps before the end"
             assert last.get("done") is True and loadtest.check_text(edit, last["text"]) is None
 
+        monkeypatch.delenv("SHARPEN_API_KEY")
+        unkeyed = post_json(balancer + "/v1/edits", edits[0].payload(), timeout=120)
+        assert unkeyed.status == 401 and "Authorization: Bearer KEY" in unkeyed.body["error"]  # nginx's own
         per_replica = [edits_served(r.url) for r in replicas]
     assert all(n >= 1 for n in per_replica), f"edits served per replica: {per_replica}"
     assert sum(per_replica) == len(edits), "each edit was served once"

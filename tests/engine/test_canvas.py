@@ -141,3 +141,32 @@ def test_char_edges_place_token_edges_in_the_text_and_skip_edges_inside_a_charac
     assert None in edges  # the emoji is four bytes over more than one token
     assert wordpiece.char_edges("The QUICK fox", wordpiece.encode("The QUICK fox")) is None  # lowercased
     assert sentencepiece_bytes("\u2581was") == b" was" and sentencepiece_bytes("<0x0A>") == b"\n"
+
+
+@pytest.mark.parametrize("length, message", [
+    (10**9, "the longest span is 32,768 tokens"),
+    (10**30, "the longest span is 32,768 tokens"),
+    (9000, "the spans ask for 9,000 tokens; the model's context is 8,192 tokens"),
+])
+def test_a_span_too_long_is_refused_by_arithmetic_before_its_slots_exist(bpe, length, message):
+    """10^9 slots would be ~40 GB of lists: the refusal must come from the count, at once."""
+    with pytest.raises(ValueError, match=message):
+        build_canvas(bpe, "It was the best of times.", [Span(6, 6, length)], max_length=8192)
+
+
+FAMILY = "family: \U0001F468\u200D\U0001F469\u200D\U0001F467 ok"  # one emoji of 5 code points at 8:13
+
+
+@pytest.mark.parametrize("start, end", [(9, 13), (8, 10), (10, 12), (0, 11)])
+def test_a_span_edge_inside_a_zwj_emoji_is_refused_naming_the_character(bpe, start, end):
+    with pytest.raises(ValueError, match=r"falls inside the character .*\(8:13\); move the edge to 8 or 13"):
+        build_canvas(bpe, FAMILY, [Span(start, end)])
+
+
+def test_span_edges_around_whole_graphemes_are_taken(bpe):
+    canvas = build_canvas(bpe, FAMILY, [Span(8, 13)])
+    assert canvas.render(original_fill(canvas)) == FAMILY
+    accent = "cafe\u0301 noir"  # e + combining acute: one character on screen
+    with pytest.raises(ValueError, match="falls inside"):
+        build_canvas(bpe, accent, [Span(0, 4)])
+    build_canvas(bpe, accent, [Span(0, 5)])

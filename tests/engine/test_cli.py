@@ -200,3 +200,13 @@ def test_an_unknown_language_is_one_clear_line(bert, doc, tmp_path):
     lines.write_text(json.dumps({"text": DOC, "spans": [[0, 3]], "language": 7}) + "\n")
     code, out, err = call("infill", "--model", bert, "--jsonl", str(lines))
     assert code == 1 and '"language" must be a language name' in json.loads(out)["error"]
+
+
+def test_a_span_of_a_billion_tokens_is_refused_at_once_naming_the_limit(tmp_path):
+    """The CLI shares engine/limits.py: refused by arithmetic before the model loads or a slot exists."""
+    doc = tmp_path / "doc.txt"
+    doc.write_text("It was the best of times.\n")
+    err = io.StringIO()
+    assert main(["infill", "--model", "/nowhere", "--text-file", str(doc), "--span", "0:3:1000000000"],
+                stdout=io.StringIO(), stderr=err) == 2
+    assert "the longest span is 32,768 tokens" in err.getvalue()

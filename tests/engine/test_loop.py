@@ -283,3 +283,16 @@ def test_each_step_copies_to_the_host_twice(codec, monkeypatch):
     monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: (copies.append(1), cpu(self, *a, **k))[1])
     trail = list(denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, SamplerSettings(candidates=2)))
     assert len(trail) > 3 and len(copies) <= 2 * len(trail) + 1  # + the slot positions, once
+
+
+@pytest.mark.parametrize("block_length", [None, 2])
+def test_past_its_deadline_a_run_ends_at_its_next_step_with_every_slot_decided(codec, block_length):
+    """remask_below 0.99 with steps 65536 would take all 65536 forwards; after the deadline passes,
+    the next step commits what is left (no slot stays masked, nothing is remasked) and the loop ends."""
+    canvas = build_canvas(codec, DOC, [Span(4, 13, length=12)])
+    settings = SamplerSettings(strategy="low_confidence", remask_below=0.99, steps=2**16, block_length=block_length)
+    steps = infill(scripted(codec, canvas.length), canvas, settings, deadline=float("inf"))
+    for _ in range(3):  # three steps of the run as it goes
+        assert not next(steps).done
+    trail = list(infill(scripted(codec, canvas.length), canvas, settings, deadline=0.0))  # already past
+    assert len(trail) == 1 and trail[0].done and trail[0].forwards == 1

@@ -116,7 +116,7 @@ def test_choose_length_reports_the_length_the_model_ended_at(codec):
                                   lambda doc, s, e: seen.append(doc[s:e]) or 1.5)
     assert chosen == 6 and tried == [(6, 1.5)] and seen == [codec.decode(fill_ids(codec)[:6]).lstrip()]
     assert auto_lengths(codec, "quick", "auto", lambda *a: 0.0, resizing=True) == (len(codec.encode("quick")),)
-    assert "Length 6 tokens: the model grew or shrank" in length_note(tried, chosen, resizing=True)
+    assert "The model grew or shrank the span to 6 tokens" in length_note(tried, chosen, resizing=True)
 
 
 def test_models_without_length_tokens_are_refused(codec):

@@ -30,11 +30,11 @@ def test_from_json_reads_every_field_and_null_unsets_an_optional_one():
 @pytest.mark.parametrize("body, message", [
     ({"stpes": 3}, "unknown setting(s) stpes"),
     ({"seed": "3"}, "seed must be a whole number from 0 to 9223372036854775807, got '3' (str)"),
-    ({"steps": 2.5}, "steps must be a whole number >= 1 (or none), got 2.5 (float)"),
+    ({"steps": 2.5}, "steps must be a whole number from 1 to 65536 (or none), got 2.5 (float)"),
     ({"candidates": True}, "candidates must be a whole number from 1 to 64, got True (bool)"),
     ({"strategy": 3}, "strategy must be one of low_confidence, random, threshold, entropy, got 3 (int)"),
     ({"cache": "triple"}, "unknown cache 'triple'; choose one of none, dual"),
-    ({"temperature": None}, "temperature must be a finite number >= 0, got None (NoneType)"),
+    ({"temperature": None}, "temperature must be a finite number from 0 to 100, got None (NoneType)"),
     ([["seed", 3]], "settings must be an object of name: value, got list"),
 ])
 def test_from_json_refuses_unknown_names_and_wrong_types_saying_which(body, message):
@@ -72,3 +72,13 @@ def test_a_seed_the_generator_cannot_take_is_refused_up_front():
     SamplerSettings(seed=2**63 - 1)
     with pytest.raises(ValueError, match="seed must be"):
         SamplerSettings(seed=2**70)
+
+
+@pytest.mark.parametrize("value", [2**64, 1e308, 10**30, 10**400, -(2**64)])
+def test_every_number_field_refuses_values_past_its_bounds_with_a_value_error(value):
+    """Huge values are a ValueError naming the field, not an OverflowError (or a run of 10^30 steps)."""
+    for knob in knobs():
+        if knob.choices:
+            continue
+        with pytest.raises(ValueError, match=knob.name):
+            SamplerSettings().with_values({knob.name: value})

@@ -384,7 +384,7 @@ def test_regenerate_refuses_a_missing_or_broken_document_with_a_clear_message(cl
 
 @pytest.mark.parametrize("name, value, message", [
     # refused, not rounded; the popup renders HTML, so ">=" travels escaped
-    ("steps", 2.5, "steps must be a whole number &gt;= 1 \\(or none\\), got 2.5"),
+    ("steps", 2.5, "steps must be a whole number from 1 to 65536 \\(or none\\), got 2.5"),
     ("strategy", "greedy", "greedy is not in the list of choices"),
     ("guide", 1.0, "^guide: .* has no causal language model"),  # refused before the run, not a model failure
 ])

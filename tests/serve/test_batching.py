@@ -4,7 +4,8 @@ import threading
 
 import httpx
 
-from engine import DEFAULT_PRESET, PRESETS, Span, build_canvas, infill, run
+from engine import DEFAULT_PRESET, PRESETS, Span, build_canvas, run
+from engine.correct import corrected
 from engine.serve.app import create_app
 from tests.serve.conftest import TEXT, Paced, served, wait_until
 from tests.serve.test_metrics import scrape
@@ -35,7 +36,7 @@ def test_concurrent_edits_share_forwards_and_each_gets_its_own_result(model):
         metrics = scrape(url)
     for i, (spans, seed) in enumerate(EDITS):
         canvas = build_canvas(model.codec, TEXT, [Span(*s) for s in spans], model.max_length)
-        alone = run(infill(model, canvas, PRESETS[DEFAULT_PRESET].replace(seed=seed, temperature=0.7)))
+        alone = run(corrected(model, canvas, PRESETS[DEFAULT_PRESET].replace(seed=seed, temperature=0.7)))
         assert results[i]["text"] == alone.texts[0], i
     # some forward carried more than two edits: fewer forwards than the edits' own in total
     assert metrics['sharpen_batch_size_bucket{le=2.0}'] < metrics["sharpen_batch_size_count"]

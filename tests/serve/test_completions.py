@@ -55,12 +55,12 @@ def test_n_candidates_and_stop_sequences(client):
 @pytest.mark.parametrize("kwargs, message", [
     ({"prompt": ["a", "b"]}, '"prompt" must be one string'),
     ({"prompt": "", "suffix": ""}, "prompt and suffix are both empty"),
-    ({"prompt": PROMPT, "max_tokens": 0}, '"max_tokens" must be a whole number >= 1'),
-    ({"prompt": PROMPT, "max_tokens": 5000}, "the model's context is 1024"),
+    ({"prompt": PROMPT, "max_tokens": 0}, '"max_tokens" must be a whole number from 1 to 32,768'),
+    ({"prompt": PROMPT, "max_tokens": 5000}, "the spans ask for 5,000 tokens; the model's context is 1,024 tokens"),
     ({"prompt": PROMPT, "n": 100}, '"n" must be a whole number from 1 to 64'),
     ({"prompt": PROMPT, "logprobs": 2}, '"logprobs" is not supported'),
     ({"prompt": PROMPT, "echo": True}, '"echo" is not supported'),
-    ({"prompt": PROMPT, "temperature": -1}, "temperature must be a finite number >= 0"),
+    ({"prompt": PROMPT, "temperature": -1}, "temperature must be a finite number from 0 to 100"),
     ({"prompt": PROMPT, "extra_body": {"text": "x"}}, "unknown field(s) text"),
 ])
 def test_bad_completions_are_400_with_a_message(client, kwargs, message):

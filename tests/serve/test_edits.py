@@ -10,6 +10,7 @@ from engine.correct import corrected
 from engine.serve.app import create_app
 from tests.serve.conftest import TEXT, Paced, served
 
+JSON = {"content-type": "application/json"}
 SPANS = [[19, 31, 12], [42, 51, 10]]  # "return a + b" and "range(10)", each given a length
 
 
@@ -74,7 +75,8 @@ def test_several_candidates_each_come_back(url):
     ({"text": TEXT, "spans": []}, '"spans" must be a non-empty list'),
     ({"text": TEXT, "spans": [["a", 3]]}, "whole numbers"),
     ({"text": "", "spans": [[0, 0, 3]]}, '"text" must be a non-empty string'),
-    ({"text": TEXT, "spans": [[0, 3]], "steps": "3"}, "steps must be a whole number >= 1 (or none), got '3'"),
+    ({"text": TEXT, "spans": [[0, 3]], "steps": "3"},
+     "steps must be a whole number from 1 to 65536 (or none), got '3'"),
     ({"text": TEXT, "spans": [[0, 3]], "strategy": "fastest"}, "unknown strategy 'fastest'; choose one of"),
     ({"text": TEXT, "spans": [[0, 3]], "topp": 0.9}, "unknown setting(s) topp; known: alternatives"),
     ({"text": TEXT, "spans": [[0, 3]], "stream": "yes"}, '"stream" must be true or false'),
@@ -93,7 +95,7 @@ def test_bad_input_is_400_with_a_message(url, body, message):
 
 
 def test_a_body_that_is_not_json_is_400(url):
-    response = httpx.post(f"{url}/v1/edits", content=b"{text: 1", timeout=60)
+    response = httpx.post(f"{url}/v1/edits", content=b"{text: 1", headers=JSON, timeout=60)
     assert response.status_code == 400 and response.json()["error"].startswith("the body is not JSON")
 
 
@@ -114,11 +116,13 @@ class Broken(Paced):
         raise RuntimeError("CUDA out of memory (pretend)")
 
 
-def test_a_model_failure_is_500_with_its_message_and_ends_a_stream_with_it(model):
+def test_a_model_failure_ends_the_answer_with_its_message(model):
+    """The edit's id comes at once, so its status (200) is sent before the model fails: the body says."""
     with served(create_app(Broken(model))) as base:
         response = edit(base)
-        assert response.status_code == 500
-        assert response.json() == {"error": "the model failed: CUDA out of memory (pretend)"}
+        assert response.status_code == 200
+        assert response.json() == {"id": response.headers["X-Edit-Id"],
+                                    "error": "the model failed: CUDA out of memory (pretend)"}
         edit_id, lines = stream(base)
         assert lines == [{"id": edit_id, "error": "the model failed: CUDA out of memory (pretend)"}]
         assert httpx.get(f"{base}/health").json()["active"] == 0
@@ -126,7 +130,7 @@ def test_a_model_failure_is_500_with_its_message_and_ends_a_stream_with_it(model
 
 def test_a_body_past_the_limit_is_413_before_it_is_read_whole(url):
     from engine.serve.service import MAX_BODY
-    response = httpx.post(f"{url}/v1/edits", content=b" " * (MAX_BODY + 1), timeout=60)
+    response = httpx.post(f"{url}/v1/edits", content=b" " * (MAX_BODY + 1), headers=JSON, timeout=60)
     assert response.status_code == 413 and response.json() == {"error": "the body is over 8 MiB; send a shorter text"}
 
 

@@ -87,6 +87,18 @@ def test_stopping_an_in_process_run_frees_its_slot(model):
     assert slow.forwards <= forwards + 1 < 40
 
 
+def test_the_page_sends_the_services_key_and_a_missing_one_is_a_clear_error(model, monkeypatch):
+    import app
+    from engine.serve.guard import Policy
+    with served(create_app(model, policy=Policy(keys=("page-key",)))) as base:
+        with pytest.raises(EngineError, match="Authorization: Bearer KEY"):
+            HttpEngine(base)
+        monkeypatch.setenv("SHARPEN_API_KEY", "page-key")
+        remote = app.connect(base, None, None)  # what app.py --engine does, the key from the environment
+        canvas = build_canvas(remote.model.codec, TEXT, [Span(19, 31)], remote.model.max_length)
+        assert list(remote.steps(canvas, QUALITY))[-1].done
+
+
 def test_a_busy_service_is_a_clear_error(model):
     slow = Paced(model)
     slow.gate.clear()  # one run holds the one slot, one waits: the queue is full

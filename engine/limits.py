@@ -1,0 +1,87 @@
+"""The most one request may ask of the engine, checked by arithmetic before anything is built.
+
+The CLI, the service and the page check a request here before a slot list, a tensor or a batch
+slot exists: a span of 10^9 tokens is refused by its number, never by trying to lay it out.
+Settings carry their own bounds (engine/settings.py reads the step and candidate limits from here).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import regex
+
+if TYPE_CHECKING:
+    from .canvas import Canvas, Span
+    from .settings import SamplerSettings
+
+MAX_SPAN_TOKENS = 32_768       # one span's slots (also a completion's max_tokens); the model's context is often less
+MAX_DOCUMENT_CHARS = 1 << 20   # characters of one document: the page's 1 MiB files
+MAX_DOCUMENT_TOKENS = 1 << 18  # a document's tokens, context and spans together, whatever the model's context
+MAX_STEPS = 1 << 16            # forwards one run may ask for: with remask_below a run takes all of them
+MAX_CANDIDATES = 64            # candidates (a completion's n) denoised together: memory grows with each
+MAX_TEMPERATURE = 100.0        # past a few, sampling is uniform already
+DEFAULT_BUDGET = 2_000_000     # steps x candidates x canvas tokens, the page's and the service's default
+
+
+class OverLimit(ValueError):
+    """A request past one of these limits; the message names the limit and its value."""
+
+
+def check_document(chars: int) -> None:
+    if chars > MAX_DOCUMENT_CHARS:
+        raise OverLimit(f"the document has {chars:,} characters; the limit is {MAX_DOCUMENT_CHARS:,}")
+
+
+def check_span_length(start: int, end: int, length: int | None) -> None:
+    if length is not None and length > MAX_SPAN_TOKENS:
+        raise OverLimit(f"span {start}:{end} asks for {length:,} tokens; the longest span is "
+                        f"{MAX_SPAN_TOKENS:,} tokens")
+
+
+def check_lengths(spans: tuple[Span, ...] | list[Span], fixed_tokens: int, max_length: int | None) -> None:
+    """Refuse spans whose given lengths cannot fit, before their slots are laid out: a span over
+    MAX_SPAN_TOKENS, a document (`fixed_tokens`: its tokens and the frame) over MAX_DOCUMENT_TOKENS,
+    or lengths that add up past the model's context (`max_length`). The exact count, context
+    included, is checked once the canvas is laid out, when every list is already this small."""
+    for span in spans:
+        check_span_length(span.start, span.end, span.length)
+    asked = sum(span.length for span in spans if span.length is not None)
+    if fixed_tokens > MAX_DOCUMENT_TOKENS:
+        raise OverLimit(f"the document is {fixed_tokens:,} tokens; the limit is {MAX_DOCUMENT_TOKENS:,}")
+    if max_length is not None and asked > max_length:
+        raise OverLimit(f"the spans ask for {asked:,} tokens; the model's context is {max_length:,} tokens")
+
+
+def forwards(settings: SamplerSettings, canvas: Canvas) -> int:
+    """Most forwards a run may take, as engine.loop.step_budget counts them."""
+    widest = max((end - start for start, end in canvas.span_ranges), default=0)
+    return settings.steps or math.ceil(widest / settings.tokens_per_step)
+
+
+def check_budget(settings: SamplerSettings, canvas: Canvas, budget: int) -> None:
+    """Refuse a run whose most forwards x candidates x canvas tokens exceeds `budget`."""
+    steps = forwards(settings, canvas)
+    cost = steps * settings.candidates * canvas.length
+    if cost > budget:
+        raise OverLimit(f"This run could take {steps:,} steps × {settings.candidates} candidates × "
+                        f"{canvas.length:,} tokens = {cost:,}; one request may use {budget:,}. Use fewer steps "
+                        f"or candidates, a shorter span, or a shorter document.")
+
+
+GRAPHEME = regex.compile(r"\X")
+GRAPHEME_WINDOW = 256  # code points looked back from an edge to find the cluster it falls in
+
+
+def inside_grapheme(text: str, at: int) -> tuple[int, int] | None:
+    """The [start, end) of the user-perceived character (grapheme cluster: an emoji with its ZWJ
+    joins, a letter with its accents) that offset `at` cuts, or None when `at` is a boundary."""
+    if at <= 0 or at >= len(text) or (text[at - 1] < "\x80" and text[at] < "\x80" and text[at - 1:at + 1] != "\r\n"):
+        return None
+    lo = max(0, at - GRAPHEME_WINDOW)
+    for match in GRAPHEME.finditer(text, lo, min(len(text), at + GRAPHEME_WINDOW)):
+        if match.start() < at < match.end():
+            return match.start(), match.end()
+        if match.start() >= at:
+            break
+    return None
