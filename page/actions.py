@@ -159,7 +159,8 @@ def length_note(tried: list[tuple[int, float]], chosen: int, resizing: bool = Fa
     scores = ", ".join(f"{n} tokens: {s:.2f}" for n, s in tried)
     tip = escape(f"Lengths tried, with the base model's loss over the text around the span, normalised "
                  f"by length (engine.length.length_score; lower reads better): {scores}")
-    return f'<span class="sh-tip" title="{tip}">{chosen} tokens fitted best</span> of {len(tried)} lengths tried. '
+    tokens = "1 token" if chosen == 1 else f"{chosen} tokens"
+    return f'<span class="sh-tip" title="{tip}">{tokens} fitted best</span> of {len(tried)} lengths tried. '
 
 
 def kind_words(kind: str) -> str:
