@@ -1,5 +1,6 @@
 """The page as the service's client: `app.py --engine URL` renders the same steps and text as the
 engine in process, and the page keeps only the tokenizer."""
+import re
 import time
 
 import httpx
@@ -59,6 +60,8 @@ def test_the_page_through_the_service_shows_what_the_page_in_process_shows(model
         finally:
             demo.close()
         views.append([u[0] for u in updates])
+    # the scores beside candidates differ by design: a page on the service holds no weights to score with
+    views = [[re.sub(r"<small>[^<]*</small>", "", v) for v in run] for run in views]
     assert 'data-done="1"' in views[0][-1] and views[0][-1] == views[1][-1]
     assert views[0] == views[1]  # every streamed step drawn alike
 
