@@ -205,3 +205,21 @@ def test_the_inspector_says_which_tokens_the_guide_steered():
     pos = int(guided.positions[guided.guided[0].int().argmax()])
     assert "guided by the base model" in inspector_html(guided, canvas, 0, pos)
     assert "guided by the base model" not in inspector_html(plain, canvas, 0, pos)
+
+
+def test_the_closing_reads_only_its_own_candidates_rows_when_another_is_further_on():
+    """Two spans; candidate 0 closes span 1 while candidate 1 is already inside span 2, so the
+    cache holds rows past candidate 0's frontier that the closing must not read."""
+    model, w = Guided(), 1.0
+    ids = torch.tensor([model.codec.encode(TEXT + " " + TEXT)]).expand(2, -1).clone()  # (B, L)
+    layout = Layout.of(((5, 9), (15, 19)), None, torch.device("cpu"))
+    todo = torch.tensor([[False, False, False, True, True, True, True, True],
+                         [False] * 5 + [True] * 3])
+    ids[:, layout.positions] = torch.where(todo, model.mask_id, ids[:, layout.positions])
+    den = torch.randn(2, 8, model.vocab_size, generator=torch.Generator().manual_seed(4))
+    guide = FrontierGuide(model.causal_view(), layout, w, context=3)
+    steered, _ = guide.steer(den, ids, todo, torch.zeros(model.vocab_size))
+    rows = torch.cat([torch.tensor([model.start_id]), ids[0, guide.first:8]])[None]
+    want = den[0, 3].log_softmax(-1) + w * causal_logits(model, rows)[0, -1].log_softmax(-1)
+    want = closed(model, want, rows, ids[0, 9:9 + CLOSING_TOKENS], w)
+    assert torch.allclose(steered[0, 3].log_softmax(-1), want.log_softmax(-1), atol=1e-4)
