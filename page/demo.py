@@ -193,9 +193,10 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     to_history = {"fn": _show_history, "inputs": [tab.pending, ed.message], "outputs": ui.tabs, **KEY}
     for save, api in ((top.save.click, {"api_name": "save_revision"}),
                       (ed.document.save, {"api_name": "save_by_key", **KEY})):  # the button, or Ctrl+S
-        save(bind(documents.save, page), saving, [*ui.document, ed.message], **api, **one).success(**to_history)
+        save(bind(documents.save, page), saving, [ed.document, *ui.document, ed.message], **api,
+             **one).success(**to_history)
     # Download keeps the API name of the old "Save / export" button: a revision, and the file.
-    top.download.click(bind(documents.download, page), saving, [ed.download, *ui.document, ed.message],
+    top.download.click(bind(documents.download, page), saving, [ed.download, ed.document, *ui.document, ed.message],
                        api_name="save", **one).success(None, js=JS["download"])
     # Typing is kept as the document's draft at each pause, so a reload brings it back.
     ed.document.typed(bind(documents.keep_draft, page), saving, top.unsaved, trigger_mode="always_last", **KEY,

@@ -18,7 +18,7 @@ from editor.languages import language_for
 from editor.text import check_document
 
 from . import exports, views
-from .document_editor import NO_SPAN, Document
+from .document_editor import NO_SPAN, Document, document_key
 from .errors import REFUSALS, error, fail
 from .outputs import KEEP, cleared_run, document_outputs, documents_outputs, history_outputs, unsaved_marker
 from .state import NEW_DOC, Doc, Page
@@ -27,7 +27,7 @@ from .state import NEW_DOC, Doc, Page
 def _shown(h: History, doc: Doc, text: str, name: str, language: str, message: str, unsaved: bool = False) -> tuple:
     """A document shown afresh: its text (the cursor at the start, no run's span in the editor) and
     history, no run left from before, and a message; `unsaved`: the text is a draft, not a revision."""
-    editor = gr.update(value=Document(text), live=NO_SPAN)
+    editor = gr.update(value=Document(text), live=NO_SPAN, shown=document_key(doc.id))
     return (editor, *document_outputs(h, doc, name, language, unsaved), *cleared_run(), message)
 
 
@@ -83,9 +83,14 @@ def reopen(page: Page, request: gr.Request) -> tuple:
 UNSAVED_BACK = "Your unsaved typing is back; it is not a revision yet (Ctrl+S saves it)."
 
 
-def keep_draft(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> str:
+def keep_draft(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request,
+               evt: gr.EventData) -> Any:
     """A pause in typing: the text kept as the document's draft, so a reload brings it back.
-    Output: the unsaved marker."""
+    Output: the unsaved marker. Text typed in another document than the tab's now (the event sent
+    after an open or a new document had answered) is no draft: that handler stored it already."""
+    typed_in = (getattr(evt, "_data", None) or {}).get("shown")
+    if typed_in is not None and typed_in != document_key(doc.id):
+        return KEEP
     h = page.mine(request)
     try:
         draft = h.keep_draft(doc.id, doc.revision, document.text, name or "untitled.txt", language)
@@ -106,7 +111,7 @@ def kept_typing(page: Page, document: Document, doc: Doc, name: str, request: gr
     there = f" {escape(name)} is in the Documents list." if doc.stored else ""
     shown = _shown(h, NEW_DOC, document.text, "untitled.txt", "text",
                    f"Kept what you typed as a new document (not saved yet).{there}", unsaved=True)
-    return KEEP, *shown[1:]
+    return gr.update(shown=document_key(None)), *shown[1:]
 
 
 def open_document(page: Page, document_id: Any, document: Document, doc: Doc, name: str, language: str,
@@ -193,17 +198,17 @@ def ensure_revision(h: History, text: str, doc: Doc, name: str, language: str, b
 
 def save(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
     """Ctrl+S or Save: record the typed text (a new document, or a typed revision).
-    Outputs: what follows the document (document_outputs), the message."""
+    Outputs: the editor's `shown` key, what follows the document (document_outputs), the message."""
     h, doc, saved = _saved(page, document, doc, name, language, request)
-    return *document_outputs(h, doc, name, language), f"{saved}."
+    return gr.update(shown=document_key(doc.id)), *document_outputs(h, doc, name, language), f"{saved}."
 
 
 def download(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
     """Download: save, then hand the browser the file (static/download.js clicks its link).
-    Outputs: the file, what follows the document, the message."""
+    Outputs: the file, the editor's `shown` key, what follows the document, the message."""
     h, doc, saved = _saved(page, document, doc, name, language, request)
     assert doc.id is not None and doc.revision is not None
-    shown = document_outputs(h, doc, name, language)
+    shown = (gr.update(shown=document_key(doc.id)), *document_outputs(h, doc, name, language))
     try:
         path = exports.export(h, doc.id, doc.revision, name, Path(get_upload_folder()))
     except REFUSALS as err:  # the revision is recorded: the page follows it, only the download is missing

@@ -34,7 +34,7 @@ from .actions import (
     rank_candidates,
 )
 from .dial import settings_from_dial
-from .document_editor import NO_SPAN, Document
+from .document_editor import NO_SPAN, Document, document_key
 from .documents import ensure_revision
 from .engine_client import RemoteModel
 from .errors import REFUSALS, error, fail, log, trim_heap
@@ -374,7 +374,7 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     except REFUSALS as err:
         raise fail(err) from None
     end = min(run.new_span(i)[1], len(result))  # the cursor after the new text (typing since may shift it)
-    editor = gr.update(value=Document(result, end, end), live=NO_SPAN)
+    editor = gr.update(value=Document(result, end, end), live=NO_SPAN, shown=document_key(rev.document_id))
     shown = (editor, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
     kept = " (a branch)" if how == "branch" else ""
     return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision {h.number(rev.id)}{kept}.",

@@ -3,7 +3,10 @@
 Its value is the text and the selection. The browser counts UTF-16 code units, Python counts code
 points: `preprocess` and `postprocess` convert at this edge, so handlers only see code points.
 A second property, `live`, carries one denoising step of a run's span (page/live.py builds it);
-the editor draws it in place as decorations. Keyboard shortcuts arrive as the events in `EVENTS`.
+the editor draws it in place as decorations. A third, `shown`, names the document the page showed
+(`document_key`); the editor sends it back with "typed", so a draft is filed under the document its
+text was typed in, even when the page has switched documents before the event is sent.
+Keyboard shortcuts arrive as the events in `EVENTS`.
 The built frontend ships in ./templates (rebuild: `make frontend`).
 """
 from __future__ import annotations
@@ -31,11 +34,17 @@ SHORTCUT_EVENTS = (
     "select",            # a click on one of the span's tokens (gr.SelectData: index = its canvas position)
     "save",              # Ctrl/Cmd+S: the text as it reads becomes a revision
     "typed",             # a pause in the person's typing: the page keeps the text as an unsaved draft
+                         # (event data: {"shown": the `shown` key the text was typed under})
     "kept_typing",       # the person typed before the page's first document arrived: their text stayed
 )
 
 
 NO_SPAN: dict = {}  # the `live` value that shows no run
+
+
+def document_key(document_id: int | None) -> str:
+    """The `shown` key of a stored document, or of the tab's new (unsaved) one."""
+    return "new" if document_id is None else str(document_id)
 
 
 @dataclass(frozen=True)
@@ -64,15 +73,17 @@ class DocumentEditor(Component):
     EVENTS = list(SHORTCUT_EVENTS)
 
     def __init__(self, value: str | Document | None = "", *, language: str = "text",
-                 live: dict | None = None, label: str | None = None, show_label: bool | None = None,
+                 live: dict | None = None, shown: str = "new", label: str | None = None, show_label: bool | None = None,
                  interactive: bool | None = True, visible: bool = True, elem_id: str | None = None,
                  elem_classes: list[str] | str | None = None, scale: int | None = None,
                  min_width: int = 160, render: bool = True, **kwargs: Any):
         """`language` is a name from editor.languages (unknown names show as plain text); `live` is
         page/live.py's step of a run's span; NO_SPAN (or None) when no run is shown (Gradio drops a
-        None from a prop update, so updates clear it with NO_SPAN)."""
+        None from a prop update, so updates clear it with NO_SPAN); `shown` is the document_key of
+        the document in the editor, set by each handler that shows another one."""
         self.language = language
         self.live = live
+        self.shown = shown
         super().__init__(value=value, label=label, show_label=show_label, interactive=interactive,
                          visible=visible, elem_id=elem_id, elem_classes=elem_classes, scale=scale,
                          min_width=min_width, render=render, **kwargs)

@@ -67,7 +67,7 @@ def test_another_users_document_is_invisible_and_unopenable(server):
     mine = server[1].as_user("ann").documents()
     assert [d.name for d in mine] == ["ann.txt"] and server[1].as_user("bob").documents() == []
     revision = mine[0].head_id
-    _, tree, *_ = bob.predict("Bob's notes.\n", "bob.txt", "text", api_name="/save")
+    _, _, tree, *_ = bob.predict("Bob's notes.\n", "bob.txt", "text", api_name="/save")
     assert "Bob" not in tree and tree.count('class="rev') == 1  # his own revision, not ann's
     # The revision pickers only offer a session its own revisions; History refuses the rest too.
     for api, args in (("/restore", (revision,)), ("/diff", (revision, revision)),

@@ -4,11 +4,12 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 
 from editor.history import History
 from page import documents
-from page.document_editor import Document
+from page.document_editor import Document, document_key
 from page.errors import Refusal
 from page.state import NEW_DOC, Doc, Page
 
@@ -117,7 +118,8 @@ def test_typing_is_a_draft_until_saved_and_a_reload_brings_it_back_marked_unsave
     ann = login("ann")
     out = documents.open_file(page, str(write(page, "essay.txt", "First line.\n")), UNTYPED, NEW_DOC, "", "text", ann)
     doc = out[DOC]
-    assert documents.keep_draft(page, Document("First line.\nTyped on.\n"), doc, "essay.txt", "text", ann)
+    assert documents.keep_draft(page, Document("First line.\nTyped on.\n"), doc, "essay.txt", "text", ann,
+                                typed_in(doc.id))
     shown = documents.reopen(page, ann)  # a reload
     assert text_of(shown) == "First line.\nTyped on.\n" and "unsaved" in shown[UNSAVED]
     assert shown[DOC] == doc and "unsaved typing is back" in shown[-1]
@@ -127,10 +129,32 @@ def test_typing_is_a_draft_until_saved_and_a_reload_brings_it_back_marked_unsave
     assert text_of(again) == "First line.\nTyped on.\n" and again[UNSAVED] == ""
 
 
+def test_text_typed_in_another_document_than_the_tabs_now_is_no_draft_of_it(page):
+    """The browser sends a pause's draft only after an open has answered: the tab's document is then the
+    opened one, while the text is the one typed in the document before (which the open stored)."""
+    ann = login("ann")
+    first = documents.open_file(page, str(write(page, "first.txt", "First.\n")), UNTYPED, NEW_DOC, "", "text", ann)
+    second = documents.open_file(page, str(write(page, "second.txt", "Second.\n")), UNTYPED, first[DOC], "",
+                                 "text", ann)
+    assert second[0]["shown"] == str(second[DOC].id)  # the editor learns which document it shows
+    documents.keep_draft(page, Document("Typed in the first.\n"), second[DOC], "second.txt", "text", ann,
+                         typed_in(first[DOC].id))
+    shown = documents.reopen(page, ann)
+    assert text_of(shown) == "Second.\n" and shown[UNSAVED] == ""  # no draft filed under the wrong document
+    documents.keep_draft(page, Document("Second, typed on.\n"), second[DOC], "second.txt", "text", ann,
+                         typed_in(second[DOC].id))
+    assert text_of(documents.reopen(page, ann)) == "Second, typed on.\n"
+
+
+def typed_in(document_id):
+    """The editor's "typed" event, sent from the document with this id."""
+    return gr.EventData(None, {"shown": document_key(document_id)})
+
+
 def test_undo_after_a_restore_goes_back_to_before_the_restore_and_names_what_it_undid(page):
     ann = login("ann")
     doc = documents.open_file(page, str(write(page, "a.txt", "one\n")), UNTYPED, NEW_DOC, "", "text", ann)[DOC]
-    doc = documents.save(page, Document("one\ntwo\n"), doc, "a.txt", "text", ann)[0]
+    doc = documents.save(page, Document("one\ntwo\n"), doc, "a.txt", "text", ann)[1]
     first = page.history.as_user("ann").history(doc.id)[0].id
     restored = documents.restore(page, first, doc, "a.txt", "text", ann)
     assert text_of(restored) == "one\n"
