@@ -35,6 +35,18 @@ class Span:
 
 
 @dataclass(frozen=True)
+class Prompt:
+    """An instruction laid out around the canvas (engine/instruct.py): `head` ids go after the
+    frame's opening ids and before the document, `tail` ids after the document and before the
+    frame's closing ids. The span slots keep their places relative to the document."""
+
+    text: str               # the instruction as given
+    head: tuple[int, ...]
+    tail: tuple[int, ...]
+    layout: str             # "chat template" or "preamble": how it was laid out (docs/MODEL.md)
+
+
+@dataclass(frozen=True)
 class Canvas:
     """A document laid out as token ids with the span regions marked.
 
@@ -58,6 +70,7 @@ class Canvas:
     regions: tuple[tuple[int, int], ...]      # characters [start, end) each span's slots stand for
     fixed: torch.Tensor                    # (L,) bool: inside a span but forced (constraint or edge text)
     codec: TextCodec
+    prompt: Prompt | None = None           # an instruction edit's instruction (engine/instruct.py)
 
     @property
     def length(self) -> int:

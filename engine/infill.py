@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from .canvas import Canvas, Span, build_canvas
+from .instruct import instructed
 from .loop import Step, denoise, run
 from .model import DiffusionLM
 from .settings import SamplerSettings
@@ -16,10 +17,12 @@ def infill(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings,
            bias: torch.Tensor | None = None, deadline: float | None = None) -> Iterator[Step]:
     """Denoise every span of `canvas`; each yielded step has `texts`, one document per candidate.
     `bias`: added to the logits of the span slots; past `deadline` (time.monotonic()) the next
-    step is the last (engine.loop.denoise)."""
+    step is the last (engine.loop.denoise). A canvas with an instruction runs on the instructed
+    model (engine.instruct: the instructed canvas, and with guidance the plain one, per forward)."""
     if canvas.codec is not model.codec:
         raise ValueError("the canvas was built with another model's tokenizer")
-    steps = denoise(model, canvas.ids, canvas.span_ranges, canvas.fixed, settings, bias, deadline)
+    steps = denoise(instructed(model, canvas, settings), canvas.ids, canvas.span_ranges, canvas.fixed,
+                    settings, bias, deadline)
     for step in steps:
         texts = tuple(canvas.render(step.tokens[b], step.masked[b]) for b in range(step.tokens.shape[0]))
         yield dataclasses.replace(step, texts=texts)

@@ -21,6 +21,8 @@ MAX_DOCUMENT_TOKENS = 1 << 18  # a document's tokens, context and spans together
 MAX_STEPS = 1 << 16            # forwards one run may ask for: with remask_below a run takes all of them
 MAX_CANDIDATES = 64            # candidates (a completion's n) denoised together: memory grows with each
 MAX_TEMPERATURE = 100.0        # past a few, sampling is uniform already
+MAX_INSTRUCTION_CHARS = 1_000  # an instruction edit's instruction: a sentence or a short paragraph
+MAX_GUIDANCE = 16.0            # classifier-free guidance scale: past a few, the mix is noise
 DEFAULT_BUDGET = 2_000_000     # steps x candidates x canvas tokens, the page's and the service's default
 
 
@@ -53,6 +55,11 @@ def check_lengths(spans: tuple[Span, ...] | list[Span], fixed_tokens: int, max_l
         raise OverLimit(f"the spans ask for {asked:,} tokens; the model's context is {max_length:,} tokens")
 
 
+def check_instruction(chars: int) -> None:
+    if chars > MAX_INSTRUCTION_CHARS:
+        raise OverLimit(f"instruction: {chars:,} characters; the limit is {MAX_INSTRUCTION_CHARS:,}")
+
+
 def forwards(settings: SamplerSettings, canvas: Canvas) -> int:
     """Most forwards a run may take, as engine.loop.step_budget counts them."""
     widest = max((end - start for start, end in canvas.span_ranges), default=0)
@@ -61,12 +68,21 @@ def forwards(settings: SamplerSettings, canvas: Canvas) -> int:
 
 def check_budget(settings: SamplerSettings, canvas: Canvas, budget: int) -> None:
     """Refuse a run whose most forwards x candidates x canvas tokens exceeds `budget`."""
-    steps = forwards(settings, canvas)
-    cost = steps * settings.candidates * canvas.length
+    steps, tokens = forwards(settings, canvas), tokens_per_forward(settings, canvas)
+    cost = steps * settings.candidates * tokens
     if cost > budget:
         raise OverLimit(f"This run could take {steps:,} steps × {settings.candidates} candidates × "
-                        f"{canvas.length:,} tokens = {cost:,}; one request may use {budget:,}. Use fewer steps "
+                        f"{tokens:,} tokens = {cost:,}; one request may use {budget:,}. Use fewer steps "
                         f"or candidates, a shorter span, or a shorter document.")
+
+
+def tokens_per_forward(settings: SamplerSettings, canvas: Canvas) -> int:
+    """Canvas tokens one forward runs: with an instruction, its layout too, and with guidance the
+    plain canvas as well (engine/instruct.py)."""
+    if canvas.prompt is None:
+        return canvas.length
+    instructed = canvas.length + len(canvas.prompt.head) + len(canvas.prompt.tail)
+    return instructed + (canvas.length if settings.guidance > 0 else 0)
 
 
 GRAPHEME = regex.compile(r"\X")

@@ -96,6 +96,36 @@ class DiffusionLM(ABC):
         return f"{type(self).__name__}({self.label!r}, noise={self.noise}, V={self.vocab_size})"
 
 
+class Delegating(DiffusionLM):
+    """A stand-in that is `model` in every attribute and forward unless it overrides one: wrappers
+    subclass it so none forgets an attribute the loop reads."""
+
+    def __init__(self, model: DiffusionLM):
+        self.model = model
+        self.codec, self.noise, self.mask_id = model.codec, model.noise, model.mask_id
+        self.vocab_size, self.max_length, self.device = model.vocab_size, model.max_length, model.device
+        self.label, self.supports_cache, self.demonstration = model.label, model.supports_cache, model.demonstration
+        self.expand_id, self.delete_id, self.memory = model.expand_id, model.delete_id, model.memory
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(ids)
+
+    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.model.logits_at(ids, positions)
+
+    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        return self.model.cached_logits(ids, positions, cache)
+
+    def forward_many(self, calls: Sequence[ForwardCall]) -> list[Any]:
+        return self.model.forward_many(calls)
+
+    def fluency(self) -> Fluency | None:
+        return self.model.fluency()
+
+    def causal_view(self) -> CausalView | None:
+        return self.model.causal_view()
+
+
 class ModelNotFound(FileNotFoundError):
     """A model folder or hub id that is not on this machine; the message says how to get it."""
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
 from .canvas import Canvas
 from .codec import TextCodec
-from .guide import CausalView
 from .infill import infill
 from .loop import Step
-from .model import DiffusionLM
+from .model import Delegating, DiffusionLM
 from .settings import SamplerSettings
 
 FREE = 0  # what an undecided slot holds in a canvas before the loop fills it with noise
@@ -32,27 +30,13 @@ def resizes(model: DiffusionLM) -> bool:
     return model.expand_id is not None and model.delete_id is not None
 
 
-class LengthTokensAllowed(DiffusionLM):
+class LengthTokensAllowed(Delegating):
     """`model` seen through another codec: the same forwards, but spans may hold the ids that
     codec does not ban (the length tokens a fixed-length run must never write)."""
 
     def __init__(self, model: DiffusionLM, codec: TextCodec):
-        self.model, self.codec = model, codec
-        self.noise, self.mask_id, self.vocab_size = model.noise, model.mask_id, model.vocab_size
-        self.max_length, self.device, self.label = model.max_length, model.device, model.label
-        self.supports_cache = model.supports_cache
-
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(ids)
-
-    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.model.logits_at(ids, positions)
-
-    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        return self.model.cached_logits(ids, positions, cache)
-
-    def causal_view(self) -> CausalView | None:
-        return self.model.causal_view()
+        super().__init__(model)
+        self.codec = codec
 
 
 class ResizingInfill:

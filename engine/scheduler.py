@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,7 @@ class Job:
         self._scheduler = scheduler
         self._steps: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Guarded by the scheduler's condition:
-        self._call: ForwardCall | None = None  # the forward it waits for, until the worker takes it
+        self._call: list[ForwardCall] | None = None  # the forwards it waits for, until the worker takes them
         self._answer: Any = None
         self._answered = False
         self._round: _Round | None = None      # the forward its latest answer came from
@@ -112,9 +112,10 @@ class Job:
 
 class JobModel(DiffusionLM):
     """What one job's loop sees as its model: the scheduler's model, except that each forward is
-    asked of the scheduler (`ask`), which runs it batched with the other jobs' forwards."""
+    asked of the scheduler (`ask`), which runs it batched with the other jobs' forwards. Several
+    calls asked at once (`forward_many`: an instruction edit's two canvases) join the same batch."""
 
-    def __init__(self, model: DiffusionLM, ask: Callable[[ForwardCall], Any]):
+    def __init__(self, model: DiffusionLM, ask: Callable[[list[ForwardCall]], list[Any]]):
         self.codec, self.noise, self.mask_id = model.codec, model.noise, model.mask_id
         self.vocab_size, self.max_length, self.device = model.vocab_size, model.max_length, model.device
         self.label, self.supports_cache = model.label, model.supports_cache
@@ -125,10 +126,13 @@ class JobModel(DiffusionLM):
         return self.logits_at(ids, torch.arange(ids.shape[1], device=ids.device))
 
     def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self._ask(ForwardCall(ids, positions))
+        return self._ask([ForwardCall(ids, positions)])[0]
 
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        return self._ask(ForwardCall(ids, positions, cached=True, cache=cache))
+        return self._ask([ForwardCall(ids, positions, cached=True, cache=cache)])[0]
+
+    def forward_many(self, calls: Sequence[ForwardCall]) -> list[Any]:
+        return self._ask(list(calls))
 
     def causal_view(self) -> CausalView | None:
         return self._causal()
@@ -202,7 +206,7 @@ class Scheduler:
     def _run(self, job: Job) -> None:
         """A job's thread: the loop over a JobModel, its steps into the job's queue."""
         try:
-            for step in corrected(JobModel(self.model, lambda call: self._ask(job, call)), job.canvas,
+            for step in corrected(JobModel(self.model, lambda calls: self._ask(job, calls)), job.canvas,
                                   job.settings, job.checker, job.deadline):
                 job._steps.put(step)
                 with self._cond:
@@ -215,10 +219,10 @@ class Scheduler:
         finally:
             self._leave(job)
 
-    def _ask(self, job: Job, call: ForwardCall) -> Any:
-        """Hand `call` to the worker and wait for its answer (raises Cancelled when cancelled)."""
+    def _ask(self, job: Job, calls: list[ForwardCall]) -> list[Any]:
+        """Hand `calls` to the worker and wait for their answers (raises Cancelled when cancelled)."""
         with self._cond:
-            job._call, job._answered = call, False
+            job._call, job._answered = calls, False
             self._cond.notify_all()
             while not (job._answered or job._cancelled):
                 self._cond.wait()
@@ -277,7 +281,7 @@ class Scheduler:
         for job in jobs:
             self._cancel(job)
 
-    def _next_batch(self) -> tuple[list[tuple[Job, ForwardCall]] | None, _Round | None]:
+    def _next_batch(self) -> tuple[list[tuple[Job, list[ForwardCall]]] | None, _Round | None]:
         """(batch, forward to report), once every active job has asked for its next forward: only
         then have they all read the last one's answers. (None, ...) once closed."""
         while not self._closed:
@@ -303,9 +307,13 @@ class Scheduler:
             self._threads[job] = thread
             thread.start()
 
-    def _forward(self, batch: list[tuple[Job, ForwardCall]]) -> None:
+    def _forward(self, batch: list[tuple[Job, list[ForwardCall]]]) -> None:
         start = time.perf_counter()
-        answers = self._answers([call for _, call in batch])
+        flat = self._answers([call for _, calls in batch for call in calls])
+        answers, at = [], 0
+        for _, calls in batch:  # each job's answers, or the first error among them
+            own, at = flat[at:at + len(calls)], at + len(calls)
+            answers.append(next((a for a in own if isinstance(a, Exception)), own))
         done = _Round(len(batch), time.perf_counter() - start)
         with self._cond:
             self._forwards += 1

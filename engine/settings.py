@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import MAX_CANDIDATES, MAX_DOCUMENT_TOKENS, MAX_SPAN_TOKENS, MAX_STEPS, MAX_TEMPERATURE
+from .limits import MAX_CANDIDATES, MAX_DOCUMENT_TOKENS, MAX_GUIDANCE, MAX_SPAN_TOKENS, MAX_STEPS, MAX_TEMPERATURE
 
 STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
 CACHES = ("none", "dual")
@@ -167,6 +167,11 @@ class SamplerSettings:
         "language model's next-token log-probs with this weight (product of experts: log p = "
         "log p_denoiser + guide * log p_causal); the bundled model's own base LM guides it, other "
         "families have none (0: off)", bounds=Bounds(0, 8), slider=(0, 4, 0.25))
+    guidance: float = setting(
+        0.0, "instruction edits: classifier-free guidance scale w (LLaDA's cfg_scale); each forward "
+        "also runs the canvas without the instruction, packed with it, and the logits become "
+        "uncond + (1 + w) (cond - uncond) (0: off, the instructed canvas alone; no effect without "
+        "an instruction)", bounds=Bounds(0, MAX_GUIDANCE), slider=(0, 4, 0.25))
     correct_rounds: int = setting(
         3, "error correction: after the spans are filled, rounds in which what the checker rejects "
         "(a doubled word, a repetition loop, a broken word; code that does not parse) is re-masked "

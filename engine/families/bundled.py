@@ -33,7 +33,7 @@ import torch
 
 from ..codec import TextCodec
 from ..paths import data_dir as default_data_dir
-from .gguf import gguf_tokenizer, read_gguf_weights
+from .gguf import gguf_chat_template, gguf_tokenizer, read_gguf_weights
 from .llama import LlamaDiffusionLM, LlamaNet, LlamaShape, build_net, token_id
 
 if TYPE_CHECKING:
@@ -110,6 +110,8 @@ def load_default(device: torch.device | str | None = None, dtype: torch.dtype | 
     shape = LlamaShape(**meta["shape"])
     state = load_file(str(folder / "model.safetensors"))
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    if not tokenizer.chat_template:  # a cache written before the template was kept
+        tokenizer.chat_template = chat_template(folder, source)
     mask_id, start_id = token_id(tokenizer, MASK_TOKEN), token_id(tokenizer, START_TOKEN)
     if mask_id is None or start_id is None:
         raise ValueError(f"the bundled tokenizer lacks {MASK_TOKEN} or {START_TOKEN}")
@@ -122,6 +124,15 @@ def load_default(device: torch.device | str | None = None, dtype: torch.dtype | 
                          start_id=start_id)
     model.adapted = adapted
     return model
+
+
+def chat_template(folder: Path, source: Path) -> str | None:
+    """SmolLM2-Instruct's chat template from the GGUF's metadata, kept beside the cached tokenizer
+    (`chat_template.jinja`, which transformers reads with it) so that it is read once."""
+    template = gguf_chat_template(source)
+    if template:
+        (folder / "chat_template.jinja").write_text(template)
+    return template
 
 
 def gguf_path() -> Path:

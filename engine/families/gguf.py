@@ -48,6 +48,13 @@ def _f32(x: float) -> float:
     return float(f"{float(x):.7g}")
 
 
+def gguf_chat_template(path) -> str | None:
+    """The chat template in a GGUF file's metadata, None without one."""
+    import gguf
+
+    return _field(gguf.GGUFReader(path), "tokenizer.chat_template")
+
+
 def read_gguf_weights(reader) -> tuple[LlamaShape, dict[str, torch.Tensor]]:
     """LlamaShape and float32 tensors (our names, Q/K rows un-permuted) from a llama GGUF."""
     import gguf
@@ -117,6 +124,8 @@ def gguf_tokenizer(reader):
     roles = dict(bos_token=named("bos"), eos_token=named("eos"), unk_token=named("unknown"),
                  pad_token=named("padding"))
     others = [t for t, kind in zip(tokens, types) if kind == CONTROL and t not in roles.values()]
-    return PreTrainedTokenizerFast(tokenizer_object=tok, additional_special_tokens=others,
-                                   model_max_length=int(_field(reader, "llama.context_length", 4096)),
-                                   **roles)
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, additional_special_tokens=others,
+                                  model_max_length=int(_field(reader, "llama.context_length", 4096)),
+                                  **roles)
+    out.chat_template = _field(reader, "tokenizer.chat_template")  # instruction edits (engine/instruct.py)
+    return out

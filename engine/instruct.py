@@ -1,0 +1,169 @@
+"""Instruction edits: the instruction laid out around the canvas, and classifier-free guidance.
+
+The conditional canvas is the document with the instruction in front, in the model's chat template
+where its tokenizer has one (the user's turn holds the instruction; the assistant's turn is the
+document, span slots included: the part the model writes), else in a plain-text preamble. The
+unconditional canvas is the plain document. With guidance w > 0, each forward runs both as one
+`forward_many` (the Llama family packs them into one pass; under the scheduler they join the other
+edits' rows), and the span logits become uncond + (1 + w) (cond - uncond) (Ho & Salimans 2022,
+"Classifier-Free Diffusion Guidance"; LLaDA's `cfg_scale`, whose unconditional canvas masks the
+prompt instead). Layouts per family and why: docs/MODEL.md, "Instruction edits".
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from .canvas import Canvas, Prompt
+from .codec import TextCodec
+from .context import context_window
+from .guide import CausalView
+from .limits import OverLimit, check_instruction
+from .model import Delegating, DiffusionLM, ForwardCall
+from .settings import SamplerSettings
+
+PREAMBLE = "### Instruction\n{instruction}\n\n### Text\n"  # base checkpoints: no chat template
+_MARK = "\uE000SHARPEN-DOCUMENT\uE000"  # stands for the document while the template is rendered
+
+
+def read_instruction(value: Any) -> str | None:
+    """The instruction a request carries: None when absent or blank (an empty instruction is none);
+    a ValueError naming the field for anything else that is not text, or past the limit."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"instruction must be text, got {type(value).__name__}")
+    if not value.strip():
+        return None
+    if "\x00" in value:
+        raise ValueError("instruction: holds a NUL character")
+    check_instruction(len(value))
+    return value.strip()
+
+
+def layout(codec: TextCodec, instruction: str) -> Prompt:
+    """The ids around the document: the chat template's user turn and the assistant turn's opening
+    in front, its closing after; a plain preamble where the tokenizer has no template. Ids the
+    codec's frame already puts at either end (a BOS) are left to the frame."""
+    template = getattr(codec.tokenizer, "chat_template", None)
+    before, after, how = PREAMBLE.format(instruction=instruction), "", "preamble"
+    if template:
+        rendered = codec.tokenizer.apply_chat_template(
+            [{"role": "user", "content": instruction}, {"role": "assistant", "content": _MARK}], tokenize=False)
+        if isinstance(rendered, str) and rendered.count(_MARK) == 1:
+            before, after = rendered.split(_MARK)
+            how = "chat template"
+    head, tail = codec.encode(before), codec.encode(after)
+    f, s = len(codec.frame_prefix), len(codec.frame_suffix)
+    if f and tuple(head[:f]) == codec.frame_prefix:
+        head = head[f:]
+    if s and tuple(tail[-s:]) == codec.frame_suffix:
+        tail = tail[:-s]
+    return Prompt(instruction, tuple(head), tuple(tail), how)
+
+
+def with_instruction(canvas: Canvas, instruction: str | None, max_length: int | None = None) -> Canvas:
+    """`canvas` carrying `instruction` (None or blank: the canvas as it is); OverLimit when the
+    instructed canvas would not fit the model's context."""
+    instruction = read_instruction(instruction)
+    if instruction is None:
+        return canvas
+    prompt = layout(canvas.codec, instruction)
+    need = canvas.length + len(prompt.head) + len(prompt.tail)
+    if max_length is not None and need > max_length:
+        raise OverLimit(f"instruction: the document with the instruction needs {need:,} tokens; "
+                        f"the model's context is {max_length:,}")
+    return dataclasses.replace(canvas, prompt=prompt)
+
+
+def instructed(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings) -> DiffusionLM:
+    """The model the loop runs an edit of `canvas` on: `model` itself without an instruction."""
+    if canvas.prompt is None:
+        return model
+    window = context_window(canvas.slots, settings.context_window)
+    return Guided(model, canvas, settings.guidance, window)
+
+
+class Guided(Delegating):
+    """`model` reading the instruction: each forward gets the canvas the loop holds (plain, as the
+    context strategy cut it to `window`) and runs the instructed canvas, plus the plain one when
+    `guidance` > 0, as one `forward_many`; the span slots' logits are mixed as the module says.
+
+    The instructed canvas is frame + head + the window's document rows + tail + frame, whatever
+    the window cut, so the instruction is always read; the slots move right by what was put in front."""
+
+    def __init__(self, model: DiffusionLM, canvas: Canvas, guidance: float, window: slice):
+        super().__init__(model)
+        assert canvas.prompt is not None
+        codec, prompt, device = canvas.codec, canvas.prompt, model.device
+        self.guidance = guidance
+        self.front = 0 if window.start else len(codec.frame_prefix)   # frame rows the window holds
+        self.back = len(codec.frame_suffix) if window.stop is None or window.stop >= canvas.length else 0
+        self.head = torch.tensor(codec.frame_prefix + prompt.head, dtype=torch.long, device=device)
+        self.tail = torch.tensor(prompt.tail + codec.frame_suffix, dtype=torch.long, device=device)
+        self.shift = len(self.head) - self.front
+        self.prompt = prompt
+
+    def wrap(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) window of the plain canvas -> (B, L + shift + ...) the instructed canvas."""
+        B, L = ids.shape
+        body = ids[:, self.front:L - self.back]
+        return torch.cat([self.head.expand(B, -1), body, self.tail.expand(B, -1)], 1)
+
+    def calls(self, ids: torch.Tensor, positions: torch.Tensor, cached: bool, cache: Any) -> list[ForwardCall]:
+        own, plain = cache if cache is not None else (None, None)
+        out = [ForwardCall(self.wrap(ids), positions + self.shift, cached, own)]
+        if self.guidance > 0:
+            out.append(ForwardCall(ids, positions, cached, plain))
+        return out
+
+    def mix(self, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
+        """(B, P, V) each -> uncond + (1 + w)(cond - uncond), in float32."""
+        if uncond is None:
+            return cond
+        cond, uncond = cond.float(), uncond.float()
+        return uncond + (1 + self.guidance) * (cond - uncond)
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.logits_at(ids, torch.arange(ids.shape[1], device=ids.device))
+
+    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        answers = self.model.forward_many(self.calls(ids, positions, False, None))
+        return self.mix(answers[0], answers[1] if len(answers) > 1 else None)
+
+    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        """The context cache is a pair: the instructed canvas's and the plain one's (None without guidance)."""
+        answers = self.model.forward_many(self.calls(ids, positions, True, cache))
+        plain = answers[1] if len(answers) > 1 else (None, None)
+        return self.mix(answers[0][0], plain[0]), (answers[0][1], plain[1])
+
+    def forward_many(self, calls: Any) -> list[Any]:
+        raise NotImplementedError("an instructed model runs its own forwards (logits_at / cached_logits)")
+
+    def causal_view(self) -> CausalView | None:
+        view = self.model.causal_view()
+        return None if view is None else InstructedView(view, self.prompt.head)
+
+
+class InstructedView:
+    """The frontier guide's causal LM reading the instruction first: rows [start, head..., text]. The
+    guide's row j (0: the start token) is the view's row j + H, so its predictions are the view's
+    from row H on, and its cached rows are the view's plus the head's."""
+
+    def __init__(self, view: CausalView, head: tuple[int, ...]):
+        self.view, self.start_id, self.head = view, view.start_id, head
+
+    def extend(self, ids: torch.Tensor, past: Any) -> tuple[torch.Tensor, Any]:
+        if past is not None:
+            return self.view.extend(ids, past)
+        head = torch.tensor(self.head, dtype=ids.dtype, device=ids.device).expand(ids.shape[0], -1)
+        out, past = self.view.extend(torch.cat([ids[:, :1], head, ids[:, 1:]], 1), None)
+        return out[:, len(self.head):], past
+
+    def truncate(self, past: Any, rows: int) -> Any:
+        return None if rows == 0 else self.view.truncate(past, rows + len(self.head))
+
+    def pick(self, past: Any, index: torch.Tensor) -> Any:
+        return self.view.pick(past, index)
