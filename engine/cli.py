@@ -14,6 +14,7 @@ from .canvas import Constraint, Span, build_canvas
 from .checker import checker_for, editor_checks
 from .correct import Checker, corrected
 from .guide import default_preset
+from .instruct import read_instruction, with_instruction
 from .limits import DEFAULT_BUDGET, check_document, check_span_length
 from .load import add_load_flags
 from .loop import Step, run
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, help="tokens per span when a span gives none (default: keep)")
     p.add_argument("--constraint", action="append", default=[], metavar="TEXT@K",
                    help="TEXT must appear K tokens into the first span (repeatable)")
+    p.add_argument("--instruction", help="what the new text should do (\"make it a question\"): an "
+                   "instruction edit, read in the model's chat template; --guidance sets how strongly "
+                   "(in --jsonl a line may give its own \"instruction\")")
     p.add_argument("--show-steps", action="store_true", help="also print every step's draft")
     p.add_argument("--language", help="the document's language, for the correction rounds' checker "
                    "(python, markdown, text, ...; default: by the file's extension, else text; in "
@@ -117,6 +121,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
         return serve(args, functools.partial(settings_from_args, args), stderr)
     try:
         settings_from_args(args)  # every input is checked before the (slow) model load
+        instruction = read_instruction(args.instruction)
         if args.jsonl:
             jsonl = open_jsonl(args.jsonl)
             model = load(args, stderr)
@@ -126,7 +131,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
         model = load(args, stderr)
         check = language_checker(args.language or language_of(args.text_file), model, stderr)
         final = edit(model, text, spans, settings_from_args(args, model), stdout if args.show_steps else None, stderr,
-                     check)
+                     check, instruction)
     except (InputError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=stderr)
         return 2
@@ -236,8 +241,9 @@ def language_checker(language: str, model: DiffusionLM, stderr: TextIO) -> Check
 
 
 def edit(model: DiffusionLM, text: str, spans: list[Span], settings: SamplerSettings,
-         show: TextIO | None, stderr: TextIO, checker: Checker | None = None) -> str:
-    canvas = build_canvas(model.codec, text, spans, model.max_length)
+         show: TextIO | None, stderr: TextIO, checker: Checker | None = None,
+         instruction: str | None = None) -> str:
+    canvas = with_instruction(build_canvas(model.codec, text, spans, model.max_length), instruction, model.max_length)
     last: Step | None = None
     for last in corrected(model, canvas, settings, checker):
         if show is not None:
@@ -276,7 +282,8 @@ def run_jsonl(model: DiffusionLM, lines: list[str], settings: SamplerSettings,
 
 def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings, language: str = "text") -> dict:
     text, spans, settings = read_edit(item, settings)
-    canvas = build_canvas(model.codec, text, spans, model.max_length)
+    canvas = with_instruction(build_canvas(model.codec, text, spans, model.max_length), item.get("instruction"),
+                              model.max_length)
     step = run(corrected(model, canvas, settings, checker_for(read_language(item) or language, model)))
     return {"text": step.texts[0], "forwards": step.forwards, "ms": round(step.elapsed * 1000, 1)}
 
@@ -284,8 +291,8 @@ def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings, languag
 def read_edit(item: Any, settings: SamplerSettings) -> tuple[str, list[Span], SamplerSettings]:
     """An edit as JSON (a --jsonl line, the service's /v1/edits body): `text`, `spans` as [start, end]
     or [start, end, length], optional `length`, `constraints` [[TEXT, K], ...] (forced into the first
-    span, as --constraint) and any sampler setting by name over `settings`. A ValueError says what
-    is wrong."""
+    span, as --constraint) and any sampler setting by name over `settings` (an "instruction" is the
+    caller's: engine.instruct.with_instruction). A ValueError says what is wrong."""
     if not isinstance(item, dict):
         raise ValueError("each line must be a JSON object")
     text, raw_spans = item.get("text"), item.get("spans")
@@ -303,7 +310,8 @@ def read_edit(item: Any, settings: SamplerSettings) -> tuple[str, list[Span], Sa
     forced = read_constraints(item.get("constraints", []))
     if forced:
         spans[0] = Span(spans[0].start, spans[0].end, spans[0].length, forced)
-    overrides = {k: v for k, v in item.items() if k not in ("text", "spans", "length", "constraints", "language")}
+    overrides = {k: v for k, v in item.items()
+                 if k not in ("text", "spans", "length", "constraints", "language", "instruction")}
     return text, spans, settings.with_values(overrides)
 
 

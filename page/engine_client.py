@@ -219,13 +219,15 @@ def interleave(starts: Sequence[Callable[[], Iterator[Step]]]) -> Iterator[tuple
 
 def edit_body(canvas: Canvas, settings: SamplerSettings) -> dict[str, Any]:
     """The /v1/edits request that builds `canvas` on the service: its text, spans (in document order)
-    and the first span's constraints, every setting, streamed."""
+    and the first span's constraints, its instruction (the service lays it out in its own model's
+    template), every setting, streamed."""
     if any(span.constraints for span in canvas.spans[1:]):
         raise ValueError("the engine service takes constraints in the first span only")
     spans = [[s.start, s.end] if s.length is None else [s.start, s.end, s.length] for s in canvas.spans]
     constraints = [[c.text, c.at] for c in canvas.spans[0].constraints]
-    return {"text": canvas.text, "spans": spans, "constraints": constraints, **dataclasses.asdict(settings),
-            "stream": True}
+    instruction = {"instruction": canvas.prompt.text} if canvas.prompt is not None else {}
+    return {"text": canvas.text, "spans": spans, "constraints": constraints, **instruction,
+            **dataclasses.asdict(settings), "stream": True}
 
 
 def check_result(done: dict[str, Any], last: Step | None) -> None:

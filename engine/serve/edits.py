@@ -27,7 +27,7 @@ def service_of(request: Request) -> Service:
 
 @router.post("/v1/edits")
 async def create_edit(request: Request) -> Response:
-    """Body: {"text", "spans": [[start, end] or [start, end, length], ...], "seed", any sampler
+    """Body: {"text", "spans": [[start, end] or [start, end, length], ...], "instruction", "seed", any sampler
     setting by name, "language" (the correction rounds' checker), "stream"}. The edit's id comes
     back at once in the X-Edit-Id header (and in each line), so even a plain request can be
     cancelled while it runs; a plain request's status is therefore 200 once accepted, and a run

@@ -17,6 +17,7 @@ from ..checker import checker_for
 from ..cli import read_edit, read_language
 from ..correct import Checker
 from ..guide import causal_view_for
+from ..instruct import with_instruction
 from ..limits import DEFAULT_BUDGET, check_budget
 from ..loop import Step
 from ..model import DiffusionLM
@@ -71,7 +72,8 @@ class Service:
         try:
             text, spans, settings = read_edit(item, self.defaults)
             causal_view_for(self.model, settings)  # a guide the model cannot have: a 400 now, not mid-run
-            canvas = build_canvas(self.model.codec, text, spans, self.model.max_length)
+            canvas = with_instruction(build_canvas(self.model.codec, text, spans, self.model.max_length),
+                                      item.get("instruction"), self.model.max_length)
             check_budget(settings, canvas, self.budget)
             return canvas, settings
         except ValueError as err:

@@ -147,7 +147,7 @@ def test_every_sampler_setting_has_a_flag_that_reaches_the_settings():
     changed = {"steps": 7, "tokens_per_step": 2, "block_length": 3, "strategy": "entropy", "threshold": 0.5,
                "entropy_bound": 0.3, "temperature": 0.7, "seed": 11, "remask_below": 0.25, "candidates": 3,
                "candidate_temperature": 1.5, "alternatives": 2, "cache": "dual", "refresh_every": 4,
-               "context_window": 32, "spacing": 3, "guide": 1.5, "correct_rounds": 3, "scope": "off",
+               "context_window": 32, "spacing": 3, "guide": 1.5, "guidance": 2.5, "correct_rounds": 3, "scope": "off",
                "rough_margin": 1.5}
     assert set(changed) == {k.name for k in knobs()}  # a new field needs a line here
     argv = ["infill", "--text-file", "x"]
@@ -210,3 +210,23 @@ def test_a_span_of_a_billion_tokens_is_refused_at_once_naming_the_limit(tmp_path
     assert main(["infill", "--model", "/nowhere", "--text-file", str(doc), "--span", "0:3:1000000000"],
                 stdout=io.StringIO(), stderr=err) == 2
     assert "the longest span is 32,768 tokens" in err.getvalue()
+
+
+def test_an_instruction_edit_runs_and_an_empty_one_is_none(bert, doc):
+    base = ("infill", "--model", bert, "--text-file", doc, "--span", "10:15", "--strategy", "low_confidence")
+    _, plain, _ = call(*base)
+    code, out, err = call(*base, "--instruction", "make it about a cat", "--guidance", "2")
+    assert code == 0, err
+    assert out.startswith("the quick ") and out.endswith(" fox jumps over the lazy dog.\n") and out != plain
+    assert call(*base, "--instruction", " ")[1] == plain
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--instruction", "x" * 1001], "error: instruction: 1,001 characters; the limit is 1,000"),
+    (["--instruction", "shorter", "--guidance", "nan"], "guidance must be a finite number"),
+    (["--instruction", "shorter", "--guidance", "-1"], "guidance must be a finite number from 0 to 16"),
+    (["--instruction", "shorter " * 100], "the model's context is 128"),
+])
+def test_a_bad_instruction_or_guidance_is_one_line(bert, doc, argv, message):
+    code, out, err = call("infill", "--model", bert, "--text-file", doc, "--span", "0:3", *argv)
+    assert code == 2 and out == "" and message in err.splitlines()[-1] and err.count("error") == 1

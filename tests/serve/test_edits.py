@@ -87,6 +87,10 @@ def test_several_candidates_each_come_back(url):
     ({"text": TEXT, "spans": [[0, 3]], "language": ["python"]}, '"language" must be a language name'),
     ({"text": TEXT, "spans": [[0, 3]], "guide": 1.0}, "guide: "),  # the fixture model has no causal view
     ({"text": TEXT, "spans": [[0, 3]], "guide": -1}, "guide must be a finite number from 0 to 8"),
+    ({"text": TEXT, "spans": [[0, 3]], "instruction": "x" * 1001}, "instruction: 1,001 characters; the limit is 1,000"),
+    ({"text": TEXT, "spans": [[0, 3]], "instruction": ["shorter"]}, "instruction must be text, got list"),
+    ({"text": TEXT, "spans": [[0, 3]], "instruction": "shorter", "guidance": -1}, "guidance must be a finite number"),
+    ({"text": TEXT, "spans": [[0, 3]], "instruction": "shorter", "guidance": 1e9}, "guidance must be a finite number"),
 ])
 def test_bad_input_is_400_with_a_message(url, body, message):
     response = httpx.post(f"{url}/v1/edits", json=body, timeout=60)
@@ -147,3 +151,22 @@ def test_a_language_brings_correction_rounds_streamed_as_rounds(url, monkeypatch
     assert lines[-1]["done"] and lines[-2]["candidates"][0]["spans"][0]["text"] in lines[-1]["text"]
     _, plain = stream(url, seed=2, correct_rounds=2)  # no language: the service does not guess one
     assert {line["round"] for line in plain[:-1]} == {0} and asked == ["python"]
+
+
+def test_an_instruction_edit_is_the_engines_own_and_an_empty_instruction_is_none(url, model):
+    from engine.instruct import with_instruction
+
+    body = {"seed": 2, "strategy": "low_confidence", "cache": "none"}
+    guided = edit(url, instruction="use a list comprehension", guidance=1.5, **body).json()
+    settings = PRESETS[DEFAULT_PRESET].replace(guidance=1.5, **body)
+    canvas = build_canvas(model.codec, TEXT, [Span(*s) for s in SPANS], model.max_length)
+    expected = run(corrected(model, with_instruction(canvas, "use a list comprehension"), settings))
+    assert (guided["text"], guided["forwards"]) == (expected.texts[0], expected.forwards)
+    plain = edit(url, **body).json()
+    assert edit(url, instruction="  ", guidance=1.5, **body).json()["text"] == plain["text"]
+
+
+def test_a_nan_guidance_is_400_naming_it(url):
+    body = '{"text": "def f(): pass", "spans": [[4, 5]], "instruction": "rename it", "guidance": NaN}'
+    response = httpx.post(f"{url}/v1/edits", content=body.encode(), headers=JSON, timeout=60)
+    assert response.status_code == 400 and "guidance" in response.json()["error"]

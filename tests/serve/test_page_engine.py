@@ -46,6 +46,21 @@ def test_http_steps_are_the_in_process_steps(model, url):
         assert a.texts == b.texts and torch.equal(a.positions, b.positions) and a.index == b.index
 
 
+def test_an_instruction_travels_to_the_service_and_runs_as_in_process(model, url):
+    from engine.instruct import with_instruction
+
+    remote = HttpEngine(url)
+    settings = QUALITY.replace(seed=3, guidance=1.0)
+    spans = [Span(19, 31)]
+    canvas = with_instruction(build_canvas(model.codec, TEXT, spans, model.max_length), "return the sum")
+    here = [s.tokens.tolist() for s in InProcessEngine(model).steps(canvas, settings)]
+    there_canvas = with_instruction(build_canvas(remote.model.codec, TEXT, spans, remote.model.max_length),
+                                    "return the sum")
+    assert [s.tokens.tolist() for s in remote.steps(there_canvas, settings)] == here
+    plain = build_canvas(model.codec, TEXT, spans, model.max_length)
+    assert [s.tokens.tolist() for s in InProcessEngine(model).steps(plain, settings)] != here
+
+
 def test_the_page_through_the_service_shows_what_the_page_in_process_shows(model, url):
     from gradio_client import Client
     remote = HttpEngine(url)
