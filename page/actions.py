@@ -21,6 +21,7 @@ from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import EditorError, check_document
 from editor.validity import check_edit
 from engine import Canvas, Constraint, SamplerSettings, Span, Step, build_canvas
+from engine.instruct import read_instruction, with_instruction
 from engine.length import Scorer, lengths_around
 from engine.limits import MAX_SPAN_TOKENS, check_budget
 from engine.resize import resizes
@@ -275,15 +276,18 @@ class RunPlan:
     span: Span
     lengths: tuple[int, ...]  # "auto": the lengths to try first; else none
     settings: SamplerSettings
+    instruction: str | None = None  # an instruction edit's (engine/instruct.py); None: a plain regeneration
 
 
 def plan_run(page: Page, action: str, text: str, a: int, b: int, language: str, mode: str, n: Any,
-             constraint: str, settings: SamplerSettings) -> RunPlan:
+             constraint: str, settings: SamplerSettings, instruction: str | None = None) -> RunPlan:
     """A regenerate action on the selection [a, b) (code points) as a checked `RunPlan` (EditorError /
     ValueError say what is wrong); the widest canvas it may build is checked against the per-request
-    budget. "selection_or_fill" (the editor's Ctrl/Cmd+Enter) is the selection, or fill at the cursor."""
+    budget. "selection_or_fill" (the editor's Ctrl/Cmd+Enter) is the selection, or fill at the cursor.
+    `instruction`: an instruction edit's (blank: none)."""
     model = page.model
     text = page_document(text)
+    instruction = read_instruction(instruction)
     kind = None
     if action == "selection_or_fill":
         action = "selection" if a < b else "fill"
@@ -299,5 +303,7 @@ def plan_run(page: Page, action: str, text: str, a: int, b: int, language: str, 
     lengths = auto_lengths(model.codec, text[a:b], mode, page.score, resizes(model))
     # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
     widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
-    check_budget(settings, build_canvas(model.codec, text, [widest], model.max_length), page.limits.budget)
-    return RunPlan(text, a, b, kind, span, lengths, settings)
+    widest_canvas = with_instruction(build_canvas(model.codec, text, [widest], model.max_length), instruction,
+                                     model.max_length)
+    check_budget(settings, widest_canvas, page.limits.budget)
+    return RunPlan(text, a, b, kind, span, lengths, settings, instruction)

@@ -62,9 +62,10 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         with gr.Row(elem_id="main"):
             with gr.Column(scale=3, min_width=480):
                 ed = layout.editor()
+                ib = layout.instruction_box()
             with gr.Column(scale=2, min_width=360, elem_id="side"):
                 tabs, rv, hp = layout.side_panel()
-        ui = Ui(tab, docs, top, ed, rv, dial, hp, tabs)
+        ui = Ui(tab, docs, top, ed, rv, dial, hp, tabs, ib)
         _wire_documents(page, demo, ui)
         _wire_runs(page, demo, ui)
         _wire_history(page, ui)
@@ -152,6 +153,7 @@ class Ui:
     dial: layout.Dial
     hp: layout.HistoryPanel
     tabs: gr.Tabs
+    ib: layout.InstructionBox | None = None
 
     @property
     def document(self) -> list:
@@ -220,6 +222,12 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
         started.append(trigger(bind(runs.run_action, page, action), inputs, [*ui.run, ed.message, ed.document],
                                concurrency_id="model", concurrency_limit=WAITING_RUNS,
                                api_name=f"regenerate_{action}", **api))
+    if ui.ib is not None:  # Ctrl/Cmd+K's box: Enter runs the selection as an instruction edit
+        demo.load(None, js=JS["instruct"])
+        ui.ib.text.submit(_show_run, None, ui.tabs, queue=False, api_visibility="private", js=JS["instruct_close"])
+        started.append(ui.ib.text.submit(bind(runs.run_instructed, page), [tab.run, ui.ib.text, *inputs[1:]],
+                                         [*ui.run, ed.message, ed.document], concurrency_id="model",
+                                         concurrency_limit=WAITING_RUNS, api_name="regenerate_instructed"))
     halted = [rv.metrics, rv.scrub, rv.accept, rv.branch, rv.reject, ed.stop, ed.document]
     # A step already on its way when Stop lands can arrive after it and redraw "denoising": once the
     # stop's own outputs are in, the metrics are drawn again from the run (no step can follow then).

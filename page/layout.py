@@ -64,6 +64,15 @@ class Editor:
 
 
 @dataclass
+class InstructionBox:
+    """Ctrl/Cmd+K over the selection (static/instruct.js): what the selection should become; Enter runs
+    an instruction edit, Esc closes it."""
+
+    box: gr.Column
+    text: gr.Textbox
+
+
+@dataclass
 class RunView:
     """A run as it streams and once done: the live view, metrics, steps, candidates, accept / reject."""
 
@@ -154,6 +163,15 @@ def editor() -> Editor:
     message = gr.Markdown(elem_id="message")
     download = gr.File(label="download", visible="hidden", interactive=False, elem_id="download")
     return Editor(download, document, go_selection, go_node, expand, shrink, go_fill, stop, message)
+
+
+def instruction_box() -> InstructionBox:
+    """Hidden until Ctrl/Cmd+K; static/instruct.js places it over the selection."""
+    with gr.Column(elem_id="instruct-box") as box:
+        text = gr.Textbox(show_label=False, lines=1, max_lines=1, elem_id="instruction", container=False,
+                          placeholder="What should the selection become? (Enter runs, Esc closes)")
+        gr.Markdown("instruction edit · guidance: Dial → Advanced", elem_id="instruct-note")
+    return InstructionBox(box, text)
 
 
 def run_view() -> RunView:

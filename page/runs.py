@@ -18,6 +18,7 @@ from editor.text import EditorError
 from engine import Canvas, Step, build_canvas
 from engine.distinct import redraw_repeats
 from engine.guide import causal_view_for
+from engine.instruct import with_instruction
 from engine.length import Scorer, choose_length
 from engine.resize import resizes
 from engine.scope import whole_words
@@ -55,14 +56,16 @@ NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's 
 
 
 def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
-               n: Any, constraint: str, heatmap: bool, *dial: Any, previous: Run | None = None) -> Iterator[tuple]:
+               n: Any, constraint: str, heatmap: bool, *dial: Any, previous: Run | None = None,
+               instruction: str | None = None) -> Iterator[tuple]:
     """Stream one regeneration: the run panel (outputs.run_outputs), a message and the editor's span
     in place (page/live.py), per step. A `previous` run whose candidates are still on offer is set
-    aside in the new one (`back_to_aside` brings it back), not dropped."""
+    aside in the new one (`back_to_aside` brings it back), not dropped. With `instruction`, an
+    instruction edit (engine/instruct.py; its guidance is the dial's)."""
     model = page.model
     try:
         req = plan_run(page, action, document.text, document.start, document.end, language, mode, n, constraint,
-                       settings_from_dial(dial))
+                       settings_from_dial(dial), instruction)
         if not isinstance(model, RemoteModel):  # a served model's guide is the service's to refuse
             causal_view_for(model, req.settings)
     except (ValueError, EditorError) as err:
@@ -74,6 +77,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
         aside.aside = None  # one run deep: what a session keeps stays bounded
 
     def new_run(canvas: Canvas) -> Run:
+        canvas = with_instruction(canvas, req.instruction, model.max_length)
         return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, req.settings,
                    aside=aside)
     span, note = req.span, ""
@@ -223,16 +227,24 @@ def back_to_aside(run: Run | None, heatmap: bool) -> tuple:
     return offered(back, heatmap, "The candidates of the last run are back. ")
 
 
-def run_action(page: Page, action: str, request: gr.Request, previous: Run | None, *inputs: Any) -> Iterator[tuple]:
+def run_action(page: Page, action: str, request: gr.Request, previous: Run | None, *inputs: Any,
+               instruction: str | None = None) -> Iterator[tuple]:
     """A regenerate button: `regenerate`, straight to the engine, whose scheduler is the one queue
     (runs of every user share its forwards); a user has at most limits.runs_per_user runs in flight
     (per login, or per page without one)."""
     name = getattr(request, "username", None)
     user = ("login", name) if name else ("page", getattr(request, "session_hash", None))
     try:
-        yield from in_flight(page.runs, user, regenerate(page, action, *inputs, previous=previous))
+        yield from in_flight(page.runs, user, regenerate(page, action, *inputs, previous=previous,
+                                                         instruction=instruction))
     except AccessError as err:
         raise fail(err) from None
+
+
+def run_instructed(page: Page, request: gr.Request, previous: Run | None, instruction: str,
+                   *inputs: Any) -> Iterator[tuple]:
+    """The instruction box's Enter: the selection (or fill at the cursor) as an instruction edit."""
+    yield from run_action(page, "selection_or_fill", request, previous, *inputs, instruction=instruction)
 
 
 def candidate_label(run: Run, i: int) -> str:

@@ -5,5 +5,5 @@ from pathlib import Path
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 CSS = STATIC / "sharpen.css"
-SCRIPTS = ("tokens", "history", "ready", "download", "focus")
+SCRIPTS = ("tokens", "history", "ready", "download", "focus", "instruct", "instruct_close")
 JS = {name: (STATIC / f"{name}.js").read_text() for name in SCRIPTS}

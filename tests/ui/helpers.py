@@ -69,3 +69,11 @@ def accept_confirming(page, button="#accept"):
 def show_history(page):
     page.get_by_role("tab", name="History").click()
     page.wait_for_selector("#history", state="visible")
+
+
+def open_file(page, name, text):
+    """Open `text` as a new document `name` (Open file), so a test does not edit the one an earlier
+    test left open (the page reopens that one), and wait until the editor shows it."""
+    page.set_input_files("input[type=file]", files=[{"name": name, "mimeType": "text/plain", "buffer": text.encode()}])
+    page.wait_for_selector(f"#documents label:has-text('{name}') input:checked")
+    wait_document(page, text)

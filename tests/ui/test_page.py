@@ -11,6 +11,7 @@ from tests.ui.helpers import (
     VIEW,
     accept_confirming,
     document,
+    open_file,
     pick_revision,
     run_action,
     select,
@@ -23,11 +24,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_regenerate_a_phrase_accept_diff_and_restore(page):
-    # A document of its own, not the one an earlier test left open (the page reopens that one).
-    page.set_input_files("input[type=file]", files=[
-        {"name": "keeper.txt", "mimeType": "text/plain", "buffer": PARAGRAPH.encode()}])
-    page.wait_for_selector("#documents label:has-text('keeper.txt') input:checked")
-    wait_document(page, PARAGRAPH)
+    open_file(page, "keeper.txt", PARAGRAPH)
     a = PARAGRAPH.index("watched the storm")
     select(page, a, a + len("watched the storm"))
     run_action(page, "#go-selection")
