@@ -44,6 +44,7 @@ class Prompt:
     head: tuple[int, ...]
     tail: tuple[int, ...]
     layout: str             # "chat template" or "preamble": how it was laid out (docs/MODEL.md)
+    bare: tuple[int, ...] = ()  # the head with an empty instruction: guidance's unconditional canvas
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 The conditional canvas is the document with the instruction in front, in the model's chat template
 where its tokenizer has one (the user's turn holds the instruction; the assistant's turn is the
 document, span slots included: the part the model writes), else in a plain-text preamble. The
-unconditional canvas is the plain document. With guidance w > 0, each forward runs both as one
+unconditional canvas is the same layout with the instruction left out (an empty user turn), so
+that guidance contrasts the instruction alone, not the template: against the plain document, the
+template's own tokens ("assistant", "user") were what guidance amplified (docs/MODEL.md). With
+guidance w > 0, each forward runs both as one
 `forward_many` (the Llama family packs them into one pass; under the scheduler they join the other
 edits' rows), and the span logits become uncond + (1 + w) (cond - uncond) (Ho & Salimans 2022,
 "Classifier-Free Diffusion Guidance"; LLaDA's `cfg_scale`, whose unconditional canvas masks the
@@ -46,7 +49,13 @@ def read_instruction(value: Any) -> str | None:
 def layout(codec: TextCodec, instruction: str) -> Prompt:
     """The ids around the document: the chat template's user turn and the assistant turn's opening
     in front, its closing after; a plain preamble where the tokenizer has no template. Ids the
-    codec's frame already puts at either end (a BOS) are left to the frame."""
+    codec's frame already puts at either end (a BOS) are left to the frame. `bare`: the same head
+    with an empty instruction."""
+    head, tail, how = _around(codec, instruction)
+    return Prompt(instruction, head, tail, how, _around(codec, "")[0])
+
+
+def _around(codec: TextCodec, instruction: str) -> tuple[tuple[int, ...], tuple[int, ...], str]:
     template = getattr(codec.tokenizer, "chat_template", None)
     before, after, how = PREAMBLE.format(instruction=instruction), "", "preamble"
     if template:
@@ -61,7 +70,7 @@ def layout(codec: TextCodec, instruction: str) -> Prompt:
         head = head[f:]
     if s and tuple(tail[-s:]) == codec.frame_suffix:
         tail = tail[:-s]
-    return Prompt(instruction, tuple(head), tuple(tail), how)
+    return tuple(head), tuple(tail), how
 
 
 def with_instruction(canvas: Canvas, instruction: str | None, max_length: int | None = None) -> Canvas:
@@ -92,7 +101,8 @@ class Guided(Delegating):
     `guidance` > 0, as one `forward_many`; the span slots' logits are mixed as the module says.
 
     The instructed canvas is frame + head + the window's document rows + tail + frame, whatever
-    the window cut, so the instruction is always read; the slots move right by what was put in front."""
+    the window cut, so the instruction is always read; the slots move right by what was put in
+    front. The unconditional canvas is the same with the bare head (no instruction)."""
 
     def __init__(self, model: DiffusionLM, canvas: Canvas, guidance: float, window: slice):
         super().__init__(model)
@@ -102,21 +112,22 @@ class Guided(Delegating):
         self.front = 0 if window.start else len(codec.frame_prefix)   # frame rows the window holds
         self.back = len(codec.frame_suffix) if window.stop is None or window.stop >= canvas.length else 0
         self.head = torch.tensor(codec.frame_prefix + prompt.head, dtype=torch.long, device=device)
+        self.bare = torch.tensor(codec.frame_prefix + prompt.bare, dtype=torch.long, device=device)
         self.tail = torch.tensor(prompt.tail + codec.frame_suffix, dtype=torch.long, device=device)
-        self.shift = len(self.head) - self.front
         self.prompt = prompt
 
-    def wrap(self, ids: torch.Tensor) -> torch.Tensor:
-        """(B, L) window of the plain canvas -> (B, L + shift + ...) the instructed canvas."""
+    def wrap(self, ids: torch.Tensor, positions: torch.Tensor, head: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) window of the plain canvas, its (P,) slots -> the canvas laid out after `head`, its slots."""
         B, L = ids.shape
         body = ids[:, self.front:L - self.back]
-        return torch.cat([self.head.expand(B, -1), body, self.tail.expand(B, -1)], 1)
+        laid = torch.cat([head.expand(B, -1), body, self.tail.expand(B, -1)], 1)
+        return laid, positions + len(head) - self.front
 
     def calls(self, ids: torch.Tensor, positions: torch.Tensor, cached: bool, cache: Any) -> list[ForwardCall]:
-        own, plain = cache if cache is not None else (None, None)
-        out = [ForwardCall(self.wrap(ids), positions + self.shift, cached, own)]
+        own, bare = cache if cache is not None else (None, None)
+        out = [ForwardCall(*self.wrap(ids, positions, self.head), cached, own)]
         if self.guidance > 0:
-            out.append(ForwardCall(ids, positions, cached, plain))
+            out.append(ForwardCall(*self.wrap(ids, positions, self.bare), cached, bare))
         return out
 
     def mix(self, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
@@ -134,7 +145,7 @@ class Guided(Delegating):
         return self.mix(answers[0], answers[1] if len(answers) > 1 else None)
 
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        """The context cache is a pair: the instructed canvas's and the plain one's (None without guidance)."""
+        """The context cache is a pair: the instructed canvas's and the bare one's (None without guidance)."""
         answers = self.model.forward_many(self.calls(ids, positions, True, cache))
         plain = answers[1] if len(answers) > 1 else (None, None)
         return self.mix(answers[0][0], plain[0]), (answers[0][1], plain[1])

@@ -78,11 +78,12 @@ def check_budget(settings: SamplerSettings, canvas: Canvas, budget: int) -> None
 
 def tokens_per_forward(settings: SamplerSettings, canvas: Canvas) -> int:
     """Canvas tokens one forward runs: with an instruction, its layout too, and with guidance the
-    plain canvas as well (engine/instruct.py)."""
-    if canvas.prompt is None:
+    unconditional canvas as well (engine/instruct.py)."""
+    prompt = canvas.prompt
+    if prompt is None:
         return canvas.length
-    instructed = canvas.length + len(canvas.prompt.head) + len(canvas.prompt.tail)
-    return instructed + (canvas.length if settings.guidance > 0 else 0)
+    bare = canvas.length + len(prompt.bare) + len(prompt.tail) if settings.guidance > 0 else 0
+    return canvas.length + len(prompt.head) + len(prompt.tail) + bare
 
 
 GRAPHEME = regex.compile(r"\X")

@@ -55,15 +55,20 @@ def test_a_chat_template_puts_the_instruction_in_the_user_turn_and_the_document_
     assert tok.decode(list(prompt.tail)) == "<|pad|>\n"
 
 
+def laid(model, ids, head, tail):
+    """The canvas `ids` (frame included) with `head` after the frame's opening and `tail` at the end."""
+    f = len(model.codec.frame_prefix)
+    return torch.cat([ids[:, :f], torch.tensor([head], dtype=torch.long), ids[:, f:],
+                      torch.tensor([tail], dtype=torch.long)], 1)
+
+
 def test_guidance_zero_reads_the_instructed_canvas_alone(model):
     plain, canvas = canvas_of(model)
     guided = Guided(Counting(model), canvas, 0.0, slice(0, None))
-    ids = plain.ids[None]
+    ids, prompt = plain.ids[None], canvas.prompt
     got = guided.logits_at(ids, plain.slots)
-    f = len(model.codec.frame_prefix)
-    cond = torch.cat([ids[:, :f], torch.tensor([canvas.prompt.head], dtype=torch.long), ids[:, f:],
-                      torch.tensor([canvas.prompt.tail], dtype=torch.long)], 1)
-    want = model.logits_at(cond, plain.slots + len(canvas.prompt.head))
+    cond = laid(model, ids, prompt.head, prompt.tail)
+    want = model.logits_at(cond, plain.slots + len(prompt.head))
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     assert guided.model.batches == [[cond.shape[1]]]
     assert not torch.allclose(got, model.logits_at(ids, plain.slots), atol=1e-3)  # the instruction is read
@@ -72,10 +77,12 @@ def test_guidance_zero_reads_the_instructed_canvas_alone(model):
 @pytest.mark.parametrize("w", [1.0, 2.5])
 def test_guidance_mixes_both_canvases_from_one_packed_forward(model, w):
     plain, canvas = canvas_of(model)
-    counting = Counting(model)
-    got = Guided(counting, canvas, w, slice(0, None)).logits_at(plain.ids[None], plain.slots)
-    cond = Guided(model, canvas, 0.0, slice(0, None)).logits_at(plain.ids[None], plain.slots)
-    uncond = model.logits_at(plain.ids[None], plain.slots)
+    ids, prompt, counting = plain.ids[None], canvas.prompt, Counting(model)
+    got = Guided(counting, canvas, w, slice(0, None)).logits_at(ids, plain.slots)
+    cond = model.logits_at(laid(model, ids, prompt.head, prompt.tail), plain.slots + len(prompt.head))
+    # the unconditional canvas: the same layout without the instruction, not the plain document
+    assert len(prompt.bare) < len(prompt.head) and "make it shorter" not in model.codec.decode(prompt.bare)
+    uncond = model.logits_at(laid(model, ids, prompt.bare, prompt.tail), plain.slots + len(prompt.bare))
     torch.testing.assert_close(got, uncond + (1 + w) * (cond - uncond), atol=1e-4, rtol=1e-4)
     assert len(counting.batches) == 1 and len(counting.batches[0]) == 2             # one forward, two canvases
     assert counting.batches[0][0] > counting.batches[0][1]                         # of different lengths
