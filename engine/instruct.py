@@ -15,6 +15,7 @@ prompt instead). Layouts per family and why: docs/MODEL.md, "Instruction edits".
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from .codec import TextCodec
 from .context import context_window
 from .guide import CausalView
 from .limits import OverLimit, check_instruction
-from .model import Delegating, DiffusionLM, ForwardCall
+from .model import Call, CausalCall, Delegating, DiffusionLM, ForwardCall
 from .settings import SamplerSettings
 
 PREAMBLE = "### Instruction\n{instruction}\n\n### Text\n"  # base checkpoints: no chat template
@@ -96,9 +97,10 @@ def instructed(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings) ->
 
 
 class Guided(Delegating):
-    """`model` reading the instruction: each forward gets the canvas the loop holds (plain, as the
-    context strategy cut it to `window`) and runs the instructed canvas, plus the plain one when
-    `guidance` > 0, as one `forward_many`; the span slots' logits are mixed as the module says.
+    """`model` reading the instruction: each forward gets the calls the loop makes over the canvas it
+    holds (plain, as the context strategy cut it to `window`) and sends, as one `forward_many`, the
+    instructed canvas, the bare one when `guidance` > 0, and the frontier guide's causal read with
+    the instruction in front; the span slots' logits are mixed as the module says.
 
     The instructed canvas is frame + head + the window's document rows + tail + frame, whatever
     the window cut, so the instruction is always read; the slots move right by what was put in
@@ -123,12 +125,38 @@ class Guided(Delegating):
         laid = torch.cat([head.expand(B, -1), body, self.tail.expand(B, -1)], 1)
         return laid, positions + len(head) - self.front
 
-    def calls(self, ids: torch.Tensor, positions: torch.Tensor, cached: bool, cache: Any) -> list[ForwardCall]:
-        own, bare = cache if cache is not None else (None, None)
-        out = [ForwardCall(*self.wrap(ids, positions, self.head), cached, own)]
+    def forward_many(self, calls: Sequence[Call]) -> list[Any]:
+        inner = [part for call in calls for part in self.translate(call)]
+        answers = iter(self.model.forward_many(inner))
+        return [self.answer(call, answers) for call in calls]
+
+    def translate(self, call: Call) -> list[Call]:
+        """The calls the model runs for one of the loop's: a denoiser forward as the instructed canvas
+        (and the bare one); a causal read from the start with the instruction's rows after the start."""
+        if isinstance(call, CausalCall):
+            view = call.view.view if isinstance(call.view, InstructedView) else call.view
+            if call.past is not None:
+                return [CausalCall(view, call.ids, call.past)]
+            head = torch.tensor(self.prompt.head, dtype=call.ids.dtype, device=call.ids.device)
+            return [CausalCall(view, torch.cat([call.ids[:, :1], head.expand(len(call.ids), -1), call.ids[:, 1:]], 1))]
+        own, bare = call.cache if call.cache is not None else (None, None)
+        out: list[Call] = [ForwardCall(*self.wrap(call.ids, call.positions, self.head), call.cached, own)]
         if self.guidance > 0:
-            out.append(ForwardCall(*self.wrap(ids, positions, self.bare), cached, bare))
+            out.append(ForwardCall(*self.wrap(call.ids, call.positions, self.bare), call.cached, bare))
         return out
+
+    def answer(self, call: Call, answers: Iterator[Any]) -> Any:
+        """One of the loop's calls answered from the model's answers to its `translate`d calls: the
+        logits mixed (a cache: the pair of both canvases' caches), a causal read's rows from the start."""
+        if isinstance(call, CausalCall):
+            out, past = next(answers)
+            return (out[:, len(self.prompt.head):], past) if call.past is None else (out, past)
+        cond = next(answers)
+        uncond = next(answers) if self.guidance > 0 else None
+        if not call.cached:
+            return self.mix(cond, uncond)
+        logits, cache = self.mix(cond[0], None if uncond is None else uncond[0]), cond[1]
+        return logits, (cache, None if uncond is None else uncond[1])
 
     def mix(self, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
         """(B, P, V) each -> uncond + (1 + w)(cond - uncond), in float32."""
@@ -141,17 +169,10 @@ class Guided(Delegating):
         return self.logits_at(ids, torch.arange(ids.shape[1], device=ids.device))
 
     def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        answers = self.model.forward_many(self.calls(ids, positions, False, None))
-        return self.mix(answers[0], answers[1] if len(answers) > 1 else None)
+        return self.forward_many([ForwardCall(ids, positions)])[0]
 
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        """The context cache is a pair: the instructed canvas's and the bare one's (None without guidance)."""
-        answers = self.model.forward_many(self.calls(ids, positions, True, cache))
-        plain = answers[1] if len(answers) > 1 else (None, None)
-        return self.mix(answers[0][0], plain[0]), (answers[0][1], plain[1])
-
-    def forward_many(self, calls: Any) -> list[Any]:
-        raise NotImplementedError("an instructed model runs its own forwards (logits_at / cached_logits)")
+        return self.forward_many([ForwardCall(ids, positions, True, cache)])[0]
 
     def causal_view(self) -> CausalView | None:
         view = self.model.causal_view()
@@ -161,7 +182,8 @@ class Guided(Delegating):
 class InstructedView:
     """The frontier guide's causal LM reading the instruction first: rows [start, head..., text]. The
     guide's row j (0: the start token) is the view's row j + H, so its predictions are the view's
-    from row H on, and its cached rows are the view's plus the head's."""
+    from row H on, and its cached rows are the view's plus the head's. Its reads riding in a forward
+    are rewritten the same way by `Guided.translate`; `extend` serves the guide's closing."""
 
     def __init__(self, view: CausalView, head: tuple[int, ...]):
         self.view, self.start_id, self.head = view, view.start_id, head

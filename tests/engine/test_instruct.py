@@ -175,3 +175,33 @@ def test_the_bundled_model_reads_the_instruction_in_smollm2s_chat_template():
     assert head.endswith("<|im_start|>user\nMake it a question.<|im_end|>\n<|im_start|>assistant\n")
     assert tail == "<|im_end|>\n" and codec.tokenizer.convert_ids_to_tokens(prompt.head[0]) == "<|im_start|>"
     assert codec.tokenizer.decode(list(prompt.bare)).endswith("<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n")
+
+
+class Alone(Delegating):
+    """The model running each call of a forward alone (no packing), recording the calls."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.calls: list[list] = []
+
+    def forward_many(self, calls):
+        self.calls.append(list(calls))
+        return [self.model.run_alone(call) for call in calls]
+
+
+def test_the_guides_read_rides_in_the_same_forward_with_the_instruction_in_front():
+    from engine.families.causal import LlamaCausalView
+    from engine.model import CausalCall
+
+    model = tiny_llama(True, True)
+    view = LlamaCausalView(model.net, model.start_id)
+    model.causal_view = lambda: view  # the bundled model's kind of causal base, on the tiny net
+    _, canvas = canvas_of(model)
+    settings = SamplerSettings(strategy="low_confidence", guide=1.0, guidance=1.0)
+    counting, alone = Counting(model), Alone(model)
+    packed = [s.tokens.tolist() for s in infill(counting, canvas, settings)]
+    assert packed == [s.tokens.tolist() for s in infill(alone, canvas, settings)]   # packing changes nothing
+    assert all(len(batch) == 3 for batch in counting.batches)   # instructed, bare, the guide's read: one forward
+    first = next(c for c in alone.calls[0] if isinstance(c, CausalCall))
+    assert first.view is view and first.past is None
+    assert first.ids[0, :1 + len(canvas.prompt.head)].tolist() == [model.start_id, *canvas.prompt.head]
