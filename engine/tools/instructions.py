@@ -115,13 +115,14 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a sampler setting over the preset (JSON value), e.g. correct_rounds=0")
     parser.add_argument("--count", type=int, help="the first COUNT cases (default: all)")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first SKIP of them (runs in parts)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="write every edit as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     preset = args.preset or default_preset(model)
-    todo = cases(args.count)
+    todo = cases(args.count)[args.skip:]
     for case in todo:
         old = case["text"][case["start"]:case["end"]]
         assert not passes(case["check"], old, old), f"the original already passes: {old!r}"
