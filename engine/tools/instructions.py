@@ -31,7 +31,7 @@ from ..settings import PRESETS, SamplerSettings
 
 HERE = Path(__file__).parent
 CASES, PARAGRAPHS = HERE / "heldout_instructions.json", HERE / "heldout_prose.json"
-PAST = re.compile(r"\b(was|were|had|did|used to)\b", re.I)
+PAST = re.compile(r"\b(was|were|had|did)\b", re.I)  # not "used to": "is used to describe" is no past
 NEGATIVE = re.compile(r"\b(not|no|never|cannot|nothing|none)\b|n't\b", re.I)
 FRENCH = re.compile(r"\b(le|la|les|est|et|un|une|des|du|de|peut|être|dans|pour|avec|sont|il|qui)\b", re.I)
 
