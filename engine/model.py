@@ -82,6 +82,13 @@ class DiffusionLM(ABC):
         return [self.cached_logits(c.ids, c.positions, c.cache) if c.cached else
                 self.logits_at(c.ids, c.positions) for c in calls]
 
+    def shard(self, rank: int, size: int, device: torch.device) -> None:
+        """Keep rank `rank`'s part of the weights (of `size` tensor-parallel ranks, engine/ranks.py)
+        and move them to `device`; the forwards then sum the ranks' parts themselves. Families that
+        cannot be split refuse."""
+        raise UnsupportedModel(f"{self.label}: --tp splits the Llama-layout and MoE families (LLaDA, Dream, "
+                               "LLaDA-MoE, LLaDA 2), not this one")
+
     def fluency(self) -> Fluency | None:
         """The base model's causal scorer of an edit's window (engine.score), None for families
         without a causal view (the page then keeps its candidates' order and shows no score)."""
