@@ -100,7 +100,11 @@ def free_port() -> int:
 
 
 def start_ranks(role: str, folder: Path, out: Path, timeout: float = 60.0) -> list:
-    context = multiprocessing.get_context("spawn")
+    # Forked from a server process that imported the engine once: quick to start, and free of
+    # whatever threads the test run has going (a plain fork would copy their locks).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "torch._dynamo", "safetensors.torch",
+                                    "transformers.models.auto.tokenization_auto"])
     port = free_port()
     ranks = [context.Process(target=rank_main, args=(rank, port, role, folder, out, timeout)) for rank in range(RANKS)]
     for process in ranks:
