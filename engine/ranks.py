@@ -15,8 +15,6 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .load import pick_device
-
 
 class GroupBroken(RuntimeError):
     """A collective failed: a rank died, hung past the timeout or lost its connection."""
@@ -36,9 +34,10 @@ class Ranks:
         return self.rank == 0
 
 
-def join(size: int, device_name: str | None, timeout: float, env: dict[str, str] | None = None) -> Ranks:
-    """Join torchrun's group as one of `size` shards; a ValueError in one line when the processes
-    torchrun started do not match `size` (checked before any connection is made)."""
+def join(size: int, device: torch.device, timeout: float, env: dict[str, str] | None = None) -> Ranks:
+    """Join torchrun's group as one of `size` shards on `device` (cuda: this process's own GPU); a
+    ValueError in one line when the processes torchrun started do not match `size` or the GPUs
+    (checked before any connection is made)."""
     env = dict(os.environ) if env is None else env
     if size < 1 or not 0 < timeout < 86400:
         raise ValueError(f"--tp must be >= 1 and --tp-timeout in (0, 86400) seconds, got {size} and {timeout:g}")
@@ -50,9 +49,11 @@ def join(size: int, device_name: str | None, timeout: float, env: dict[str, str]
         raise ValueError(f"--tp {size} does not match the {world} processes torchrun started (WORLD_SIZE): "
                          f"--nproc-per-node x --nnodes must equal --tp")
     local = int(env.get("LOCAL_RANK", "0"))
-    device = pick_device(device_name)
     if device.type == "cuda":
-        device = pick_device(f"cuda:{local}")  # each process on a node drives its own GPU
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"torchrun started more processes on this machine than its "
+                             f"{torch.cuda.device_count()} GPU(s): --nproc-per-node must not exceed them")
+        device = torch.device("cuda", local)  # each process on a machine drives its own GPU
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout),
@@ -96,7 +97,7 @@ def leave() -> None:
 
 
 def first_line(err: BaseException) -> str:
-    """The line of a backend's error that says what happened (gloo prefixes its source file)."""
+    """What a backend's error says happened: its first sentence, less gloo's source-file prefix."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text.split("] ", 1)[-1] if text.startswith("[") else text
-
+    text = text.split("] ", 1)[-1] if text.startswith("[") else text
+    return text.split(". ", 1)[0]

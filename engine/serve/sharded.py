@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from ..load import load_model
+from ..load import load_model, pick_device
 from ..lockstep import Leader, follow
 from ..model import DiffusionLM
 from ..ranks import GroupBroken, Ranks, agree, join, leave
@@ -30,7 +30,7 @@ def serve_sharded(args: argparse.Namespace, start: Callable[[DiffusionLM, float]
     if args.compile != "off":
         return refuse("--compile does not combine with --tp yet: the sharded forwards run eagerly", first, stderr)
     try:
-        ranks = join(args.tp, args.device, args.tp_timeout)
+        ranks = join(args.tp, pick_device(args.device), args.tp_timeout)
     except ValueError as err:
         return refuse(str(err), first, stderr)
     try:

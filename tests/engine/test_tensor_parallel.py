@@ -65,7 +65,7 @@ def rank_main(rank: int, port: int, role: str, folder: Path, out: Path, timeout:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(RANKS))
     torch.set_num_threads(1)
-    ranks = join(RANKS, "cpu", timeout)
+    ranks = join(RANKS, torch.device("cpu"), timeout)
     model = load_model(folder, device="cpu")
     model.shard(rank, RANKS, ranks.device)
     try:
@@ -180,4 +180,4 @@ def test_tensor_parallel_refuses_a_split_the_heads_do_not_allow():
 ])
 def test_tensor_parallel_refuses_a_world_size_that_is_not_tp(env, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        join(2, "cpu", 60.0, env=env)
+        join(2, torch.device("cpu"), 60.0, env=env)

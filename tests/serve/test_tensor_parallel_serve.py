@@ -1,9 +1,11 @@
 """`torchrun --nproc-per-node 2 -m engine serve --tp 2` as a user starts it (gloo, CPU): its edits are
 byte for byte the single process's, and flags or models it cannot serve stop every rank with one line."""
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -39,11 +41,23 @@ def sharded_url(llada):
     server = subprocess.Popen(torchrun(2, "--tp", "2", "--model", str(llada), "--port", str(port), "--max-batch", "4"),
                               stderr=subprocess.PIPE, text=True, env=ENV)
     yield healthy(server, port, 180)
-    server.terminate()  # torchrun stops both ranks
+    stop(server)
+
+
+def workers(agent: subprocess.Popen) -> list[int]:
+    """The ranks a torchrun agent started (each in a session of its own, so not its process group)."""
+    return [int(pid) for pid in Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()]
+
+
+def stop(agent: subprocess.Popen) -> None:
+    """SIGTERM: torchrun stops its ranks before it exits (SIGKILL would leave them running)."""
+    agent.terminate()
     try:
-        server.wait(30)
-    finally:
-        server.kill()
+        agent.wait(30)
+    except subprocess.TimeoutExpired:
+        for pid in workers(agent):
+            os.kill(pid, signal.SIGKILL)
+        agent.kill()
 
 
 def edits(url: str) -> list[dict]:
@@ -80,3 +94,29 @@ def test_tensor_parallel_flags_or_a_model_it_cannot_split_stop_every_rank_with_o
     assert done.returncode != 0
     said = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(said) == 1 and message in said[0], done.stderr[-2000:]
+
+
+def test_tensor_parallel_a_machine_that_goes_away_stops_the_service_with_one_line(llada, tmp_path):
+    """Two torchrun agents, as on two machines (no agent stops the other's rank): when the second
+    machine's rank dies, rank 0 finds out at its next heartbeat and stops serving, exit status 1."""
+    port, master = free_port(), free_port()
+    logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
+
+    def node(rank: int) -> subprocess.Popen:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                   "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(master),
+                   "-m", "engine", "serve", "--device", "cpu", "--tp", "2", "--tp-timeout", "10",
+                   "--model", str(llada), "--port", str(port)]
+        return subprocess.Popen(command, stderr=logs[rank].open("w"), text=True, env=ENV, start_new_session=True)
+
+    first, second = node(0), node(1)
+    try:
+        healthy(first, port, 180)
+        for pid in workers(second) + [second.pid]:  # the machine goes: its rank, then its agent
+            os.kill(pid, signal.SIGKILL)
+        assert first.wait(60) != 0
+    finally:
+        for process in (first, second):
+            stop(process)
+    said = [line for line in logs[0].read_text().splitlines() if line.startswith("error: ")]
+    assert len(said) == 1 and "tensor-parallel" in said[0] and said[0].endswith("every rank stops"), said
