@@ -43,7 +43,7 @@ def serve_sharded(args: argparse.Namespace, start: Callable[[DiffusionLM, float]
         if problems or model is None:
             return refuse(one_line(problems), ranks.leader, stderr)
         if not ranks.leader:
-            return run_follower(model, ranks, stderr)
+            return run_follower(model, ranks)
         return run_leader(model, ranks, lambda leader: start(leader, t0), stderr)
     except GroupBroken as err:
         print(f"error: {err}", file=stderr, flush=True)
@@ -63,7 +63,7 @@ def load_shard(args: argparse.Namespace, ranks: Ranks) -> DiffusionLM:
     return model
 
 
-def run_follower(model: DiffusionLM, ranks: Ranks, stderr: TextIO) -> int:
+def run_follower(model: DiffusionLM, ranks: Ranks) -> int:
     try:
         follow(model, ranks)
     except KeyboardInterrupt:  # Ctrl-C reaches every rank; rank 0 says goodbye
