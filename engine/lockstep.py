@@ -102,7 +102,7 @@ class Leader(DiffusionLM):
         with self._lock:
             if self._broken is None:
                 try:
-                    broadcast(Message(stop=True), self.ranks)
+                    broadcast(Message(released=self._take_released(), stop=True), self.ranks)
                 except GroupBroken:
                     pass
         self._heartbeat.join()
@@ -165,17 +165,18 @@ class Leader(DiffusionLM):
                         return
 
 
-def follow(model: DiffusionLM, ranks: Ranks) -> None:
+def follow(model: DiffusionLM, ranks: Ranks, caches: dict[int, Any] | None = None) -> None:
     """A follower's life: run each forward rank 0 sends on this rank's shard, until it says stop.
+    `caches`: where this rank keeps its parts of the context caches rank 0's loops hold (by key).
     Raises GroupBroken when rank 0 is gone or the group breaks."""
-    caches: dict[int, Any] = {}
+    caches = {} if caches is None else caches
     while True:
         message = broadcast(None, ranks)
         assert isinstance(message, Message)
-        if message.stop:
-            return
         for key in message.released:
             caches.pop(key, None)
+        if message.stop:
+            return
         if not message.calls:
             continue
         calls = [ForwardCall(c.ids.to(ranks.device), c.positions.to(ranks.device), c.cached,
