@@ -20,11 +20,11 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from .model import DiffusionLM, ForwardCall
+from .model import Call, DiffusionLM, ForwardCall
 from .ranks import GroupBroken, Ranks, broadcast
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ SHOWN = ("codec", "noise", "mask_id", "vocab_size", "max_length", "device", "lab
 
 
 @dataclass(frozen=True)
-class Call:
+class Sent:
     """One ForwardCall as it crosses to the other ranks."""
 
     ids: torch.Tensor        # (B, L) on the CPU (a CUDA tensor would unpickle onto rank 0's GPU number)
@@ -48,7 +48,7 @@ class Call:
 class Message:
     """Rank 0 to the others: a forward's calls (none: a heartbeat), caches to free, or stop."""
 
-    calls: list[Call] = field(default_factory=list)
+    calls: list[Sent] = field(default_factory=list)
     released: list[int] = field(default_factory=list)
     stop: bool = False
 
@@ -86,7 +86,12 @@ class Leader(DiffusionLM):
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         return self.forward_many([ForwardCall(ids, positions, cached=True, cache=cache)])[0]
 
-    def forward_many(self, calls: Sequence[ForwardCall]) -> list[Any]:
+    def forward_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Every rank runs `calls`; rank 0's answers. A Leader offers no causal view (the guide's
+        reads would run on rank 0 alone), so only denoiser calls come."""
+        if not all(isinstance(c, ForwardCall) for c in calls):
+            raise ValueError("a tensor-parallel model runs no causal (guide) reads")
+        calls = cast(Sequence[ForwardCall], calls)
         sent = [self._call(c) for c in calls]
         with self._lock:
             self._send(Message(sent, self._take_released()))
@@ -107,17 +112,17 @@ class Leader(DiffusionLM):
                     pass
         self._heartbeat.join()
 
-    def _call(self, call: ForwardCall) -> Call:
+    def _call(self, call: ForwardCall) -> Sent:
         key = None
         if call.cached:
             key = call.cache.key if isinstance(call.cache, Handle) else next(self._keys)
-        return Call(call.ids.cpu(), call.positions.cpu(), call.cached, key)
+        return Sent(call.ids.cpu(), call.positions.cpu(), call.cached, key)
 
     def _local(self, call: ForwardCall) -> ForwardCall:
         cache = call.cache.cache if isinstance(call.cache, Handle) else None
         return ForwardCall(call.ids, call.positions, call.cached, cache)
 
-    def _answer(self, call: ForwardCall, sent: Call, answer: Any) -> Any:
+    def _answer(self, call: ForwardCall, sent: Sent, answer: Any) -> Any:
         """`answer` with rank 0's cache in a Handle (the one it came in, or a new one)."""
         if not call.cached:
             return answer
