@@ -50,7 +50,7 @@ def canvas(model: DiffusionLM) -> torch.Tensor:
 def forwards(model: DiffusionLM) -> list[torch.Tensor]:
     """The forwards a run makes: a whole canvas; three calls at once (packed on the dense net), one of
     them making a context cache; that cache read after a commit, alone and beside another call."""
-    ids, slots = canvas(model), torch.arange(3, 9)
+    ids, slots = canvas(model).to(model.device), torch.arange(3, 9, device=model.device)
     first = model.forward_many([ForwardCall(ids, slots), ForwardCall(ids[:, :12], slots, cached=True),
                                 ForwardCall(ids[:, 2:], slots - 2)])
     cache = first[1][1]
@@ -58,15 +58,15 @@ def forwards(model: DiffusionLM) -> list[torch.Tensor]:
     later[0, 4] = 7  # a committed slot
     again = model.forward_many([ForwardCall(later, slots, cached=True, cache=cache), ForwardCall(ids, slots)])
     alone = model.cached_logits(later, slots, cache)[0]
-    return [model.logits(ids), first[0], first[1][0], first[2], again[0][0], again[1], alone]
+    return [t.cpu() for t in (model.logits(ids), first[0], first[1][0], first[2], again[0][0], again[1], alone)]
 
 
-def rank_main(rank: int, port: int, role: str, folder: Path, out: Path, timeout: float) -> None:
+def rank_main(rank: int, port: int, role: str, folder: Path, out: Path, timeout: float, device: str) -> None:
     """One rank of a test's group (a spawned process): join, load and shard, then play `role`."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(RANKS))
     torch.set_num_threads(1)
-    ranks = join(RANKS, torch.device("cpu"), timeout)
+    ranks = join(RANKS, torch.device(device), timeout)  # cuda: this rank's own GPU, NCCL
     model = load_model(folder, device="cpu")
     model.shard(rank, RANKS, ranks.device)
     try:
@@ -103,14 +103,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_ranks(role: str, folder: Path, out: Path, timeout: float = 60.0) -> list:
+def start_ranks(role: str, folder: Path, out: Path, timeout: float = 60.0, device: str = "cpu") -> list:
     # Forked from a server process that imported the engine once: quick to start, and free of
     # whatever threads the test run has going (a plain fork would copy their locks).
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__, "torch._dynamo", "safetensors.torch",
                                     "transformers.models.auto.tokenization_auto"])
     port = free_port()
-    ranks = [context.Process(target=rank_main, args=(rank, port, role, folder, out, timeout)) for rank in range(RANKS)]
+    ranks = [context.Process(target=rank_main, args=(rank, port, role, folder, out, timeout, device))
+             for rank in range(RANKS)]
     for process in ranks:
         process.start()
     return ranks
@@ -128,13 +129,25 @@ def wait_for(condition, ranks) -> None:
 
 @pytest.mark.parametrize("family", ["dense", "moe"])
 def test_tensor_parallel_logits_equal_one_process(folders, tmp_path, family):
+    logits_match(folders[family], tmp_path, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL tensor parallel needs two CUDA GPUs")
+@pytest.mark.parametrize("family", ["dense", "moe"])
+def test_tensor_parallel_logits_equal_one_process_on_nccl(folders, tmp_path, family):
+    logits_match(folders[family], tmp_path, "cuda")
+
+
+def logits_match(folder: Path, tmp_path: Path, device: str) -> None:
+    """Two ranks' logits (gloo on the CPU, NCCL on two GPUs) against one process on the same device."""
     out = tmp_path / "logits.pt"
-    ranks = start_ranks("logits", folders[family], out)
+    ranks = start_ranks("logits", folder, out, device=device)
     wait_for(lambda: all(not p.is_alive() for p in ranks), ranks)
     assert [p.exitcode for p in ranks] == [0, 0]
     sharded = torch.load(out)
     torch.set_num_threads(1)
-    whole = forwards(load_model(folders[family], device="cpu"))
+    whole = forwards(load_model(folder, device=device))
     assert len(sharded) == len(whole) == 7
     for got, want in zip(sharded, whole):
         assert got.dtype == torch.float32 and got.shape == want.shape
