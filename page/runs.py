@@ -30,6 +30,7 @@ from .actions import (
     check_candidates,
     length_note,
     move_node,
+    next_run_number,
     plan_run,
     rank_candidates,
 )
@@ -38,7 +39,7 @@ from .document_editor import NO_SPAN, Document, document_key
 from .documents import ensure_revision
 from .engine_client import RemoteModel
 from .errors import REFUSALS, error, fail, log, trim_heap
-from .live import span_live
+from .live import span_live, waiting_live
 from .outputs import (
     KEEP,
     cleared_run,
@@ -80,9 +81,10 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
             trying = f"choosing a length: trying {', '.join(map(str, req.lengths))} tokens together…"
-            yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", None, hide, hide,
-                               inspector, "running"), "", NO_RUN_SPAN
             keep = len(model.codec.encode(req.text[req.start:req.end]))
+            waiting = waiting_live(next_run_number(), req.start, req.end, keep)
+            yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", None, hide, hide,
+                               inspector, "running"), "", gr.update(live=waiting)
             try:
                 trials = plan_trials(page, req.text, span, req.lengths, keep, new_run)
             except ValueError as err:  # no length could be tried (a constraint that does not fit any)
@@ -101,8 +103,10 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
                     raise fail(err) from None
                 span, note = dataclasses.replace(span, length=length), length_note(tried, length, True)
             run = new_run(build_canvas(model.codec, req.text, [span], model.max_length))
+            first, last = run.canvas.slot_ranges[0]
+            waiting = waiting_live(run.number, req.start, req.end, last - first)
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
-                               inspector, "running"), note, NO_RUN_SPAN
+                               inspector, "running"), note, gr.update(live=waiting)
             for step in page.engine.steps(run.canvas, req.settings, language):
                 if run.stopped:
                     return
