@@ -51,11 +51,6 @@ class Problem:
 _RUN_NUMBERS = itertools.count(1)
 
 
-def next_run_number() -> int:
-    """A number no run of this process has had: tells the editor a new run began."""
-    return next(_RUN_NUMBERS)
-
-
 @dataclass
 class Run:
     """One regeneration: what it started from and every step the engine yielded (kept server side)."""
@@ -76,7 +71,7 @@ class Run:
     original_score: float | None = None                       # the original text's window NLL
     stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
     aside: Run | None = None  # the finished run this one replaced, its candidates still to be had (one deep)
-    number: int = field(default_factory=lambda: next_run_number())  # tells the editor a new run began
+    number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
 
     @property
     def last(self) -> Step | None:

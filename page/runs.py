@@ -30,7 +30,6 @@ from .actions import (
     check_candidates,
     length_note,
     move_node,
-    next_run_number,
     plan_run,
     rank_candidates,
 )
@@ -80,16 +79,18 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     span, note = req.span, ""
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
-            trying = f"choosing a length: trying {', '.join(map(str, req.lengths))} tokens together…"
             keep = len(model.codec.encode(req.text[req.start:req.end]))
-            waiting = waiting_live(next_run_number(), req.start, req.end, keep)
-            yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", None, hide, hide,
-                               inspector, "running"), "", gr.update(live=waiting)
             try:
                 trials = plan_trials(page, req.text, span, req.lengths, keep, new_run)
             except ValueError as err:  # no length could be tried (a constraint that does not fit any)
                 raise fail(err) from None
             run = trials.runs[trials.shown]
+            # The shown trial is the tab's run from here on: Stop or Esc before its first step marks it
+            # stopped, and the trials end at the next step (gradio cannot close a generator that waits).
+            trying = f"choosing a length: trying {', '.join(map(str, req.lengths))} tokens together…"
+            waiting = waiting_live(run.number, req.start, req.end, keep)
+            yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", run, hide, hide,
+                               inspector, "running"), "", gr.update(live=waiting)
             yield from trial_steps(page, trials, heatmap)
             if not trials.done:
                 return  # stopped

@@ -15,7 +15,7 @@ EOS_GLYPH = "\u23ce"  # a decided end-of-text token: the span ends early there
 EMPTY_VIEW = '<div class="sh-view sh-empty">Select text and press an action: every denoising step shows here.</div>'
 
 
-DEMONSTRATION = "135M demonstration model · load a real one: python app.py --model FOLDER"
+DEMONSTRATION = "135M demonstration model"  # one short line in the top bar; the rest in its tooltip
 DEMONSTRATION_MORE = ("The bundled model has 135M parameters: enough to watch the denoising work, too small for "
                       "edits worth keeping. python app.py --model FOLDER loads a real one (LLaDA 8B, Dream 7B, "
                       "...; README: Models).")
@@ -25,7 +25,7 @@ def title_html(label: str, demonstration: bool) -> str:
     """The page's title, the model's name, and for a demonstration model a plain word on what it is."""
     note = (f'<span class="sh-demo" id="demo-model" title="{escape(DEMONSTRATION_MORE)}">{escape(DEMONSTRATION)}'
             "</span>" if demonstration else "")
-    return f'<div class="sh-title"><b>Sharpen</b><span>{escape(label)}</span>{note}</div>'
+    return f'<div class="sh-title"><b>Sharpen</b><span title="{escape(label)}">{escape(label)}</span>{note}</div>'
 
 
 def _heat(confidence: float) -> str:
