@@ -15,7 +15,7 @@ EOS_GLYPH = "\u23ce"  # a decided end-of-text token: the span ends early there
 EMPTY_VIEW = '<div class="sh-view sh-empty">Select text and press an action: every denoising step shows here.</div>'
 
 
-DEMONSTRATION = "135M demonstration model"  # one short line in the top bar; the rest in its tooltip
+DEMONSTRATION = "135M demo model"  # one short line in the top bar; the rest in its tooltip
 DEMONSTRATION_MORE = ("The bundled model has 135M parameters: enough to watch the denoising work, too small for "
                       "edits worth keeping. python app.py --model FOLDER loads a real one (LLaDA 8B, Dream 7B, "
                       "...; README: Models).")

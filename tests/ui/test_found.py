@@ -165,7 +165,7 @@ def test_a_run_started_by_mouse_takes_the_keys_and_fits_the_window(page):
         r = line.bounding_box()
         assert r is None or r["y"] >= bar["y"] + bar["height"] - 1 or r["y"] + r["height"] <= bar["y"] + 1
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "run-3-candidates-1280x800.png"))
+    page.screenshot(path=str(SCREENSHOTS / "run-3-candidates.png"))
     page.keyboard.press("Tab")  # what the message says Tab does
     page.wait_for_selector(f"{MESSAGE} :text('Accepted candidate')")
     type_document(page, CODE)
