@@ -41,6 +41,16 @@ def slow_reopen_page(model, folder, delay=2.5):
         demo.close()
 
 
+# Whether a dropdown's text ends left of its arrow (the text is measured in the input's own font).
+TEXT_CLEAR_OF_ARROW = """box => {
+  const input = document.querySelector(box + ' input'), arrow = document.querySelector(box + ' svg');
+  const style = getComputedStyle(input), ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = style.font;
+  const start = input.getBoundingClientRect().left + parseFloat(style.paddingLeft);
+  return start + ctx.measureText(input.value).width <= arrow.getBoundingClientRect().left;
+}"""
+
+
 def no_error_state(page):
     """Gradio's error state: a red toast, "Error" pills over outputs."""
     assert page.locator(ERROR_STATE).count() == 0
@@ -126,6 +136,9 @@ def test_keys_saving_undo_and_help_work_without_an_error_state(page):
     rows = page.locator("#history li.rev").all_inner_texts()
     assert rows[2].startswith("#3 restored #1") and rows[3].startswith("#4 undo of #3"), rows
     no_error_state(page)
+    page.click("#history li.rev >> nth=3")  # B: the longest line, whole in its box (not cut under the arrow)
+    page.wait_for_function("() => document.querySelector('#rev-b input').value.startsWith('#4 undo of #3')")
+    assert page.evaluate(TEXT_CLEAR_OF_ARROW, "#rev-b")
     page.click("#diff")  # the diff opens inside the window, not below it
     page.wait_for_selector("#diff-view .sh-diff")
     box = page.locator("#diff-view").bounding_box()
