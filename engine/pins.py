@@ -35,7 +35,9 @@ def lay_out(codec: TextCodec, text: str, spans: list[Span], settings: SamplerSet
     ids = torch.stack([c.ids for c in rows])                      # (B, L)
     fixed = torch.stack([c.fixed for c in rows])                  # (B, L)
     temperature = settings.temperature if settings.temperature > 0 else 0.0
-    return (dataclasses.replace(rows[0], ids=ids, fixed=fixed),
+    # The spans as asked (the pin "anywhere"), so the canvas can be laid out again elsewhere (the service).
+    asked = tuple(sorted(spans, key=lambda s: (s.start, s.end)))
+    return (dataclasses.replace(rows[0], ids=ids, fixed=fixed, spans=asked),
             settings.replace(candidates=len(rows), candidate_temperature=temperature))
 
 

@@ -16,14 +16,17 @@ from .views import EOS_GLYPH, slot_kind, span_pieces
 
 def step_pieces(run: Run, step: Step, b: int) -> list[list[Any]]:
     """The span's slots at `step` for candidate `b`, in order: [text, kind, confidence, canvas position]
-    (the position is what the token inspector asks about)."""
-    start, end = run.canvas.slot_ranges[0]
-    decided = span_pieces(step, run.canvas, b, start, end)
+    (the position is what the token inspector asks about). Several spans are drawn as one, the text
+    between them as "kept" pieces (never changed, nothing to inspect)."""
     pieces: list[list[Any]] = []
-    for s in range(start, end):
-        kind = slot_kind(step, run.canvas, b, s)
-        text = MASK_GLYPH if kind == "masked" else EOS_GLYPH if kind.endswith("eos") else decided.get(s, "")
-        pieces.append([text, kind.split()[-1], round(float(step.confidence[b, s]), 2), int(step.positions[s])])
+    for i, (start, end) in enumerate(run.canvas.slot_ranges):
+        if i:
+            pieces.append([run.canvas.segments[i], "kept", 1.0, -1])
+        decided = span_pieces(step, run.canvas, b, start, end)
+        for s in range(start, end):
+            kind = slot_kind(step, run.canvas, b, s)
+            text = MASK_GLYPH if kind == "masked" else EOS_GLYPH if kind.endswith("eos") else decided.get(s, "")
+            pieces.append([text, kind.split()[-1], round(float(step.confidence[b, s]), 2), int(step.positions[s])])
     return pieces
 
 
