@@ -19,22 +19,35 @@ def step_pieces(run: Run, step: Step, b: int) -> list[list[Any]]:
     (the position is what the token inspector asks about). Several spans are drawn as one, the text
     between them as "kept" pieces (never changed, nothing to inspect)."""
     pieces: list[list[Any]] = []
-    for i, (start, end) in enumerate(run.canvas.slot_ranges):
+    for i in range(len(run.canvas.slot_ranges)):
         if i:
             pieces.append([run.canvas.segments[i], "kept", 1.0, -1])
-        decided = span_pieces(step, run.canvas, b, start, end)
-        for s in range(start, end):
-            kind = slot_kind(step, run.canvas, b, s)
-            text = MASK_GLYPH if kind == "masked" else EOS_GLYPH if kind.endswith("eos") else decided.get(s, "")
-            pieces.append([text, kind.split()[-1], round(float(step.confidence[b, s]), 2), int(step.positions[s])])
+        pieces += slot_pieces(run, step, b, i)
+    return pieces
+
+
+def slot_pieces(run: Run, step: Step, b: int, i: int) -> list[list[Any]]:
+    """Span `i`'s slots at `step` for candidate `b`, as `step_pieces` lists them."""
+    start, end = run.canvas.slot_ranges[i]
+    decided = span_pieces(step, run.canvas, b, start, end)
+    pieces: list[list[Any]] = []
+    for s in range(start, end):
+        kind = slot_kind(step, run.canvas, b, s)
+        text = MASK_GLYPH if kind == "masked" else EOS_GLYPH if kind.endswith("eos") else decided.get(s, "")
+        pieces.append([text, kind.split()[-1], round(float(step.confidence[b, s]), 2), int(step.positions[s])])
     return pieces
 
 
 def finished_pieces(run: Run, b: int) -> list[list[Any]]:
-    """A finished candidate as Accept would write it: its slots, re-cut to spell the candidate's new text."""
+    """A finished candidate as Accept would write it: each span's slots, re-cut to spell its new text,
+    the text between spans as it stands in the candidate."""
     assert run.last is not None
-    s, e = run.new_span(b)
-    return spelled([p for p in step_pieces(run, run.last, b) if p[1] != "eos"], run.result(b)[s:e])
+    after, places, out = run.result(b), run.new_spans(b), []
+    for i, (s, e) in enumerate(places):
+        if i:
+            out.append([after[places[i - 1][1]:s], "kept", 1.0, -1])
+        out += spelled([p for p in slot_pieces(run, run.last, b, i) if p[1] != "eos"], after[s:e])
+    return out
 
 
 def spelled(pieces: list[list[Any]], text: str) -> list[list[Any]]:
