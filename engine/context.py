@@ -2,17 +2,20 @@
 
 The text around a span does not change while the span denoises, so recomputing its keys and
 values every step is wasted work (Fast-dLLM, Wu et al. 2025, "DualCache"). A context object owns
-that choice; the loop only calls `context.logits(tokens, step)` and gets (B, P, V) logits for the
-span slots. Both variants may also crop the canvas to a window of tokens around the spans.
+that choice; the loop only calls `context.logits(tokens, step, todo, riders)` and gets (B, P, V)
+logits for the span slots, and the answers to `riders`: other calls (the frontier guide's causal
+read) that share the forward (`DiffusionLM.forward_many`; the Llama family packs them into one
+pass). Both variants may also crop the canvas to a window of tokens around the spans.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from .commit import Layout
-from .model import DiffusionLM
+from .model import Call, DiffusionLM, ForwardCall
 from .settings import SamplerSettings
 
 
@@ -24,9 +27,15 @@ class FullContext:
         self.window = context_window(positions, settings.context_window)
         self.positions = positions - self.window.start  # (P,) slot indices inside the window
 
-    def logits(self, tokens: torch.Tensor, step: int, todo: torch.Tensor) -> torch.Tensor:
-        """(B, L) canvas, (B, P) undecided slots -> (B, P, V) logits of the span slots."""
-        return self.model.logits_at(tokens[:, self.window], self.positions)
+    def logits(self, tokens: torch.Tensor, step: int, todo: torch.Tensor,
+               riders: Sequence[Call] = ()) -> tuple[torch.Tensor, list[Any]]:
+        """(B, L) canvas, (B, P) undecided slots -> (B, P, V) logits of the span slots, and the
+        riders' answers."""
+        return self.run(ForwardCall(tokens[:, self.window], self.positions), riders)
+
+    def run(self, call: ForwardCall, riders: Sequence[Call]) -> tuple[Any, list[Any]]:
+        answers = self.model.forward_many([call, *riders])
+        return answers[0], answers[1:]
 
 
 class DualCache(FullContext):
@@ -42,7 +51,8 @@ class DualCache(FullContext):
         self.cache: Any = None
         self.front: torch.Tensor | None = None  # (B, S) block each span was working on
 
-    def logits(self, tokens: torch.Tensor, step: int, todo: torch.Tensor) -> torch.Tensor:
+    def logits(self, tokens: torch.Tensor, step: int, todo: torch.Tensor,
+               riders: Sequence[Call] = ()) -> tuple[torch.Tensor, list[Any]]:
         ids = tokens[:, self.window]
         todo_u = self.layout.gather(todo, False)                               # (B, S, W)
         W = todo_u.shape[-1]
@@ -50,9 +60,10 @@ class DualCache(FullContext):
         stale = self.refresh_every is not None and step % self.refresh_every == 0
         if self.cache is None or self.front is None or stale or not torch.equal(front, self.front):
             self.front = front
-            out, self.cache = self.model.cached_logits(ids, self.positions, None)
-            return out
-        return self.model.cached_logits(ids, self.positions, self.cache)[0]
+            (out, self.cache), read = self.run(ForwardCall(ids, self.positions, cached=True), riders)
+            return out, read
+        (out, _), read = self.run(ForwardCall(ids, self.positions, cached=True, cache=self.cache), riders)
+        return out, read
 
 
 def make_context(model: DiffusionLM, layout: Layout, settings: SamplerSettings) -> FullContext:

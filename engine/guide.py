@@ -13,7 +13,10 @@ forward per token unless `steps` allows fewer, when the commit strategy adds its
 
 The causal LM reads the canvas left to right with a key/value cache: rows that every candidate has
 decided are kept, so a step that moves the frontier by k tokens costs a causal forward over about
-k rows, not over the window. Each guided step syncs the host a few times (the frontier's rows).
+k rows, not over the window. Those rows do not depend on the step's denoiser logits, so `prepare`
+hands them to the loop before its forward, as a call that rides along with it (one packed pass for
+the Llama family, where ~2 more rows cost next to nothing; alone elsewhere); `steer` then mixes.
+Each guided step syncs the host a few times (the frontier's rows).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from .commit import Layout
-from .model import DiffusionLM
+from .model import CausalCall, DiffusionLM
 from .settings import DEFAULT_PRESET, GUIDED_PRESET, SamplerSettings
 
 GUIDE_CONTEXT = 256  # tokens of text before the spans the causal LM reads when context_window is none
@@ -49,8 +52,12 @@ class CausalView(Protocol):
 class NoGuide:
     """The guide that is off: the denoiser's logits as they are, no slot guided."""
 
-    def steer(self, logits: torch.Tensor, tokens: torch.Tensor, todo: torch.Tensor, ban: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare(self, tokens: torch.Tensor, todo: torch.Tensor) -> list[CausalCall]:
+        """The calls to run beside this step's denoiser forward; `steer` gets their answers."""
+        return []
+
+    def steer(self, logits: torch.Tensor, read: list[Any], tokens: torch.Tensor, todo: torch.Tensor,
+              ban: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return logits, torch.zeros(todo.shape, dtype=torch.bool, device=todo.device)
 
     def commits(self, chosen: torch.Tensor, guided: torch.Tensor, todo: torch.Tensor,
@@ -73,24 +80,36 @@ class FrontierGuide(NoGuide):
         self.first = max(0, int(layout.positions[0]) - context)
         self.past: Any = None
         self.seen: torch.Tensor | None = None                                  # (B, cached) row ids
+        self.asked: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int] | None = None
 
-    def steer(self, logits: torch.Tensor, tokens: torch.Tensor, todo: torch.Tensor, ban: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, P, V) denoiser logits, (B, L) canvas, (B, P) undecided, `ban` (V,) or (B | 1, P, V)
-        -inf where a slot may not take a token -> the logits with each candidate's frontier slot
-        replaced by the product of experts (banned tokens kept out of it, so the closing's choices
-        are allowed ones), and (B, P) guided slots."""
+    def prepare(self, tokens: torch.Tensor, todo: torch.Tensor) -> list[CausalCall]:
+        """The causal read of each open candidate's rows up to its frontier (the cached ones left
+        out): a call to run with the denoiser's forward."""
         open_ = todo.any(-1)                                                   # (B,) not yet done
         if not bool(open_.any()):
-            return super().steer(logits, tokens, todo, ban)
+            self.asked = None
+            return []
         at = open_.nonzero().squeeze(-1)                                       # (O,) open candidates
         slot = todo[at].int().argmax(-1)                                       # (O,) frontier, P-space
         rows = self.layout.positions[slot] - self.first                        # (O,) rows predicting them
         low, need = int(rows.min()), int(rows.max())
         ids = self.row_ids(tokens, need + 1)                                   # (B, need + 1)
         cached = self.keep_agreeing(ids, low)
-        out, past = self.view.extend(ids[:, cached:], self.past)               # (B, need + 1 - cached, V)
-        self.past, self.seen = self.view.truncate(past, low), ids[:, :low]     # rows < low: decided in all
+        self.asked = (at, slot, rows, ids[:, :low], cached)
+        return [CausalCall(self.view, ids[:, cached:], self.past)]
+
+    def steer(self, logits: torch.Tensor, read: list[Any], tokens: torch.Tensor, todo: torch.Tensor,
+              ban: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, P, V) denoiser logits, `read` the answer to `prepare`'s call, (B, L) canvas, (B, P)
+        undecided, `ban` (V,) or (B | 1, P, V) -inf where a slot may not take a token -> the
+        logits with each candidate's frontier slot replaced by the product of experts (banned
+        tokens kept out of it, so the closing's choices are allowed ones), and (B, P) guided slots."""
+        if self.asked is None:
+            return super().steer(logits, read, tokens, todo, ban)
+        (at, slot, rows, decided, cached), self.asked = self.asked, None
+        out, past = read[0]                                                    # (B, need + 1 - cached, V)
+        low = decided.shape[1]
+        self.past, self.seen = self.view.truncate(past, low), decided          # rows < low: decided in all
         causal = out[at, rows - cached].float().log_softmax(-1)                # (O, V)
         V = logits.shape[-1]
         banned = ban[..., :V].expand(*todo.shape, V)[at, slot]                  # (O, V)

@@ -64,8 +64,9 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     `deadline` (time.monotonic()), the next step is the last: the budget's rule commits every slot left.
 
     1. Fill every slot to decide with noise: the mask id, or random tokens for uniform models.
-    2. Run the model (whole canvas, or slots over cached context); the frontier guide steers the
-       first undecided slot (engine/guide.py); read choice, confidence, entropy.
+    2. Run the model (whole canvas, or slots over cached context), the frontier guide's causal read
+       riding along; the guide steers the first undecided slot (engine/guide.py); read choice,
+       confidence, entropy.
     3. Commit the slots the strategy ranks first, as many as it and the step budget ask for
        (with the guide: the frontier slot, left to right).
     4. Optionally send weak earlier commits back to undecided (self-correction).
@@ -95,8 +96,8 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     for step in range(budget):
         if deadline is not None and time.monotonic() >= deadline:
             budget = step + 1  # out of time: this step commits what is left, and nothing is remasked
-        logits = context.logits(tokens, step, todo)                            # 2 (B, P, V)
-        logits, guided = guide.steer(logits, tokens, todo, ban)
+        logits, read = context.logits(tokens, step, todo, guide.prepare(tokens, todo))  # 2 (B, P, V)
+        logits, guided = guide.steer(logits, read, tokens, todo, ban)
         guess, p, entropy, alt_p, alt_ids = read_predictions(logits, ban, temps, g, K,
                                                              settings.strategy == "entropy")
         conf = torch.where(todo, p, conf)

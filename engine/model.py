@@ -29,6 +29,19 @@ class ForwardCall:
     cache: Any = None
 
 
+@dataclass(frozen=True)
+class CausalCall:
+    """The frontier guide's read of the canvas left to right (`CausalView.extend`) as a call that
+    shares a forward with the denoiser's (`forward_many`); its answer is extend's (logits, past)."""
+
+    view: CausalView
+    ids: torch.Tensor  # (B, N) the rows after `past`
+    past: Any = None   # the rows read before (None: none)
+
+
+Call = ForwardCall | CausalCall
+
+
 class DiffusionLM(ABC):
     """Token ids in, logits out.
 
@@ -75,12 +88,19 @@ class DiffusionLM(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} has no context cache")
 
-    def forward_many(self, calls: Sequence[ForwardCall]) -> list[Any]:
-        """Each call's answer as if it ran alone: `logits_at`'s (B, P, V) logits, or `cached_logits`'
-        (logits, cache). Canvases may differ in length. Families may run the calls as one forward
-        (the Llama family packs them); this default runs one forward per call."""
-        return [self.cached_logits(c.ids, c.positions, c.cache) if c.cached else
-                self.logits_at(c.ids, c.positions) for c in calls]
+    def forward_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Each call's answer as if it ran alone: `logits_at`'s (B, P, V) logits, `cached_logits`'
+        (logits, cache), or a causal view's `extend`. Canvases may differ in length. Families may
+        run the calls as one forward (the Llama family packs them); this default runs each alone."""
+        return [self.run_alone(call) for call in calls]
+
+    def run_alone(self, call: Call) -> Any:
+        """One call's answer from its own forward."""
+        if isinstance(call, CausalCall):
+            return call.view.extend(call.ids, call.past)
+        if call.cached:
+            return self.cached_logits(call.ids, call.positions, call.cache)
+        return self.logits_at(call.ids, call.positions)
 
     def fluency(self) -> Fluency | None:
         """The base model's causal scorer of an edit's window (engine.score), None for families

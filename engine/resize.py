@@ -11,7 +11,7 @@ Its optional `pad_delete_to_right` (a delete also deletes every undecided slot a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -21,7 +21,7 @@ from .codec import TextCodec
 from .guide import CausalView
 from .infill import infill
 from .loop import Step
-from .model import DiffusionLM
+from .model import Call, DiffusionLM
 from .settings import SamplerSettings
 
 FREE = 0  # what an undecided slot holds in a canvas before the loop fills it with noise
@@ -50,6 +50,9 @@ class LengthTokensAllowed(DiffusionLM):
 
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         return self.model.cached_logits(ids, positions, cache)
+
+    def forward_many(self, calls: Sequence[Call]) -> list[Any]:
+        return self.model.forward_many(calls)
 
     def causal_view(self) -> CausalView | None:
         return self.model.causal_view()

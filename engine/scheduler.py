@@ -1,22 +1,24 @@
 """Scheduler: concurrent edits' denoising loops share the model's forwards, batched step by step.
 
 Each admitted job runs the one loop (`infill`, with its correction rounds) in its own thread, over
-a `JobModel`: a stand-in for the model that hands each forward to the scheduler instead of running it. The scheduler's
-worker thread waits until every active job has asked for its next forward (or has finished),
-runs them all as one `DiffusionLM.forward_many` call, and hands each job its own answer. So jobs
+a `JobModel`: a stand-in for the model that hands each forward to the scheduler instead of running
+it. The scheduler's worker thread waits until every active job has asked for its next forward (or
+has finished), runs them all as one `DiffusionLM.forward_many` call (a job's ask may hold several
+calls: its denoiser forward and the frontier guide's causal read), and hands each job its answers. So jobs
 join and leave between steps, each keeps its own context cache (it lives in its loop), and a
 job's result is what it would be alone. Jobs wait in a first-in first-out queue for one of
 `max_batch` active slots.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from .canvas import Canvas
 from .correct import Checker, corrected
 from .guide import CausalView
 from .loop import Step
-from .model import DiffusionLM, ForwardCall
+from .model import Call, DiffusionLM, ForwardCall
 from .settings import SamplerSettings
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ class Job:
         self._scheduler = scheduler
         self._steps: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Guarded by the scheduler's condition:
-        self._call: ForwardCall | None = None  # the forward it waits for, until the worker takes it
+        self._call: list[Call] | None = None   # the calls it waits for, until the worker takes them
         self._answer: Any = None
         self._answered = False
         self._round: _Round | None = None      # the forward its latest answer came from
@@ -114,21 +116,24 @@ class JobModel(DiffusionLM):
     """What one job's loop sees as its model: the scheduler's model, except that each forward is
     asked of the scheduler (`ask`), which runs it batched with the other jobs' forwards."""
 
-    def __init__(self, model: DiffusionLM, ask: Callable[[ForwardCall], Any]):
+    def __init__(self, model: DiffusionLM, ask: Callable[[list[Call]], list[Any]]):
         self.codec, self.noise, self.mask_id = model.codec, model.noise, model.mask_id
         self.vocab_size, self.max_length, self.device = model.vocab_size, model.max_length, model.device
         self.label, self.supports_cache = model.label, model.supports_cache
-        self._causal = model.causal_view  # the guide's causal forwards run in the job's thread
+        self._causal = model.causal_view  # its reads ride with the job's forwards; the closing runs here
         self._ask = ask
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.logits_at(ids, torch.arange(ids.shape[1], device=ids.device))
 
     def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self._ask(ForwardCall(ids, positions))
+        return self._ask([ForwardCall(ids, positions)])[0]
 
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        return self._ask(ForwardCall(ids, positions, cached=True, cache=cache))
+        return self._ask([ForwardCall(ids, positions, cached=True, cache=cache)])[0]
+
+    def forward_many(self, calls: Sequence[Call]) -> list[Any]:
+        return self._ask(list(calls))
 
     def causal_view(self) -> CausalView | None:
         return self._causal()
@@ -215,10 +220,10 @@ class Scheduler:
         finally:
             self._leave(job)
 
-    def _ask(self, job: Job, call: ForwardCall) -> Any:
-        """Hand `call` to the worker and wait for its answer (raises Cancelled when cancelled)."""
+    def _ask(self, job: Job, calls: list[Call]) -> list[Any]:
+        """Hand `calls` to the worker and wait for their answers (raises Cancelled when cancelled)."""
         with self._cond:
-            job._call, job._answered = call, False
+            job._call, job._answered = calls, False
             self._cond.notify_all()
             while not (job._answered or job._cancelled):
                 self._cond.wait()
@@ -277,7 +282,7 @@ class Scheduler:
         for job in jobs:
             self._cancel(job)
 
-    def _next_batch(self) -> tuple[list[tuple[Job, ForwardCall]] | None, _Round | None]:
+    def _next_batch(self) -> tuple[list[tuple[Job, list[Call]]] | None, _Round | None]:
         """(batch, forward to report), once every active job has asked for its next forward: only
         then have they all read the last one's answers. (None, ...) once closed."""
         while not self._closed:
@@ -303,9 +308,9 @@ class Scheduler:
             self._threads[job] = thread
             thread.start()
 
-    def _forward(self, batch: list[tuple[Job, ForwardCall]]) -> None:
+    def _forward(self, batch: list[tuple[Job, list[Call]]]) -> None:
         start = time.perf_counter()
-        answers = self._answers([call for _, call in batch])
+        answers = self._answers([calls for _, calls in batch])
         done = _Round(len(batch), time.perf_counter() - start)
         with self._cond:
             self._forwards += 1
@@ -315,17 +320,20 @@ class Scheduler:
                 job._answer, job._answered, job._round = answer, True, done
             self._cond.notify_all()
 
-    def _answers(self, calls: list[ForwardCall]) -> list[Any]:
-        """Each call's answer; if the batch fails, each call alone, so that a bad job fails alone."""
+    def _answers(self, asks: list[list[Call]]) -> list[Any]:
+        """Each job's answers (a list, or the exception its calls raised); if the batch fails, each
+        job's calls alone, so that a bad job fails alone."""
         try:
-            return self.model.forward_many(calls)
+            flat = self.model.forward_many([call for calls in asks for call in calls])
+            ends = list(itertools.accumulate(len(calls) for calls in asks))
+            return [flat[end - len(calls):end] for calls, end in zip(asks, ends)]
         except Exception as err:
-            if len(calls) == 1:
+            if len(asks) == 1:
                 return [err]
         answers: list[Any] = []
-        for call in calls:
+        for calls in asks:
             try:
-                answers.append(self.model.forward_many([call])[0])
+                answers.append(self.model.forward_many(calls))
             except Exception as err:
                 answers.append(err)
         return answers

@@ -51,7 +51,9 @@ class BaseView:
     """An adapted net seen as its base: each adapted Linear's output minus its LoRA delta, by forward
     hooks, for the threads inside `active()` only. Other threads keep the adapted net: the
     scheduler's worker runs it while a job's thread scores or guides. The hooks exist while some
-    thread is inside `active()`, so a net nobody reads as its base runs without them."""
+    thread is inside `active()`, so a net nobody reads as its base runs without them. `active(rows)`
+    takes the deltas out of those rows of a packed (N, width) pass only: the guide's rows ride in
+    the denoiser's forward (engine/families/packing.py) and the others stay adapted."""
 
     def __init__(self, net: torch.nn.Module, deltas: dict[str, tuple[torch.Tensor, torch.Tensor, float]]):
         self.net, self.deltas = net, deltas
@@ -61,18 +63,18 @@ class BaseView:
         self.hooks: list[torch.utils.hooks.RemovableHandle] = []
 
     @contextmanager
-    def active(self) -> Iterator[None]:
+    def active(self, rows: torch.Tensor | None = None) -> Iterator[None]:
         with self.lock:
             if self.users == 0:
                 modules = dict(self.net.named_modules())
                 self.hooks = [modules[name].register_forward_hook(self.minus_delta(a, b, scale))
                               for name, (a, b, scale) in self.deltas.items()]
             self.users += 1
-        self.here.on = True
+        self.here.on, self.here.rows = True, rows
         try:
             yield
         finally:
-            self.here.on = False
+            self.here.on, self.here.rows = False, None
             with self.lock:
                 self.users -= 1
                 if self.users == 0:
@@ -85,7 +87,10 @@ class BaseView:
                  ) -> torch.Tensor | None:
             if not getattr(self.here, "on", False):
                 return None
-            return output - scale * F.linear(F.linear(inputs[0], a), b)         # (..., r) -> (..., out)
+            x, rows = inputs[0], self.here.rows
+            if rows is None:
+                return output - scale * F.linear(F.linear(x, a), b)             # (..., r) -> (..., out)
+            return output.index_add(0, rows, F.linear(F.linear(x[rows], a), b), alpha=-scale)  # (N, out)
         return hook
 
 

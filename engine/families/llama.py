@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..codec import TextCodec
-from ..model import DiffusionLM, ForwardCall, ModelNotFound
+from ..model import Call, DiffusionLM, ModelNotFound
 
 if TYPE_CHECKING:
     from ..score import Fluency
@@ -364,14 +364,16 @@ class LlamaDiffusionLM(DiffusionLM):
         query = torch.searchsorted(active, self.query_rows(positions))           # (P,) into active
         return SpanCache(self.runner.context(kvs, keep), active, query)
 
-    def forward_many(self, calls: Sequence[ForwardCall]) -> list[Any]:
+    def forward_many(self, calls: Sequence[Call]) -> list[Any]:
         """Several callers' forwards as one packed pass (engine/families/packing.py); one alone as is."""
-        from .packing import forward_packed
+        from .packing import forward_packed, packs
 
         # Packing runs the dense net's layers itself: compiled runners (padded shapes) and the MoE
         # nets take one forward per call instead.
         packable = isinstance(self.net, LlamaNet) and type(self.runner) is EagerRows
-        return forward_packed(self, calls) if packable and len(calls) > 1 else super().forward_many(calls)
+        if packable and len(calls) > 1 and packs(self, calls):
+            return forward_packed(self, calls)
+        return super().forward_many(calls)
 
 
 @dataclass(frozen=True)

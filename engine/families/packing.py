@@ -6,21 +6,25 @@ once for the whole batch, while attention runs per canvas at that canvas's own s
 cached context. Nothing is padded, so documents of any lengths share a forward without wasted rows
 or attention masks, and each canvas's attention is computed exactly as it would be alone; only the
 matrix products see more rows. Full forwards, DualCache refreshes and cached steps mix freely: a
-cached step simply contributes its active rows.
+cached step simply contributes its active rows. So does the frontier guide's causal read (a
+`CausalCall`): its rows attend causally to themselves and its cached past, and when its view is the
+bundled model's base, the adapter's deltas are taken out of those rows alone (`BaseView.active`).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
 
-from ..model import ForwardCall
+from ..model import Call, CausalCall
 from .llama import KV, Attention, Block, LlamaNet, apply_rope, rope_tables
 
 if TYPE_CHECKING:
+    from ..score import BaseView
     from .llama import LlamaDiffusionLM
 
 
@@ -33,14 +37,24 @@ class Piece:
     query: torch.Tensor            # (P,) rows (into R) whose hidden states score the call's slots
     contexts: list[KV] | None      # per block: the cached context these rows attend to as well
     keep_kv: bool                  # a cache refresh: the rows' keys/values become the new cache
+    mask: torch.Tensor | None = None  # (R, context + R) which keys each row sees (None: all)
+    base: BaseView | None = None   # the rows read the net as its base (the adapter taken out)
 
     @property
     def size(self) -> int:
         return self.ids.numel()
 
 
-def piece(model: LlamaDiffusionLM, call: ForwardCall) -> Piece:
-    """What `call` runs alone (LlamaDiffusionLM.logits_at / cached_logits), as a piece of the pack."""
+def piece(model: LlamaDiffusionLM, call: Call) -> Piece:
+    """What `call` runs alone (LlamaDiffusionLM.logits_at / cached_logits, LlamaCausalView.extend),
+    as a piece of the pack."""
+    if isinstance(call, CausalCall):
+        B, N = call.ids.shape
+        n = 0 if call.past is None else call.past[0][0].shape[2]
+        rows = torch.arange(N, device=call.ids.device)
+        own = torch.ones(N, N, dtype=torch.bool, device=call.ids.device).tril()
+        mask = torch.cat([torch.ones(N, n, dtype=torch.bool, device=call.ids.device), own], 1)  # (N, n + N)
+        return Piece(call.ids, rows + n, rows, call.past, True, mask, getattr(call.view, "base", None))
     x = model.net_input(call.ids)                                                # (B, Ln)
     if call.cached and call.cache is not None:
         cache = call.cache
@@ -49,13 +63,21 @@ def piece(model: LlamaDiffusionLM, call: ForwardCall) -> Piece:
     return Piece(x, rows, model.query_rows(call.positions), None, call.cached)
 
 
+def packs(model: LlamaDiffusionLM, calls: Sequence[Call]) -> bool:
+    """Whether the calls can share one pass: causal reads of this net, all through one base view."""
+    causal = [call.view for call in calls if isinstance(call, CausalCall)]
+    bases = {id(base) for base in (getattr(view, "base", None) for view in causal) if base is not None}
+    return all(getattr(view, "net", None) is model.net for view in causal) and len(bases) <= 1
+
+
 @torch.inference_mode()
-def forward_packed(model: LlamaDiffusionLM, calls: Sequence[ForwardCall]) -> list[Any]:
+def forward_packed(model: LlamaDiffusionLM, calls: Sequence[Call]) -> list[Any]:
     """Each call's answer, as `LlamaDiffusionLM.forward_many` promises, from one packed pass."""
     if not isinstance(model.net, LlamaNet):
         raise TypeError(f"packing runs dense Llama blocks, not {type(model.net).__name__}")
     pieces = [piece(model, call) for call in calls]
-    hidden, kvs = packed_hidden(model.net, pieces)                               # (N, d)
+    with base_rows(pieces):
+        hidden, kvs = packed_hidden(model.net, pieces)                           # (N, d)
     width = hidden.shape[-1]
     query_rows, start = [], 0
     for p in pieces:
@@ -66,12 +88,28 @@ def forward_packed(model: LlamaDiffusionLM, calls: Sequence[ForwardCall]) -> lis
     answers: list[Any] = []
     for call, p, rows, kv in zip(calls, pieces, logits.split([len(r) for r in query_rows]), kvs):
         out = rows.view(p.ids.shape[0], len(p.query), -1)                        # (B, P, V)
-        if not call.cached:
+        if isinstance(call, CausalCall):
+            assert kv is not None
+            past = kv if p.contexts is None else [(torch.cat([pk, k], 2), torch.cat([pv, v], 2))
+                                                  for (pk, pv), (k, v) in zip(p.contexts, kv)]
+            answers.append((out, past))
+        elif not call.cached:
             answers.append(out)
         else:
             cache = call.cache if kv is None else model.span_cache(call.positions, kv, p.ids.shape[1])
             answers.append((out, cache))
     return answers
+
+
+def base_rows(pieces: Sequence[Piece]) -> Any:
+    """The context in which the pieces that read the base net do so, in the packed rows they hold."""
+    base = next((p.base for p in pieces if p.base is not None), None)
+    if base is None:
+        return nullcontext()
+    sizes = torch.tensor([p.size for p in pieces])
+    starts = sizes.cumsum(0) - sizes
+    rows = [torch.arange(int(a), int(a) + p.size) for a, p in zip(starts, pieces) if p.base is not None]
+    return base.active(torch.cat(rows).to(pieces[0].ids.device))
 
 
 def packed_hidden(net: LlamaNet, pieces: Sequence[Piece]) -> tuple[torch.Tensor, list[list[KV] | None]]:
@@ -105,7 +143,7 @@ def attend_each(attn: Attention, x: torch.Tensor, pieces: Sequence[Piece],
         if p.contexts is not None:
             context = p.contexts[layer]
             kp, vp = torch.cat([context[0], kp], dim=2), torch.cat([context[1], vp], dim=2)
-        out = F.scaled_dot_product_attention(qp, kp, vp, enable_gqa=attn.heads != attn.kv_heads)
+        out = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=p.mask, enable_gqa=attn.heads != attn.kv_heads)
         outs.append(out.transpose(1, 2).reshape(p.size, -1))
         start += p.size
     return attn.o(torch.cat(outs))

@@ -12,6 +12,7 @@ from engine.families.causal import LlamaCausalView
 from engine.guide import CLOSING_CHOICES, CLOSING_TOKENS, FrontierGuide, make_guide
 from engine.infill import infill
 from engine.loop import run
+from engine.model import CausalCall, ForwardCall
 from engine.score import BaseView, lora_factors
 from engine.settings import SamplerSettings
 from tests.engine.test_quality import adapted_tiny
@@ -47,6 +48,11 @@ def closed(model, mixed: torch.Tensor, rows: torch.Tensor, after: torch.Tensor, 
     return out
 
 
+def steer(guide, model, den, ids, todo, ban):
+    """One step of the guide as the loop runs it: its causal read beside the model's forward."""
+    return guide.steer(den, model.forward_many(guide.prepare(ids, todo)), ids, todo, ban)
+
+
 def test_the_causal_view_in_pieces_equals_one_causal_forward():
     model = tiny_llama(True, True)
     view = LlamaCausalView(model.net, model.start_id)
@@ -75,7 +81,7 @@ def test_the_guided_slot_gets_the_product_of_experts_at_every_step_and_after_a_r
         fresh = torch.randint(3, model.vocab_size, (2, 8), generator=g)
         ids[:, span[0]:span[1]] = torch.where(todo, ids[:, span[0]:span[1]], fresh)  # decided slots change
         den = torch.randn(2, 8, model.vocab_size, generator=g)
-        steered, guided = guide.steer(den, ids, todo, torch.zeros(model.vocab_size))
+        steered, guided = steer(guide, model, den, ids, todo, torch.zeros(model.vocab_size))
         for b, f in enumerate(frontier):
             if f == 8:
                 assert not guided[b].any() and torch.equal(steered[b], den[b])
@@ -190,7 +196,7 @@ def test_the_closing_never_keeps_only_banned_tokens():
     den = torch.randn(1, 4, model.vocab_size, generator=torch.Generator().manual_seed(2))
     ban = torch.zeros(model.vocab_size)
     ban[den[0, 3].topk(40).indices] = float("-inf")  # the denoiser's favourites, all banned
-    steered, _ = FrontierGuide(model.causal_view(), layout, 1.0, context=3).steer(den, ids, todo, ban)
+    steered, _ = steer(FrontierGuide(model.causal_view(), layout, 1.0, context=3), model, den, ids, todo, ban)
     kept = torch.isfinite(steered[0, 3])
     assert kept.sum() == CLOSING_CHOICES and not (kept & torch.isinf(ban)).any()
 
@@ -218,8 +224,30 @@ def test_the_closing_reads_only_its_own_candidates_rows_when_another_is_further_
     ids[:, layout.positions] = torch.where(todo, model.mask_id, ids[:, layout.positions])
     den = torch.randn(2, 8, model.vocab_size, generator=torch.Generator().manual_seed(4))
     guide = FrontierGuide(model.causal_view(), layout, w, context=3)
-    steered, _ = guide.steer(den, ids, todo, torch.zeros(model.vocab_size))
+    steered, _ = steer(guide, model, den, ids, todo, torch.zeros(model.vocab_size))
     rows = torch.cat([torch.tensor([model.start_id]), ids[0, guide.first:8]])[None]
     want = den[0, 3].log_softmax(-1) + w * causal_logits(model, rows)[0, -1].log_softmax(-1)
     want = closed(model, want, rows, ids[0, 9:9 + CLOSING_TOKENS], w)
     assert torch.allclose(steered[0, 3].log_softmax(-1), want.log_softmax(-1), atol=1e-4)
+
+
+def test_the_guides_read_packed_into_the_denoisers_forward_equals_each_alone(tmp_path):
+    """The causal read rides in the denoiser's packed pass: its rows see the base net (the adapter's
+    deltas out of those rows alone) and its past, the denoiser's rows the adapted net, as alone."""
+    base, adapted, path = adapted_tiny(tmp_path)
+    view = LlamaCausalView(adapted.net, adapted.start_id, BaseView(adapted.net, lora_factors(path, adapted)))
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(10, 300, (2, 30), generator=g)
+    rows = torch.randint(10, 300, (2, 9), generator=g)
+    _, past = view.extend(rows[:, :6], None)
+    calls = [ForwardCall(ids, torch.arange(5, 12)), CausalCall(view, rows[:, 6:], past),
+             ForwardCall(ids[:1, :20], torch.arange(2, 4), cached=True)]
+    got = adapted.forward_many(calls)
+    torch.testing.assert_close(got[0], adapted.logits_at(ids, torch.arange(5, 12)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[2][0], adapted.cached_logits(ids[:1, :20], torch.arange(2, 4), None)[0],
+                               atol=1e-5, rtol=1e-5)
+    out, extended = got[1]
+    torch.testing.assert_close(out, causal_logits(base, rows)[:, 6:], atol=1e-4, rtol=1e-4)  # the base, not adapted
+    assert extended[0][0].shape[2] == 9  # the past now holds every row read
+    again, _ = view.extend(rows[:, 8:], view.truncate(extended, 8))
+    torch.testing.assert_close(again, out[:, 2:], atol=1e-4, rtol=1e-4)

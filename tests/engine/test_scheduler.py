@@ -28,6 +28,7 @@ class Recorder(DiffusionLM):
             setattr(self, name, getattr(model, name))
         self.model, self.poison = model, poison
         self.batches: list[list[int]] = []
+        self.kinds: list[list[str]] = []  # each batched call's kind: ForwardCall, CausalCall
         self.credits: int | None = None  # forwards still let through; None: all
         self.turn = threading.Condition()
 
@@ -53,7 +54,11 @@ class Recorder(DiffusionLM):
         if self.poison in lengths:
             raise ValueError(f"poisoned canvas of {self.poison} tokens")
         self.batches.append(lengths)
+        self.kinds.append([type(c).__name__ for c in calls])
         return self.model.forward_many(calls)
+
+    def causal_view(self) -> Any:
+        return self.model.causal_view()
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +130,23 @@ def test_batched_jobs_of_different_lengths_step_as_they_do_alone(model, settings
         want = alone(model, canvas, settings)
         assert len(steps) == len(want)
         assert steps == want
+
+
+def test_guided_jobs_read_the_guide_in_their_own_forwards_and_step_as_they_do_alone():
+    """The frontier guide's causal read rides in its job's ask: one batched forward per step holds
+    every job's denoiser call and its read, and each job's steps are those it takes alone."""
+    from tests.engine.test_guide import Guided
+    guided = Guided()
+    recorder = Recorder(guided)
+    settings = SamplerSettings(guide=1.0, candidates=2, seed=4)
+    todo = canvases(guided, 3)
+    with Scheduler(recorder, max_batch=3) as scheduler:
+        jobs = [scheduler.submit(c, settings) for c in todo]
+        got = [steps_of(job) for job in jobs]
+    assert got == [alone(guided, canvas, settings) for canvas in todo]
+    assert len(recorder.kinds) == max(len(steps) for steps in got)  # no forward of its own for the guide
+    assert max(len(kinds) for kinds in recorder.kinds) == 6
+    assert all(kinds.count("CausalCall") == kinds.count("ForwardCall") for kinds in recorder.kinds)
 
 
 @pytest.mark.slow

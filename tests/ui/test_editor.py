@@ -86,7 +86,10 @@ def test_ctrl_enter_regenerates_the_selection_in_place_and_tab_accepts(page):
     page.keyboard.press("Control+Enter")
     page.wait_for_selector(f"{SPAN}[data-state='done']")
     states = page.evaluate("window.__states")
-    assert states[0] == ["denoising", True] and ["done", False] in states  # masked slots in place, then none
+    # masked slots in place, then none (under load the page may draw a step that already decided some
+    # slots first: what it shows is the latest step, not every one)
+    assert ["denoising", True] in states and ["done", False] in states
+    assert states.index(["denoising", True]) < states.index(["done", False])
     assert document(page) == PARAGRAPH  # a suggestion: the text is unchanged until accepted
     shown = page.inner_text(SPAN)
     assert "watched the storm" not in page.inner_text(EDITOR) and shown
