@@ -102,3 +102,13 @@ def test_pinned_words_from_the_constraint_row(page):
     assert run.last.tokens.shape[0] == 5 - n + 1  # every place of " cat" in one batch, ranked as candidates
     # (the span's first slot carries the space before the selection: the document holds " cat")
     assert all(" cat" in run.result(i) for i in run.order) and sorted(run.order) == [0, 1]
+
+
+def test_the_editor_sends_every_selection_in_code_points_in_order():
+    from page.document_editor import DocumentEditor
+    text = "🙂 total = total + 1"  # the emoji is two UTF-16 units, one code point
+    got = DocumentEditor().preprocess({"text": text, "selection": [11, 16],
+                                       "ranges": [[11, 16], [3, 8], [9, 9]]})  # a cursor is no span
+    assert got.ranges == ((2, 7), (10, 15)) and text[2:7] == text[10:15] == "total"
+    with pytest.raises(Exception, match="ranges must be a list"):
+        DocumentEditor().preprocess({"text": text, "selection": [0, 0], "ranges": [[1, 2, 3]]})
