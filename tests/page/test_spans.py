@@ -4,11 +4,16 @@ import html
 
 import pytest
 
+from engine import Constraint, SamplerSettings, Span, TextCodec
+from engine.cli import read_edit
+from engine.pins import lay_out
 from page import runs
-from page.document_editor import Document
+from page.document_editor import Document, DocumentEditor
+from page.engine_client import edit_body
 from page.live import span_live
 from page.state import NEW_DOC
 from tests.page.helpers import args, scripted_page
+from tests.tiny import byte_bpe_tokenizer
 
 CODE = "def total(items):\n    total = 0\n    for x in items:\n        total += x\n    return total\n"
 RUN = 2
@@ -105,10 +110,21 @@ def test_pinned_words_from_the_constraint_row(page):
 
 
 def test_the_editor_sends_every_selection_in_code_points_in_order():
-    from page.document_editor import DocumentEditor
     text = "🙂 total = total + 1"  # the emoji is two UTF-16 units, one code point
     got = DocumentEditor().preprocess({"text": text, "selection": [11, 16],
                                        "ranges": [[11, 16], [3, 8], [9, 9]]})  # a cursor is no span
     assert got.ranges == ((2, 7), (10, 15)) and text[2:7] == text[10:15] == "total"
     with pytest.raises(Exception, match="ranges must be a list"):
         DocumentEditor().preprocess({"text": text, "selection": [0, 0], "ranges": [[1, 2, 3]]})
+
+
+def test_the_service_lays_out_the_pages_spans_and_pins_the_same_way():
+    """The page over HTTP sends its canvas as a /v1/edits body; the service reads back the same spans."""
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    spans = [Span(0, 3, 6, (Constraint("x", 0), Constraint("y", 0, "end"))),
+             Span(8, 11, 5, (Constraint("z", 0, "anywhere"),))]
+    canvas, settings = lay_out(codec, "abc def ghi\n", spans, SamplerSettings())
+    body = edit_body(canvas, settings)
+    body.pop("stream")  # the service's own field, read before the edit
+    text, read, _ = read_edit(body, SamplerSettings())
+    assert text == canvas.text and tuple(read) == canvas.spans
