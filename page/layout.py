@@ -59,6 +59,7 @@ class Editor:
     expand: gr.Button
     shrink: gr.Button
     go_fill: gr.Button
+    go_holes: gr.Button      # a template's holes (⟨⟩), all filled in one run
     stop: gr.Button
     message: gr.Markdown
 
@@ -98,7 +99,9 @@ class Dial:
 
     mode: gr.Radio
     n_tokens: gr.Number
-    constraint: gr.Textbox
+    constraint: gr.Textbox   # the constraint row: the new span starts with,
+    ends_with: gr.Textbox    # ends with,
+    include: gr.Textbox      # must include (the model picks the place)
     preset: gr.Dropdown
     controls: list[gr.components.Component]
 
@@ -158,11 +161,12 @@ def editor() -> Editor:
         expand = gr.Button("Expand", size="sm", elem_id="expand", min_width=50)
         shrink = gr.Button("Shrink", size="sm", elem_id="shrink", min_width=50)
         go_fill = gr.Button("Fill at cursor", size="sm", min_width=70, elem_id="go-fill")
+        go_holes = gr.Button("Fill holes", size="sm", min_width=60, elem_id="go-holes")
         stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop", min_width=50, interactive=False)
     document = DocumentEditor("", language="text", show_label=False, elem_id="document")
     message = gr.Markdown(elem_id="message")
     download = gr.File(label="download", visible="hidden", interactive=False, elem_id="download")
-    return Editor(download, document, go_selection, go_node, expand, shrink, go_fill, stop, message)
+    return Editor(download, document, go_selection, go_node, expand, shrink, go_fill, go_holes, stop, message)
 
 
 def instruction_box() -> InstructionBox:
@@ -189,8 +193,8 @@ def run_view() -> RunView:
         accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")
         cancel = gr.Button("Cancel", size="sm", elem_id="cancel-accept")
     candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates",
-                         info="best first: code that parses, then what reads most natural to the base model "
-                              "(NLL: its loss per token, lower is better)")
+                         info="best first: code that still parses, then what reads most naturally with the "
+                              "text around it")
     inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
     scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
     live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
@@ -205,8 +209,9 @@ def dial_drawer(start: str = DEFAULT_PRESET) -> Dial:
     named = dict(zip((k.elem_id for k in knobs), knobs, strict=True))
     with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
         preset = gr.Dropdown(list(PRESETS), value=start, label="speed ↔ quality", elem_id="preset",
-                             info="fast commits several tokens per step; quality one (slower, fewer repeated "
-                                  "words). Sets every setting below.")
+                             info="how the model writes: guided (its base language model helps, left to right), "
+                                  "fast (several tokens at a time), quality (one at a time: slower, fewer repeated "
+                                  "words). Sets every setting under Advanced.")
         for name in SHORT_FORM:
             named.pop("dial-" + name.replace("_", "-")).render()
         mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length", elem_id="length-mode",
@@ -214,12 +219,18 @@ def dial_drawer(start: str = DEFAULT_PRESET) -> Dial:
                              "selection; N tokens: the number below")
         n_tokens = checked(gr.Number(8, precision=0, minimum=1, maximum=MAX_SPAN_TOKENS, label="N tokens",
                                       elem_id="n-tokens"))
+        with gr.Accordion("Pinned words", open=False, elem_id="dial-pins"):
+            with gr.Row(elem_id="pins"):
+                constraint = gr.Textbox("", label="starts with", elem_id="constraint", min_width=90)
+                ends_with = gr.Textbox("", label="ends with", elem_id="ends-with", min_width=90)
+                include = gr.Textbox("", label="must include", elem_id="include", min_width=90)
+            gr.Markdown("Text the new span must start with, end with, or include (the model tries every "
+                        "place and keeps the likeliest). With several selections, the first span.",
+                        elem_id="pins-note")
         with gr.Accordion("Advanced", open=False, elem_id="dial-advanced"):
-            constraint = gr.Textbox("", label="constraint", info="text the new span must start with",
-                                    elem_id="constraint")
             for rest in named.values():
                 rest.render()
-    return Dial(mode, n_tokens, constraint, preset, knobs)
+    return Dial(mode, n_tokens, constraint, ends_with, include, preset, knobs)
 
 
 def history_panel() -> HistoryPanel:

@@ -15,17 +15,19 @@ import gradio as gr
 from editor.diffs import rebase_edit, word_diff
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
-from engine import Canvas, Step, build_canvas
+from engine import Canvas, SamplerSettings, Step
 from engine.distinct import redraw_repeats
 from engine.guide import causal_view_for
 from engine.instruct import with_instruction
 from engine.length import Scorer, choose_length
+from engine.pins import lay_out
 from engine.resize import resizes
 from engine.scope import whole_words
 
 from . import views
 from .access import AccessError, in_flight
 from .actions import (
+    Pins,
     Problem,
     Run,
     check_candidates,
@@ -39,7 +41,7 @@ from .document_editor import NO_SPAN, Document, document_key
 from .documents import ensure_revision
 from .engine_client import RemoteModel
 from .errors import REFUSALS, error, fail, log, trim_heap
-from .live import span_live
+from .live import span_live, waiting_live
 from .outputs import (
     KEEP,
     cleared_run,
@@ -56,16 +58,17 @@ NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's 
 
 
 def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
-               n: Any, constraint: str, heatmap: bool, *dial: Any, previous: Run | None = None,
-               instruction: str | None = None) -> Iterator[tuple]:
+               n: Any, starts: str, ends: str, include: str, heatmap: bool, *dial: Any,
+               previous: Run | None = None, instruction: str | None = None) -> Iterator[tuple]:
     """Stream one regeneration: the run panel (outputs.run_outputs), a message and the editor's span
-    in place (page/live.py), per step. A `previous` run whose candidates are still on offer is set
-    aside in the new one (`back_to_aside` brings it back), not dropped. With `instruction`, an
-    instruction edit (engine/instruct.py; its guidance is the dial's)."""
+    in place (page/live.py), per step. The constraint row: text the span starts with, ends with, must
+    include. Several selections are several spans of one run. A `previous` run whose candidates are
+    still on offer is set aside in the new one (`back_to_aside` brings it back), not dropped. With
+    `instruction`, an instruction edit (engine/instruct.py; its guidance is the dial's)."""
     model = page.model
     try:
-        req = plan_run(page, action, document.text, document.start, document.end, language, mode, n, constraint,
-                       settings_from_dial(dial), instruction)
+        req = plan_run(page, action, document.text, document.start, document.end, language, mode, n,
+                       Pins.of(starts, ends, include), settings_from_dial(dial), document.ranges, instruction)
         if not isinstance(model, RemoteModel):  # a served model's guide is the service's to refuse
             causal_view_for(model, req.settings)
     except (ValueError, EditorError) as err:
@@ -76,22 +79,25 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     if aside is not None:
         aside.aside = None  # one run deep: what a session keeps stays bounded
 
-    def new_run(canvas: Canvas) -> Run:
+    def new_run(canvas: Canvas, settings: SamplerSettings = req.settings) -> Run:
         canvas = with_instruction(canvas, req.instruction, model.max_length)
-        return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, req.settings,
+        return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings,
                    aside=aside)
     span, note = req.span, ""
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
-            trying = f"choosing a length: trying {', '.join(map(str, req.lengths))} tokens together…"
-            yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", None, hide, hide,
-                               inspector, "running"), "", NO_RUN_SPAN
             keep = len(model.codec.encode(req.text[req.start:req.end]))
             try:
                 trials = plan_trials(page, req.text, span, req.lengths, keep, new_run)
             except ValueError as err:  # no length could be tried (a constraint that does not fit any)
                 raise fail(err) from None
             run = trials.runs[trials.shown]
+            # The shown trial is the tab's run from here on: Stop or Esc before its first step marks it
+            # stopped, and the trials end at the next step (gradio cannot close a generator that waits).
+            trying = f"choosing a length: trying {', '.join(map(str, req.lengths))} tokens together…"
+            waiting = waiting_live(run.number, req.start, req.end, keep)
+            yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", run, hide, hide,
+                               inspector, "running"), "", gr.update(live=waiting)
             yield from trial_steps(page, trials, heatmap)
             if not trials.done:
                 return  # stopped
@@ -104,16 +110,23 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
                 except ValueError as err:
                     raise fail(err) from None
                 span, note = dataclasses.replace(span, length=length), length_note(tried, length, True)
-            run = new_run(build_canvas(model.codec, req.text, [span], model.max_length))
+            # Several spans are one canvas; a word the model places is one row per place (engine.pins).
+            run = new_run(*lay_out(model.codec, req.text, [span, *req.others], req.settings, model.max_length))
+            first, last = run.canvas.slot_ranges[0]
+            # One span shows masked at once; several wait for the first step to draw each in place.
+            waiting = NO_RUN_SPAN if req.others else gr.update(live=waiting_live(run.number, req.start, req.end,
+                                                                                 last - first))
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
-                               inspector, "running"), note, NO_RUN_SPAN
-            for step in page.engine.steps(run.canvas, req.settings, language):
+                               inspector, "running"), note, waiting
+            for step in page.engine.steps(run.canvas, run.settings, language):
                 if run.stopped:
                     return
                 yield step_outputs(run, step, heatmap)
         # Candidates that repeat an earlier one are drawn again, as further steps (engine/distinct.py).
         assert run.last is not None
-        for step in redraw_repeats(run.last, lambda s: page.engine.steps(run.canvas, s, language), req.settings):
+        places = run.canvas.ids.dim() == 2  # rows are a placed word's places: no repeats to draw again
+        for step in () if places else redraw_repeats(run.last, lambda s: page.engine.steps(run.canvas, s, language),
+                                                     req.settings):
             if run.stopped:
                 return
             yield step_outputs(run, step, heatmap)
@@ -209,7 +222,7 @@ def done_view(run: Run, shown: int, heatmap: bool) -> str:
     rows = []
     for i in run.order:
         s, e = run.new_span(i)
-        rows.append((i, candidate_note(run, i), word_diff(original, run.result(i)[s:e])))
+        rows.append((i, candidate_note(run, i), reads(run, i)[1], word_diff(original, run.result(i)[s:e])))
     # The list first; the shown candidate's tokens (in the editor too) can be folded away under it.
     tokens = views.step_html(run.last, run.canvas, shown, heatmap)
     return (views.candidates_html(rows, shown) +
@@ -248,21 +261,36 @@ def run_instructed(page: Page, request: gr.Request, previous: Run | None, instru
 
 
 def candidate_label(run: Run, i: int) -> str:
-    """One line per candidate: its new text, its score, and what is wrong with it (does not parse, or
-    parses as another kind of node)."""
+    """One line per candidate: its new text, how it reads beside the original, and what is wrong with
+    it (does not parse, or parses as another kind of node)."""
     s, e = run.new_span(i)
     piece = run.result(i)[s:e].replace("\n", "⏎")
     return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}  {candidate_note(run, i)}".rstrip()
 
 
 def candidate_note(run: Run, i: int) -> str:
-    """A candidate's score and what is wrong with it, in a few words."""
-    nll = run.scores[i] if i < len(run.scores) else None
-    score = f"· NLL {nll:.2f}" if nll is not None else ""  # the base model's, per token of the window
+    """How a candidate reads, and what is wrong with it, in a few words."""
+    words = reads(run, i)[0]
     problem = run.problems[i]
     mark = "" if problem is None else f"  ≠ {problem}" if problem.parses else f"  ✗ {problem}"
     rough = "  · rough" if i < len(run.rough) and run.rough[i] else ""
-    return score + rough + mark
+    return (f"· {words}" if words else "") + rough + mark
+
+
+READS_ALIKE = 0.1  # window NLLs closer than this (nats per token) read alike to a person
+
+
+def reads(run: Run, i: int) -> tuple[str, str]:
+    """How candidate `i` reads beside the original text, to the base model, in words; and the figures
+    behind them (its window NLL and the original's) for a tooltip. ("", "") when unscored."""
+    nll, base = run.scores[i] if i < len(run.scores) else None, run.original_score
+    if nll is None or base is None:
+        return "", ""
+    d = nll - base
+    words = ("reads better than yours" if d < -READS_ALIKE else "reads like yours" if d <= READS_ALIKE
+             else "reads much worse than yours" if d > run.settings.rough_margin else "reads worse than yours")
+    return words, (f"the base model's loss per token (NLL) over the edit and the text around it: {nll:.2f}; "
+                   f"your text: {base:.2f} (lower reads more naturally)")
 
 
 def scrub_update(run: Run) -> dict:
@@ -403,7 +431,7 @@ def _commit(page: Page, h: History, text: str, run: Run, i: int, doc: Doc, name:
         raise EditorError("This edit was made on another document; regenerate again.")
     base = ensure_revision(h, text, Doc(doc.id, run.base_revision or doc.revision), name, language)
     assert base.id is not None and base.revision is not None and run.last is not None
-    regen = Regeneration([run.new_span(i)], page.model.label, dataclasses.asdict(run.settings),
+    regen = Regeneration(run.new_spans(i), page.model.label, dataclasses.asdict(run.settings),
                          run.settings.seed, run.last.forwards, run.last.elapsed * 1000)
     return h.commit(base.id, result, base.revision, "regenerated", regeneration=regen, branch=branch), result
 
