@@ -155,13 +155,13 @@ def fim_body(canvas: Canvas, settings: SamplerSettings, model: str) -> dict[str,
 
 def text_step(canvas: Canvas, texts: Sequence[str], chunks: int, last: Step | None, elapsed: float,
               done: bool) -> Step:
-    """The step that shows each candidate's text so far committed in the span's first slots (cut at a
-    character's edge where it outgrows the span), the rest undecided; `done`: the rest end the text."""
+    """The step that shows each candidate's text so far committed in the span's first slots (cut
+    where it outgrows the span), the rest undecided; `done`: the rest end the text."""
     codec, width = canvas.codec, int(canvas.slots.shape[0])
     assert codec.mask_id is not None and codec.eos_id is not None
     tokens = torch.full((len(texts), width), codec.mask_id)                   # (B, P)
     for b, text in enumerate(texts):
-        ids = fitted(codec, text, width)
+        ids = fitted(codec, text, width, words=done)
         tokens[b, :len(ids)] = torch.tensor(ids, dtype=torch.long)
         if done:
             tokens[b, len(ids):] = codec.eos_id
@@ -179,13 +179,17 @@ def text_step(canvas: Canvas, texts: Sequence[str], chunks: int, last: Step | No
                     canvas.render(tokens[b], masked[b]) for b in range(len(texts))))
 
 
-def fitted(codec: TextCodec, text: str, width: int) -> list[int]:
-    """`text`'s byte ids, as many whole characters as fit in `width` slots."""
+def fitted(codec: TextCodec, text: str, width: int, words: bool) -> list[int]:
+    """`text`'s byte ids, cut where it outgrows `width` slots: after its last whole character that
+    fits, or with `words` (the end) after its last whole word, so a span does not end in half a
+    word. While the text streams, a cut only grows: the slots it committed stay committed."""
     ids = codec.encode(text)
-    while len(ids) > width:
-        text = text[:-1]
-        ids = codec.encode(text)
-    return ids
+    if len(ids) <= width:
+        return ids
+    fits = text.encode()[:width].decode(errors="ignore")
+    cut = max(fits.rfind(" "), fits.rfind("\n"))
+    whole = fits[:cut].rstrip() if words and cut > 0 else ""
+    return codec.encode(whole or fits)
 
 
 def sse_chunks(response: httpx.Response, where: str) -> Iterator[dict[str, Any]]:

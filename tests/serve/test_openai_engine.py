@@ -14,7 +14,7 @@ from engine.serve.app import create_app
 from engine.serve.guard import Policy
 from page.demo import build_demo, launch
 from page.engine_client import EngineError
-from page.openai_engine import KEY_ENV, OpenAIEngine, byte_codec
+from page.openai_engine import KEY_ENV, OpenAIEngine, byte_codec, fitted
 from tests.page.helpers import QUALITY, args
 from tests.serve.conftest import TEXT, served
 
@@ -82,6 +82,15 @@ def test_a_long_answer_is_cut_at_a_character_inside_the_span(url):
     last = list(engine.steps(canvas, QUALITY))[-1]
     assert last.done and len(last.texts[0].encode()) <= len(text.encode())
     assert last.texts[0].startswith("x = ") and last.texts[0].endswith("\ny = 2\n")
+
+
+def test_an_answer_too_long_for_its_span_ends_at_a_whole_word():
+    codec = byte_codec()
+    cases = [("sunny and cloudy", 14, "sunny and", "sunny and clou"), ("東京東京", 7, "東京", "東京"),
+             ("abcdefgh", 4, "abcd", "abcd"), ("fits", 9, "fits", "fits")]
+    for text, width, end, streaming in cases:
+        assert codec.decode(fitted(codec, text, width, words=True)) == end
+        assert codec.decode(fitted(codec, text, width, words=False)) == streaming
 
 
 def test_the_page_runs_an_edit_on_the_hosted_model(url):
