@@ -26,6 +26,7 @@ from engine.codec import TextCodec
 from .engine_client import EngineError, RemoteModel, interleave
 
 KEY_ENV = "SHARPEN_ENGINE_KEY"  # the hosted model's key: from the environment, never a flag
+MODEL_ENV = "SHARPEN_ENGINE_MODEL"  # which of the host's models (default: the first /v1/models lists)
 PREFIX = "openai:"
 BYTES_PER_TOKEN = 4     # about what a BPE token spells in English text and code: max_tokens from a span's bytes
 READ_TIMEOUT = 60.0     # seconds between two streamed chunks before the page gives up on the model
@@ -67,7 +68,7 @@ class OpenAIEngine:
     ending in `/completions`, e.g. Mercury's `.../v1/fim/completions`)."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = READ_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, model: str | None = None):
         url = url.rstrip("/")
         if url.endswith("/completions"):
             self.endpoint, self.base = url, url[:url.rindex("/v1/") + 3] if "/v1/" in url else url.rsplit("/", 1)[0]
@@ -77,7 +78,7 @@ class OpenAIEngine:
         key = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), headers=key,
                                  transport=transport)  # tests: a recording or scripted transport
-        self.name = self._model_name()
+        self.name = model or self._model_name()
         self.model = HostedModel(self.name, self.base)
 
     def _model_name(self) -> str:
@@ -239,5 +240,7 @@ def lost(url: str, err: httpx.HTTPError) -> str:
 
 
 def connect(url: str) -> OpenAIEngine:
-    """`--engine openai:URL`: the hosted model, its key from SHARPEN_ENGINE_KEY."""
-    return OpenAIEngine(url.removeprefix(PREFIX), api_key=os.environ.get(KEY_ENV) or None)
+    """`--engine openai:URL`: the hosted model, its key from SHARPEN_ENGINE_KEY, its name from
+    SHARPEN_ENGINE_MODEL or else the host's /v1/models."""
+    return OpenAIEngine(url.removeprefix(PREFIX), api_key=os.environ.get(KEY_ENV) or None,
+                        model=os.environ.get(MODEL_ENV) or None)

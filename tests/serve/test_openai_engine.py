@@ -114,8 +114,9 @@ def test_a_wrong_key_is_a_clear_error(model, monkeypatch):
         with pytest.raises(SystemExit, match=f"refused the key .*HTTP 401.*{KEY_ENV}"):
             connect("openai:" + base, None, None)
         monkeypatch.setenv(KEY_ENV, "right")
+        monkeypatch.setenv("SHARPEN_ENGINE_MODEL", "mercury-coder")  # any name is the service's one model
         engine = connect("openai:" + base, None, None)
-        assert list(engine.steps(canvas_for(engine), QUALITY))[-1].done
+        assert engine.name == "mercury-coder" and list(engine.steps(canvas_for(engine), QUALITY))[-1].done
 
 
 def scripted(status=200, body=b"", headers=None, error=None):
