@@ -101,9 +101,10 @@ class OpenAIEngine:
                 for choice in chunk.get("choices", ()):
                     if 0 <= choice.get("index", 0) < len(texts):
                         texts[choice.get("index", 0)] += choice.get("text") or ""
-                last = text_step(canvas, texts, chunks, last, time.monotonic() - start, done=False)
+                last = text_step(canvas, glued(body["prompt"], texts), chunks, last, time.monotonic() - start,
+                                 done=False)
                 yield last
-        yield text_step(canvas, texts, chunks, last, time.monotonic() - start, done=True)
+        yield text_step(canvas, glued(body["prompt"], texts), chunks, last, time.monotonic() - start, done=True)
 
     def steps_many(self, canvases: Sequence[Canvas], settings: SamplerSettings,
                    language: str | None = None) -> Iterator[tuple[int, Step]]:
@@ -178,6 +179,12 @@ def text_step(canvas: Canvas, texts: Sequence[str], chunks: int, last: Step | No
                 top_ids=tokens.unsqueeze(-1), top_probs=ones.unsqueeze(-1), forwards=chunks,
                 elapsed=elapsed, texts=tuple(
                     canvas.render(tokens[b], masked[b]) for b in range(len(texts))))
+
+
+def glued(prompt: str, middles: Sequence[str]) -> list[str]:
+    """The middles as they join `prompt`: after a prompt that ends in spaces or a tab (a word's gap,
+    an indentation) a middle's own leading ones would double them ("and  She"), so they are dropped."""
+    return [m.lstrip(" \t") for m in middles] if prompt.endswith((" ", "\t")) else list(middles)
 
 
 def fitted(codec: TextCodec, text: str, width: int, words: bool) -> list[int]:

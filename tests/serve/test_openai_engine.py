@@ -14,7 +14,7 @@ from engine.serve.app import create_app
 from engine.serve.guard import Policy
 from page.demo import build_demo, launch
 from page.engine_client import EngineError
-from page.openai_engine import KEY_ENV, OpenAIEngine, byte_codec, fitted
+from page.openai_engine import KEY_ENV, OpenAIEngine, byte_codec, fitted, glued
 from tests.page.helpers import QUALITY, args
 from tests.serve.conftest import TEXT, served
 
@@ -59,7 +59,7 @@ def test_the_engine_sends_what_the_openai_client_sends(url):
     assert [sent(r) for r in ours.requests] == [sent(r) for r in theirs.requests]
     assert body["prompt"] == TEXT[:SPAN[0]] and body["suffix"] == TEXT[SPAN[1]:] and body["n"] == 2
     # the same seed, the same service: the page's candidates are the openai client's completions
-    assert steps[-1].texts == tuple(TEXT[:SPAN[0]] + m + TEXT[SPAN[1]:] for m in middles)
+    assert steps[-1].texts == tuple(TEXT[:SPAN[0]] + m + TEXT[SPAN[1]:] for m in glued(body["prompt"], middles))
 
 
 def test_the_stream_becomes_steps_that_only_commit(url):
@@ -91,6 +91,19 @@ def test_an_answer_too_long_for_its_span_ends_at_a_whole_word():
     for text, width, end, streaming in cases:
         assert codec.decode(fitted(codec, text, width, words=True)) == end
         assert codec.decode(fitted(codec, text, width, words=False)) == streaming
+
+
+def test_a_middle_does_not_double_the_space_or_indentation_before_it():
+    chunks = b"".join(b'data: {"choices": [{"index": 0, "text": "%s"}]}\n\n' % t for t in (b" ", b" She", b" went"))
+    engine = OpenAIEngine("http://hosted.invalid/v1", transport=scripted(200, chunks + b"data: [DONE]\n\n"))
+    text = "The door opened and walked in."
+    a = text.index("walked")
+    steps = list(engine.steps(canvas_for(engine, text, (a, a + len("walked in"))), QUALITY))
+    assert steps[-1].texts == ("The door opened and She went.",)
+    code = "def f():\n    return 1\n"
+    b = code.index("return")
+    steps = list(engine.steps(canvas_for(engine, code, (b, b + len("return 1"))), QUALITY))
+    assert steps[-1].texts == ("def f():\n    She went\n",)
 
 
 def test_the_page_runs_an_edit_on_the_hosted_model(url):
