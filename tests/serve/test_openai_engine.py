@@ -171,3 +171,18 @@ def test_the_byte_layout_spells_any_text():
     for text in [TEXT, "Héllo wörld, naïve café — 東京 🙂", "  indented\n\ttabs  "]:
         ids = codec.encode(text)
         assert len(ids) == len(text.encode()) and codec.decode(ids) == text
+
+
+def test_the_page_shows_a_busy_host_as_its_message():
+    from gradio_client import Client
+    engine = OpenAIEngine("http://hosted.invalid/v1", transport=scripted(429, b'{"error": "queue full"}',
+                                                                           {"Retry-After": "3"}))
+    demo = build_demo(engine.model, History("sqlite://"), engine=engine)
+    launch(demo, prevent_thread_lock=True, server_port=None, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        with pytest.raises(Exception, match=r"busy \(HTTP 429: queue full\); retry after 3 s") as err:
+            client.predict(*args(TEXT, *SPAN), api_name="/regenerate_selection")
+    finally:
+        demo.close()
+    assert "Traceback" not in str(err.value)
