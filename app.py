@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info("engine service ready: %s", model.label)
     else:
         log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
-                 "weights cache in the data folder: 10-20 s)")
+                 "weights cache in the data folder: 10-30 s)")
         try:
             model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
         except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     s.add_argument("--max-queue", type=int, default=64, help="edits that may wait; past it a request "
                    "gets 503 with Retry-After (default: %(default)s)")
+    s.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks: run under `torchrun "
+                   "--nproc-per-node N` with --tp N (README: Past one GPU; default: %(default)s)")
+    s.add_argument("--tp-timeout", type=float, default=60.0, help="seconds a rank waits for the others at "
+                   "a collective before every rank stops (default: %(default)s)")
     add_guard_flags(s)
     add_setting_flags(s)
     return parser

@@ -74,6 +74,13 @@ def load_weights(source: str | Path | None, device: torch.device, dtype: torch.d
     return model
 
 
+def stored_dtype(source: str | Path | None) -> torch.dtype:
+    """The floating dtype a model's checkpoint holds, from its headers (the bundled one: float32)."""
+    if source is None:
+        return torch.float32
+    return memory.safetensors_params(sorted(resolve_folder(str(source)).glob("*.safetensors")))[1]
+
+
 def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     """A dtype given by name (--dtype) or as itself; anything else is a ValueError saying the names."""
     if dtype is None or isinstance(dtype, torch.dtype):

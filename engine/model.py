@@ -102,6 +102,13 @@ class DiffusionLM(ABC):
             return self.cached_logits(call.ids, call.positions, call.cache)
         return self.logits_at(call.ids, call.positions)
 
+    def shard(self, rank: int, size: int, device: torch.device) -> None:
+        """Keep rank `rank`'s part of the weights (of `size` tensor-parallel ranks, engine/ranks.py)
+        and move them to `device`; the forwards then sum the ranks' parts themselves. Families that
+        cannot be split refuse."""
+        raise UnsupportedModel(f"{self.label}: --tp splits the Llama-layout and MoE families (LLaDA, Dream, "
+                               "LLaDA-MoE, LLaDA 2), not this one")
+
     def fluency(self) -> Fluency | None:
         """The base model's causal scorer of an edit's window (engine.score), None for families
         without a causal view (the page then keeps its candidates' order and shows no score)."""

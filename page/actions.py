@@ -163,14 +163,23 @@ def length_note(tried: list[tuple[int, float]], chosen: int, resizing: bool = Fa
     return f'<span class="sh-tip" title="{tip}">{tokens} fitted best</span> of {len(tried)} lengths tried. '
 
 
+# Syntax node kinds as people say them, where dropping the generic words is not enough.
+KIND_WORDS = {"identifier": "name", "block": "block of statements", "inc statement": "increment",
+              "dec statement": "decrement", "short var": "variable declaration", "var": "variable declaration"}
+GENERIC_KIND_WORDS = ("expression", "definition", "declaration", "item", "literal")
+
+
 def kind_words(kind: str) -> str:
     """A syntax node's kind as people say it: "expression_statement" -> "statement", "call_expression"
-    -> "call", "function_definition" -> "function"."""
+    -> "call", "function_definition" -> "function", "return_statement" -> "return statement"."""
     words = kind.replace("_", " ").split()
-    plain = [w for w in words if w not in ("expression", "definition", "declaration", "item", "literal")] or words
-    if len(plain) > 1 and plain[-1] == "statement":
-        plain = plain[-1:]
-    return {"identifier": "name", "block": "block of statements"}.get(" ".join(plain), " ".join(plain))
+    plain = " ".join([w for w in words if w not in GENERIC_KIND_WORDS] or words)
+    return KIND_WORDS.get(plain, plain)
+
+
+def with_article(words: str) -> str:
+    """"an assignment", "a call"."""
+    return f"{'an' if words[:1].lower() in tuple('aeiou') else 'a'} {words}"
 
 
 def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, constraint: str) -> Span:
@@ -231,7 +240,8 @@ def check_candidates(run: Run, words: Collection[str] = ()) -> list[Problem | No
             out.append(Problem(False, f"does not parse at line {e.line}", f"line {e.line}:{e.column} {e.message}"))
         else:
             before, after = kind_words(result.before_kind or "?"), kind_words(result.after_kind or "?")
-            change = f"changes a {before} into a {after}" if before != after else f"reshapes the {before}"
+            change = (f"changes {with_article(before)} into {with_article(after)}" if before != after
+                      else f"reshapes the {before}")
             out.append(Problem(True, change, f"{result.before_kind} became {result.after_kind}", rough=False))
     return out
 

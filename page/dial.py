@@ -16,6 +16,9 @@ SHORT_FORM = ("candidates",)  # the settings shown before Advanced (with speed <
 PAGE_FIELDS = ("length", "n_tokens", "constraint", "preset")
 
 
+# The short form's help in a writer's words (each field's own help, for the CLI, is more technical).
+SHORT_HELP = {"candidates": "how many versions to write at once; you pick one (more take longer)"}
+
 C = TypeVar("C", gr.Slider, gr.Number)
 
 
@@ -46,7 +49,8 @@ def widget(knob: Knob, value: Any) -> gr.components.Component:
     the field gives the dial's range, else a number box. An optional number shows none as 0.
     Made unrendered: the dial places it (layout.dial_drawer)."""
     about = dict(label=knob.name.replace("_", " "), elem_id="dial-" + knob.name.replace("_", "-"),
-                 info=knob.help + (f". 0: {knob.none}" if knob.optional else ""), render=False)
+                 info=SHORT_HELP.get(knob.name) or knob.help + (f". 0: {knob.none}" if knob.optional else ""),
+                 render=False)
     if knob.choices:
         return gr.Dropdown(list(knob.choices), value=value, **about)
     if knob.slider is not None:

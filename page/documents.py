@@ -223,13 +223,18 @@ def _saved(page: Page, document: Document, doc: Doc, name: str, language: str,
     try:
         exports.file_name(name)  # a name no file system takes is refused before anything is recorded
         before = doc
+        head = h.document(doc.id).head_id if doc.id is not None else None
         doc = ensure_revision(h, text, doc, name, language, branch=True)  # saved elsewhere meanwhile: both kept
         assert doc.revision is not None
         number = h.number(doc.revision)
+        newer = h.number(head) if head is not None and head != before.revision else None
     except REFUSALS as err:
         raise fail(err) from None
     if doc == before:
         return h, doc, f"Nothing new to save: the document reads as revision {number}"
+    if newer is not None:
+        return h, doc, (f"Saved as revision {number}, a branch: revision {newer} was saved meanwhile (in another "
+                        "tab or window) and is kept too; the History tab shows both, Diff compares them")
     return h, doc, f"Saved as revision {number}"
 
 

@@ -171,8 +171,8 @@ def run_view() -> RunView:
         accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")
         cancel = gr.Button("Cancel", size="sm", elem_id="cancel-accept")
     candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates",
-                         info="best first: code that parses, then what reads most natural to the base model "
-                              "(NLL: its loss per token, lower is better)")
+                         info="best first: code that still parses, then what reads most naturally with the "
+                              "text around it")
     inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
     scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
     live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
@@ -187,8 +187,9 @@ def dial_drawer(start: str = DEFAULT_PRESET) -> Dial:
     named = dict(zip((k.elem_id for k in knobs), knobs, strict=True))
     with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
         preset = gr.Dropdown(list(PRESETS), value=start, label="speed ↔ quality", elem_id="preset",
-                             info="fast commits several tokens per step; quality one (slower, fewer repeated "
-                                  "words). Sets every setting below.")
+                             info="how the model writes: guided (its base language model helps, left to right), "
+                                  "fast (several tokens at a time), quality (one at a time: slower, fewer repeated "
+                                  "words). Sets every setting under Advanced.")
         for name in SHORT_FORM:
             named.pop("dial-" + name.replace("_", "-")).render()
         mode = gr.Radio(list(LENGTH_MODES), value="auto", label="length", elem_id="length-mode",

@@ -57,6 +57,13 @@ def spelled(pieces: list[list[Any]], text: str) -> list[list[Any]]:
     return before + merged + after
 
 
+def waiting_live(number: int, start: int, end: int, slots: int) -> dict:
+    """A run with no step yet (auto's trials starting, the engine's queue): its span drawn masked, so
+    the editor's keys already act on a run (Esc stops it) before the first step arrives."""
+    return {"run": number, "state": "denoising", "step": 0, "steps": 0, "start": start, "end": end,
+            "pieces": [[MASK_GLYPH, "masked", 0.0, -1]] * max(slots, 1), "candidate": 0, "candidates": 1}
+
+
 def span_live(run: Run, k: int | None = None, candidate: int | None = None, stopped: bool = False,
               asking: str | None = None) -> dict:
     """The `live` value for step `k` (1-based; None: the last) of candidate `candidate` (None: the best);

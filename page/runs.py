@@ -38,7 +38,7 @@ from .document_editor import NO_SPAN, Document, document_key
 from .documents import ensure_revision
 from .engine_client import RemoteModel
 from .errors import REFUSALS, error, fail, log, trim_heap
-from .live import span_live
+from .live import span_live, waiting_live
 from .outputs import (
     KEEP,
     cleared_run,
@@ -79,15 +79,18 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     span, note = req.span, ""
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
-            trying = f"choosing a length: trying {', '.join(map(str, req.lengths))} tokens together…"
-            yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", None, hide, hide,
-                               inspector, "running"), "", NO_RUN_SPAN
             keep = len(model.codec.encode(req.text[req.start:req.end]))
             try:
                 trials = plan_trials(page, req.text, span, req.lengths, keep, new_run)
             except ValueError as err:  # no length could be tried (a constraint that does not fit any)
                 raise fail(err) from None
             run = trials.runs[trials.shown]
+            # The shown trial is the tab's run from here on: Stop or Esc before its first step marks it
+            # stopped, and the trials end at the next step (gradio cannot close a generator that waits).
+            trying = f"choosing a length: trying {', '.join(map(str, req.lengths))} tokens together…"
+            waiting = waiting_live(run.number, req.start, req.end, keep)
+            yield *run_outputs(views.EMPTY_VIEW, f"<div class='sh-metrics'>{trying}</div>", run, hide, hide,
+                               inspector, "running"), "", gr.update(live=waiting)
             yield from trial_steps(page, trials, heatmap)
             if not trials.done:
                 return  # stopped
@@ -101,8 +104,10 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
                     raise fail(err) from None
                 span, note = dataclasses.replace(span, length=length), length_note(tried, length, True)
             run = new_run(build_canvas(model.codec, req.text, [span], model.max_length))
+            first, last = run.canvas.slot_ranges[0]
+            waiting = waiting_live(run.number, req.start, req.end, last - first)
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
-                               inspector, "running"), note, NO_RUN_SPAN
+                               inspector, "running"), note, gr.update(live=waiting)
             for step in page.engine.steps(run.canvas, req.settings, language):
                 if run.stopped:
                     return
@@ -205,7 +210,7 @@ def done_view(run: Run, shown: int, heatmap: bool) -> str:
     rows = []
     for i in run.order:
         s, e = run.new_span(i)
-        rows.append((i, candidate_note(run, i), word_diff(original, run.result(i)[s:e])))
+        rows.append((i, candidate_note(run, i), reads(run, i)[1], word_diff(original, run.result(i)[s:e])))
     # The list first; the shown candidate's tokens (in the editor too) can be folded away under it.
     tokens = views.step_html(run.last, run.canvas, shown, heatmap)
     return (views.candidates_html(rows, shown) +
@@ -236,21 +241,36 @@ def run_action(page: Page, action: str, request: gr.Request, previous: Run | Non
 
 
 def candidate_label(run: Run, i: int) -> str:
-    """One line per candidate: its new text, its score, and what is wrong with it (does not parse, or
-    parses as another kind of node)."""
+    """One line per candidate: its new text, how it reads beside the original, and what is wrong with
+    it (does not parse, or parses as another kind of node)."""
     s, e = run.new_span(i)
     piece = run.result(i)[s:e].replace("\n", "⏎")
     return f"{i + 1}: {piece[:60]}{'…' if len(piece) > 60 else ''}  {candidate_note(run, i)}".rstrip()
 
 
 def candidate_note(run: Run, i: int) -> str:
-    """A candidate's score and what is wrong with it, in a few words."""
-    nll = run.scores[i] if i < len(run.scores) else None
-    score = f"· NLL {nll:.2f}" if nll is not None else ""  # the base model's, per token of the window
+    """How a candidate reads, and what is wrong with it, in a few words."""
+    words = reads(run, i)[0]
     problem = run.problems[i]
     mark = "" if problem is None else f"  ≠ {problem}" if problem.parses else f"  ✗ {problem}"
     rough = "  · rough" if i < len(run.rough) and run.rough[i] else ""
-    return score + rough + mark
+    return (f"· {words}" if words else "") + rough + mark
+
+
+READS_ALIKE = 0.1  # window NLLs closer than this (nats per token) read alike to a person
+
+
+def reads(run: Run, i: int) -> tuple[str, str]:
+    """How candidate `i` reads beside the original text, to the base model, in words; and the figures
+    behind them (its window NLL and the original's) for a tooltip. ("", "") when unscored."""
+    nll, base = run.scores[i] if i < len(run.scores) else None, run.original_score
+    if nll is None or base is None:
+        return "", ""
+    d = nll - base
+    words = ("reads better than yours" if d < -READS_ALIKE else "reads like yours" if d <= READS_ALIKE
+             else "reads much worse than yours" if d > run.settings.rough_margin else "reads worse than yours")
+    return words, (f"the base model's loss per token (NLL) over the edit and the text around it: {nll:.2f}; "
+                   f"your text: {base:.2f} (lower reads more naturally)")
 
 
 def scrub_update(run: Run) -> dict:

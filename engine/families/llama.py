@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from ..codec import TextCodec
 from ..model import Call, DiffusionLM, ModelNotFound
 
 if TYPE_CHECKING:
+    from ..memory import MemoryPlan
     from ..score import Fluency
     from .moe_net import MoENet, MoEShape
 from .names import NameTable, per_block
@@ -316,6 +317,18 @@ class LlamaDiffusionLM(DiffusionLM):
 
         return Fluency(self) if self.shifted else None
 
+    def shard(self, rank: int, size: int, device: torch.device) -> None:
+        """This rank's slice of every attention and feed-forward weight and its share of the
+        experts (engine/families/shard.py), on `device`."""
+        from .shard import shard_net
+
+        if type(self.runner) is not EagerRows:
+            raise ValueError("--compile does not combine with --tp yet: the sharded forwards run eagerly")
+        shard_net(self.net, rank, size)
+        self.memory = rank_memory(self.net, size, device)
+        self.net.to(device)
+        self.device = device
+
     def net_input(self, ids: torch.Tensor) -> torch.Tensor:
         """The canvas as the net reads it: with the start token in front where there is one."""
         if self.start_id is None:
@@ -374,6 +387,16 @@ class LlamaDiffusionLM(DiffusionLM):
         if packable and len(calls) > 1 and packs(self, calls):
             return forward_packed(self, calls)
         return super().forward_many(calls)
+
+
+def rank_memory(net: LlamaNet | MoENet, ranks: int, device: torch.device) -> MemoryPlan:
+    """The memory estimate of one rank of a sharded net: its own parameters, a `ranks`th of the
+    keys/values and feed-forward activations; refused (ModelTooLarge) where it does not fit."""
+    from .. import memory
+
+    whole = memory.ModelSize.of_net(net)  # parameters as held; widths of the whole model
+    size = replace(whole, kv_width=whole.kv_width // ranks, ffn=whole.ffn // ranks)
+    return memory.check(memory.plan(size, whole.stored, device))
 
 
 @dataclass(frozen=True)

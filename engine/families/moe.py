@@ -93,6 +93,7 @@ class SparseMoE(nn.Module):
         self.router = Router(width, routing)
         self.experts = nn.ModuleList(MLP(width, expert_ffn) for _ in range(routing.experts))
         self.shared = MLP(width, shared_ffn) if shared_ffn else None
+        self.first = 0  # the router's number for experts[0]: an expert-parallel rank holds a share (shard.py)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, d) -> (B, L, d)."""
@@ -110,10 +111,10 @@ class SparseMoE(nn.Module):
         flat_expert = chosen.flatten()                                          # (T*k,)
         order = flat_expert.argsort(stable=True)
         token = order // k                                                      # (T*k,) source row
-        counts = torch.bincount(flat_expert, minlength=len(self.experts)).tolist()
+        counts = torch.bincount(flat_expert, minlength=self.router.routing.experts).tolist()
         out = torch.zeros_like(x)
-        start = 0
-        for expert, n in zip(self.experts, counts):
+        start = sum(counts[:self.first])  # rows of the experts other ranks hold come first
+        for expert, n in zip(self.experts, counts[self.first:]):
             if n:
                 rows = token[start:start + n]
                 w = weights.flatten()[order[start:start + n]].to(x.dtype)[:, None]

@@ -2,28 +2,30 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..model import DiffusionLM
 from ..settings import SamplerSettings
 from .guard import Policy, read_keys, startup_note
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def serve(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None], SamplerSettings],
           stderr: TextIO) -> int:
     """Flags come from engine.cli's `serve` parser; `settings_for(model)` gives the edits' defaults
     from its preset (None: the model's own) and sampler flags."""
-    import uvicorn
-
     from ..load import load_model
-    from .app import create_app
 
     settings_for(None)  # bad sampler flags are refused before the model loads
     if args.max_batch < 1 or args.max_queue < 0:
@@ -40,12 +42,26 @@ def serve(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None],
     except ValueError as err:
         print(f"error: {err}", file=stderr)
         return 2
+    if args.tp != 1 or "WORLD_SIZE" in os.environ:  # under torchrun: one shard per process
+        from .sharded import serve_sharded
+        return serve_sharded(args, functools.partial(start, args, settings_for, policy, stderr), stderr)
     t0 = time.perf_counter()
     try:
         model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
     except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
         print(f"error: {err}", file=stderr)
         return 2
+    start(args, settings_for, policy, stderr, model, t0).run()
+    return 0
+
+
+def start(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None], SamplerSettings],
+          policy: Policy, stderr: TextIO, model: DiffusionLM, t0: float) -> uvicorn.Server:
+    """The server of `model` (loaded since `t0`), said on stderr, not yet running."""
+    import uvicorn
+
+    from .app import create_app
+
     model_id = Path(args.model).name if args.model else "sharpen-default"
     print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s; serving it as {model_id!r} "
           f"at http://{args.host}:{args.port}", file=stderr, flush=True)
@@ -53,8 +69,7 @@ def serve(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None],
     app = create_app(model, defaults=settings_for(model), max_batch=args.max_batch, max_queue=args.max_queue,
                      model_id=model_id, policy=policy, budget=args.budget, max_seconds=args.max_seconds,
                      docs=args.docs)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    return 0
+    return uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
 
 
 @contextmanager

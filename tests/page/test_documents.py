@@ -176,3 +176,14 @@ def write(page, name, text):
     path = Path(tempfile.mkdtemp()) / name
     path.write_text(text)
     return path
+
+
+def test_a_save_after_another_tab_saved_says_both_are_kept_as_branches(page):
+    ann = login("ann")
+    doc = documents.open_file(page, str(write(page, "shared.txt", "One.\n")), UNTYPED, NEW_DOC, "", "text", ann)[DOC]
+    other = documents.save(page, Document("One.\nFrom the other tab.\n"), doc, "shared.txt", "text", ann)
+    assert other[-1] == "Saved as revision 2."
+    mine = documents.save(page, Document("One.\nFrom this tab.\n"), doc, "shared.txt", "text", ann)
+    assert mine[-1].startswith("Saved as revision 3, a branch: revision 2 was saved meanwhile"), mine[-1]
+    h = page.history.as_user("ann")
+    assert [r.text for r in h.history(doc.id)][1:] == ["One.\nFrom the other tab.\n", "One.\nFrom this tab.\n"]

@@ -290,7 +290,8 @@ def test_candidates_come_ranked_best_first_with_their_scores():
     assert sorted(values) == [0, 1, 2, 3] and radio["value"] == values[0]
     assert len(seen) == 5 and len(set(seen[:4])) > 1  # each candidate scored once; they differ
     assert seen[4] == "a + b"  # ... and the original, for the quality floor
-    scores = [float(re.search(r"· NLL (\d+\.\d+)", label).group(1)) for label in labels]
+    # the figures are in each note's tooltip, in the same order (the run view lists them ranked too)
+    scores = [float(x) for x in re.findall(r"\(NLL\) over the edit and the text around it: (\d+\.\d+)", updates[-1][0])]
     keys = [("· rough" in label, "does not parse" in label, nll) for label, nll in zip(labels, scores)]
     assert keys == sorted(keys)
     assert [v + 1 for v in values] == [int(label.split(":")[0]) for label in labels]

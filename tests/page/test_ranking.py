@@ -131,3 +131,29 @@ def test_the_page_offers_distinct_candidates_each_beside_the_original():
     assert len(run.order) == 3 and len({run.result(i) for i in run.order}) == 3
     assert len(radio["choices"]) == 3
     assert view.count('<li class="sh-candidate') == 3 and "<del>climbed</del>" in view and view.count("<ins>") >= 3
+
+
+def test_a_candidate_says_in_words_how_it_reads_beside_the_original_with_the_figures_in_a_tooltip():
+    """No "NLL 3.72" in what a writer reads: each candidate reads better than, like, or worse than
+    the original text; the base model's figures stay in the note's tooltip."""
+    from page.runs import candidate_label, reads
+    text = "The keeper climbed the stairs."
+    a, b = text.index("keeper"), text.index("keeper") + len("keeper")
+    run = finished(text, (a, b), ["man", "woman", "cat"], language="text")
+    rank_candidates(run, lambda d, s, e: {"keeper": 2.5, "man": 2.55, "woman": 1.0, "cat": 2.9}[d[s:e]])
+    labels = [candidate_label(run, i) for i in range(3)]
+    assert "reads like yours" in labels[0] and "reads better than yours" in labels[1], labels
+    assert "reads worse than yours" in labels[2] and not any("NLL" in label for label in labels), labels
+    words, detail = reads(run, 2)
+    assert "2.90" in detail and "2.50" in detail and "NLL" in detail
+
+
+def test_a_change_of_node_kind_is_said_as_a_programmer_says_it():
+    from page.actions import kind_words
+    from page.runs import candidate_label
+    code = "def f(self, width):\n    self.width = width\n"
+    a = code.index("self.width = width")
+    run = finished(code, (a, a + len("self.width = width")), ["self.max_lines"], kind="assignment")
+    assert "changes an assignment into an attribute" in candidate_label(run, 0)
+    assert kind_words("return_statement") == "return statement" and kind_words("inc_statement") == "increment"
+    assert kind_words("expression_statement") == "statement" and kind_words("call_expression") == "call"

@@ -90,3 +90,20 @@ def test_stop_during_the_trials_cancels_every_one(model):
     time.sleep(0.2)  # a trial's reader that was just starting
     stats = page.engine.scheduler.stats()
     assert stats.active == 0 and stats.queued == 0
+
+
+def test_stop_before_the_first_step_of_the_trials_ends_them_at_the_next_step(model):
+    """Stop or Esc while auto is still choosing: the page marks the tab's run stopped (the shown trial is
+    the tab's run from the first update), and the handler ends at the next step; it does not run every
+    trial to the end (gradio cannot close a generator that is waiting for a step, and meanwhile the tab's
+    next run would wait behind it)."""
+    page = Page.for_model(model, History("sqlite://"), scorer=lambda d, s, e: 1.0)
+    stream = regenerate(page)
+    first = next(stream)  # "choosing a length"
+    assert first[2] is not None and first[-1]["live"]["state"] == "denoising"  # the editor's keys act on it
+    runs.stopped(first[2])  # what Stop and Esc call with the tab's run
+    assert list(stream) == []  # nothing drawn, nothing finished
+    assert len(model.batches) <= 2  # the forwards under way; a whole run takes 4 or more
+    time.sleep(0.2)
+    stats = page.engine.scheduler.stats()
+    assert stats.active == 0 and stats.queued == 0

@@ -33,7 +33,7 @@ def test_a_demonstration_model_is_labelled_as_one_and_says_how_to_load_a_real_on
 
     assert DefaultModel.demonstration  # the bundled model, without loading it
     shown = title_html("SmolLM2-135M diffusion (adapted)", DefaultModel.demonstration)
-    assert "135M demonstration model" in shown and "--model FOLDER" in shown
+    assert "135M demo model" in shown and "--model FOLDER" in shown
     real = title_html("LLaDA-8B <local>", False)
     assert "demonstration" not in real and "LLaDA-8B &lt;local&gt;" in real
 

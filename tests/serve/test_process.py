@@ -21,23 +21,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def healthy(server: subprocess.Popen, port: int, seconds: float) -> str:
+    """The URL of `server` on `port` once its /health answers; fails if it exits or takes `seconds`."""
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + seconds
+    while True:
+        assert server.poll() is None, server.stderr.read() if server.stderr else ""
+        assert time.monotonic() < deadline, f"the service did not come up in {seconds:g} s"
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                return url
+        except httpx.ConnectError:
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def process_url():
     port = free_port()
     command = [sys.executable, "-m", "engine", "serve", "--model", str(FIXTURE), "--device", "cpu",
                "--port", str(port), "--max-batch", "4", "--preset", "quality", "--seed", "11"]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert server.poll() is None, server.stderr.read()
-        assert time.monotonic() < deadline, "the service did not come up in 120 s"
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                break
-        except httpx.ConnectError:
-            time.sleep(0.2)
-    yield url
+    yield healthy(server, port, 120)
     server.send_signal(signal.SIGINT)
     try:
         server.wait(10)

@@ -93,7 +93,7 @@ def test_ctrl_enter_regenerates_the_selection_in_place_and_tab_accepts(page):
     assert document(page) == PARAGRAPH  # a suggestion: the text is unchanged until accepted
     shown = page.inner_text(SPAN)
     assert "watched the storm" not in page.inner_text(EDITOR) and shown
-    page.screenshot(path=str(SCREENSHOTS / "editor-span-done.png"))
+    page.screenshot(path=str(SCREENSHOTS / "editor-in-place.png"))
     page.keyboard.press("Tab")
     wait_document(page, PARAGRAPH, changed=True)
     edited = document(page)
@@ -177,7 +177,7 @@ def test_keyboard_alone_expands_regenerates_a_node_cycles_candidates_and_undoes_
     page.keyboard.press("F1")
     page.wait_for_selector(".sh-help")
     assert "Ctrl+Enter" in page.inner_text(".sh-help") and "Tab" in page.inner_text(".sh-help")
-    page.screenshot(path=str(SCREENSHOTS / "editor-help.png"))
+    page.screenshot(path=str(SCREENSHOTS / "editor-keys.png"))
     page.keyboard.press("F1")
     page.wait_for_selector(".sh-help", state="detached")
 

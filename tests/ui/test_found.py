@@ -8,8 +8,9 @@ import time
 from contextlib import contextmanager
 
 import pytest
+import torch
 
-from tests.ui.conftest import SCREENSHOTS, VIEWPORT, free_port
+from tests.ui.conftest import SCREENSHOTS, VIEWPORT, free_port, open_page, serve
 from tests.ui.helpers import CODE, EDITOR, PARAGRAPH, VIEW, document, select, type_document, wait_document
 
 pytestmark = pytest.mark.browser
@@ -38,6 +39,16 @@ def slow_reopen_page(model, folder, delay=2.5):
         yield demo.local_url
     finally:
         demo.close()
+
+
+# Whether a dropdown's text ends left of its arrow (the text is measured in the input's own font).
+TEXT_CLEAR_OF_ARROW = """box => {
+  const input = document.querySelector(box + ' input'), arrow = document.querySelector(box + ' svg');
+  const style = getComputedStyle(input), ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = style.font;
+  const start = input.getBoundingClientRect().left + parseFloat(style.paddingLeft);
+  return start + ctx.measureText(input.value).width <= arrow.getBoundingClientRect().left;
+}"""
 
 
 def no_error_state(page):
@@ -125,6 +136,9 @@ def test_keys_saving_undo_and_help_work_without_an_error_state(page):
     rows = page.locator("#history li.rev").all_inner_texts()
     assert rows[2].startswith("#3 restored #1") and rows[3].startswith("#4 undo of #3"), rows
     no_error_state(page)
+    page.click("#history li.rev >> nth=3")  # B: the longest line, whole in its box (not cut under the arrow)
+    page.wait_for_function("() => document.querySelector('#rev-b input').value.startsWith('#4 undo of #3')")
+    assert page.evaluate(TEXT_CLEAR_OF_ARROW, "#rev-b")
     page.click("#diff")  # the diff opens inside the window, not below it
     page.wait_for_selector("#diff-view .sh-diff")
     box = page.locator("#diff-view").bounding_box()
@@ -164,7 +178,7 @@ def test_a_run_started_by_mouse_takes_the_keys_and_fits_the_window(page):
         r = line.bounding_box()
         assert r is None or r["y"] >= bar["y"] + bar["height"] - 1 or r["y"] + r["height"] <= bar["y"] + 1
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "run-3-candidates-1280x800.png"))
+    page.screenshot(path=str(SCREENSHOTS / "run-3-candidates.png"))
     page.keyboard.press("Tab")  # what the message says Tab does
     page.wait_for_selector(f"{MESSAGE} :text('Accepted candidate')")
     type_document(page, CODE)
@@ -172,3 +186,59 @@ def test_a_run_started_by_mouse_takes_the_keys_and_fits_the_window(page):
     page.get_by_role("option", name="python", exact=True).click()
     page.wait_for_function(f"() => {VIEW}.contentDOM.className.indexOf('sh-prose') < 0")
     assert "mono" in page.evaluate(font).lower()
+
+
+def test_esc_stops_a_run_before_its_first_step(page, model):
+    model.delay = 2.5  # a busy machine: the first step (or auto's trials) takes a while
+    open_file(page, "slow.txt", PARAGRAPH)
+    select(page, 4, 25)
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#document .cm-sh-span[data-state='denoising']")  # the span, masked, at once
+    assert page.locator("#metrics [data-state]").count() == 0  # no step has come yet
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#metrics [data-state='stopped']", timeout=5_000)
+    page.wait_for_timeout(3_000)  # the forward under way ends: no step is drawn after the stop
+    assert page.locator("#metrics [data-state='stopped']").count() == 1
+    assert document(page) == PARAGRAPH
+
+
+def line_break_model():
+    """A scripted model that writes short lines: whatever span it fills, its candidate has line breaks."""
+    from engine import TextCodec
+    from tests.tiny import ScriptedModel, byte_bpe_tokenizer
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    target = torch.tensor(codec.encode("one\ntwo\n" * 300)[:1024])
+    return ScriptedModel(codec, target, torch.full((1024,), 0.9))
+
+
+GUTTER = "#document .cm-lineNumbers .cm-gutterElement"
+PREVIEW_LINES = """() => {
+  const box = document.querySelector('#document .cm-sh-linenos');
+  const nls = [...document.querySelectorAll('#document .cm-sh-span .cm-sh-nl')];
+  const numbers = box ? [...box.children] : [];
+  const middle = (e) => { const r = e.getBoundingClientRect(); return r.top + r.height / 2; };
+  return {breaks: nls.length, offsets: nls.map((nl, i) => numbers[i + 1] ? middle(numbers[i + 1]) - middle(nl) : null)};
+}"""
+
+
+def test_a_preview_numbers_its_lines_as_the_document_would_read(browser, tmp_path):
+    with serve(line_break_model(), tmp_path) as url, open_page(browser, url) as page:
+        text = "".join(f"line {i}\n" for i in range(1, 21))
+        open_file(page, "lines.txt", text)
+        a = text.index("line 5")
+        select(page, a, text.index("line 7"))  # "line 5\nline 6\n": two line breaks
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector("#document .cm-sh-span[data-state='done']")
+        page.wait_for_timeout(200)  # the numbers are placed in the next measure
+        preview = page.evaluate(PREVIEW_LINES)
+        assert preview["breaks"] >= 1, preview
+        # Every line has its number, the preview's included, counted as the document would read accepted.
+        numbers = [int(n) for t in page.locator(GUTTER).all_inner_texts() for n in t.split()]
+        lines = text.count("\n") + 1 - 2 + preview["breaks"]
+        assert numbers == list(range(1, lines + 1)), numbers
+        # Each of the preview's numbers sits beside its line.
+        assert all(o is not None and abs(o) <= 3 for o in preview["offsets"]), preview
+        page.screenshot(path=str(SCREENSHOTS / "preview-line-numbers.png"))
+        page.keyboard.press("Tab")
+        wait_document(page, text, changed=True)
+        assert document(page).count("\n") + 1 == lines

@@ -17,11 +17,11 @@ import {
 	highlightActiveLine,
 	highlightActiveLineGutter,
 	highlightSpecialChars,
-	keymap,
-	lineNumbers
+	keymap
 } from "@codemirror/view";
 import { isProse, languageSupport } from "./languages";
 import { liveSpan, setLive, shownRun, shownSpan, type Live } from "./live";
+import { previewLineNumbers } from "./preview_lines";
 import { shortcutKeymap, type Emit } from "./shortcuts";
 
 /** The component's value: the text and the selection [anchor, head] in UTF-16 code units. */
@@ -58,7 +58,7 @@ export class DocumentView {
 				selection: clampSelection(options.value.selection, options.value.text.length),
 				extensions: [
 					Prec.highest(keymap.of([...shortcutKeymap(emit), { key: "F1", run: () => (onHelp(), true) }])),
-					lineNumbers(),
+					previewLineNumbers(),
 					highlightActiveLineGutter(),
 					highlightSpecialChars(),
 					foldGutter(),

@@ -50,7 +50,7 @@ function place(state: EditorState, live: Live, before: Shown | null): Shown {
 	return { live, from, to: Math.max(from, Math.min(codePointToUtf16(text, live.end), state.doc.length)) };
 }
 
-const shownField = StateField.define<Shown | null>({
+export const shownField = StateField.define<Shown | null>({
 	create: () => null,
 	update(shown, tr) {
 		if (shown && tr.docChanged) {
@@ -90,6 +90,12 @@ export function shownSpan(state: EditorState): { from: number; to: number } | nu
 	return shown ? { from: shown.from, to: shown.to } : null;
 }
 
+/** The shown span (UTF-16, in the current document) and the text its pieces spell now, or null. */
+export function shownPreview(state: EditorState): { from: number; to: number; text: string } | null {
+	const shown = state.field(shownField, false);
+	return shown ? { from: shown.from, to: shown.to, text: shown.live.pieces.map((p) => p[0]).join("") } : null;
+}
+
 /** The number of the run shown, or null. */
 export function shownRun(state: EditorState): number | null {
 	return state.field(shownField, false)?.live.run ?? null;
@@ -125,9 +131,9 @@ class SpanWidget extends WidgetType {
 			const piece = span.appendChild(document.createElement("span"));
 			piece.className = `cm-sh-tok cm-sh-${kind}`;
 			piece.style.setProperty("--p", confidence.toFixed(2));
-			piece.title = `p=${confidence.toFixed(2)}`;
+			piece.title = kind === "masked" ? "still masked" : `the model's confidence: ${Math.round(confidence * 100)}%`;
 			if (position >= 0) piece.dataset.pos = String(position);
-			piece.textContent = text; // model output is text, never markup
+			writeText(piece, text);
 		}
 		// A click on a token asks the page's token inspector about it (its confidence, step, alternatives).
 		span.addEventListener("mousedown", (event) => {
@@ -147,6 +153,19 @@ class SpanWidget extends WidgetType {
 	}
 }
 
+/** `text` into `piece` as text nodes (model output is text, never markup), an empty `.cm-sh-nl` after each
+ * line break: where the preview's next line starts, for its line number (preview_lines.ts). */
+function writeText(piece: HTMLElement, text: string): void {
+	text.split("\n").forEach((line, i) => {
+		if (i > 0) {
+			const nl = document.createElement("span");
+			nl.className = "cm-sh-nl";
+			piece.append("\n", nl);
+		}
+		piece.append(line);
+	});
+}
+
 function button(label: string, title: string, onClick: () => void): HTMLButtonElement {
 	const b = document.createElement("button");
 	b.type = "button";
@@ -163,7 +182,8 @@ function toolbar(live: Live, emit: (event: string, data?: unknown) => void): HTM
 	bar.className = "cm-sh-toolbar";
 	bar.dataset.state = live.state;
 	if (live.state === "denoising") {
-		bar.append(`step ${live.step} `, button("Stop", "Stop the run (Esc)", () => emit("stop")));
+		const where = live.step ? `step ${live.step} ` : "starting… "; // no step yet: auto's trials, the queue
+		bar.append(where, button("Stop", "Stop the run (Esc)", () => emit("stop")));
 		return bar;
 	}
 	if (live.asking) {
