@@ -209,7 +209,12 @@ def sse_chunks(response: httpx.Response, where: str) -> Iterator[dict[str, Any]]
         data = line[5:].strip()
         if data == "[DONE]":
             return
-        chunk = json.loads(data)
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise EngineError(f"the hosted model at {where} sent a chunk that is not JSON: {data[:80]!r}") from None
+        if not isinstance(chunk, dict):
+            raise EngineError(f"the hosted model at {where} sent a chunk that is not an object: {data[:80]!r}")
         if "error" in chunk:
             raise EngineError(f"the hosted model at {where} failed: {error_message(chunk)}")
         yield chunk

@@ -151,6 +151,7 @@ def scripted(status=200, body=b"", headers=None, error=None):
     (scripted(error=httpx.ReadTimeout("timed out")), "did not answer in time"),
     (scripted(200, b'data: {"choices": [{"index": 0, "text": "a"}]}\n\n'), "ended its stream before"),
     (scripted(200, b'data: {"error": {"message": "overloaded"}}\n\n'), "failed: overloaded"),
+    (scripted(200, b'data: <html>\n\n'), "sent a chunk that is not JSON"),
 ])
 def test_a_refusal_is_one_clear_message(transport, message):
     engine = OpenAIEngine("http://hosted.invalid/v1", transport=transport)
