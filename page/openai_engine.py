@@ -98,9 +98,7 @@ class OpenAIEngine:
         with self._answer("POST", self.endpoint, json=body) as response:
             for chunk in sse_chunks(response, self.base):
                 chunks += 1
-                for choice in chunk.get("choices", ()):
-                    if 0 <= choice.get("index", 0) < len(texts):
-                        texts[choice.get("index", 0)] += choice.get("text") or ""
+                add_chunk(texts, chunk)
                 last = text_step(canvas, glued(body["prompt"], texts), chunks, last, time.monotonic() - start,
                                  done=False)
                 yield last
@@ -110,7 +108,7 @@ class OpenAIEngine:
                    language: str | None = None) -> Iterator[tuple[int, Step]]:
         return interleave([functools.partial(self.steps, canvas, settings, language) for canvas in canvases])
 
-    def _answer(self, method: str, url: str, **kwargs: Any) -> Any:
+    def _answer(self, method: str, url: str, **kwargs: Any) -> Answer:
         """A streamed response that answered 200, as a context manager; anything else an EngineError."""
         return Answer(self.http, method, url, kwargs)
 
@@ -219,6 +217,16 @@ def sse_chunks(response: httpx.Response, where: str) -> Iterator[dict[str, Any]]
             raise EngineError(f"the hosted model at {where} failed: {error_message(chunk)}")
         yield chunk
     raise EngineError(f"the hosted model at {where} ended its stream before the completion finished")
+
+
+def add_chunk(texts: list[str], chunk: dict[str, Any]) -> None:
+    """Each choice's streamed text appended to its candidate's (a choice that names no candidate of
+    this request is left out)."""
+    choices = chunk.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        index, text = (choice.get("index", 0), choice.get("text")) if isinstance(choice, dict) else (None, None)
+        if isinstance(index, int) and 0 <= index < len(texts) and isinstance(text, str):
+            texts[index] += text
 
 
 def error_message(body: Any) -> str:
