@@ -12,12 +12,18 @@ from .limits import check_lengths, inside_grapheme
 MASK_GLYPH = "\u2591"  # how an undecided token reads in a rendered draft
 
 
+ANCHORS = ("start", "end", "anywhere")
+
+
 @dataclass(frozen=True)
 class Constraint:
-    """`text` must appear starting `at` tokens into its span (forced tokens, frozen while denoising)."""
+    """`text` forced into its span (frozen while denoising). `anchor` "start": it begins `at` tokens
+    into the span; "end": it ends `at` tokens before the span's end (0: the span ends with it);
+    "anywhere": the model picks the place (engine.pins lays out one row per place)."""
 
     text: str
     at: int = 0
+    anchor: str = "start"
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class Canvas:
 
     @property
     def length(self) -> int:
-        return int(self.ids.shape[0])
+        return int(self.ids.shape[-1])  # ids may be (B, L): one row per candidate
 
     @property
     def slots(self) -> torch.Tensor:
@@ -297,12 +303,16 @@ def _span_slots(codec: TextCodec, region: _Region, span: Span) -> tuple[list[int
         forced_ids = codec.encode(c.text)
         if not forced_ids:
             raise ValueError("a constraint needs some text")
-        if c.at < 0 or c.at + len(forced_ids) > length:
-            raise ValueError(f"constraint {c.text!r} ({len(forced_ids)} tokens at {c.at}) "
+        if c.anchor not in ("start", "end"):
+            raise ValueError(f"constraint {c.text!r}: anchor {c.anchor!r} is laid out by engine.pins "
+                             "(one row per place)")
+        at = c.at if c.anchor == "start" else length - len(forced_ids) - c.at
+        if c.at < 0 or at < 0 or at + len(forced_ids) > length:
+            raise ValueError(f"constraint {c.text!r} ({len(forced_ids)} tokens, {c.at} from the {c.anchor}) "
                              f"does not fit in a span of {length} tokens")
-        if any(forced[c.at:c.at + len(forced_ids)]):
+        if any(forced[at:at + len(forced_ids)]):
             raise ValueError(f"constraint {c.text!r} overlaps another constraint")
-        slots[c.at:c.at + len(forced_ids)] = forced_ids
-        forced[c.at:c.at + len(forced_ids)] = [True] * len(forced_ids)
+        slots[at:at + len(forced_ids)] = forced_ids
+        forced[at:at + len(forced_ids)] = [True] * len(forced_ids)
     edge = [True] * len(region.prefix), [True] * len(region.suffix)
     return region.prefix + slots + region.suffix, edge[0] + forced + edge[1]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .canvas import Constraint, Span, build_canvas
+from .canvas import Constraint, Span
 from .checker import checker_for, editor_checks
 from .correct import Checker, corrected
 from .guide import default_preset
@@ -18,7 +18,9 @@ from .limits import DEFAULT_BUDGET, check_document, check_span_length
 from .load import add_load_flags
 from .loop import Step, run
 from .model import DiffusionLM
+from .pins import best_first, lay_out
 from .settings import DEFAULT_PRESET, GUIDED_PRESET, PRESETS, Knob, SamplerSettings, knobs
+from .template import DEFAULT_MARKER, holes
 
 
 class InputError(ValueError):
@@ -38,7 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="characters to regenerate (repeatable); LENGTH in tokens")
     p.add_argument("--length", type=int, help="tokens per span when a span gives none (default: keep)")
     p.add_argument("--constraint", action="append", default=[], metavar="TEXT@K",
-                   help="TEXT must appear K tokens into the first span (repeatable)")
+                   help="TEXT must appear K tokens into the first span; K 'end': TEXT ends it; K 'any': "
+                        "the model picks the place (repeatable)")
+    p.add_argument("--ends-with", metavar="TEXT", help="the first span must end with TEXT")
+    p.add_argument("--include", metavar="TEXT", help="the first span must include TEXT, where the model "
+                   "finds it most likely (every place tried in one batch)")
+    p.add_argument("--template", action="store_true", help="the spans are the document's holes (no --span): "
+                   "each marked hole is filled, all in one run; a hole may hold N, its length in tokens")
+    p.add_argument("--hole-marker", default=DEFAULT_MARKER, metavar="OPENCLOSE",
+                   help="the holes' opening and closing strings as one string (default: %(default)s)")
     p.add_argument("--show-steps", action="store_true", help="also print every step's draft")
     p.add_argument("--language", help="the document's language, for the correction rounds' checker "
                    "(python, markdown, text, ...; default: by the file's extension, else text; in "
@@ -126,7 +136,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
             model = load(args, stderr)
             return run_jsonl(model, jsonl, settings_from_args(args, model), stdout, stderr, args.language or "text")
         text = read_document(args.text_file)
-        spans = parse_spans(args.span, args.length, args.constraint, text)
+        spans = pin(template_spans(args, text) if args.template else parse_spans(args.span, args.length),
+                    cli_pins(args))
         model = load(args, stderr)
         check = language_checker(args.language or language_of(args.text_file), model, stderr)
         final = edit(model, text, spans, settings_from_args(args, model), stdout if args.show_steps else None, stderr,
@@ -183,9 +194,9 @@ def make_span(start: int, end: int, length: int | None) -> Span:
     return Span(start, end, length)
 
 
-def parse_spans(specs: list[str], length: int | None, constraints: list[str], text: str) -> list[Span]:
+def parse_spans(specs: list[str], length: int | None) -> list[Span]:
     if not specs:
-        raise InputError("give at least one --span START:END")
+        raise InputError("give at least one --span START:END (or --template)")
     spans = []
     for spec in specs:
         parts = spec.split(":")
@@ -193,15 +204,37 @@ def parse_spans(specs: list[str], length: int | None, constraints: list[str], te
             raise InputError(f"--span {spec!r}: expected START:END or START:END:LENGTH (whole numbers)")
         start, end = int(parts[0]), int(parts[1])
         spans.append(make_span(start, end, int(parts[2]) if len(parts) == 3 else length))
-    if constraints:
-        forced = []
-        for spec in constraints:
-            body, sep, at = spec.rpartition("@")
-            if not sep or not at.isdigit():
-                raise InputError(f"--constraint {spec!r}: expected TEXT@K, K a token offset")
-            forced.append(Constraint(body, int(at)))
-        spans[0] = Span(spans[0].start, spans[0].end, spans[0].length, tuple(forced))
     return spans
+
+
+def template_spans(args: argparse.Namespace, text: str) -> list[Span]:
+    """--template: the document's holes are the spans."""
+    if args.span:
+        raise InputError("--template: give no --span (the holes are the spans)")
+    if args.length is not None and args.length < 1:
+        raise InputError(f"--length must be a whole number >= 1, got {args.length}")
+    try:
+        return holes(text, args.hole_marker, args.length)
+    except ValueError as err:
+        words = str(err).replace('"template"', "--template").replace('"hole_marker"', "--hole-marker")
+        raise InputError(words) from None
+
+
+def cli_pins(args: argparse.Namespace) -> list[tuple[int, Constraint]]:
+    """--constraint TEXT@K (K a token offset, end or any), --ends-with and --include, for the first span."""
+    out = []
+    for spec in args.constraint:
+        body, sep, at = spec.rpartition("@")
+        place = read_place(int(at) if at.isdigit() else at)
+        if not sep or not body or place is None:
+            raise InputError(f"--constraint {spec!r}: expected TEXT@K, K a token offset, end or any")
+        out.append((0, Constraint(body, *place)))
+    for flag, value, anchor in (("--ends-with", args.ends_with, "end"), ("--include", args.include, "anywhere")):
+        if value is not None and not value:
+            raise InputError(f"{flag} needs some text")
+        if value:
+            out.append((0, Constraint(value, 0, anchor)))
+    return out
 
 
 def open_jsonl(path: str) -> list[str]:
@@ -241,7 +274,7 @@ def language_checker(language: str, model: DiffusionLM, stderr: TextIO) -> Check
 
 def edit(model: DiffusionLM, text: str, spans: list[Span], settings: SamplerSettings,
          show: TextIO | None, stderr: TextIO, checker: Checker | None = None) -> str:
-    canvas = build_canvas(model.codec, text, spans, model.max_length)
+    canvas, settings = lay_out(model.codec, text, spans, settings, model.max_length)
     last: Step | None = None
     for last in corrected(model, canvas, settings, checker):
         if show is not None:
@@ -255,7 +288,7 @@ def edit(model: DiffusionLM, text: str, spans: list[Span], settings: SamplerSett
           f"{last.elapsed * 1000:.0f} ms", file=stderr)
     if show is not None:
         print("--- final", file=show)
-    return last.texts[0]
+    return best_first(last).texts[0]
 
 
 def run_jsonl(model: DiffusionLM, lines: list[str], settings: SamplerSettings,
@@ -280,35 +313,63 @@ def run_jsonl(model: DiffusionLM, lines: list[str], settings: SamplerSettings,
 
 def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings, language: str = "text") -> dict:
     text, spans, settings = read_edit(item, settings)
-    canvas = build_canvas(model.codec, text, spans, model.max_length)
-    step = run(corrected(model, canvas, settings, checker_for(read_language(item) or language, model)))
+    canvas, settings = lay_out(model.codec, text, spans, settings, model.max_length)
+    step = best_first(run(corrected(model, canvas, settings, checker_for(read_language(item) or language, model))))
     return {"text": step.texts[0], "forwards": step.forwards, "ms": round(step.elapsed * 1000, 1)}
+
+
+EDIT_FIELDS = ("text", "spans", "length", "constraints", "ends_with", "include", "template", "hole_marker", "language")
 
 
 def read_edit(item: Any, settings: SamplerSettings) -> tuple[str, list[Span], SamplerSettings]:
     """An edit as JSON (a --jsonl line, the service's /v1/edits body): `text`, `spans` as [start, end]
-    or [start, end, length], optional `length`, `constraints` [[TEXT, K], ...] (forced into the first
-    span, as --constraint) and any sampler setting by name over `settings`. A ValueError says what
-    is wrong."""
+    or [start, end, length] (or `template` true: the text's holes, engine.template, with an optional
+    `hole_marker`), optional `length`, pinned words (`constraints`, `ends_with`, `include`:
+    `read_pins`) and any sampler setting by name over `settings`. A ValueError says what is wrong."""
     if not isinstance(item, dict):
         raise ValueError("each line must be a JSON object")
     text, raw_spans = item.get("text"), item.get("spans")
     if not isinstance(text, str) or not text:
         raise ValueError('"text" must be a non-empty string')
     check_text(text)
-    if not isinstance(raw_spans, list) or not raw_spans:
-        raise ValueError('"spans" must be a non-empty list of [start, end]')
     length = item.get("length")
-    spans = []
-    for s in raw_spans:
-        if not (isinstance(s, list) and len(s) in (2, 3) and all(type(v) is int for v in s)):  # not bool
-            raise ValueError(f"span {s!r} must be [start, end] or [start, end, length], whole numbers")
-        spans.append(make_span(s[0], s[1], s[2] if len(s) == 3 else length))
-    forced = read_constraints(item.get("constraints", []))
-    if forced:
-        spans[0] = Span(spans[0].start, spans[0].end, spans[0].length, forced)
-    overrides = {k: v for k, v in item.items() if k not in ("text", "spans", "length", "constraints", "language")}
+    if item.get("template", False) is not False:
+        spans = read_template(item, text, length)
+    else:
+        if not isinstance(raw_spans, list) or not raw_spans:
+            raise ValueError('"spans" must be a non-empty list of [start, end]')
+        spans = []
+        for s in raw_spans:
+            if not (isinstance(s, list) and len(s) in (2, 3) and all(type(v) is int for v in s)):  # not bool
+                raise ValueError(f"span {s!r} must be [start, end] or [start, end, length], whole numbers")
+            try:
+                spans.append(make_span(s[0], s[1], s[2] if len(s) == 3 else length))
+            except InputError as err:
+                raise ValueError(f'"spans": {err}') from None
+        check_order(spans)
+    spans = pin(spans, read_pins(item))
+    overrides = {k: v for k, v in item.items() if k not in EDIT_FIELDS}
     return text, spans, settings.with_values(overrides)
+
+
+def check_order(spans: list[Span]) -> None:
+    """Refuse spans that overlap, naming the field (the canvas would refuse them too, in its own words)."""
+    ordered = sorted(spans, key=lambda s: (s.start, s.end))
+    for before, after in zip(ordered, ordered[1:]):
+        if after.start < before.end:
+            raise ValueError(f'"spans": span {after.start}:{after.end} overlaps the span before it '
+                             f"({before.start}:{before.end})")
+
+
+def read_template(item: dict, text: str, length: Any) -> list[Span]:
+    """`"template": true`: the spans are the text's holes (engine.template)."""
+    if item["template"] is not True:
+        raise ValueError(f'"template" must be true or false, got {item["template"]!r}')
+    if item.get("spans") is not None:
+        raise ValueError('"template": give no "spans" (the holes are the spans)')
+    if length is not None and (type(length) is not int or length < 1):
+        raise ValueError(f'"length" must be a whole number >= 1, got {length!r}')
+    return holes(text, item.get("hole_marker", DEFAULT_MARKER), length)
 
 
 def read_language(item: dict) -> str | None:
@@ -319,9 +380,41 @@ def read_language(item: dict) -> str | None:
     return language
 
 
-def read_constraints(raw: Any) -> tuple[Constraint, ...]:
-    """JSON constraints [[TEXT, K], ...] as the first span's Constraints."""
+def read_pins(item: dict) -> list[tuple[int, Constraint]]:
+    """Pinned words as (span index, Constraint): `constraints` [[TEXT, K], ...] or [TEXT, K, SPAN] (K a
+    token offset into the span, "end": TEXT ends the span, "any": the model picks the place; SPAN the
+    span's index in document order, default 0), `ends_with` TEXT and `include` TEXT (the first span)."""
+    raw = item.get("constraints", [])
     if not isinstance(raw, list) or not all(
-            isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and type(c[1]) is int for c in raw):
-        raise ValueError('"constraints" must be a list of [TEXT, K]: TEXT forced K tokens into the first span')
-    return tuple(Constraint(text, at) for text, at in raw)
+            isinstance(c, list) and len(c) in (2, 3) and isinstance(c[0], str) and read_place(c[1]) is not None
+            and (len(c) == 2 or type(c[2]) is int) for c in raw):
+        raise ValueError('"constraints" must be a list of [TEXT, K] or [TEXT, K, SPAN]: TEXT forced K tokens into '
+                         'span SPAN (default the first); K a whole number, "end" or "any"')
+    out = [(c[2] if len(c) == 3 else 0, Constraint(c[0], *read_place(c[1]))) for c in raw]  # type: ignore[misc]
+    for field, anchor in (("ends_with", "end"), ("include", "anywhere")):
+        value = item.get(field)
+        if value is not None and not (isinstance(value, str) and value):
+            raise ValueError(f'"{field}" must be a non-empty string, got {value!r}')
+        if value:
+            out.append((0, Constraint(value, 0, anchor)))
+    return out
+
+
+def read_place(k: Any) -> tuple[int, str] | None:
+    """A constraint's K as (at, anchor): a token offset, "end" or "any"; None when it is neither."""
+    if type(k) is int:
+        return k, "start"
+    return {"end": (0, "end"), "any": (0, "anywhere")}.get(k) if isinstance(k, str) else None
+
+
+def pin(spans: list[Span], pins: list[tuple[int, Constraint]]) -> list[Span]:
+    """`spans` (in the caller's order) with each pin added to the span it names, refused when it names none."""
+    ordered = sorted(range(len(spans)), key=lambda i: (spans[i].start, spans[i].end))
+    out = list(spans)
+    for index, c in pins:
+        if not 0 <= index < len(spans):
+            raise ValueError(f'"constraints": {c.text!r} names span {index}; there are {len(spans)} '
+                             f"(0 to {len(spans) - 1})")
+        i = ordered[index]
+        out[i] = Span(out[i].start, out[i].end, out[i].length, out[i].constraints + (c,))
+    return out

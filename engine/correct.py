@@ -97,7 +97,7 @@ class CorrectingInfill:
     def to_redo(self, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, P) slots to denoise again, (B, P) the slots the checker named (their tokens get banned)."""
         named = torch.zeros(step.tokens.shape, dtype=torch.bool)
-        free = ~self.canvas.fixed[self.canvas.slots]                                 # (P,)
+        free = ~self.canvas.fixed[..., self.canvas.slots].expand(step.tokens.shape)  # (B, P)
         for b, after in enumerate(step.texts):
             for i, place in enumerate(self.canvas.placed(step.tokens[b])):
                 span = self.canvas.spans[i]
@@ -155,7 +155,7 @@ class CorrectingInfill:
 def least_sure_neighbours(named: torch.Tensor, confidence: torch.Tensor, free: torch.Tensor,
                           slot_ranges: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """(B, P) for each named slot, the less confident of its two neighbours in the same span
-    (only free slots; a slot at a span's edge has one neighbour)."""
+    (only `free` (B, P) slots; a slot at a span's edge has one neighbour)."""
     B, P = named.shape
     same_span = torch.zeros(P, dtype=torch.bool)  # same_span[p]: p and p + 1 are in one span
     for a, b in slot_ranges:
@@ -163,7 +163,7 @@ def least_sure_neighbours(named: torch.Tensor, confidence: torch.Tensor, free: t
     out = torch.zeros_like(named)
     for bi, p in named.nonzero().tolist():
         sides = [q for q, ok in ((p - 1, p > 0 and bool(same_span[p - 1])), (p + 1, p < P - 1 and bool(same_span[p])))
-                 if ok and bool(free[q]) and not bool(named[bi, q])]
+                 if ok and bool(free[bi, q]) and not bool(named[bi, q])]
         if sides:
             out[bi, min(sides, key=lambda q: float(confidence[bi, q]))] = True
     return out

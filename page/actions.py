@@ -20,10 +20,12 @@ from editor.languages import get_language
 from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import EditorError, check_document
 from editor.validity import check_edit
-from engine import Canvas, Constraint, SamplerSettings, Span, Step, build_canvas
+from engine import Canvas, Constraint, SamplerSettings, Span, Step
 from engine.length import Scorer, lengths_around
 from engine.limits import MAX_SPAN_TOKENS, check_budget
+from engine.pins import lay_out
 from engine.resize import resizes
+from engine.template import DEFAULT_MARKER, holes
 
 from .state import Page
 
@@ -102,9 +104,17 @@ class Run:
         return step.texts[candidate]
 
     def new_span(self, candidate: int) -> tuple[int, int]:
-        """Where the regenerated span lies in a candidate: text outside spans comes back unchanged."""
+        """Where the regenerated span lies in a candidate: text outside spans comes back unchanged.
+        With several spans, `span` covers them all (the text between them is kept, so the checks,
+        the score and the diff read the edit as one)."""
         after = self.result(candidate)
         return self.span[0], len(after) - (len(self.base_text) - self.span[1])
+
+    def new_spans(self, candidate: int) -> list[tuple[int, int]]:
+        """Where each regenerated span lies in a candidate (one revision records them all)."""
+        if self.canvas is None or len(self.canvas.spans) < 2 or self.last is None:
+            return [self.new_span(candidate)]
+        return self.canvas.placed(self.last.tokens[candidate])
 
 
 def page_document(text: Any) -> str:
@@ -182,10 +192,32 @@ def with_article(words: str) -> str:
     return f"{'an' if words[:1].lower() in tuple('aeiou') else 'a'} {words}"
 
 
-def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, constraint: str) -> Span:
-    """The engine span for characters [start, end) with the chosen length and optional constraint."""
-    constraints = (Constraint(constraint, 0),) if constraint else ()
-    return Span(start, end, span_length(codec, text[start:end], mode, n), constraints)
+@dataclass(frozen=True)
+class Pins:
+    """The constraint row: text the new span starts with, text it ends with, and text it must include
+    where the model finds it most likely (engine.pins: every place tried in one batch)."""
+
+    starts: str = ""
+    ends: str = ""
+    include: str = ""
+
+    @classmethod
+    def of(cls, starts: Any, ends: Any = "", include: Any = "") -> Pins:
+        for name, value in (("starts with", starts), ("ends with", ends), ("must include", include)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"'{name}' must be text, got {type(value).__name__}")
+        return cls(starts or "", ends or "", include or "")
+
+    @property
+    def constraints(self) -> tuple[Constraint, ...]:
+        pinned = ((self.starts, "start"), (self.ends, "end"), (self.include, "anywhere"))
+        return tuple(Constraint(text, 0, anchor) for text, anchor in pinned if text)
+
+
+def make_span(codec: Any, text: str, start: int, end: int, mode: str, n: Any, pins: Pins | str = "") -> Span:
+    """The engine span for characters [start, end) with the chosen length and optional pinned words."""
+    pins = Pins(pins) if isinstance(pins, str) else pins
+    return Span(start, end, span_length(codec, text[start:end], mode, n), pins.constraints)
 
 
 def syntax_node(text: str, language: str, start: int, end: int) -> NodeSpan:
@@ -282,19 +314,24 @@ class RunPlan:
     start: int
     end: int
     kind: str | None          # the syntax node's kind for "node"
-    span: Span
+    span: Span                # the first span; [start, end) covers every span (text between them is kept)
     lengths: tuple[int, ...]  # "auto": the lengths to try first; else none
     settings: SamplerSettings
+    others: tuple[Span, ...] = ()  # several selections, or a template's holes: the spans after the first
 
 
 def plan_run(page: Page, action: str, text: str, a: int, b: int, language: str, mode: str, n: Any,
-             constraint: str, settings: SamplerSettings) -> RunPlan:
+             pins: Pins | str, settings: SamplerSettings, ranges: tuple[tuple[int, int], ...] = ()) -> RunPlan:
     """A regenerate action on the selection [a, b) (code points) as a checked `RunPlan` (EditorError /
     ValueError say what is wrong); the widest canvas it may build is checked against the per-request
-    budget. "selection_or_fill" (the editor's Ctrl/Cmd+Enter) is the selection, or fill at the cursor."""
+    budget. "selection_or_fill" (the editor's Ctrl/Cmd+Enter) is the selection, or fill at the cursor.
+    Several selections (`ranges`) are several spans of one run; "holes" fills a template's holes."""
     model = page.model
     text = page_document(text)
     kind = None
+    pins = Pins(pins) if isinstance(pins, str) else pins
+    if action == "holes" or (action in ("selection", "selection_or_fill") and len(ranges) > 1):
+        return plan_spans(page, text, several(text, action, ranges, mode, n), mode, n, pins, settings)
     if action == "selection_or_fill":
         action = "selection" if a < b else "fill"
     if action == "selection" and a == b:
@@ -305,9 +342,43 @@ def plan_run(page: Page, action: str, text: str, a: int, b: int, language: str, 
     if action == "fill":
         a = b
         mode = mode if mode == "auto" else "N tokens"
-    span = make_span(model.codec, text, a, b, mode, n, constraint)
-    lengths = auto_lengths(model.codec, text[a:b], mode, page.score, resizes(model))
+    span = make_span(model.codec, text, a, b, mode, n, pins)
+    # "auto" tries lengths one canvas each; a word the model places has its own canvas per place.
+    lengths = () if pins.include else auto_lengths(model.codec, text[a:b], mode, page.score, resizes(model))
     # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
     widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
-    check_budget(settings, build_canvas(model.codec, text, [widest], model.max_length), page.limits.budget)
+    check_run_budget(page, text, [widest], settings)
     return RunPlan(text, a, b, kind, span, lengths, settings)
+
+
+def several(text: str, action: str, ranges: tuple[tuple[int, int], ...], mode: str,
+            n: Any) -> list[tuple[int, int, Any]]:
+    """[start, end, length or None] of each span of a run over several places: a template's holes
+    (engine.template; "N tokens" sets an empty hole's length) or the selections."""
+    if action != "holes":
+        return [(a, b, None) for a, b in ranges]
+    try:
+        found = holes(text, DEFAULT_MARKER, token_count(n) if mode == "N tokens" else None)
+    except ValueError as err:
+        words = str(err).removeprefix('"template": ')
+        raise EditorError(f"Fill holes: {words}.") from None
+    return [(s.start, s.end, s.length) for s in found]
+
+
+def plan_spans(page: Page, text: str, places: list[tuple[int, int, Any]], mode: str, n: Any, pins: Pins,
+               settings: SamplerSettings) -> RunPlan:
+    """A run over several spans (each keeps its length, or the one given), the pinned words in the first."""
+    codec = page.model.codec
+    fixed = "N tokens" if mode == "N tokens" else "keep"  # "auto" tries lengths for one span at a time
+    spans = [Span(a, b, length) if length is not None else make_span(codec, text, a, b, fixed, n)
+             for a, b, length in places]
+    spans[0] = dataclasses.replace(spans[0], constraints=pins.constraints)
+    check_run_budget(page, text, spans, settings)
+    return RunPlan(text, spans[0].start, spans[-1].end, None, spans[0], (), settings, tuple(spans[1:]))
+
+
+def check_run_budget(page: Page, text: str, spans: list[Span], settings: SamplerSettings) -> None:
+    """The run's canvas (one row per place of a word the model places) within the per-request budget."""
+    model = page.model
+    canvas, laid = lay_out(model.codec, text, spans, settings, model.max_length)
+    check_budget(laid, canvas, page.limits.budget)

@@ -207,12 +207,13 @@ def _wire_documents(page: Page, demo: gr.Blocks, ui: Ui) -> None:
 def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     top, ed, rv, dial, tab = ui.top, ui.ed, ui.rv, ui.dial, ui.tab
     # tab.run first: a finished run's candidates are set aside in the new run, not dropped
-    inputs = [tab.run, ed.document, tab.doc, top.language, dial.mode, dial.n_tokens, dial.constraint, rv.heatmap,
-              *dial.controls]
+    inputs = [tab.run, ed.document, tab.doc, top.language, dial.mode, dial.n_tokens, dial.constraint,
+              dial.ends_with, dial.include, rv.heatmap, *dial.controls]
     started = []
     # The buttons, and the editor's keys (Ctrl/Cmd+Enter: the selection, or fill at the cursor without one).
     triggers = ((ed.go_selection.click, "selection", {}), (ed.go_node.click, "node", {}),
-                (ed.go_fill.click, "fill", {}), (ed.document.regenerate, "selection_or_fill", KEY),
+                (ed.go_fill.click, "fill", {}), (ed.go_holes.click, "holes", {}),
+                (ed.document.regenerate, "selection_or_fill", KEY),
                 (ed.document.regenerate_node, "node", KEY))
     for trigger, action, api in triggers:
         trigger(_show_run, None, ui.tabs, queue=False, api_visibility="private", js=JS["focus"])

@@ -21,7 +21,7 @@ import httpx
 import torch
 
 from editor import checks
-from engine import Canvas, DiffusionLM, SamplerSettings, Step
+from engine import Canvas, Constraint, DiffusionLM, SamplerSettings, Step
 from engine.scheduler import Job, QueueFull, Scheduler
 from engine.scope import whole_words
 from engine.serve import wire
@@ -219,11 +219,9 @@ def interleave(starts: Sequence[Callable[[], Iterator[Step]]]) -> Iterator[tuple
 
 def edit_body(canvas: Canvas, settings: SamplerSettings) -> dict[str, Any]:
     """The /v1/edits request that builds `canvas` on the service: its text, spans (in document order)
-    and the first span's constraints, every setting, streamed."""
-    if any(span.constraints for span in canvas.spans[1:]):
-        raise ValueError("the engine service takes constraints in the first span only")
+    and their pinned words, every setting, streamed."""
     spans = [[s.start, s.end] if s.length is None else [s.start, s.end, s.length] for s in canvas.spans]
-    constraints = [[c.text, c.at] for c in canvas.spans[0].constraints]
+    constraints = [[c.text, pin_place(c), i] for i, s in enumerate(canvas.spans) for c in s.constraints]
     return {"text": canvas.text, "spans": spans, "constraints": constraints, **dataclasses.asdict(settings),
             "stream": True}
 
@@ -247,3 +245,10 @@ def refusal(response: httpx.Response) -> str:
         message = response.text[:200] or response.reason_phrase
     wait = response.headers.get("Retry-After")
     return f"{message} (retry after {wait} s)" if wait else message
+
+
+def pin_place(c: Constraint) -> int | str:
+    """A constraint's K on the wire (engine.cli.read_pins): a token offset, "end" or "any"."""
+    if c.anchor == "end" and c.at:
+        raise ValueError("the engine service takes text that ends a span only at its very end")
+    return {"start": c.at, "end": "end", "anywhere": "any"}[c.anchor]

@@ -59,6 +59,7 @@ class Editor:
     expand: gr.Button
     shrink: gr.Button
     go_fill: gr.Button
+    go_holes: gr.Button      # a template's holes (⟨⟩), all filled in one run
     stop: gr.Button
     message: gr.Markdown
 
@@ -89,7 +90,9 @@ class Dial:
 
     mode: gr.Radio
     n_tokens: gr.Number
-    constraint: gr.Textbox
+    constraint: gr.Textbox   # the constraint row: the new span starts with,
+    ends_with: gr.Textbox    # ends with,
+    include: gr.Textbox      # must include (the model picks the place)
     preset: gr.Dropdown
     controls: list[gr.components.Component]
 
@@ -149,11 +152,12 @@ def editor() -> Editor:
         expand = gr.Button("Expand", size="sm", elem_id="expand", min_width=50)
         shrink = gr.Button("Shrink", size="sm", elem_id="shrink", min_width=50)
         go_fill = gr.Button("Fill at cursor", size="sm", min_width=70, elem_id="go-fill")
+        go_holes = gr.Button("Fill holes", size="sm", min_width=60, elem_id="go-holes")
         stop = gr.Button("Stop", variant="stop", size="sm", elem_id="stop", min_width=50, interactive=False)
     document = DocumentEditor("", language="text", show_label=False, elem_id="document")
     message = gr.Markdown(elem_id="message")
     download = gr.File(label="download", visible="hidden", interactive=False, elem_id="download")
-    return Editor(download, document, go_selection, go_node, expand, shrink, go_fill, stop, message)
+    return Editor(download, document, go_selection, go_node, expand, shrink, go_fill, go_holes, stop, message)
 
 
 def run_view() -> RunView:
@@ -197,12 +201,18 @@ def dial_drawer(start: str = DEFAULT_PRESET) -> Dial:
                              "selection; N tokens: the number below")
         n_tokens = checked(gr.Number(8, precision=0, minimum=1, maximum=MAX_SPAN_TOKENS, label="N tokens",
                                       elem_id="n-tokens"))
+        with gr.Accordion("Pinned words", open=False, elem_id="dial-pins"):
+            with gr.Row(elem_id="pins"):
+                constraint = gr.Textbox("", label="starts with", elem_id="constraint", min_width=90)
+                ends_with = gr.Textbox("", label="ends with", elem_id="ends-with", min_width=90)
+                include = gr.Textbox("", label="must include", elem_id="include", min_width=90)
+            gr.Markdown("Text the new span must start with, end with, or include (the model tries every "
+                        "place and keeps the likeliest). With several selections, the first span.",
+                        elem_id="pins-note")
         with gr.Accordion("Advanced", open=False, elem_id="dial-advanced"):
-            constraint = gr.Textbox("", label="constraint", info="text the new span must start with",
-                                    elem_id="constraint")
             for rest in named.values():
                 rest.render()
-    return Dial(mode, n_tokens, constraint, preset, knobs)
+    return Dial(mode, n_tokens, constraint, ends_with, include, preset, knobs)
 
 
 def history_panel() -> HistoryPanel:

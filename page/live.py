@@ -16,8 +16,19 @@ from .views import EOS_GLYPH, slot_kind, span_pieces
 
 def step_pieces(run: Run, step: Step, b: int) -> list[list[Any]]:
     """The span's slots at `step` for candidate `b`, in order: [text, kind, confidence, canvas position]
-    (the position is what the token inspector asks about)."""
-    start, end = run.canvas.slot_ranges[0]
+    (the position is what the token inspector asks about). Several spans are drawn as one, the text
+    between them as "kept" pieces (never changed, nothing to inspect)."""
+    pieces: list[list[Any]] = []
+    for i in range(len(run.canvas.slot_ranges)):
+        if i:
+            pieces.append([run.canvas.segments[i], "kept", 1.0, -1])
+        pieces += slot_pieces(run, step, b, i)
+    return pieces
+
+
+def slot_pieces(run: Run, step: Step, b: int, i: int) -> list[list[Any]]:
+    """Span `i`'s slots at `step` for candidate `b`, as `step_pieces` lists them."""
+    start, end = run.canvas.slot_ranges[i]
     decided = span_pieces(step, run.canvas, b, start, end)
     pieces: list[list[Any]] = []
     for s in range(start, end):
@@ -28,10 +39,15 @@ def step_pieces(run: Run, step: Step, b: int) -> list[list[Any]]:
 
 
 def finished_pieces(run: Run, b: int) -> list[list[Any]]:
-    """A finished candidate as Accept would write it: its slots, re-cut to spell the candidate's new text."""
+    """A finished candidate as Accept would write it: each span's slots, re-cut to spell its new text,
+    the text between spans as it stands in the candidate."""
     assert run.last is not None
-    s, e = run.new_span(b)
-    return spelled([p for p in step_pieces(run, run.last, b) if p[1] != "eos"], run.result(b)[s:e])
+    after, places, out = run.result(b), run.new_spans(b), []
+    for i, (s, e) in enumerate(places):
+        if i:
+            out.append([after[places[i - 1][1]:s], "kept", 1.0, -1])
+        out += spelled([p for p in slot_pieces(run, run.last, b, i) if p[1] != "eos"], after[s:e])
+    return out
 
 
 def spelled(pieces: list[list[Any]], text: str) -> list[list[Any]]:

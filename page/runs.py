@@ -15,16 +15,18 @@ import gradio as gr
 from editor.diffs import rebase_edit, word_diff
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
-from engine import Canvas, Step, build_canvas
+from engine import Canvas, SamplerSettings, Step
 from engine.distinct import redraw_repeats
 from engine.guide import causal_view_for
 from engine.length import Scorer, choose_length
+from engine.pins import lay_out
 from engine.resize import resizes
 from engine.scope import whole_words
 
 from . import views
 from .access import AccessError, in_flight
 from .actions import (
+    Pins,
     Problem,
     Run,
     check_candidates,
@@ -55,14 +57,16 @@ NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's 
 
 
 def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
-               n: Any, constraint: str, heatmap: bool, *dial: Any, previous: Run | None = None) -> Iterator[tuple]:
+               n: Any, starts: str, ends: str, include: str, heatmap: bool, *dial: Any,
+               previous: Run | None = None) -> Iterator[tuple]:
     """Stream one regeneration: the run panel (outputs.run_outputs), a message and the editor's span
-    in place (page/live.py), per step. A `previous` run whose candidates are still on offer is set
-    aside in the new one (`back_to_aside` brings it back), not dropped."""
+    in place (page/live.py), per step. The constraint row: text the span starts with, ends with, must
+    include. Several selections are several spans of one run. A `previous` run whose candidates are
+    still on offer is set aside in the new one (`back_to_aside` brings it back), not dropped."""
     model = page.model
     try:
-        req = plan_run(page, action, document.text, document.start, document.end, language, mode, n, constraint,
-                       settings_from_dial(dial))
+        req = plan_run(page, action, document.text, document.start, document.end, language, mode, n,
+                       Pins.of(starts, ends, include), settings_from_dial(dial), document.ranges)
         if not isinstance(model, RemoteModel):  # a served model's guide is the service's to refuse
             causal_view_for(model, req.settings)
     except (ValueError, EditorError) as err:
@@ -73,8 +77,8 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     if aside is not None:
         aside.aside = None  # one run deep: what a session keeps stays bounded
 
-    def new_run(canvas: Canvas) -> Run:
-        return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, req.settings,
+    def new_run(canvas: Canvas, settings: SamplerSettings = req.settings) -> Run:
+        return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings,
                    aside=aside)
     span, note = req.span, ""
     try:
@@ -103,18 +107,23 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
                 except ValueError as err:
                     raise fail(err) from None
                 span, note = dataclasses.replace(span, length=length), length_note(tried, length, True)
-            run = new_run(build_canvas(model.codec, req.text, [span], model.max_length))
+            # Several spans are one canvas; a word the model places is one row per place (engine.pins).
+            run = new_run(*lay_out(model.codec, req.text, [span, *req.others], req.settings, model.max_length))
             first, last = run.canvas.slot_ranges[0]
-            waiting = waiting_live(run.number, req.start, req.end, last - first)
+            # One span shows masked at once; several wait for the first step to draw each in place.
+            waiting = NO_RUN_SPAN if req.others else gr.update(live=waiting_live(run.number, req.start, req.end,
+                                                                                 last - first))
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
-                               inspector, "running"), note, gr.update(live=waiting)
-            for step in page.engine.steps(run.canvas, req.settings, language):
+                               inspector, "running"), note, waiting
+            for step in page.engine.steps(run.canvas, run.settings, language):
                 if run.stopped:
                     return
                 yield step_outputs(run, step, heatmap)
         # Candidates that repeat an earlier one are drawn again, as further steps (engine/distinct.py).
         assert run.last is not None
-        for step in redraw_repeats(run.last, lambda s: page.engine.steps(run.canvas, s, language), req.settings):
+        places = run.canvas.ids.dim() == 2  # rows are a placed word's places: no repeats to draw again
+        for step in () if places else redraw_repeats(run.last, lambda s: page.engine.steps(run.canvas, s, language),
+                                                     req.settings):
             if run.stopped:
                 return
             yield step_outputs(run, step, heatmap)
@@ -411,7 +420,7 @@ def _commit(page: Page, h: History, text: str, run: Run, i: int, doc: Doc, name:
         raise EditorError("This edit was made on another document; regenerate again.")
     base = ensure_revision(h, text, Doc(doc.id, run.base_revision or doc.revision), name, language)
     assert base.id is not None and base.revision is not None and run.last is not None
-    regen = Regeneration([run.new_span(i)], page.model.label, dataclasses.asdict(run.settings),
+    regen = Regeneration(run.new_spans(i), page.model.label, dataclasses.asdict(run.settings),
                          run.settings.seed, run.last.forwards, run.last.elapsed * 1000)
     return h.commit(base.id, result, base.revision, "regenerated", regeneration=regen, branch=branch), result
 

@@ -114,8 +114,8 @@ def context_html(text: str, *, before: bool, after: bool) -> str:
 
 def decided_count(step: Step, canvas: Canvas) -> int:
     """Span slots the sampler has decided (forced constraint tokens not counted)."""
-    free = ~canvas.fixed[step.positions]                                       # (P,)
-    return int((free[None] & ~step.masked).sum())
+    free = ~canvas.fixed[..., step.positions]                                  # (P,) or (B, P): a row per place
+    return int((free & ~step.masked).sum())
 
 
 def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: bool = True) -> str:

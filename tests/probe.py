@@ -183,7 +183,7 @@ def regenerate_args(text: Any, a: int, b: int, **given: Any) -> tuple:
     from engine import PRESETS
     from engine.settings import knobs
     from page.dial import dial_values
-    page = dict(language="text", mode="keep", n=8, constraint="", heatmap=False)
+    page = dict(language="text", mode="keep", n=8, constraint="", ends_with="", include="", heatmap=False)
     page.update({k: v for k, v in given.items() if k in page})
     dial = dial_values(PRESETS["quality"])
     names = [k.name for k in knobs()]
@@ -192,7 +192,8 @@ def regenerate_args(text: Any, a: int, b: int, **given: Any) -> tuple:
             dial[names.index(name)] = value
     selection = [a] if b is None else [a, b]  # b None: a broken client's one-element selection
     document = {"text": text, "selection": selection}  # the document editor's value: text, UTF-16 selection
-    return (document, page["language"], page["mode"], page["n"], page["constraint"], page["heatmap"], *dial)
+    return (document, page["language"], page["mode"], page["n"], page["constraint"], page["ends_with"],
+            page["include"], page["heatmap"], *dial)
 
 
 # -- the checks -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import anyio
 import anyio.to_thread
 from starlette.requests import Request
 
-from ..canvas import Canvas, build_canvas
+from ..canvas import Canvas
 from ..checker import checker_for
 from ..cli import read_edit, read_language
 from ..correct import Checker
@@ -20,6 +20,7 @@ from ..guide import causal_view_for
 from ..limits import DEFAULT_BUDGET, check_budget
 from ..loop import Step
 from ..model import DiffusionLM
+from ..pins import lay_out
 from ..scheduler import Job, Scheduler
 from ..settings import SamplerSettings
 from .metrics import Metrics
@@ -71,7 +72,7 @@ class Service:
         try:
             text, spans, settings = read_edit(item, self.defaults)
             causal_view_for(self.model, settings)  # a guide the model cannot have: a 400 now, not mid-run
-            canvas = build_canvas(self.model.codec, text, spans, self.model.max_length)
+            canvas, settings = lay_out(self.model.codec, text, spans, settings, self.model.max_length)
             check_budget(settings, canvas, self.budget)
             return canvas, settings
         except ValueError as err:

@@ -12,6 +12,7 @@ import torch
 from ..canvas import Canvas
 from ..codec import TextCodec
 from ..loop import Step
+from ..pins import best_first
 
 # Per-slot fields of a step line, each a (B, P) or (B, P, K) tensor of Step, with its dtype.
 SLOT_FIELDS: dict[str, torch.dtype] = {
@@ -56,7 +57,10 @@ def placed_spans(canvas: Canvas, step: Step, candidate: int = 0) -> list[tuple[i
 
 
 def result(step: Step, canvas: Canvas, edit_id: str) -> dict[str, Any]:
-    """The finished edit: the first candidate's text and spans, every candidate when there are several."""
+    """The finished edit: the first candidate's text and spans, every candidate when there are several.
+    A canvas with a row per place of an "include" (engine.pins) lists them most likely first."""
+    if canvas.ids.dim() == 2:
+        step = best_first(step)
     out: dict[str, Any] = {"id": edit_id, "text": step.texts[0], "spans": placed_spans(canvas, step),
                            "forwards": step.forwards, "ms": round(step.elapsed * 1000, 1)}
     if len(step.texts) > 1:

@@ -105,34 +105,51 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def rounds_parser(prog: str, doc: str | None, rounds: int) -> argparse.ArgumentParser:
+    """The flags of a tool that measures after each correction round: --rounds, --model, --threads,
+    --preset, --out (the caller adds its own)."""
     logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")
-    p = argparse.ArgumentParser(prog="python -m engine.tools.defects", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=2, help="measure after each of 0..this many correction rounds "
-                   "(default: %(default)s)")
-    p.add_argument("--cases", type=int, default=40, help="edits per set (default: %(default)s)")
-    p.add_argument("--sets", default="code,prose", help="code, prose or both (default: %(default)s)")
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=rounds, help="measure after each of 0..this many correction "
+                   "rounds (default: %(default)s)")
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="the preset to edit with (default: the model's own, as on the page)")
     p.add_argument("--out", type=Path, default=None, help="JSON results with every edit")
+    return p
+
+
+def rounds_setup(p: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, DiffusionLM,
+                                                                               SamplerSettings]:
+    """The flags read, the model loaded (CPU) and the settings: the preset with correct_rounds = --rounds."""
     args = p.parse_args(argv)
     if editor_checks() is None:
         p.error("this tool needs the editor package (tree-sitter) for its checks")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")
+    return args, model, PRESETS[args.preset or default_preset(model)].replace(correct_rounds=args.rounds)
+
+
+def report(rows: list[dict], out: Path | None, shown: str) -> int:
+    """Every row to `out` (JSON) when asked, the table to stdout."""
+    if out:
+        out.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
+    print(shown)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = rounds_parser("python -m engine.tools.defects", __doc__, 2)
+    p.add_argument("--cases", type=int, default=40, help="edits per set (default: %(default)s)")
+    p.add_argument("--sets", default="code,prose", help="code, prose or both (default: %(default)s)")
+    args, model, settings = rounds_setup(p, argv)
     sets = {"code": evaluation.infill_cases(args.cases, lines=1), "prose": prose_cases(args.cases)}
     rows = []
     for kind in args.sets.split(","):
-        settings = PRESETS[args.preset or default_preset(model)].replace(correct_rounds=args.rounds)
         rows += measure(model, kind, sets[kind], settings, fluency_for(model))
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
-    print(table(rows))
-    return 0
+    return report(rows, args.out, table(rows))
 
 
 if __name__ == "__main__":

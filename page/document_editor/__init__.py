@@ -49,15 +49,26 @@ def document_key(document_id: int | None) -> str:
 
 @dataclass(frozen=True)
 class Document:
-    """The document as a handler sees it: its text and the selection [start, end) in code points."""
+    """The document as a handler sees it: its text and the selection [start, end) in code points;
+    with several selections (Ctrl/Cmd+click, Ctrl/Cmd+D, Alt+drag), `ranges` holds each non-empty one
+    [start, end), in document order."""
 
     text: str
     start: int = 0
     end: int = 0
+    ranges: tuple[tuple[int, int], ...] = ()
 
     @property
     def selected(self) -> str:
         return self.text[self.start:self.end]
+
+
+def _ranges(text: str, raw: Any) -> tuple[tuple[int, int], ...]:
+    """Every selection [from, to) in UTF-16 as code points, the empty ones (cursors) left out, in order."""
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(r, (list, tuple)) and len(r) == 2 for r in raw):
+        raise EditorError(f"ranges must be a list of [from, to], got {raw!r}")
+    out = {(utf16_to_index(text, _offset(a)), utf16_to_index(text, _offset(b))) for a, b in raw}
+    return tuple(sorted((min(a, b), max(a, b)) for a, b in out if a != b))
 
 
 def _offset(value: Any) -> int:
@@ -103,9 +114,10 @@ class DocumentEditor(Component):
         a16, b16 = selection
         try:
             a, b = utf16_to_index(text, _offset(a16)), utf16_to_index(text, _offset(b16))
+            ranges = _ranges(text, payload.get("ranges") or ())
         except EditorError as err:  # shown in the page as is, not as a server error
             raise Error(escape(f"The selection is wrong: {err}"), title="Selection") from None
-        return Document(text, min(a, b), max(a, b))
+        return Document(text, min(a, b), max(a, b), ranges)
 
     def postprocess(self, value: str | Document | None) -> dict | None:
         """A text (the selection stays where it is, clamped) or a Document (its selection is set)."""
@@ -120,7 +132,9 @@ class DocumentEditor(Component):
         return {"type": "object", "properties": {
             "text": {"type": "string"},
             "selection": {"type": "array", "items": {"type": "integer"},
-                          "description": "[anchor, head] in UTF-16 code units"}}}
+                          "description": "[anchor, head] in UTF-16 code units"},
+            "ranges": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}},
+                       "description": "optional: every selection [from, to] in UTF-16 (several: one run)"}}}
 
     def example_payload(self) -> Any:
         return {"text": "def area(w, h):\n    return w * h\n", "selection": [20, 32]}

@@ -210,3 +210,33 @@ def test_a_span_of_a_billion_tokens_is_refused_at_once_naming_the_limit(tmp_path
     assert main(["infill", "--model", "/nowhere", "--text-file", str(doc), "--span", "0:3:1000000000"],
                 stdout=io.StringIO(), stderr=err) == 2
     assert "the longest span is 32,768 tokens" in err.getvalue()
+
+
+def test_template_fills_every_hole_and_keeps_the_rest(bert, tmp_path):
+    path = tmp_path / "letter.txt"
+    path.write_text("dear ⟨⟩, the fox ⟨3⟩ over the dog.\n", encoding="utf-8")
+    code, out, err = call("infill", "--model", bert, "--text-file", str(path), "--template", "--seed", "1")
+    assert code == 0, err
+    assert out.startswith("dear ") and ", the fox " in out and out.endswith(" over the dog.\n")
+    assert "⟨" not in out and "⟩" not in out
+
+
+def test_pinned_words_from_the_flags(bert, doc):
+    code, out, err = call("infill", "--model", bert, "--text-file", doc, "--span", "4:19:6",
+                          "--ends-with", "fox", "--constraint", "red@0", "--seed", "2")
+    assert code == 0, err
+    assert out.startswith("the red") and out.endswith("fox jumps over the lazy dog.\n")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--template"], "--template: the text has no holes"),
+    (["--template", "--span", "0:3"], "--template: give no --span"),
+    (["--span", "0:3", "--constraint", "x@middle"], "--constraint 'x@middle': expected TEXT@K"),
+    (["--span", "0:3", "--include", ""], "--include needs some text"),
+    (["--span", "0:3:2", "--ends-with", "jumps over the lazy"], "does not fit in a span of 2 tokens"),
+    (["--span", "0:10", "--span", "5:12"], "overlaps the span before it"),
+])
+def test_bad_pins_and_templates_are_one_line(bert, doc, argv, message):
+    code, out, err = call("infill", "--model", bert, "--text-file", doc, *argv)
+    last = err.splitlines()[-1]  # some are found once the model has loaded (the span's length in tokens)
+    assert code == 2 and out == "" and last.startswith("error: ") and message in last and "Traceback" not in err

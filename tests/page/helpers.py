@@ -1,9 +1,12 @@
 """What the page tests send: the regenerate events' inputs in the page's order, and finished runs."""
 import torch
 
-from engine import PRESETS, Step
+from editor.history import History
+from engine import PRESETS, Step, TextCodec
 from page.actions import Run, check_candidates
 from page.dial import dial_values
+from page.state import Page
+from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
 QUALITY = PRESETS["quality"]  # one token per forward: many steps
 
@@ -20,11 +23,22 @@ def with_text(outputs):
     return (first.get("value", first)["text"], *outputs[1:])
 
 
-def args(text, a, b, language="text", mode="keep", n=8, constraint="", candidates=1, block=None, dial=None):
+def args(text, a, b, language="text", mode="keep", n=8, constraint="", candidates=1, block=None, dial=None,
+         ends="", include=""):
     """The regenerate events' inputs: the document with its selection [a, b) (UTF-16), language, length
-    mode, N, constraint, heatmap, then the dial (one value per SamplerSettings field, as the page shows it)."""
+    mode, N, the constraint row (starts with, ends with, must include), heatmap, then the dial (one value
+    per SamplerSettings field, as the page shows it)."""
     dial = dial if dial is not None else dial_values(QUALITY.replace(candidates=candidates, block_length=block))
-    return (editor_value(text, a, b), language, mode, n, constraint, False, *dial)
+    return (editor_value(text, a, b), language, mode, n, constraint, ends, include, False, *dial)
+
+
+def scripted_page():
+    """A page over a ScriptedModel (byte-level BPE) and an in-memory history; closed after the test."""
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    target = torch.randint(10, 300, (512,), generator=torch.Generator().manual_seed(0))
+    history = History("sqlite://")
+    yield Page.for_model(ScriptedModel(codec, target, torch.linspace(0.3, 0.9, 512)), history)
+    history.close()
 
 
 def finished(base: str, span: tuple[int, int], pieces: list[str], language: str = "python", **run) -> Run:

@@ -1,15 +1,11 @@
 """Accepting a run, called as the page calls its handlers: buttons that can act, confirmation for code
 that does not parse, visible branches, and nothing of one run left in the next."""
 import pytest
-import torch
 
-from editor.history import History
-from engine import TextCodec
 from page import runs, views
 from page.document_editor import Document
-from page.state import NEW_DOC, Doc, Page
-from tests.page.helpers import args, finished
-from tests.tiny import ScriptedModel, byte_bpe_tokenizer
+from page.state import NEW_DOC, Doc
+from tests.page.helpers import args, finished, scripted_page
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 CODE = "def f(x):\n    return x + 1\n"
@@ -22,11 +18,7 @@ TREE = 2
 
 @pytest.fixture
 def page():
-    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
-    target = torch.randint(10, 300, (512,), generator=torch.Generator().manual_seed(0))
-    history = History("sqlite://")
-    yield Page.for_model(ScriptedModel(codec, target, torch.linspace(0.3, 0.9, 512)), history)
-    history.close()
+    yield from scripted_page()
 
 
 def regenerate(page, doc=NEW_DOC, text=TEXT, a=4, b=15, previous=None):

@@ -126,7 +126,7 @@ def test_the_page_offers_distinct_candidates_each_beside_the_original():
     page = Page.for_model(model, History("sqlite://"), scorer=lambda d, s, e: float(len(d[s:e])))
     dial = dial_values(PRESETS["quality"].replace(candidates=3, candidate_temperature=0.7))
     outputs = list(runs.regenerate(page, "selection", Document(text, a, b), NEW_DOC, "text", "N tokens", 2, "",
-                                   False, *dial))
+                                   "", "", False, *dial))
     view, run, radio = outputs[-1][0], outputs[-1][2], outputs[-1][4]
     assert len(run.order) == 3 and len({run.result(i) for i in run.order}) == 3
     assert len(radio["choices"]) == 3

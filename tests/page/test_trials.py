@@ -43,7 +43,7 @@ def model():
 
 def regenerate(page, mode="auto"):
     dial = dial_values(PRESETS["quality"])
-    return runs.regenerate(page, "selection", Document(TEXT, A, B), NEW_DOC, "text", mode, 8, "", False, *dial)
+    return runs.regenerate(page, "selection", Document(TEXT, A, B), NEW_DOC, "text", mode, 8, "", "", "", False, *dial)
 
 
 def test_the_trials_share_forwards_and_the_chosen_one_is_not_run_again(model):

@@ -147,3 +147,39 @@ def test_a_language_brings_correction_rounds_streamed_as_rounds(url, monkeypatch
     assert lines[-1]["done"] and lines[-2]["candidates"][0]["spans"][0]["text"] in lines[-1]["text"]
     _, plain = stream(url, seed=2, correct_rounds=2)  # no language: the service does not guess one
     assert {line["round"] for line in plain[:-1]} == {0} and asked == ["python"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"text": TEXT, "spans": [[0, 10], [5, 12]]}, '"spans": span 5:12 overlaps the span before it (0:10)'),
+    ({"text": TEXT, "spans": [[12, 5]]}, '"spans": span 12:5 is reversed'),
+    ({"text": "no holes here", "template": True}, '"template": the text has no holes'),
+    ({"text": "a ⟨⟩ b", "template": True, "spans": [[0, 1]]}, '"template": give no "spans"'),
+    ({"text": "a ⟨⟩ b", "template": "yes"}, '"template" must be true or false'),
+    ({"text": "a ⟨⟩ b", "template": True, "hole_marker": "<"}, '"hole_marker" must be'),
+    ({"text": TEXT, "spans": [[0, 3]], "constraints": [["x", "middle"]]}, '"constraints" must be a list'),
+    ({"text": TEXT, "spans": [[0, 3]], "constraints": [["x", 0, 4]]}, '"constraints": \'x\' names span 4'),
+    ({"text": TEXT, "spans": [[0, 3]], "include": ""}, '"include" must be a non-empty string'),
+    ({"text": TEXT, "spans": [[0, 3, 2]], "ends_with": "return a + b"}, "does not fit in a span of 2 tokens"),
+])
+def test_bad_pins_and_templates_are_400_naming_the_field(url, body, message):
+    response = httpx.post(f"{url}/v1/edits", json=body, timeout=60)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_a_template_fills_every_hole_and_keeps_the_rest(url):
+    template = '{"name": ⟨⟩, "age": ⟨2⟩}'
+    result = httpx.post(f"{url}/v1/edits", json={"text": template, "template": True, "seed": 1}, timeout=60).json()
+    (a0, b0), (a1, b1) = result["spans"]
+    text = result["text"]
+    assert "⟨" not in text and text[:a0] == '{"name": ' and text[b0:a1] == ', "age": ' and text[b1:] == "}"
+
+
+def test_pinned_words_land_where_asked(url):
+    body = {"text": TEXT, "spans": [[19, 31, 8]], "ends_with": " b", "constraints": [["return", 0]],
+            "include": " +", "seed": 2}
+    result = httpx.post(f"{url}/v1/edits", json=body, timeout=60).json()
+    (start, end), = result["spans"]
+    new = result["text"][start:end]
+    assert new.startswith("return") and new.endswith(" b") and " +" in new
+    assert len(result["candidates"]) >= 2  # each place of " +" tried, the most likely first

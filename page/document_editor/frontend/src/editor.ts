@@ -13,21 +13,25 @@ import { highlightSelectionMatches, search, searchKeymap } from "@codemirror/sea
 import { Annotation, Compartment, EditorSelection, EditorState, Prec, type Extension } from "@codemirror/state";
 import {
 	EditorView,
+	crosshairCursor,
 	drawSelection,
 	highlightActiveLine,
 	highlightActiveLineGutter,
 	highlightSpecialChars,
-	keymap
+	keymap,
+	rectangularSelection
 } from "@codemirror/view";
 import { isProse, languageSupport } from "./languages";
 import { liveSpan, setLive, shownRun, shownSpan, type Live } from "./live";
 import { previewLineNumbers } from "./preview_lines";
 import { shortcutKeymap, type Emit } from "./shortcuts";
 
-/** The component's value: the text and the selection [anchor, head] in UTF-16 code units. */
+/** The component's value: the text and the selection [anchor, head] in UTF-16 code units; `ranges`
+ * lists every selection [from, to] (several: Ctrl/Cmd+click, Ctrl/Cmd+D, Alt+drag), one run's spans. */
 export interface Value {
 	text: string;
 	selection: [number, number] | null; // null from Python: leave the selection where it is
+	ranges?: [number, number][];
 }
 
 export interface Options {
@@ -63,6 +67,11 @@ export class DocumentView {
 					highlightSpecialChars(),
 					foldGutter(),
 					drawSelection(),
+					// Several selections are several spans of one run: Ctrl/Cmd+click adds one, Ctrl/Cmd+D
+					// the next occurrence (searchKeymap), Alt+drag a rectangle.
+					EditorState.allowMultipleSelections.of(true),
+					rectangularSelection(),
+					crosshairCursor(),
 					indentOnInput(),
 					bracketMatching(),
 					closeBrackets(),
@@ -93,8 +102,10 @@ export class DocumentView {
 	}
 
 	value(): Value {
-		const { anchor, head } = this.view.state.selection.main;
-		return { text: this.view.state.doc.toString(), selection: [anchor, head] };
+		const selection = this.view.state.selection;
+		const { anchor, head } = selection.main;
+		const ranges = selection.ranges.map((r): [number, number] => [r.from, r.to]);
+		return { text: this.view.state.doc.toString(), selection: [anchor, head], ranges };
 	}
 
 	/** A value from the page. A new text is a revision (an accepted edit, an opened file, a restore): it

@@ -5,7 +5,7 @@ import { Facet, StateEffect, StateField, type EditorState, type Extension } from
 import { Decoration, EditorView, WidgetType } from "@codemirror/view";
 import { codePointToUtf16 } from "./utf16";
 
-export type PieceKind = "masked" | "new" | "settled" | "forced" | "eos";
+export type PieceKind = "masked" | "new" | "settled" | "forced" | "eos" | "kept"; // kept: text between spans
 /** One slot of the span: its text, what it is at this step, the model's confidence (0..1), and its
  * canvas position for the token inspector (-1: none). */
 export type Piece = [text: string, kind: PieceKind, confidence: number, position: number];

@@ -41,6 +41,7 @@ export const SHORTCUTS: Shortcut[] = [
 /** Keys the editor handles itself, listed in the help after the shortcuts above. */
 export const EDITOR_KEYS: [string, string][] = [
 	["Mod-f", "Search (and replace)"],
+	["Mod-d", "Select the next occurrence too (with Mod+click and Alt+drag: several spans, one run)"],
 	["Mod-Alt-z", "Undo one revision, whatever the editor's own history holds"],
 	["Mod-Alt-Shift-z", "Redo one revision"],
 	["Escape, then Tab", "Leave the editor (Tab indents inside it)"],
