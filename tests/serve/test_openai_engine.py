@@ -187,3 +187,10 @@ def test_the_page_shows_a_busy_host_as_its_message():
     finally:
         demo.close()
     assert "Traceback" not in str(err.value)
+
+
+def test_several_spans_are_refused_with_one_line():
+    engine = OpenAIEngine("http://hosted.invalid/v1", transport=scripted(200, b"data: [DONE]\n\n"))
+    canvas = build_canvas(engine.model.codec, TEXT, [Span(0, 3), Span(*SPAN)], engine.model.max_length)
+    with pytest.raises(EngineError, match="fills one span at a time"):
+        next(engine.steps(canvas, QUALITY))
