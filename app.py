@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     add_load_flags(parser)
     parser.add_argument("--engine", metavar="URL", help="run edits on `python -m engine serve` at URL instead of "
                         "loading the model here (the page then holds only its tokenizer); its key comes from "
-                        "SHARPEN_API_KEY or SHARPEN_API_KEY_FILE")
+                        "SHARPEN_API_KEY or SHARPEN_API_KEY_FILE. openai:URL: a hosted model's OpenAI-compatible "
+                        "fill-in-the-middle API (URL: its base, https://host/v1), its key from SHARPEN_ENGINE_KEY")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--login", choices=LOGIN_MODES, default="auto",
@@ -78,12 +79,15 @@ def main(argv: list[str] | None = None) -> None:
 def connect(url: str, model: str | None, device: str | None):
     """The page's client of the engine service at `url` (its model and device are the service's)."""
     from engine.serve.guard import read_keys
+    from page import openai_engine
     from page.engine_client import EngineError, HttpEngine
 
     if model or device:
         raise SystemExit("error: --engine runs the service's model: leave out --model and --device "
                          "(give them to `python -m engine serve`)")
     try:
+        if url.startswith(openai_engine.PREFIX):  # a hosted model: its key is SHARPEN_ENGINE_KEY
+            return openai_engine.connect(url)
         keys = read_keys()  # the service's key: SHARPEN_API_KEY, else the first of SHARPEN_API_KEY_FILE
         return HttpEngine(url, api_key=keys[0] if keys else None)
     except (EngineError, ValueError) as err:

@@ -140,6 +140,6 @@ def test_a_dial_of_text_or_none_and_a_one_element_selection_are_messages(page_ur
     else:
         dial[0] = what  # steps, a slider
     with logged_in(url) as client:
-        answer = call(url, client, "regenerate_selection", (document, "text", "keep", 8, "", False, *dial))
+        answer = call(url, client, "regenerate_selection", (document, "text", "keep", 8, "", "", "", False, *dial))
     assert "event: error" in answer and '"error": null' not in answer
     assert ("must be a number" if what != "selection" else "expected [anchor, head]") in answer
