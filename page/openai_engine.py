@@ -147,6 +147,8 @@ def fim_body(canvas: Canvas, settings: SamplerSettings, model: str) -> dict[str,
     before and after it, about as many tokens as its bytes make, `n` candidates, streamed."""
     if len(canvas.spans) != 1 or canvas.spans[0].constraints:
         raise EngineError("a hosted model fills one span at a time, with no constraints")
+    if canvas.prompt is not None:  # the fill-in-the-middle shape has a prompt and a suffix, no instruction
+        raise EngineError("a hosted model takes no instruction (fill in the middle only): close the box and regenerate")
     span, (a, b) = canvas.spans[0], canvas.span_ranges[0]
     return {"model": model, "prompt": canvas.text[:span.start], "suffix": canvas.text[span.end:],
             "max_tokens": max(1, math.ceil((b - a) / BYTES_PER_TOKEN)), "n": settings.candidates,

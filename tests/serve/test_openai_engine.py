@@ -194,3 +194,13 @@ def test_several_spans_are_refused_with_one_line():
     canvas = build_canvas(engine.model.codec, TEXT, [Span(0, 3), Span(*SPAN)], engine.model.max_length)
     with pytest.raises(EngineError, match="fills one span at a time"):
         next(engine.steps(canvas, QUALITY))
+
+
+def test_a_hosted_model_refuses_an_instruction_in_one_line(model):
+    from engine.instruct import with_instruction
+    from page.openai_engine import fim_body
+
+    canvas = build_canvas(model.codec, TEXT, [Span(*SPAN)], model.max_length)
+    assert fim_body(canvas, QUALITY, "m")["prompt"] == TEXT[:SPAN[0]]
+    with pytest.raises(EngineError, match="takes no instruction"):
+        fim_body(with_instruction(canvas, "return the sum"), QUALITY, "m")
