@@ -138,7 +138,7 @@ def test_keys_saving_undo_and_help_work_without_an_error_state(page):
     no_error_state(page)
     page.click("#history li.rev >> nth=3")  # B: the longest line, whole in its box (not cut under the arrow)
     page.wait_for_function("() => document.querySelector('#rev-b input').value.startsWith('#4 undo of #3')")
-    assert page.evaluate(TEXT_CLEAR_OF_ARROW, "#rev-b")
+    page.wait_for_function(TEXT_CLEAR_OF_ARROW, arg="#rev-b")  # once the dropdown has laid out its new value
     page.click("#diff")  # the diff opens inside the window, not below it
     page.wait_for_selector("#diff-view .sh-diff")
     box = page.locator("#diff-view").bounding_box()
