@@ -1,7 +1,7 @@
 """Several selections in the real page: a rename across a function (Ctrl+D adds the next occurrence),
 both spans drawn in place and accepted as one revision; Fill holes on a template."""
 from tests.ui.conftest import SCREENSHOTS
-from tests.ui.helpers import CODE, EDITOR, PARAGRAPH, VIEW, document, run_action, select, show_history, type_document
+from tests.ui.helpers import CODE, EDITOR, PARAGRAPH, VIEW, document, open_file, run_action, select, show_history
 
 
 def ranges(page):
@@ -9,7 +9,7 @@ def ranges(page):
 
 
 def test_a_rename_across_a_function_is_one_run_and_one_revision(page):
-    type_document(page, CODE)
+    open_file(page, "rename.py", CODE)  # a document of its own: the session's page reopens the last one
     first = CODE.index("result")
     select(page, first, first + len("result"))
     page.keyboard.press("Control+d")  # CodeMirror's next occurrence: the second "result"
@@ -33,7 +33,7 @@ def test_a_rename_across_a_function_is_one_run_and_one_revision(page):
 
 def test_fill_holes_fills_every_hole_of_a_template(page):
     template = "Dear ⟨⟩,\nyour order ⟨3⟩ ships on ⟨⟩.\n"
-    type_document(page, template)
+    open_file(page, "letter.txt", template)
     run_action(page, "#go-holes")
     page.screenshot(path=str(SCREENSHOTS / "fill-holes.png"))
     page.click("#accept")
@@ -43,7 +43,7 @@ def test_fill_holes_fills_every_hole_of_a_template(page):
 
 
 def test_fill_holes_without_holes_says_so(page):
-    type_document(page, "no holes in this text\n")
+    open_file(page, "no-holes.txt", "no holes in this text\n")
     page.click("#go-holes")
     page.wait_for_selector("#message :text('Fill holes: the text has no holes')")
     assert document(page) == "no holes in this text\n"
@@ -57,7 +57,7 @@ def test_the_constraint_row_pins_the_spans_first_and_last_words(page):
     page.locator("#ends-with textarea").press("Tab")
     page.screenshot(path=str(SCREENSHOTS / "pinned-words-row.png"))
     page.click("#dial .toggle-button")
-    type_document(page, PARAGRAPH)
+    open_file(page, "pinned.txt", PARAGRAPH)
     start = PARAGRAPH.index("old")
     select(page, start, start + len("old lighthouse keeper"))
     run_action(page, "#go-selection")
