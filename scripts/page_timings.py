@@ -42,8 +42,9 @@ def regenerate(page: Page, text: str, a: int, b: int, mode: str, user: str = "on
     request = SimpleNamespace(username=user, session_hash=user)
     dial = dial_values(PRESETS[PRESET[0] if PRESET else default_preset(page.model)])
     started, cpu, first = time.perf_counter(), time.process_time(), None
+    # inputs as demo.py wires them: ..., length mode, N, the constraint row (starts, ends, includes), heatmap, dial
     for out in runs.run_action(page, "selection", request, None, Document(text, a, b), NEW_DOC, "text", mode, 8, "",
-                               False, *dial):
+                               "", "", False, *dial):
         run = out[2]
         if first is None and run is not None and not isinstance(run, dict) and run.steps:
             first = time.perf_counter() - started
