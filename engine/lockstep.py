@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import torch
 
-from .model import Call, DiffusionLM, ForwardCall
+from .model import Call, DiffusionLM, ForwardCall, Routed
 from .ranks import GroupBroken, Ranks, broadcast
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Handle:
         self.key, self.cache = key, cache
 
 
-class Leader(DiffusionLM):
+class Leader(Routed):
     """Rank 0's model: each forward goes to every rank (see the module docstring). `on_broken` hears
     once when the group breaks; every later forward then fails at once, without a collective."""
 
@@ -76,15 +76,6 @@ class Leader(DiffusionLM):
         self._closing = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="tp-heartbeat", daemon=True)
         self._heartbeat.start()
-
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.logits_at(ids, torch.arange(ids.shape[1], device=ids.device))
-
-    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.forward_many([ForwardCall(ids, positions)])[0]
-
-    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        return self.forward_many([ForwardCall(ids, positions, cached=True, cache=cache)])[0]
 
     def forward_many(self, calls: Sequence[Call]) -> list[Any]:
         """Every rank runs `calls`; rank 0's answers. A Leader offers no causal view (the guide's

@@ -123,6 +123,24 @@ class DiffusionLM(ABC):
         return f"{type(self).__name__}({self.label!r}, noise={self.noise}, V={self.vocab_size})"
 
 
+class Routed(DiffusionLM):
+    """A stand-in whose every forward is one `forward_many` call that it hands on (to the scheduler's
+    worker, to the tensor-parallel ranks): subclasses give `forward_many` only."""
+
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.logits_at(ids, torch.arange(ids.shape[1], device=ids.device))
+
+    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.forward_many([ForwardCall(ids, positions)])[0]
+
+    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        return self.forward_many([ForwardCall(ids, positions, cached=True, cache=cache)])[0]
+
+    @abstractmethod
+    def forward_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Each call's answer, from wherever the stand-in hands them."""
+
+
 class Delegating(DiffusionLM):
     """A stand-in that is `model` in every attribute and forward unless it overrides one: wrappers
     subclass it so none forgets an attribute the loop reads."""

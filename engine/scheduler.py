@@ -22,13 +22,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from .canvas import Canvas
 from .correct import Checker, corrected
 from .guide import CausalView
 from .loop import Step
-from .model import Call, DiffusionLM, ForwardCall
+from .model import Call, DiffusionLM, Routed
 from .settings import SamplerSettings
 
 log = logging.getLogger(__name__)
@@ -112,7 +110,7 @@ class Job:
         return f"Job({self.id[:8]}, cancelled={self._cancelled})"
 
 
-class JobModel(DiffusionLM):
+class JobModel(Routed):
     """What one job's loop sees as its model: the scheduler's model, except that each forward is
     asked of the scheduler (`ask`), which runs it batched with the other jobs' forwards."""
 
@@ -122,15 +120,6 @@ class JobModel(DiffusionLM):
         self.label, self.supports_cache = model.label, model.supports_cache
         self._causal = model.causal_view  # its reads ride with the job's forwards; the closing runs here
         self._ask = ask
-
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.logits_at(ids, torch.arange(ids.shape[1], device=ids.device))
-
-    def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self._ask([ForwardCall(ids, positions)])[0]
-
-    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        return self._ask([ForwardCall(ids, positions, cached=True, cache=cache)])[0]
 
     def forward_many(self, calls: Sequence[Call]) -> list[Any]:
         return self._ask(list(calls))
