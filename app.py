@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
                  "weights cache in the data folder: 10-30 s)")
         try:
-            model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
+            model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile,
+                               quantize=args.quantize)
         except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
             raise SystemExit(f"error: {err}") from None
         log.info("model ready: %s on %s; memory: %s", model.label, model.device, model.memory)

@@ -254,7 +254,8 @@ def open_jsonl(path: str) -> list[str]:
 def load(args: argparse.Namespace, stderr: TextIO) -> DiffusionLM:
     from .load import load_model
     t0 = time.perf_counter()
-    model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile,
+                       quantize=args.quantize)
     print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s; memory: {model.memory}", file=stderr)
     return model
 

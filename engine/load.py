@@ -12,6 +12,7 @@ import torch
 
 from . import memory
 from .model import DiffusionLM, ModelNotFound, UnsupportedModel
+from .quantize import QUANTIZE, parse_quantize, quantize_model
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # off, or
 
 
 def load_model(source: str | Path | None = None, *, device: str | torch.device | None = None,
-               dtype: torch.dtype | str | None = None, compile: str = "off") -> DiffusionLM:
+               dtype: torch.dtype | str | None = None, compile: str = "off",
+               quantize: str | None = None) -> DiffusionLM:
     """Load `source` (a local folder or a hub id already in the local cache); None = bundled model.
 
     Never downloads: a model that is not on this machine raises ModelNotFound saying how to get it.
@@ -41,18 +43,23 @@ def load_model(source: str | Path | None = None, *, device: str | torch.device |
     The memory estimate (engine/memory.py) is logged before any weight is read, kept as
     `model.memory`, and a model that will not fit raises ModelTooLarge with the figures.
     `compile`: a torch.compile mode for the forwards, in static length buckets (engine/compiled.py).
+    `quantize`: int8 or int4 weights for the linear layers (engine/quantize.py); the estimate counts
+    them so, and the float weights are read first (the peak while loading).
     """
     device, dtype = pick_device(device), parse_dtype(dtype)
     if compile not in COMPILE_MODES:
         raise ValueError(f"unknown compile mode {compile!r}: use one of {', '.join(COMPILE_MODES)}")
-    model = load_weights(source, device, dtype)
+    quantize = parse_quantize(quantize, device)
+    model = load_weights(source, device, dtype, quantize)
+    quantize_model(model, quantize)
     if compile != "off":
         from .compiled import compile_model
         compile_model(model, compile)
     return model
 
 
-def load_weights(source: str | Path | None, device: torch.device, dtype: torch.dtype | None) -> DiffusionLM:
+def load_weights(source: str | Path | None, device: torch.device, dtype: torch.dtype | None,
+                 quantize: str | None = None) -> DiffusionLM:
     """The model on `device`, its memory estimate checked first (the bundled model's, ~0.5 GB, after)."""
     from .families.llama import pick_dtype
 
@@ -60,14 +67,15 @@ def load_weights(source: str | Path | None, device: torch.device, dtype: torch.d
         from .families.bundled import load_default
         bundled = load_default(device=device, dtype=dtype)
         size = memory.ModelSize.of_net(bundled.net)
-        bundled.memory = memory.check(memory.plan(size, size.stored, device, tokens=bundled.max_length))
+        bundled.memory = memory.check(memory.plan(size, size.stored, device, tokens=bundled.max_length,
+                                                  quantize=quantize))
         log.info("memory: %s", bundled.memory)
         return bundled
     folder = resolve_folder(str(source))
     config = json.loads((folder / "config.json").read_text())
     loader = family_loader(config)
     size = memory.ModelSize.of_folder(folder, config)
-    plan = memory.check(memory.plan(size, pick_dtype(device, dtype, size.stored), device))
+    plan = memory.check(memory.plan(size, pick_dtype(device, dtype, size.stored), device, quantize=quantize))
     log.info("memory: %s", plan)
     model = loader(folder, config, device, dtype)
     model.memory = plan
@@ -91,12 +99,16 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 
 
 def add_load_flags(parser: argparse.ArgumentParser) -> None:
-    """--dtype and --compile, for every entry point that loads a model (CLI, page, benchmarks)."""
+    """--dtype, --compile and --quantize, for every entry point that loads a model (CLI, page, benchmarks)."""
     parser.add_argument("--dtype", choices=sorted(DTYPES),
                         help="weights and activations (default: float32 on CPU, the checkpoint's own on a GPU)")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="off",
                         help="torch.compile the model's forwards in static length buckets with this mode "
                              "(default: off; first use of each bucket compiles, GPU only pays off)")
+    parser.add_argument("--quantize", choices=QUANTIZE,
+                        help="weight-only int8 (CPU or GPU) or int4 (CUDA) linear layers; the head and the "
+                             "embedding stay float (default: float weights; on an AVX2 CPU int8 saves memory, "
+                             "not time: docs/PERFORMANCE.md)")
 
 
 def default_device() -> torch.device:

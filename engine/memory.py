@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .quantize import quantized_params, weight_bytes
 from .settings import knobs
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class MemoryPlan:
     tokens: int
     batch: int
     device: str
+    quantize: str | None = None  # the linear layers' weights (--quantize), else all in `dtype`
 
     @property
     def total(self) -> int:
@@ -130,7 +132,8 @@ class MemoryPlan:
 
     def __str__(self) -> str:
         free = "unknown free memory" if self.free is None else f"{self.free / GB:.1f} GB free"
-        return (f"model {self.weights / GB:.1f} GB {str(self.dtype).removeprefix('torch.')} + cache "
+        held = str(self.dtype).removeprefix("torch.") + (f" ({self.quantize} linear layers)" if self.quantize else "")
+        return (f"model {self.weights / GB:.1f} GB {held} + cache "
                 f"{self.cache / GB:.1f} GB at {self.tokens} tokens x {self.batch} + activations "
                 f"{self.activations / GB:.1f} GB = {self.total / GB:.1f} GB of {free} on {self.device}")
 
@@ -140,11 +143,12 @@ class MemoryPlan:
 
 
 def plan(size: ModelSize, dtype: torch.dtype, device: torch.device, *, tokens: int | None = None,
-         batch: int | None = None, span: int = SPAN_ROWS) -> MemoryPlan:
+         batch: int | None = None, span: int = SPAN_ROWS, quantize: str | None = None) -> MemoryPlan:
     """The estimate for the longest canvas (`tokens`, default the model's max length) in a batch of
     `batch` candidates: weights; every layer's keys and values of that canvas (DualCache's context);
     one layer's activations at a time (inference keeps no others) plus a span's logits in float32.
-    `batch` defaults to the most candidates the dial offers; `span`: the widest span's tokens."""
+    `batch` defaults to the most candidates the dial offers; `span`: the widest span's tokens;
+    `quantize`: the linear layers' weights in int8 or int4 (engine/quantize.py)."""
     tokens, batch = tokens or size.max_length, batch or dial_candidates()
     item = torch.empty((), dtype=dtype).element_size()
     rows = batch * tokens
@@ -152,8 +156,10 @@ def plan(size: ModelSize, dtype: torch.dtype, device: torch.device, *, tokens: i
     # residual, its norm, queries, attention output, keys, values; MLP gate, up and their product
     layer = rows * (4 * size.width + 2 * size.kv_width + 3 * size.ffn) * item
     logits = batch * min(tokens, span) * size.vocab * (item + 4 * LOGIT_COPIES)
-    return MemoryPlan(weights=size.params * item, cache=cache, activations=layer + logits,
-                      free=free_memory(device), dtype=dtype, tokens=tokens, batch=batch, device=str(device))
+    linear = quantized_params(size.layers, size.width, size.kv_width, size.ffn)
+    return MemoryPlan(weights=weight_bytes(size.params, linear, item, quantize, size.width), cache=cache,
+                      activations=layer + logits, free=free_memory(device), dtype=dtype, tokens=tokens,
+                      batch=batch, device=str(device), quantize=quantize)
 
 
 def free_memory(device: torch.device) -> int | None:

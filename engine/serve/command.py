@@ -47,7 +47,8 @@ def serve(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None],
         return serve_sharded(args, functools.partial(start, args, settings_for, policy, stderr), stderr)
     t0 = time.perf_counter()
     try:
-        model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
+        model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile,
+                           quantize=args.quantize)
     except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
         print(f"error: {err}", file=stderr)
         return 2

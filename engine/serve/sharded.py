@@ -29,6 +29,9 @@ def serve_sharded(args: argparse.Namespace, start: Callable[[DiffusionLM, float]
     first = os.environ.get("RANK", "0") == "0"
     if args.compile != "off":
         return refuse("--compile does not combine with --tp yet: the sharded forwards run eagerly", first, stderr)
+    if args.quantize:  # engine/families/shard.py slices float weights by rows and columns
+        return refuse(f"--quantize {args.quantize} does not combine with --tp yet: the shards slice float weights",
+                      first, stderr)
     try:
         ranks = join(args.tp, pick_device(args.device), args.tp_timeout)
     except ValueError as err:

@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                     ((args.sizes, "sizes", (512,) if args.quick else (512, 2000)),
                      (args.spans, "spans", (32,) if args.quick else (8, 32, 128))))
     from ..load import load_model
-    model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile,
+                       quantize=args.quantize)
     fluency = score.fluency_for(model)
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else
                                   f" ({torch.get_num_threads()} threads)")
