@@ -35,6 +35,7 @@ from ..families.llama import KV, Context, EagerRows, LlamaDiffusionLM, LlamaNet
 from ..load import DTYPES, pick_device
 from ..loop import denoise
 from ..memory import ModelSize, check, plan
+from ..quantize import QUANTIZE, quantize_model
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings
 
 # GSAI-ML/LLaDA-8B-Instruct's config.json (the keys llada_shape reads), and a toy of the same layout.
@@ -217,6 +218,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llada-8b")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
+    parser.add_argument("--quantize", choices=QUANTIZE, help="weight-only int8/int4 linear layers (engine/quantize.py)")
     parser.add_argument("--tokens", type=int, default=512, help="document length in tokens")
     parser.add_argument("--span", type=int, default=32, help="span (and AR answer) length in tokens")
     parser.add_argument("--batches", default="1,8,32", help="candidates at once (AR: sequences), comma-separated")
@@ -238,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     compiled_batches = [int(b) for b in args.compile_batches.split(",")] if args.compile_batches else batches
     model = random_model(config, device, dtype)
     size = ModelSize.of_net(model.net)
-    memory = check(plan(size, dtype, device, tokens=args.tokens, batch=max(batches), span=args.span))
+    memory = check(plan(size, dtype, device, tokens=args.tokens, batch=max(batches), span=args.span,
+                        quantize=args.quantize))
     print(f"memory: {memory}", file=sys.stderr)
-    read_bytes = sum(p.numel() * p.element_size() for n, p in model.net.named_parameters() if n != "embed.weight")
+    block_params = sum(p.numel() for p in model.net.blocks.parameters())  # counted before they turn to buffers
+    quantize_model(model, args.quantize)
+    held = [*model.net.named_parameters(), *model.net.named_buffers()]
+    read_bytes = sum(t.numel() * t.element_size() for n, t in held if n != "embed.weight")
     hbm, tflops = lookup(HBM_TBPS, device, args.hbm_tbps), lookup(PEAK_TFLOPS, device, args.peak_tflops)
     limits = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "dtype": args.dtype, "shape": args.shape, "params": size.params,
-              "block_params": sum(p.numel() for p in model.net.blocks.parameters()), "read_gb": read_bytes / 1e9,
+              "torch": torch.__version__, "dtype": args.dtype, "quantize": args.quantize, "shape": args.shape,
+              "params": size.params, "block_params": block_params, "read_gb": read_bytes / 1e9,
               "hbm_tbps": hbm, "peak_tflops": tflops, "tokens": args.tokens, "span": args.span,
               "weight_read_ms": read_bytes / (hbm * 1e9) if hbm else None}
     if args.out:

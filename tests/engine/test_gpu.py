@@ -74,3 +74,34 @@ def test_the_memory_estimate_covers_the_weights_the_gpu_holds():
     estimate = plan(ModelSize.of_net(model.net), torch.bfloat16, CUDA, tokens=256, batch=1)
     assert held <= estimate.weights * 1.01 and estimate.weights <= held * 1.01
     assert estimate.free is not None and 0 < estimate.free <= torch.cuda.get_device_properties(0).total_memory
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_quantized_layers_compute_with_their_own_weights_on_the_gpu(mode):
+    """The CUDA kernels read the packing engine/quantize.py writes (the CPU tests cover the math)."""
+    from engine.quantize import Int4Linear, Int8Linear, dequantize_int4, quantize_int4
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(256, 768, bias=False).to(CUDA, torch.bfloat16).requires_grad_(False)
+    x = torch.randn(40, 256, device=CUDA, dtype=torch.bfloat16)
+    if mode == "int8":
+        q = Int8Linear(layer)
+        want = torch.nn.functional.linear(x.float(), q.weight.float() * q.scales.float()[:, None])
+    else:
+        q = Int4Linear(layer, 128)
+        codes, scales_and_zeros = quantize_int4(layer.weight, 128)
+        want = torch.nn.functional.linear(x.float(), dequantize_int4(codes, scales_and_zeros, 128))
+    got = q(x).float()
+    assert (got - want).norm() / want.norm() < 0.02  # bf16 activations and scales
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_a_quantized_model_is_batch_independent_on_the_gpu(mode):
+    from engine.model import ForwardCall
+    from engine.quantize import quantize_model
+
+    model = random_model(SMALL, CUDA, torch.bfloat16)
+    quantize_model(model, mode)
+    calls = [ForwardCall(canvas(model, 64), torch.arange(64, device=CUDA)),
+             ForwardCall(canvas(model, 96, seed=1), torch.arange(96, device=CUDA))]
+    assert torch.equal(model.forward_many(calls[:1])[0], model.forward_many(calls)[0])
