@@ -40,8 +40,9 @@ def variant(model: DiffusionLM, name: str) -> DiffusionLM:
     if name == "dynamic":
         with warnings.catch_warnings():  # torch.ao.quantization says torchao is its successor
             warnings.simplefilter("ignore")
-            out.net = torch.ao.quantization.quantize_dynamic(out.net, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[attr-defined]
-        out.runner = type(model.runner)(out.net)  # type: ignore[attr-defined]
+            blocks = out.net.blocks  # type: ignore[attr-defined]
+            out.net.blocks = torch.ao.quantization.quantize_dynamic(  # type: ignore[attr-defined]
+                blocks, {torch.nn.Linear}, dtype=torch.qint8)  # the head stays float, as with --quantize
         return out
     if name == "int4-cpu":  # engine/quantize.py refuses int4 on a CPU; the layers themselves run here
         from ..quantize import quantize_net
@@ -68,10 +69,30 @@ def forward_ms(model: DiffusionLM, rows: int, repeats: int) -> float:
     return statistics.median(times[1:])
 
 
+def head_ms(model: DiffusionLM, repeats: int) -> dict[str, float]:
+    """Median CPU ms of the tied 49k-row head over HEAD_ROWS rows: float, and as int8 either way."""
+    weight = model.net.embed.weight  # type: ignore[attr-defined]
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    head.weight = torch.nn.Parameter(weight, requires_grad=False)
+    h = torch.randn(HEAD_ROWS, weight.shape[1])
+    heads = {"float32": head, "int8": Int8Linear(head, packed=False), "int8-packed": Int8Linear(head, packed=True)}
+    out = {}
+    with torch.inference_mode():
+        for name, layer in heads.items():
+            times = []
+            for _ in range(repeats + 1):
+                started = time.process_time()
+                layer(h)
+                times.append((time.process_time() - started) * 1000)
+            out[name] = round(statistics.median(times[1:]), 1)
+    return out
+
+
 def batch_independent(model: DiffusionLM) -> bool:
     """Whether one canvas's logits are the same alone as packed with another canvas into one forward
     (engine/scheduler.py promises that; dynamic quantisation scales a whole forward's activations at once)."""
-    alone_ids, other_ids = torch.randint(100, 1000, (1, 64)), torch.randint(100, 1000, (1, 96))
+    top = min(1000, model.vocab_size)
+    alone_ids, other_ids = torch.randint(0, top, (1, 64)), torch.randint(0, top, (1, 96))
     calls = [ForwardCall(alone_ids, torch.arange(64)), ForwardCall(other_ids, torch.arange(96))]
     with torch.inference_mode():
         alone = model.forward_many(calls[:1])[0]
@@ -126,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.variants.split(",")
     models = {"float32": base, **{name: variant(base, name) for name in names}}
     report: dict = {"threads": torch.get_num_threads(), "cpu": torch.backends.cpu.get_cpu_capability(),
-                    "forward_cpu_ms": {}, "batch_independent": {}}
+                    "head_cpu_ms": head_ms(base, args.repeats), "forward_cpu_ms": {}, "batch_independent": {}}
     for name, model in models.items():
         report["forward_cpu_ms"][name] = {rows: round(forward_ms(model, rows, args.repeats), 1) for rows in SHAPES}
         report["batch_independent"][name] = batch_independent(model)
