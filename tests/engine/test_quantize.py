@@ -142,3 +142,9 @@ def test_the_cli_edits_with_int8_weights(folder, tmp_path):
     assert cli_main(args, stdout=out, stderr=err) == 0, err.getvalue()
     assert "(int8 linear layers)" in err.getvalue()
     assert out.getvalue().startswith("def add(a, b):\n")
+
+
+def test_tensor_parallel_refuses_quantized_weights():
+    err = io.StringIO()
+    assert cli_main(["serve", "--tp", "2", "--quantize", "int8"], stdout=io.StringIO(), stderr=err) == 2
+    assert err.getvalue() == "error: --quantize int8 does not combine with --tp yet: the shards slice float weights\n"
