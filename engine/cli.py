@@ -20,6 +20,7 @@ from .load import add_load_flags
 from .loop import Step, run
 from .model import DiffusionLM
 from .pins import best_first, lay_out
+from .pull import add_parser as add_pull_parser
 from .settings import DEFAULT_PRESET, GUIDED_PRESET, PRESETS, Knob, SamplerSettings, knobs
 from .template import DEFAULT_MARKER, holes
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "a collective before every rank stops (default: %(default)s)")
     add_guard_flags(s)
     add_setting_flags(s)
+    add_pull_parser(sub)
     return parser
 
 
@@ -130,6 +132,9 @@ def flag_type(knob: Knob) -> Callable[[str], Any]:
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "pull":
+        from .pull import command
+        return command(args, stdout, stderr)
     if args.command == "serve":
         from .serve.command import serve
         return serve(args, functools.partial(settings_from_args, args), stderr)

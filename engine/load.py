@@ -130,14 +130,21 @@ def resolve_folder(source: str) -> Path:
         return path
     if path.exists():
         raise ModelNotFound(f"{path} is a file; --model wants the folder that holds config.json.")
-    if source.count("/") == 1 and not source.startswith((".", "/", "~")):
-        cached = _cached_snapshot(source)
-        if cached is not None:
-            return cached
+    if not looks_like_repo_id(source):
+        raise ModelNotFound(f"No model at {source!r}: no such folder. Sharpen never downloads at run time: pass "
+                            "a model folder, or a hub id got with `python -m engine pull OWNER/NAME`.")
+    cached = _cached_snapshot(source)
+    if cached is not None:
+        return cached
     raise ModelNotFound(
         f"No model at {source!r}: not a folder here and not in the local Hugging Face cache. "
-        "Sharpen never downloads at run time. On a machine with internet run "
-        f"`huggingface-cli download {source} --local-dir DIR`, copy DIR here and pass --model DIR.")
+        "Sharpen never downloads at run time: get it first with "
+        f"`python -m engine pull {source}` (or copy its folder here and pass --model DIR).")
+
+
+def looks_like_repo_id(source: str) -> bool:
+    """OWNER/NAME, as the hub names a repository (not a relative or absolute path)."""
+    return source.count("/") == 1 and not source.startswith((".", "/", "~")) and "" not in source.split("/")
 
 
 def _cached_snapshot(repo_id: str) -> Path | None:
@@ -150,16 +157,19 @@ def _cached_snapshot(repo_id: str) -> Path | None:
 
 
 def family_loader(config: dict) -> Callable[..., DiffusionLM]:
+    return importlib.import_module(family_module(config)).load
+
+
+def family_module(config: dict) -> str:
+    """The module of the family that loads a model with this config.json; UnsupportedModel if none."""
     model_type = str(config.get("model_type", "")).lower()
     architectures = config.get("architectures") or []
     if model_type == "llada" and "num_experts" in config:  # LLaDA-MoE ships model_type "llada"
         model_type = "lladamoe"
     if model_type in FAMILIES:
-        module = FAMILIES[model_type]
-    elif any(str(a).endswith("ForMaskedLM") for a in architectures):
-        module = MASKED_LM
-    else:
-        raise UnsupportedModel(
-            f"model_type={model_type or '?'!r} (architectures={architectures}) is not a family "
-            f"Sharpen loads. Supported: {', '.join(sorted(FAMILIES))} and any *ForMaskedLM model.")
-    return importlib.import_module(module).load
+        return FAMILIES[model_type]
+    if any(str(a).endswith("ForMaskedLM") for a in architectures):
+        return MASKED_LM
+    raise UnsupportedModel(
+        f"model_type={model_type or '?'!r} (architectures={architectures}) is not a family "
+        f"Sharpen loads. Supported: {', '.join(sorted(FAMILIES))} and any *ForMaskedLM model.")
