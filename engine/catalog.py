@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from . import memory
-from .load import default_device, family_module
+from .load import BUNDLED_FAMILY, default_device, family_module
 from .model import DiffusionLM, UnsupportedModel
 
 log = logging.getLogger(__name__)
@@ -113,12 +113,12 @@ def bundled_entry(device: torch.device) -> Entry:
     try:
         shape = LlamaShape(**json.loads((folder / "meta.json").read_text())["shape"])
     except (OSError, ValueError, KeyError, TypeError):
-        return Entry(BUNDLED, "llama (bundled)", 0, 0, None)
+        return Entry(BUNDLED, BUNDLED_FAMILY, 0, 0, None)
     with torch.device("meta"):
         net = LlamaNet(shape)
     size = memory.ModelSize.of_net(net)
     plan = memory.plan(size, torch.float32, device, tokens=shape.max_length)
-    return Entry(BUNDLED, "llama (bundled)", size.params, (folder / "model.safetensors").stat().st_size, plan)
+    return Entry(BUNDLED, BUNDLED_FAMILY, size.params, (folder / "model.safetensors").stat().st_size, plan)
 
 
 def hub_folders(cache_dir: Path | None = None) -> list[tuple[str, Path]]:

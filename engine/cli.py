@@ -60,10 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "--jsonl a line may give its own)")
     add_setting_flags(p)
     s = sub.add_parser("serve", help="the engine as an HTTP service (README: Engine service)",
-                       description="Serves one model: /v1/edits, /v1/completions (OpenAI, fill in the "
+                       description="Serves one model or several: /v1/edits, /v1/completions (OpenAI, fill in the "
                                    "middle), /v1/models, /health, /metrics. The sampler flags set each "
                                    "request's defaults; a request may change any setting by name.")
-    add_model_flags(s)
+    add_model_flags(s, several=True)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     s.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     s.add_argument("--max-batch", type=int, default=16, help="edits denoised together in one forward "
@@ -99,8 +99,13 @@ def add_guard_flags(s: argparse.ArgumentParser) -> None:
                    "past it its next step is its last (default: %(default)s)")
 
 
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
+def add_model_flags(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """--model (`several`: repeatable, the first is the default), --device, --dtype, --compile, --preset."""
+    if several:
+        p.add_argument("--model", action="append", help="model folder or cached hub id (default: the bundled "
+                       "model); repeatable: each is served under its last path part, a request's \"model\" picks")
+    else:
+        p.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     add_load_flags(p)
     p.add_argument("--preset", choices=sorted(PRESETS),

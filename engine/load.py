@@ -25,6 +25,7 @@ FAMILIES: dict[str, str] = {
     "diffusion_gemma": "engine.families.diffusion_gemma",
 }
 MASKED_LM = "engine.families.hf_masked"
+BUNDLED_FAMILY = "bundled"  # the bundled SmolLM2 (engine/families/bundled.py), loaded when --model is none
 
 
 # --dtype names -> torch dtypes; float16/bfloat16 logits are upcast to float32 before the softmax.
@@ -61,16 +62,18 @@ def load_weights(source: str | Path | None, device: torch.device, dtype: torch.d
         bundled = load_default(device=device, dtype=dtype)
         size = memory.ModelSize.of_net(bundled.net)
         bundled.memory = memory.check(memory.plan(size, size.stored, device, tokens=bundled.max_length))
+        bundled.family = BUNDLED_FAMILY
         log.info("memory: %s", bundled.memory)
         return bundled
     folder = resolve_folder(str(source))
     config = json.loads((folder / "config.json").read_text())
-    loader = family_loader(config)
+    family = family_module(config)
+    loader = importlib.import_module(family).load
     size = memory.ModelSize.of_folder(folder, config)
     plan = memory.check(memory.plan(size, pick_dtype(device, dtype, size.stored), device))
     log.info("memory: %s", plan)
     model = loader(folder, config, device, dtype)
-    model.memory = plan
+    model.memory, model.family = plan, family.rsplit(".", 1)[-1]
     return model
 
 

@@ -69,6 +69,7 @@ class DiffusionLM(ABC):
     expand_id: int | None = None
     delete_id: int | None = None
     memory: MemoryPlan | None = None  # load_model's estimate (engine/memory.py)
+    family: str = ""  # the family load_model picked (engine/load.py FAMILIES' module name), e.g. "dream"
 
     @abstractmethod
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
