@@ -22,6 +22,7 @@ from .actions import LENGTH_MODES
 from .dial import preset_values, remember, restore
 from .engine_client import EngineClient
 from .errors import Refusal
+from .models import Models, picker, switch
 from .outputs import KEEP
 from .state import NEW_DOC, NO_MOVES, Page
 from .static import CSS, JS
@@ -49,15 +50,18 @@ def bind(fn: Callable[..., Any], *first: Any) -> Callable[..., Any]:
 
 
 def build_demo(model: DiffusionLM, history: History, limits: Limits | None = None,
-               scorer: Scorer | None = None, engine: EngineClient | None = None) -> gr.Blocks:
+               scorer: Scorer | None = None, engine: EngineClient | None = None,
+               models: Models | None = None) -> gr.Blocks:
     """The page for one loaded model and one history database; each login sees only its own documents.
     Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked). Runs go
-    to `engine` (default: in process, over `model`); `model` is what the page reads locally."""
+    to `engine` (default: in process, over `model`); `model` is what the page reads locally. `models`:
+    the model picker's choices (page/models.py; none: no picker)."""
     page = Page.for_model(model, history, limits, scorer, engine)
     with gr.Blocks(title="Sharpen", fill_width=True, delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
         tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None), gr.State([]))
         docs = layout.documents_sidebar()
-        dial = layout.dial_drawer(default_preset(model))
+        chooser = picker(models) if models is not None else ()
+        dial = layout.dial_drawer(default_preset(model), chooser)
         top = layout.topbar(model.label, model.demonstration)
         with gr.Row(elem_id="main"):
             with gr.Column(scale=3, min_width=480):
@@ -69,6 +73,9 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         _wire_documents(page, demo, ui)
         _wire_runs(page, demo, ui)
         _wire_history(page, ui)
+        if models is not None:
+            chooser[0].input(bind(switch, page, models), chooser[0],
+                             [*chooser, top.title, dial.preset, *dial.controls], concurrency_limit=1)
         answer_refusals(demo, ed.message)
     return demo
 

@@ -65,6 +65,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     include. Several selections are several spans of one run. A `previous` run whose candidates are
     still on offer is set aside in the new one (`back_to_aside` brings it back), not dropped. With
     `instruction`, an instruction edit (engine/instruct.py; its guidance is the dial's)."""
+    page = page.pinned()  # a model swapped in by the picker meanwhile does not change this run's
     model = page.model
     try:
         req = plan_run(page, action, document.text, document.start, document.end, language, mode, n,

@@ -1,6 +1,8 @@
 """What the page's handlers share: the app (`Page`: model, history, limits) and each tab's state (`Doc`)."""
 from __future__ import annotations
 
+import copy
+import threading
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
@@ -57,10 +59,28 @@ class Page:
     client: InitVar[EngineClient | None] = None  # where runs go (none: in process, over `model`)
     engine: EngineClient = field(init=False)
     runs: InFlight = field(init=False)      # each user's runs in flight (the engine's scheduler is the queue)
+    swapping: threading.Lock = field(init=False, repr=False, compare=False)
 
     def __post_init__(self, client: EngineClient | None) -> None:
         self.engine = client or InProcessEngine(self.model)
         self.runs = InFlight(self.limits.runs_per_user)
+        self.swapping = threading.Lock()
+
+    def pinned(self) -> Page:
+        """This page as it is now: a run takes it when it starts, so a model swapped in meanwhile
+        (the picker, page/models.py) does not change the model, engine or scorer under it."""
+        with self.swapping:
+            return copy.copy(self)
+
+    def swap(self, model: DiffusionLM) -> EngineClient:
+        """Runs started from now on go to `model` (in process, ranked by its own base fluency); returns
+        the engine the runs already going still use."""
+        fluency = fluency_for(model)
+        engine = InProcessEngine(model)
+        with self.swapping:
+            old, self.model, self.engine = self.engine, model, engine
+            self.score = fluency.window_nll if fluency is not None else None
+        return old
 
     @classmethod
     def for_model(cls, model: DiffusionLM, history: History, limits: Limits | None = None,
