@@ -36,14 +36,19 @@ class Entry:
         """What load_model takes for it."""
         return None if self.name == BUNDLED else self.name
 
+    @property
+    def short(self) -> str:
+        """The name as a person reads it: a folder's last part, a hub id whole."""
+        return Path(self.name).name if self.name.startswith(("/", ".", "~")) else self.name
+
     def describe(self) -> str:
-        """One line: name, family, parameters, weights on disk, the memory it needs."""
+        """One line: short name, family, parameters, weights on disk, the memory it needs."""
         if self.memory is None:
-            return f"{self.name} · {self.family} · figures after its first load"
+            return f"{self.short} · {self.family} · figures after its first load"
         need = f"needs {self.memory.total / memory.GB:.1f} GB"
         if self.memory.free is not None:
             need += f" of {self.memory.free / memory.GB:.1f} GB free" + ("" if self.memory.fits else ": will not fit")
-        return f"{self.name} · {self.family} · {millions(self.params)} params · {self.disk / 1e6:,.0f} MB · {need}"
+        return f"{self.short} · {self.family} · {millions(self.params)} params · {self.disk / 1e6:,.0f} MB · {need}"
 
     def as_json(self) -> dict:
         return {"family": self.family, "parameters": self.params, "disk_bytes": self.disk,

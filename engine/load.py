@@ -25,7 +25,7 @@ FAMILIES: dict[str, str] = {
     "diffusion_gemma": "engine.families.diffusion_gemma",
 }
 MASKED_LM = "engine.families.hf_masked"
-BUNDLED_FAMILY = "bundled"  # the bundled SmolLM2 (engine/families/bundled.py), loaded when --model is none
+BUNDLED_FAMILY = "smollm2"  # the bundled SmolLM2 (engine/families/bundled.py), loaded when --model is none
 
 
 # --dtype names -> torch dtypes; float16/bfloat16 logits are upcast to float32 before the softmax.

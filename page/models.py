@@ -54,13 +54,18 @@ class Models:
     def entry(self, name: str) -> Entry | None:
         return next((e for e in self.entries if e.name == name), None)
 
+    def short(self, name: str) -> str:
+        """How the status line names a model (a folder by its last part)."""
+        entry = self.entry(name)
+        return entry.short if entry is not None else name
+
 
 def picker(models: Models) -> tuple[gr.Dropdown, gr.Markdown]:
     """The picker and its status line, not yet placed (the dial drawer renders them at its top)."""
     dropdown = gr.Dropdown(models.choices(), value=models.current, label="model", elem_id="model-picker",
                            info="the models on this machine (python -m engine pull adds one); switching loads "
                                 "the new one while runs go on, and swaps it in when ready", render=False)
-    status = gr.Markdown(f"running **{models.current}**", elem_id="model-status", render=False)
+    status = gr.Markdown(f"running **{models.short(models.current)}**", elem_id="model-status", render=False)
     return dropdown, status
 
 
@@ -75,22 +80,24 @@ def switch(page: Page, models: Models, name: str) -> Iterator[tuple[Any, ...]]:
             yield KEEP, KEEP, *rest
             return
         if models.loading is not None:
-            yield models.current, f"⚠ already loading **{models.loading}**; pick again when it is ready", *rest
+            yield (models.current, f"⚠ already loading **{models.short(models.loading)}**; pick again when it is "
+                   "ready", *rest)
             return
         models.loading, old = name, models.current
+    new, was = models.short(name), models.short(old)
     try:
-        yield KEEP, f"loading **{name}**… runs go to **{old}** until it is ready", *rest
+        yield KEEP, f"loading **{new}**… runs go to **{was}** until it is ready", *rest
         entry = models.entry(name)
         assert entry is not None
         try:
             model = models.load(entry.source)
         except (OSError, ValueError) as err:  # not found any more, will not fit, a device it cannot use
-            yield old, f"⚠ could not load **{name}**: {err}; still running **{old}**", *rest
+            yield old, f"⚠ could not load **{new}**: {err}; still running **{was}**", *rest
             return
         retire(page.swap(model))
         models.current = name
         preset = default_preset(model)
-        yield (name, f"running **{name}** (runs started before the switch finish on **{old}**)",
+        yield (name, f"running **{new}** (runs started before the switch finish on **{was}**)",
                views.title_html(model.label, model.demonstration), preset, *preset_values(preset))
     finally:
         with models.lock:
