@@ -74,6 +74,7 @@ class Run:
     original_score: float | None = None                       # the original text's window NLL
     stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
     aside: Run | None = None  # the finished run this one replaced, its candidates still to be had (one deep)
+    model: str = ""  # the label of the model that ran it (the picker may swap another in before Accept)
     number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
 
     @property

@@ -83,7 +83,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     def new_run(canvas: Canvas, settings: SamplerSettings = req.settings) -> Run:
         canvas = with_instruction(canvas, req.instruction, model.max_length)
         return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings,
-                   aside=aside)
+                   aside=aside, model=model.label)
     span, note = req.span, ""
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
@@ -432,7 +432,7 @@ def _commit(page: Page, h: History, text: str, run: Run, i: int, doc: Doc, name:
         raise EditorError("This edit was made on another document; regenerate again.")
     base = ensure_revision(h, text, Doc(doc.id, run.base_revision or doc.revision), name, language)
     assert base.id is not None and base.revision is not None and run.last is not None
-    regen = Regeneration(run.new_spans(i), page.model.label, dataclasses.asdict(run.settings),
+    regen = Regeneration(run.new_spans(i), run.model or page.model.label, dataclasses.asdict(run.settings),
                          run.settings.seed, run.last.forwards, run.last.elapsed * 1000)
     return h.commit(base.id, result, base.revision, "regenerated", regeneration=regen, branch=branch), result
 

@@ -111,3 +111,13 @@ def test_a_second_pick_while_one_loads_is_refused_in_the_status_line(page):
         release.set()
         loading.join(10)
     assert page.model is b
+
+
+def test_accepting_a_run_made_before_a_swap_records_the_model_that_made_it(page):
+    a = page.model
+    a.label = "scripted A"
+    *_, done = regenerate(page)
+    page.swap(other_model(page))
+    runs.accept(page, Document(TEXT), done[2], 0, NEW_DOC, "a.txt", "text", None)
+    [document] = page.history.documents()
+    assert page.history.head(document.id).regeneration.model == "scripted A"
