@@ -94,7 +94,8 @@ def picker_models(model, args: argparse.Namespace):
     from page.models import Models
 
     load = functools.partial(load_model, device=args.device, dtype=args.dtype, compile=args.compile)
-    return Models.around(model, args.model, local_models(args.models, device=model.device), load)
+    scan = functools.partial(local_models, args.models, device=model.device)
+    return Models.around(model, args.model, scan(), load, scan)
 
 
 def connect(url: str, model: str | None, device: str | None):

@@ -75,7 +75,9 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         _wire_history(page, ui)
         if models is not None:
             chooser[0].input(bind(switch, page, models), chooser[0],
-                             [*chooser, top.title, dial.preset, *dial.controls], concurrency_limit=1)
+                             [*chooser, top.title, dial.preset, *dial.controls], concurrency_limit=1,
+                             show_progress="hidden")  # its status line says what it is doing
+            demo.load(models.refresh, None, chooser[0], **KEY)  # models pulled since the page started
         answer_refusals(demo, ed.message)
     return demo
 

@@ -35,18 +35,28 @@ class Models:
     entries: list[Entry]
     current: str
     load: Callable[[str | None], DiffusionLM]
+    scan: Callable[[], list[Entry]] | None = None  # the catalog again (a page load: models pulled since)
     loading: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def around(cls, model: DiffusionLM, source: str | None, entries: list[Entry],
-               load: Callable[[str | None], DiffusionLM]) -> Models:
+               load: Callable[[str | None], DiffusionLM], scan: Callable[[], list[Entry]] | None = None) -> Models:
         """The picker for a page that started on `model` (from `source`, None: the bundled one); the
         model is listed first when the catalog does not hold it (a folder outside --models)."""
         name = source or BUNDLED
         listed = [e for e in entries if e.name != name]
         current = next((e for e in entries if e.name == name), None) or loaded_entry(name, model, model.family)
-        return cls([current, *listed], name, load)
+        return cls([current, *listed], name, load, scan)
+
+    def refresh(self) -> gr.Dropdown:
+        """The picker listing the catalog as it is now (a page load), the running model kept first."""
+        if self.scan is not None:
+            found = self.scan()
+            with self.lock:
+                running = self.entry(self.current)
+                self.entries = [e for e in [running] if e is not None] + [e for e in found if e.name != self.current]
+        return gr.Dropdown(choices=self.choices(), value=self.current)
 
     def choices(self) -> list[tuple[str, str]]:
         return [(entry.describe(), entry.name) for entry in self.entries]

@@ -121,3 +121,12 @@ def test_accepting_a_run_made_before_a_swap_records_the_model_that_made_it(page)
     runs.accept(page, Document(TEXT), done[2], 0, NEW_DOC, "a.txt", "text", None)
     [document] = page.history.documents()
     assert page.history.head(document.id).regeneration.model == "scripted A"
+
+
+def test_a_refresh_lists_the_catalog_as_it_is_now_with_the_running_model_first(page):
+    b = other_model(page)
+    later = [loaded_entry("c", b, "scripted"), loaded_entry("a", page.model, "scripted")]
+    models = Models([loaded_entry("a", page.model, "scripted"), loaded_entry("b", b, "scripted")], "a",
+                    lambda source: b, lambda: later)
+    picker = models.refresh()
+    assert [name for _, name in picker.choices] == ["a", "c"] and picker.value == "a"

@@ -33,8 +33,8 @@ def picker_url(tmp_path_factory):
     first = str(root / "tiny-a")
     model = load_model(first, device="cpu")
     load = functools.partial(load_model, device="cpu")
-    models = Models.around(model, first, local_models([root], cache_dir=root / "no-hub-cache", device=model.device),
-                           load)
+    scan = functools.partial(local_models, [root], cache_dir=root / "no-hub-cache", device=model.device)
+    models = Models.around(model, first, scan(), load, scan)
     demo = build_demo(model, History(f"sqlite:///{root / 'sharpen.db'}"), models=models)
     launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
     try:
@@ -54,9 +54,8 @@ def test_the_picker_lists_the_models_and_switching_swaps_in_the_new_one(browser,
         texts = [t.removeprefix("✓").strip() for t in options.all_inner_texts()]
         assert any(t.startswith("tiny-b · dream · 1.1 M params · 2 MB · needs 0.1 GB") for t in texts)
         options.filter(has_text="tiny-b ·").click()
-        page.wait_for_function("document.querySelector('#model-status').innerText.startsWith('running tiny-b')",
-                               timeout=60_000)
-        assert page.inner_text("#model-status") == "running tiny-b (runs started before the switch finish on tiny-a)"
+        page.wait_for_function("document.querySelector('#model-status').innerText.trim() == "
+                               "'running tiny-b (runs started before the switch finish on tiny-a)'", timeout=60_000)
         assert "tiny-b" in page.inner_text("#title")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "model-picker.png"))
@@ -65,3 +64,12 @@ def test_the_picker_lists_the_models_and_switching_swaps_in_the_new_one(browser,
         select(page, TEXT.index("a + b"), TEXT.index("a + b") + 5)
         run_action(page, "#go-selection")
         assert "done" in page.inner_text("#metrics")
+
+
+def test_a_model_added_while_the_page_runs_is_offered_at_the_next_page_load(browser, picker_url):
+    url, root = picker_url
+    shutil.copytree(TINY, root / "tiny-c")  # as `python -m engine pull` or a copy would add one
+    with open_page(browser, url) as page:
+        page.click("#dial .toggle-button")
+        page.click("#model-picker input")
+        page.locator("#model-picker li[role=option]", has_text="tiny-c ·").wait_for()
