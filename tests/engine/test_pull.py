@@ -184,3 +184,12 @@ def test_an_interrupted_pull_says_so_in_one_line_and_the_next_one_completes(hub,
     fetched = {path.rsplit("/", 1)[-1] for method, path, _ in hub.requests if method == "GET" and "/resolve/" in path}
     assert "model-2.safetensors" in fetched and not fetched & (kept - {"config.json"})  # kept files not fetched again
     assert "memory: model " in err and "run it: python app.py --model org/big" in err
+
+
+def test_pull_with_hf_hub_offline_set_says_so_in_one_line(hub, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PullError, match="^HF_HUB_OFFLINE is set: pulling needs the network"):
+        pulling(hub, tmp_path)
+    assert hub.requests == []
