@@ -151,12 +151,15 @@ def looks_like_repo_id(source: str) -> bool:
 
 
 def _cached_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot `main` points to, found by its config.json. (Not snapshot_download with
+    local_files_only: it refuses a snapshot that lacks any file of the repository, and `pull`
+    fetches only the files a loader reads.)"""
     try:
-        from huggingface_hub import snapshot_download
-        folder = Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:  # not cached (or hub library missing): the caller explains
+        from huggingface_hub import try_to_load_from_cache
+        config = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # hub library missing, or a name it refuses: the caller explains
         return None
-    return folder if (folder / "config.json").is_file() else None
+    return Path(config).parent if isinstance(config, str) else None
 
 
 def family_loader(config: dict) -> Callable[..., DiffusionLM]:

@@ -57,7 +57,7 @@ def weight_gets(hub) -> list[str]:
     return [path for method, path, _ in hub.requests if method == "GET" and path.endswith((".safetensors", ".bin"))]
 
 
-def test_pull_fetches_the_config_first_then_only_the_files_a_loader_reads(hub, tmp_path):
+def test_pull_fetches_the_config_first_then_only_the_files_a_loader_reads(hub, tmp_path, monkeypatch):
     pulled, lines = pulling(hub, tmp_path)
     assert sorted(p.name for p in pulled.folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json",
                                                                "tokenizer_config.json"]
@@ -67,9 +67,12 @@ def test_pull_fetches_the_config_first_then_only_the_files_a_loader_reads(hub, t
     assert weight_gets(hub) == [f"/org/tiny-dream/resolve/{COMMIT}/model.safetensors"]
     assert pulled.family == "engine.families.dream"
     assert lines[0].startswith("org/tiny-dream: family dream;") and lines[-1].startswith("memory: model ")
-    # What it pulled loads, and its estimate is the one load_model makes.
-    model = load_model(pulled.folder, device="cpu")
-    assert model.memory.total == pulled.memory.total
+    # What it pulled loads by its hub id (the snapshot holds only the files pulled), and its estimate
+    # is the one load_model makes.
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    model = load_model("org/tiny-dream", device="cpu")
+    assert model.memory.total == pulled.memory.total and str(pulled.folder) in model.label
     hub.requests.clear()
     again, _ = pulling(hub, tmp_path)  # everything cached: nothing is fetched again
     assert again.folder == pulled.folder and weight_gets(hub) == []
@@ -124,7 +127,8 @@ def test_an_unreachable_hub_is_one_line(tmp_path):
 
 
 def test_model_repo_id_refuses_to_download_and_says_to_pull(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="`python -m engine pull org/absent`"):
         resolve_folder("org/absent")
 
