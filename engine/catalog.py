@@ -28,7 +28,7 @@ class Entry:
     name: str
     family: str
     params: int
-    disk: int                           # bytes of weights in the folder
+    weights: int  # bytes of weights: the safetensors files of a folder, in memory for a loaded model
     memory: memory.MemoryPlan | None
 
     @property
@@ -42,16 +42,16 @@ class Entry:
         return Path(self.name).name if self.name.startswith(("/", ".", "~")) else self.name
 
     def describe(self) -> str:
-        """One line: short name, family, parameters, weights on disk, the memory it needs."""
+        """One line: short name, family, parameters, size of its weights, the memory it needs."""
         if self.memory is None:
             return f"{self.short} · {self.family} · figures after its first load"
         need = f"needs {self.memory.total / memory.GB:.1f} GB"
         if self.memory.free is not None:
             need += f" of {self.memory.free / memory.GB:.1f} GB free" + ("" if self.memory.fits else ": will not fit")
-        return f"{self.short} · {self.family} · {millions(self.params)} params · {self.disk / 1e6:,.0f} MB · {need}"
+        return f"{self.short} · {self.family} · {millions(self.params)} params · {self.weights / 1e6:,.0f} MB · {need}"
 
     def as_json(self) -> dict:
-        return {"family": self.family, "parameters": self.params, "disk_bytes": self.disk,
+        return {"family": self.family, "parameters": self.params, "weights_bytes": self.weights,
                 "memory_bytes": None if self.memory is None else self.memory.total,
                 "fits": None if self.memory is None else self.memory.fits}
 

@@ -49,7 +49,7 @@ def test_the_catalog_lists_pulled_models_and_model_folders_that_load(cache, mode
     loaded = load_model(models_dir / "mine", device="cpu")
     assert tiny.family == "dream" and tiny.params == sum(p.numel() for p in loaded.net.parameters())
     assert tiny.memory is not None and tiny.memory.total == loaded.memory.total  # load_model's own estimate
-    assert tiny.disk == (TINY / "model.safetensors").stat().st_size
+    assert tiny.weights == (TINY / "model.safetensors").stat().st_size
     line = tiny.describe()
     assert line.startswith("org/tiny-dream · dream · 1.1 M params · 2 MB · needs 0.1 GB")
 
