@@ -22,7 +22,7 @@ from .actions import LENGTH_MODES
 from .dial import preset_values, remember, restore
 from .engine_client import EngineClient
 from .errors import Refusal
-from .models import Models, picker, switch
+from .models import Models, opened, picker, switch
 from .outputs import KEEP
 from .state import NEW_DOC, NO_MOVES, Page
 from .static import CSS, JS
@@ -77,7 +77,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
             chooser[0].input(bind(switch, page, models), chooser[0],
                              [*chooser, top.title, dial.preset, *dial.controls], concurrency_limit=1,
                              show_progress="hidden")  # its status line says what it is doing
-            demo.load(models.refresh, None, chooser[0], **KEY)  # models pulled since the page started
+            demo.load(bind(opened, page, models), None, [*chooser, top.title], **KEY)
         answer_refusals(demo, ed.message)
     return demo
 

@@ -29,8 +29,9 @@ from .state import Page
 
 @dataclass
 class Models:
-    """What the picker offers (`entries`, listed once at start), which one runs (`current`), how to load
-    one (`load(source)`: load_model with the page's device and dtype) and the load under way, if any."""
+    """What the picker offers (`entries`: the catalog at start, `scan`ned again at each page load),
+    which one runs (`current`), how to load one (`load(source)`: load_model with the page's device and
+    dtype) and the load under way, if any. One per page: every tab sees the same model."""
 
     entries: list[Entry]
     current: str
@@ -50,7 +51,7 @@ class Models:
         return cls([current, *listed], name, load, scan)
 
     def refresh(self) -> gr.Dropdown:
-        """The picker listing the catalog as it is now (a page load), the running model kept first."""
+        """The picker listing the catalog as it is now, the running model kept first."""
         if self.scan is not None:
             found = self.scan()
             with self.lock:
@@ -77,6 +78,14 @@ def picker(models: Models) -> tuple[gr.Dropdown, gr.Markdown]:
                                 "the new one while runs go on, and swaps it in when ready", render=False)
     status = gr.Markdown(f"running **{models.short(models.current)}**", elem_id="model-status", render=False)
     return dropdown, status
+
+
+def opened(page: Page, models: Models) -> tuple[gr.Dropdown, str, str]:
+    """A page load: the picker (the catalog again: models pulled since), its status line and the title,
+    as the model that runs now has them (another tab may have switched since the page was built)."""
+    model = page.model
+    return (models.refresh(), f"running **{models.short(models.current)}**",
+            views.title_html(model.label, model.demonstration))
 
 
 def switch(page: Page, models: Models, name: str) -> Iterator[tuple[Any, ...]]:

@@ -43,7 +43,7 @@ def picker_url(tmp_path_factory):
         demo.close()
 
 
-def test_the_picker_lists_the_models_and_switching_swaps_in_the_new_one(browser, picker_url):
+def test_the_picker_lists_the_models_and_switching_swaps_in_the_new_one_for_every_tab(browser, picker_url):
     url, root = picker_url
     with open_page(browser, url) as page:
         assert "tiny-a" in page.inner_text("#title")
@@ -65,11 +65,11 @@ def test_the_picker_lists_the_models_and_switching_swaps_in_the_new_one(browser,
         run_action(page, "#go-selection")
         assert "done" in page.inner_text("#metrics")
 
-
-def test_a_model_added_while_the_page_runs_is_offered_at_the_next_page_load(browser, picker_url):
-    url, root = picker_url
+    # Another tab opened after the switch: the model now running, and a model added since.
     shutil.copytree(TINY, root / "tiny-c")  # as `python -m engine pull` or a copy would add one
-    with open_page(browser, url) as page:
-        page.click("#dial .toggle-button")
-        page.click("#model-picker input")
-        page.locator("#model-picker li[role=option]", has_text="tiny-c ·").wait_for()
+    with open_page(browser, url) as later:
+        later.wait_for_function("document.querySelector('#title').innerText.includes('tiny-b')")
+        later.click("#dial .toggle-button")
+        assert later.inner_text("#model-status") == "running tiny-b"
+        later.click("#model-picker input")
+        later.locator("#model-picker li[role=option]", has_text="tiny-c ·").wait_for()
