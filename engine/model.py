@@ -4,18 +4,30 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 
-from .codec import TextCodec
+from .codec import SIDE, TextCodec
 
 if TYPE_CHECKING:
     from .guide import CausalView
     from .memory import MemoryPlan
-    from .score import Fluency
 
 Noise = Literal["mask", "uniform"]
+
+
+class Fluency(Protocol):
+    """A causal LM's NLL per token (nats, lower reads better): `DiffusionLM.fluency`'s scorer of an
+    edit's window (the Llama family's: engine/families/score.py)."""
+
+    def nll(self, text: str) -> float:
+        """Mean NLL of `text`'s tokens, each given the ones before it."""
+        ...
+
+    def window_nll(self, document: str, start: int, end: int, side: int = SIDE) -> float:
+        """`nll` of document[start:end] with `side` tokens of the document either side (codec.window)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -110,9 +122,15 @@ class DiffusionLM(ABC):
                                "LLaDA-MoE, LLaDA 2), not this one")
 
     def fluency(self) -> Fluency | None:
-        """The base model's causal scorer of an edit's window (engine.score), None for families
+        """The base model's causal scorer of an edit's window (`Fluency`), None for families
         without a causal view (the page then keeps its candidates' order and shows no score)."""
         return None
+
+    def compile(self, mode: str, backend: str = "inductor") -> None:
+        """Run the forwards through torch.compile (`mode`) from now on (load_model's `compile`);
+        families without compiled forwards refuse."""
+        raise ValueError(f"--compile works on the Llama-family models (LLaDA, Dream, the bundled "
+                         f"model), not on {self.label}")
 
     def causal_view(self) -> CausalView | None:
         """A causal LM over this model's vocabulary to guide its frontier (engine/guide.py), None

@@ -281,7 +281,7 @@ def check_candidates(run: Run, words: Collection[str] = ()) -> list[Problem | No
 
 def rank_candidates(run: Run, score: Scorer | None) -> None:
     """Score each finished candidate once (one causal forward over its window: the span and
-    engine.score.SIDE tokens either side) and order them best first. The quality floor first: a
+    engine.codec.SIDE tokens either side) and order them best first. The quality floor first: a
     candidate is rough when it still fails the checks (`run.problems`) or its window NLL is worse
     than the original text's by more than `settings.rough_margin`; rough ones go last. Then
     candidates that parse and keep the node's kind (or read clean), then those that change its kind

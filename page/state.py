@@ -7,7 +7,6 @@ from typing import Any
 from editor.history import History
 from engine import DiffusionLM
 from engine.length import Scorer
-from engine.score import fluency_for
 
 from .access import InFlight, Limits
 from .engine_client import EngineClient, InProcessEngine
@@ -68,7 +67,7 @@ class Page:
         """Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked).
         Runs go to `engine` (default: in process, over `model`; `model` is what the page reads locally)."""
         if scorer is None:
-            fluency = fluency_for(model)
+            fluency = model.fluency()
             scorer = fluency.window_nll if fluency is not None else None
         return cls(model, history, limits or Limits(), scorer, engine)
 

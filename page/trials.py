@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from engine import Canvas, Span, build_canvas
+from engine.codec import SIDE, window
 from engine.length import Scorer, length_score
-from engine.score import SIDE, window
 
 from .actions import Run
 from .state import Page

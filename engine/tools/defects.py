@@ -9,7 +9,7 @@ after each correction round 0..`--rounds` (round 0 is the edit with correct_roun
          defect rate = the share with a doubled word, a loop, a broken word or a line break
          (editor.defects, the checker the rounds use).
 Beside them: forwards and seconds (the loop's own clock) per edit, and each edit's window fluency against the original's
-(the base model's NLL per token, engine.score: the data the page's rough_margin is chosen on).
+(the base model's NLL per token, engine.model.Fluency: the data the page's rough_margin is chosen on).
 Prints a table; `--out` writes the JSON with every edit.
 """
 from __future__ import annotations
@@ -27,8 +27,7 @@ from ..correct import corrected
 from ..guide import default_preset
 from ..load import load_model
 from ..loop import Step
-from ..model import DiffusionLM
-from ..score import Fluency, fluency_for
+from ..model import DiffusionLM, Fluency
 from ..settings import PRESETS, SamplerSettings
 from . import eval as evaluation
 from . import quality
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = {"code": evaluation.infill_cases(args.cases, lines=1), "prose": prose_cases(args.cases)}
     rows = []
     for kind in args.sets.split(","):
-        rows += measure(model, kind, sets[kind], settings, fluency_for(model))
+        rows += measure(model, kind, sets[kind], settings, model.fluency())
     return report(rows, args.out, table(rows))
 
 

@@ -8,7 +8,7 @@ is a `span`-token span in the middle of a `tokens`-token document through the on
   reference      LLaDA's algorithm (PRESETS["quality"]): whole canvas, one token per forward
   fast           the page's default preset (DualCache, window, threshold commits)
   two_apart      two slots per forward, never neighbours (a fixed schedule: span / 2 forwards)
-  +compiled      the same with the forwards compiled in length buckets (engine/compiled.py)
+  +compiled      the same with the forwards compiled in length buckets (engine/families/compiled.py)
   ar             transformers' LlamaForCausalLM of the same shape: generate() of `span` tokens after
                  a `tokens - span` prompt, static KV cache (+compiled: transformers' own compile)
 Random weights are never confident, so the threshold rule commits about one token per forward and
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..codec import TextCodec
-from ..compiled import BucketedRows, compile_model
+from ..families.compiled import BucketedRows, compile_model
 from ..families.llada import llada_shape
 from ..families.llama import KV, Context, EagerRows, LlamaDiffusionLM, LlamaNet
 from ..load import DTYPES, pick_device

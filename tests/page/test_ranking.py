@@ -1,5 +1,5 @@
 """Candidates come ranked, best first: those that parse before those that do not, then by the base
-model's likelihood of the window around the edit (engine.score)."""
+model's likelihood of the window around the edit (`DiffusionLM.fluency`)."""
 from pathlib import Path
 
 import pytest
@@ -70,9 +70,8 @@ def test_when_every_candidate_is_rough_the_page_says_so_in_plain_words():
 def test_the_trained_fixture_prefers_code_to_noise_in_its_window():
     """The scorer the page uses by default (DiffusionLM.fluency) on a real shifted-head model."""
     from engine import load_model
-    from engine.score import fluency_for
 
-    fluency = fluency_for(load_model(str(TINY_DREAM), device="cpu"))
+    fluency = load_model(str(TINY_DREAM), device="cpu").fluency()
     assert fluency is not None
     run = finished(CODE, (START, END), ["zqj ^ Wk", "x + 1"])  # both parse
     rank_candidates(run, fluency.window_nll)
