@@ -24,7 +24,6 @@ from typing import Any
 
 from .canvas import Canvas
 from .correct import Checker, corrected
-from .guide import CausalView
 from .loop import Step
 from .model import Call, DiffusionLM, Routed
 from .settings import SamplerSettings
@@ -115,17 +114,11 @@ class JobModel(Routed):
     asked of the scheduler (`ask`), which runs it batched with the other jobs' forwards."""
 
     def __init__(self, model: DiffusionLM, ask: Callable[[list[Call]], list[Any]]):
-        self.codec, self.noise, self.mask_id = model.codec, model.noise, model.mask_id
-        self.vocab_size, self.max_length, self.device = model.vocab_size, model.max_length, model.device
-        self.label, self.supports_cache = model.label, model.supports_cache
-        self._causal = model.causal_view  # its reads ride with the job's forwards; the closing runs here
+        super().__init__(model)  # the causal view's reads ride with the job's forwards; its closing runs here
         self._ask = ask
 
     def forward_many(self, calls: Sequence[Call]) -> list[Any]:
         return self._ask(list(calls))
-
-    def causal_view(self) -> CausalView | None:
-        return self._causal()
 
 
 class Scheduler:

@@ -21,9 +21,10 @@ from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import EditorError, check_document
 from editor.validity import check_edit
 from engine import Canvas, Constraint, SamplerSettings, Span, Step
+from engine.budget import check_budget
 from engine.instruct import read_instruction, with_instruction
 from engine.length import Scorer, lengths_around
-from engine.limits import MAX_SPAN_TOKENS, check_budget
+from engine.limits import MAX_SPAN_TOKENS
 from engine.pins import lay_out
 from engine.resize import resizes
 from engine.template import DEFAULT_MARKER, holes

@@ -87,9 +87,7 @@ async def tokenizer(request: Request) -> dict[str, Any]:
     """The model's tokenizer and limits: what a client (the page) needs to lay out spans and draw
     steps itself, without the weights."""
     service: Service = request.app.state.service
-    model = service.model
-    return {"model": service.model_id, "label": model.label, "max_length": model.max_length,
-            "vocab_size": model.vocab_size, "noise": model.noise, **wire.codec_json(model.codec)}
+    return {"model": service.model_id, **wire.model_json(service.model)}
 
 
 async def refused(request: Request, err: Exception) -> Response:

@@ -5,11 +5,10 @@ import html
 import pytest
 
 from engine import Constraint, SamplerSettings, Span, TextCodec
-from engine.cli import read_edit
 from engine.pins import lay_out
+from engine.serve.wire import edit_body, read_edit
 from page import runs
 from page.document_editor import Document, DocumentEditor
-from page.engine_client import edit_body
 from page.live import span_live
 from page.state import NEW_DOC
 from tests.page.helpers import args, scripted_page
