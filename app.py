@@ -12,9 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     from page.access import LOGIN_MODES, Limits
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
     parser.add_argument("--db", help="database URL (default: SHARPEN_DATABASE_URL, else sharpen.db in the data folder)")
-    parser.add_argument("--device", help="cpu or cuda")
     add_load_flags(parser)
     parser.add_argument("--engine", metavar="URL", help="run edits on `python -m engine serve` at URL instead of "
                         "loading the model here (the page then holds only its tokenizer); its key comes from "

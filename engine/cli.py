@@ -20,6 +20,7 @@ from .load import add_load_flags
 from .loop import Step, run
 from .model import DiffusionLM
 from .pins import best_first, lay_out
+from .scheduler import MAX_BATCH, MAX_QUEUE
 from .serve.wire import InputError, check_text, make_span, pin, read_edit, read_language, read_place
 from .settings import DEFAULT_PRESET, GUIDED_PRESET, PRESETS, Knob, SamplerSettings, knobs
 from .template import DEFAULT_MARKER, holes
@@ -62,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(s)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     s.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
-    s.add_argument("--max-batch", type=int, default=16, help="edits denoised together in one forward "
+    s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="edits denoised together in one forward "
                    "(default: %(default)s)")
-    s.add_argument("--max-queue", type=int, default=64, help="edits that may wait; past it a request "
+    s.add_argument("--max-queue", type=int, default=MAX_QUEUE, help="edits that may wait; past it a request "
                    "gets 503 with Retry-After (default: %(default)s)")
     s.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks: run under `torchrun "
                    "--nproc-per-node N` with --tp N (README: Past one GPU; default: %(default)s)")
@@ -95,8 +96,6 @@ def add_guard_flags(s: argparse.ArgumentParser) -> None:
 
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     add_load_flags(p)
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help=f"start from a named preset (default, as on the page: {GUIDED_PRESET} for a model "

@@ -96,8 +96,20 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     return DTYPES[dtype]
 
 
+def add_model_flag(parser: argparse.ArgumentParser) -> None:
+    """--model, for every entry point that loads a model (`load_model`'s `source`)."""
+    parser.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+
+
 def add_load_flags(parser: argparse.ArgumentParser) -> None:
-    """--dtype and --compile, for every entry point that loads a model (CLI, page, benchmarks)."""
+    """--model, --device, --dtype and --compile, for every entry point that loads a model with all of
+    `load_model`'s options (CLI, page, benchmarks)."""
+    add_model_flag(parser)
+    add_device_flag(parser)
     parser.add_argument("--dtype", choices=sorted(DTYPES),
                         help="weights and activations (default: float32 on CPU, the checkpoint's own on a GPU)")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="off",

@@ -60,6 +60,9 @@ class Cancelled(Exception):
     """Raised inside a cancelled job's loop, at its next forward, to unwind it."""
 
 
+MAX_BATCH = 16  # edits denoised together in one forward: the service's, the page's and the CLI's default
+MAX_QUEUE = 64  # edits that may wait for a place in the batch; past it a submit raises QueueFull
+
 _END = object()  # after a job's last step in its step queue
 
 
@@ -126,7 +129,7 @@ class Scheduler:
     waiting first in, first out (at most `max_queue` of them). `on_forward` hears of every forward
     from the worker thread (keep it quick; its errors are logged, not raised)."""
 
-    def __init__(self, model: DiffusionLM, max_batch: int = 16, max_queue: int = 64,
+    def __init__(self, model: DiffusionLM, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE,
                  on_forward: Callable[[ForwardReport], None] | None = None):
         if max_batch < 1 or max_queue < 0:
             raise ValueError(f"max_batch must be >= 1 and max_queue >= 0, got {max_batch}, {max_queue}")

@@ -21,7 +21,7 @@ import torch
 
 from editor import checks
 from engine import Canvas, DiffusionLM, SamplerSettings, Step
-from engine.scheduler import Job, QueueFull, Scheduler
+from engine.scheduler import MAX_BATCH, MAX_QUEUE, Job, QueueFull, Scheduler
 from engine.scope import whole_words
 from engine.serve import wire
 
@@ -52,7 +52,7 @@ class EngineClient(Protocol):
 class InProcessEngine:
     """The engine in this process: runs share the model's forwards through one Scheduler."""
 
-    def __init__(self, model: DiffusionLM, max_batch: int = 16, max_queue: int = 64):
+    def __init__(self, model: DiffusionLM, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE):
         self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
 
     @functools.cached_property

@@ -209,8 +209,6 @@ def against_reference(row: dict, ref: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")  # progress to stderr
     parser = argparse.ArgumentParser(prog="python -m engine.tools.bench", description=__doc__)
-    parser.add_argument("--model", help="model folder (default: the bundled model)")
-    parser.add_argument("--device", help="cpu or cuda")
     add_load_flags(parser)
     parser.add_argument("--quick", action="store_true",
                         help="only the 32-token span in a ~512-token document, reference and fast")

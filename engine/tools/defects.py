@@ -25,7 +25,7 @@ from ..canvas import Span, build_canvas
 from ..checker import checker_for, editor_checks
 from ..correct import corrected
 from ..guide import default_preset
-from ..load import load_model
+from ..load import add_model_flag, load_model
 from ..loop import Step
 from ..model import DiffusionLM, Fluency
 from ..settings import PRESETS, SamplerSettings
@@ -111,7 +111,7 @@ def rounds_parser(prog: str, doc: str | None, rounds: int) -> argparse.ArgumentP
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=rounds, help="measure after each of 0..this many correction "
                    "rounds (default: %(default)s)")
-    p.add_argument("--model", help="model folder (default: the bundled model)")
+    add_model_flag(p)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="the preset to edit with (default: the model's own, as on the page)")
