@@ -111,7 +111,7 @@ def test_the_page_offers_distinct_candidates_each_beside_the_original():
     from engine import PRESETS, TextCodec
     from page import runs
     from page.dial import dial_values
-    from page.document_editor import Document
+    from page.document_editor import EditorValue
     from page.state import NEW_DOC, Page
     from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
@@ -124,7 +124,7 @@ def test_the_page_offers_distinct_candidates_each_beside_the_original():
     model = ScriptedModel(codec, target, torch.full((length,), 0.5))
     page = Page.for_model(model, History("sqlite://"), scorer=lambda d, s, e: float(len(d[s:e])))
     dial = dial_values(PRESETS["quality"].replace(candidates=3, candidate_temperature=0.7))
-    outputs = list(runs.regenerate(page, "selection", Document(text, a, b), NEW_DOC, "text", "N tokens", 2, "",
+    outputs = list(runs.regenerate(page, "selection", EditorValue(text, a, b), NEW_DOC, "text", "N tokens", 2, "",
                                    "", "", False, *dial))
     view, run, radio = outputs[-1][0], outputs[-1][2], outputs[-1][4]
     assert len(run.order) == 3 and len({run.result(i) for i in run.order}) == 3

@@ -67,7 +67,7 @@ def test_the_page_through_the_service_shows_what_the_page_in_process_shows(model
     assert remote.model.fluency() is None and "served by" in remote.model.label
     views = []
     for demo in (build_demo(model, History("sqlite://")), build_demo(remote.model, History("sqlite://"),
-                                                                      engine=remote)):
+                                                                      engine_client=remote)):
         launch(demo, prevent_thread_lock=True, server_port=None, quiet=True)
         try:
             client = Client(demo.local_url, verbose=False)
