@@ -8,7 +8,7 @@ from engine.serve.app import create_app
 from engine.serve.command import in_thread as served
 from page.demo import build_demo, launch
 from page.openai_engine import OpenAIEngine
-from tests.serve.conftest import FIXTURE
+from tests.engine.serve.conftest import FIXTURE
 from tests.ui.conftest import SCREENSHOTS, free_port, open_page
 from tests.ui.helpers import RECORD_LIVE, document, select, wait_document
 

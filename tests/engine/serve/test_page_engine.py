@@ -13,8 +13,8 @@ from engine.serve import wire
 from engine.serve.app import create_app
 from page.demo import build_demo, launch
 from page.engine_client import EngineError, HttpEngine, InProcessEngine
+from tests.engine.serve.conftest import TEXT, Paced, served, wait_until
 from tests.page.helpers import QUALITY, args
-from tests.serve.conftest import TEXT, Paced, served, wait_until
 from tests.tiny import TextCodec, wordpiece_tokenizer
 
 SAMPLES = [TEXT, "Héllo wörld, naïve café — 東京 🙂", "  indented\n\ttabs  ", ""]

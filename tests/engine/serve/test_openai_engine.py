@@ -15,8 +15,8 @@ from engine.serve.guard import Policy
 from page.demo import build_demo, launch
 from page.engine_client import EngineError
 from page.openai_engine import KEY_ENV, OpenAIEngine, byte_codec, fitted, glued
+from tests.engine.serve.conftest import TEXT, served
 from tests.page.helpers import QUALITY, args
-from tests.serve.conftest import TEXT, served
 
 SPAN = (19, 31)  # "return a + b" in TEXT
 
