@@ -22,11 +22,6 @@ from ..pins import best_first
 from ..settings import SamplerSettings
 from ..template import DEFAULT_MARKER, holes
 
-
-class InputError(ValueError):
-    """Bad input from the user: reported as a one-line message, exit status 2."""
-
-
 # Per-slot fields of a step line, each a (B, P) or (B, P, K) tensor of Step, with its dtype.
 SLOT_FIELDS: dict[str, torch.dtype] = {
     "tokens": torch.long, "masked": torch.bool, "committed": torch.bool, "confidence": torch.float32,
@@ -111,6 +106,11 @@ def codec_from_json(data: dict[str, Any]) -> TextCodec:
 
 
 # ---- the edit request ----------------------------------------------------------------------
+
+class InputError(ValueError):
+    """Bad input from the user (an edit's JSON, the CLI's flags): one line naming the field; the CLI
+    exits with status 2, the service answers 400."""
+
 
 def edit_body(canvas: Canvas, settings: SamplerSettings) -> dict[str, Any]:
     """The /v1/edits request that builds `canvas` on the service: its text, spans (in document order)
