@@ -4,6 +4,7 @@ weight (config.json and the safetensors headers). The page's picker and the serv
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Iterable
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from . import memory
+from .load import BUNDLED as BUNDLED_MODULE
 from .load import BUNDLED_FAMILY, default_device, family_module
 from .model import DiffusionLM, UnsupportedModel
 
@@ -102,28 +104,17 @@ def loaded_entry(name: str, model: DiffusionLM, family: str) -> Entry:
 
 
 def bundled_installed() -> bool:
-    import importlib.util
-
-    from .families.bundled import PACKAGE
-    return importlib.util.find_spec(PACKAGE) is not None
+    return bool(importlib.import_module(BUNDLED_MODULE).installed())
 
 
 def bundled_entry(device: torch.device) -> Entry:
-    """The bundled model's figures from its weights cache's shape (a net on the meta device:
-    nothing allocated); before the first start has built that cache, none."""
-    from .families.bundled import cache_folder
-    from .families.llama import LlamaNet, LlamaShape
-
-    folder = cache_folder()
-    try:
-        shape = LlamaShape(**json.loads((folder / "meta.json").read_text())["shape"])
-    except (OSError, ValueError, KeyError, TypeError):
+    """The bundled model's figures (float32, its whole context, as load_model estimates it); before
+    its first start has built its weights cache, none."""
+    size = importlib.import_module(BUNDLED_MODULE).cached_size()
+    if size is None:
         return Entry(BUNDLED, BUNDLED_FAMILY, 0, 0, None)
-    with torch.device("meta"):
-        net = LlamaNet(shape)
-    size = memory.ModelSize.of_net(net)
-    plan = memory.plan(size, torch.float32, device, tokens=shape.max_length)
-    return Entry(BUNDLED, BUNDLED_FAMILY, size.params, (folder / "model.safetensors").stat().st_size, plan)
+    plan = memory.plan(size, torch.float32, device, tokens=size.max_length)
+    return Entry(BUNDLED, BUNDLED_FAMILY, size.params, plan.weights, plan)
 
 
 def hub_folders(cache_dir: Path | None = None) -> list[tuple[str, Path]]:

@@ -21,7 +21,7 @@ from typing import TextIO
 import torch
 
 from . import memory
-from .load import default_device, family_module, looks_like_repo_id, pick_device
+from .load import default_device, family_module, looks_like_repo_id, pick_device, pick_dtype
 from .model import UnsupportedModel
 
 # What every family's loader reads from a model folder, at its top level: config, weights (safetensors
@@ -77,8 +77,6 @@ def pull(repo_id: str, revision: str | None = None, *, cache_dir: Path | None = 
 
 def estimate(size: memory.ModelSize, device: torch.device) -> memory.MemoryPlan:
     """The estimate `load_model` makes for this model on `device` at its default dtype."""
-    from .families.llama import pick_dtype
-
     return memory.plan(size, pick_dtype(device, None, size.stored), device)
 
 

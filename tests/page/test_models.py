@@ -9,7 +9,7 @@ import torch
 
 from engine.catalog import loaded_entry
 from page import runs
-from page.document_editor import Document
+from page.document_editor import EditorValue
 from page.models import Models, retire, switch
 from page.state import NEW_DOC
 from tests.page.helpers import args, scripted_page
@@ -34,7 +34,7 @@ def other_model(page) -> ScriptedModel:
 
 def regenerate(page):
     _, language, *rest = args(TEXT, 4, 15)
-    return runs.regenerate(page, "selection", Document(TEXT, 4, 15), NEW_DOC, language, *rest)
+    return runs.regenerate(page, "selection", EditorValue(TEXT, 4, 15), NEW_DOC, language, *rest)
 
 
 def test_a_run_going_finishes_on_the_old_model_and_the_next_goes_to_the_new_one(page):
@@ -45,7 +45,7 @@ def test_a_run_going_finishes_on_the_old_model_and_the_next_goes_to_the_new_one(
     ended = list(going)
     assert a.calls > 0 and b.calls == 0  # every step of it came from A
     assert "data-done" in ended[-1][0]  # it finished, was not cancelled
-    assert page.model is b and page.engine is not old_engine
+    assert page.model is b and page.engine_client is not old_engine
     list(regenerate(page))
     assert b.calls > 0
 
@@ -118,7 +118,7 @@ def test_accepting_a_run_made_before_a_swap_records_the_model_that_made_it(page)
     a.label = "scripted A"
     *_, done = regenerate(page)
     page.swap(other_model(page))
-    runs.accept(page, Document(TEXT), done[2], 0, NEW_DOC, "a.txt", "text", None)
+    runs.accept(page, EditorValue(TEXT), done[2], 0, NEW_DOC, "a.txt", "text", None)
     [document] = page.history.documents()
     assert page.history.head(document.id).regeneration.model == "scripted A"
 
