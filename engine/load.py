@@ -23,6 +23,7 @@ FAMILIES: dict[str, str] = {
     "llada2_moe": "engine.families.llada2",
     "dream": "engine.families.dream",  # also DreamOn, Dream-Coder and DiffuCoder
     "diffusion_gemma": "engine.families.diffusion_gemma",
+    "steerling": "engine.families.steerling",
 }
 MASKED_LM = "engine.families.hf_masked"
 

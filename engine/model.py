@@ -11,6 +11,7 @@ import torch
 from .codec import TextCodec
 
 if TYPE_CHECKING:
+    from .concepts import ConceptNames
     from .guide import CausalView
     from .memory import MemoryPlan
     from .score import Fluency
@@ -27,6 +28,7 @@ class ForwardCall:
     positions: torch.Tensor  # (P,)
     cached: bool = False
     cache: Any = None
+    steer: tuple[tuple[str, float], ...] = ()  # concepts set to a weight (engine/concepts.py)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class DiffusionLM(ABC):
     expand_id: int | None = None
     delete_id: int | None = None
     memory: MemoryPlan | None = None  # load_model's estimate (engine/memory.py)
+    # Block-causal attention (LLaDA 2, Steerling): a token sees its own block of this many tokens
+    # and the earlier ones, so a span does not see the text past its block. None: bidirectional.
+    attention_block: int | None = None
 
     @abstractmethod
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
@@ -119,6 +124,18 @@ class DiffusionLM(ABC):
         where there is none on this machine (the `guide` setting is then refused)."""
         return None
 
+    def concepts(self) -> ConceptNames | None:
+        """The named concepts a `ForwardCall.steer` may set (engine/concepts.py); None for families
+        whose predictions do not decompose into concepts (the `steer` setting is then refused)."""
+        return None
+
+    def attributions(self, ids: torch.Tensor, position: int, token: int,
+                     steer: tuple[tuple[str, float], ...] = ()) -> tuple[tuple[str, float], ...]:
+        """A family may offer per-token attributions: the concepts that contributed most to `token`
+        at `position` of the (L,) canvas `ids`, as (name, logit contribution), largest first; ()
+        where the family has none."""
+        return ()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r}, noise={self.noise}, V={self.vocab_size})"
 
@@ -151,6 +168,7 @@ class Delegating(DiffusionLM):
         self.vocab_size, self.max_length, self.device = model.vocab_size, model.max_length, model.device
         self.label, self.supports_cache, self.demonstration = model.label, model.supports_cache, model.demonstration
         self.expand_id, self.delete_id, self.memory = model.expand_id, model.delete_id, model.memory
+        self.attention_block = model.attention_block
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.logits(ids)
@@ -169,6 +187,13 @@ class Delegating(DiffusionLM):
 
     def causal_view(self) -> CausalView | None:
         return self.model.causal_view()
+
+    def concepts(self) -> ConceptNames | None:
+        return self.model.concepts()
+
+    def attributions(self, ids: torch.Tensor, position: int, token: int,
+                     steer: tuple[tuple[str, float], ...] = ()) -> tuple[tuple[str, float], ...]:
+        return self.model.attributions(ids, position, token, steer)
 
 
 class ModelNotFound(FileNotFoundError):

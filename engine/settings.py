@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .concepts import parse_steer
 from .limits import MAX_CANDIDATES, MAX_DOCUMENT_TOKENS, MAX_GUIDANCE, MAX_SPAN_TOKENS, MAX_STEPS, MAX_TEMPERATURE
 
 STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
@@ -188,10 +189,16 @@ class SamplerSettings:
         "than the original text's by more than this is marked rough and ranked after the rest "
         "(0.5: on held-out edits, only ones a reader would not keep lay past it, docs/PERFORMANCE.md)",
         bounds=Bounds(0, 100), slider=(0, 3, 0.1))
+    steer: str = setting(
+        "", "concept steering (models with named concepts: Steerling): NAME=WEIGHT pairs, comma-separated; "
+        "each named concept's weight is set to WEIGHT wherever the model reads out, as the steerling "
+        "package's steer_known/steer_unknown (a concept's own weight is 0..1: 2 amplifies, -1 suppresses; "
+        "empty: off)")
 
     def __post_init__(self) -> None:
         for knob in knobs():
             knob.check(getattr(self, knob.name))
+        parse_steer(self.steer)
 
     def replace(self, **changes: Any) -> SamplerSettings:
         """A copy with `changes`, validated again."""

@@ -1,0 +1,150 @@
+"""The Steerling family against the steerling package (tests/fixtures/parity/steerling.*, written by
+scripts/steerling_fixtures.py on the tiny checkpoint of tests/steerling_tiny.py): logits, the concept
+heads' outputs, and logits under steering; then steering as a setting through the loop, and the
+block-causal attention's reach. Tolerances: the fixture's (atol 1e-4, rtol 1e-5, float32 on CPU)."""
+import json
+
+import pytest
+import torch
+
+from engine import Span, build_canvas, load_model
+from engine.concepts import parse_steer, steer_for
+from engine.families import steerling_net
+from engine.families.steerling_net import top_features
+from engine.infill import infill
+from engine.loop import run
+from engine.model import ForwardCall
+from engine.settings import PRESETS, SamplerSettings
+from tests.parity import FIXTURES, fingerprint
+from tests.steerling_tiny import CONFIG, IDS, tiny_weights, write_tiny_steerling
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    from safetensors.torch import load_file
+
+    return json.loads((FIXTURES / "steerling.json").read_text()), load_file(str(FIXTURES / "steerling.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("steerling")
+    write_tiny_steerling(folder)
+    return load_model(folder, device="cpu")
+
+
+def named(steer: dict) -> tuple[tuple[str, float], ...]:
+    """A fixture's steer ({"known": {id: w}, "unknown": {...}}) as the concept names the tiny labels give."""
+    return (*((f"concept {i}", w) for i, w in steer["known"].items()),
+            *((f"unknown {i}", w) for i, w in steer["unknown"].items()))
+
+
+def test_checkpoint_is_the_one_the_package_ran_on(fixture):
+    meta, _ = fixture
+    assert fingerprint(tiny_weights()) == meta["checkpoint"]["fingerprint"]
+    assert meta["checkpoint"]["config"] == CONFIG
+    assert len(meta["reference"]["wheel_sha256"]) == 64 and meta["reference"]["package"] == "steerling==0.2.0"
+
+
+def test_logits_match_the_package(model, fixture):
+    meta, t = fixture
+    torch.testing.assert_close(model.logits(t["ids"]), t["logits"], **meta["tolerance"])
+
+
+def test_concept_heads_match_the_package(model, fixture):
+    """The known head's top-k (ids, logits) and features, the unknown head's features and top-k."""
+    meta, t = fixture
+    tol, net = meta["tolerance"], model.net
+    h = net.hidden(t["ids"]).reshape(-1, net.shape.width)
+    c = net.concepts
+    features, _, _ = top_features(net.known, h, c.known_features)
+    torch.testing.assert_close(features.view_as(t["known_features"]), t["known_features"], **tol)
+    _, ids, weights = top_features(net.known, h, c.known_topk)   # the package's top-k "for loss"
+    assert torch.equal(ids.view_as(t["known_topk_indices"]), t["known_topk_indices"])
+    torch.testing.assert_close(weights.view_as(t["known_topk_logits"]), torch.sigmoid(t["known_topk_logits"]), **tol)
+    unknown, ids, weights = top_features(net.unknown, h, c.unknown_topk)
+    torch.testing.assert_close(unknown.view_as(t["unknown_features"]), t["unknown_features"], **tol)
+    assert torch.equal(ids.view_as(t["unknown_topk_indices"]), t["unknown_topk_indices"])
+    expected = torch.sigmoid(t["unknown_topk_logits"])
+    torch.testing.assert_close(weights.view_as(expected), expected, **tol)
+
+
+@pytest.mark.parametrize("key", ["steer_known", "steer_unknown", "steer_both"])
+def test_steered_logits_match_the_package_interventions(model, fixture, key):
+    meta, t = fixture
+    ids = t["ids"]
+    call = ForwardCall(ids, torch.arange(ids.shape[1]), steer=named(meta["steers"][key]))
+    got = model.forward_many([call])[0]
+    torch.testing.assert_close(got, t[key], **meta["tolerance"])
+    if key != "steer_unknown":  # with epsilon correction an unknown-only steer changes nothing (as the package)
+        assert (got - t["logits"]).abs().max() > 1.0
+
+
+def test_a_large_head_steers_as_the_package_does(model, fixture, monkeypatch):
+    """The released unknown head (101,196 concepts) corrects its top-k features instead of mixing
+    dense weights: forced here on the tiny heads, as the fixture forced the package's."""
+    meta, t = fixture
+    monkeypatch.setattr(steerling_net, "LARGE", 0)
+    call = ForwardCall(t["ids"], torch.arange(t["ids"].shape[1]), steer=named(meta["steers"]["steer_both"]))
+    got = model.forward_many([call])[0]
+    torch.testing.assert_close(got, t["steer_both_large"], **meta["tolerance"])
+    assert not torch.allclose(got, t["steer_both"], atol=1e-3)
+
+
+def test_block_causal_a_span_does_not_see_past_its_block(model):
+    """Changing text after a slot's block leaves its logits exactly alone; inside the block it does not."""
+    block = model.attention_block
+    ids = torch.randint(0, 200, (1, 3 * block))
+    ids[0, block:block + 4] = model.mask_id
+    later, same_block = ids.clone(), ids.clone()
+    later[0, 2 * block + 3] = (int(ids[0, 2 * block + 3]) + 1) % 200
+    same_block[0, block + 9] = (int(ids[0, block + 9]) + 1) % 200
+    slots = torch.arange(block, block + 4)
+    base = model.logits_at(ids, slots)
+    assert torch.equal(model.logits_at(later, slots), base)
+    assert not torch.allclose(model.logits_at(same_block, slots), base)
+
+
+def test_steer_setting_is_read_and_refused_with_one_line():
+    assert parse_steer("concept 3=2, unknown 5 = -1.5") == (("concept 3", 2.0), ("unknown 5", -1.5))
+    assert SamplerSettings(steer="").steer == ""
+    for bad, says in [("concept 3", "NAME=WEIGHT"), ("a=x", "number"), ("a=nan", "finite"), ("a=1e9", "finite"),
+                      ("a=1, a=2", "twice")]:
+        with pytest.raises(ValueError, match=says) as err:
+            SamplerSettings(steer=bad)
+        assert str(err.value).startswith("steer: ") and "\n" not in str(err.value)
+
+
+def test_unknown_concept_names_are_refused_before_a_run(model, tmp_path):
+    with pytest.raises(ValueError, match=r"^steer: unknown concept 'sarcasm'"):
+        steer_for(model, SamplerSettings(steer="concept 1=1, sarcasm=2"))
+    assert steer_for(model, SamplerSettings(steer="concept 1=1")) == (("concept 1", 1.0),)
+    from tests.tiny import save_tiny_llada
+    other = load_model(save_tiny_llada(tmp_path / "llada"), device="cpu")
+    with pytest.raises(ValueError, match="^steer: .* has no named concepts"):
+        steer_for(other, SamplerSettings(steer="concept 1=1"))
+
+
+def test_steering_changes_an_edit_and_keeps_the_text_outside(model):
+    """Through infill (the path every entry point takes): a strong steer toward one concept changes
+    the span; text outside it is identical; same seed, same result."""
+    text = " ".join(f"t{i}" for i in range(10, 40))
+    canvas = build_canvas(model.codec, text, [Span(30, 50)], model.max_length)
+    settings = PRESETS["quality"]
+    plain = run(infill(model, canvas, settings)).texts[0]
+    steer = settings.replace(steer="concept 0=30")  # a weight of 30 dominates the features
+    steered = run(infill(model, canvas, steer)).texts[0]
+    again = run(infill(model, canvas, steer)).texts[0]
+    assert steered != plain and steered == again
+    assert steered[:30] == text[:30] and steered.endswith(text[50:])
+
+
+def test_attributions_name_known_concepts(model):
+    ids = torch.randint(0, 200, (40,))
+    ids[10:14] = IDS["mask"]
+    rows = model.attributions(ids, 11, 7)
+    assert rows and rows[-1][0] == "unknown + residual"
+    assert all(name.startswith("concept ") and value > 0 for name, value in rows[:-1])
+    assert [v for _, v in rows[:-1]] == sorted((v for _, v in rows[:-1]), reverse=True)
+    steered = model.attributions(ids, 11, 7, steer=(("concept 2", 40.0),))
+    assert steered != rows  # read under the edit's steer: concept 2 at weight 40
