@@ -60,8 +60,8 @@ def test_the_service_refuses_a_bad_steer_with_a_400_naming_it(url, steer, says):
 def test_the_cli_steers_and_refuses_an_unknown_concept_in_one_line(folder, tmp_path):
     doc = tmp_path / "doc.txt"
     doc.write_text(TEXT)
-    args = ["infill", "--text-file", str(doc), "--model", str(folder), "--device", "cpu", "--span", f"{SPAN[0]}:{SPAN[1]}",
-            "--preset", "quality"]
+    args = ["infill", "--text-file", str(doc), "--model", str(folder), "--device", "cpu",
+            "--span", f"{SPAN[0]}:{SPAN[1]}", "--preset", "quality"]
     out, err = io.StringIO(), io.StringIO()
     assert main([*args, "--steer", "concept 0=30"], out, err) == 0
     plain = io.StringIO()
