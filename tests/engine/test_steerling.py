@@ -148,3 +148,15 @@ def test_attributions_name_known_concepts(model):
     assert [v for _, v in rows[:-1]] == sorted((v for _, v in rows[:-1]), reverse=True)
     steered = model.attributions(ids, 11, 7, steer=(("concept 2", 40.0),))
     assert steered != rows  # read under the edit's steer: concept 2 at weight 40
+
+
+def test_block_causal_families_say_their_block(model, tmp_path):
+    """What the page's title shows (page.views.title_html): Steerling's 16-token blocks here, LLaDA 2's 32."""
+    from page.views import title_html
+    from tests.parity import FAMILIES, write_tiny
+
+    write_tiny(FAMILIES["llada2"](), tmp_path)
+    assert (model.attention_block, load_model(tmp_path, device="cpu").attention_block) == (16, 32)
+    shown = title_html(model.label, False, model.attention_block)
+    assert "block-causal (16)" in shown and "not the rest of the document after it" in shown
+    assert "block-causal" not in title_html("LLaDA-8B", False)
