@@ -29,7 +29,7 @@ import torch
 from ..codec import TextCodec
 from ..concepts import ConceptNames
 from ..model import Call, DiffusionLM, ForwardCall, ModelNotFound, UnsupportedModel
-from .llama import build_net, load_tokenizer, pick_dtype, read_safetensors
+from .llama import build_net, pick_dtype, read_safetensors
 from .names import NameTable, per_block
 from .steerling_net import ConceptShape, SteerlingNet, SteerlingShape, top_features
 
@@ -151,7 +151,14 @@ class SteerlingLM(DiffusionLM):
 
 def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | None) -> SteerlingLM:
     """A Steerling folder (config.json, *.safetensors, tokenizer.json, concept_labels.csv)."""
+    from transformers import PreTrainedTokenizerFast
+
     shape, concepts = shapes(config)
+    if not (folder / "tokenizer.json").is_file():  # before any weight is read
+        raise ModelNotFound(f"{folder}: Steerling's tokenizer is tiktoken's cl100k_base with 4 specials, which "
+                            "Sharpen reads as a tokenizer.json; write one into the folder (docs/MODEL.md, Steerling)")
+    # tokenizer.json directly: AutoTokenizer would read config.json's unknown model_type and warn
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
     state = read_safetensors(folder, device)
     if shape.tie_embeddings:
         state.pop("transformer.lm_head.weight", None)
@@ -160,10 +167,7 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
     net = cast(SteerlingNet, build_net(cast(Any, shape), state, STEERLING_NAMES.ours, device=device,
                                        dtype=pick_dtype(device, dtype, stored),
                                        make=cast(Any, lambda s: SteerlingNet(s, concepts))))
-    if not (folder / "tokenizer.json").is_file():
-        raise ModelNotFound(f"{folder}: Steerling's tokenizer is tiktoken's cl100k_base with 4 specials, which "
-                            "Sharpen reads as a tokenizer.json; write one into the folder (docs/MODEL.md, Steerling)")
-    codec = TextCodec.from_tokenizer(load_tokenizer(folder), mask_id=int(config["mask_token_id"]),
+    codec = TextCodec.from_tokenizer(tokenizer, mask_id=int(config["mask_token_id"]),
                                      vocab_size=shape.vocab)
     labels = folder / LABELS
     names = ConceptNames.from_csv(labels) if labels.is_file() else None

@@ -160,3 +160,22 @@ def test_block_causal_families_say_their_block(model, tmp_path):
     shown = title_html(model.label, False, model.attention_block)
     assert "block-causal (16)" in shown and "not the rest of the document after it" in shown
     assert "block-causal" not in title_html("LLaDA-8B", False)
+
+
+def test_a_folder_without_tokenizer_json_is_refused_saying_why(tmp_path):
+    from engine.model import ModelNotFound
+
+    write_tiny_steerling(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(ModelNotFound, match="cl100k_base .* tokenizer.json"):
+        load_model(tmp_path, device="cpu")
+
+
+def test_a_variant_sharpen_cannot_run_is_refused_naming_the_key(tmp_path):
+    from engine.model import UnsupportedModel
+
+    write_tiny_steerling(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text()) | {"use_attention_known": True}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModel, match="use_attention_known=True"):
+        load_model(tmp_path, device="cpu")
