@@ -109,8 +109,8 @@ def steer_for(model: DiffusionLM, settings: SamplerSettings) -> Pairs:
         return ()
     names = model.concepts()
     if names is None:
-        raise ValueError(f"steer: {model.label} has no named concepts to steer (Steerling checkpoints "
-                         "have); leave steer empty")
+        raise ValueError(f"steer: {model.label} names no concepts to steer (a Steerling folder names them "
+                         "in concept_labels.csv); leave steer empty")
     names.resolve(pairs)
     return pairs
 

@@ -70,8 +70,8 @@ class ModelSize:
         def first(*keys: str, default: int = 0) -> int:
             return int(next((c[k] for k in keys if c.get(k)), default))
 
-        width = first("hidden_size", "d_model")
-        heads = first("num_attention_heads", "n_heads", default=1)
+        width = first("hidden_size", "d_model", "n_embd")               # n_embd, n_head: Steerling
+        heads = first("num_attention_heads", "n_heads", "n_head", default=1)
         head_dim = first("head_dim", default=width // heads)
         return cls(params=params, layers=first("num_hidden_layers", "n_layers"), width=width,
                    kv_width=first("num_key_value_heads", "n_kv_heads", default=heads) * head_dim,

@@ -124,7 +124,7 @@ class SteerlingLM(DiffusionLM):
         return self.names.resolve(steer)
 
     def concepts(self) -> ConceptNames | None:
-        return self.names if self.names is not None else ConceptNames({})
+        return self.names
 
     @torch.inference_mode()
     def attributions(self, ids: torch.Tensor, position: int, token: int,

@@ -121,8 +121,12 @@ def test_unknown_concept_names_are_refused_before_a_run(model, tmp_path):
     assert steer_for(model, SamplerSettings(steer="concept 1=1")) == (("concept 1", 1.0),)
     from tests.tiny import save_tiny_llada
     other = load_model(save_tiny_llada(tmp_path / "llada"), device="cpu")
-    with pytest.raises(ValueError, match="^steer: .* has no named concepts"):
+    with pytest.raises(ValueError, match="^steer: .* names no concepts"):
         steer_for(other, SamplerSettings(steer="concept 1=1"))
+    write_tiny_steerling(tmp_path / "unlabelled")
+    (tmp_path / "unlabelled" / "concept_labels.csv").unlink()
+    with pytest.raises(ValueError, match="^steer: .* names no concepts .*concept_labels.csv"):
+        steer_for(load_model(tmp_path / "unlabelled", device="cpu"), SamplerSettings(steer="concept 1=1"))
 
 
 def test_steering_changes_an_edit_and_keeps_the_text_outside(model):
@@ -179,3 +183,11 @@ def test_a_variant_sharpen_cannot_run_is_refused_naming_the_key(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(UnsupportedModel, match="use_attention_known=True"):
         load_model(tmp_path, device="cpu")
+
+
+def test_the_memory_estimate_reads_steerlings_config_keys(tmp_path):
+    from engine.memory import ModelSize
+
+    write_tiny_steerling(tmp_path)
+    size = ModelSize.of_folder(tmp_path, CONFIG)
+    assert (size.width, size.kv_width, size.layers) == (64, 2 * 16, 2)
