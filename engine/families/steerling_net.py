@@ -167,9 +167,13 @@ Steer = Sequence[tuple[int, float]]   # (concept id, the weight it is set to)
 
 def top_features(head: KnownHead | UnknownHead, h: torch.Tensor, k: int
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, D) rows -> features (N, D), the top-k concept ids (N, k) and their sigmoid weights (N, k)."""
+    """(N, D) rows -> features (N, D), the top-k concept ids (N, k) and their sigmoid weights (N, k).
+    Ranked as the reference ranks them (by weight in the known head, by logit in the factorised
+    unknown one): the same order but where float32 sigmoids tie near 1."""
     logits = head.logits(h)                                                    # (N, C)
-    weights, ids = torch.sigmoid(logits).topk(min(k, logits.shape[-1]), dim=-1)
+    score = logits if isinstance(head, UnknownHead) else torch.sigmoid(logits)
+    ids = score.topk(min(k, logits.shape[-1]), dim=-1).indices                 # (N, k)
+    weights = torch.sigmoid(logits.gather(-1, ids))
     features = torch.einsum("nk,nkd->nd", weights.to(h.dtype), head.embeddings(ids).to(h.dtype))
     return features, ids, weights
 
