@@ -191,3 +191,25 @@ def test_the_memory_estimate_reads_steerlings_config_keys(tmp_path):
     write_tiny_steerling(tmp_path)
     size = ModelSize.of_folder(tmp_path, CONFIG)
     assert (size.width, size.kv_width, size.layers) == (64, 2 * 16, 2)
+
+
+def test_the_concepts_tool_lists_names_to_steer_with_the_tokens_they_promote(model, tmp_path):
+    import io
+
+    from engine.tools.concepts import main, promoted
+
+    write_tiny_steerling(tmp_path)
+    out = io.StringIO()
+    assert main(["--model", str(tmp_path), "3", "--tokens", "2"], out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:3] == ["known", "3", "concept"] and "->" in lines[0]
+    assert any(line.startswith("unknown") and line.endswith("unknown 3") for line in lines)
+    assert all("3" in line.split("->")[0] for line in lines)
+    # the promoted tokens are the ones a steer toward the concept raises most
+    tokens = [t for t, _ in promoted(model, 3, 3)]
+    ids = torch.randint(0, 200, (1, 20))
+    ids[0, 8] = model.mask_id
+    rows = torch.tensor([8])
+    base = model.logits_at(ids, rows)[0, 0]
+    steered = model.forward_many([ForwardCall(ids, rows, steer=(("concept 3", 40.0),))])[0][0, 0]
+    assert model.codec.token_text(int((steered - base).argmax())) in tokens
