@@ -13,50 +13,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .model import Call, Delegating, DiffusionLM, ForwardCall, Routed
+from .model import Call, DiffusionLM, ForwardCall, Routed
+from .settings import Pairs, SamplerSettings, parse_steer
 
-if TYPE_CHECKING:
-    from .settings import SamplerSettings
-
-MAX_STEERED = 16        # concepts one edit may steer
-MAX_WEIGHT = 100.0      # |WEIGHT|: a concept's own weight is 0..1; the package's examples use -1 and 2
-MAX_NAME = 200          # characters of one concept name
-
-Pairs = tuple[tuple[str, float], ...]   # (concept name, the weight it is set to)
 Ids = list[tuple[int, float]]           # (concept id, weight) in one head
-
-
-def parse_steer(text: str) -> Pairs:
-    """"formal tone=2, sarcasm=-1" -> (("formal tone", 2.0), ("sarcasm", -1.0)); "" -> ().
-    A ValueError naming the field says what is wrong (a name may hold spaces, not "=" or ",")."""
-    pairs: list[tuple[str, float]] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        name, eq, raw = (s.strip() for s in item.rpartition("="))
-        if not eq or not name:
-            raise ValueError(f"steer: {item!r} is not NAME=WEIGHT (e.g. \"formal tone=2, sarcasm=-1\")")
-        if len(name) > MAX_NAME:
-            raise ValueError(f"steer: a concept name is at most {MAX_NAME} characters")
-        try:
-            weight = float(raw)
-        except ValueError:
-            raise ValueError(f"steer: the weight of {name!r} must be a number, got {raw!r}") from None
-        if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
-            raise ValueError(f"steer: the weight of {name!r} must be a finite number from "
-                             f"{-MAX_WEIGHT:g} to {MAX_WEIGHT:g}, got {raw}")
-        if any(name == seen for seen, _ in pairs):
-            raise ValueError(f"steer: {name!r} is named twice")
-        pairs.append((name, weight))
-    if len(pairs) > MAX_STEERED:
-        raise ValueError(f"steer: at most {MAX_STEERED} concepts per edit, got {len(pairs)}")
-    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -121,9 +86,9 @@ def steered(model: DiffusionLM, settings: SamplerSettings) -> DiffusionLM:
     return Steered(model, pairs) if pairs else model
 
 
-class Steered(Routed, Delegating):
+class Steered(Routed):
     """`model` whose every denoiser forward carries the steered concepts (`ForwardCall.steer`): each
-    forward is one `forward_many` (Routed), every other attribute is `model`'s (Delegating)."""
+    forward is one `forward_many` (Routed), every other attribute is `model`'s."""
 
     def __init__(self, model: DiffusionLM, pairs: Pairs):
         super().__init__(model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from engine import DiffusionLM, Step
-from engine.concepts import parse_steer
+from engine.settings import parse_steer
 
 from .actions import Run
 from .engine_client import RemoteModel

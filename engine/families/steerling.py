@@ -28,8 +28,9 @@ import torch
 
 from ..codec import TextCodec
 from ..concepts import ConceptNames
+from ..load import pick_dtype
 from ..model import Call, DiffusionLM, ForwardCall, ModelNotFound, UnsupportedModel
-from .llama import build_net, pick_dtype, read_safetensors
+from .llama import build_net, read_safetensors
 from .names import NameTable, per_block
 from .steerling_net import ConceptShape, SteerlingNet, SteerlingShape, top_features
 

@@ -12,9 +12,9 @@ from typing import TextIO
 
 import torch
 
-from ..concepts import ConceptNames
 from ..families.steerling import SteerlingLM
 from ..load import load_model
+from ..model import ConceptNames
 
 
 def matching(names: ConceptNames, words: Sequence[str], limit: int) -> list[tuple[str, str, int]]:

@@ -1,7 +1,7 @@
 """Sharpen against the families' own code: tiny LLaDA, Dream, LLaDA-MoE, LLaDA 2 and DreamOn
 checkpoints in their own layouts, loaded through `load_model`, compared with what their reference
 modelling files and LLaDA's generate.py / Dream's generation_utils.py / DreamOn's generator
-computed on them (tests/fixtures/parity/, written by scripts/parity_fixtures.py; each fixture
+computed on them (tests/fixtures/parity/, written by tests/parity_fixtures.py; each fixture
 names its source files, commits and shims).
 
 Tolerances: logits within the fixture's atol 1e-4 / rtol 1e-5 (float32 on CPU); sampler commits
@@ -41,7 +41,7 @@ def test_tiny_checkpoints_are_the_ones_the_reference_ran_on(family):
     got = fingerprint(tiny_weights(FAMILIES[name]()))
     assert got == meta["checkpoint"]["fingerprint"], (
         "tests/parity.py no longer rebuilds the checkpoint the fixtures were computed on; rerun "
-        "scripts/parity_fixtures.py with the reference code")
+        "tests/parity_fixtures.py with the reference code")
 
 
 def test_fixtures_name_their_source_commit_and_shims(family):

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from engine import Span, build_canvas, load_model
-from engine.concepts import parse_steer, steer_for
+from engine.concepts import steer_for
 from engine.families import steerling_net
 from engine.families.steerling_net import top_features
 from engine.infill import infill
 from engine.loop import run
 from engine.model import ForwardCall
-from engine.settings import PRESETS, SamplerSettings
+from engine.settings import PRESETS, SamplerSettings, parse_steer
 from tests.parity import FIXTURES, fingerprint
 from tests.steerling_tiny import CONFIG, IDS, tiny_weights, write_tiny_steerling
 

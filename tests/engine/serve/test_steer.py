@@ -11,7 +11,7 @@ from engine.cli import main
 from engine.correct import corrected
 from engine.serve.app import create_app
 from engine.settings import PRESETS
-from tests.serve.conftest import served
+from tests.engine.serve.conftest import served
 from tests.steerling_tiny import write_tiny_steerling
 
 TEXT = " ".join(f"t{i}" for i in range(10, 40))
