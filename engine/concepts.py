@@ -5,8 +5,8 @@
 The `steer` setting is "NAME=WEIGHT, NAME=WEIGHT": each named concept's weight (a sigmoid, 0..1 as
 the model predicts it) is set to WEIGHT at every position the model reads out, as the steerling
 package's `steer_known` / `steer_unknown` do (its README: 2.0 amplifies, -1.0 suppresses). The
-names travel with every forward (`ForwardCall.steer`), so the scheduler, the instruction edits and
-tensor-parallel ranks carry them as they are; the family resolves them to its concept ids.
+names travel with every forward (`ForwardCall.steer`), so the scheduler and the instruction edits
+carry them as they are; the family resolves them to its concept ids.
 """
 from __future__ import annotations
 
@@ -34,13 +34,18 @@ class ConceptNames:
     @classmethod
     def from_csv(cls, path: Path) -> ConceptNames:
         """A labels table with the steerling package's catalog columns concept_id, concept_name, head
-        (a name repeated in one head keeps its first id)."""
+        (a name repeated in one head keeps its first id); a ValueError names the line it cannot read."""
         heads: dict[str, dict[str, int]] = {"known": {}, "unknown": {}}
         with path.open(newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
+            for line, row in enumerate(csv.DictReader(f), start=2):
                 head = heads.get((row.get("head") or "known").strip())
-                if head is not None:
-                    head.setdefault(row["concept_name"].strip(), int(row["concept_id"]))
+                try:
+                    name, concept = (row["concept_name"] or "").strip(), int(row["concept_id"] or "")
+                except (KeyError, ValueError):
+                    raise ValueError(f"{path} line {line}: expected the columns concept_id (a whole number), "
+                                     "concept_name and head") from None
+                if head is not None and name:
+                    head.setdefault(name, concept)
         return cls(heads["known"], heads["unknown"])
 
     def resolve(self, pairs: Sequence[tuple[str, float]]) -> tuple[Ids, Ids]:

@@ -213,3 +213,11 @@ def test_the_concepts_tool_lists_names_to_steer_with_the_tokens_they_promote(mod
     base = model.logits_at(ids, rows)[0, 0]
     steered = model.forward_many([ForwardCall(ids, rows, steer=(("concept 3", 40.0),))])[0][0, 0]
     assert model.codec.token_text(int((steered - base).argmax())) in tokens
+
+
+def test_a_labels_file_it_cannot_read_is_refused_naming_the_line(tmp_path):
+    write_tiny_steerling(tmp_path)
+    labels = tmp_path / "concept_labels.csv"
+    labels.write_text(labels.read_text().replace("3,concept 3,", "three,concept 3,"))
+    with pytest.raises(ValueError, match="concept_labels.csv line 5: expected the columns concept_id"):
+        load_model(tmp_path, device="cpu")
