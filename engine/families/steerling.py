@@ -130,13 +130,14 @@ class SteerlingLM(DiffusionLM):
     @torch.inference_mode()
     def attributions(self, ids: torch.Tensor, position: int, token: int,
                      steer: tuple[tuple[str, float], ...] = ()) -> tuple[tuple[str, float], ...]:
-        """The known concepts that pushed `token` up most at `position`: each top-k concept's weight
-        times its embedding's alignment with the token's LM-head row (a steered one at its set
-        weight), and last "unknown + residual": what the rest of the features gave the token."""
+        """The known concepts that pushed `token` up most at `position`: each concept's weight in the
+        known features (its top-k; under a known steer the steered top-k with the set weights) times
+        its embedding's alignment with the token's LM-head row, and last "unknown + residual": what
+        the rest of the features gave the token (the logit less the known concepts' sum)."""
         h = self.net.hidden(ids[None].to(self.device))[0, position][None]     # (1, D)
         known, unknown = self.resolve(steer)
         c = self.net.concepts
-        _, top, weights = top_features(self.net.known, h, c.known_features)
+        _, top, weights = top_features(self.net.known, h, c.known_topk if known else c.known_features)
         weight = dict(zip(top[0].tolist(), weights[0].tolist()))
         weight |= dict(known)
         ids_t = torch.tensor(list(weight), device=self.device)
@@ -155,6 +156,8 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
     from transformers import PreTrainedTokenizerFast
 
     shape, concepts = shapes(config)
+    if config.get("mask_token_id") is None:
+        raise refuse("mask_token_id", None, "a Steerling folder names its <|mask|> id in config.json")
     if not (folder / "tokenizer.json").is_file():  # before any weight is read
         raise ModelNotFound(f"{folder}: Steerling's tokenizer is tiktoken's cl100k_base with 4 specials, which "
                             "Sharpen reads as a tokenizer.json; write one into the folder (docs/MODEL.md, Steerling)")
