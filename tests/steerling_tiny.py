@@ -1,7 +1,7 @@
 """A tiny random Steerling checkpoint in the published layout (flat config.json with model_type
 "steerling", the package's tensor names, the LM head tied to the embedding), a word-level
 tokenizer.json and a concept_labels.csv; rebuilt from a seed, as tests/parity.py does for the
-other families. scripts/steerling_fixtures.py runs the steerling package on it.
+other families. tests/steerling_fixtures.py runs the steerling package on it.
 
 The layout is written from the package's modules (steerling/models/), not from Sharpen's name
 table, so a wrong entry in the table shows as a mismatch with the reference."""

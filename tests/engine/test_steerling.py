@@ -1,5 +1,5 @@
 """The Steerling family against the steerling package (tests/fixtures/parity/steerling.*, written by
-scripts/steerling_fixtures.py on the tiny checkpoint of tests/steerling_tiny.py): logits, the concept
+tests/steerling_fixtures.py on the tiny checkpoint of tests/steerling_tiny.py): logits, the concept
 heads' outputs, and logits under steering; then steering as a setting through the loop, and the
 block-causal attention's reach. Tolerances: the fixture's (atol 1e-4, rtol 1e-5, float32 on CPU)."""
 import json

@@ -3,7 +3,7 @@ Steerling checkpoint (tests/steerling_tiny.py).
 
     .venv/bin/pip download --no-deps --only-binary=:all: --python-version 3.13 steerling==0.2.0 -d /tmp/steerling
     cd /tmp/steerling && unzip -q steerling-0.2.0-py3-none-any.whl -d pkg
-    .venv/bin/python scripts/steerling_fixtures.py --steerling /tmp/steerling/pkg --wheel /tmp/steerling/*.whl
+    .venv/bin/python -m tests.steerling_fixtures --steerling /tmp/steerling/pkg --wheel /tmp/steerling/*.whl
 
 The package (Guide Labs, Apache-2.0) is never committed here; the fixture records the wheel's
 sha256. It declares Python >= 3.13; its model modules run on 3.11 with these shims:
@@ -32,11 +32,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.parity import FIXTURES, SEED, fingerprint  # noqa: E402
-from tests.steerling_tiny import CONFIG, IDS, WORDS, tiny_weights, write_tiny_steerling  # noqa: E402
+from tests.parity import FIXTURES, SEED, fingerprint
+from tests.steerling_tiny import CONFIG, IDS, WORDS, tiny_weights, write_tiny_steerling
 
 VERSION = "0.2.0"
 TOLERANCE = {"atol": 1e-4, "rtol": 1e-5}
@@ -120,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     tensors = run(args.steerling)
     save_file(tensors, str(FIXTURES / "steerling.safetensors"))
-    meta = {"family": "steerling", "made_by": "scripts/steerling_fixtures.py",
+    meta = {"family": "steerling", "made_by": "tests/steerling_fixtures.py",
             "reference": {"package": f"steerling=={VERSION}", "source": "PyPI (Guide Labs, Apache-2.0)",
                           "wheel_sha256": hashlib.sha256(args.wheel.read_bytes()).hexdigest(),
                           "shims": SHIMS,
