@@ -23,6 +23,10 @@ FAMILIES: dict[str, str] = {
     "llada2_moe": "engine.families.llada2",
     "dream": "engine.families.dream",  # also DreamOn, Dream-Coder and DiffuCoder
     "diffusion_gemma": "engine.families.diffusion_gemma",
+    "a2d-qwen2": "engine.families.qwen",  # dllm's MDLM/BD3LM conversions of Qwen2.5
+    "a2d-qwen3": "engine.families.qwen",  # ... and of Qwen3
+    "sdar": "engine.families.qwen",
+    "open-dcoder": "engine.families.open_dcoder",  # config says "qwen2"; told by its auto_map
 }
 MASKED_LM = "engine.families.hf_masked"
 
@@ -154,6 +158,9 @@ def family_loader(config: dict) -> Callable[..., DiffusionLM]:
     architectures = config.get("architectures") or []
     if model_type == "llada" and "num_experts" in config:  # LLaDA-MoE ships model_type "llada"
         model_type = "lladamoe"
+    from .families.open_dcoder import is_open_dcoder
+    if is_open_dcoder(config):
+        model_type = "open-dcoder"
     if model_type in FAMILIES:
         module = FAMILIES[model_type]
     elif any(str(a).endswith("ForMaskedLM") for a in architectures):
