@@ -77,12 +77,13 @@ def fastest(fn, tries: int = 7) -> float:
     return min(times)
 
 
-def forward_flops(size: memory.ModelSize, heads_dim: int, tokens: int) -> float:
-    """FLOPs of one forward over `tokens` with the head on SPAN rows: 2 per block weight per token
-    (the embedding is a lookup), q.k and p.v over every pair, the head's vocab x width on SPAN rows."""
+def forward_flops(size: memory.ModelSize, heads_dim: int, tokens: int, head_rows: int = SPAN) -> float:
+    """FLOPs of one forward over `tokens`: 2 per block weight per token (the embedding is a lookup),
+    q.k and p.v over every pair, the head's vocab x width on `head_rows` rows (Sharpen's Llama-layout
+    families: the span's; a transformers masked LM: every row)."""
     w = size.width
     blocks = size.layers * (2 * w * heads_dim + 2 * w * size.kv_width + 3 * w * size.ffn)  # q, o; k, v; SwiGLU
-    return 2 * blocks * tokens + 4 * size.layers * tokens ** 2 * heads_dim + 2 * size.vocab * w * SPAN
+    return 2 * blocks * tokens + 4 * size.layers * tokens ** 2 * heads_dim + 2 * size.vocab * w * head_rows
 
 
 def measured_rate(tokens: int) -> float:
@@ -111,13 +112,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=256, help="canvas length of each forward")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quiet-rate", type=float, default=100.0,
+                        help="GFLOP/s of a quiet run, for the second time column (default: 100, the bundled "
+                             "model's 340 ms float32 forward over 160 tokens on 2 threads)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rate = measured_rate(args.tokens)
     print(f"measured: {rate / 1e9:.0f} GFLOP/s (float32, {args.threads} threads, fastest try); "
           f"load average {Path('/proc/loadavg').read_text().split()[0]}")
+    quiet = args.quiet_rate * 1e9
     print(f"| model | parameters | float32 weights | memory at {args.tokens} tokens x 1 | GFLOP per forward "
-          f"over {args.tokens} tokens | one forward (est.) | 32-token edit, one token per forward (est.) |")
+          f"over {args.tokens} tokens | forward / 32-token edit at {rate / 1e9:.0f} GFLOP/s (measured) | "
+          f"the same at {args.quiet_rate:.0f} GFLOP/s (quiet) |")
     print("|---|---|---|---|---|---|---|")
     sizes = {}
     for name, (config, kind) in RELEASED.items():
@@ -129,9 +135,10 @@ def main() -> None:
         sizes[name] = (modernbert_size(config), config["hidden_size"])
     for name, (size, heads_dim) in sizes.items():
         plan = memory.plan(size, torch.float32, torch.device("cpu"), tokens=args.tokens, batch=1)
-        flops = forward_flops(size, heads_dim, args.tokens)
+        flops = forward_flops(size, heads_dim, args.tokens, args.tokens if name in MODERNBERT else SPAN)
         print(f"| {name} | {size.params / 1e9:.2f} B | {size.params * 4 / 1e9:.1f} GB | {plan.total / 1e9:.1f} GB "
-              f"| {flops / 1e9:.0f} | {flops / rate:.1f} s | {SPAN * flops / rate:.0f} s |")
+              f"| {flops / 1e9:.0f} | {flops / rate:.1f} s / {SPAN * flops / rate:.0f} s "
+              f"| {flops / quiet:.1f} s / {SPAN * flops / quiet:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,22 @@ def test_unsupported_config_is_refused_naming_the_key(key, value):
         qwen_shape(config, None)
 
 
+def test_a_tied_checkpoint_loads_its_head_from_the_embedding(tmp_path):
+    """The released 0.5B/0.6B conversions tie the head (Hugging Face saves no lm_head.weight)."""
+    from safetensors.torch import load_file, save_file
+
+    write_tiny(FAMILIES["a2d_qwen3"](), tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    del state["lm_head.weight"]
+    save_file(state, str(tmp_path / "model.safetensors"))
+    config = json.loads((tmp_path / "config.json").read_text()) | {"tie_word_embeddings": True}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model = load_model(tmp_path, device="cpu")
+    ids = torch.arange(12)[None]
+    h = model.net.hidden(ids)
+    torch.testing.assert_close(model.logits(ids), h @ state["model.embed_tokens.weight"].T)
+
+
 # Released configs (their config.json figures) -> parameters of the net Sharpen builds for them.
 RELEASED = {
     "Qwen3-0.6B-diffusion (dllm, tied)": (dict(model_type="a2d-qwen3", vocab_size=151936, hidden_size=1024,
