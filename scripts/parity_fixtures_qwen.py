@@ -9,7 +9,8 @@ here. Any subset of the three flags may be given. What runs, per family:
   a2d_qwen3, a2d_qwen2  dllm's A2DQwen{3,2}LMHeadModel (bidirectional): logits; its MDLMSampler.sample
                         at temperature 0, low_confidence, one token per step, whole span and blocks.
   a2d_qwen3_bd3lm       the same model under the block mask and positions dllm's BD3LM sampler builds
-                        (dllm/core/samplers/bd3lm.py _prepare_for_sampling, block_size 32): logits.
+                        (dllm/core/samplers/bd3lm.py _prepare_for_sampling, block_size 32): logits; its
+                        BD3LMSampler.sample (prefix cache, one block) on a one-block prompt.
   sdar                  SDARForCausalLM (JetAstra/SDAR's copy of the HF repo files) under the block
                         mask SDAR's generate.py builds (block_size 4): logits. Its generate draws with
                         torch.multinomial at every temperature, so there is no exact sampler run.
@@ -56,6 +57,7 @@ from parity_fixtures import (  # noqa: E402
     Recorder,
     apply_library_shims,
     check_no_improbable,
+    commits,
     file_record,
     logits_inputs,
     sampler_record,
@@ -78,7 +80,8 @@ SOURCES = {  # family -> the checkout flag it needs, and the files that run
     "a2d_qwen2": ("dllm", {p: dict(DLLM, path=p) for p in
                            ["dllm/pipelines/a2d/models/qwen2/modeling_qwen2.py", *DLLM_SAMPLER]}),
     "a2d_qwen3_bd3lm": ("dllm", {p: dict(DLLM, path=p) for p in
-                                 ["dllm/pipelines/a2d/models/qwen3/modeling_qwen3.py", "dllm/core/samplers/bd3lm.py"]}),
+                                 ["dllm/pipelines/a2d/models/qwen3/modeling_qwen3.py", "dllm/core/samplers/bd3lm.py",
+                                  *DLLM_SAMPLER[:2]]}),
     "sdar": ("sdar", {p: dict(SDAR, path=p) for p in
                       [f"{SDAR_DIR}/modeling_sdar.py", f"{SDAR_DIR}/configuration_sdar.py", "generate.py"]}),
     "open_dcoder": ("open_dllm", {p: dict(OPEN_DLLM, path=p) for p in
@@ -221,6 +224,38 @@ def mdlm_runs(model, checkout: Path, family: TinyFamily, prompts: torch.Tensor) 
     return runs
 
 
+class BlockRecorder:
+    """The model dllm's BD3LMSampler calls: the reference model, noting the block each denoising
+    forward is shown (the calls with a prefix cache; the prefix's own forward carries none)."""
+
+    def __init__(self, model):
+        self.model, self.device, self.blocks = model, model.device, []
+
+    def __call__(self, x, **kwargs):
+        if kwargs.get("past_key_values") is not None and not kwargs.get("use_cache"):
+            self.blocks.append(x[0].clone())
+        return self.model(x, **kwargs)
+
+
+def bd3lm_runs(model, checkout: Path, family: TinyFamily, words: torch.Tensor) -> list[dict]:
+    """dllm's BD3LMSampler.sample at temperature 0, low_confidence, one token per step, on a prompt
+    of one whole block (its sampler left-pads a shorter prompt to a block boundary and excludes the
+    padding; a whole block needs none, and the generated block starts where Sharpen's block does)."""
+    dllm_package(checkout)
+    from dllm.core.samplers.bd3lm import BD3LMSampler, BD3LMSamplerConfig
+
+    ids, block = family.special_ids(), BLOCKS[family.name]
+    tokenizer = types.SimpleNamespace(mask_token_id=ids["mask"], bos_token_id=None, eos_token_id=ids["eos"],
+                                      pad_token_id=ids["eos"])
+    prompt = words[:block]
+    recorder = BlockRecorder(model)
+    args = dict(steps=SPAN, max_new_tokens=SPAN, block_size=block, temperature=0.0, remasking="low_confidence")
+    out = BD3LMSampler(model=recorder, tokenizer=tokenizer).sample([prompt], BD3LMSamplerConfig(**args))
+    canvases = [torch.cat([prompt, b]) for b in recorder.blocks] + [out[0]]
+    return [{"call": "BD3LMSampler.sample", "args": args, "prompt": prompt.tolist(), "span": [block, block + SPAN],
+             "steps": commits(canvases, ids["mask"]), "final": out[0].tolist()}]
+
+
 class BidirectionalQwen2:
     """What Open-dLLM's _mdm_sample calls: the model with is_causal=False, each canvas noted."""
 
@@ -268,6 +303,7 @@ def write_fixture(name: str, checkout: Path) -> None:
             logits = model(ids, **forward_kwargs(name, checkout, ids)).logits
         prompts = ids[[0, 2], :PROMPT]
         runs = (mdlm_runs(model, checkout, family, prompts) if name in ("a2d_qwen3", "a2d_qwen2") else
+                bd3lm_runs(model, checkout, family, ids[0]) if name == "a2d_qwen3_bd3lm" else
                 open_dcoder_runs(model, checkout, family, prompts) if name == "open_dcoder" else [])
     check_no_improbable(family, runs)
     meta_path, logits_path = fixture_paths(name)

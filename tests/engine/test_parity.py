@@ -86,7 +86,7 @@ def matching_settings(run: dict) -> SamplerSettings:
     if run["call"] == "generate.generate":   # LLaDA
         assert args["remasking"] == "low_confidence" and args["temperature"] == 0
         return PRESETS["quality"].replace(steps=args["steps"], block_length=args["block_length"])
-    if run["call"] == "MDLMSampler.sample":  # dllm's LLaDA-style sampler, its block_size over the span
+    if run["call"] in ("MDLMSampler.sample", "BD3LMSampler.sample"):  # dllm's; block_size over the span
         assert args["remasking"] == "low_confidence" and args["temperature"] == 0
         return PRESETS["quality"].replace(steps=args["steps"], block_length=args["block_size"])
     assert args["temperature"] == 0 and not args["alg_temp"]  # Dream
@@ -116,16 +116,17 @@ def runs(name: str) -> list[tuple[str, int]]:
     return [(name, i) for i in range(len(meta["sampler"]))]
 
 
-@pytest.mark.parametrize("name, index", runs("llada") + runs("llada_moe") + runs("a2d_qwen3") + runs("a2d_qwen2"))
+@pytest.mark.parametrize("name, index", runs("llada") + runs("llada_moe") + runs("a2d_qwen3") + runs("a2d_qwen2")
+                         + runs("a2d_qwen3_bd3lm"))
 def test_llada_sampler_commits_what_generate_py_commits(name, index, tmp_path):
     """LLaDA's generate.py at temperature 0, low-confidence remasking, with and without blocks,
-    one and two tokens per forward, on LLaDA and LLaDA-MoE; dllm's MDLMSampler (the same
-    algorithm, one token per forward) on its Qwen3 and Qwen2 conversions: the same positions,
-    tokens and steps."""
-    write_tiny(FAMILIES[name](), tmp_path)
+    one and two tokens per forward, on LLaDA and LLaDA-MoE; dllm's MDLMSampler and BD3LMSampler
+    (the same algorithm, one token per forward; BD3LM's with its prefix cache, block-causal) on its
+    Qwen conversions: the same positions, tokens and steps."""
+    write_tiny(FAMILIES[name](), tmp_path / name)  # a BD3LM folder is told by its name
     meta, _ = fixture(name)
     run = meta["sampler"][index]
-    per_step, final = sharpen_commits(load_model(tmp_path, device="cpu"), run)
+    per_step, final = sharpen_commits(load_model(tmp_path / name, device="cpu"), run)
     assert per_step == run["steps"]
     assert final == run["final"]
 
