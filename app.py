@@ -12,9 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     from page.access import LOGIN_MODES, Limits
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
     parser.add_argument("--db", help="database URL (default: SHARPEN_DATABASE_URL, else sharpen.db in the data folder)")
-    parser.add_argument("--device", help="cpu or cuda")
     add_load_flags(parser)
     parser.add_argument("--engine", metavar="URL", help="run edits on `python -m engine serve` at URL instead of "
                         "loading the model here (the page then holds only its tokenizer); its key comes from "
@@ -52,9 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         limits = Limits(args.budget, args.runs_per_user)
     except AccessError as err:
         raise SystemExit(str(err)) from None
-    engine = connect(args.engine, args.model, args.device) if args.engine else None
-    if engine is not None:
-        model = engine.model
+    engine_client = connect(args.engine, args.model, args.device) if args.engine else None
+    if engine_client is not None:
+        model = engine_client.model
         log.info("engine service ready: %s", model.label)
     else:
         log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
@@ -69,8 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     history = History(url)
     quiet_stdout()
     # quiet: Gradio's banner would suggest share=True (a public tunnel, never wanted here); the URL is ours.
-    demo = launch(build_demo(model, history, limits, engine=engine), server_name=args.host, server_port=args.port,
-                  auth=logins, auth_message="Sharpen: log in to see your documents." if logins else None,
+    demo = launch(build_demo(model, history, limits, engine_client=engine_client), server_name=args.host,
+                  server_port=args.port, auth=logins,
+                  auth_message="Sharpen: log in to see your documents." if logins else None,
                   quiet=True, prevent_thread_lock=True)
     log.info("ready: open %s in a browser (Ctrl+C stops the page)", demo.local_url)
     demo.block_thread()

@@ -28,7 +28,12 @@ FAMILIES: dict[str, str] = {
     "sdar": "engine.families.qwen",
     "open-dcoder": "engine.families.open_dcoder",  # config says "qwen2"; told by its auto_map
 }
+# config.json auto_map["AutoModelForCausalLM"] -> family, where model_type is a plain architecture's:
+# Open-dCoder's upload script names its own modelling file (a plain Qwen2 has no auto_map).
+AUTO_MAPS: dict[str, str] = {"modeling_qwen2.Qwen2ForCausalLM": "open-dcoder"}
 MASKED_LM = "engine.families.hf_masked"
+BUNDLED = "engine.families.bundled"  # `load_default(device, dtype)`: the model `source=None` loads
+# The core names families by module only (here): engine/*.py imports none of them (tests/test_imports.py).
 
 
 # --dtype names -> torch dtypes; float16/bfloat16 logits are upcast to float32 before the softmax.
@@ -44,25 +49,21 @@ def load_model(source: str | Path | None = None, *, device: str | torch.device |
     `dtype` (a torch dtype or a DTYPES name; None: float32 on CPU, the checkpoint's own on a GPU).
     The memory estimate (engine/memory.py) is logged before any weight is read, kept as
     `model.memory`, and a model that will not fit raises ModelTooLarge with the figures.
-    `compile`: a torch.compile mode for the forwards, in static length buckets (engine/compiled.py).
+    `compile`: a torch.compile mode for the forwards, in static length buckets (`DiffusionLM.compile`).
     """
     device, dtype = pick_device(device), parse_dtype(dtype)
     if compile not in COMPILE_MODES:
         raise ValueError(f"unknown compile mode {compile!r}: use one of {', '.join(COMPILE_MODES)}")
     model = load_weights(source, device, dtype)
     if compile != "off":
-        from .compiled import compile_model
-        compile_model(model, compile)
+        model.compile(compile)
     return model
 
 
 def load_weights(source: str | Path | None, device: torch.device, dtype: torch.dtype | None) -> DiffusionLM:
     """The model on `device`, its memory estimate checked first (the bundled model's, ~0.5 GB, after)."""
-    from .families.llama import pick_dtype
-
     if source is None:
-        from .families.bundled import load_default
-        bundled = load_default(device=device, dtype=dtype)
+        bundled = importlib.import_module(BUNDLED).load_default(device=device, dtype=dtype)
         size = memory.ModelSize.of_net(bundled.net)
         bundled.memory = memory.check(memory.plan(size, size.stored, device, tokens=bundled.max_length))
         log.info("memory: %s", bundled.memory)
@@ -76,6 +77,14 @@ def load_weights(source: str | Path | None, device: torch.device, dtype: torch.d
     model = loader(folder, config, device, dtype)
     model.memory = plan
     return model
+
+
+def pick_dtype(device: torch.device, dtype: torch.dtype | None, stored: torch.dtype) -> torch.dtype:
+    """The caller's dtype; else float32 on CPU (bf16 matmuls are slow without AVX-512) and the
+    checkpoint's own floating dtype on an accelerator."""
+    if dtype is not None:
+        return dtype
+    return torch.float32 if device.type == "cpu" else stored
 
 
 def stored_dtype(source: str | Path | None) -> torch.dtype:
@@ -94,8 +103,20 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     return DTYPES[dtype]
 
 
+def add_model_flag(parser: argparse.ArgumentParser) -> None:
+    """--model, for every entry point that loads a model (`load_model`'s `source`)."""
+    parser.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+
+
 def add_load_flags(parser: argparse.ArgumentParser) -> None:
-    """--dtype and --compile, for every entry point that loads a model (CLI, page, benchmarks)."""
+    """--model, --device, --dtype and --compile, for every entry point that loads a model with all of
+    `load_model`'s options (CLI, page, benchmarks)."""
+    add_model_flag(parser)
+    add_device_flag(parser)
     parser.add_argument("--dtype", choices=sorted(DTYPES),
                         help="weights and activations (default: float32 on CPU, the checkpoint's own on a GPU)")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="off",
@@ -158,9 +179,9 @@ def family_loader(config: dict) -> Callable[..., DiffusionLM]:
     architectures = config.get("architectures") or []
     if model_type == "llada" and "num_experts" in config:  # LLaDA-MoE ships model_type "llada"
         model_type = "lladamoe"
-    from .families.open_dcoder import is_open_dcoder
-    if is_open_dcoder(config):
-        model_type = "open-dcoder"
+    own_code = (config.get("auto_map") or {}).get("AutoModelForCausalLM")
+    if model_type == "qwen2" and own_code in AUTO_MAPS:
+        model_type = AUTO_MAPS[own_code]
     if model_type in FAMILIES:
         module = FAMILIES[model_type]
     elif any(str(a).endswith("ForMaskedLM") for a in architectures):

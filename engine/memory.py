@@ -11,15 +11,11 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
 from .settings import knobs
-
-if TYPE_CHECKING:
-    from .families.llama import LlamaNet
-    from .families.moe_net import MoENet
 
 GB = 1e9
 SPAN_ROWS = 256  # the widest span estimated for (LLaDA's own answers are 256 tokens)
@@ -51,10 +47,11 @@ class ModelSize:
     stored: torch.dtype  # the checkpoint's own dtype
 
     @classmethod
-    def of_net(cls, net: LlamaNet | MoENet) -> ModelSize:
-        """From a built net (possibly on the meta device: nothing is allocated). An MoE net's
-        activations are estimated at its dense layers' feed-forward width."""
-        shape = net.shape
+    def of_net(cls, net: torch.nn.Module) -> ModelSize:
+        """From a built net with a `shape` (a LlamaNet or MoENet, engine/families; possibly on the
+        meta device: nothing is allocated). An MoE net's activations are estimated at its dense
+        layers' feed-forward width."""
+        shape: Any = net.shape
         ffn = shape.ffn if hasattr(shape, "ffn") else shape.dense_ffn
         first = next(net.parameters())
         return cls(params=sum(p.numel() for p in net.parameters()), layers=shape.layers, width=shape.width,

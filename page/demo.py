@@ -15,6 +15,7 @@ from editor.text import MAX_DOCUMENT_BYTES
 from engine import DiffusionLM
 from engine.guide import default_preset
 from engine.length import Scorer
+from engine.scheduler import MAX_BATCH
 
 from . import documents, exports, gate, layout, runs
 from .access import Limits, Logins
@@ -28,7 +29,7 @@ from .static import CSS, JS
 
 # The editor's keys fire the same handlers as the buttons: the buttons' endpoints are the API.
 KEY: dict[str, Any] = {"api_visibility": "private"}
-WAITING_RUNS = 16  # runs Gradio hands to the engine at once (its scheduler batches 16); more queue in Gradio
+WAITING_RUNS = MAX_BATCH  # runs Gradio hands to the engine at once (what its scheduler batches); more wait in Gradio
 
 
 def bind(fn: Callable[..., Any], *first: Any) -> Callable[..., Any]:
@@ -49,11 +50,11 @@ def bind(fn: Callable[..., Any], *first: Any) -> Callable[..., Any]:
 
 
 def build_demo(model: DiffusionLM, history: History, limits: Limits | None = None,
-               scorer: Scorer | None = None, engine: EngineClient | None = None) -> gr.Blocks:
+               scorer: Scorer | None = None, engine_client: EngineClient | None = None) -> gr.Blocks:
     """The page for one loaded model and one history database; each login sees only its own documents.
     Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked). Runs go
-    to `engine` (default: in process, over `model`); `model` is what the page reads locally."""
-    page = Page.for_model(model, history, limits, scorer, engine)
+    to `engine_client` (default: in process, over `model`); `model` is what the page reads locally."""
+    page = Page.for_model(model, history, limits, scorer, engine_client)
     with gr.Blocks(title="Sharpen", fill_width=True, delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
         tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None), gr.State([]))
         docs = layout.documents_sidebar()

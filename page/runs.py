@@ -37,7 +37,7 @@ from .actions import (
     rank_candidates,
 )
 from .dial import settings_from_dial
-from .document_editor import NO_SPAN, Document, document_key
+from .document_editor import NO_SPAN, EditorValue, document_key
 from .documents import ensure_revision
 from .engine_client import RemoteModel
 from .errors import REFUSALS, error, fail, log, trim_heap
@@ -57,7 +57,7 @@ from .trials import Trials, pick, plan_trials, run_trials
 NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's span away
 
 
-def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
+def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, language: str, mode: str,
                n: Any, starts: str, ends: str, include: str, heatmap: bool, *dial: Any,
                previous: Run | None = None, instruction: str | None = None) -> Iterator[tuple]:
     """Stream one regeneration: the run panel (outputs.run_outputs), a message and the editor's span
@@ -118,14 +118,15 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
                                                                                  last - first))
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
                                inspector, "running"), note, waiting
-            for step in page.engine.steps(run.canvas, run.settings, language):
+            for step in page.engine_client.steps(run.canvas, run.settings, language):
                 if run.stopped:
                     return
                 yield step_outputs(run, step, heatmap)
         # Candidates that repeat an earlier one are drawn again, as further steps (engine/distinct.py).
         assert run.last is not None
         places = run.canvas.ids.dim() == 2  # rows are a placed word's places: no repeats to draw again
-        for step in () if places else redraw_repeats(run.last, lambda s: page.engine.steps(run.canvas, s, language),
+        steps = page.engine_client.steps
+        for step in () if places else redraw_repeats(run.last, lambda s: steps(run.canvas, s, language),
                                                      req.settings):
             if run.stopped:
                 return
@@ -362,19 +363,19 @@ def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -
 
 
 # -- accept / reject --------------------------------------------------------------------------------
-def accept(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
+def accept(page: Page, document: EditorValue, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
            request: gr.Request) -> tuple:
     """Record the chosen candidate as the document's new head (asking first if it does not parse)."""
     return _accept(page, document.text, run, candidate, doc, name, language, "accept", False, request)
 
 
-def accept_branch(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str,
+def accept_branch(page: Page, document: EditorValue, run: Run | None, candidate: Any, doc: Doc, name: str,
                   language: str, request: gr.Request) -> tuple:
     """Record the chosen candidate as a branch off the revision the run started on."""
     return _accept(page, document.text, run, candidate, doc, name, language, "branch", False, request)
 
 
-def accept_anyway(page: Page, pending: str | None, document: Document, run: Run | None, candidate: Any, doc: Doc,
+def accept_anyway(page: Page, pending: str | None, document: EditorValue, run: Run | None, candidate: Any, doc: Doc,
                   name: str, language: str, request: gr.Request) -> tuple:
     """The person confirmed accepting a candidate that does not parse."""
     if pending not in ("accept", "branch"):
@@ -414,7 +415,7 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     except REFUSALS as err:
         raise fail(err) from None
     end = min(run.new_span(i)[1], len(result))  # the cursor after the new text (typing since may shift it)
-    editor = gr.update(value=Document(result, end, end), live=NO_SPAN, shown=document_key(rev.document_id))
+    editor = gr.update(value=EditorValue(result, end, end), live=NO_SPAN, shown=document_key(rev.document_id))
     shown = (editor, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
     kept = " (a branch)" if how == "branch" else ""
     return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision {h.number(rev.id)}{kept}.",
@@ -451,7 +452,7 @@ def forget_session(demo: gr.Blocks, request: gr.Request) -> None:
 
 
 # -- selection moves ---------------------------------------------------------------------------------
-def move(direction: str, document: Document, language: str, moves: Moves) -> tuple:
+def move(direction: str, document: EditorValue, language: str, moves: Moves) -> tuple:
     """Expand or Shrink: (the document with its selection on the next larger or smaller syntax node,
     message, moves); Shrink goes back toward the cursor the walk started from (`Moves`)."""
     text, a, b = document.text, document.start, document.end
@@ -462,4 +463,5 @@ def move(direction: str, document: Document, language: str, moves: Moves) -> tup
         raise fail(err) from None
     if node is None:
         raise error(f"Cannot {direction} further.", "Selection")
-    return Document(text, node.start, node.end), f"Selected: {escape(node.label)}", Moves(cursor, node.start, node.end)
+    moves = Moves(cursor, node.start, node.end)
+    return EditorValue(text, node.start, node.end), f"Selected: {escape(node.label)}", moves

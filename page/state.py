@@ -7,7 +7,6 @@ from typing import Any
 from editor.history import History
 from engine import DiffusionLM
 from engine.length import Scorer
-from engine.score import fluency_for
 
 from .access import InFlight, Limits
 from .engine_client import EngineClient, InProcessEngine
@@ -55,22 +54,22 @@ class Page:
     limits: Limits = field(default_factory=Limits)
     score: Scorer | None = None           # candidates' ranking (none: the loop's order)
     client: InitVar[EngineClient | None] = None  # where runs go (none: in process, over `model`)
-    engine: EngineClient = field(init=False)
+    engine_client: EngineClient = field(init=False)
     runs: InFlight = field(init=False)      # each user's runs in flight (the engine's scheduler is the queue)
 
     def __post_init__(self, client: EngineClient | None) -> None:
-        self.engine = client or InProcessEngine(self.model)
+        self.engine_client = client or InProcessEngine(self.model)
         self.runs = InFlight(self.limits.runs_per_user)
 
     @classmethod
     def for_model(cls, model: DiffusionLM, history: History, limits: Limits | None = None,
-                  scorer: Scorer | None = None, engine: EngineClient | None = None) -> Page:
+                  scorer: Scorer | None = None, engine_client: EngineClient | None = None) -> Page:
         """Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked).
-        Runs go to `engine` (default: in process, over `model`; `model` is what the page reads locally)."""
+        Runs go to `engine_client` (default: in process, over `model`; `model` is what the page reads locally)."""
         if scorer is None:
-            fluency = fluency_for(model)
+            fluency = model.fluency()
             scorer = fluency.window_nll if fluency is not None else None
-        return cls(model, history, limits or Limits(), scorer, engine)
+        return cls(model, history, limits or Limits(), scorer, engine_client)
 
     def mine(self, request: Any) -> History:
         """The history as the logged-in user sees it (without a login: the one local user, None)."""

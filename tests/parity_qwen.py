@@ -1,5 +1,5 @@
 """Tiny checkpoints of the Qwen diffusion conversions in their own layouts (dllm's a2d-qwen2 /
-a2d-qwen3 MDLM and BD3LM, SDAR, Open-dCoder), for the parity fixtures scripts/parity_fixtures_qwen.py
+a2d-qwen3 MDLM and BD3LM, SDAR, Open-dCoder), for the parity fixtures tests/parity_fixtures_qwen.py
 computes with their reference code. Built like tests/parity.py's families (same seed, roles and
 `improbable` channel), with names written from the reference modelling files.
 

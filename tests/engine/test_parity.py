@@ -1,9 +1,9 @@
 """Sharpen against the families' own code: tiny LLaDA, Dream, LLaDA-MoE, LLaDA 2, DreamOn and the
 Qwen conversions (dllm's MDLM/BD3LM, SDAR, Open-dCoder) in their own layouts, loaded through
 `load_model`, compared with what their reference modelling files and LLaDA's generate.py / Dream's
-generation_utils.py / DreamOn's generator / dllm's MDLMSampler / Open-dLLM's _mdm_sample computed
-on them (tests/fixtures/parity/, written by scripts/parity_fixtures.py and parity_fixtures_qwen.py;
-each fixture names its source files, commits and shims).
+generation_utils.py / DreamOn's generator / dllm's MDLMSampler and BD3LMSampler / Open-dLLM's
+_mdm_sample computed on them (tests/fixtures/parity/, written by tests/parity_fixtures.py and
+tests/parity_fixtures_qwen.py; each fixture names its source files, commits and shims).
 
 Tolerances: logits within the fixture's atol 1e-4 / rtol 1e-5 (float32 on CPU); sampler commits
 and tokens exactly.
@@ -48,7 +48,7 @@ def test_tiny_checkpoints_are_the_ones_the_reference_ran_on(family):
     got = fingerprint(tiny_weights(FAMILIES[name]()))
     assert got == meta["checkpoint"]["fingerprint"], (
         "tests/parity.py no longer rebuilds the checkpoint the fixtures were computed on; rerun "
-        "scripts/parity_fixtures.py with the reference code")
+        "tests/parity_fixtures.py with the reference code")
 
 
 def test_fixtures_name_their_source_commit_and_shims(family):

@@ -1,7 +1,7 @@
 """Regenerate the Qwen conversions' parity fixtures (tests/fixtures/parity/{a2d_qwen3,a2d_qwen2,
 a2d_qwen3_bd3lm,sdar,open_dcoder}.*) from their reference code, on tests/parity_qwen.py's checkpoints.
 
-    .venv/bin/python scripts/parity_fixtures_qwen.py --dllm DIR --sdar DIR --open-dllm DIR
+    .venv/bin/python -m tests.parity_fixtures_qwen --dllm DIR --sdar DIR --open-dllm DIR
 
 Each DIR is a copy of the repository SOURCES names, at its commit, with its own paths (e.g.
 `git archive COMMIT dllm/core dllm/pipelines/a2d | tar -x -C DIR`); nothing of it is committed
@@ -20,7 +20,7 @@ here. Any subset of the three flags may be given. What runs, per family:
                         an all-True 4-D mask: logits; Open-dLLM's own _mdm_sample (generation_utils.py)
                         at temperature 0, alg entropy and maskgit_plus, on that model.
 Shims (applied at run time; the reference files are not edited):
-  2. SDAR: as scripts/parity_fixtures.py, transformers 4's "default" RoPE init, registered only
+  2. SDAR: as tests/parity_fixtures.py, transformers 4's "default" RoPE init, registered only
      while SDAR's model is built (transformers 5's own Qwen models would look it up too).
   6. SDAR's modeling file imports flash_attn (rms_norm_fn), einops (rearrange), triton (through
      fused_linear_diffusion_cross_entropy, training only) and transformers 4 names (LossKwargs,
@@ -45,11 +45,8 @@ from typing import TypedDict
 import torch
 import transformers
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from parity_fixtures import (  # noqa: E402
+from tests.parity import TinyFamily, fixture_paths, write_tiny
+from tests.parity_fixtures import (
     LOGITS_TOLERANCE,
     PROMPT,
     SEED,
@@ -62,10 +59,9 @@ from parity_fixtures import (  # noqa: E402
     logits_inputs,
     sampler_record,
 )
+from tests.parity_qwen import BLOCKS, FAMILIES
 
-from tests.parity import TinyFamily, fixture_paths, write_tiny  # noqa: E402
-from tests.parity_qwen import BLOCKS, FAMILIES  # noqa: E402
-
+ROOT = Path(__file__).resolve().parent.parent
 DLLM = {"repo": "ZHZisZZ/dllm", "commit": "ca176752fbceec49c6b4777a2c18ae88e4eb10ed"}
 SDAR = {"repo": "JetAstra/SDAR", "commit": "cdb2e049353137d3edd7da998a29508b7b83db88",
         "upstream": "huggingface.co/JetLM/SDAR-4B-Chat (the 1.7B/8B repos ship the same modeling_sdar.py)"}
@@ -88,7 +84,7 @@ SOURCES = {  # family -> the checkout flag it needs, and the files that run
                                   ["veomni/models/transformers/qwen2/generation_utils.py"]}),
 }
 SHIMS = {
-    "transformers 4's 'default' RoPE init registered while the model is built (scripts/parity_fixtures.py "
+    "transformers 4's 'default' RoPE init registered while the model is built (tests/parity_fixtures.py "
     "shim 2)": ("sdar",),
     "flash_attn.ops.triton.layer_norm.rms_norm_fn = float32 RMSNorm (the file's commented-out code); "
     "einops.rearrange for 'b h l d -> b l (h d)' and 'b l h d -> b l (h d)'; fused_linear_diffusion_"
@@ -312,7 +308,7 @@ def write_fixture(name: str, checkout: Path) -> None:
                  "transformers": transformers.__version__, "torch": torch.__version__}
     if name == "open_dcoder":
         reference["forward"] = f"transformers {transformers.__version__} Qwen2ForCausalLM, all-True 4-D mask"
-    meta = {"family": name, "made_by": "scripts/parity_fixtures_qwen.py", "reference": reference,
+    meta = {"family": name, "made_by": "tests/parity_fixtures_qwen.py", "reference": reference,
             "checkpoint": {"built_by": "tests/parity_qwen.py", "seed": SEED, "fingerprint": weights},
             "logits": {"file": logits_path.name, "tolerance": LOGITS_TOLERANCE,
                        "what": "the reference model's raw output logits (B, L, V) on `ids`, float32, under "
