@@ -39,6 +39,7 @@ def named(steer: dict) -> tuple[tuple[str, float], ...]:
             *((f"unknown {i}", w) for i, w in steer["unknown"].items()))
 
 
+@pytest.mark.parity
 def test_checkpoint_is_the_one_the_package_ran_on(fixture):
     meta, _ = fixture
     assert fingerprint(tiny_weights()) == meta["checkpoint"]["fingerprint"]
@@ -46,11 +47,13 @@ def test_checkpoint_is_the_one_the_package_ran_on(fixture):
     assert len(meta["reference"]["wheel_sha256"]) == 64 and meta["reference"]["package"] == "steerling==0.2.0"
 
 
+@pytest.mark.parity
 def test_logits_match_the_package(model, fixture):
     meta, t = fixture
     torch.testing.assert_close(model.logits(t["ids"]), t["logits"], **meta["tolerance"])
 
 
+@pytest.mark.parity
 def test_concept_heads_match_the_package(model, fixture):
     """The known head's top-k (ids, logits) and features, the unknown head's features and top-k."""
     meta, t = fixture
@@ -69,6 +72,7 @@ def test_concept_heads_match_the_package(model, fixture):
     torch.testing.assert_close(weights.view_as(expected), expected, **tol)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("key", ["steer_known", "steer_unknown", "steer_both"])
 def test_steered_logits_match_the_package_interventions(model, fixture, key):
     meta, t = fixture
@@ -80,6 +84,7 @@ def test_steered_logits_match_the_package_interventions(model, fixture, key):
         assert (got - t["logits"]).abs().max() > 1.0
 
 
+@pytest.mark.parity
 def test_a_large_head_steers_as_the_package_does(model, fixture, monkeypatch):
     """The released unknown head (101,196 concepts) corrects its top-k features instead of mixing
     dense weights: forced here on the tiny heads, as the fixture forced the package's."""
