@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from .canvas import Constraint, Span
 from .checker import checker_for, editor_checks
+from .concepts import steer_for
 from .correct import Checker, corrected
 from .guide import default_preset
 from .instruct import read_instruction, with_instruction
@@ -158,9 +159,13 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
 
 
 def settings_from_args(args: argparse.Namespace, model: DiffusionLM | None = None) -> SamplerSettings:
-    """--preset (else `model`'s default preset, engine.guide.default_preset) changed by the sampler flags."""
+    """--preset (else `model`'s default preset, engine.guide.default_preset) changed by the sampler flags;
+    with `model`, its steered concepts checked against the model's names (engine.concepts)."""
     base = PRESETS[args.preset or (default_preset(model) if model is not None else DEFAULT_PRESET)]
-    return base.with_values({k.name: getattr(args, k.name) for k in knobs() if hasattr(args, k.name)})
+    settings = base.with_values({k.name: getattr(args, k.name) for k in knobs() if hasattr(args, k.name)})
+    if model is not None:
+        steer_for(model, settings)
+    return settings
 
 
 def read_document(path: str) -> str:

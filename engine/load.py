@@ -23,7 +23,15 @@ FAMILIES: dict[str, str] = {
     "llada2_moe": "engine.families.llada2",
     "dream": "engine.families.dream",  # also DreamOn, Dream-Coder and DiffuCoder
     "diffusion_gemma": "engine.families.diffusion_gemma",
+    "steerling": "engine.families.steerling",
+    "a2d-qwen2": "engine.families.qwen",  # dllm's MDLM/BD3LM conversions of Qwen2.5
+    "a2d-qwen3": "engine.families.qwen",  # ... and of Qwen3
+    "sdar": "engine.families.qwen",
+    "open-dcoder": "engine.families.open_dcoder",  # config says "qwen2"; told by its auto_map
 }
+# config.json auto_map["AutoModelForCausalLM"] -> family, where model_type is a plain architecture's:
+# Open-dCoder's upload script names its own modelling file (a plain Qwen2 has no auto_map).
+AUTO_MAPS: dict[str, str] = {"modeling_qwen2.Qwen2ForCausalLM": "open-dcoder"}
 MASKED_LM = "engine.families.hf_masked"
 BUNDLED = "engine.families.bundled"  # `load_default(device, dtype)`: the model `source=None` loads
 BUNDLED_FAMILY = "smollm2"  # the bundled model's family name (model.family, the picker)
@@ -196,6 +204,9 @@ def family_module(config: dict) -> str:
     architectures = config.get("architectures") or []
     if model_type == "llada" and "num_experts" in config:  # LLaDA-MoE ships model_type "llada"
         model_type = "lladamoe"
+    own_code = (config.get("auto_map") or {}).get("AutoModelForCausalLM")
+    if model_type == "qwen2" and own_code in AUTO_MAPS:
+        model_type = AUTO_MAPS[own_code]
     if model_type in FAMILIES:
         return FAMILIES[model_type]
     if any(str(a).endswith("ForMaskedLM") for a in architectures):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -45,6 +45,29 @@ class Fluency(Protocol):
         ...
 
 
+class ConceptNames(Protocol):
+    """A family's named concepts (engine/concepts.py's table): the `steer` setting's names -> ids."""
+
+    @property
+    def known(self) -> Mapping[str, int]:
+        """Known-head concept names -> ids."""
+        ...
+
+    @property
+    def unknown(self) -> Mapping[str, int]:
+        """Unknown-head concept names -> ids."""
+        ...
+
+    def resolve(self, pairs: Sequence[tuple[str, float]]
+                ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """(known, unknown) (concept id, weight) lists; a ValueError naming `steer` for a name it lacks."""
+        ...
+
+    def name(self, known_id: int) -> str:
+        """A known concept's name."""
+        ...
+
+
 @dataclass(frozen=True)
 class ForwardCall:
     """One caller's forward, to run with others' (`DiffusionLM.forward_many`): a `logits_at` call,
@@ -54,6 +77,7 @@ class ForwardCall:
     positions: torch.Tensor  # (P,)
     cached: bool = False
     cache: Any = None
+    steer: tuple[tuple[str, float], ...] = ()  # concepts set to a weight (engine/concepts.py)
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,9 @@ class DiffusionLM(ABC):
     delete_id: int | None = None
     memory: MemoryPlan | None = None  # load_model's estimate (engine/memory.py)
     family: str = ""  # the family load_model picked (engine/load.py FAMILIES' module name), e.g. "dream"
+    # Block-causal attention (LLaDA 2, Steerling): a token sees its own block of this many tokens
+    # and the earlier ones, so a span does not see the text past its block. None: bidirectional.
+    attention_block: int | None = None
 
     @abstractmethod
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
@@ -153,6 +180,18 @@ class DiffusionLM(ABC):
         where there is none on this machine (the `guide` setting is then refused)."""
         return None
 
+    def concepts(self) -> ConceptNames | None:
+        """The named concepts a `ForwardCall.steer` may set (engine/concepts.py); None for families
+        whose predictions do not decompose into concepts (the `steer` setting is then refused)."""
+        return None
+
+    def attributions(self, ids: torch.Tensor, position: int, token: int,
+                     steer: tuple[tuple[str, float], ...] = ()) -> tuple[tuple[str, float], ...]:
+        """A family may offer per-token attributions: the concepts that contributed most to `token`
+        at `position` of the (L,) canvas `ids`, as (name, logit contribution), largest first; ()
+        where the family has none."""
+        return ()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r}, noise={self.noise}, V={self.vocab_size})"
 
@@ -206,6 +245,13 @@ class Delegating(DiffusionLM):
 
     def causal_view(self) -> CausalView | None:
         return self.model.causal_view()
+
+    def concepts(self) -> ConceptNames | None:
+        return self.model.concepts()
+
+    def attributions(self, ids: torch.Tensor, position: int, token: int,
+                     steer: tuple[tuple[str, float], ...] = ()) -> tuple[tuple[str, float], ...]:
+        return self.model.attributions(ids, position, token, steer)
 
 
 MODEL_ATTRIBUTES = tuple(name for name in DiffusionLM.__annotations__ if not name.startswith("_"))

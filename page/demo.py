@@ -63,7 +63,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         docs = layout.documents_sidebar()
         chooser = picker(models) if models is not None else ()
         dial = layout.dial_drawer(default_preset(model), chooser)
-        top = layout.topbar(model.label, model.demonstration)
+        top = layout.topbar(model.label, model.demonstration, model.attention_block)
         with gr.Row(elem_id="main"):
             with gr.Column(scale=3, min_width=480):
                 ed = layout.editor()
@@ -261,8 +261,9 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     ed.document.next_candidate(runs.next_candidate, shown, [rv.candidate, *redrawn], **KEY)
     ed.document.previous_candidate(runs.previous_candidate, shown, [rv.candidate, *redrawn], **KEY)
     ed.document.scrub(runs.scrub_to, shown, [rv.scrub, *redrawn], trigger_mode="always_last", **KEY)
-    rv.live.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector)
-    ed.document.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector, **KEY)
+    inspect = bind(runs.inspect_token, page)
+    rv.live.select(inspect, [tab.run, rv.scrub, rv.candidate], rv.inspector)
+    ed.document.select(inspect, [tab.run, rv.scrub, rv.candidate], rv.inspector, **KEY)
 
     accepted = [ed.document, *ui.document, *ui.run, ed.message, *ui.confirmation]
     accept_in = [ed.document, tab.run, rv.candidate, tab.doc, top.name, top.language]

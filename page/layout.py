@@ -140,9 +140,10 @@ def documents_sidebar() -> Documents:
     return Documents(listed, new, upload, archive, archived, unarchive)
 
 
-def topbar(model_label: str, demonstration: bool = False) -> Topbar:
+def topbar(model_label: str, demonstration: bool = False, attention_block: int | None = None) -> Topbar:
     with gr.Row(equal_height=True, elem_id="topbar"):
-        title = gr.HTML(views.title_html(model_label, demonstration), elem_id="title", padding=False)
+        title = gr.HTML(views.title_html(model_label, demonstration, attention_block), elem_id="title",
+                        padding=False)
         name = gr.Textbox("untitled.txt", show_label=False, container=False, elem_id="doc-name", scale=3,
                           placeholder="document name")
         language = gr.Dropdown(supported(), value="text", show_label=False, container=False, elem_id="language",

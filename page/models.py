@@ -85,7 +85,7 @@ def opened(page: Page, models: Models) -> tuple[gr.Dropdown, str, str]:
     as the model that runs now has them (another tab may have switched since the page was built)."""
     model = page.model
     return (models.refresh(), f"running **{models.short(models.current)}**",
-            views.title_html(model.label, model.demonstration))
+            views.title_html(model.label, model.demonstration, model.attention_block))
 
 
 def switch(page: Page, models: Models, name: str) -> Iterator[tuple[Any, ...]]:
@@ -117,7 +117,8 @@ def switch(page: Page, models: Models, name: str) -> Iterator[tuple[Any, ...]]:
         models.current = name
         preset = default_preset(model)
         yield (name, f"running **{new}** (runs started before the switch finish on **{was}**)",
-               views.title_html(model.label, model.demonstration), preset, *preset_values(preset))
+               views.title_html(model.label, model.demonstration, model.attention_block), preset,
+               *preset_values(preset))
     finally:
         with models.lock:
             models.loading = None

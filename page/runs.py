@@ -16,6 +16,7 @@ from editor.diffs import rebase_edit, word_diff
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
 from engine import Canvas, SamplerSettings, Step
+from engine.concepts import steer_for
 from engine.distinct import redraw_repeats
 from engine.guide import causal_view_for
 from engine.instruct import with_instruction
@@ -36,6 +37,7 @@ from .actions import (
     plan_run,
     rank_candidates,
 )
+from .attributions import token_attributions
 from .dial import settings_from_dial
 from .document_editor import NO_SPAN, EditorValue, document_key
 from .documents import ensure_revision
@@ -70,8 +72,9 @@ def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, languag
     try:
         req = plan_run(page, action, document.text, document.start, document.end, language, mode, n,
                        Pins.of(starts, ends, include), settings_from_dial(dial), document.ranges, instruction)
-        if not isinstance(model, RemoteModel):  # a served model's guide is the service's to refuse
+        if not isinstance(model, RemoteModel):  # a served model's guide and concepts are the service's to refuse
             causal_view_for(model, req.settings)
+            steer_for(model, req.settings)
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     hide, inspector = gr.update(visible=False), views.inspector_html(None, None, 0, 0)
@@ -356,11 +359,13 @@ def scrub_to(run: Run | None, candidate: Any, heatmap: bool, evt: gr.EventData) 
     return (k, *show_step(k, run, candidate, heatmap))
 
 
-def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -> str:
+def inspect_token(page: Page, run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -> str:
     if run is None or not run.steps:
         return views.inspector_html(None, None, 0, 0)
     step = run.steps[max(0, min(int(k or len(run.steps)), len(run.steps)) - 1)]
-    return views.inspector_html(step, run.canvas, int(candidate or 0), int(evt.index))
+    b, pos = int(candidate or 0), int(evt.index)
+    concepts = token_attributions(page.model, run, step, b, pos)
+    return views.inspector_html(step, run.canvas, b, pos, concepts)
 
 
 # -- accept / reject --------------------------------------------------------------------------------

@@ -182,10 +182,11 @@ def reference_model(family: TinyFamily, folder: Path, checkpoint: Path):
     return model.eval()
 
 
-def logits_inputs(family: TinyFamily) -> torch.Tensor:
-    """(3, L) ids: plain words; words with scattered masks; a prompt followed by masks only."""
+def logits_inputs(family: TinyFamily, length: int | None = None) -> torch.Tensor:
+    """(3, L) ids: plain words; words with scattered masks; a prompt followed by masks only
+    (L: `length`, else the family's LENGTH, else 12)."""
     g = torch.Generator().manual_seed(SEED + 1)
-    ids = torch.randint(0, family.words, (3, LENGTH.get(family.name, 12)), generator=g)
+    ids = torch.randint(0, family.words, (3, length or LENGTH.get(family.name, 12)), generator=g)
     mask = family.special_ids()["mask"]
     ids[1, [1, 4, 5, 9, 11]] = mask
     ids[2, PROMPT:] = mask

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from ..budget import check_budget
 from ..canvas import Canvas
 from ..checker import checker_for
+from ..concepts import steer_for
 from ..correct import Checker
 from ..guide import causal_view_for
 from ..instruct import with_instruction
@@ -74,6 +75,7 @@ class Service:
         try:
             text, spans, settings = read_edit(item, self.defaults)
             causal_view_for(self.model, settings)  # a guide the model cannot have: a 400 now, not mid-run
+            steer_for(self.model, settings)        # so is a concept it does not name
             canvas, settings = lay_out(self.model.codec, text, spans, settings, self.model.max_length)
             canvas = with_instruction(canvas, item.get("instruction"), self.model.max_length)
             check_budget(settings, canvas, self.budget)

@@ -79,7 +79,7 @@ def result(step: Step, canvas: Canvas, edit_id: str) -> dict[str, Any]:
 
 # What a client reads of a served model besides its tokenizer (GET /v1/tokenizer); the rest of
 # DiffusionLM's attributes keep their defaults there (no cache, no length tokens: it holds no weights).
-DESCRIBED = ("label", "max_length", "vocab_size", "noise")
+DESCRIBED = ("label", "max_length", "vocab_size", "noise", "attention_block")
 
 
 def model_json(model: DiffusionLM) -> dict[str, Any]:

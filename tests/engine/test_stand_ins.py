@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from engine import Span, TextCodec, build_canvas
+from engine.concepts import Steered
 from engine.instruct import Guided, with_instruction
 from engine.model import MODEL_ATTRIBUTES, DiffusionLM
 from engine.resize import LengthTokensAllowed
@@ -28,6 +29,7 @@ def model() -> DiffusionLM:
     out.supports_cache, out.demonstration, out.label = True, True, "scripted, every attribute set"
     out.expand_id, out.delete_id = tok.convert_tokens_to_ids(["<|expand|>", "<|delete|>"])
     out.memory = object()  # type: ignore[assignment]  # load_model's plan: any value shows through
+    out.attention_block = 16
     return out
 
 
@@ -36,7 +38,8 @@ def stand_ins(model: DiffusionLM) -> dict[str, DiffusionLM]:
     instructed = with_instruction(canvas, "shorter", model.max_length)
     return {"job": JobModel(model, lambda calls: model.forward_many(calls)),
             "length tokens": LengthTokensAllowed(model, dataclasses.replace(model.codec, banned_ids=())),
-            "guided": Guided(model, instructed, 1.0, slice(0, instructed.length))}
+            "guided": Guided(model, instructed, 1.0, slice(0, instructed.length)),
+            "steered": Steered(model, (("a concept", 2.0),))}
 
 
 def test_every_attribute_and_method_of_the_model_reaches_each_stand_in(model):
