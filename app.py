@@ -12,9 +12,10 @@ def main(argv: list[str] | None = None) -> None:
     from page.access import LOGIN_MODES, Limits
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
+    parser.add_argument("--models", action="append", default=[], type=Path, metavar="DIR",
+                        help="a folder of model folders the page's model picker offers, besides the bundled "
+                             "model and the Hugging Face cache's (repeatable)")
     parser.add_argument("--db", help="database URL (default: SHARPEN_DATABASE_URL, else sharpen.db in the data folder)")
-    parser.add_argument("--device", help="cpu or cuda")
     add_load_flags(parser)
     parser.add_argument("--engine", metavar="URL", help="run edits on `python -m engine serve` at URL instead of "
                         "loading the model here (the page then holds only its tokenizer); its key comes from "
@@ -52,9 +53,12 @@ def main(argv: list[str] | None = None) -> None:
         limits = Limits(args.budget, args.runs_per_user)
     except AccessError as err:
         raise SystemExit(str(err)) from None
-    engine = connect(args.engine, args.model, args.device) if args.engine else None
-    if engine is not None:
-        model = engine.model
+    for folder in args.models:
+        if not folder.is_dir():
+            raise SystemExit(f"error: --models {folder}: no such folder")
+    engine_client = connect(args.engine, args.model, args.device) if args.engine else None
+    if engine_client is not None:
+        model = engine_client.model
         log.info("engine service ready: %s", model.label)
     else:
         log.info("loading the model: %s", args.model or "the bundled SmolLM2-135M (its first start builds a "
@@ -68,13 +72,30 @@ def main(argv: list[str] | None = None) -> None:
     url = args.db or os.environ.get("SHARPEN_DATABASE_URL") or sqlite_url(data_dir())
     log.info("opening the history: %s", url.split("@")[-1])  # no password in the log
     history = History(url)
+    models = None if engine_client is not None else picker_models(model, args)
     quiet_stdout()
     # quiet: Gradio's banner would suggest share=True (a public tunnel, never wanted here); the URL is ours.
-    demo = launch(build_demo(model, history, limits, engine=engine), server_name=args.host, server_port=args.port,
-                  auth=logins, auth_message="Sharpen: log in to see your documents." if logins else None,
+    demo = launch(build_demo(model, history, limits, engine_client=engine_client, models=models),
+                  server_name=args.host, server_port=args.port, auth=logins,
+                  auth_message="Sharpen: log in to see your documents." if logins else None,
                   quiet=True, prevent_thread_lock=True)
     log.info("ready: open %s in a browser (Ctrl+C stops the page)", demo.local_url)
     demo.block_thread()
+
+
+def picker_models(model, args: argparse.Namespace):
+    """The model picker's choices: the models on this machine (engine/catalog.py), each loaded as
+    --device, --dtype, --compile and --quantize say."""
+    import functools
+
+    from engine import load_model
+    from engine.catalog import local_models
+    from page.models import Models
+
+    load = functools.partial(load_model, device=args.device, dtype=args.dtype, compile=args.compile,
+                             quantize=args.quantize)
+    scan = functools.partial(local_models, args.models, device=model.device)
+    return Models.around(model, args.model, scan(), load, scan)
 
 
 def connect(url: str, model: str | None, device: str | None):

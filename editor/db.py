@@ -1,4 +1,4 @@
-"""Storage schema (typed SQLAlchemy 2 ORM) and engine setup: documents, append-only revisions, labels."""
+"""Storage schema (typed SQLAlchemy 2 ORM) and the database's setup: documents, append-only revisions, labels."""
 
 from __future__ import annotations
 
@@ -114,16 +114,17 @@ def sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'sharpen.db'}"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL, foreign keys, a busy timeout, and write transactions (those on
-    `engine.execution_options(sharpen_write=True)`) that take the write lock when they begin."""
+def open_database(url: str) -> Engine:
+    """The database at `url` (SQLAlchemy's Engine: here "engine" is the diffusion engine, so its name
+    is database); SQLite gets WAL, foreign keys, a busy timeout, and write transactions (those on
+    `database.execution_options(sharpen_write=True)`) that take the write lock when they begin."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     memory = url in ("sqlite://", "sqlite:///:memory:")
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+    database = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                            poolclass=StaticPool if memory else None)
 
-    @event.listens_for(engine, "connect")
+    @event.listens_for(database, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
@@ -132,11 +133,11 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: committed data survives a killed process
         cursor.close()
 
-    @event.listens_for(engine, "begin")
+    @event.listens_for(database, "begin")
     def _on_begin(conn: Any) -> None:
         # A writer's IMMEDIATE takes the write lock at BEGIN, so two writers queue (busy timeout)
         # instead of one failing with "database is locked" when it upgrades a read lock
         # mid-transaction. A reader's plain BEGIN reads a WAL snapshot and waits for nobody.
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
 
-    return engine
+    return database

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from editor import drafts
-from editor.db import STEPS, WRITE, DocumentRow, LabelRow, RevisionRow, make_engine, utcnow
+from editor.db import STEPS, WRITE, DocumentRow, LabelRow, RevisionRow, open_database, utcnow
 from editor.diffs import diff as text_diff
 from editor.diffs import rebase_edit
 from editor.drafts import Draft
@@ -116,13 +116,13 @@ class History:
 
     def __init__(self, url: str, owner: str | None = None) -> None:
         self.url, self.owner = url, owner
-        self.engine = make_engine(self.url)
-        self._reads = sessionmaker(self.engine, expire_on_commit=False)
-        self._writes = sessionmaker(self.engine.execution_options(**{WRITE: True}), expire_on_commit=False)
+        self.database = open_database(self.url)
+        self._reads = sessionmaker(self.database, expire_on_commit=False)
+        self._writes = sessionmaker(self.database.execution_options(**{WRITE: True}), expire_on_commit=False)
         self._migrate()
 
     def as_user(self, owner: str | None) -> History:
-        """This database as `owner` sees it (sharing the engine: close the History it came from)."""
+        """This database as `owner` sees it (sharing the database: close the History it came from)."""
         view = copy.copy(self)
         view.owner = owner
         return view
@@ -130,14 +130,14 @@ class History:
     def _migrate(self) -> None:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.execution_options(**{WRITE: True}).begin() as conn:
+        with self.database.execution_options(**{WRITE: True}).begin() as conn:
             if conn.dialect.name == "postgresql":  # two processes starting at once migrate one after the other
                 conn.execute(text("SELECT pg_advisory_xact_lock(7411)"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.database.dispose()
 
     @contextmanager
     def _read(self) -> Iterator[Session]:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .codec import TextCodec
-from .limits import check_lengths, inside_grapheme
+from .limits import MAX_DOCUMENT_TOKENS, OverLimit, check_span_length, inside_grapheme
 
 MASK_GLYPH = "\u2591"  # how an undecided token reads in a rendered draft
 
@@ -330,3 +331,17 @@ def _span_slots(codec: TextCodec, region: _Region, span: Span) -> tuple[list[int
         forced[at:at + len(forced_ids)] = [True] * len(forced_ids)
     edge = [True] * len(region.prefix), [True] * len(region.suffix)
     return region.prefix + slots + region.suffix, edge[0] + forced + edge[1]
+
+
+def check_lengths(spans: Sequence[Span], fixed_tokens: int, max_length: int | None) -> None:
+    """Refuse spans whose given lengths cannot fit, before their slots are laid out: a span over
+    MAX_SPAN_TOKENS, a document (`fixed_tokens`: its tokens and the frame) over MAX_DOCUMENT_TOKENS,
+    or lengths that add up past the model's context (`max_length`). The exact count, context
+    included, is checked once the canvas is laid out, when every list is already this small."""
+    for span in spans:
+        check_span_length(span.start, span.end, span.length)
+    asked = sum(span.length for span in spans if span.length is not None)
+    if fixed_tokens > MAX_DOCUMENT_TOKENS:
+        raise OverLimit(f"the document is {fixed_tokens:,} tokens; the limit is {MAX_DOCUMENT_TOKENS:,}")
+    if max_length is not None and asked > max_length:
+        raise OverLimit(f"the spans ask for {asked:,} tokens; the model's context is {max_length:,} tokens")

@@ -12,20 +12,20 @@ from typing import Any, TextIO
 
 from .canvas import Constraint, Span
 from .checker import checker_for, editor_checks
+from .concepts import steer_for
 from .correct import Checker, corrected
 from .guide import default_preset
 from .instruct import read_instruction, with_instruction
-from .limits import DEFAULT_BUDGET, check_document, check_span_length
+from .limits import DEFAULT_BUDGET
 from .load import add_load_flags
 from .loop import Step, run
 from .model import DiffusionLM
 from .pins import best_first, lay_out
+from .pull import add_parser as add_pull_parser
+from .scheduler import MAX_BATCH, MAX_QUEUE
+from .serve.wire import InputError, check_text, make_span, pin, read_edit, read_language, read_place
 from .settings import DEFAULT_PRESET, GUIDED_PRESET, PRESETS, Knob, SamplerSettings, knobs
 from .template import DEFAULT_MARKER, holes
-
-
-class InputError(ValueError):
-    """Bad input from the user: reported as a one-line message, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,15 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "--jsonl a line may give its own)")
     add_setting_flags(p)
     s = sub.add_parser("serve", help="the engine as an HTTP service (README: Engine service)",
-                       description="Serves one model: /v1/edits, /v1/completions (OpenAI, fill in the "
+                       description="Serves one model or several: /v1/edits, /v1/completions (OpenAI, fill in the "
                                    "middle), /v1/models, /health, /metrics. The sampler flags set each "
                                    "request's defaults; a request may change any setting by name.")
-    add_model_flags(s)
+    add_model_flags(s, several=True)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     s.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
-    s.add_argument("--max-batch", type=int, default=16, help="edits denoised together in one forward "
+    s.add_argument("--max-batch", type=int, default=MAX_BATCH, help="edits denoised together in one forward "
                    "(default: %(default)s)")
-    s.add_argument("--max-queue", type=int, default=64, help="edits that may wait; past it a request "
+    s.add_argument("--max-queue", type=int, default=MAX_QUEUE, help="edits that may wait; past it a request "
                    "gets 503 with Retry-After (default: %(default)s)")
     s.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks: run under `torchrun "
                    "--nproc-per-node N` with --tp N (README: Past one GPU; default: %(default)s)")
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "a collective before every rank stops (default: %(default)s)")
     add_guard_flags(s)
     add_setting_flags(s)
+    add_pull_parser(sub)
     return parser
 
 
@@ -97,10 +98,9 @@ def add_guard_flags(s: argparse.ArgumentParser) -> None:
                    "past it its next step is its last (default: %(default)s)")
 
 
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model folder or cached hub id (default: the bundled model)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    add_load_flags(p)
+def add_model_flags(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """The load flags (`several`: --model repeatable, the first the default) and --preset."""
+    add_load_flags(p, several)
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help=f"start from a named preset (default, as on the page: {GUIDED_PRESET} for a model "
                         f"with a frontier guide, the bundled one; {DEFAULT_PRESET} for the others)")
@@ -130,6 +130,9 @@ def flag_type(knob: Knob) -> Callable[[str], Any]:
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "pull":
+        from .pull import command
+        return command(args, stdout, stderr)
     if args.command == "serve":
         from .serve.command import serve
         return serve(args, functools.partial(settings_from_args, args), stderr)
@@ -156,9 +159,13 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO = sys.stdout, stderr:
 
 
 def settings_from_args(args: argparse.Namespace, model: DiffusionLM | None = None) -> SamplerSettings:
-    """--preset (else `model`'s default preset, engine.guide.default_preset) changed by the sampler flags."""
+    """--preset (else `model`'s default preset, engine.guide.default_preset) changed by the sampler flags;
+    with `model`, its steered concepts checked against the model's names (engine.concepts)."""
     base = PRESETS[args.preset or (default_preset(model) if model is not None else DEFAULT_PRESET)]
-    return base.with_values({k.name: getattr(args, k.name) for k in knobs() if hasattr(args, k.name)})
+    settings = base.with_values({k.name: getattr(args, k.name) for k in knobs() if hasattr(args, k.name)})
+    if model is not None:
+        steer_for(model, settings)
+    return settings
 
 
 def read_document(path: str) -> str:
@@ -174,29 +181,6 @@ def read_document(path: str) -> str:
         raise InputError(f"{path} is empty: there is no document to edit")
     check_text(text)
     return text
-
-
-def check_text(text: str) -> None:
-    """Refuse a document as editor.text.check_document does: NUL means binary data, and a lone
-    surrogate (JSON's "\\ud800" decodes to one) is no Unicode a tokenizer takes."""
-    check_document(len(text))
-    if "\x00" in text:
-        raise InputError(f"the document holds a NUL character at index {text.index(chr(0))}: "
-                         "binary data is not text")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise InputError(f"the document is not valid Unicode at index {err.start}: {err.reason}") from None
-
-
-def make_span(start: int, end: int, length: int | None) -> Span:
-    """A span from the user's offsets, refused when reversed; the canvas checks it against the text."""
-    if end < start:
-        raise InputError(f"span {start}:{end} is reversed (end before start)")
-    if length is not None and (type(length) is not int or length < 1):  # True is not 1 token
-        raise InputError(f"span {start}:{end}: length must be a whole number >= 1, got {length!r}")
-    check_span_length(start, end, length)  # before the model loads
-    return Span(start, end, length)
 
 
 def parse_spans(specs: list[str], length: int | None) -> list[Span]:
@@ -325,107 +309,3 @@ def jsonl_edit(model: DiffusionLM, item: Any, settings: SamplerSettings, languag
     canvas = with_instruction(canvas, item.get("instruction"), model.max_length)
     step = best_first(run(corrected(model, canvas, settings, checker_for(read_language(item) or language, model))))
     return {"text": step.texts[0], "forwards": step.forwards, "ms": round(step.elapsed * 1000, 1)}
-
-
-EDIT_FIELDS = ("text", "spans", "length", "constraints", "ends_with", "include", "template", "hole_marker", "language",
-               "instruction")
-
-
-def read_edit(item: Any, settings: SamplerSettings) -> tuple[str, list[Span], SamplerSettings]:
-    """An edit as JSON (a --jsonl line, the service's /v1/edits body): `text`, `spans` as [start, end]
-    or [start, end, length] (or `template` true: the text's holes, engine.template, with an optional
-    `hole_marker`), optional `length`, pinned words (`constraints`, `ends_with`, `include`:
-    `read_pins`) and any sampler setting by name over `settings` (an "instruction" is the caller's:
-    engine.instruct.with_instruction). A ValueError says what is wrong."""
-    if not isinstance(item, dict):
-        raise ValueError("each line must be a JSON object")
-    text, raw_spans = item.get("text"), item.get("spans")
-    if not isinstance(text, str) or not text:
-        raise ValueError('"text" must be a non-empty string')
-    check_text(text)
-    length = item.get("length")
-    if item.get("template", False) is not False:
-        spans = read_template(item, text, length)
-    else:
-        if not isinstance(raw_spans, list) or not raw_spans:
-            raise ValueError('"spans" must be a non-empty list of [start, end]')
-        spans = []
-        for s in raw_spans:
-            if not (isinstance(s, list) and len(s) in (2, 3) and all(type(v) is int for v in s)):  # not bool
-                raise ValueError(f"span {s!r} must be [start, end] or [start, end, length], whole numbers")
-            try:
-                spans.append(make_span(s[0], s[1], s[2] if len(s) == 3 else length))
-            except InputError as err:
-                raise ValueError(f'"spans": {err}') from None
-        check_order(spans)
-    spans = pin(spans, read_pins(item))
-    overrides = {k: v for k, v in item.items() if k not in EDIT_FIELDS}
-    return text, spans, settings.with_values(overrides)
-
-
-def check_order(spans: list[Span]) -> None:
-    """Refuse spans that overlap, naming the field (the canvas would refuse them too, in its own words)."""
-    ordered = sorted(spans, key=lambda s: (s.start, s.end))
-    for before, after in zip(ordered, ordered[1:]):
-        if after.start < before.end:
-            raise ValueError(f'"spans": span {after.start}:{after.end} overlaps the span before it '
-                             f"({before.start}:{before.end})")
-
-
-def read_template(item: dict, text: str, length: Any) -> list[Span]:
-    """`"template": true`: the spans are the text's holes (engine.template)."""
-    if item["template"] is not True:
-        raise ValueError(f'"template" must be true or false, got {item["template"]!r}')
-    if item.get("spans") is not None:
-        raise ValueError('"template": give no "spans" (the holes are the spans)')
-    if length is not None and (type(length) is not int or length < 1):
-        raise ValueError(f'"length" must be a whole number >= 1, got {length!r}')
-    return holes(text, item.get("hole_marker", DEFAULT_MARKER), length)
-
-
-def read_language(item: dict) -> str | None:
-    """An edit's optional "language" (the correction rounds' checker: editor.languages names)."""
-    language = item.get("language")
-    if language is not None and not isinstance(language, str):
-        raise ValueError(f'"language" must be a language name (python, text, ...), got {language!r}')
-    return language
-
-
-def read_pins(item: dict) -> list[tuple[int, Constraint]]:
-    """Pinned words as (span index, Constraint): `constraints` [[TEXT, K], ...] or [TEXT, K, SPAN] (K a
-    token offset into the span, "end": TEXT ends the span, "any": the model picks the place; SPAN the
-    span's index in document order, default 0), `ends_with` TEXT and `include` TEXT (the first span)."""
-    raw = item.get("constraints", [])
-    if not isinstance(raw, list) or not all(
-            isinstance(c, list) and len(c) in (2, 3) and isinstance(c[0], str) and read_place(c[1]) is not None
-            and (len(c) == 2 or type(c[2]) is int) for c in raw):
-        raise ValueError('"constraints" must be a list of [TEXT, K] or [TEXT, K, SPAN]: TEXT forced K tokens into '
-                         'span SPAN (default the first); K a whole number, "end" or "any"')
-    out = [(c[2] if len(c) == 3 else 0, Constraint(c[0], *read_place(c[1]))) for c in raw]  # type: ignore[misc]
-    for field, anchor in (("ends_with", "end"), ("include", "anywhere")):
-        value = item.get(field)
-        if value is not None and not (isinstance(value, str) and value):
-            raise ValueError(f'"{field}" must be a non-empty string, got {value!r}')
-        if value:
-            out.append((0, Constraint(value, 0, anchor)))
-    return out
-
-
-def read_place(k: Any) -> tuple[int, str] | None:
-    """A constraint's K as (at, anchor): a token offset, "end" or "any"; None when it is neither."""
-    if type(k) is int:
-        return k, "start"
-    return {"end": (0, "end"), "any": (0, "anywhere")}.get(k) if isinstance(k, str) else None
-
-
-def pin(spans: list[Span], pins: list[tuple[int, Constraint]]) -> list[Span]:
-    """`spans` (in the caller's order) with each pin added to the span it names, refused when it names none."""
-    ordered = sorted(range(len(spans)), key=lambda i: (spans[i].start, spans[i].end))
-    out = list(spans)
-    for index, c in pins:
-        if not 0 <= index < len(spans):
-            raise ValueError(f'"constraints": {c.text!r} names span {index}; there are {len(spans)} '
-                             f"(0 to {len(spans) - 1})")
-        i = ordered[index]
-        out[i] = Span(out[i].start, out[i].end, out[i].length, out[i].constraints + (c,))
-    return out

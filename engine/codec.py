@@ -164,3 +164,12 @@ def _special_frame(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
         if full[start:start + len(body)] == body:
             return tuple(full[:start]), tuple(full[start + len(body):])
     return (), ()
+
+
+SIDE = 64  # tokens of unchanged text either side of the span in a scored window (`DiffusionLM.fluency`)
+
+
+def window(codec: TextCodec, document: str, start: int, end: int, side: int = SIDE) -> str:
+    """document[start:end] with `side` tokens of the text before and after it."""
+    before, after = codec.encode(document[:start]), codec.encode(document[end:])
+    return codec.decode(before[-side:]) + document[start:end] + codec.decode(after[:side])

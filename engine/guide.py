@@ -20,33 +20,17 @@ Each guided step syncs the host a few times (the frontier's rows).
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from .commit import Layout
-from .model import CausalCall, DiffusionLM
+from .model import CausalCall, CausalView, DiffusionLM
 from .settings import DEFAULT_PRESET, GUIDED_PRESET, SamplerSettings
 
 GUIDE_CONTEXT = 256  # tokens of text before the spans the causal LM reads when context_window is none
 CLOSING_CHOICES = 8  # a span's last slot: the mixed distribution's best tokens, each tried before...
 CLOSING_TOKENS = 4   # ...this many tokens of the text after it, read by the causal LM
-
-
-class CausalView(Protocol):
-    """A causal LM over the denoiser's vocabulary, read row by row with a cache of earlier rows."""
-
-    start_id: int  # the token in front of the text (the causal LM's row 0)
-
-    def extend(self, ids: torch.Tensor, past: Any) -> tuple[torch.Tensor, Any]:
-        """(B, N) ids following the `past` rows (None: none) -> (B, N, V) next-token logits of each
-        row, and the past extended by them."""
-
-    def truncate(self, past: Any, rows: int) -> Any:
-        """The first `rows` rows of `past` (None for 0)."""
-
-    def pick(self, past: Any, index: torch.Tensor) -> Any:
-        """`past` of the batch rows `index` (N,), in that order (rows may repeat)."""
 
 
 class NoGuide:

@@ -23,9 +23,8 @@ import torch
 from .canvas import Canvas, Prompt
 from .codec import TextCodec
 from .context import context_window
-from .guide import CausalView
 from .limits import OverLimit, check_instruction
-from .model import Call, CausalCall, Delegating, DiffusionLM, ForwardCall
+from .model import Call, CausalCall, CausalView, Delegating, DiffusionLM, ForwardCall
 from .settings import SamplerSettings
 
 PREAMBLE = "### Instruction\n{instruction}\n\n### Text\n"  # base checkpoints: no chat template

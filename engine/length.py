@@ -13,7 +13,7 @@ from .resize import ResizingInfill, resizes
 from .settings import SamplerSettings
 
 # (document, start, end) -> NLL per token of the window around characters [start, end), lower is
-# better: engine.score.Fluency.window_nll.
+# better: engine.model.Fluency.window_nll.
 Scorer = Callable[[str, int, int], float]
 STEPS_AROUND = (-2, 0, 2, 4)   # tokens added to the original count (clamped to >= 1)
 INSERT_SIZES = (4, 8, 16)      # an empty span (an insertion) has no original count

@@ -2,18 +2,13 @@
 
 The CLI, the service and the page check a request here before a slot list, a tensor or a batch
 slot exists: a span of 10^9 tokens is refused by its number, never by trying to lay it out.
-Settings carry their own bounds (engine/settings.py reads the step and candidate limits from here).
+Settings carry their own bounds (engine/settings.py reads the step and candidate limits from here);
+a canvas checks its spans' lengths against them (`canvas.check_lengths`) and a run's cost against
+the per-request budget is engine/budget.py's.
 """
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
-
 import regex
-
-if TYPE_CHECKING:
-    from .canvas import Canvas, Span
-    from .settings import SamplerSettings
 
 MAX_SPAN_TOKENS = 32_768       # one span's slots (also a completion's max_tokens); the model's context is often less
 MAX_DOCUMENT_CHARS = 1 << 20   # characters of one document: the page's 1 MiB files
@@ -41,49 +36,9 @@ def check_span_length(start: int, end: int, length: int | None) -> None:
                         f"{MAX_SPAN_TOKENS:,} tokens")
 
 
-def check_lengths(spans: tuple[Span, ...] | list[Span], fixed_tokens: int, max_length: int | None) -> None:
-    """Refuse spans whose given lengths cannot fit, before their slots are laid out: a span over
-    MAX_SPAN_TOKENS, a document (`fixed_tokens`: its tokens and the frame) over MAX_DOCUMENT_TOKENS,
-    or lengths that add up past the model's context (`max_length`). The exact count, context
-    included, is checked once the canvas is laid out, when every list is already this small."""
-    for span in spans:
-        check_span_length(span.start, span.end, span.length)
-    asked = sum(span.length for span in spans if span.length is not None)
-    if fixed_tokens > MAX_DOCUMENT_TOKENS:
-        raise OverLimit(f"the document is {fixed_tokens:,} tokens; the limit is {MAX_DOCUMENT_TOKENS:,}")
-    if max_length is not None and asked > max_length:
-        raise OverLimit(f"the spans ask for {asked:,} tokens; the model's context is {max_length:,} tokens")
-
-
 def check_instruction(chars: int) -> None:
     if chars > MAX_INSTRUCTION_CHARS:
         raise OverLimit(f"instruction: {chars:,} characters; the limit is {MAX_INSTRUCTION_CHARS:,}")
-
-
-def forwards(settings: SamplerSettings, canvas: Canvas) -> int:
-    """Most forwards a run may take, as engine.loop.step_budget counts them."""
-    widest = max((end - start for start, end in canvas.span_ranges), default=0)
-    return settings.steps or math.ceil(widest / settings.tokens_per_step)
-
-
-def check_budget(settings: SamplerSettings, canvas: Canvas, budget: int) -> None:
-    """Refuse a run whose most forwards x candidates x canvas tokens exceeds `budget`."""
-    steps, tokens = forwards(settings, canvas), tokens_per_forward(settings, canvas)
-    cost = steps * settings.candidates * tokens
-    if cost > budget:
-        raise OverLimit(f"This run could take {steps:,} steps × {settings.candidates} candidates × "
-                        f"{tokens:,} tokens = {cost:,}; one request may use {budget:,}. Use fewer steps "
-                        f"or candidates, a shorter span, or a shorter document.")
-
-
-def tokens_per_forward(settings: SamplerSettings, canvas: Canvas) -> int:
-    """Canvas tokens one forward runs: with an instruction, its layout too, and with guidance the
-    unconditional canvas as well (engine/instruct.py)."""
-    prompt = canvas.prompt
-    if prompt is None:
-        return canvas.length
-    bare = canvas.length + len(prompt.bare) + len(prompt.tail) if settings.guidance > 0 else 0
-    return canvas.length + len(prompt.head) + len(prompt.tail) + bare
 
 
 GRAPHEME = regex.compile(r"\X")

@@ -29,11 +29,6 @@ from .ranks import GroupBroken, Ranks, broadcast
 
 log = logging.getLogger(__name__)
 
-# What a stand-in copies from the model it runs (as the scheduler's JobModel does).
-SHOWN = ("codec", "noise", "mask_id", "vocab_size", "max_length", "device", "label", "supports_cache",
-         "demonstration", "expand_id", "delete_id", "memory")
-
-
 @dataclass(frozen=True)
 class Sent:
     """One ForwardCall as it crosses to the other ranks."""
@@ -65,9 +60,8 @@ class Leader(Routed):
     once when the group breaks; every later forward then fails at once, without a collective."""
 
     def __init__(self, model: DiffusionLM, ranks: Ranks, on_broken: Callable[[GroupBroken], None]):
-        for name in SHOWN:
-            setattr(self, name, getattr(model, name))
-        self.model, self.ranks, self.on_broken = model, ranks, on_broken
+        super().__init__(model)
+        self.ranks, self.on_broken = ranks, on_broken
         self._lock = threading.Lock()              # one broadcast at a time: forwards and heartbeats
         self._keys = itertools.count()
         self._released: deque[int] = deque()       # appended by handles' finalizers, in any thread
@@ -76,6 +70,14 @@ class Leader(Routed):
         self._closing = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="tp-heartbeat", daemon=True)
         self._heartbeat.start()
+
+    def causal_view(self) -> None:
+        """None: the guide's reads would run on rank 0 alone."""
+        return None
+
+    def fluency(self) -> None:
+        """None: the scorer would run on rank 0 alone."""
+        return None
 
     def forward_many(self, calls: Sequence[Call]) -> list[Any]:
         """Every rank runs `calls`; rank 0's answers. A Leader offers no causal view (the guide's

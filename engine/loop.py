@@ -170,8 +170,9 @@ def temperatures(settings: SamplerSettings, device: torch.device) -> torch.Tenso
     return temps
 
 
-def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temps: torch.Tensor | None,
-                     g: torch.Generator, k: int, with_entropy: bool = True):
+def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temps: torch.Tensor | None, g: torch.Generator,
+                     k: int, with_entropy: bool = True
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, P, V) logits -> choice, its probability, entropy (B, P) and top-k probs/ids (B, P, K).
     `temps` (B,): each candidate's temperature, 0 the argmax (None: all 0).
     Entropy is a full pass over the vocabulary (~5% of a cached 32-slot step of the bundled
@@ -190,9 +191,14 @@ def read_predictions(logits: torch.Tensor, ban: torch.Tensor, temps: torch.Tenso
     return guess, p, entropy, alt_p, alt_ids
 
 
-def snapshot(step, where, tokens_p, todo, conf, now, born, steered, top_ids, top_p, start) -> Step:
+def snapshot(step: int, where: torch.Tensor, tokens_p: torch.Tensor, todo: torch.Tensor, conf: torch.Tensor,
+             now: torch.Tensor, born: torch.Tensor, steered: torch.Tensor, top_ids: torch.Tensor,
+             top_p: torch.Tensor, start: float) -> Step:
     """Copy the span slots' state to the CPU: one integer and one float transfer (each waits for
-    the device), views of them on the CPU side."""
+    the device), views of them on the CPU side. `where` (P,) the slots' canvas positions; the
+    slots' tokens, still-masked flags, confidence, this step's commits, commit step and guided
+    flags (B, P); their top-K ids and probabilities (B, P, K); `start`: perf_counter at the run's
+    start."""
     ints = torch.cat([tokens_p[..., None], todo[..., None], now[..., None], born[..., None],
                       steered[..., None], top_ids], -1).cpu()                  # (B, P, 5 + K)
     floats = torch.cat([conf[..., None], top_p], -1).cpu()                     # (B, P, 1 + K)

@@ -11,20 +11,20 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
 from .quantize import quantized_params, weight_bytes
 from .settings import knobs
 
-if TYPE_CHECKING:
-    from .families.llama import LlamaNet
-    from .families.moe_net import MoENet
-
 GB = 1e9
 SPAN_ROWS = 256  # the widest span estimated for (LLaDA's own answers are 256 tokens)
 LOGIT_COPIES = 3  # float32 copies of a span's logits the loop holds at once: upcast, softmax, draws
+# The canvas planned for at load: the model's context, up to this. A released config's context
+# (32k-40k tokens for Qwen3) x the dial's most candidates would refuse a 0.6B model on a laptop that
+# edits 256-token canvases in 3 GB; an editor's canvas is a document's window, far below that.
+PLANNED_TOKENS = 4096
 
 
 def dial_candidates() -> int:
@@ -52,10 +52,11 @@ class ModelSize:
     stored: torch.dtype  # the checkpoint's own dtype
 
     @classmethod
-    def of_net(cls, net: LlamaNet | MoENet) -> ModelSize:
-        """From a built net (possibly on the meta device: nothing is allocated). An MoE net's
-        activations are estimated at its dense layers' feed-forward width."""
-        shape = net.shape
+    def of_net(cls, net: torch.nn.Module) -> ModelSize:
+        """From a built net with a `shape` (a LlamaNet or MoENet, engine/families; possibly on the
+        meta device: nothing is allocated). An MoE net's activations are estimated at its dense
+        layers' feed-forward width."""
+        shape: Any = net.shape
         ffn = shape.ffn if hasattr(shape, "ffn") else shape.dense_ffn
         first = next(net.parameters())
         return cls(params=sum(p.numel() for p in net.parameters()), layers=shape.layers, width=shape.width,
@@ -71,8 +72,8 @@ class ModelSize:
         def first(*keys: str, default: int = 0) -> int:
             return int(next((c[k] for k in keys if c.get(k)), default))
 
-        width = first("hidden_size", "d_model")
-        heads = first("num_attention_heads", "n_heads", default=1)
+        width = first("hidden_size", "d_model", "n_embd")               # n_embd, n_head: Steerling
+        heads = first("num_attention_heads", "n_heads", "n_head", default=1)
         head_dim = first("head_dim", default=width // heads)
         return cls(params=params, layers=first("num_hidden_layers", "n_layers"), width=width,
                    kv_width=first("num_key_value_heads", "n_kv_heads", default=heads) * head_dim,
@@ -144,12 +145,12 @@ class MemoryPlan:
 
 def plan(size: ModelSize, dtype: torch.dtype, device: torch.device, *, tokens: int | None = None,
          batch: int | None = None, span: int = SPAN_ROWS, quantize: str | None = None) -> MemoryPlan:
-    """The estimate for the longest canvas (`tokens`, default the model's max length) in a batch of
+    """The estimate for the longest canvas (`tokens`, default the model's context up to PLANNED_TOKENS) in a batch of
     `batch` candidates: weights; every layer's keys and values of that canvas (DualCache's context);
     one layer's activations at a time (inference keeps no others) plus a span's logits in float32.
     `batch` defaults to the most candidates the dial offers; `span`: the widest span's tokens;
     `quantize`: the linear layers' weights in int8 or int4 (engine/quantize.py)."""
-    tokens, batch = tokens or size.max_length, batch or dial_candidates()
+    tokens, batch = tokens or min(size.max_length, PLANNED_TOKENS), batch or dial_candidates()
     item = torch.empty((), dtype=dtype).element_size()
     rows = batch * tokens
     cache = size.layers * 2 * size.kv_width * rows * item

@@ -24,7 +24,6 @@ from typing import Any
 
 from .canvas import Canvas
 from .correct import Checker, corrected
-from .guide import CausalView
 from .loop import Step
 from .model import Call, DiffusionLM, Routed
 from .settings import SamplerSettings
@@ -60,6 +59,9 @@ class SchedulerStats:
 class Cancelled(Exception):
     """Raised inside a cancelled job's loop, at its next forward, to unwind it."""
 
+
+MAX_BATCH = 16  # edits denoised together in one forward: the service's, the page's and the CLI's default
+MAX_QUEUE = 64  # edits that may wait for a place in the batch; past it a submit raises QueueFull
 
 _END = object()  # after a job's last step in its step queue
 
@@ -115,17 +117,11 @@ class JobModel(Routed):
     asked of the scheduler (`ask`), which runs it batched with the other jobs' forwards."""
 
     def __init__(self, model: DiffusionLM, ask: Callable[[list[Call]], list[Any]]):
-        self.codec, self.noise, self.mask_id = model.codec, model.noise, model.mask_id
-        self.vocab_size, self.max_length, self.device = model.vocab_size, model.max_length, model.device
-        self.label, self.supports_cache = model.label, model.supports_cache
-        self._causal = model.causal_view  # its reads ride with the job's forwards; the closing runs here
+        super().__init__(model)  # the causal view's reads ride with the job's forwards; its closing runs here
         self._ask = ask
 
     def forward_many(self, calls: Sequence[Call]) -> list[Any]:
         return self._ask(list(calls))
-
-    def causal_view(self) -> CausalView | None:
-        return self._causal()
 
 
 class Scheduler:
@@ -133,7 +129,7 @@ class Scheduler:
     waiting first in, first out (at most `max_queue` of them). `on_forward` hears of every forward
     from the worker thread (keep it quick; its errors are logged, not raised)."""
 
-    def __init__(self, model: DiffusionLM, max_batch: int = 16, max_queue: int = 64,
+    def __init__(self, model: DiffusionLM, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE,
                  on_forward: Callable[[ForwardReport], None] | None = None):
         if max_batch < 1 or max_queue < 0:
             raise ValueError(f"max_batch must be >= 1 and max_queue >= 0, got {max_batch}, {max_queue}")

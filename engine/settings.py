@@ -19,8 +19,40 @@ from .limits import MAX_CANDIDATES, MAX_DOCUMENT_TOKENS, MAX_GUIDANCE, MAX_SPAN_
 STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
 CACHES = ("none", "dual")
 SCOPES = ("lines", "off")
+MAX_STEERED = 16        # concepts one edit may steer
+MAX_WEIGHT = 100.0      # |WEIGHT|: a concept's own weight is 0..1; the package's examples use -1 and 2
+MAX_NAME = 200          # characters of one concept name
+
+Pairs = tuple[tuple[str, float], ...]   # (concept name, the weight it is set to)
 KINDS = {int: "a whole number", float: "a finite number", str: "text"}
 ENTROPY_CAP = 1000.0  # nats summed over the slots one step commits: past it every slot qualifies anyway
+
+
+def parse_steer(text: str) -> Pairs:
+    """"formal tone=2, sarcasm=-1" -> (("formal tone", 2.0), ("sarcasm", -1.0)); "" -> ().
+    A ValueError naming the field says what is wrong (a name may hold spaces, not "=" or ",")."""
+    pairs: list[tuple[str, float]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, eq, raw = (s.strip() for s in item.rpartition("="))
+        if not eq or not name:
+            raise ValueError(f"steer: {item!r} is not NAME=WEIGHT (e.g. \"formal tone=2, sarcasm=-1\")")
+        if len(name) > MAX_NAME:
+            raise ValueError(f"steer: a concept name is at most {MAX_NAME} characters")
+        try:
+            weight = float(raw)
+        except ValueError:
+            raise ValueError(f"steer: the weight of {name!r} must be a number, got {raw!r}") from None
+        if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
+            raise ValueError(f"steer: the weight of {name!r} must be a finite number from "
+                             f"{-MAX_WEIGHT:g} to {MAX_WEIGHT:g}, got {raw}")
+        if any(name == seen for seen, _ in pairs):
+            raise ValueError(f"steer: {name!r} is named twice")
+        pairs.append((name, weight))
+    if len(pairs) > MAX_STEERED:
+        raise ValueError(f"steer: at most {MAX_STEERED} concepts per edit, got {len(pairs)}")
+    return tuple(pairs)
 
 
 def _number(x: float) -> str:
@@ -188,10 +220,16 @@ class SamplerSettings:
         "than the original text's by more than this is marked rough and ranked after the rest "
         "(0.5: on held-out edits, only ones a reader would not keep lay past it, docs/PERFORMANCE.md)",
         bounds=Bounds(0, 100), slider=(0, 3, 0.1))
+    steer: str = setting(
+        "", "concept steering (models with named concepts: Steerling): NAME=WEIGHT pairs, comma-separated; "
+        "each named concept's weight is set to WEIGHT wherever the model reads out, as the steerling "
+        "package's steer_known/steer_unknown (a concept's own weight is 0..1: 2 amplifies, -1 suppresses; "
+        "empty: off)")
 
     def __post_init__(self) -> None:
         for knob in knobs():
             knob.check(getattr(self, knob.name))
+        parse_steer(self.steer)
 
     def replace(self, **changes: Any) -> SamplerSettings:
         """A copy with `changes`, validated again."""

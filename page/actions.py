@@ -21,9 +21,10 @@ from editor.structure import FUNCTIONS, NodeSpan, NoTarget, Structure
 from editor.text import EditorError, check_document
 from editor.validity import check_edit
 from engine import Canvas, Constraint, SamplerSettings, Span, Step
+from engine.budget import check_budget
 from engine.instruct import read_instruction, with_instruction
 from engine.length import Scorer, lengths_around
-from engine.limits import MAX_SPAN_TOKENS, check_budget
+from engine.limits import MAX_SPAN_TOKENS
 from engine.pins import lay_out
 from engine.resize import resizes
 from engine.template import DEFAULT_MARKER, holes
@@ -74,6 +75,7 @@ class Run:
     original_score: float | None = None                       # the original text's window NLL
     stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
     aside: Run | None = None  # the finished run this one replaced, its candidates still to be had (one deep)
+    model: str = ""  # the label of the model that ran it (the picker may swap another in before Accept)
     number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
 
     @property
@@ -281,7 +283,7 @@ def check_candidates(run: Run, words: Collection[str] = ()) -> list[Problem | No
 
 def rank_candidates(run: Run, score: Scorer | None) -> None:
     """Score each finished candidate once (one causal forward over its window: the span and
-    engine.score.SIDE tokens either side) and order them best first. The quality floor first: a
+    engine.codec.SIDE tokens either side) and order them best first. The quality floor first: a
     candidate is rough when it still fails the checks (`run.problems`) or its window NLL is worse
     than the original text's by more than `settings.rough_margin`; rough ones go last. Then
     candidates that parse and keep the node's kind (or read clean), then those that change its kind

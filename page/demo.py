@@ -15,6 +15,7 @@ from editor.text import MAX_DOCUMENT_BYTES
 from engine import DiffusionLM
 from engine.guide import default_preset
 from engine.length import Scorer
+from engine.scheduler import MAX_BATCH
 
 from . import documents, exports, gate, layout, runs
 from .access import Limits, Logins
@@ -22,13 +23,14 @@ from .actions import LENGTH_MODES
 from .dial import preset_values, remember, restore
 from .engine_client import EngineClient
 from .errors import Refusal
+from .models import Models, opened, picker, switch
 from .outputs import KEEP
 from .state import NEW_DOC, NO_MOVES, Page
 from .static import CSS, JS
 
 # The editor's keys fire the same handlers as the buttons: the buttons' endpoints are the API.
 KEY: dict[str, Any] = {"api_visibility": "private"}
-WAITING_RUNS = 16  # runs Gradio hands to the engine at once (its scheduler batches 16); more queue in Gradio
+WAITING_RUNS = MAX_BATCH  # runs Gradio hands to the engine at once (what its scheduler batches); more wait in Gradio
 
 
 def bind(fn: Callable[..., Any], *first: Any) -> Callable[..., Any]:
@@ -49,16 +51,19 @@ def bind(fn: Callable[..., Any], *first: Any) -> Callable[..., Any]:
 
 
 def build_demo(model: DiffusionLM, history: History, limits: Limits | None = None,
-               scorer: Scorer | None = None, engine: EngineClient | None = None) -> gr.Blocks:
+               scorer: Scorer | None = None, engine_client: EngineClient | None = None,
+               models: Models | None = None) -> gr.Blocks:
     """The page for one loaded model and one history database; each login sees only its own documents.
     Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked). Runs go
-    to `engine` (default: in process, over `model`); `model` is what the page reads locally."""
-    page = Page.for_model(model, history, limits, scorer, engine)
+    to `engine_client` (default: in process, over `model`); `model` is what the page reads locally.
+    `models`: the model picker's choices (page/models.py; none: no picker)."""
+    page = Page.for_model(model, history, limits, scorer, engine_client)
     with gr.Blocks(title="Sharpen", fill_width=True, delete_cache=(exports.EXPORT_AGE, exports.EXPORT_AGE)) as demo:
         tab = Tab(gr.State(NEW_DOC), gr.State(None), gr.State(NO_MOVES), gr.State(None), gr.State([]))
         docs = layout.documents_sidebar()
-        dial = layout.dial_drawer(default_preset(model))
-        top = layout.topbar(model.label, model.demonstration)
+        chooser = picker(models) if models is not None else ()
+        dial = layout.dial_drawer(default_preset(model), chooser)
+        top = layout.topbar(model.label, model.demonstration, model.attention_block)
         with gr.Row(elem_id="main"):
             with gr.Column(scale=3, min_width=480):
                 ed = layout.editor()
@@ -69,6 +74,11 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
         _wire_documents(page, demo, ui)
         _wire_runs(page, demo, ui)
         _wire_history(page, ui)
+        if models is not None:
+            chooser[0].input(bind(switch, page, models), chooser[0],
+                             [*chooser, top.title, dial.preset, *dial.controls], concurrency_limit=1,
+                             show_progress="hidden")  # its status line says what it is doing
+            demo.load(bind(opened, page, models), None, [*chooser, top.title], **KEY)
         answer_refusals(demo, ed.message)
     return demo
 
@@ -251,8 +261,9 @@ def _wire_runs(page: Page, demo: gr.Blocks, ui: Ui) -> None:
     ed.document.next_candidate(runs.next_candidate, shown, [rv.candidate, *redrawn], **KEY)
     ed.document.previous_candidate(runs.previous_candidate, shown, [rv.candidate, *redrawn], **KEY)
     ed.document.scrub(runs.scrub_to, shown, [rv.scrub, *redrawn], trigger_mode="always_last", **KEY)
-    rv.live.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector)
-    ed.document.select(runs.inspect_token, [tab.run, rv.scrub, rv.candidate], rv.inspector, **KEY)
+    inspect = bind(runs.inspect_token, page)
+    rv.live.select(inspect, [tab.run, rv.scrub, rv.candidate], rv.inspector)
+    ed.document.select(inspect, [tab.run, rv.scrub, rv.candidate], rv.inspector, **KEY)
 
     accepted = [ed.document, *ui.document, *ui.run, ed.message, *ui.confirmation]
     accept_in = [ed.document, tab.run, rv.candidate, tab.doc, top.name, top.language]

@@ -46,13 +46,15 @@ def checked(control: C, allow_none: bool = True) -> C:
 
 def widget(knob: Knob, value: Any) -> gr.components.Component:
     """The dial's control for one setting, showing `value`: a dropdown for choices, a slider where
-    the field gives the dial's range, else a number box. An optional number shows none as 0.
-    Made unrendered: the dial places it (layout.dial_drawer)."""
+    the field gives the dial's range, a text box for text (steer), else a number box. An optional
+    number shows none as 0. Made unrendered: the dial places it (layout.dial_drawer)."""
     about = dict(label=knob.name.replace("_", " "), elem_id="dial-" + knob.name.replace("_", "-"),
                  info=SHORT_HELP.get(knob.name) or knob.help + (f". 0: {knob.none}" if knob.optional else ""),
                  render=False)
     if knob.choices:
         return gr.Dropdown(list(knob.choices), value=value, **about)
+    if knob.kind is str:
+        return gr.Textbox(value, **about)
     if knob.slider is not None:
         low, high, step = knob.slider
         return checked(gr.Slider(low, high, value=value, step=step, **about), allow_none=False)

@@ -18,7 +18,7 @@ from editor.languages import language_for
 from editor.text import check_document
 
 from . import exports, views
-from .document_editor import NO_SPAN, Document, document_key
+from .document_editor import NO_SPAN, EditorValue, document_key
 from .errors import REFUSALS, error, fail
 from .outputs import KEEP, cleared_run, document_outputs, documents_outputs, history_outputs, unsaved_marker
 from .state import NEW_DOC, Doc, Page
@@ -27,7 +27,7 @@ from .state import NEW_DOC, Doc, Page
 def _shown(h: History, doc: Doc, text: str, name: str, language: str, message: str, unsaved: bool = False) -> tuple:
     """A document shown afresh: its text (the cursor at the start, no run's span in the editor) and
     history, no run left from before, and a message; `unsaved`: the text is a draft, not a revision."""
-    editor = gr.update(value=Document(text), live=NO_SPAN, shown=document_key(doc.id))
+    editor = gr.update(value=EditorValue(text), live=NO_SPAN, shown=document_key(doc.id))
     return (editor, *document_outputs(h, doc, name, language, unsaved), *cleared_run(), message)
 
 
@@ -52,7 +52,7 @@ def keep_typing(h: History, text: str, doc: Doc, name: str, language: str) -> st
     return f"Your typing was kept as revision {h.number(rev.id)}{' (a branch)' if moved else ''}. "
 
 
-def new_document(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+def new_document(page: Page, document: EditorValue, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
     h = page.mine(request)
     try:
         kept = keep_typing(h, document.text, doc, name, language)
@@ -83,7 +83,7 @@ def reopen(page: Page, request: gr.Request) -> tuple:
 UNSAVED_BACK = "Your unsaved typing is back; it is not a revision yet (Ctrl+S saves it)."
 
 
-def keep_draft(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request,
+def keep_draft(page: Page, document: EditorValue, doc: Doc, name: str, language: str, request: gr.Request,
                evt: gr.EventData) -> Any:
     """A pause in typing: the text kept as the document's draft, so a reload brings it back.
     Output: the unsaved marker. Text typed in another document than the tab's now (the event sent
@@ -99,7 +99,7 @@ def keep_draft(page: Page, document: Document, doc: Doc, name: str, language: st
     return unsaved_marker(draft is not None)
 
 
-def kept_typing(page: Page, document: Document, doc: Doc, name: str, request: gr.Request) -> tuple:
+def kept_typing(page: Page, document: EditorValue, doc: Doc, name: str, request: gr.Request) -> tuple:
     """The person typed before the page's reopened document arrived: the editor kept their text, and it
     becomes a new document (a draft until saved); the reopened one stays in the list.
     Outputs: those of a document shown, the editor's text left as typed."""
@@ -114,7 +114,7 @@ def kept_typing(page: Page, document: Document, doc: Doc, name: str, request: gr
     return gr.update(shown=document_key(None)), *shown[1:]
 
 
-def open_document(page: Page, document_id: Any, document: Document, doc: Doc, name: str, language: str,
+def open_document(page: Page, document_id: Any, document: EditorValue, doc: Doc, name: str, language: str,
                   request: gr.Request) -> tuple:
     """A document chosen in the list, at its head (the tab's typing kept first)."""
     if document_id is None:
@@ -128,7 +128,7 @@ def open_document(page: Page, document_id: Any, document: Document, doc: Doc, na
         raise fail(err) from None
 
 
-def open_file(page: Page, path: str | None, document: Document, doc: Doc, name: str, language: str,
+def open_file(page: Page, path: str | None, document: EditorValue, doc: Doc, name: str, language: str,
               request: gr.Request) -> tuple:
     """An uploaded file as a new document (the tab's typing kept first)."""
     if not path:
@@ -196,14 +196,14 @@ def ensure_revision(h: History, text: str, doc: Doc, name: str, language: str, b
     return Doc(rev.document_id, rev.id)
 
 
-def save(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+def save(page: Page, document: EditorValue, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
     """Ctrl+S or Save: record the typed text (a new document, or a typed revision).
     Outputs: the editor's `shown` key, what follows the document (document_outputs), the message."""
     h, doc, saved = _saved(page, document, doc, name, language, request)
     return gr.update(shown=document_key(doc.id)), *document_outputs(h, doc, name, language), f"{saved}."
 
 
-def download(page: Page, document: Document, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
+def download(page: Page, document: EditorValue, doc: Doc, name: str, language: str, request: gr.Request) -> tuple:
     """Download: save, then hand the browser the file (static/download.js clicks its link).
     Outputs: the file, the editor's `shown` key, what follows the document, the message."""
     h, doc, saved = _saved(page, document, doc, name, language, request)
@@ -216,7 +216,7 @@ def download(page: Page, document: Document, doc: Doc, name: str, language: str,
     return str(path), *shown, f"{saved}; downloading {escape(path.name)}."
 
 
-def _saved(page: Page, document: Document, doc: Doc, name: str, language: str,
+def _saved(page: Page, document: EditorValue, doc: Doc, name: str, language: str,
            request: gr.Request) -> tuple[History, Doc, str]:
     """The text as it reads, stored: the history, the tab's Doc and what to say."""
     h, text = page.mine(request), document.text

@@ -9,7 +9,6 @@ iterator (the page's Stop) cancels the run.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import queue
@@ -21,8 +20,8 @@ import httpx
 import torch
 
 from editor import checks
-from engine import Canvas, Constraint, DiffusionLM, SamplerSettings, Step
-from engine.scheduler import Job, QueueFull, Scheduler
+from engine import Canvas, DiffusionLM, SamplerSettings, Step
+from engine.scheduler import MAX_BATCH, MAX_QUEUE, Job, QueueFull, Scheduler
 from engine.scope import whole_words
 from engine.serve import wire
 
@@ -53,7 +52,7 @@ class EngineClient(Protocol):
 class InProcessEngine:
     """The engine in this process: runs share the model's forwards through one Scheduler."""
 
-    def __init__(self, model: DiffusionLM, max_batch: int = 16, max_queue: int = 64):
+    def __init__(self, model: DiffusionLM, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE):
         self.model, self.max_batch, self.max_queue = model, max_batch, max_queue
 
     @functools.cached_property
@@ -116,7 +115,7 @@ class HttpEngine:
 
     def steps(self, canvas: Canvas, settings: SamplerSettings, language: str | None = None) -> Iterator[Step]:
         last = None
-        body = edit_body(canvas, settings) | ({"language": language} if language is not None else {})
+        body = wire.edit_body(canvas, settings) | ({"language": language} if language is not None else {})
         try:
             with self.http.stream("POST", "/v1/edits", json=body) as response:
                 if response.status_code != 200:
@@ -158,10 +157,10 @@ class RemoteModel(DiffusionLM):
 
     def __init__(self, info: dict[str, Any], url: str):
         self.codec = wire.codec_from_json(info)
-        self.noise, self.mask_id, self.vocab_size = info["noise"], self.codec.mask_id, info["vocab_size"]
-        self.max_length, self.device = info["max_length"], torch.device("cpu")
+        self.mask_id, self.device, self.url = self.codec.mask_id, torch.device("cpu"), url
+        for name in wire.DESCRIBED:
+            setattr(self, name, info[name])
         self.label = f"{info['label']} (served by {url})"
-        self.url = url
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         raise EngineError(f"{self.label} runs on the engine service; this page holds only its tokenizer")
@@ -217,17 +216,6 @@ def interleave(starts: Sequence[Callable[[], Iterator[Step]]]) -> Iterator[tuple
         stop.set()
 
 
-def edit_body(canvas: Canvas, settings: SamplerSettings) -> dict[str, Any]:
-    """The /v1/edits request that builds `canvas` on the service: its text, spans (in document order)
-    and their pinned words, its instruction (the service lays it out in its own model's template),
-    every setting, streamed."""
-    spans = [[s.start, s.end] if s.length is None else [s.start, s.end, s.length] for s in canvas.spans]
-    constraints = [[c.text, pin_place(c), i] for i, s in enumerate(canvas.spans) for c in s.constraints]
-    instruction = {"instruction": canvas.prompt.text} if canvas.prompt is not None else {}
-    return {"text": canvas.text, "spans": spans, "constraints": constraints, **instruction,
-            **dataclasses.asdict(settings), "stream": True}
-
-
 def check_result(done: dict[str, Any], last: Step | None) -> None:
     """The service's final document must be the one the page rendered from the last step: if not,
     the two tokenizers differ and the page would show one text and accept another."""
@@ -247,10 +235,3 @@ def refusal(response: httpx.Response) -> str:
         message = response.text[:200] or response.reason_phrase
     wait = response.headers.get("Retry-After")
     return f"{message} (retry after {wait} s)" if wait else message
-
-
-def pin_place(c: Constraint) -> int | str:
-    """A constraint's K on the wire (engine.cli.read_pins): a token offset, "end" or "any"."""
-    if c.anchor == "end" and c.at:
-        raise ValueError("the engine service takes text that ends a span only at its very end")
-    return {"start": c.at, "end": "end", "anywhere": "any"}[c.anchor]

@@ -46,6 +46,7 @@ class Topbar:
     unsaved: gr.HTML
     save: gr.Button
     download: gr.Button
+    title: gr.HTML | None = None  # the model's name: the picker (page/models.py) changes it
 
 
 @dataclass
@@ -139,9 +140,10 @@ def documents_sidebar() -> Documents:
     return Documents(listed, new, upload, archive, archived, unarchive)
 
 
-def topbar(model_label: str, demonstration: bool = False) -> Topbar:
+def topbar(model_label: str, demonstration: bool = False, attention_block: int | None = None) -> Topbar:
     with gr.Row(equal_height=True, elem_id="topbar"):
-        gr.HTML(views.title_html(model_label, demonstration), elem_id="title", padding=False)
+        title = gr.HTML(views.title_html(model_label, demonstration, attention_block), elem_id="title",
+                        padding=False)
         name = gr.Textbox("untitled.txt", show_label=False, container=False, elem_id="doc-name", scale=3,
                           placeholder="document name")
         language = gr.Dropdown(supported(), value="text", show_label=False, container=False, elem_id="language",
@@ -150,7 +152,7 @@ def topbar(model_label: str, demonstration: bool = False) -> Topbar:
         unsaved = gr.HTML("", elem_id="unsaved", padding=False, min_width=0)
         save = gr.Button("Save", size="sm", elem_id="save", min_width=60, scale=0)
         download = gr.Button("Download", size="sm", elem_id="download-button", min_width=86, scale=0)
-    return Topbar(name, language, rename, unsaved, save, download)
+    return Topbar(name, language, rename, unsaved, save, download, title)
 
 
 def editor() -> Editor:
@@ -202,12 +204,15 @@ def run_view() -> RunView:
                    accept_anyway, cancel, inspector)
 
 
-def dial_drawer(start: str = DEFAULT_PRESET) -> Dial:
+def dial_drawer(start: str = DEFAULT_PRESET, top: tuple[gr.components.Component, ...] = ()) -> Dial:
     """The Dial, filled from the preset `start` (engine.guide.default_preset: the model's own): the short
-    form first (speed <-> quality, candidates, length), every other setting under Advanced."""
+    form first (speed <-> quality, candidates, length), every other setting under Advanced. `top`:
+    components made unrendered that go above them (the model picker)."""
     knobs = controls(PRESETS[start])
     named = dict(zip((k.elem_id for k in knobs), knobs, strict=True))
     with gr.Sidebar(label="Dial", open=False, position="right", width=340, elem_id="dial"):
+        for component in top:
+            component.render()
         preset = gr.Dropdown(list(PRESETS), value=start, label="speed ↔ quality", elem_id="preset",
                              info="how the model writes: guided (its base language model helps, left to right), "
                                   "fast (several tokens at a time), quality (one at a time: slower, fewer repeated "

@@ -16,6 +16,7 @@ from editor.diffs import rebase_edit, word_diff
 from editor.history import History, Regeneration, Revision, StaleRevision
 from editor.text import EditorError
 from engine import Canvas, SamplerSettings, Step
+from engine.concepts import steer_for
 from engine.distinct import redraw_repeats
 from engine.guide import causal_view_for
 from engine.instruct import with_instruction
@@ -36,8 +37,9 @@ from .actions import (
     plan_run,
     rank_candidates,
 )
+from .attributions import token_attributions
 from .dial import settings_from_dial
-from .document_editor import NO_SPAN, Document, document_key
+from .document_editor import NO_SPAN, EditorValue, document_key
 from .documents import ensure_revision
 from .engine_client import RemoteModel
 from .errors import REFUSALS, error, fail, log, trim_heap
@@ -57,7 +59,7 @@ from .trials import Trials, pick, plan_trials, run_trials
 NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's span away
 
 
-def regenerate(page: Page, action: str, document: Document, doc: Doc, language: str, mode: str,
+def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, language: str, mode: str,
                n: Any, starts: str, ends: str, include: str, heatmap: bool, *dial: Any,
                previous: Run | None = None, instruction: str | None = None) -> Iterator[tuple]:
     """Stream one regeneration: the run panel (outputs.run_outputs), a message and the editor's span
@@ -65,12 +67,14 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     include. Several selections are several spans of one run. A `previous` run whose candidates are
     still on offer is set aside in the new one (`back_to_aside` brings it back), not dropped. With
     `instruction`, an instruction edit (engine/instruct.py; its guidance is the dial's)."""
+    page = page.pinned()  # a model swapped in by the picker meanwhile does not change this run's
     model = page.model
     try:
         req = plan_run(page, action, document.text, document.start, document.end, language, mode, n,
                        Pins.of(starts, ends, include), settings_from_dial(dial), document.ranges, instruction)
-        if not isinstance(model, RemoteModel):  # a served model's guide is the service's to refuse
+        if not isinstance(model, RemoteModel):  # a served model's guide and concepts are the service's to refuse
             causal_view_for(model, req.settings)
+            steer_for(model, req.settings)
     except (ValueError, EditorError) as err:
         raise fail(err) from None
     hide, inspector = gr.update(visible=False), views.inspector_html(None, None, 0, 0)
@@ -82,7 +86,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     def new_run(canvas: Canvas, settings: SamplerSettings = req.settings) -> Run:
         canvas = with_instruction(canvas, req.instruction, model.max_length)
         return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings,
-                   aside=aside)
+                   aside=aside, model=model.label)
     span, note = req.span, ""
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
@@ -118,14 +122,15 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
                                                                                  last - first))
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
                                inspector, "running"), note, waiting
-            for step in page.engine.steps(run.canvas, run.settings, language):
+            for step in page.engine_client.steps(run.canvas, run.settings, language):
                 if run.stopped:
                     return
                 yield step_outputs(run, step, heatmap)
         # Candidates that repeat an earlier one are drawn again, as further steps (engine/distinct.py).
         assert run.last is not None
         places = run.canvas.ids.dim() == 2  # rows are a placed word's places: no repeats to draw again
-        for step in () if places else redraw_repeats(run.last, lambda s: page.engine.steps(run.canvas, s, language),
+        steps = page.engine_client.steps
+        for step in () if places else redraw_repeats(run.last, lambda s: steps(run.canvas, s, language),
                                                      req.settings):
             if run.stopped:
                 return
@@ -354,27 +359,29 @@ def scrub_to(run: Run | None, candidate: Any, heatmap: bool, evt: gr.EventData) 
     return (k, *show_step(k, run, candidate, heatmap))
 
 
-def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -> str:
+def inspect_token(page: Page, run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -> str:
     if run is None or not run.steps:
         return views.inspector_html(None, None, 0, 0)
     step = run.steps[max(0, min(int(k or len(run.steps)), len(run.steps)) - 1)]
-    return views.inspector_html(step, run.canvas, int(candidate or 0), int(evt.index))
+    b, pos = int(candidate or 0), int(evt.index)
+    concepts = token_attributions(page.model, run, step, b, pos)
+    return views.inspector_html(step, run.canvas, b, pos, concepts)
 
 
 # -- accept / reject --------------------------------------------------------------------------------
-def accept(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
+def accept(page: Page, document: EditorValue, run: Run | None, candidate: Any, doc: Doc, name: str, language: str,
            request: gr.Request) -> tuple:
     """Record the chosen candidate as the document's new head (asking first if it does not parse)."""
     return _accept(page, document.text, run, candidate, doc, name, language, "accept", False, request)
 
 
-def accept_branch(page: Page, document: Document, run: Run | None, candidate: Any, doc: Doc, name: str,
+def accept_branch(page: Page, document: EditorValue, run: Run | None, candidate: Any, doc: Doc, name: str,
                   language: str, request: gr.Request) -> tuple:
     """Record the chosen candidate as a branch off the revision the run started on."""
     return _accept(page, document.text, run, candidate, doc, name, language, "branch", False, request)
 
 
-def accept_anyway(page: Page, pending: str | None, document: Document, run: Run | None, candidate: Any, doc: Doc,
+def accept_anyway(page: Page, pending: str | None, document: EditorValue, run: Run | None, candidate: Any, doc: Doc,
                   name: str, language: str, request: gr.Request) -> tuple:
     """The person confirmed accepting a candidate that does not parse."""
     if pending not in ("accept", "branch"):
@@ -414,7 +421,7 @@ def _accept(page: Page, text: str, run: Run | None, candidate: Any, doc: Doc, na
     except REFUSALS as err:
         raise fail(err) from None
     end = min(run.new_span(i)[1], len(result))  # the cursor after the new text (typing since may shift it)
-    editor = gr.update(value=Document(result, end, end), live=NO_SPAN, shown=document_key(rev.document_id))
+    editor = gr.update(value=EditorValue(result, end, end), live=NO_SPAN, shown=document_key(rev.document_id))
     shown = (editor, *document_outputs(h, Doc(rev.document_id, rev.id), name, language))
     kept = " (a branch)" if how == "branch" else ""
     return (*shown, *cleared_run(), f"Accepted candidate {i + 1} as revision {h.number(rev.id)}{kept}.",
@@ -431,7 +438,7 @@ def _commit(page: Page, h: History, text: str, run: Run, i: int, doc: Doc, name:
         raise EditorError("This edit was made on another document; regenerate again.")
     base = ensure_revision(h, text, Doc(doc.id, run.base_revision or doc.revision), name, language)
     assert base.id is not None and base.revision is not None and run.last is not None
-    regen = Regeneration(run.new_spans(i), page.model.label, dataclasses.asdict(run.settings),
+    regen = Regeneration(run.new_spans(i), run.model or page.model.label, dataclasses.asdict(run.settings),
                          run.settings.seed, run.last.forwards, run.last.elapsed * 1000)
     return h.commit(base.id, result, base.revision, "regenerated", regeneration=regen, branch=branch), result
 
@@ -451,7 +458,7 @@ def forget_session(demo: gr.Blocks, request: gr.Request) -> None:
 
 
 # -- selection moves ---------------------------------------------------------------------------------
-def move(direction: str, document: Document, language: str, moves: Moves) -> tuple:
+def move(direction: str, document: EditorValue, language: str, moves: Moves) -> tuple:
     """Expand or Shrink: (the document with its selection on the next larger or smaller syntax node,
     message, moves); Shrink goes back toward the cursor the walk started from (`Moves`)."""
     text, a, b = document.text, document.start, document.end
@@ -462,4 +469,5 @@ def move(direction: str, document: Document, language: str, moves: Moves) -> tup
         raise fail(err) from None
     if node is None:
         raise error(f"Cannot {direction} further.", "Selection")
-    return Document(text, node.start, node.end), f"Selected: {escape(node.label)}", Moves(cursor, node.start, node.end)
+    moves = Moves(cursor, node.start, node.end)
+    return EditorValue(text, node.start, node.end), f"Selected: {escape(node.label)}", moves

@@ -1,13 +1,14 @@
 """What the page's handlers share: the app (`Page`: model, history, limits) and each tab's state (`Doc`)."""
 from __future__ import annotations
 
+import copy
+import threading
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from editor.history import History
 from engine import DiffusionLM
 from engine.length import Scorer
-from engine.score import fluency_for
 
 from .access import InFlight, Limits
 from .engine_client import EngineClient, InProcessEngine
@@ -55,22 +56,40 @@ class Page:
     limits: Limits = field(default_factory=Limits)
     score: Scorer | None = None           # candidates' ranking (none: the loop's order)
     client: InitVar[EngineClient | None] = None  # where runs go (none: in process, over `model`)
-    engine: EngineClient = field(init=False)
+    engine_client: EngineClient = field(init=False)
     runs: InFlight = field(init=False)      # each user's runs in flight (the engine's scheduler is the queue)
+    swapping: threading.Lock = field(init=False, repr=False, compare=False)
 
     def __post_init__(self, client: EngineClient | None) -> None:
-        self.engine = client or InProcessEngine(self.model)
+        self.engine_client = client or InProcessEngine(self.model)
         self.runs = InFlight(self.limits.runs_per_user)
+        self.swapping = threading.Lock()
+
+    def pinned(self) -> Page:
+        """This page as it is now: a run takes it when it starts, so a model swapped in meanwhile
+        (the picker, page/models.py) does not change the model, engine or scorer under it."""
+        with self.swapping:
+            return copy.copy(self)
+
+    def swap(self, model: DiffusionLM) -> EngineClient:
+        """Runs started from now on go to `model` (in process, ranked by its own base fluency); returns
+        the engine the runs already going still use."""
+        fluency = model.fluency()
+        engine = InProcessEngine(model)
+        with self.swapping:
+            old, self.model, self.engine_client = self.engine_client, model, engine
+            self.score = fluency.window_nll if fluency is not None else None
+        return old
 
     @classmethod
     def for_model(cls, model: DiffusionLM, history: History, limits: Limits | None = None,
-                  scorer: Scorer | None = None, engine: EngineClient | None = None) -> Page:
+                  scorer: Scorer | None = None, engine_client: EngineClient | None = None) -> Page:
         """Candidates are ranked by `scorer`, by default the model's base fluency (none: unranked).
-        Runs go to `engine` (default: in process, over `model`; `model` is what the page reads locally)."""
+        Runs go to `engine_client` (default: in process, over `model`; `model` is what the page reads locally)."""
         if scorer is None:
-            fluency = fluency_for(model)
+            fluency = model.fluency()
             scorer = fluency.window_nll if fluency is not None else None
-        return cls(model, history, limits or Limits(), scorer, engine)
+        return cls(model, history, limits or Limits(), scorer, engine_client)
 
     def mine(self, request: Any) -> History:
         """The history as the logged-in user sees it (without a login: the one local user, None)."""

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from engine import Canvas, Span, build_canvas
+from engine.codec import SIDE, window
 from engine.length import Scorer, length_score
-from engine.score import SIDE, window
 
 from .actions import Run
 from .state import Page
@@ -59,7 +59,8 @@ def run_trials(page: Page, trials: Trials) -> Iterator[Run]:
     yield the trial run each step came to (recorded in it)."""
     order = [trials.shown] + [i for i in range(len(trials.runs)) if i != trials.shown]
     first = trials.runs[0]  # every trial has the run's settings and language (its correction rounds)
-    for k, step in page.engine.steps_many([trials.runs[i].canvas for i in order], first.settings, first.language):
+    canvases = [trials.runs[i].canvas for i in order]
+    for k, step in page.engine_client.steps_many(canvases, first.settings, first.language):
         run = trials.runs[order[k]]
         run.record(step)
         yield run

@@ -21,10 +21,20 @@ DEMONSTRATION_MORE = ("The bundled model has 135M parameters: enough to watch th
                       "...; README: Models).")
 
 
-def title_html(label: str, demonstration: bool) -> str:
-    """The page's title, the model's name, and for a demonstration model a plain word on what it is."""
+BLOCK_CAUSAL_MORE = ("This model's attention is block-causal: the canvas is cut into blocks of {n} tokens from the "
+                     "first token it reads, and a token sees its own block and the ones before it. So an edit reads "
+                     "the text before it and up to the end of its block, not the rest of the document after it.")
+
+
+def title_html(label: str, demonstration: bool, attention_block: int | None = None) -> str:
+    """The page's title, the model's name, for a demonstration model a plain word on what it is, and
+    for a block-causal one (LLaDA 2, Steerling) what a span can see."""
     note = (f'<span class="sh-demo" id="demo-model" title="{escape(DEMONSTRATION_MORE)}">{escape(DEMONSTRATION)}'
             "</span>" if demonstration else "")
+    if attention_block is not None:
+        more = BLOCK_CAUSAL_MORE.format(n=attention_block)
+        note += (f'<span class="sh-demo" id="block-causal" title="{escape(more)}">block-causal '
+                 f"({attention_block})</span>")
     return f'<div class="sh-title"><b>Sharpen</b><span title="{escape(label)}">{escape(label)}</span>{note}</div>'
 
 
@@ -138,8 +148,10 @@ GUIDED_NOTE = (', <span class="guided" title="the denoiser&#39;s and the base la
                'next-token probabilities multiplied (the guide setting)">guided by the base model</span>')
 
 
-def inspector_html(step: Step | None, canvas: Canvas | None, candidate: int, pos: int) -> str:
-    """Confidence, commit step and top alternatives of the span slot at canvas `pos` of one candidate."""
+def inspector_html(step: Step | None, canvas: Canvas | None, candidate: int, pos: int,
+                   concepts: Sequence[tuple[str, float]] = ()) -> str:
+    """Confidence, commit step and top alternatives of the span slot at canvas `pos` of one candidate,
+    and the concepts behind its token where the model's family offers them (page/attributions.py)."""
     s = None if step is None or canvas is None else step.slot(pos)
     if s is None:
         return '<div class="sh-inspector">Click a token in the result to inspect it.</div>'
@@ -160,7 +172,16 @@ def inspector_html(step: Step | None, canvas: Canvas | None, candidate: int, pos
              else "<p>No alternatives recorded for this slot.</p>")
     sure = float(step.confidence[b, s])
     return (f'<div class="sh-inspector" data-pos="{pos}" title="confidence {sure:.3f}">{head} · the model was '
-            f"{sure:.0%} sure{table}</div>")
+            f"{sure:.0%} sure{table}{concepts_table(concepts)}</div>")
+
+
+def concepts_table(concepts: Sequence[tuple[str, float]]) -> str:
+    """The concepts that raised the token's logit most (name, contribution in logits), "" without any."""
+    if not concepts:
+        return ""
+    rows = "".join(f"<tr><td>{escape(name)}</td><td>{value:+.2f}</td></tr>" for name, value in concepts)
+    return (f'<table class="sh-concepts"><tr><th>concepts behind this token</th><th title="added to the token\'s '
+            f'logit">logit</th></tr>{rows}</table>')
 
 
 def diff_html(ops: Sequence[tuple[str, str]]) -> str:

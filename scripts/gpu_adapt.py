@@ -176,7 +176,7 @@ def device_corpus(folder: Path, max_chars_per_source: int | None) -> tuple[list,
     docs, licences = corpus.extended_documents(max_chars_per_source)
     carried = json.loads(gzip.decompress((folder / "prose.json.gz").read_bytes()))
     names = {d.name for d in docs}
-    docs += [corpus.Document("prose", name, text, source) for name, source, text in carried["docs"]
+    docs += [corpus.CorpusText("prose", name, text, source) for name, source, text in carried["docs"]
              if name not in names]
     licences = {**carried["licences"], **licences}
     train_docs, held_docs = corpus.split(docs, json.loads((folder / "heldout.json").read_text()))

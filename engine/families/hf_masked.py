@@ -2,9 +2,17 @@
 
 A masked LM is a one-step masked-diffusion denoiser: it sees the whole canvas with [MASK] at the
 undecided slots and scores every slot bidirectionally, which is exactly what the loop asks for.
+
+Chat fine-tunes (dllm's ModernBERT-{base,large}-chat-v0.1, ZHZisZZ/dllm@ca176752 examples/bert):
+their tokenizer carries the chat template ([Question] ... [/Question], [Answer] ... [/Answer]),
+which engine/instruct.py lays an instruction out in. dllm trains and samples them on
+`apply_chat_template` ids, which hold no [CLS]/[SEP] (dllm/utils/data.py default_sft_map_fn;
+its chat.py tokenizes plain prompts with add_special_tokens=False too), so a masked LM whose
+tokenizer has a chat template gets no frame here either: its canvas is what it was trained on.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,8 @@ class MaskedLM(DiffusionLM):
         if self.codec.mask_id is None:
             raise UnsupportedModel(f"{folder}: the tokenizer has no mask token, so it is not a masked LM.")
         self.mask_id = self.codec.mask_id
+        if getattr(tokenizer, "chat_template", None):  # a chat fine-tune: trained without the frame
+            self.codec = dataclasses.replace(self.codec, frame_prefix=(), frame_suffix=())
         self.max_length = _context_length(config, tokenizer)
         self.device = device
         self.label = f"{type(net).__name__} (local: {folder})"

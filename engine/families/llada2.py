@@ -115,4 +115,5 @@ def load(folder: Path, config: dict, device: torch.device, dtype: torch.dtype | 
                             family=FAMILY, mask_names=MASK_NAMES, mask_fallback=DOCUMENTED_MASK_ID,
                             shifted=False, make=MoENet)
     model.supports_cache = False
+    model.attention_block = ATTENTION_BLOCK
     return model

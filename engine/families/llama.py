@@ -13,12 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..codec import TextCodec
+from ..load import pick_dtype
 from ..model import Call, DiffusionLM, ModelNotFound
 
 if TYPE_CHECKING:
     from ..memory import MemoryPlan
-    from ..score import Fluency
     from .moe_net import MoENet, MoEShape
+    from .score import LlamaFluency
 from .names import NameTable, per_block
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, kv_heads, L, head_dim) each
@@ -96,7 +97,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, causal: bool = False,
                 context: KV | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, KV]:
         """`mask`: bool, broadcastable to (B, H, L, Lc + L) over [context keys; own keys]; False
-        keys are not attended to (the padding of a static-shape forward, engine/compiled.py)."""
+        keys are not attended to (the padding of a static-shape forward, engine/families/compiled.py)."""
         B, L, _ = x.shape
         q = self.q(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)      # (B, H, L, D)
         k = self.k(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)   # (B, Hkv, L, D)
@@ -249,14 +250,6 @@ def read_safetensors(folder: Path, device: torch.device, dtype: torch.dtype | No
     return state
 
 
-def pick_dtype(device: torch.device, dtype: torch.dtype | None, stored: torch.dtype) -> torch.dtype:
-    """The caller's dtype; else float32 on CPU (bf16 matmuls are slow without AVX-512) and the
-    checkpoint's own floating dtype on an accelerator."""
-    if dtype is not None:
-        return dtype
-    return torch.float32 if device.type == "cpu" else stored
-
-
 def load_tokenizer(folder: Path):
     """The folder's tokenizer, offline and without running code shipped in the folder."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -311,11 +304,17 @@ class LlamaDiffusionLM(DiffusionLM):
 
     supports_cache = True
 
-    def fluency(self) -> Fluency | None:
+    def fluency(self) -> LlamaFluency | None:
         """A shifted-head net read causally, as it is (an autoregressive net's own view)."""
-        from ..score import Fluency
+        from .score import LlamaFluency
 
-        return Fluency(self) if self.shifted else None
+        return LlamaFluency(self) if self.shifted else None
+
+    def compile(self, mode: str, backend: str = "inductor") -> None:
+        """Forwards in static length buckets through torch.compile (engine/families/compiled.py)."""
+        from .compiled import compile_llama
+
+        compile_llama(self, mode, backend)
 
     def shard(self, rank: int, size: int, device: torch.device) -> None:
         """This rank's slice of every attention and feed-forward weight and its share of the
@@ -417,7 +416,7 @@ class Context:
 
 
 class EagerRows:
-    """How a LlamaDiffusionLM runs its net: as it is. engine/compiled.py's BucketedRows pads the
+    """How a LlamaDiffusionLM runs its net: as it is. engine/families/compiled.py's BucketedRows pads the
     same calls to static shapes for torch.compile."""
 
     def __init__(self, net: LlamaNet | MoENet):

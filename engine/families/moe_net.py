@@ -1,6 +1,7 @@
 """The decoder the LLaDA mixture-of-experts families share: Llama blocks whose feed-forward is a
 mixture of experts (engine.families.moe) on most layers, with per-head query/key RMSNorm, rotary
-embedding on part of each head, and optionally block-causal attention (LLaDA 2.x).
+embedding on part of each head, and optionally block-causal attention (LLaDA 2.x). The dense Qwen
+conversions (engine/families/qwen.py) run on it too, with every layer dense.
 
 It offers LlamaNet's interface (`hidden`, `project`, `embed`, `shape`), so LlamaDiffusionLM wraps
 it unchanged; checkpoint names are mapped by each family's NameTable.
@@ -40,6 +41,7 @@ class MoEShape:
     tie_embeddings: bool = False
     max_length: int = 4096
     attention_block: int | None = None  # block-causal attention over blocks of this many tokens
+    qk_norm: bool = True                # RMSNorm on each query and key head (Qwen2's dense conversions: none)
 
     def __post_init__(self) -> None:
         if self.heads % self.kv_heads:
@@ -49,8 +51,9 @@ class MoEShape:
 
 
 class NormedAttention(nn.Module):
-    """Grouped-query attention with RMSNorm on each query and key head before RoPE, RoPE on the
-    first `rotary_dim` dims of a head. Returns this chunk's keys/values like llama.Attention."""
+    """Grouped-query attention with RMSNorm on each query and key head before RoPE (where
+    `shape.qk_norm`), RoPE on the first `rotary_dim` dims of a head. Returns this chunk's
+    keys/values like llama.Attention."""
 
     def __init__(self, shape: MoEShape):
         super().__init__()
@@ -60,8 +63,8 @@ class NormedAttention(nn.Module):
         self.k = nn.Linear(shape.width, shape.kv_heads * hd, bias=shape.qkv_bias)
         self.v = nn.Linear(shape.width, shape.kv_heads * hd, bias=shape.qkv_bias)
         self.o = nn.Linear(shape.heads * hd, shape.width, bias=shape.out_bias)
-        self.q_norm = RMSNorm(hd, shape.norm_eps)
-        self.k_norm = RMSNorm(hd, shape.norm_eps)
+        self.q_norm: nn.Module = RMSNorm(hd, shape.norm_eps) if shape.qk_norm else nn.Identity()
+        self.k_norm: nn.Module = RMSNorm(hd, shape.norm_eps) if shape.qk_norm else nn.Identity()
 
     def rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """RoPE on the leading rotary dims of (B, H, L, D) heads; the rest pass unchanged."""

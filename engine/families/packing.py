@@ -24,8 +24,8 @@ from ..model import Call, CausalCall
 from .llama import KV, Attention, Block, LlamaNet, apply_rope, rope_tables
 
 if TYPE_CHECKING:
-    from ..score import BaseView
     from .llama import LlamaDiffusionLM
+    from .score import BaseView
 
 
 @dataclass(frozen=True)

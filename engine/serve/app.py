@@ -5,7 +5,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,11 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..limits import DEFAULT_BUDGET
 from ..model import DiffusionLM
-from ..scheduler import QueueFull, Scheduler
+from ..scheduler import MAX_BATCH, MAX_QUEUE, QueueFull, Scheduler
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings
 from . import completions, edits, wire
 from .guard import Guard, Policy
 from .metrics import Metrics
+from .models import Served
 from .service import DEFAULT_MAX_SECONDS, BadRequest, EngineFailed, Service, TooLarge
 
 log = logging.getLogger(__name__)
@@ -29,23 +30,36 @@ SHUTDOWN_WAIT = 2.0  # seconds
 LOOPBACK_ONLY = Policy()  # no key: this machine only, loopback Host names and IP literals, no Origin
 
 
-def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAULT_PRESET], max_batch: int = 16,
-               max_queue: int = 64, model_id: str | None = None, policy: Policy = LOOPBACK_ONLY,
-               budget: int = DEFAULT_BUDGET, max_seconds: float = DEFAULT_MAX_SECONDS, docs: bool = False) -> FastAPI:
+def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAULT_PRESET], max_batch: int = MAX_BATCH,
+               max_queue: int = MAX_QUEUE, model_id: str | None = None, policy: Policy = LOOPBACK_ONLY,
+               budget: int = DEFAULT_BUDGET, max_seconds: float = DEFAULT_MAX_SECONDS, docs: bool = False,
+               more: Mapping[str, tuple[DiffusionLM, SamplerSettings]] | None = None) -> FastAPI:
     """The service for `model`: its own scheduler and metrics registry (so several apps can live in
     one process). `defaults` are the settings a request starts from; it may change any of them.
     `policy` says who may call it (engine/serve/guard.py); `budget` (steps x candidates x tokens)
-    and `max_seconds` bound each edit; `docs` serves /docs and /openapi.json."""
+    and `max_seconds` bound each edit; `docs` serves /docs and /openapi.json. `more`: further models
+    by id, each with its defaults and its own scheduler (engine/serve/models.py); a request's
+    "model" picks one, `model` being the default."""
     metrics = Metrics()
-    scheduler = Scheduler(model, max_batch=max_batch, max_queue=max_queue, on_forward=metrics.forward)
-    metrics.watch(scheduler.stats)
-    service = Service(model, scheduler, metrics, defaults, model_id or model.label, budget, max_seconds)
+
+    def service_of_model(m: DiffusionLM, settings: SamplerSettings, name: str) -> Service:
+        scheduler = Scheduler(m, max_batch=max_batch, max_queue=max_queue, on_forward=metrics.forward)
+        return Service(m, scheduler, metrics, settings, name, budget, max_seconds)
+    first = model_id or model.label
+    served = Served({first: service_of_model(model, defaults, first),
+                     **{name: service_of_model(m, d, name) for name, (m, d) in (more or {}).items()}})
+    metrics.watch(served.stats)
+    service = served.default
+
+    def close_all() -> None:
+        for each in served.services.values():
+            each.scheduler.close()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         # Cancel what still runs; a forward in progress is not waited for past SHUTDOWN_WAIT.
-        closing = threading.Thread(target=scheduler.close, name="scheduler-close", daemon=True)
+        closing = threading.Thread(target=close_all, name="scheduler-close", daemon=True)
         closing.start()
         await anyio.to_thread.run_sync(closing.join, SHUTDOWN_WAIT)
         if closing.is_alive():
@@ -54,7 +68,7 @@ def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAUL
     app = FastAPI(title="Sharpen engine", summary="regenerate spans with a diffusion language model",
                   lifespan=lifespan, docs_url="/docs" if docs else None, redoc_url=None,
                   openapi_url="/openapi.json" if docs else None)
-    app.state.service = service
+    app.state.service, app.state.served = service, served
     app.include_router(edits.router)
     app.include_router(completions.router)
     app.add_api_route("/health", health, methods=["GET"])
@@ -73,7 +87,7 @@ def create_app(model: DiffusionLM, *, defaults: SamplerSettings = PRESETS[DEFAUL
 
 async def health(request: Request) -> dict[str, Any]:
     service: Service = request.app.state.service
-    stats = service.scheduler.stats()
+    stats = request.app.state.served.stats()
     return {"status": "ok", "model": service.model_id, "queued": stats.queued, "active": stats.active}
 
 
@@ -83,13 +97,11 @@ async def metrics_text(request: Request) -> Response:
     return Response(request.app.state.service.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def tokenizer(request: Request) -> dict[str, Any]:
+async def tokenizer(request: Request, model: str | None = None) -> dict[str, Any]:
     """The model's tokenizer and limits: what a client (the page) needs to lay out spans and draw
-    steps itself, without the weights."""
-    service: Service = request.app.state.service
-    model = service.model
-    return {"model": service.model_id, "label": model.label, "max_length": model.max_length,
-            "vocab_size": model.vocab_size, "noise": model.noise, **wire.codec_json(model.codec)}
+    steps itself, without the weights. `?model=ID` picks one of several served models."""
+    service: Service = request.app.state.served.by_name(model)
+    return {"model": service.model_id, **wire.model_json(service.model)}
 
 
 async def refused(request: Request, err: Exception) -> Response:

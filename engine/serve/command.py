@@ -42,34 +42,51 @@ def serve(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None],
     except ValueError as err:
         print(f"error: {err}", file=stderr)
         return 2
+    sources = args.model if isinstance(args.model, list) else [args.model]  # --model is repeatable
+    args.model, names = sources[0] if sources else None, [model_name(s) for s in sources]
+    if len(set(names)) < len(names):
+        print(f"error: --model: two models would be served as one name ({', '.join(names)}); "
+              "give folders with different names", file=stderr)
+        return 2
     if args.tp != 1 or "WORLD_SIZE" in os.environ:  # under torchrun: one shard per process
+        if len(sources) > 1:
+            print("error: --tp serves one model: give --model once", file=stderr)
+            return 2
         from .sharded import serve_sharded
         return serve_sharded(args, functools.partial(start, args, settings_for, policy, stderr), stderr)
     t0 = time.perf_counter()
     try:
-        model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile,
-                           quantize=args.quantize)
+        model, *others = [load_model(s, device=args.device, dtype=args.dtype, compile=args.compile,
+                                     quantize=args.quantize) for s in sources or [None]]
     except (OSError, ValueError) as err:  # ModelNotFound, UnsupportedModel, a device this machine lacks
         print(f"error: {err}", file=stderr)
         return 2
-    start(args, settings_for, policy, stderr, model, t0).run()
+    more = {name: (m, settings_for(m)) for name, m in zip(names[1:], others)}
+    start(args, settings_for, policy, stderr, model, t0, more).run()
     return 0
 
 
+def model_name(source: str | None) -> str:
+    """The id a served model answers to: its folder's or hub repo's last part; the bundled one's."""
+    return Path(source).name if source else "sharpen-default"
+
+
 def start(args: argparse.Namespace, settings_for: Callable[[DiffusionLM | None], SamplerSettings],
-          policy: Policy, stderr: TextIO, model: DiffusionLM, t0: float) -> uvicorn.Server:
-    """The server of `model` (loaded since `t0`), said on stderr, not yet running."""
+          policy: Policy, stderr: TextIO, model: DiffusionLM, t0: float,
+          more: dict[str, tuple[DiffusionLM, SamplerSettings]] | None = None) -> uvicorn.Server:
+    """The server of `model` and `more` models by name (loaded since `t0`), said on stderr, not yet running."""
     import uvicorn
 
     from .app import create_app
 
-    model_id = Path(args.model).name if args.model else "sharpen-default"
-    print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s; serving it as {model_id!r} "
+    model_id = model_name(args.model)
+    also = "".join(f", {m.label} as {name!r}" for name, (m, _) in (more or {}).items())
+    print(f"loaded {model.label} in {time.perf_counter() - t0:.1f} s; serving it as {model_id!r}{also} "
           f"at http://{args.host}:{args.port}", file=stderr, flush=True)
     print(startup_note(policy, args.host), file=stderr, flush=True)
     app = create_app(model, defaults=settings_for(model), max_batch=args.max_batch, max_queue=args.max_queue,
                      model_id=model_id, policy=policy, budget=args.budget, max_seconds=args.max_seconds,
-                     docs=args.docs)
+                     docs=args.docs, more=more)
     return uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
 
 

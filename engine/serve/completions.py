@@ -1,5 +1,5 @@
 """OpenAI's legacy completions shape: /v1/completions fills the middle between prompt and suffix
-(FIM), /v1/models lists the one model, so existing fill-in-the-middle clients can use the engine."""
+(FIM), /v1/models lists the models served, so existing fill-in-the-middle clients can use the engine."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +19,7 @@ from ..limits import MAX_SPAN_TOKENS
 from ..loop import Step
 from ..scheduler import Job
 from ..settings import SamplerSettings, knobs
-from .edits import service_of
+from .edits import service_for
 from .service import BadRequest, EngineFailed, Overdue, Service, flag, json_object
 from .streams import ClosingStream
 
@@ -27,9 +27,9 @@ router = APIRouter()
 log = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for max_tokens
 MAX_STOPS = 4            # as OpenAI
-# Fields OpenAI clients send that mean nothing to a denoiser: accepted and left unused (any model
-# name is this service's one model).
-IGNORED = ("model", "user", "top_p", "presence_penalty", "frequency_penalty", "logit_bias", "stream_options")
+# Fields OpenAI clients send that mean nothing to a denoiser: accepted and left unused ("model" picks
+# one of several served models: engine/serve/models.py).
+IGNORED = ("user", "top_p", "presence_penalty", "frequency_penalty", "logit_bias", "stream_options")
 # Names the edit reader takes that a completion spells otherwise (prompt/suffix/max_tokens).
 RESERVED = ("text", "spans", "length", "constraints")
 UNSETTLED = " \t\n\r\f\v\ufffd"  # held back at a streamed prefix's end: the next token may change them
@@ -48,17 +48,16 @@ class Fill:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    service = service_of(request)
-    return {"object": "list", "data": [{"id": service.model_id, "object": "model", "created": service.started,
-                                        "owned_by": "sharpen"}]}
+    """Every model served (the default first), each with its family, parameters and memory estimate."""
+    return {"object": "list", "data": request.app.state.served.listing()}
 
 
 @router.post("/v1/completions")
 async def create_completion(request: Request) -> Response:
     """Body: OpenAI's `prompt`, `suffix`, `max_tokens` (the middle's length in tokens), `temperature`,
     `seed`, `n` (candidates), `stop`, `stream`, plus any sampler setting by name."""
-    service = service_of(request)
     body = await json_object(request)
+    service = service_for(request, body)
     fill, canvas, settings = await run_in_threadpool(read_fill, service, body)
     job = service.submit(canvas, settings)
     fill = dataclasses.replace(fill, id="cmpl-" + job.id, created=int(time.time()), model=service.model_id)

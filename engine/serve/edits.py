@@ -21,8 +21,9 @@ router = APIRouter()
 log = logging.getLogger(__name__)
 
 
-def service_of(request: Request) -> Service:
-    return request.app.state.service
+def service_for(request: Request, body: dict[str, Any]) -> Service:
+    """The service of the model the body's "model" names (popped; none: the default)."""
+    return request.app.state.served.pick(body)
 
 
 @router.post("/v1/edits")
@@ -32,8 +33,8 @@ async def create_edit(request: Request) -> Response:
     back at once in the X-Edit-Id header (and in each line), so even a plain request can be
     cancelled while it runs; a plain request's status is therefore 200 once accepted, and a run
     that did not finish says so in its body."""
-    service = service_of(request)
     body = await json_object(request)
+    service = service_for(request, body)
     stream = flag(body, "stream")
     canvas, settings = await run_in_threadpool(service.edit, body)  # tokenizing can take a while
     checker = await run_in_threadpool(service.checker, body)
@@ -47,7 +48,7 @@ async def create_edit(request: Request) -> Response:
 @router.delete("/v1/edits/{edit_id}")
 async def cancel_edit(edit_id: str, request: Request) -> Response:
     """Cancel an edit in flight: its run stops within one step and its slot is free."""
-    if not service_of(request).cancel(edit_id):
+    if not request.app.state.served.cancel(edit_id):
         return JSONResponse({"error": f"no edit {edit_id} is running (unknown, finished or cancelled)"}, 404)
     return Response(status_code=204)
 

@@ -12,19 +12,21 @@ import anyio
 import anyio.to_thread
 from starlette.requests import Request
 
+from ..budget import check_budget
 from ..canvas import Canvas
 from ..checker import checker_for
-from ..cli import read_edit, read_language
+from ..concepts import steer_for
 from ..correct import Checker
 from ..guide import causal_view_for
 from ..instruct import with_instruction
-from ..limits import DEFAULT_BUDGET, check_budget
+from ..limits import DEFAULT_BUDGET
 from ..loop import Step
 from ..model import DiffusionLM
 from ..pins import lay_out
 from ..scheduler import Job, Scheduler
 from ..settings import SamplerSettings
 from .metrics import Metrics
+from .wire import read_edit, read_language
 
 MAX_BODY = 8 * 2**20  # bytes: the page's 1 MiB documents, with room for JSON escapes and settings
 MAX_DEPTH = 16        # JSON nesting: an edit needs 3 ([[TEXT, K], ...] inside the body)
@@ -73,6 +75,7 @@ class Service:
         try:
             text, spans, settings = read_edit(item, self.defaults)
             causal_view_for(self.model, settings)  # a guide the model cannot have: a 400 now, not mid-run
+            steer_for(self.model, settings)        # so is a concept it does not name
             canvas, settings = lay_out(self.model.codec, text, spans, settings, self.model.max_length)
             canvas = with_instruction(canvas, item.get("instruction"), self.model.max_length)
             check_budget(settings, canvas, self.budget)

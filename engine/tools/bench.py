@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import score
 from ..canvas import Span, build_canvas
 from ..checker import checker_for, editor_checks
+from ..codec import SIDE
 from ..correct import corrected
 from ..load import add_load_flags
-from ..model import DiffusionLM
+from ..model import DiffusionLM, Fluency
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings, parse_variant
 from . import corpus, quality
 
@@ -122,7 +122,7 @@ def generation_edits(codec, text: str, new_tokens: int, count: int) -> list[Edit
 
 
 def measure(model: DiffusionLM, edits: list[Edit], settings: SamplerSettings,
-            fluency: score.Fluency | None) -> list[dict]:
+            fluency: Fluency | None) -> list[dict]:
     """Run every edit through the loop; per edit: forwards, seconds, the span's result and its
     quality (timed apart: scoring is not part of the edit)."""
     results = []
@@ -141,7 +141,7 @@ def measure(model: DiffusionLM, edits: list[Edit], settings: SamplerSettings,
     return results
 
 
-def judge(model: DiffusionLM, edit: Edit, document: str, fluency: score.Fluency | None) -> dict:
+def judge(model: DiffusionLM, edit: Edit, document: str, fluency: Fluency | None) -> dict:
     """The span's new text and ids, the window's fluency, (code) whether its block parses, and
     whether it has a defect: code whose block does not parse; prose with a doubled word, a loop,
     a broken word or an inserted line break (editor.defects; None without the editor)."""
@@ -209,8 +209,6 @@ def against_reference(row: dict, ref: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(module)s] %(message)s")  # progress to stderr
     parser = argparse.ArgumentParser(prog="python -m engine.tools.bench", description=__doc__)
-    parser.add_argument("--model", help="model folder (default: the bundled model)")
-    parser.add_argument("--device", help="cpu or cuda")
     add_load_flags(parser)
     parser.add_argument("--quick", action="store_true",
                         help="only the 32-token span in a ~512-token document, reference and fast")
@@ -244,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..load import load_model
     model = load_model(args.model, device=args.device, dtype=args.dtype, compile=args.compile,
                        quantize=args.quantize)
-    fluency = score.fluency_for(model)
+    fluency = model.fluency()
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else
                                   f" ({torch.get_num_threads()} threads)")
     workloads = plan(model, sizes, spans, generate=not (args.quick or args.no_generate),
@@ -304,7 +302,7 @@ def table(rows: list[dict], label: str) -> str:
             ("defect_rate", "{:.2f}"), ("agreement", "{:.2f}"), ("within_quality_budget", "{}"),
             ("exact_match", "{:.2f}"), ("token_accuracy", "{:.2f}"), ("peak_rss_mb", "{:.0f}")]
     lines = [f"model: {label}; device: {rows[0]['device'] if rows else '?'}; fluency = base model's NLL "
-             f"per token of span +/- {score.SIDE} tokens (original text: "
+             f"per token of span +/- {SIDE} tokens (original text: "
              + ", ".join(sorted({f"{r['workload']} {cell(r['fluency_nll_original'], '{:.3f}')}" for r in rows})) + ")",
              "| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r.get(c), f) for c, f in cols) + " |" for r in rows]

@@ -16,6 +16,7 @@ import torch
 from ..canvas import build_canvas
 from ..distinct import distinct
 from ..infill import infill
+from ..load import add_model_flag, load_model
 from ..loop import run
 from ..settings import DEFAULT_PRESET, PRESETS
 from .edges import prose_edits
@@ -28,11 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate-temperature", type=float, default=PRESETS[DEFAULT_PRESET].candidate_temperature)
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--model", help="model folder (default: the bundled model)")
+    add_model_flag(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from ..load import load_model
     model = load_model(args.model)
     settings = PRESETS[args.preset].replace(candidates=args.candidates,
                                             candidate_temperature=args.candidate_temperature)

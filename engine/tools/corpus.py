@@ -52,7 +52,9 @@ DOC_FOLDERS = {
 
 
 @dataclass(frozen=True)
-class Document:
+class CorpusText:
+    """One text of the training corpus (a file, a pydoc topic, a README) and the licence record it falls under."""
+
     kind: str       # "code" or "prose"
     name: str       # path relative to the stdlib folder, "pydoc:<topic>", "pkg:<path>", "readme:<dist>"
     text: str
@@ -63,7 +65,7 @@ def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def code_documents(root: Path | None = None) -> list[Document]:
+def code_documents(root: Path | None = None) -> list[CorpusText]:
     """Every stdlib .py file outside test folders, sorted by relative path."""
     root = root or stdlib_root()
     docs = []
@@ -76,17 +78,17 @@ def code_documents(root: Path | None = None) -> list[Document]:
         except (UnicodeDecodeError, OSError):
             continue
         if text.strip():
-            docs.append(Document("code", rel.as_posix(), text, "stdlib"))
+            docs.append(CorpusText("code", rel.as_posix(), text, "stdlib"))
     return docs
 
 
-def prose_documents() -> list[Document]:
+def prose_documents() -> list[CorpusText]:
     """One document per pydoc topic, in sorted topic order (engine.tools.bench's order)."""
     from pydoc_data.topics import topics
-    return [Document("prose", f"pydoc:{key}", topics[key].strip(), "pydoc") for key in sorted(topics)]
+    return [CorpusText("prose", f"pydoc:{key}", topics[key].strip(), "pydoc") for key in sorted(topics)]
 
 
-def bench_prose_names(prose: Sequence[Document]) -> set[str]:
+def bench_prose_names(prose: Sequence[CorpusText]) -> set[str]:
     """The leading topics (in sorted order) that engine.tools.bench's prose document is cut from."""
     names, total = set(), 0
     for doc in sorted(prose, key=lambda d: d.name):
@@ -102,15 +104,15 @@ def hash_share(name: str) -> float:
     return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 16**8
 
 
-def is_heldout(doc: Document, forced: Collection[str] = frozenset()) -> bool:
+def is_heldout(doc: CorpusText, forced: Collection[str] = frozenset()) -> bool:
     base = doc.name.rsplit("/", 1)[-1]
     if doc.kind == "code" and "/" not in doc.name and base in BENCH_FILES:
         return True
     return doc.name in forced or hash_share(doc.name) < HELDOUT_SHARE
 
 
-def split(docs: Iterable[Document] | None = None, also: Iterable[str] = ()
-          ) -> tuple[list[Document], list[Document]]:
+def split(docs: Iterable[CorpusText] | None = None, also: Iterable[str] = ()
+          ) -> tuple[list[CorpusText], list[CorpusText]]:
     """(train, heldout) documents; without `docs`, of stdlib + pydoc (the eval's fixed set).
     `also`: names held out besides (another machine's held-out set: its Python's pydoc topics
     differ in length, so the leading topics engine.tools.bench reads can differ)."""
@@ -128,7 +130,7 @@ def _lines(text: str) -> set[str]:
     return {line.strip() for line in text.splitlines() if len(line.strip()) >= 12}
 
 
-def copies_of(held: set[str], docs: Sequence[Document]) -> set[str]:
+def copies_of(held: set[str], docs: Sequence[CorpusText]) -> set[str]:
     """Names of the documents outside stdlib and pydoc that copy a held-out document: the same
     text, or the same file name (not __init__.py) and at least half the longer lines of either
     (a package's copy of a stdlib module, edited a little). stdlib and pydoc are never moved, so
@@ -220,13 +222,13 @@ def _wanted(rel: str) -> str | None:
 
 
 def distribution_documents(dist, name: str, max_chars: int | None = None,
-                           kinds: tuple[str, ...] = ("code", "prose")) -> list[Document]:
+                           kinds: tuple[str, ...] = ("code", "prose")) -> list[CorpusText]:
     """A distribution's README (METADATA's description) if it fits `max_chars`, and its code and
     prose files, visited in name-hash order (a spread over its sub-packages) until `max_chars`."""
     docs, total = [], 0
     readme = (dist.metadata.get_payload() or dist.metadata.get("Description") or "").strip()
     if "prose" in kinds and MIN_PROSE_CHARS <= len(readme) <= (max_chars or len(readme)):
-        docs.append(Document("prose", f"readme:{name}", readme, name))
+        docs.append(CorpusText("prose", f"readme:{name}", readme, name))
         total += len(readme)
     record = dist.read_text("RECORD") or ""  # its first column; dist.files is ~10x slower
     files = sorted((row[0] for row in csv.reader(record.splitlines()) if row and _wanted(row[0]) in kinds),
@@ -236,13 +238,13 @@ def distribution_documents(dist, name: str, max_chars: int | None = None,
             break
         kind, text = _wanted(rel), _readable(Path(str(dist.locate_file(rel))))
         if kind is not None and text is not None:
-            docs.append(Document(kind, f"pkg:{rel}", text, name))
+            docs.append(CorpusText(kind, f"pkg:{rel}", text, name))
             total += len(text)
     return sorted(docs, key=lambda d: d.name)
 
 
 def package_documents(max_chars_per_source: int | None = None, dists: Iterable | None = None,
-                      kinds: tuple[str, ...] = ("code", "prose")) -> tuple[list[Document], dict[str, str]]:
+                      kinds: tuple[str, ...] = ("code", "prose")) -> tuple[list[CorpusText], dict[str, str]]:
     """Documents of every installed distribution with a permissive licence (first on sys.path
     wins; each text once), and the licence record {distribution: licence}."""
     found: dict[str, importlib.metadata.Distribution] = {}
@@ -266,7 +268,7 @@ def package_documents(max_chars_per_source: int | None = None, dists: Iterable |
     return docs, licences
 
 
-def sample(docs: Sequence[Document], max_chars: int | None) -> list[Document]:
+def sample(docs: Sequence[CorpusText], max_chars: int | None) -> list[CorpusText]:
     """The documents visited in name-hash order (a spread, held-out ones first) until `max_chars`."""
     if max_chars is None:
         return list(docs)
@@ -280,20 +282,20 @@ def sample(docs: Sequence[Document], max_chars: int | None) -> list[Document]:
 
 
 def folder_documents(folders: dict[str, tuple[Path, str, str]] = DOC_FOLDERS
-                     ) -> tuple[list[Document], dict[str, str]]:
+                     ) -> tuple[list[CorpusText], dict[str, str]]:
     """Prose files of the `folders` that exist on this machine, and their licences."""
     docs, licences = [], {}
     for source, (root, pattern, licence) in folders.items():
         for path in sorted(root.glob(pattern)) if root.is_dir() else ():
             text = _readable(path)
             if text is not None and len(text) >= MIN_PROSE_CHARS:
-                docs.append(Document("prose", f"{source}:{path.name}", text, source))
+                docs.append(CorpusText("prose", f"{source}:{path.name}", text, source))
                 licences[source] = licence
     return docs, licences
 
 
 def extended_documents(max_chars_per_source: int | None = None, kinds: tuple[str, ...] = ("code", "prose")
-                       ) -> tuple[list[Document], dict[str, str]]:
+                       ) -> tuple[list[CorpusText], dict[str, str]]:
     """stdlib + pydoc + the permissively licensed installed packages + DOC_FOLDERS (those of
     `kinds`), at most `max_chars_per_source` characters from each source, and the licences."""
     docs, licences = package_documents(max_chars_per_source, kinds=kinds)
@@ -308,7 +310,7 @@ def extended_documents(max_chars_per_source: int | None = None, kinds: tuple[str
     return docs, {**LICENCES, **licences}
 
 
-def chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], length: int,
+def chunks(docs: Sequence[CorpusText], encode: Callable[[str], list[int]], length: int,
            separator: int, encode_many: Callable[[list[str]], list[list[int]]] | None = None,
            batch: int = 256) -> torch.Tensor:
     """(N, length) token chunks: each document's ids followed by `separator`, packed end to end
@@ -324,7 +326,7 @@ def chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], length:
     return stream[: n * length].view(n, length)
 
 
-def cached_chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], length: int,
+def cached_chunks(docs: Sequence[CorpusText], encode: Callable[[str], list[int]], length: int,
                   separator: int, path: Path,
                   encode_many: Callable[[list[str]], list[list[int]]] | None = None) -> torch.Tensor:
     """`chunks`, kept in `path` (keyed by the document names and sizes) to skip re-tokenising."""
@@ -342,8 +344,8 @@ def cached_chunks(docs: Sequence[Document], encode: Callable[[str], list[int]], 
     return out
 
 
-def summary(train: Sequence[Document], heldout: Sequence[Document]) -> dict:
-    """Document counts and characters per kind and split (for the data card)."""
+def summary(train: Sequence[CorpusText], heldout: Sequence[CorpusText]) -> dict:
+    """CorpusText counts and characters per kind and split (for the data card)."""
     out = {}
     for split_name, docs in (("train", train), ("heldout", heldout)):
         for kind in ("code", "prose"):
@@ -352,7 +354,7 @@ def summary(train: Sequence[Document], heldout: Sequence[Document]) -> dict:
     return out
 
 
-def by_source(train: Sequence[Document], licences: dict[str, str]) -> list[dict]:
+def by_source(train: Sequence[CorpusText], licences: dict[str, str]) -> list[dict]:
     """One row per source of the training split: licence, code and prose characters."""
     rows: dict[str, dict] = {}
     for d in train:

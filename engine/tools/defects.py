@@ -9,7 +9,7 @@ after each correction round 0..`--rounds` (round 0 is the edit with correct_roun
          defect rate = the share with a doubled word, a loop, a broken word or a line break
          (editor.defects, the checker the rounds use).
 Beside them: forwards and seconds (the loop's own clock) per edit, and each edit's window fluency against the original's
-(the base model's NLL per token, engine.score: the data the page's rough_margin is chosen on).
+(the base model's NLL per token, engine.model.Fluency: the data the page's rough_margin is chosen on).
 Prints a table; `--out` writes the JSON with every edit.
 """
 from __future__ import annotations
@@ -25,10 +25,9 @@ from ..canvas import Span, build_canvas
 from ..checker import checker_for, editor_checks
 from ..correct import corrected
 from ..guide import default_preset
-from ..load import load_model
+from ..load import add_model_flag, load_model
 from ..loop import Step
-from ..model import DiffusionLM
-from ..score import Fluency, fluency_for
+from ..model import DiffusionLM, Fluency
 from ..settings import PRESETS, SamplerSettings
 from . import eval as evaluation
 from . import quality
@@ -112,7 +111,7 @@ def rounds_parser(prog: str, doc: str | None, rounds: int) -> argparse.ArgumentP
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=rounds, help="measure after each of 0..this many correction "
                    "rounds (default: %(default)s)")
-    p.add_argument("--model", help="model folder (default: the bundled model)")
+    add_model_flag(p)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="the preset to edit with (default: the model's own, as on the page)")
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = {"code": evaluation.infill_cases(args.cases, lines=1), "prose": prose_cases(args.cases)}
     rows = []
     for kind in args.sets.split(","):
-        rows += measure(model, kind, sets[kind], settings, fluency_for(model))
+        rows += measure(model, kind, sets[kind], settings, model.fluency())
     return report(rows, args.out, table(rows))
 
 

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-from .. import score
 from ..canvas import Span, build_canvas
 from ..checker import checker_for
 from ..correct import corrected
 from ..families.bundled import ADAPTER, DefaultModel, cache_folder, load_default
+from ..families.score import LlamaFluency
 from ..loop import banned_bias, denoise, run
 from ..settings import DEFAULT_PRESET, PRESETS, SamplerSettings, parse_variant
 from . import corpus, quality
@@ -212,7 +212,7 @@ def infill_eval(base: DefaultModel, adapted: DefaultModel | None, count: int, li
     and keeps the first `case["lines"]` lines it writes. Fluency reads `base` causally as it is
     (this tool loads the base model anyway, so it is no extra copy)."""
     cases = infill_cases(count, lines)
-    fluency = score.Fluency(base)
+    fluency = LlamaFluency(base)
     results = {"cases": len(cases), "lines": lines, "examples": [], "original": {
         "fluency_nll": mean(fluency.window_nll(c["text"], c["start"], c["end"]) for c in cases)}}
     runs = [("base_ar", base, None)]

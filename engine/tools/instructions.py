@@ -24,7 +24,7 @@ from ..checker import checker_for, editor_checks
 from ..correct import corrected
 from ..guide import default_preset
 from ..instruct import with_instruction
-from ..load import load_model
+from ..load import add_model_flag, load_model
 from ..loop import run
 from ..model import DiffusionLM
 from ..settings import PRESETS, SamplerSettings
@@ -109,7 +109,7 @@ def measure(model: DiffusionLM, todo: list[dict], settings: SamplerSettings,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="model folder (default: the bundled model)")
+    add_model_flag(parser)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="default: the model's default preset")
     parser.add_argument("--guidance", type=float, nargs="+", default=[0.0, 1.0, 2.0])
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from ..scheduler import MAX_BATCH
 from . import corpus
 from .service import Reply, Service, get, metrics, post_json, running_service
 
@@ -240,7 +241,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="model folder (default: the bundled model)")
     parser.add_argument("--clients", help="comma-separated concurrency levels (default: 1,4,16,32; --quick 1,4)")
     parser.add_argument("--requests", type=int, default=2, help="edits each client sends per level (%(default)s)")
-    parser.add_argument("--max-batch", type=int, default=16, help="the batched service's --max-batch (%(default)s)")
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH,
+                        help="the batched service's --max-batch (%(default)s)")
     parser.add_argument("--doc-tokens", type=int, help="document length in tokens (512; --quick 128)")
     parser.add_argument("--span-tokens", type=int, help="span length in tokens (32; --quick 8)")
     parser.add_argument("--threads", type=int, help="torch threads of each service (OMP_NUM_THREADS; default: torch's)")

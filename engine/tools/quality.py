@@ -1,4 +1,4 @@
-"""Quality of an edit beside the base model's fluency (engine.score): whether edited code still
+"""Quality of an edit beside the base model's fluency (`DiffusionLM.fluency`): whether edited code still
 parses, and agreement with a reference result (engine.tools.bench and engine.tools.eval use them)."""
 from __future__ import annotations
 

@@ -22,8 +22,7 @@ import warnings
 
 import torch
 
-from .. import score
-from ..model import DiffusionLM, ForwardCall
+from ..model import DiffusionLM, Fluency, ForwardCall
 from ..quantize import Int8Linear, quantize_model
 from ..settings import DEFAULT_PRESET, PRESETS
 from . import bench
@@ -101,7 +100,7 @@ def batch_independent(model: DiffusionLM) -> bool:
 
 
 def edit_rows(models: dict[str, DiffusionLM], kinds: list[str], edits: int,
-              fluency: score.Fluency | None) -> list[dict]:
+              fluency: Fluency | None) -> list[dict]:
     """The benchmark's default row on every model, each edit on all of them in turn (the machine's
     drift hits them alike): CPU p50, forwards per CPU second, fluency, defect and parse rates."""
     base = models["float32"]
@@ -166,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(name, report["forward_cpu_ms"][name], report["batch_independent"][name], file=sys.stderr, flush=True)
     edited = ["float32", *args.edit_variants.split(",")]
     report["rows"] = edit_rows({n: m for n, m in models.items() if n in edited}, args.kinds.split(","),
-                               args.edits, score.fluency_for(base))
+                               args.edits, base.fluency())
     report["keep_int8"] = keep_int8(report)
     print(json.dumps(report, indent=1))
     return 0

@@ -15,7 +15,7 @@ import torch
 
 from ..canvas import Span, build_canvas
 from ..infill import infill
-from ..load import load_model
+from ..load import add_model_flag, load_model
 from ..loop import run
 from ..settings import DEFAULT_PRESET, PRESETS
 from .service import metrics
@@ -25,7 +25,7 @@ DOCUMENT = Path(__file__).resolve().parents[1] / "loop.py"  # ~8 k characters of
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", help="model folder (default: the bundled model)")
+    add_model_flag(parser)
     parser.add_argument("--tokens", type=int, default=32, help="span length in tokens (default: %(default)s)")
     parser.add_argument("--chars", type=int, default=2000, help="document length in characters (default: %(default)s)")
     parser.add_argument("--concurrent", type=int, default=4, help="edits sent at once (default: %(default)s)")

@@ -8,7 +8,7 @@ is a `span`-token span in the middle of a `tokens`-token document through the on
   reference      LLaDA's algorithm (PRESETS["quality"]): whole canvas, one token per forward
   fast           the page's default preset (DualCache, window, threshold commits)
   two_apart      two slots per forward, never neighbours (a fixed schedule: span / 2 forwards)
-  +compiled      the same with the forwards compiled in length buckets (engine/compiled.py)
+  +compiled      the same with the forwards compiled in length buckets (engine/families/compiled.py)
   ar             transformers' LlamaForCausalLM of the same shape: generate() of `span` tokens after
                  a `tokens - span` prompt, static KV cache (+compiled: transformers' own compile)
 Random weights are never confident, so the threshold rule commits about one token per forward and
@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 from ..codec import TextCodec
-from ..compiled import BucketedRows, compile_model
+from ..families.compiled import BucketedRows, compile_model
 from ..families.llada import llada_shape
 from ..families.llama import KV, Context, EagerRows, LlamaDiffusionLM, LlamaNet
-from ..load import DTYPES, pick_device
+from ..load import DTYPES, add_device_flag, pick_device
 from ..loop import denoise
 from ..memory import ModelSize, check, plan
 from ..quantize import QUANTIZE, quantize_model
@@ -216,7 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m engine.tools.speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llada-8b")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    add_device_flag(parser)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
     parser.add_argument("--quantize", choices=QUANTIZE, help="weight-only int8/int4 linear layers (engine/quantize.py)")
     parser.add_argument("--tokens", type=int, default=512, help="document length in tokens")

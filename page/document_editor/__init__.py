@@ -48,7 +48,7 @@ def document_key(document_id: int | None) -> str:
 
 
 @dataclass(frozen=True)
-class Document:
+class EditorValue:
     """The document as a handler sees it: its text and the selection [start, end) in code points;
     with several selections (Ctrl/Cmd+click, Ctrl/Cmd+D, Alt+drag), `ranges` holds each non-empty one
     [start, end), in document order."""
@@ -83,7 +83,7 @@ class DocumentEditor(Component):
 
     EVENTS = list(SHORTCUT_EVENTS)
 
-    def __init__(self, value: str | Document | None = "", *, language: str = "text",
+    def __init__(self, value: str | EditorValue | None = "", *, language: str = "text",
                  live: dict | None = None, shown: str = "new", label: str | None = None, show_label: bool | None = None,
                  interactive: bool | None = True, visible: bool = True, elem_id: str | None = None,
                  elem_classes: list[str] | str | None = None, scale: int | None = None,
@@ -99,11 +99,11 @@ class DocumentEditor(Component):
                          visible=visible, elem_id=elem_id, elem_classes=elem_classes, scale=scale,
                          min_width=min_width, render=render, **kwargs)
 
-    def preprocess(self, payload: dict | str | None) -> Document:
-        """{"text", "selection": [anchor, head] in UTF-16} -> Document in code points, ordered.
+    def preprocess(self, payload: dict | str | None) -> EditorValue:
+        """{"text", "selection": [anchor, head] in UTF-16} -> EditorValue in code points, ordered.
         An API client may send the text alone: the cursor is then at its start."""
         if payload is None or isinstance(payload, str):
-            return Document(payload or "")
+            return EditorValue(payload or "")
         text = payload.get("text") if isinstance(payload, dict) else None
         if not isinstance(text, str):
             raise Error(f"There is no document: the editor sent {type(text).__name__}, not text.", title="Document")
@@ -117,10 +117,10 @@ class DocumentEditor(Component):
             ranges = _ranges(text, payload.get("ranges") or ())
         except EditorError as err:  # shown in the page as is, not as a server error
             raise Error(escape(f"The selection is wrong: {err}"), title="Selection") from None
-        return Document(text, min(a, b), max(a, b), ranges)
+        return EditorValue(text, min(a, b), max(a, b), ranges)
 
-    def postprocess(self, value: str | Document | None) -> dict | None:
-        """A text (the selection stays where it is, clamped) or a Document (its selection is set)."""
+    def postprocess(self, value: str | EditorValue | None) -> dict | None:
+        """A text (the selection stays where it is, clamped) or an EditorValue (its selection is set)."""
         if value is None:
             return None
         if isinstance(value, str):
@@ -140,5 +140,5 @@ class DocumentEditor(Component):
         return {"text": "def area(w, h):\n    return w * h\n", "selection": [20, 32]}
 
     def example_value(self) -> Any:
-        return Document("def area(w, h):\n    return w * h\n", 20, 32)
+        return EditorValue("def area(w, h):\n    return w * h\n", 20, 32)
 

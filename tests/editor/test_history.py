@@ -267,14 +267,14 @@ def test_a_database_from_before_versions_and_owners_upgrades(tmp_path: Path) -> 
     from alembic import command
     from alembic.config import Config
 
-    from editor.db import make_engine
+    from editor.db import open_database
     from editor.history import MIGRATIONS
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = make_engine(url)
+    database = open_database(url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with database.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")
         conn.exec_driver_sql("INSERT INTO documents (id, name, language, created_at) VALUES (1, 'a.txt', 'text', "
@@ -282,7 +282,7 @@ def test_a_database_from_before_versions_and_owners_upgrades(tmp_path: Path) -> 
         conn.exec_driver_sql("INSERT INTO revisions (id, document_id, created_at, author, text) VALUES "
                              "(1, 1, '2026-01-01 00:00:00', 'typed', 'old')")
         conn.exec_driver_sql("UPDATE documents SET head_id = 1 WHERE id = 1")
-    engine.dispose()
+    database.dispose()
     h = History(url)
     assert h.head(1).text == "old" and h.document(1).owner is None and not h.document(1).archived
     assert h.last_opened().id == 1 and not h.head(1).branch

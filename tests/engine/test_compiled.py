@@ -4,7 +4,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from engine import SamplerSettings, Span, TextCodec, build_canvas, infill, load_model, run
-from engine.compiled import BucketedRows, bucket, compile_model
+from engine.families.compiled import BucketedRows, bucket, compile_model
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer, save_tiny_llada, tiny_llama
 
 DOC = "import os\nimport sys\n\nclass Foo:\n    pass\n\ndef add(a, b):\n    return a + b\n" * 6  # 162 tokens

@@ -103,6 +103,7 @@ def test_llada_mask_id_found_by_name_when_config_has_none(llada, tmp_path):
     assert model.mask_id == model.codec.tokenizer.convert_tokens_to_ids("<|mdm_mask|>")
 
 
+@pytest.mark.parity  # against transformers' own model holding the same weights
 def test_llada_causal_logits_match_hf_llama(llada):
     folder, hf = llada
     model = load_model(folder, device="cpu")
@@ -121,6 +122,7 @@ def test_dream_folder_loads_shifted_with_biases(dream):
     assert model.logits(IDS).shape == (1, IDS.shape[1], model.vocab_size)
 
 
+@pytest.mark.parity  # against transformers' own model holding the same weights
 def test_dream_causal_logits_match_hf_qwen2_shifted_by_one(dream):
     folder, hf = dream
     model = load_model(folder, device="cpu")

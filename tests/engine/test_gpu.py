@@ -6,7 +6,7 @@ only what that machine has (torch, transformers, tokenizers), never gradio or tr
 import pytest
 import torch
 
-from engine.compiled import compile_model
+from engine.families.compiled import compile_model
 from engine.loop import denoise, run
 from engine.memory import ModelSize, plan
 from engine.settings import PRESETS

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from engine.canvas import Span, build_canvas
 from engine.commit import Layout
 from engine.families.causal import LlamaCausalView
+from engine.families.score import BaseView, lora_factors
 from engine.guide import CLOSING_CHOICES, CLOSING_TOKENS, FrontierGuide, make_guide
 from engine.infill import infill
 from engine.loop import run
 from engine.model import CausalCall, ForwardCall
-from engine.score import BaseView, lora_factors
 from engine.settings import SamplerSettings
 from tests.engine.test_quality import adapted_tiny
 from tests.tiny import tiny_llama

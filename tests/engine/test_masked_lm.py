@@ -52,7 +52,7 @@ def test_masked_lm_loads_and_infills_keeping_outside_text(kind, tmp_path):
 def test_missing_folder_says_how_to_get_a_model(tmp_path):
     with pytest.raises(ModelNotFound, match="never downloads"):
         load_model(tmp_path / "nope", device="cpu")
-    with pytest.raises(ModelNotFound, match="never downloads"):
+    with pytest.raises(ModelNotFound, match="never downloads.*`python -m engine pull someone/not-cached-model`"):
         load_model("someone/not-cached-model", device="cpu")
 
 

@@ -10,7 +10,7 @@ from engine.cli import main as cli_main
 from engine.families.llada import llada_shape
 from engine.families.llama import LlamaNet
 from engine.load import parse_dtype
-from engine.memory import ModelSize, ModelTooLarge, plan
+from engine.memory import PLANNED_TOKENS, ModelSize, ModelTooLarge, plan
 from engine.tools.speed import LLADA_8B
 from tests.tiny import save_tiny_llada
 
@@ -30,6 +30,18 @@ def test_llada_8b_estimate_has_its_published_size():
     assert memory.cache == 32 * 2 * 4096 * 4096 * 8 * 2
     assert str(memory).startswith("model 16.0 GB bfloat16 + cache 17.2 GB at 4096 tokens x 8 + activations")
     assert plan(size, torch.float32, torch.device("cpu"), batch=8).weights == 2 * memory.weights
+
+
+def test_a_long_context_is_planned_at_an_editors_canvas_not_its_whole_context():
+    # Qwen3-0.6B's released shape: 28 layers, width 1024, 8 KV heads of 128, context 40,960
+    size = ModelSize(params=596_000_000, layers=28, width=1024, kv_width=1024, ffn=3072, vocab=151_936,
+                     max_length=40_960, stored=torch.bfloat16)
+    memory = plan(size, torch.float32, torch.device("cpu"))
+    assert memory.tokens == PLANNED_TOKENS < size.max_length
+    assert memory.total < 24e9  # fits the laptop it is meant for; at 40,960 tokens it would not
+    assert plan(size, torch.float32, torch.device("cpu"), tokens=40_960).total > 24e9
+    short = ModelSize(**{**size.__dict__, "max_length": 1024})
+    assert plan(short, torch.float32, torch.device("cpu")).tokens == 1024
 
 
 def test_folder_size_comes_from_the_headers(folder):

@@ -334,7 +334,7 @@ def test_released_configs_build_nets_of_the_released_size(config, module, billio
 
 def test_compile_refuses_the_moe_nets_by_name(family):
     """Bucketed compilation pads with a key mask the MoE nets do not take: refused, not mis-run."""
-    from engine.compiled import compile_model
+    from engine.families.compiled import compile_model
 
     _, model, _, _ = family
     with pytest.raises(ValueError, match="mixture of experts"):

@@ -1,8 +1,9 @@
-"""Sharpen against the families' own code: tiny LLaDA, Dream, LLaDA-MoE, LLaDA 2 and DreamOn
-checkpoints in their own layouts, loaded through `load_model`, compared with what their reference
-modelling files and LLaDA's generate.py / Dream's generation_utils.py / DreamOn's generator
-computed on them (tests/fixtures/parity/, written by scripts/parity_fixtures.py; each fixture
-names its source files, commits and shims).
+"""Sharpen against the families' own code: tiny LLaDA, Dream, LLaDA-MoE, LLaDA 2, DreamOn and the
+Qwen conversions (dllm's MDLM/BD3LM, SDAR, Open-dCoder) in their own layouts, loaded through
+`load_model`, compared with what their reference modelling files and LLaDA's generate.py / Dream's
+generation_utils.py / DreamOn's generator / dllm's MDLMSampler and BD3LMSampler / Open-dLLM's
+_mdm_sample computed on them (tests/fixtures/parity/, written by tests/parity_fixtures.py and
+tests/parity_fixtures_qwen.py; each fixture names its source files, commits and shims).
 
 Tolerances: logits within the fixture's atol 1e-4 / rtol 1e-5 (float32 on CPU); sampler commits
 and tokens exactly.
@@ -16,7 +17,13 @@ from engine import Span, build_canvas, load_model
 from engine.loop import denoise
 from engine.resize import ResizingInfill
 from engine.settings import PRESETS, SamplerSettings
-from tests.parity import FAMILIES, fingerprint, fixture_paths, tiny_weights, write_tiny
+from tests.parity import FAMILIES as FIRST_FAMILIES
+from tests.parity import fingerprint, fixture_paths, tiny_weights, write_tiny
+from tests.parity_qwen import FAMILIES as QWEN_FAMILIES
+from tests.parity_qwen import SHIFTED
+
+pytestmark = pytest.mark.parity
+FAMILIES = FIRST_FAMILIES | QWEN_FAMILIES
 
 
 def fixture(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -41,7 +48,7 @@ def test_tiny_checkpoints_are_the_ones_the_reference_ran_on(family):
     got = fingerprint(tiny_weights(FAMILIES[name]()))
     assert got == meta["checkpoint"]["fingerprint"], (
         "tests/parity.py no longer rebuilds the checkpoint the fixtures were computed on; rerun "
-        "scripts/parity_fixtures.py with the reference code")
+        "tests/parity_fixtures.py with the reference code")
 
 
 def test_fixtures_name_their_source_commit_and_shims(family):
@@ -64,7 +71,7 @@ def test_logits_match_the_reference_forward(family):
     name, model, meta, tensors = family
     ids, raw = tensors["ids"], tensors["logits"]
     tol = meta["logits"]["tolerance"]
-    if name in ("dream", "dreamon"):
+    if name in ("dream", "dreamon", *SHIFTED):
         # Dream's head is shifted: its sampler reads position i from raw[i - 1], position 0 from
         # raw[0] (generation_utils: torch.cat([logits[:, :1], logits[:, :-1]], dim=1)).
         torch.testing.assert_close(model.net(ids), raw, **tol)
@@ -79,6 +86,9 @@ def matching_settings(run: dict) -> SamplerSettings:
     if run["call"] == "generate.generate":   # LLaDA
         assert args["remasking"] == "low_confidence" and args["temperature"] == 0
         return PRESETS["quality"].replace(steps=args["steps"], block_length=args["block_length"])
+    if run["call"] in ("MDLMSampler.sample", "BD3LMSampler.sample"):  # dllm's; block_size over the span
+        assert args["remasking"] == "low_confidence" and args["temperature"] == 0
+        return PRESETS["quality"].replace(steps=args["steps"], block_length=args["block_size"])
     assert args["temperature"] == 0 and not args["alg_temp"]  # Dream
     if args["alg"] == "entropy":  # lowest entropy first; a zero bound adds no extra commits
         return PRESETS["quality"].replace(strategy="entropy", entropy_bound=0.0)
@@ -106,21 +116,25 @@ def runs(name: str) -> list[tuple[str, int]]:
     return [(name, i) for i in range(len(meta["sampler"]))]
 
 
-@pytest.mark.parametrize("name, index", runs("llada") + runs("llada_moe"))
+@pytest.mark.parametrize("name, index", runs("llada") + runs("llada_moe") + runs("a2d_qwen3") + runs("a2d_qwen2")
+                         + runs("a2d_qwen3_bd3lm"))
 def test_llada_sampler_commits_what_generate_py_commits(name, index, tmp_path):
     """LLaDA's generate.py at temperature 0, low-confidence remasking, with and without blocks,
-    one and two tokens per forward, on LLaDA and LLaDA-MoE: the same positions, tokens and steps."""
-    write_tiny(FAMILIES[name](), tmp_path)
+    one and two tokens per forward, on LLaDA and LLaDA-MoE; dllm's MDLMSampler and BD3LMSampler
+    (the same algorithm, one token per forward; BD3LM's with its prefix cache, block-causal) on its
+    Qwen conversions: the same positions, tokens and steps."""
+    write_tiny(FAMILIES[name](), tmp_path / name)  # a BD3LM folder is told by its name
     meta, _ = fixture(name)
     run = meta["sampler"][index]
-    per_step, final = sharpen_commits(load_model(tmp_path, device="cpu"), run)
+    per_step, final = sharpen_commits(load_model(tmp_path / name, device="cpu"), run)
     assert per_step == run["steps"]
     assert final == run["final"]
 
 
-@pytest.mark.parametrize("name, index", runs("dream"))
+@pytest.mark.parametrize("name, index", runs("dream") + runs("open_dcoder"))
 def test_dream_sampler_commits_in_diffusion_generates_order(name, index, tmp_path):
-    """Dream's diffusion_generate at temperature 0 (alg entropy / maskgit_plus, steps = tokens).
+    """Dream's diffusion_generate at temperature 0 (alg entropy / maskgit_plus, steps = tokens),
+    and Open-dLLM's _mdm_sample (Dream's schedule and confidences) on Open-dCoder.
 
     Its schedule, int(masked * (1 - s/t)), commits nothing in the first forward and two tokens in
     the last; Sharpen commits one per forward. So: the same positions in the same order, the same

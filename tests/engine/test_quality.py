@@ -4,9 +4,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from engine.codec import window
 from engine.families.bundled import apply_adapter
 from engine.families.llama import LlamaDiffusionLM, build_net
-from engine.score import Fluency, window
+from engine.families.score import LlamaFluency
 from engine.tools.quality import agreement, code_block, edit_parses
 from tests.tiny import tiny_llama
 
@@ -32,9 +33,9 @@ def adapted_tiny(tmp_path):
 
 def test_base_fluency_of_an_adapted_net_equals_the_base_nets_own(tmp_path):
     base, adapted, path = adapted_tiny(tmp_path)
-    want = Fluency(base).nll(TEXT)
-    assert Fluency(adapted, path).nll(TEXT) == pytest.approx(want, rel=1e-4)
-    assert abs(Fluency(adapted).nll(TEXT) - want) > 1e-2  # the adapter does change the scores
+    want = LlamaFluency(base).nll(TEXT)
+    assert LlamaFluency(adapted, path).nll(TEXT) == pytest.approx(want, rel=1e-4)
+    assert abs(LlamaFluency(adapted).nll(TEXT) - want) > 1e-2  # the adapter does change the scores
 
 
 def test_scoring_leaves_the_model_as_it_was(tmp_path):
@@ -42,7 +43,7 @@ def test_scoring_leaves_the_model_as_it_was(tmp_path):
     _, adapted, path = adapted_tiny(tmp_path)
     ids = torch.tensor([adapted.codec.encode(TEXT)])
     before = adapted.logits(ids)
-    Fluency(adapted, path).nll(TEXT)
+    LlamaFluency(adapted, path).nll(TEXT)
     assert torch.equal(adapted.logits(ids), before)
 
 
@@ -104,10 +105,9 @@ def test_bundled_base_fluency_scores_repeated_neighbours_worse():
     """What parallel commits of neighbouring slots give ("the the light") reads worse to the base
     model than the original, in the window the benchmark scores."""
     from engine.load import load_model
-    from engine.score import fluency_for
 
     torch.set_num_threads(1)
-    fluency = fluency_for(load_model(None, device="cpu"))
+    fluency = load_model(None, device="cpu").fluency()
     doc = ("The keeper climbed the stairs every evening to tend the light of the old lighthouse. "
            "Ships passed the rocks safely while he watched the sea. In the morning he slept.")
     broken = doc.replace("to tend the light of the old", "to to tend the the light of of the")

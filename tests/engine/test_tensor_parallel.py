@@ -1,6 +1,6 @@
 """Tensor parallel on the CPU: two gloo ranks give the logits one process gives (a dense LLaDA and an
 MoE checkpoint), and a rank that dies or hangs ends the other one instead of leaving it waiting.
-The served path (torchrun) is in tests/serve/test_tensor_parallel_serve.py."""
+The served path (torchrun) is in tests/engine/serve/test_tensor_parallel_serve.py."""
 from __future__ import annotations
 
 import gc

@@ -103,8 +103,8 @@ def test_adapter_merges_as_w_plus_scale_b_a(tmp_path):
         assert torch.allclose(reference(ids), net(ids), atol=2e-2)
 
 
-def doc(kind: str, name: str, size: int = 0) -> corpus.Document:
-    return corpus.Document(kind, name, f"<{name}>" + "x" * size)
+def doc(kind: str, name: str, size: int = 0) -> corpus.CorpusText:
+    return corpus.CorpusText(kind, name, f"<{name}>" + "x" * size)
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -215,10 +215,10 @@ def test_packages_join_the_corpus_only_with_permissive_licences_and_never_their_
 
 def test_a_package_copy_of_a_heldout_file_is_held_out_with_it():
     lines = "".join(f"    value_{i} = compute_something({i})\n" for i in range(40))
-    textwrap = corpus.Document("code", "textwrap.py", "def wrap():\n" + lines, "stdlib")
-    copy_ = corpus.Document("code", "pkg:backports/textwrap.py", "def wrap2():\n" + lines, "somepkg")
-    other = corpus.Document("code", "pkg:backports/other.py", "def f():\n    return 1\n", "somepkg")
-    same_text = corpus.Document("code", "pkg:x/renamed.py", textwrap.text, "somepkg")
+    textwrap = corpus.CorpusText("code", "textwrap.py", "def wrap():\n" + lines, "stdlib")
+    copy_ = corpus.CorpusText("code", "pkg:backports/textwrap.py", "def wrap2():\n" + lines, "somepkg")
+    other = corpus.CorpusText("code", "pkg:backports/other.py", "def f():\n    return 1\n", "somepkg")
+    same_text = corpus.CorpusText("code", "pkg:x/renamed.py", textwrap.text, "somepkg")
     train_docs, held = corpus.split([textwrap, copy_, other, same_text])
     assert {d.name for d in held} == {"textwrap.py", "pkg:backports/textwrap.py", "pkg:x/renamed.py"}
     assert [d.name for d in train_docs] == ["pkg:backports/other.py"]
@@ -226,8 +226,8 @@ def test_a_package_copy_of_a_heldout_file_is_held_out_with_it():
 
 def test_the_eval_heldout_set_is_the_same_with_packages_added():
     stdlib = [doc("code", f"mod{i}.py", 10) for i in range(300)]
-    stdlib = [corpus.Document(d.kind, d.name, d.text, "stdlib") for d in stdlib]
-    package = [corpus.Document("code", f"pkg:p/mod{i}.py", f"x = {i}\n", "p") for i in range(300)]
+    stdlib = [corpus.CorpusText(d.kind, d.name, d.text, "stdlib") for d in stdlib]
+    package = [corpus.CorpusText("code", f"pkg:p/mod{i}.py", f"x = {i}\n", "p") for i in range(300)]
     _, held_alone = corpus.split(stdlib)
     _, held_with = corpus.split(stdlib + package)
     assert [d for d in held_with if d.source == "stdlib"] == held_alone

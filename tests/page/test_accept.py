@@ -3,7 +3,7 @@ that does not parse, visible branches, and nothing of one run left in the next."
 import pytest
 
 from page import runs, views
-from page.document_editor import Document
+from page.document_editor import EditorValue
 from page.state import NEW_DOC, Doc
 from tests.page.helpers import args, finished, scripted_page
 
@@ -23,7 +23,7 @@ def page():
 
 def regenerate(page, doc=NEW_DOC, text=TEXT, a=4, b=15, previous=None):
     _, language, *rest = args(text, a, b, candidates=2)
-    return list(runs.regenerate(page, "selection", Document(text, a, b), doc, language, *rest, previous=previous))
+    return list(runs.regenerate(page, "selection", EditorValue(text, a, b), doc, language, *rest, previous=previous))
 
 
 def interactive(update) -> bool:
@@ -54,7 +54,7 @@ def test_accept_reject_and_stop_are_enabled_only_when_they_can_act(page):
     assert interactive(done[ACCEPT]) and interactive(done[BRANCH]) and interactive(done[REJECT])
     assert not interactive(done[STOP])
     run = done[RUN]
-    accepted = runs.accept(page, Document(TEXT), run, 0, NEW_DOC, "a.txt", "text", None)
+    accepted = runs.accept(page, EditorValue(TEXT), run, 0, NEW_DOC, "a.txt", "text", None)
     panel = run_panel(accepted)
     assert not any(interactive(panel[i]) for i in (ACCEPT, BRANCH, REJECT, STOP))
     stopped = runs.stopped(run)  # a run that finished just as Stop came can still be accepted
@@ -70,18 +70,18 @@ def test_accepting_code_that_does_not_parse_asks_first_and_records_nothing_until
     doc = Doc(rev.document_id, rev.id)
     a = CODE.index("x + 1")
     run = finished(CODE, (a, a + 5), ["x +", "x - 1"], document=doc.id, base_revision=doc.revision)
-    asked = runs.accept(page, Document(CODE), run, 0, doc, "f.py", "python", None)
+    asked = runs.accept(page, EditorValue(CODE), run, 0, doc, "f.py", "python", None)
     row, text, pending = asked[-3:]
     assert row["visible"] and "does not parse" in text and "line 2:" in text and pending == "accept"
     assert len(h.history(doc.id)) == 1  # nothing recorded yet
     # a candidate that parses: no question
-    fine = runs.accept(page, Document(CODE), run, 1, doc, "f.py", "python", None)
+    fine = runs.accept(page, EditorValue(CODE), run, 1, doc, "f.py", "python", None)
     assert fine[0]["value"].text == CODE.replace("x + 1", "x - 1") and not fine[-3]["visible"]
     h.restore(rev.id)
     head = h.head(doc.id)
     doc = Doc(doc.id, head.id)
     run = finished(CODE, (a, a + 5), ["x +"], document=doc.id, base_revision=doc.revision)
-    confirmed = runs.accept_anyway(page, "branch", Document(CODE), run, 0, doc, "f.py", "python", None)
+    confirmed = runs.accept_anyway(page, "branch", EditorValue(CODE), run, 0, doc, "f.py", "python", None)
     assert confirmed[0]["value"].text == CODE.replace("x + 1", "x +") and h.head(doc.id).branch
     assert runs.cancel_accept()[0]["visible"] is False
 
@@ -92,7 +92,7 @@ def test_accept_as_branch_on_the_head_draws_a_branch_in_the_history(page):
     doc = Doc(first.document_id, first.id)
     a = TEXT.index("quick")
     run = finished(TEXT, (a, a + 5), ["slow"], language="text", document=doc.id, base_revision=doc.revision)
-    out = runs.accept(page, Document(TEXT), run, 0, doc, "notes.txt", "text", None)
+    out = runs.accept(page, EditorValue(TEXT), run, 0, doc, "notes.txt", "text", None)
     doc = out[1]
     text = out[0]["value"].text
     run = finished(text, (a, a + 4), ["red"], language="text", document=doc.id, base_revision=doc.revision)
@@ -111,7 +111,7 @@ def test_nothing_of_a_run_is_left_in_the_next_one_or_after_accept(page):
     empty = views.inspector_html(None, None, 0, 0)
     second = regenerate(page)
     assert second[0][INSPECTOR] == empty  # the inspector is cleared as the next run starts
-    accepted = runs.accept(page, Document(TEXT), second[-1][RUN], 0, NEW_DOC, "a.txt", "text", None)
+    accepted = runs.accept(page, EditorValue(TEXT), second[-1][RUN], 0, NEW_DOC, "a.txt", "text", None)
     panel = run_panel(accepted)
     assert panel[LIVE] == views.EMPTY_VIEW and panel[METRICS] == "" and panel[INSPECTOR] == empty
     assert panel[RUN] is None
@@ -149,7 +149,7 @@ def test_tab_asks_first_when_only_pythons_compiler_rejects_the_candidate(page):
     run = finished(source, (a, a + len(old)), [new], document=doc.id, base_revision=doc.revision)
     assert run.problems[0] is not None and not run.problems[0].parses
     assert "does not parse at line" in runs.candidate_label(run, 0) and "Python:" in run.problems[0].detail
-    asked = runs.accept(page, Document(source), run, 0, doc, "textwrap.py", "python", None)
+    asked = runs.accept(page, EditorValue(source), run, 0, doc, "textwrap.py", "python", None)
     row, text, pending = asked[-3:]
     assert row["visible"] and "does not parse" in text and pending == "accept"
     assert len(page.history.history(doc.id)) == 1  # nothing recorded until confirmed

@@ -35,3 +35,28 @@ def test_a_start_says_what_it_is_doing_before_each_slow_step(tmp_path):
     steps = ["starting: importing torch", "loading the model:", "error:"]
     found = [next((i for i, line in enumerate(lines) if step in line), None) for step in steps]
     assert None not in found and found == sorted(found), done.stderr
+
+
+def test_a_models_folder_that_is_not_there_is_one_line_before_the_model_loads(tmp_path, monkeypatch):
+    import app
+    monkeypatch.setenv("SHARPEN_DATA", str(tmp_path))
+    with pytest.raises(SystemExit, match=r"^error: --models .*elsewhere: no such folder$"):
+        app.main(["--model", str(tmp_path / "nowhere"), "--models", str(tmp_path / "elsewhere")])
+
+
+def test_the_picker_starts_on_the_pages_model_and_offers_the_models_folders(tmp_path):
+    """app.picker_models: the model the page runs first (a folder outside --models), then the catalog."""
+    import argparse
+    import shutil
+
+    import app
+    from engine import load_model
+
+    tiny = "tests/fixtures/tiny-dream"
+    shutil.copytree(tiny, tmp_path / "other")
+    model = load_model(tiny, device="cpu")
+    args = argparse.Namespace(model=tiny, models=[tmp_path], device="cpu", dtype=None, compile="off")
+    models = app.picker_models(model, args)
+    names = [e.name for e in models.entries]
+    assert models.current == tiny and names[0] == tiny and str(tmp_path / "other") in names
+    assert models.entries[0].family == "dream" and models.entries[0].memory == model.memory

@@ -5,7 +5,7 @@ import pytest
 from gradio.exceptions import Error
 
 from editor.languages import LANGUAGES, supported
-from page.document_editor import Document, DocumentEditor, sources
+from page.document_editor import DocumentEditor, EditorValue, sources
 
 EMOJI = "# 🙂🙂\nx = 1\n"  # each emoji is one code point, two UTF-16 units
 
@@ -13,10 +13,10 @@ EMOJI = "# 🙂🙂\nx = 1\n"  # each emoji is one code point, two UTF-16 units
 def test_the_selection_arrives_in_code_points_and_leaves_in_utf16():
     editor = DocumentEditor(render=False)
     x = EMOJI.index("x")  # 7 code points, 9 UTF-16 units
-    assert editor.preprocess({"text": EMOJI, "selection": [x + 2 + 1, x + 2]}) == Document(EMOJI, x, x + 1)
-    assert editor.postprocess(Document(EMOJI, x, x + 1)) == {"text": EMOJI, "selection": [x + 2, x + 2 + 1]}
+    assert editor.preprocess({"text": EMOJI, "selection": [x + 2 + 1, x + 2]}) == EditorValue(EMOJI, x, x + 1)
+    assert editor.postprocess(EditorValue(EMOJI, x, x + 1)) == {"text": EMOJI, "selection": [x + 2, x + 2 + 1]}
     assert editor.postprocess("just text") == {"text": "just text", "selection": None}  # the cursor stays
-    assert editor.preprocess("typed by an API client") == Document("typed by an API client", 0, 0)
+    assert editor.preprocess("typed by an API client") == EditorValue("typed by an API client", 0, 0)
 
 
 @pytest.mark.parametrize("selection, message", [

@@ -9,7 +9,7 @@ import pytest
 
 from editor.history import History
 from page import documents
-from page.document_editor import Document, document_key
+from page.document_editor import EditorValue, document_key
 from page.errors import Refusal
 from page.state import NEW_DOC, Doc, Page
 
@@ -19,11 +19,11 @@ NAME, LANGUAGE, RENAME, LISTED, ARCHIVED, ARCHIVE = 8, 9, 10, 11, 12, 13
 UNSAVED = 15
 
 
-UNTYPED = Document("")  # the editor with nothing typed in it
+UNTYPED = EditorValue("")  # the editor with nothing typed in it
 
 
 def text_of(outputs) -> str:
-    """The text a document handler puts in the editor (an update carrying its Document)."""
+    """The text a document handler puts in the editor (an update carrying its EditorValue)."""
     return outputs[TEXT]["value"].text
 
 
@@ -97,19 +97,21 @@ def test_switching_documents_keeps_the_typing_not_yet_stored(page):
     h = page.history
     a = h.create_document("a.txt", "a\n")
     b = h.create_document("b.txt", "b\n")
-    shown = documents.open_document(page, b.document_id, Document("a, typed on\n"), Doc(a.document_id, a.id), "a.txt",
+    typed = EditorValue("a, typed on\n")
+    shown = documents.open_document(page, b.document_id, typed, Doc(a.document_id, a.id), "a.txt",
                                     "text", None)
     assert text_of(shown) == "b\n" and h.head(a.document_id).text == "a, typed on\n" and "kept as revision" in shown[-1]
     h.commit(b.document_id, "b, from another tab\n", b.id)  # the head moves under this tab
-    shown = documents.new_document(page, Document("b, typed here\n"), Doc(b.document_id, b.id), "b.txt", "text", None)
+    typed = EditorValue("b, typed here\n")
+    shown = documents.new_document(page, typed, Doc(b.document_id, b.id), "b.txt", "text", None)
     revs = h.history(b.document_id)
     assert [r.text for r in revs][-1] == "b, typed here\n" and revs[-1].branch and "(a branch)" in shown[-1]
     assert h.head(b.document_id).text == "b, typed here\n" and text_of(shown) == ""
-    shown = documents.new_document(page, Document("never saved\n"), NEW_DOC, "idea.txt", "text", None)
+    shown = documents.new_document(page, EditorValue("never saved\n"), NEW_DOC, "idea.txt", "text", None)
     assert [d.name for d in h.documents()][-1] == "idea.txt" and "kept as idea.txt" in shown[-1]
     untouched = len(h.documents())
     documents.new_document(page, UNTYPED, NEW_DOC, "untitled.txt", "text", None)  # nothing typed: nothing stored
-    documents.open_document(page, a.document_id, Document("b, typed here\n"), Doc(b.document_id, revs[-1].id), "b.txt",
+    documents.open_document(page, a.document_id, typed, Doc(b.document_id, revs[-1].id), "b.txt",
                             "text", None)  # already stored: no new revision
     assert len(h.documents()) == untouched and len(h.history(b.document_id)) == len(revs)
 
@@ -118,13 +120,13 @@ def test_typing_is_a_draft_until_saved_and_a_reload_brings_it_back_marked_unsave
     ann = login("ann")
     out = documents.open_file(page, str(write(page, "essay.txt", "First line.\n")), UNTYPED, NEW_DOC, "", "text", ann)
     doc = out[DOC]
-    assert documents.keep_draft(page, Document("First line.\nTyped on.\n"), doc, "essay.txt", "text", ann,
+    assert documents.keep_draft(page, EditorValue("First line.\nTyped on.\n"), doc, "essay.txt", "text", ann,
                                 typed_in(doc.id))
     shown = documents.reopen(page, ann)  # a reload
     assert text_of(shown) == "First line.\nTyped on.\n" and "unsaved" in shown[UNSAVED]
     assert shown[DOC] == doc and "unsaved typing is back" in shown[-1]
     assert text_of(documents.reopen(page, login("bob"))) == ""  # another login sees none of it
-    documents.save(page, Document("First line.\nTyped on.\n"), doc, "essay.txt", "text", ann)
+    documents.save(page, EditorValue("First line.\nTyped on.\n"), doc, "essay.txt", "text", ann)
     again = documents.reopen(page, ann)  # stored as a revision: no draft any more
     assert text_of(again) == "First line.\nTyped on.\n" and again[UNSAVED] == ""
 
@@ -137,11 +139,11 @@ def test_text_typed_in_another_document_than_the_tabs_now_is_no_draft_of_it(page
     second = documents.open_file(page, str(write(page, "second.txt", "Second.\n")), UNTYPED, first[DOC], "",
                                  "text", ann)
     assert second[0]["shown"] == str(second[DOC].id)  # the editor learns which document it shows
-    documents.keep_draft(page, Document("Typed in the first.\n"), second[DOC], "second.txt", "text", ann,
+    documents.keep_draft(page, EditorValue("Typed in the first.\n"), second[DOC], "second.txt", "text", ann,
                          typed_in(first[DOC].id))
     shown = documents.reopen(page, ann)
     assert text_of(shown) == "Second.\n" and shown[UNSAVED] == ""  # no draft filed under the wrong document
-    documents.keep_draft(page, Document("Second, typed on.\n"), second[DOC], "second.txt", "text", ann,
+    documents.keep_draft(page, EditorValue("Second, typed on.\n"), second[DOC], "second.txt", "text", ann,
                          typed_in(second[DOC].id))
     assert text_of(documents.reopen(page, ann)) == "Second, typed on.\n"
 
@@ -154,7 +156,7 @@ def typed_in(document_id):
 def test_undo_after_a_restore_goes_back_to_before_the_restore_and_names_what_it_undid(page):
     ann = login("ann")
     doc = documents.open_file(page, str(write(page, "a.txt", "one\n")), UNTYPED, NEW_DOC, "", "text", ann)[DOC]
-    doc = documents.save(page, Document("one\ntwo\n"), doc, "a.txt", "text", ann)[1]
+    doc = documents.save(page, EditorValue("one\ntwo\n"), doc, "a.txt", "text", ann)[1]
     first = page.history.as_user("ann").history(doc.id)[0].id
     restored = documents.restore(page, first, doc, "a.txt", "text", ann)
     assert text_of(restored) == "one\n"
@@ -181,9 +183,9 @@ def write(page, name, text):
 def test_a_save_after_another_tab_saved_says_both_are_kept_as_branches(page):
     ann = login("ann")
     doc = documents.open_file(page, str(write(page, "shared.txt", "One.\n")), UNTYPED, NEW_DOC, "", "text", ann)[DOC]
-    other = documents.save(page, Document("One.\nFrom the other tab.\n"), doc, "shared.txt", "text", ann)
+    other = documents.save(page, EditorValue("One.\nFrom the other tab.\n"), doc, "shared.txt", "text", ann)
     assert other[-1] == "Saved as revision 2."
-    mine = documents.save(page, Document("One.\nFrom this tab.\n"), doc, "shared.txt", "text", ann)
+    mine = documents.save(page, EditorValue("One.\nFrom this tab.\n"), doc, "shared.txt", "text", ann)
     assert mine[-1].startswith("Saved as revision 3, a branch: revision 2 was saved meanwhile"), mine[-1]
     h = page.history.as_user("ann")
     assert [r.text for r in h.history(doc.id)][1:] == ["One.\nFrom the other tab.\n", "One.\nFrom this tab.\n"]

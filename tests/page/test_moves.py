@@ -2,7 +2,7 @@
 import pytest
 
 from page import runs
-from page.document_editor import Document
+from page.document_editor import EditorValue
 from page.state import NO_MOVES
 
 CODE = "def area(width, height):\n    result = width * height\n    return result\n"
@@ -14,19 +14,20 @@ def test_shrink_walks_back_down_the_path_expand_went_up(text, language, word):
     a = b = text.index(word) + 2  # a cursor inside the word
     moves, seen = NO_MOVES, []
     for _ in range(3):
-        document, _, moves = runs.move("expand", Document(text, a, b), language, moves)
+        document, _, moves = runs.move("expand", EditorValue(text, a, b), language, moves)
         a, b = document.start, document.end
         seen.append(text[a:b])
     assert seen[0] == word and len(set(seen)) == 3
     for expected in reversed(seen[:-1]):
-        document, _, moves = runs.move("shrink", Document(text, a, b), language, moves)
+        document, _, moves = runs.move("shrink", EditorValue(text, a, b), language, moves)
         a, b = document.start, document.end
         assert text[a:b] == expected
 
 
 def test_a_new_selection_starts_a_new_path():
     a = CODE.index("height\n")
-    moves = runs.move("expand", Document(CODE, a, a), "python", NO_MOVES)[2]
+    moves = runs.move("expand", EditorValue(CODE, a, a), "python", NO_MOVES)[2]
     start = CODE.index("result =")  # the person selected the statement themselves: shrink toward its start
-    shrunk, _, _ = runs.move("shrink", Document(CODE, start, start + len("result = width * height")), "python", moves)
+    selected = EditorValue(CODE, start, start + len("result = width * height"))
+    shrunk, _, _ = runs.move("shrink", selected, "python", moves)
     assert shrunk.selected == "result"

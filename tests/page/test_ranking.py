@@ -1,5 +1,5 @@
 """Candidates come ranked, best first: those that parse before those that do not, then by the base
-model's likelihood of the window around the edit (engine.score)."""
+model's likelihood of the window around the edit (`DiffusionLM.fluency`)."""
 from pathlib import Path
 
 import pytest
@@ -70,9 +70,8 @@ def test_when_every_candidate_is_rough_the_page_says_so_in_plain_words():
 def test_the_trained_fixture_prefers_code_to_noise_in_its_window():
     """The scorer the page uses by default (DiffusionLM.fluency) on a real shifted-head model."""
     from engine import load_model
-    from engine.score import fluency_for
 
-    fluency = fluency_for(load_model(str(TINY_DREAM), device="cpu"))
+    fluency = load_model(str(TINY_DREAM), device="cpu").fluency()
     assert fluency is not None
     run = finished(CODE, (START, END), ["zqj ^ Wk", "x + 1"])  # both parse
     rank_candidates(run, fluency.window_nll)
@@ -112,7 +111,7 @@ def test_the_page_offers_distinct_candidates_each_beside_the_original():
     from engine import PRESETS, TextCodec
     from page import runs
     from page.dial import dial_values
-    from page.document_editor import Document
+    from page.document_editor import EditorValue
     from page.state import NEW_DOC, Page
     from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
@@ -125,7 +124,7 @@ def test_the_page_offers_distinct_candidates_each_beside_the_original():
     model = ScriptedModel(codec, target, torch.full((length,), 0.5))
     page = Page.for_model(model, History("sqlite://"), scorer=lambda d, s, e: float(len(d[s:e])))
     dial = dial_values(PRESETS["quality"].replace(candidates=3, candidate_temperature=0.7))
-    outputs = list(runs.regenerate(page, "selection", Document(text, a, b), NEW_DOC, "text", "N tokens", 2, "",
+    outputs = list(runs.regenerate(page, "selection", EditorValue(text, a, b), NEW_DOC, "text", "N tokens", 2, "",
                                    "", "", False, *dial))
     view, run, radio = outputs[-1][0], outputs[-1][2], outputs[-1][4]
     assert len(run.order) == 3 and len({run.result(i) for i in run.order}) == 3

@@ -5,11 +5,10 @@ import html
 import pytest
 
 from engine import Constraint, SamplerSettings, Span, TextCodec
-from engine.cli import read_edit
 from engine.pins import lay_out
+from engine.serve.wire import edit_body, read_edit
 from page import runs
-from page.document_editor import Document, DocumentEditor
-from page.engine_client import edit_body
+from page.document_editor import DocumentEditor, EditorValue
 from page.live import span_live
 from page.state import NEW_DOC
 from tests.page.helpers import args, scripted_page
@@ -40,7 +39,7 @@ def regenerate(page, document, action="selection", language="python", **given):
 def test_several_selections_are_one_run_and_the_text_between_them_is_kept(page):
     ranges = tuple(occurrences(CODE, "total")[1:])  # the variable, not the function's name
     model = page.model
-    outputs = regenerate(page, Document(CODE, *ranges[0], ranges=ranges))
+    outputs = regenerate(page, EditorValue(CODE, *ranges[0], ranges=ranges))
     run = outputs[-1][RUN]
     assert len(run.canvas.spans) == 3 and run.span == (ranges[0][0], ranges[-1][1])
     assert run.last.forwards == model.calls            # one set of forwards served all three spans
@@ -55,7 +54,7 @@ def test_several_selections_are_one_run_and_the_text_between_them_is_kept(page):
 
 def test_several_spans_are_drawn_in_place_with_the_kept_text_between(page):
     ranges = tuple(occurrences(CODE, "total")[1:3])
-    run = regenerate(page, Document(CODE, *ranges[0], ranges=ranges))[-1][RUN]
+    run = regenerate(page, EditorValue(CODE, *ranges[0], ranges=ranges))[-1][RUN]
     live = span_live(run)
     assert (live["start"], live["end"]) == (ranges[0][0], ranges[1][1])
     assert "".join(p[0] for p in live["pieces"]) == run.result(run.order[0])[slice(*run.new_span(run.order[0]))]
@@ -65,8 +64,8 @@ def test_several_spans_are_drawn_in_place_with_the_kept_text_between(page):
 
 def test_accepting_several_spans_is_one_revision_recording_each(page):
     ranges = tuple(occurrences(CODE, "total")[1:3])
-    run = regenerate(page, Document(CODE, *ranges[0], ranges=ranges), language="text")[-1][RUN]
-    runs.accept(page, Document(CODE), run, 0, NEW_DOC, "t.txt", "text", None)
+    run = regenerate(page, EditorValue(CODE, *ranges[0], ranges=ranges), language="text")[-1][RUN]
+    runs.accept(page, EditorValue(CODE), run, 0, NEW_DOC, "t.txt", "text", None)
     h = page.mine(None)
     doc = h.documents()[0]
     revisions = h.history(doc.id)
@@ -77,7 +76,7 @@ def test_accepting_several_spans_is_one_revision_recording_each(page):
 
 def test_fill_holes_fills_every_hole_in_one_run(page):
     text = "Dear ⟨⟩,\nyour order ⟨3⟩ ships on ⟨⟩.\n"
-    outputs = regenerate(page, Document(text), action="holes")
+    outputs = regenerate(page, EditorValue(text), action="holes")
     run = outputs[-1][RUN]
     assert len(run.canvas.spans) == 3 and run.last.forwards == page.model.calls
     after = run.result(0)
@@ -92,13 +91,13 @@ def test_fill_holes_fills_every_hole_in_one_run(page):
 ])
 def test_fill_holes_without_holes_says_so(page, text, message):
     with pytest.raises(Exception) as caught:
-        regenerate(page, Document(text), action="holes")
+        regenerate(page, EditorValue(text), action="holes")
     assert html.unescape(str(caught.value)) == message  # the page escapes what it shows
 
 
 def test_pinned_words_from_the_constraint_row(page):
     text = "The quick brown fox jumps over the lazy dog.\n"
-    document = Document(text, 4, 19)
+    document = EditorValue(text, 4, 19)
     run = regenerate(page, document, mode="N tokens", n=6, constraint="red", ends="fox")[-1][RUN]
     new = run.result(0)[slice(*run.new_span(0))]
     assert new.startswith("red") and new.endswith("fox")

@@ -11,7 +11,7 @@ from engine import PRESETS, TextCodec
 from engine.length import length_score
 from page import runs
 from page.dial import dial_values
-from page.document_editor import Document
+from page.document_editor import EditorValue
 from page.state import NEW_DOC, Page
 from tests.tiny import ScriptedModel, byte_bpe_tokenizer
 
@@ -43,7 +43,8 @@ def model():
 
 def regenerate(page, mode="auto"):
     dial = dial_values(PRESETS["quality"])
-    return runs.regenerate(page, "selection", Document(TEXT, A, B), NEW_DOC, "text", mode, 8, "", "", "", False, *dial)
+    selected = EditorValue(TEXT, A, B)
+    return runs.regenerate(page, "selection", selected, NEW_DOC, "text", mode, 8, "", "", "", False, *dial)
 
 
 def test_the_trials_share_forwards_and_the_chosen_one_is_not_run_again(model):
@@ -71,7 +72,7 @@ def test_a_shorter_span_can_win_at_the_same_nll_per_token():
 
 
 def in_engine(page):
-    stats = page.engine.scheduler.stats()
+    stats = page.engine_client.scheduler.stats()
     return stats.queued + stats.active
 
 
@@ -88,7 +89,7 @@ def test_stop_during_the_trials_cancels_every_one(model):
     assert in_engine(page) >= 2  # the longer trials are waiting or denoising
     stream.close()  # Stop / Esc: gradio closes the handler's generator
     time.sleep(0.2)  # a trial's reader that was just starting
-    stats = page.engine.scheduler.stats()
+    stats = page.engine_client.scheduler.stats()
     assert stats.active == 0 and stats.queued == 0
 
 
@@ -105,5 +106,5 @@ def test_stop_before_the_first_step_of_the_trials_ends_them_at_the_next_step(mod
     assert list(stream) == []  # nothing drawn, nothing finished
     assert len(model.batches) <= 2  # the forwards under way; a whole run takes 4 or more
     time.sleep(0.2)
-    stats = page.engine.scheduler.stats()
+    stats = page.engine_client.scheduler.stats()
     assert stats.active == 0 and stats.queued == 0

@@ -8,7 +8,7 @@ from engine.serve.app import create_app
 from engine.serve.command import in_thread as served
 from page.demo import build_demo, launch
 from page.openai_engine import OpenAIEngine
-from tests.serve.conftest import FIXTURE
+from tests.engine.serve.conftest import FIXTURE
 from tests.ui.conftest import SCREENSHOTS, free_port, open_page
 from tests.ui.helpers import RECORD_LIVE, document, select, wait_document
 
@@ -19,7 +19,7 @@ def test_an_edit_through_a_hosted_model_streams_then_offers_candidates(browser, 
     torch.set_num_threads(1)
     with served(create_app(load_model(FIXTURE, device="cpu"))) as base:
         engine = OpenAIEngine(base + "/v1")
-        demo = build_demo(engine.model, History(f"sqlite:///{tmp_path / 'sharpen.db'}"), engine=engine)
+        demo = build_demo(engine.model, History(f"sqlite:///{tmp_path / 'sharpen.db'}"), engine_client=engine)
         launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
         try:
             with open_page(browser, demo.local_url) as page:

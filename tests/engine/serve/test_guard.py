@@ -10,7 +10,7 @@ from engine.limits import MAX_STEPS
 from engine.serve.app import create_app
 from engine.serve.guard import Policy, read_keys
 from engine.settings import knobs
-from tests.serve.conftest import QUALITY, TEXT, Paced, served, wait_until
+from tests.engine.serve.conftest import QUALITY, TEXT, Paced, served, wait_until
 
 JSON = {"content-type": "application/json"}
 EDIT = {"text": TEXT, "spans": [[19, 31]]}

@@ -13,7 +13,7 @@ from engine import PRESETS, DiffusionLM, load_model
 from engine.serve.app import create_app
 from engine.serve.command import in_thread as served
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-dream"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "tiny-dream"
 TEXT = "def add(a, b):\n    return a + b\n\nfor i in range(10):\n    print(i)\n"
 QUALITY = PRESETS["quality"]  # one token per forward: a span of N tokens takes N steps
 

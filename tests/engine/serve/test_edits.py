@@ -8,7 +8,7 @@ import pytest
 from engine import DEFAULT_PRESET, MASK_GLYPH, PRESETS, Span, build_canvas, run
 from engine.correct import corrected
 from engine.serve.app import create_app
-from tests.serve.conftest import TEXT, Paced, served
+from tests.engine.serve.conftest import TEXT, Paced, served
 
 JSON = {"content-type": "application/json"}
 SPANS = [[19, 31, 12], [42, 51, 10]]  # "return a + b" and "range(10)", each given a length

@@ -4,7 +4,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.serve.app import create_app
 from engine.serve.metrics import Rate
-from tests.serve.conftest import TEXT, served
+from tests.engine.serve.conftest import TEXT, served
 
 NAMES = {"sharpen_requests", "sharpen_request_seconds", "sharpen_first_step_seconds", "sharpen_forward_seconds",
          "sharpen_batch_size", "sharpen_forwards", "sharpen_tokens_committed", "sharpen_edits_cancelled",

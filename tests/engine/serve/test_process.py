@@ -10,7 +10,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.serve.conftest import FIXTURE, TEXT
+from tests.engine.serve.conftest import FIXTURE, TEXT
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import httpx
 from engine import DEFAULT_PRESET, PRESETS, Span, build_canvas, run
 from engine.correct import corrected
 from engine.serve.app import create_app
-from tests.serve.conftest import TEXT, Paced, served, wait_until
-from tests.serve.test_metrics import scrape
+from tests.engine.serve.conftest import TEXT, Paced, served, wait_until
+from tests.engine.serve.test_metrics import scrape
 
 EDITS = [([[19, 31, 6]], 1), ([[42, 51, 5]], 2), ([[19, 31, 8], [42, 51]], 3), ([[0, 14]], 4)]
 

@@ -1,6 +1,6 @@
 """Regenerate tests/fixtures/parity/: what the model families' own code computes on tiny checkpoints.
 
-    .venv/bin/python scripts/parity_fixtures.py --llada DIR --dream DIR --llada-moe DIR --llada2 DIR
+    .venv/bin/python -m tests.parity_fixtures --llada DIR --dream DIR --llada-moe DIR --llada2 DIR
 
 Each folder holds one family's reference files, unedited, as published (never committed here;
 copy them from where SOURCES says; any subset of the four flags may be given):
@@ -54,10 +54,9 @@ from pathlib import Path
 import torch
 import transformers
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.parity import FAMILIES, SEED, TinyFamily, fingerprint, fixture_paths, tiny_weights, write_tiny
 
-from tests.parity import FAMILIES, SEED, TinyFamily, fingerprint, fixture_paths, tiny_weights, write_tiny  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DLLM, DLLM_FIRST = "ZHZisZZ/dllm", "03270de7d134f87244f1ffc2ff3653c809beb1d0"
 SOURCES = {
@@ -183,10 +182,11 @@ def reference_model(family: TinyFamily, folder: Path, checkpoint: Path):
     return model.eval()
 
 
-def logits_inputs(family: TinyFamily) -> torch.Tensor:
-    """(3, L) ids: plain words; words with scattered masks; a prompt followed by masks only."""
+def logits_inputs(family: TinyFamily, length: int | None = None) -> torch.Tensor:
+    """(3, L) ids: plain words; words with scattered masks; a prompt followed by masks only
+    (L: `length`, else the family's LENGTH, else 12)."""
     g = torch.Generator().manual_seed(SEED + 1)
-    ids = torch.randint(0, family.words, (3, LENGTH.get(family.name, 12)), generator=g)
+    ids = torch.randint(0, family.words, (3, length or LENGTH.get(family.name, 12)), generator=g)
     mask = family.special_ids()["mask"]
     ids[1, [1, 4, 5, 9, 11]] = mask
     ids[2, PROMPT:] = mask
@@ -332,7 +332,7 @@ def write_fixture(family: TinyFamily, folder: Path, sources: dict, fingerprint: 
     meta_path, logits_path = fixture_paths(family.name)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"ids": ids.contiguous(), "logits": logits.float().contiguous()}, str(logits_path))
-    meta = {"family": family.name, "made_by": "scripts/parity_fixtures.py",
+    meta = {"family": family.name, "made_by": "tests/parity_fixtures.py",
             "reference": {"files": file_record(folder, sources),
                           "shims": [text for text, who in SHIMS.items() if family.name in who],
                           "transformers": transformers.__version__, "torch": torch.__version__},

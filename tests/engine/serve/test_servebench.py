@@ -4,7 +4,7 @@ import json
 import pytest
 
 from engine.tools import servebench
-from tests.serve.conftest import FIXTURE
+from tests.engine.serve.conftest import FIXTURE
 
 
 @pytest.mark.slow
@@ -14,5 +14,5 @@ def test_the_service_benchmark_reports_overhead_and_batching(capsys):
     out = json.loads(capsys.readouterr().out)
     assert set(out["median_ms"]) == {"in process", "service, streamed", "service, plain"}
     assert out["forwards_per_edit"] == 8 and out["step_line_bytes"] > 0
-    # (whether the three overlap depends on timing here; tests/serve/test_batching.py pins sharing down)
+    # (whether the three overlap depends on timing here; tests/engine/serve/test_batching.py pins sharing down)
     assert 1 <= out["mean_batch"] <= 3 and out["forwards_at_once"] <= 3 * 8

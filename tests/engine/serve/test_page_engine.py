@@ -13,8 +13,8 @@ from engine.serve import wire
 from engine.serve.app import create_app
 from page.demo import build_demo, launch
 from page.engine_client import EngineError, HttpEngine, InProcessEngine
+from tests.engine.serve.conftest import TEXT, Paced, served, wait_until
 from tests.page.helpers import QUALITY, args
-from tests.serve.conftest import TEXT, Paced, served, wait_until
 from tests.tiny import TextCodec, wordpiece_tokenizer
 
 SAMPLES = [TEXT, "Héllo wörld, naïve café — 東京 🙂", "  indented\n\ttabs  ", ""]
@@ -67,7 +67,7 @@ def test_the_page_through_the_service_shows_what_the_page_in_process_shows(model
     assert remote.model.fluency() is None and "served by" in remote.model.label
     views = []
     for demo in (build_demo(model, History("sqlite://")), build_demo(remote.model, History("sqlite://"),
-                                                                      engine=remote)):
+                                                                      engine_client=remote)):
         launch(demo, prevent_thread_lock=True, server_port=None, quiet=True)
         try:
             client = Client(demo.local_url, verbose=False)

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from engine.serve.app import create_app
-from tests.serve.conftest import QUALITY, TEXT, Paced, served, wait_until
+from tests.engine.serve.conftest import QUALITY, TEXT, Paced, served, wait_until
 
 LONG = {"text": TEXT, "spans": [[0, 66, 40]], **{"strategy": QUALITY.strategy, "cache": QUALITY.cache}}  # 40 steps
 

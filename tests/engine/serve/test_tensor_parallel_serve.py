@@ -12,9 +12,9 @@ import pytest
 
 from engine import load_model
 from engine.serve.app import create_app
+from tests.engine.serve.conftest import served
+from tests.engine.serve.test_process import free_port, healthy
 from tests.parity import llada_family, write_tiny
-from tests.serve.conftest import served
-from tests.serve.test_process import free_port, healthy
 from tests.tiny import save_tiny_bert
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .families.llama import KV, Context, EagerRows, LlamaDiffusionLM, LlamaNet
-from .model import DiffusionLM
+from ..model import DiffusionLM
+from .llama import KV, Context, EagerRows, LlamaDiffusionLM, LlamaNet
 
 LENGTH_FLOOR = 64   # shortest padded canvas or context: below it a GPU forward costs the same
 ROW_FLOOR = 16      # fewest padded rows read out
@@ -78,12 +78,14 @@ class BucketedRows(EagerRows):
 
 
 def compile_model(model: DiffusionLM, mode: str = "default", backend: str = "inductor") -> DiffusionLM:
-    """Run `model`'s forwards compiled in length buckets from now on (Llama-family models: LLaDA,
-    Dream, the bundled model). Each bucket compiles on its first forward."""
-    if not isinstance(model, LlamaDiffusionLM):
-        raise ValueError(f"--compile works on the Llama-family models (LLaDA, Dream, the bundled "
-                         f"model), not on {model.label}")
+    """Run `model`'s forwards compiled in length buckets from now on (`DiffusionLM.compile`: the
+    Llama-family models, LLaDA, Dream, the bundled model). Each bucket compiles on its first forward."""
+    model.compile(mode, backend)
+    return model
+
+
+def compile_llama(model: LlamaDiffusionLM, mode: str, backend: str) -> None:
+    """`LlamaDiffusionLM.compile`: its runner becomes the bucketed one."""
     if not isinstance(model.net, LlamaNet):  # the MoE nets take no padding mask: they run eager
         raise ValueError(f"--compile works on dense Llama-layout nets, not on {model.label}'s mixture of experts")
     model.runner = BucketedRows(model.net, mode, backend)
-    return model

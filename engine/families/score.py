@@ -1,5 +1,6 @@
-"""Fluency: the base model's causal NLL of the document window around an edit (the page ranks
-candidates by it; engine.tools.quality reports it beside speed)."""
+"""LlamaFluency: a Llama-layout net's causal NLL of the document window around an edit (the page
+ranks candidates by it, `DiffusionLM.fluency`; engine.tools.quality reports it beside speed), and
+BaseView, the bundled model's adapted net seen as its base."""
 from __future__ import annotations
 
 import threading
@@ -11,16 +12,13 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .codec import TextCodec
-from .model import DiffusionLM
+from ..codec import SIDE, window
 
-if TYPE_CHECKING:  # the core reaches families through load_model; this is for types only
-    from .families.llama import LlamaDiffusionLM
-
-SIDE = 64  # tokens of unchanged text either side of the span in the scored window
+if TYPE_CHECKING:
+    from .llama import LlamaDiffusionLM
 
 
-class Fluency:
+class LlamaFluency:
     """Per-token NLL of text under a causal LM: the net of `model` read causally, with the LoRA
     deltas that `adapter` merged into it taken out again on the fly (each adapted Linear's output
     minus scale * B(A(x)), forward hooks), so the base net is scored without a second copy of
@@ -94,13 +92,6 @@ class BaseView:
         return hook
 
 
-def fluency_for(model: DiffusionLM) -> Fluency | None:
-    """The scorer for `model`'s edits (`DiffusionLM.fluency`): the bundled model's base net (its
-    adapter taken out), any other shifted-head Llama net read causally as it is; None for families
-    without a causal view."""
-    return model.fluency()
-
-
 def lora_factors(adapter: Path, model: LlamaDiffusionLM) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
     """Module name -> (A (r, in), B (out, r), scale) for every LoRA pair of a Sharpen adapter file
     (format: engine.families.bundled). Whole-parameter replacements cannot be undone by a hook;
@@ -116,9 +107,3 @@ def lora_factors(adapter: Path, model: LlamaDiffusionLM) -> dict[str, tuple[torc
     like = model.net.embed.weight
     return {k.removesuffix(".weight.lora_a"): (v.to(like), tensors[k.replace(".lora_a", ".lora_b")].to(like), scale)
             for k, v in tensors.items() if k.endswith(".weight.lora_a")}
-
-
-def window(codec: TextCodec, document: str, start: int, end: int, side: int = SIDE) -> str:
-    """document[start:end] with `side` tokens of the text before and after it."""
-    before, after = codec.encode(document[:start]), codec.encode(document[end:])
-    return codec.decode(before[-side:]) + document[start:end] + codec.decode(after[:side])

@@ -15,8 +15,8 @@ from engine.serve.guard import Policy
 from page.demo import build_demo, launch
 from page.engine_client import EngineError
 from page.openai_engine import KEY_ENV, OpenAIEngine, byte_codec, fitted, glued
+from tests.engine.serve.conftest import TEXT, served
 from tests.page.helpers import QUALITY, args
-from tests.serve.conftest import TEXT, served
 
 SPAN = (19, 31)  # "return a + b" in TEXT
 
@@ -109,7 +109,7 @@ def test_a_middle_does_not_double_the_space_or_indentation_before_it():
 def test_the_page_runs_an_edit_on_the_hosted_model(url):
     from gradio_client import Client
     engine = OpenAIEngine(url)
-    demo = build_demo(engine.model, History("sqlite://"), engine=engine)
+    demo = build_demo(engine.model, History("sqlite://"), engine_client=engine)
     launch(demo, prevent_thread_lock=True, server_port=None, quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)
@@ -178,7 +178,7 @@ def test_the_page_shows_a_busy_host_as_its_message():
     from gradio_client import Client
     engine = OpenAIEngine("http://hosted.invalid/v1", transport=scripted(429, b'{"error": "queue full"}',
                                                                            {"Retry-After": "3"}))
-    demo = build_demo(engine.model, History("sqlite://"), engine=engine)
+    demo = build_demo(engine.model, History("sqlite://"), engine_client=engine)
     launch(demo, prevent_thread_lock=True, server_port=None, quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)
