@@ -148,3 +148,13 @@ def test_tensor_parallel_refuses_quantized_weights():
     err = io.StringIO()
     assert cli_main(["serve", "--tp", "2", "--quantize", "int8"], stdout=io.StringIO(), stderr=err) == 2
     assert err.getvalue() == "error: --quantize int8 does not combine with --tp yet: the shards slice float weights\n"
+
+
+@pytest.mark.slow
+def test_int8_layers_compile_to_the_eager_logits():
+    model = tiny_llama(shifted=True, start=True)
+    quantize_model(model, "int8")
+    ids, positions = torch.randint(10, 300, (1, 40)), torch.arange(30, 40)
+    eager = model.logits_at(ids, positions)
+    model.compile("default")
+    assert torch.allclose(model.logits_at(ids, positions), eager, atol=1e-4)
