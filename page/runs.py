@@ -52,7 +52,8 @@ from .outputs import (
     unchanged,
 )
 from .state import Doc, Moves, Page
-from .trials import Trials, pick, plan_trials, run_trials
+from .ties import tie_index, tied
+from .trials import Trials, pick, plan_trials, remembered, run_trials
 
 NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's span away
 
@@ -83,7 +84,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
         canvas = with_instruction(canvas, req.instruction, model.max_length)
         return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings,
                    aside=aside)
-    span, note = req.span, ""
+    span, note, score, ties = req.span, req.note, page.score, None
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
             keep = len(model.codec.encode(req.text[req.start:req.end]))
@@ -101,7 +102,8 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
             yield from trial_steps(page, trials, heatmap)
             if not trials.done:
                 return  # stopped
-            best, tried = pick(trials, page.score)
+            score = remembered(page.score)  # the chosen trial's window is scored once, not again to rank it
+            best, tried = pick(trials, score)
             run, note = trials.runs[best], length_note(tried, trials.lengths[best])
         else:
             if req.lengths and page.score is not None:  # a model that resizes spans itself: its length first
@@ -118,10 +120,12 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
                                                                                  last - first))
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
                                inspector, "running"), note, waiting
+            # Several selections of one text (a rename) show and return the first one's fill (page/ties.py).
+            ties = tie_index(run.canvas) if run.canvas.ids.dim() == 1 else None
             for step in page.engine.steps(run.canvas, run.settings, language):
                 if run.stopped:
                     return
-                yield step_outputs(run, step, heatmap)
+                yield step_outputs(run, tied(step, run.canvas, ties), heatmap)
         # Candidates that repeat an earlier one are drawn again, as further steps (engine/distinct.py).
         assert run.last is not None
         places = run.canvas.ids.dim() == 2  # rows are a placed word's places: no repeats to draw again
@@ -129,7 +133,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
                                                      req.settings):
             if run.stopped:
                 return
-            yield step_outputs(run, step, heatmap)
+            yield step_outputs(run, tied(step, run.canvas, ties), heatmap)
     except gr.Error:
         raise
     except Exception as err:  # a model failure: say so, the document is untouched
@@ -137,7 +141,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
         raise error(f"The model failed: {err}", "Model error") from None
     finally:
         trim_heap()
-    yield finished(run, page.score, heatmap, note)
+    yield finished(run, score, heatmap, note)
 
 
 def step_outputs(run: Run, step: Step, heatmap: bool) -> tuple:

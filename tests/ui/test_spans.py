@@ -27,6 +27,10 @@ def test_a_rename_across_a_function_is_one_run_and_one_revision(page):
     after = document(page)
     head, middle = CODE[:first], CODE[first + 6:second]
     assert after.startswith(head) and middle in after and after.endswith("\n") and after != CODE
+    # Both occurrences got the same new name (tied: page/ties.py), as a rename must.
+    name = after[first:after.index(middle, first)]
+    rest = after[first + len(name) + len(middle):]
+    assert rest.startswith(name) and rest[len(name):] == CODE[second + 6:]
     show_history(page)
     assert page.locator("#history").inner_text().count("regenerated") == 1  # both spans in one revision
 
