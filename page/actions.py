@@ -72,6 +72,7 @@ class Run:
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
     rough: list[bool] = field(default_factory=list)           # per candidate: below the quality floor
     original_score: float | None = None                       # the original text's window NLL
+    streamed: bool = False  # a hosted model's text, streamed: no forwards, confidences or rounds to speak of
     stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
     aside: Run | None = None  # the finished run this one replaced, its candidates still to be had (one deep)
     number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began

@@ -83,7 +83,7 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     def new_run(canvas: Canvas, settings: SamplerSettings = req.settings) -> Run:
         canvas = with_instruction(canvas, req.instruction, model.max_length)
         return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings,
-                   aside=aside)
+                   aside=aside, streamed=getattr(model, "streams_text", False))
     span, note, score, ties = req.span, req.note, page.score, None
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
@@ -153,8 +153,8 @@ def step_outputs(run: Run, step: Step, heatmap: bool) -> tuple:
 def drawn(run: Run, step: Step, heatmap: bool) -> tuple:
     """A run's latest step drawn: the run view, the metrics, the editor's span (the buttons left as
     they are, so a step does not redraw them nor lose a click on Stop)."""
-    return (*run_outputs(views.step_html(step, run.canvas, 0, heatmap),
-                         views.metrics_html(step, run.canvas, checked=False), run, KEEP, KEEP, KEEP, None),
+    metrics = views.metrics_html(step, run.canvas, checked=False, streamed=run.streamed)
+    return (*run_outputs(views.step_html(step, run.canvas, 0, heatmap), metrics, run, KEEP, KEEP, KEEP, None),
             KEEP, gr.update(live=span_live(run)))
 
 
@@ -197,7 +197,8 @@ def offered(run: Run, heatmap: bool, note: str) -> tuple:
     same = f"{repeated} candidate(s) came out the same as another even when drawn again: each text is listed once. " \
         if repeated else ""
     same += "The last run's candidates are set aside: 'Last run' brings them back. " if run.aside else ""
-    return (*run_outputs(done_view(run, best, heatmap), views.metrics_html(last, run.canvas), run,
+    metrics = views.metrics_html(last, run.canvas, streamed=run.streamed)
+    return (*run_outputs(done_view(run, best, heatmap), metrics, run,
                          scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
             note + same + verdict(run), gr.update(live=span_live(run)))
 
@@ -311,7 +312,7 @@ def stopped(run: Run | None) -> tuple:
         return ("<div class='sh-metrics' data-state='stopped'><b>stopped</b> before the first step</div>", KEEP,
                 *controls("stopped"), NO_RUN_SPAN)
     done = run.last.done  # Stop can arrive just after the last step
-    return (views.metrics_html(run.last, run.canvas, stopped=not done), scrub_update(run),
+    return (views.metrics_html(run.last, run.canvas, stopped=not done, streamed=run.streamed), scrub_update(run),
             *controls("done" if done else "stopped"), gr.update(live=span_live(run, stopped=not done)))
 
 
@@ -328,7 +329,7 @@ def show_step(k: Any, run: Run | None, candidate: Any, heatmap: bool) -> tuple:
     step, b = run.steps[k - 1], int(candidate or 0)
     view = done_view(run, b, heatmap) if k == len(run.steps) and run.order else views.step_html(step, run.canvas, b,
                                                                                                  heatmap)
-    return (view, views.metrics_html(step, run.canvas),
+    return (view, views.metrics_html(step, run.canvas, streamed=run.streamed),
             gr.update(live=span_live(run, k, int(candidate or 0))))
 
 
@@ -362,7 +363,7 @@ def inspect_token(run: Run | None, k: Any, candidate: Any, evt: gr.SelectData) -
     if run is None or not run.steps:
         return views.inspector_html(None, None, 0, 0)
     step = run.steps[max(0, min(int(k or len(run.steps)), len(run.steps)) - 1)]
-    return views.inspector_html(step, run.canvas, int(candidate or 0), int(evt.index))
+    return views.inspector_html(step, run.canvas, int(candidate or 0), int(evt.index), run.streamed)
 
 
 # -- accept / reject --------------------------------------------------------------------------------
