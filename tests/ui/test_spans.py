@@ -22,6 +22,7 @@ def test_a_rename_across_a_function_is_one_run_and_one_revision(page):
     assert span.locator(".cm-sh-tok[data-pos]").count() >= 2  # the tokens of both spans, to inspect
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "rename-two-spans.png"))
+    assert "kept each span's length" in page.inner_text("#message")  # "auto" (the default) says it could not
     page.click("#accept")
     page.wait_for_selector("#message :text('Accepted candidate')")
     after = document(page)
