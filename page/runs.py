@@ -80,10 +80,12 @@ def regenerate(page: Page, action: str, document: Document, doc: Doc, language: 
     if aside is not None:
         aside.aside = None  # one run deep: what a session keeps stays bounded
 
+    streamed = bool(getattr(model, "streams_text", False))  # a hosted model's text (page/openai_engine.py)
+
     def new_run(canvas: Canvas, settings: SamplerSettings = req.settings) -> Run:
         canvas = with_instruction(canvas, req.instruction, model.max_length)
         return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings,
-                   aside=aside, streamed=getattr(model, "streams_text", False))
+                   aside=aside, streamed=streamed)
     span, note, score, ties = req.span, req.note, page.score, None
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
