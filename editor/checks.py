@@ -4,6 +4,7 @@ ERROR / MISSING nodes, Python's own compiler, and bracket balance)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -40,7 +41,29 @@ def findings(language: str, before: str, after: str, span: Span, new_span: Span,
     a = new_span[0]
     old, new = before[span[0]:span[1]], after[new_span[0]:new_span[1]]
     out += [Finding("unbalanced", a + x, a + y) for x, y in unbalanced(old, new)]
+    if out and info.name == "python":
+        out += opened_block(old, new, a)
     return out
+
+
+# Python statements that open an indented block: on one line, only a simple statement can follow the colon.
+BLOCK_KEYWORDS = frozenset({"if", "elif", "else", "for", "while", "with", "try", "except", "finally", "def",
+                            "class", "async", "match", "case"})
+
+
+def opened_block(old: str, new: str, at: int) -> list[Finding]:
+    """A one-line span whose statement the edit turned into a block header (`if x:`, `for ...:`) that
+    does not parse: one line cannot hold the block it opens (the scope constraint keeps it one line),
+    and the rounds would redo only the end where the parser stops (`if x: # # #`), so its keyword is
+    flagged too and a round writes another statement there. `at`: where `new` starts."""
+    if "\n" in old.strip("\n"):
+        return []
+    line = new.lstrip()
+    word = re.match(r"[A-Za-z_]\w*", line)
+    if word is None or word.group() not in BLOCK_KEYWORDS or old.split()[:1] == [word.group()]:
+        return []
+    start = at + len(new) - len(line)
+    return [Finding("opens a block", start, start + len(word.group()))]
 
 
 def checker_for(language: str, known: Collection[str] = ()) -> Callable[[str, str, Span, Span], list[Span]]:

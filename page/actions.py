@@ -73,6 +73,7 @@ class Run:
     order: list[int] = field(default_factory=list)            # candidates best first (rank_candidates)
     rough: list[bool] = field(default_factory=list)           # per candidate: below the quality floor
     original_score: float | None = None                       # the original text's window NLL
+    streamed: bool = False  # a hosted model's text, streamed: no forwards, confidences or rounds to speak of
     stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
     aside: Run | None = None  # the finished run this one replaced, its candidates still to be had (one deep)
     model: str = ""  # the label of the model that ran it (the picker may swap another in before Accept)
@@ -322,6 +323,7 @@ class RunPlan:
     settings: SamplerSettings
     others: tuple[Span, ...] = ()  # several selections, or a template's holes: the spans after the first
     instruction: str | None = None  # an instruction edit's (engine/instruct.py); None: a plain regeneration
+    note: str = ""  # what the page says of the plan before the run: "auto" that kept the span's length, and why
 
 
 def plan_run(page: Page, action: str, text: str, a: int, b: int, language: str, mode: str, n: Any,
@@ -355,7 +357,16 @@ def plan_run(page: Page, action: str, text: str, a: int, b: int, language: str, 
     # "auto": each tried length is one run of at most the longest one's cost; that one is checked.
     widest = dataclasses.replace(span, length=max(lengths)) if lengths else span
     check_run_budget(page, text, [widest], settings, instruction)
-    return RunPlan(text, a, b, kind, span, lengths, settings, (), instruction)
+    kept = ("a word the model places tries each place instead" if pins.include
+            else "the page has no base model here to score lengths with")
+    note = auto_kept(kept) if mode == "auto" and not lengths else ""
+    return RunPlan(text, a, b, kind, span, lengths, settings, (), instruction, note)
+
+
+def auto_kept(why: str) -> str:
+    """The message when "auto" length could not try lengths and kept the span's own."""
+    return f'"auto" length kept each span\'s length ({why}). '
+
 
 
 def several(text: str, action: str, ranges: tuple[tuple[int, int], ...], mode: str,
@@ -381,7 +392,9 @@ def plan_spans(page: Page, text: str, places: list[tuple[int, int, Any]], mode: 
              for a, b, length in places]
     spans[0] = dataclasses.replace(spans[0], constraints=pins.constraints)
     check_run_budget(page, text, spans, settings, instruction)
-    return RunPlan(text, spans[0].start, spans[-1].end, None, spans[0], (), settings, tuple(spans[1:]), instruction)
+    note = auto_kept("it tries lengths for one span at a time") if mode == "auto" else ""
+    return RunPlan(text, spans[0].start, spans[-1].end, None, spans[0], (), settings, tuple(spans[1:]), instruction,
+                   note)
 
 
 def check_run_budget(page: Page, text: str, spans: list[Span], settings: SamplerSettings,

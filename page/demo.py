@@ -69,7 +69,7 @@ def build_demo(model: DiffusionLM, history: History, limits: Limits | None = Non
                 ed = layout.editor()
                 ib = layout.instruction_box()
             with gr.Column(scale=2, min_width=360, elem_id="side"):
-                tabs, rv, hp = layout.side_panel()
+                tabs, rv, hp = layout.side_panel(page.score is not None)
         ui = Ui(tab, docs, top, ed, rv, dial, hp, tabs, ib)
         _wire_documents(page, demo, ui)
         _wire_runs(page, demo, ui)

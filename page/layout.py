@@ -180,7 +180,11 @@ def instruction_box() -> InstructionBox:
     return InstructionBox(box, text)
 
 
-def run_view() -> RunView:
+RANKED = "best first: code that still parses, then what reads most naturally with the text around it"
+UNRANKED = "code that still parses first, then in the model's own order (no base model here reads them)"
+
+
+def run_view(ranked: bool = True) -> RunView:
     """What a run offers, in the order a person uses it, so all of it fits beside the editor at
     1280x800: the state, the buttons, the candidates, the token inspector, then the step view."""
     metrics = gr.HTML("", elem_id="metrics")
@@ -195,8 +199,7 @@ def run_view() -> RunView:
         accept_anyway = gr.Button("Accept anyway", variant="stop", size="sm", elem_id="accept-anyway")
         cancel = gr.Button("Cancel", size="sm", elem_id="cancel-accept")
     candidate = gr.Radio([], label="candidates", visible=False, elem_id="candidates",
-                         info="best first: code that still parses, then what reads most naturally with the "
-                              "text around it")
+                         info=RANKED if ranked else UNRANKED)
     inspector = gr.HTML(views.inspector_html(None, None, 0, 0), elem_id="inspector")
     scrub = gr.Slider(1, 2, value=1, step=1, label="scrub steps", visible=False, elem_id="scrub")
     live = gr.HTML(views.EMPTY_VIEW, elem_id="live", js_on_load=JS["tokens"])
@@ -254,11 +257,12 @@ def history_panel() -> HistoryPanel:
     return HistoryPanel(tree, rev_a, rev_b, diff, restore, label_text, label, diff_view)
 
 
-def side_panel() -> tuple[gr.Tabs, RunView, HistoryPanel]:
-    """Beside the editor: the run and the history, one tab each (`SIDE_TABS`)."""
+def side_panel(ranked: bool = True) -> tuple[gr.Tabs, RunView, HistoryPanel]:
+    """Beside the editor: the run and the history, one tab each (`SIDE_TABS`); `ranked`: the page
+    scores candidates (a model with a base LM here), which the candidate list says."""
     with gr.Tabs(elem_id="side-tabs") as tabs:
         with gr.Tab("Run", id=SIDE_TABS[0], elem_id="run-tab"):
-            run = run_view()
+            run = run_view(ranked)
         with gr.Tab("History", id=SIDE_TABS[1], elem_id="history-tab"):
             history = history_panel()
     return tabs, run, history

@@ -52,13 +52,16 @@ def byte_codec() -> TextCodec:
 
 class HostedModel(RemoteModel):
     """The page's side of a hosted model: the byte layout, the model's name, no weights (like a
-    served model, it has no causal view: the page neither ranks its candidates nor picks lengths)."""
+    served model, it has no causal view: the page neither ranks its candidates nor picks lengths).
+    It streams text, not denoising steps: the page words its figures as chunks, not forwards."""
+
+    streams_text = True
 
     def __init__(self, name: str, url: str):
         self.codec = byte_codec()
         self.noise, self.mask_id, self.device = "mask", self.codec.mask_id, torch.device("cpu")
         self.vocab_size, self.max_length = len(self.codec.tokenizer), MAX_DOCUMENT
-        self.label = f"{name} (hosted at {url})"
+        self.label = f"hosted at {url}: {name}"  # "hosted" first: the title cuts a long label short
         self.url = url
 
 

@@ -54,7 +54,8 @@ from .outputs import (
     unchanged,
 )
 from .state import Doc, Moves, Page
-from .trials import Trials, pick, plan_trials, run_trials
+from .ties import tie_index, tied
+from .trials import Trials, pick, plan_trials, remembered, run_trials
 
 NO_RUN_SPAN = gr.update(live=NO_SPAN)  # the editor's update that takes a run's span away
 
@@ -83,11 +84,13 @@ def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, languag
     if aside is not None:
         aside.aside = None  # one run deep: what a session keeps stays bounded
 
+    streamed = bool(getattr(model, "streams_text", False))  # a hosted model's text (page/openai_engine.py)
+
     def new_run(canvas: Canvas, settings: SamplerSettings = req.settings) -> Run:
         canvas = with_instruction(canvas, req.instruction, model.max_length)
         return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings,
-                   aside=aside, model=model.label)
-    span, note = req.span, ""
+                   aside=aside, model=model.label, streamed=streamed)
+    span, note, score, ties = req.span, req.note, page.score, None
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
             keep = len(model.codec.encode(req.text[req.start:req.end]))
@@ -105,7 +108,8 @@ def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, languag
             yield from trial_steps(page, trials, heatmap)
             if not trials.done:
                 return  # stopped
-            best, tried = pick(trials, page.score)
+            score = remembered(page.score)  # the chosen trial's window is scored once, not again to rank it
+            best, tried = pick(trials, score)
             run, note = trials.runs[best], length_note(tried, trials.lengths[best])
         else:
             if req.lengths and page.score is not None:  # a model that resizes spans itself: its length first
@@ -122,10 +126,12 @@ def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, languag
                                                                                  last - first))
             yield *run_outputs(views.EMPTY_VIEW, "<div class='sh-metrics'>starting…</div>", run, hide, hide,
                                inspector, "running"), note, waiting
+            # Several selections of one text (a rename) show and return the first one's fill (page/ties.py).
+            ties = tie_index(run.canvas) if run.canvas.ids.dim() == 1 else None
             for step in page.engine_client.steps(run.canvas, run.settings, language):
                 if run.stopped:
                     return
-                yield step_outputs(run, step, heatmap)
+                yield step_outputs(run, tied(step, run.canvas, ties), heatmap)
         # Candidates that repeat an earlier one are drawn again, as further steps (engine/distinct.py).
         assert run.last is not None
         places = run.canvas.ids.dim() == 2  # rows are a placed word's places: no repeats to draw again
@@ -134,7 +140,7 @@ def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, languag
                                                      req.settings):
             if run.stopped:
                 return
-            yield step_outputs(run, step, heatmap)
+            yield step_outputs(run, tied(step, run.canvas, ties), heatmap)
     except gr.Error:
         raise
     except Exception as err:  # a model failure: say so, the document is untouched
@@ -142,7 +148,7 @@ def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, languag
         raise error(f"The model failed: {err}", "Model error") from None
     finally:
         trim_heap()
-    yield finished(run, page.score, heatmap, note)
+    yield finished(run, score, heatmap, note)
 
 
 def step_outputs(run: Run, step: Step, heatmap: bool) -> tuple:
@@ -154,8 +160,8 @@ def step_outputs(run: Run, step: Step, heatmap: bool) -> tuple:
 def drawn(run: Run, step: Step, heatmap: bool) -> tuple:
     """A run's latest step drawn: the run view, the metrics, the editor's span (the buttons left as
     they are, so a step does not redraw them nor lose a click on Stop)."""
-    return (*run_outputs(views.step_html(step, run.canvas, 0, heatmap),
-                         views.metrics_html(step, run.canvas, checked=False), run, KEEP, KEEP, KEEP, None),
+    metrics = views.metrics_html(step, run.canvas, checked=False, streamed=run.streamed)
+    return (*run_outputs(views.step_html(step, run.canvas, 0, heatmap), metrics, run, KEEP, KEEP, KEEP, None),
             KEEP, gr.update(live=span_live(run)))
 
 
@@ -198,7 +204,8 @@ def offered(run: Run, heatmap: bool, note: str) -> tuple:
     same = f"{repeated} candidate(s) came out the same as another even when drawn again: each text is listed once. " \
         if repeated else ""
     same += "The last run's candidates are set aside: 'Last run' brings them back. " if run.aside else ""
-    return (*run_outputs(done_view(run, best, heatmap), views.metrics_html(last, run.canvas), run,
+    metrics = views.metrics_html(last, run.canvas, streamed=run.streamed)
+    return (*run_outputs(done_view(run, best, heatmap), metrics, run,
                          scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
             note + same + verdict(run), gr.update(live=span_live(run)))
 
@@ -312,7 +319,7 @@ def stopped(run: Run | None) -> tuple:
         return ("<div class='sh-metrics' data-state='stopped'><b>stopped</b> before the first step</div>", KEEP,
                 *controls("stopped"), NO_RUN_SPAN)
     done = run.last.done  # Stop can arrive just after the last step
-    return (views.metrics_html(run.last, run.canvas, stopped=not done), scrub_update(run),
+    return (views.metrics_html(run.last, run.canvas, stopped=not done, streamed=run.streamed), scrub_update(run),
             *controls("done" if done else "stopped"), gr.update(live=span_live(run, stopped=not done)))
 
 
@@ -329,7 +336,7 @@ def show_step(k: Any, run: Run | None, candidate: Any, heatmap: bool) -> tuple:
     step, b = run.steps[k - 1], int(candidate or 0)
     view = done_view(run, b, heatmap) if k == len(run.steps) and run.order else views.step_html(step, run.canvas, b,
                                                                                                  heatmap)
-    return (view, views.metrics_html(step, run.canvas),
+    return (view, views.metrics_html(step, run.canvas, streamed=run.streamed),
             gr.update(live=span_live(run, k, int(candidate or 0))))
 
 
@@ -365,7 +372,7 @@ def inspect_token(page: Page, run: Run | None, k: Any, candidate: Any, evt: gr.S
     step = run.steps[max(0, min(int(k or len(run.steps)), len(run.steps)) - 1)]
     b, pos = int(candidate or 0), int(evt.index)
     concepts = token_attributions(page.model, run, step, b, pos)
-    return views.inspector_html(step, run.canvas, b, pos, concepts)
+    return views.inspector_html(step, run.canvas, b, pos, concepts, run.streamed)
 
 
 # -- accept / reject --------------------------------------------------------------------------------

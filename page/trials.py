@@ -66,6 +66,19 @@ def run_trials(page: Page, trials: Trials) -> Iterator[Run]:
         yield run
 
 
+def remembered(score: Scorer) -> Scorer:
+    """`score`, computing each (document, start, end) once: the ranking of the chosen trial's
+    candidates asks again for the window `pick` scored (a causal forward over ~130 tokens each)."""
+    seen: dict[tuple[str, int, int], float] = {}
+
+    def once(document: str, start: int, end: int) -> float:
+        key = (document, start, end)
+        if key not in seen:
+            seen[key] = score(document, start, end)
+        return seen[key]
+    return once
+
+
 def pick(trials: Trials, score: Scorer) -> tuple[int, list[tuple[int, float]]]:
     """The index of the best finished trial and every (length, score) tried, in length order."""
     codec, tried = trials.runs[0].canvas.codec, []

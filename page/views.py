@@ -128,10 +128,14 @@ def decided_count(step: Step, canvas: Canvas) -> int:
     return int((free & ~step.masked).sum())
 
 
-def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: bool = True) -> str:
+def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: bool = True,
+                 streamed: bool = False) -> str:
     """The run's state, step and time so far in words; forwards, tokens per forward and tokens/s (all
     candidates counted) in its tooltip. A last step whose candidates are not yet `checked` (parsed and
-    ranked) says "checking", not "done": the editor offers Accept only once they are."""
+    ranked) says "checking", not "done": the editor offers Accept only once they are. `streamed`: a
+    hosted model's text, whose steps are the chunks it sent (`streamed_metrics_html`)."""
+    if streamed:
+        return streamed_metrics_html(step, canvas, stopped, checked)
     n = decided_count(step, canvas)
     per_forward = n / max(step.forwards, 1)
     speed = n / step.elapsed if step.elapsed > 0 else 0.0
@@ -144,19 +148,38 @@ def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: boo
             f"{step.index + 1} · {step.elapsed:.1f} s</div>")
 
 
+def streamed_metrics_html(step: Step, canvas: Canvas, stopped: bool, checked: bool) -> str:
+    """A hosted model's run in its own terms: chunks of text streamed, bytes written, no forwards,
+    tokens or confidences (it shares neither with the page). The states keep the editor's names."""
+    state = "stopped" if stopped else "denoising" if not step.done else "done" if checked else "checking"
+    shown = {"denoising": "streaming"}.get(state, state)
+    written = decided_count(step, canvas)
+    detail = (f"{step.forwards} chunks of text streamed by the hosted model, {written} bytes so far (all candidates "
+              "counted); it sends text, not denoising steps, so there are no forwards, confidences or "
+              "correction rounds to show")
+    return (f'<div class="sh-metrics" data-state="{state}" title="{detail}"><b>{shown}</b> · hosted model · '
+            f"{step.forwards} chunks · {step.elapsed:.1f} s</div>")
+
+
 GUIDED_NOTE = (', <span class="guided" title="the denoiser&#39;s and the base language model&#39;s '
                'next-token probabilities multiplied (the guide setting)">guided by the base model</span>')
 
 
 def inspector_html(step: Step | None, canvas: Canvas | None, candidate: int, pos: int,
-                   concepts: Sequence[tuple[str, float]] = ()) -> str:
+                   concepts: Sequence[tuple[str, float]] = (), streamed: bool = False) -> str:
     """Confidence, commit step and top alternatives of the span slot at canvas `pos` of one candidate,
-    and the concepts behind its token where the model's family offers them (page/attributions.py)."""
+    and the concepts behind its token where the model's family offers them (page/attributions.py)
+    (`streamed`: a hosted model's byte, which came with no confidence or alternatives)."""
     s = None if step is None or canvas is None else step.slot(pos)
     if s is None:
         return '<div class="sh-inspector">Click a token in the result to inspect it.</div>'
     b = min(candidate, step.tokens.shape[0] - 1)
     codec = canvas.codec
+    if streamed:
+        byte = escape(repr(codec.token_text(int(step.tokens[b, s]))))
+        return (f'<div class="sh-inspector" data-pos="{pos}"><code>{byte}</code> streamed by the hosted model in '
+                f"chunk {int(step.committed_at[b, s]) + 1}: a hosted model sends text only, with no confidence "
+                "or alternatives to show</div>")
     if bool(step.masked[b, s]):
         head = f"<b>{MASK_GLYPH}</b> still masked at step {step.index + 1}"
     else:

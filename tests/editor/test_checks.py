@@ -85,3 +85,26 @@ def test_brackets_that_balanced_must_still_balance():
 def test_an_unknown_language_is_refused_when_the_checker_is_made():
     with pytest.raises(UnknownLanguage, match="unknown language 'klingon'"):
         checker_for("klingon")
+
+
+FUNCTION = "def tags(self):\n    self.tokens = {}\n    return self.tokens\n"
+LINE = "\n    self.tokens = {}"
+
+
+@pytest.mark.parametrize("new, flagged", [
+    ("\n    if output_type is None: # # #", "if"),  # held-out results the rounds left broken
+    ("\n    for label in self.labels:  if type == token.NAME:", "for"),
+])
+def test_a_one_line_statement_turned_into_a_block_header_is_flagged_at_its_keyword(new, flagged):
+    s = FUNCTION.index(LINE)
+    after = FUNCTION.replace(LINE, new, 1)
+    found = findings("python", FUNCTION, after, (s, s + len(LINE)), (s, s + len(new)))
+    opened = [f for f in found if f.kind == "opens a block"]
+    assert len(opened) == 1 and after[opened[0].start:opened[0].end] == flagged
+
+
+@pytest.mark.parametrize("new", ["\n    if self.tokens: return {}", "\n    self.tokens = dict()"])
+def test_a_block_header_that_parses_on_one_line_is_left_alone(new):
+    s = FUNCTION.index(LINE)
+    after = FUNCTION.replace(LINE, new, 1)
+    assert findings("python", FUNCTION, after, (s, s + len(LINE)), (s, s + len(new))) == []

@@ -3,6 +3,7 @@ its handlers: both spans from one set of forwards, text between them kept, one r
 import html
 
 import pytest
+import torch
 
 from engine import Constraint, SamplerSettings, Span, TextCodec
 from engine.pins import lay_out
@@ -127,3 +128,28 @@ def test_the_service_lays_out_the_pages_spans_and_pins_the_same_way():
     body.pop("stream")  # the service's own field, read before the edit
     text, read, _ = read_edit(body, SamplerSettings())
     assert text == canvas.text and tuple(read) == canvas.spans
+
+
+def test_several_selections_of_one_name_get_the_same_new_name(page):
+    """A rename (Ctrl/Cmd+D over one identifier): every occurrence shows and returns the same fill, at
+    every step, where each span's own slots would write another name (the scripted model's tokens
+    differ by position)."""
+    ranges = tuple(occurrences(CODE, "total")[1:4])
+    outputs = regenerate(page, EditorValue(CODE, *ranges[0], ranges=ranges), candidates=2)
+    run = outputs[-1][RUN]
+    for step in run.steps[-1:]:
+        for b in range(step.tokens.shape[0]):
+            pieces = {run.result(b)[s:e] for s, e in run.new_spans(b)}
+            assert len(pieces) == 1 and pieces != {"total"}
+    lead, *others = run.canvas.slot_ranges
+    for step in run.steps:  # while it denoised too: the view never shows two names
+        for a, b in others:
+            assert torch.equal(step.tokens[:, a:b], step.tokens[:, lead[0]:lead[1]])
+            assert torch.equal(step.masked[:, a:b], step.masked[:, lead[0]:lead[1]])
+
+
+def test_several_selections_with_auto_length_say_they_kept_their_lengths(page):
+    ranges = tuple(occurrences(CODE, "total")[1:3])
+    outputs = regenerate(page, EditorValue(CODE, *ranges[0], ranges=ranges), mode="auto")
+    assert '"auto" length kept each span\'s length' in outputs[-1][-2]
+    assert '"auto" length kept' in outputs[0][-2]  # said as the run starts, not only at its end

@@ -108,3 +108,18 @@ def test_stop_before_the_first_step_of_the_trials_ends_them_at_the_next_step(mod
     time.sleep(0.2)
     stats = page.engine_client.scheduler.stats()
     assert stats.active == 0 and stats.queued == 0
+
+
+def test_the_chosen_trial_is_scored_once_to_pick_it_and_rank_it(model):
+    """"auto" scores each trial's window to pick a length; ranking the chosen trial's candidate asks
+    for the same window again, and gets the score already computed (a causal forward each)."""
+    calls = []
+
+    def score(document, start, end):
+        calls.append((document, start, end))
+        return -float(end - start)
+    page = Page.for_model(model, History("sqlite://"), scorer=score)
+    list(regenerate(page))
+    trials = len(calls) - 1  # the original's window is scored once, to rank against it
+    assert trials >= 3 and len(set(calls)) == len(calls)  # no window twice
+    assert (TEXT, A, B) in calls

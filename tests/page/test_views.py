@@ -53,3 +53,21 @@ def test_the_metrics_say_correcting_while_a_correction_round_runs():
     assert 'data-state="correcting"' in html and "correction round 1" in html
     assert 'data-state="denoising"' in metrics_html(steps[0], canvas)
     assert 'data-state="done"' in metrics_html(dataclasses.replace(steps[-1], round=1), canvas)
+
+
+def test_a_hosted_models_run_is_worded_as_chunks_of_text_not_forwards():
+    from page.views import inspector_html, metrics_html
+    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
+    model = ScriptedModel(codec, torch.randint(10, 300, (64,), generator=torch.Generator().manual_seed(0)),
+                          torch.linspace(0.3, 0.9, 64))
+    canvas = build_canvas(codec, "abc def ghi jkl", [Span(4, 11)])
+    steps = list(infill(model, canvas, model_settings()))
+    for step in (steps[0], steps[-1]):
+        html = metrics_html(step, canvas, streamed=True)
+        assert "hosted model" in html and "chunks" in html and "forwards of the model" not in html
+        assert "tokens/s" not in html and 'data-state="' in html  # the editor's states keep their names
+    assert "streaming" in metrics_html(steps[0], canvas, streamed=True)
+    spot = int(steps[-1].positions[0])
+    said = inspector_html(steps[-1], canvas, 0, spot, streamed=True)
+    assert "streamed by the hosted model" in said and "sure" not in said
+    assert "sure" in inspector_html(steps[-1], canvas, 0, spot)  # a local model's run says how sure it was

@@ -37,6 +37,16 @@ def test_an_edit_through_a_hosted_model_streams_then_offers_candidates(browser, 
                 frames = page.evaluate("window.__frames")
                 assert any("tok masked" in f for f in frames)  # drawn while it streamed
                 assert "hosted at" in page.inner_text("body")
+                title = page.inner_text("#title").strip().splitlines()
+                assert title[-1].startswith("hosted at")  # cut short by the layout, "hosted" still shows
+                # Its figures in its own terms: chunks of text, not forwards, tokens or confidences.
+                metrics = page.locator("#metrics .sh-metrics")
+                assert "hosted model" in metrics.inner_text() and "chunks" in metrics.inner_text()
+                assert "forwards of the model" not in metrics.get_attribute("title")
+                assert "no base model here reads them" in page.inner_text("#candidates")
+                page.locator("#live .tok[data-pos]").first.click()
+                page.wait_for_selector("#inspector :text('streamed by the hosted model')")
+                assert "sure" not in page.inner_text("#inspector")
                 assert document(page) == TEXT  # unchanged until Accept
                 page.click("#accept")
                 page.wait_for_selector("#confirm-text :text('Accept it anyway'), #message :text('Accepted candidate')")

@@ -22,11 +22,16 @@ def test_a_rename_across_a_function_is_one_run_and_one_revision(page):
     assert span.locator(".cm-sh-tok[data-pos]").count() >= 2  # the tokens of both spans, to inspect
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "rename-two-spans.png"))
+    assert "kept each span's length" in page.inner_text("#message")  # "auto" (the default) says it could not
     page.click("#accept")
     page.wait_for_selector("#message :text('Accepted candidate')")
     after = document(page)
     head, middle = CODE[:first], CODE[first + 6:second]
     assert after.startswith(head) and middle in after and after.endswith("\n") and after != CODE
+    # Both occurrences got the same new name (tied: page/ties.py), as a rename must.
+    name = after[first:after.index(middle, first)]
+    rest = after[first + len(name) + len(middle):]
+    assert rest.startswith(name) and rest[len(name):] == CODE[second + 6:]
     show_history(page)
     assert page.locator("#history").inner_text().count("regenerated") == 1  # both spans in one revision
 
