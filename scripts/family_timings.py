@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine import memory  # noqa: E402
 from engine.families.dream import dream_shape  # noqa: E402
-from engine.families.llama import LlamaNet  # noqa: E402
+from engine.families.llama_net import LlamaNet  # noqa: E402
 from engine.families.moe_net import MoENet  # noqa: E402
 from engine.families.qwen import qwen_shape  # noqa: E402
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from engine.codec import TextCodec
-from engine.families.llama import LlamaDiffusionLM, LlamaNet, LlamaShape
+from engine.families.llama import LlamaDiffusionLM
+from engine.families.llama_net import LlamaNet, LlamaShape
 from engine.model import DiffusionLM
 
 CORPUS = [

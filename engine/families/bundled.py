@@ -35,7 +35,8 @@ from ..codec import TextCodec
 from ..memory import ModelSize
 from ..paths import data_dir as default_data_dir
 from .gguf import gguf_chat_template, gguf_tokenizer, read_gguf_weights
-from .llama import LlamaDiffusionLM, LlamaNet, LlamaShape, build_net, token_id
+from .llama import LlamaDiffusionLM, build_net, token_id
+from .llama_net import LlamaNet, LlamaShape
 
 if TYPE_CHECKING:
     from .causal import LlamaCausalView
@@ -70,7 +71,7 @@ class DefaultModel(LlamaDiffusionLM):
         from .score import BaseView, lora_factors
 
         if self._base is None:
-            self._base = BaseView(self.net, lora_factors(ADAPTER, self))
+            self._base = BaseView(self.net, lora_factors(ADAPTER, self.net))
         return self._base
 
     def fluency(self) -> LlamaFluency | None:

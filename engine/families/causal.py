@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .llama import KV, LlamaNet
+from .llama_net import KV, LlamaNet
 
 if TYPE_CHECKING:
     from .score import BaseView

@@ -9,11 +9,17 @@ see exactly what they would see unpadded; padded rows are dropped from the outpu
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from ..model import DiffusionLM
-from .llama import KV, Context, EagerRows, LlamaDiffusionLM, LlamaNet
+from .llama_net import KV, LlamaNet
+from .rows import Context, EagerRows
+
+if TYPE_CHECKING:
+    from .moe_net import MoENet
 
 LENGTH_FLOOR = 64   # shortest padded canvas or context: below it a GPU forward costs the same
 ROW_FLOOR = 16      # fewest padded rows read out
@@ -84,8 +90,8 @@ def compile_model(model: DiffusionLM, mode: str = "default", backend: str = "ind
     return model
 
 
-def compile_llama(model: LlamaDiffusionLM, mode: str, backend: str) -> None:
-    """`LlamaDiffusionLM.compile`: its runner becomes the bucketed one."""
-    if not isinstance(model.net, LlamaNet):  # the MoE nets take no padding mask: they run eager
-        raise ValueError(f"--compile works on dense Llama-layout nets, not on {model.label}'s mixture of experts")
-    model.runner = BucketedRows(model.net, mode, backend)
+def bucketed_rows(net: LlamaNet | MoENet, label: str, mode: str, backend: str) -> BucketedRows:
+    """`LlamaDiffusionLM.compile`'s runner for `net` (the model `label`): the bucketed one."""
+    if not isinstance(net, LlamaNet):  # the MoE nets take no padding mask: they run eager
+        raise ValueError(f"--compile works on dense Llama-layout nets, not on {label}'s mixture of experts")
+    return BucketedRows(net, mode, backend)

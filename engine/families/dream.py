@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from ..model import UnsupportedModel
-from .llama import HF_LLAMA_NAMES, LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors, token_id
+from .llama import HF_LLAMA_NAMES, LlamaDiffusionLM, from_checkpoint, read_safetensors, token_id
+from .llama_net import LlamaShape
 
 PAD_ENDS_SPAN = "<|dlm_pad|>"  # DiffuCoder's padding token
 

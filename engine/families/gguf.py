@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .llama import LlamaShape
+from .llama_net import LlamaShape
 from .names import NameTable, per_block
 
 # llama.cpp's tensor names; rope_freqs is a precomputed table we do not need.

@@ -6,7 +6,8 @@ from pathlib import Path
 import torch
 
 from ..model import UnsupportedModel
-from .llama import LlamaDiffusionLM, LlamaShape, from_checkpoint, read_safetensors
+from .llama import LlamaDiffusionLM, from_checkpoint, read_safetensors
+from .llama_net import LlamaShape
 from .names import NameTable, per_block
 
 # LLaDA's generate.py uses this id for <|mdm_mask|>; used only when neither config nor tokenizer

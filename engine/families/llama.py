@@ -1,185 +1,33 @@
-"""A small Llama/Qwen2 decoder in torch, run bidirectionally, plus the DiffusionLM that wraps it."""
+"""The DiffusionLM that wraps a Llama-layout net (engine/families/llama_net.py, or the MoE net), and
+what every Llama-layout family loader shares: checkpoint names, weights, tokenizer, mask id."""
 from __future__ import annotations
 
 import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..codec import TextCodec
 from ..load import pick_dtype
 from ..model import Call, DiffusionLM, ModelNotFound
+from .compiled import bucketed_rows
+from .llama_net import KV, LlamaNet
+from .names import NameTable, per_block
+from .packing import forward_packed, packs
+from .rows import EagerRows, SpanCache
+from .score import LlamaFluency
+from .shard import shard_net
 
 if TYPE_CHECKING:
     from ..memory import MemoryPlan
+    from .llama_net import LlamaShape
     from .moe_net import MoENet, MoEShape
-    from .score import LlamaFluency
-from .names import NameTable, per_block
 
-KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (B, kv_heads, L, head_dim) each
 Rename = Callable[[str], "str | None"]  # checkpoint tensor name -> our parameter name (None: drop)
-
-
-@dataclass(frozen=True)
-class LlamaShape:
-    """Everything that fixes the size of a Llama-style decoder (LLaDA, Dream and SmolLM2 all are)."""
-
-    vocab: int
-    width: int
-    layers: int
-    heads: int
-    kv_heads: int
-    ffn: int
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
-    qkv_bias: bool = False
-    tie_embeddings: bool = False
-    max_length: int = 4096
-
-    def __post_init__(self) -> None:
-        if self.width % self.heads or self.heads % self.kv_heads:
-            raise ValueError(f"width {self.width} must split into {self.heads} heads, and the heads "
-                             f"into {self.kv_heads} key/value groups")
-
-    @property
-    def head_dim(self) -> int:
-        return self.width // self.heads
-
-
-class RMSNorm(nn.Module):
-    """Root-mean-square norm, computed in float32 like the reference implementations."""
-
-    def __init__(self, width: int, eps: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(width))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
-
-
-def rope_tables(positions: torch.Tensor, head_dim: int, theta: float,
-                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin (B, 1, L, head_dim) for (B, L) positions; halves layout (rotate_half), as in HF."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
-    angles = positions.float()[..., None] * inv_freq                            # (B, L, D/2)
-    angles = torch.cat([angles, angles], dim=-1)[:, None]                       # (B, 1, L, D)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, L, D) queries or keys by their positions."""
-    a, b = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-b, a], dim=-1) * sin
-
-
-class Attention(nn.Module):
-    """Grouped-query attention. Returns this chunk's keys/values so that a caller may later feed
-    them back as `context` (precomputed keys/values of other positions, e.g. a frozen prefix)."""
-
-    def __init__(self, shape: LlamaShape):
-        super().__init__()
-        d, hd = shape.width, shape.head_dim
-        self.heads, self.kv_heads, self.head_dim = shape.heads, shape.kv_heads, hd
-        self.q = nn.Linear(d, shape.heads * hd, bias=shape.qkv_bias)
-        self.k = nn.Linear(d, shape.kv_heads * hd, bias=shape.qkv_bias)
-        self.v = nn.Linear(d, shape.kv_heads * hd, bias=shape.qkv_bias)
-        self.o = nn.Linear(shape.heads * hd, d, bias=False)
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, causal: bool = False,
-                context: KV | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, KV]:
-        """`mask`: bool, broadcastable to (B, H, L, Lc + L) over [context keys; own keys]; False
-        keys are not attended to (the padding of a static-shape forward, engine/families/compiled.py)."""
-        B, L, _ = x.shape
-        q = self.q(x).view(B, L, self.heads, self.head_dim).transpose(1, 2)      # (B, H, L, D)
-        k = self.k(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)   # (B, Hkv, L, D)
-        v = self.v(x).view(B, L, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        kv = (k, v)
-        if context is not None:
-            if causal:
-                raise ValueError("causal attention over context keys/values is not supported")
-            k, v = torch.cat([context[0], k], dim=2), torch.cat([context[1], v], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                             enable_gqa=self.heads != self.kv_heads)
-        return self.o(out.transpose(1, 2).reshape(B, L, -1)), kv
-
-
-class MLP(nn.Module):
-    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
-
-    def __init__(self, width: int, ffn: int):
-        super().__init__()
-        self.gate = nn.Linear(width, ffn, bias=False)
-        self.up = nn.Linear(width, ffn, bias=False)
-        self.down = nn.Linear(ffn, width, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
-
-
-class Block(nn.Module):
-    def __init__(self, shape: LlamaShape):
-        super().__init__()
-        self.attn_norm = RMSNorm(shape.width, shape.norm_eps)
-        self.attn = Attention(shape)
-        self.mlp_norm = RMSNorm(shape.width, shape.norm_eps)
-        self.mlp = MLP(shape.width, shape.ffn)
-
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, causal: bool = False,
-                context: KV | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, KV]:
-        a, kv = self.attn(self.attn_norm(x), cos, sin, causal=causal, context=context, mask=mask)
-        x = x + a
-        return x + self.mlp(self.mlp_norm(x)), kv
-
-
-class LlamaNet(nn.Module):
-    """Embedding, blocks, final norm, head. Bidirectional unless `causal=True` (used by tests to
-    compare with Hugging Face's causal models, and by callers that want the AR view)."""
-
-    def __init__(self, shape: LlamaShape):
-        super().__init__()
-        self.shape = shape
-        self.embed = nn.Embedding(shape.vocab, shape.width)
-        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.layers))
-        self.norm = RMSNorm(shape.width, shape.norm_eps)
-        self.head = None if shape.tie_embeddings else nn.Linear(shape.width, shape.vocab, bias=False)
-
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, *,
-                causal: bool = False) -> torch.Tensor:
-        """(B, L) ids, optional (B, L) or (L,) position ids -> (B, L, V) raw logits."""
-        return self.project(self.hidden(ids, positions, causal=causal))
-
-    def hidden(self, ids: torch.Tensor, positions: torch.Tensor | None = None, *,
-               causal: bool = False, contexts: list[KV] | None = None,
-               kv_out: list[KV] | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) ids -> (B, L, width) final-normed hidden states. `contexts`: one KV per block of
-        other positions to attend to as well; `kv_out`: a list that receives each block's KV;
-        `mask`: which of the Lc + L keys may be attended to, as Attention takes it (None: all)."""
-        B, L = ids.shape
-        if positions is None:
-            positions = torch.arange(L, device=ids.device)
-        positions = positions.expand(B, L)                                       # (B, L)
-        x = self.embed(ids)                                                      # (B, L, d)
-        cos, sin = rope_tables(positions, self.shape.head_dim, self.shape.rope_theta, x.dtype)
-        for i, block in enumerate(self.blocks):
-            x, kv = block(x, cos, sin, causal=causal, context=None if contexts is None else contexts[i],
-                          mask=mask)
-            if kv_out is not None:
-                kv_out.append(kv)
-        return self.norm(x)
-
-    def project(self, h: torch.Tensor) -> torch.Tensor:
-        weight = self.embed.weight if self.head is None else self.head.weight
-        return F.linear(h, weight)
 
 
 # ---- weights --------------------------------------------------------------------------------
@@ -306,21 +154,15 @@ class LlamaDiffusionLM(DiffusionLM):
 
     def fluency(self) -> LlamaFluency | None:
         """A shifted-head net read causally, as it is (an autoregressive net's own view)."""
-        from .score import LlamaFluency
-
         return LlamaFluency(self) if self.shifted else None
 
     def compile(self, mode: str, backend: str = "inductor") -> None:
         """Forwards in static length buckets through torch.compile (engine/families/compiled.py)."""
-        from .compiled import compile_llama
-
-        compile_llama(self, mode, backend)
+        self.runner = bucketed_rows(self.net, self.label, mode, backend)
 
     def shard(self, rank: int, size: int, device: torch.device) -> None:
         """This rank's slice of every attention and feed-forward weight and its share of the
         experts (engine/families/shard.py), on `device`."""
-        from .shard import shard_net
-
         if type(self.runner) is not EagerRows:
             raise ValueError("--compile does not combine with --tp yet: the sharded forwards run eagerly")
         shard_net(self.net, rank, size)
@@ -378,8 +220,6 @@ class LlamaDiffusionLM(DiffusionLM):
 
     def forward_many(self, calls: Sequence[Call]) -> list[Any]:
         """Several callers' forwards as one packed pass (engine/families/packing.py); one alone as is."""
-        from .packing import forward_packed, packs
-
         # Packing runs the dense net's layers itself: compiled runners (padded shapes) and the MoE
         # nets take one forward per call instead.
         packable = isinstance(self.net, LlamaNet) and type(self.runner) is EagerRows
@@ -396,44 +236,6 @@ def rank_memory(net: LlamaNet | MoENet, ranks: int, device: torch.device) -> Mem
     whole = memory.ModelSize.of_net(net)  # parameters as held; widths of the whole model
     size = replace(whole, kv_width=whole.kv_width // ranks, ffn=whole.ffn // ranks)
     return memory.check(memory.plan(size, whole.stored, device))
-
-
-@dataclass(frozen=True)
-class SpanCache:
-    """Keys/values of the positions that stay fixed while the span slots denoise."""
-
-    context: Context         # per block: (B, Hkv, L - A, D) keys and values (padded when compiled)
-    active: torch.Tensor     # (A,) net rows recomputed every step (slots and their scorers)
-    query: torch.Tensor      # (P,) index into `active` of the row that scores each slot
-
-
-@dataclass(frozen=True)
-class Context:
-    """Keys/values of other positions for every block to attend to, and which of them are real."""
-
-    kv: list[KV]                         # per block: (B, Hkv, Lc, D) keys and values
-    mask: torch.Tensor | None = None     # (Lc,) bool, False on padding; None: all real
-
-
-class EagerRows:
-    """How a LlamaDiffusionLM runs its net: as it is. engine/families/compiled.py's BucketedRows pads the
-    same calls to static shapes for torch.compile."""
-
-    def __init__(self, net: LlamaNet | MoENet):
-        self.net = net
-
-    def __call__(self, x: torch.Tensor, positions: torch.Tensor | None, rows: torch.Tensor,
-                 context: Context | None = None, want_kv: bool = False) -> tuple[torch.Tensor, list[KV]]:
-        """(B, L) ids at (L,) positions (None: 0..L-1) -> (B, R, V) logits of `rows` (R,), and
-        every block's keys/values of x when `want_kv` (else [])."""
-        kvs: list[KV] = []
-        h = self.net.hidden(x, positions, contexts=None if context is None else context.kv,
-                            kv_out=kvs if want_kv else None)
-        return self.net.project(h[:, rows]), kvs
-
-    def context(self, kvs: list[KV], keep: torch.Tensor) -> Context:
-        """The `keep` (L,) positions of each block's keys/values, as later forwards attend to them."""
-        return Context([(k[:, :, keep], v[:, :, keep]) for k, v in kvs])
 
 
 def from_checkpoint(folder: Path, config: dict, shape: LlamaShape | MoEShape, state: Mapping[str, torch.Tensor],

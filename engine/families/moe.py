@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .llama import MLP
+from .llama_net import MLP
 
 Score = Literal["softmax", "sigmoid"]
 ExpertBias = Literal["none", "select", "weights"]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .llama import KV, MLP, RMSNorm, apply_rope, rope_tables
+from .llama_net import KV, MLP, RMSNorm, apply_rope, rope_tables
 from .moe import Routing, SparseMoE
 
 
@@ -53,7 +53,7 @@ class MoEShape:
 class NormedAttention(nn.Module):
     """Grouped-query attention with RMSNorm on each query and key head before RoPE (where
     `shape.qk_norm`), RoPE on the first `rotary_dim` dims of a head. Returns this chunk's
-    keys/values like llama.Attention."""
+    keys/values like llama_net.Attention."""
 
     def __init__(self, shape: MoEShape):
         super().__init__()

@@ -15,17 +15,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
 
 from ..model import Call, CausalCall
-from .llama import KV, Attention, Block, LlamaNet, apply_rope, rope_tables
+from .llama_net import KV, Attention, Block, LlamaNet, apply_rope, rope_tables
 
 if TYPE_CHECKING:
-    from .llama import LlamaDiffusionLM
+    from .moe_net import MoENet
+    from .rows import SpanCache
     from .score import BaseView
+
+
+class PackedModel(Protocol):
+    """What packing reads of its model (a LlamaDiffusionLM): the net, and how a call's canvas maps
+    onto the net's rows and back into a cache."""
+
+    @property
+    def net(self) -> LlamaNet | MoENet: ...
+
+    def net_input(self, ids: torch.Tensor) -> torch.Tensor: ...
+    def query_rows(self, positions: torch.Tensor) -> torch.Tensor: ...
+    def span_cache(self, positions: torch.Tensor, kvs: list[KV], rows: int) -> SpanCache: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,7 @@ class Piece:
         return self.ids.numel()
 
 
-def piece(model: LlamaDiffusionLM, call: Call) -> Piece:
+def piece(model: PackedModel, call: Call) -> Piece:
     """What `call` runs alone (LlamaDiffusionLM.logits_at / cached_logits, LlamaCausalView.extend),
     as a piece of the pack."""
     if isinstance(call, CausalCall):
@@ -63,7 +76,7 @@ def piece(model: LlamaDiffusionLM, call: Call) -> Piece:
     return Piece(x, rows, model.query_rows(call.positions), None, call.cached)
 
 
-def packs(model: LlamaDiffusionLM, calls: Sequence[Call]) -> bool:
+def packs(model: PackedModel, calls: Sequence[Call]) -> bool:
     """Whether the calls can share one pass: causal reads of this net, all through one base view."""
     causal = [call.view for call in calls if isinstance(call, CausalCall)]
     bases = {id(base) for base in (getattr(view, "base", None) for view in causal) if base is not None}
@@ -71,7 +84,7 @@ def packs(model: LlamaDiffusionLM, calls: Sequence[Call]) -> bool:
 
 
 @torch.inference_mode()
-def forward_packed(model: LlamaDiffusionLM, calls: Sequence[Call]) -> list[Any]:
+def forward_packed(model: PackedModel, calls: Sequence[Call]) -> list[Any]:
     """Each call's answer, as `LlamaDiffusionLM.forward_many` promises, from one packed pass."""
     if not isinstance(model.net, LlamaNet):
         raise TypeError(f"packing runs dense Llama blocks, not {type(model.net).__name__}")

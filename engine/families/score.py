@@ -7,15 +7,36 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from ..codec import SIDE, window
+from ..codec import SIDE, TextCodec, window
 
 if TYPE_CHECKING:
-    from .llama import LlamaDiffusionLM
+    from .llama_net import LlamaNet
+    from .moe_net import MoENet
+
+
+class ShiftedModel(Protocol):
+    """What LlamaFluency reads of its model (a LlamaDiffusionLM): the net, its causal logits, and
+    how the canvas maps onto the net's rows."""
+
+    @property
+    def net(self) -> LlamaNet | MoENet: ...
+    @property
+    def codec(self) -> TextCodec: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def shifted(self) -> bool: ...
+    @property
+    def start_id(self) -> int | None: ...
+
+    def logits(self, ids: torch.Tensor, *, causal: bool = False) -> torch.Tensor: ...
 
 
 class LlamaFluency:
@@ -25,11 +46,11 @@ class LlamaFluency:
     the weights. `adapter=None` scores the net as it is (a model that was never adapted); `base`:
     a BaseView the model already holds (the bundled model shares one with its guide)."""
 
-    def __init__(self, model: LlamaDiffusionLM, adapter: Path | None = None, base: BaseView | None = None):
+    def __init__(self, model: ShiftedModel, adapter: Path | None = None, base: BaseView | None = None):
         if not model.shifted:
             raise ValueError(f"{model.label}: fluency needs a causal (shifted-head) net")
         self.model = model
-        self.base = base or BaseView(model.net, lora_factors(adapter, model) if adapter is not None else {})
+        self.base = base or BaseView(model.net, lora_factors(adapter, model.net) if adapter is not None else {})
 
     @torch.inference_mode()
     def nll(self, text: str) -> float:
@@ -92,7 +113,7 @@ class BaseView:
         return hook
 
 
-def lora_factors(adapter: Path, model: LlamaDiffusionLM) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+def lora_factors(adapter: Path, net: LlamaNet | MoENet) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
     """Module name -> (A (r, in), B (out, r), scale) for every LoRA pair of a Sharpen adapter file
     (format: engine.families.bundled). Whole-parameter replacements cannot be undone by a hook;
     the mask embedding can be ignored (scored text never holds the mask token)."""
@@ -104,6 +125,6 @@ def lora_factors(adapter: Path, model: LlamaDiffusionLM) -> dict[str, tuple[torc
     others = sorted(k for k in tensors if not k.endswith((".lora_a", ".lora_b")) and k != "mask_embedding")
     if others:
         raise ValueError(f"{adapter.name} replaces {others[:3]}: the base net cannot be recovered by hooks")
-    like = model.net.embed.weight
+    like = net.embed.weight
     return {k.removesuffix(".weight.lora_a"): (v.to(like), tensors[k.replace(".lora_a", ".lora_b")].to(like), scale)
             for k, v in tensors.items() if k.endswith(".weight.lora_a")}

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..ranks import reduce_sum
-from .llama import MLP, Attention, Block, LlamaNet, LlamaShape
+from .llama_net import MLP, Attention, Block, LlamaNet, LlamaShape
 from .moe import SparseMoE
 from .moe_net import MoEBlock, MoENet, MoEShape, NormedAttention
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import llama
+from . import llama_net
 from .moe_net import block_causal_mask
 
 CLAMP = 15.0     # concept logits are clamped to +-15 before the sigmoid (the reference's bound)
@@ -67,7 +67,7 @@ class ConceptShape:
     epsilon: bool                # use_epsilon_correction
 
 
-class RMSNorm(llama.RMSNorm):
+class RMSNorm(llama_net.RMSNorm):
     """llama's RMS norm with the weight applied before casting back (the reference's order)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 
 from ..families.dream import dream_config
-from ..families.llama import HF_LLAMA_NAMES, LlamaNet, LlamaShape
+from ..families.llama import HF_LLAMA_NAMES
+from ..families.llama_net import LlamaNet, LlamaShape
 from . import corpus
 from .train import TrainConfig, heldout_loss, train_step
 

@@ -31,7 +31,9 @@ import torch
 from ..codec import TextCodec
 from ..families.compiled import BucketedRows, compile_model
 from ..families.llada import llada_shape
-from ..families.llama import KV, Context, EagerRows, LlamaDiffusionLM, LlamaNet
+from ..families.llama import LlamaDiffusionLM
+from ..families.llama_net import KV, LlamaNet
+from ..families.rows import Context, EagerRows
 from ..load import DTYPES, add_device_flag, pick_device
 from ..loop import denoise
 from ..memory import ModelSize, check, plan

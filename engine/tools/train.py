@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..families.llama import LlamaNet
+from ..families.llama_net import LlamaNet
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from engine import SamplerSettings, Span, infill_text, load_model
 from engine.families.bundled import INSTALL_HINT, apply_adapter, load_default
 from engine.families.gguf import GGUF_NAMES, gguf_tokenizer, permute_rows, read_gguf_weights
 from engine.families.llada import LLADA_NAMES
-from engine.families.llama import HF_LLAMA_NAMES, LlamaDiffusionLM, LlamaNet, LlamaShape
+from engine.families.llama import HF_LLAMA_NAMES, LlamaDiffusionLM
+from engine.families.llama_net import LlamaNet, LlamaShape
 from tests.tiny import byte_bpe_tokenizer
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

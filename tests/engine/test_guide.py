@@ -149,7 +149,7 @@ def test_the_base_view_is_seen_only_by_the_thread_inside_it(tmp_path):
     """While a job's thread reads the base (guide, fluency), the scheduler's worker thread must
     still run the adapted net."""
     base, adapted, path = adapted_tiny(tmp_path)
-    view = BaseView(adapted.net, lora_factors(path, adapted))
+    view = BaseView(adapted.net, lora_factors(path, adapted.net))
     ids = torch.tensor([adapted.codec.encode(TEXT)])
     inside, done = threading.Event(), threading.Event()
     seen = {}
@@ -235,7 +235,7 @@ def test_the_guides_read_packed_into_the_denoisers_forward_equals_each_alone(tmp
     """The causal read rides in the denoiser's packed pass: its rows see the base net (the adapter's
     deltas out of those rows alone) and its past, the denoiser's rows the adapted net, as alone."""
     base, adapted, path = adapted_tiny(tmp_path)
-    view = LlamaCausalView(adapted.net, adapted.start_id, BaseView(adapted.net, lora_factors(path, adapted)))
+    view = LlamaCausalView(adapted.net, adapted.start_id, BaseView(adapted.net, lora_factors(path, adapted.net)))
     g = torch.Generator().manual_seed(2)
     ids = torch.randint(10, 300, (2, 30), generator=g)
     rows = torch.randint(10, 300, (2, 9), generator=g)

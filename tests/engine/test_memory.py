@@ -8,7 +8,7 @@ import torch
 from engine import load_model
 from engine.cli import main as cli_main
 from engine.families.llada import llada_shape
-from engine.families.llama import LlamaNet
+from engine.families.llama_net import LlamaNet
 from engine.load import parse_dtype
 from engine.memory import PLANNED_TOKENS, ModelSize, ModelTooLarge, plan
 from engine.tools.speed import LLADA_8B

@@ -11,7 +11,7 @@ from torch import nn
 from engine import load_model
 from engine.cli import main as cli_main
 from engine.families.llada import llada_shape
-from engine.families.llama import LlamaNet
+from engine.families.llama_net import LlamaNet
 from engine.memory import ModelSize, plan
 from engine.model import ForwardCall
 from engine.quantize import (

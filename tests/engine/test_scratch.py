@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from engine import SamplerSettings, Span, infill_text, load_model
-from engine.families.llama import LlamaDiffusionLM, LlamaNet, LlamaShape
+from engine.families.llama import LlamaDiffusionLM
+from engine.families.llama_net import LlamaNet, LlamaShape
 from engine.tools.scratch import FIXTURE, init_weights, save_dream_folder, train_scratch
 from engine.tools.train import TrainConfig
 from tests.tiny import byte_bpe_tokenizer

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from engine import load_model
-from engine.families.llama import LlamaShape
+from engine.families.llama_net import LlamaShape
 from engine.families.shard import check_split
 from engine.lockstep import Leader, follow
 from engine.model import DiffusionLM, ForwardCall

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.families.bundled import apply_adapter
-from engine.families.llama import LlamaNet, LlamaShape
+from engine.families.llama_net import LlamaNet, LlamaShape
 from engine.tools import corpus
 from engine.tools.train import TrainConfig, attach, diffusion_loss, noise, train
 
