@@ -27,9 +27,11 @@ class CountingModel(ScriptedModel):
         self.batches: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.permits: threading.Semaphore | None = None  # when set, one forward per permit released
 
     def forward_many(self, calls):
         assert self.gate.wait(30)
+        assert self.permits is None or self.permits.acquire(timeout=30)
         self.batches.append(len(calls))
         return super().forward_many(calls)
 
@@ -99,12 +101,17 @@ def test_stop_before_the_first_step_of_the_trials_ends_them_at_the_next_step(mod
     trial to the end (gradio cannot close a generator that is waiting for a step, and meanwhile the tab's
     next run would wait behind it)."""
     page = Page.for_model(model, History("sqlite://"), scorer=lambda d, s, e: 1.0)
+    model.permits = threading.Semaphore(0)  # the test lets forwards through one at a time
     stream = regenerate(page)
-    first = next(stream)  # "choosing a length"
+    first = next(stream)  # "choosing a length", before any forward
     assert first[2] is not None and first[-1]["live"]["state"] == "denoising"  # the editor's keys act on it
     runs.stopped(first[2])  # what Stop and Esc call with the tab's run
+    model.permits.release()  # one forward: its step is where the handler sees the stop
     assert list(stream) == []  # nothing drawn, nothing finished
-    assert len(model.batches) <= 2  # the forwards under way; a whole run takes 4 or more
+    model.permits.release(8)  # a whole run takes 8 forwards; a cancelled one runs none of them
+    time.sleep(0.2)
+    # the permitted forward, and at most one more that had started before the trials were cancelled
+    assert len(model.batches) <= 2
     time.sleep(0.2)
     stats = page.engine_client.scheduler.stats()
     assert stats.active == 0 and stats.queued == 0
