@@ -55,7 +55,11 @@ def test_the_picker_starts_on_the_pages_model_and_offers_the_models_folders(tmp_
     tiny = "tests/fixtures/tiny-dream"
     shutil.copytree(tiny, tmp_path / "other")
     model = load_model(tiny, device="cpu")
-    args = argparse.Namespace(model=tiny, models=[tmp_path], device="cpu", dtype=None, compile="off")
+    from engine.load import add_load_flags
+    parser = argparse.ArgumentParser()
+    add_load_flags(parser)  # app.py's load flags as they are, so a flag added there reaches this test
+    args = parser.parse_args(["--model", tiny, "--device", "cpu"])
+    args.models = [tmp_path]
     models = app.picker_models(model, args)
     names = [e.name for e in models.entries]
     assert models.current == tiny and names[0] == tiny and str(tmp_path / "other") in names
