@@ -94,7 +94,7 @@ def picker_models(model, args: argparse.Namespace):
 
     load = functools.partial(load_model, device=args.device, dtype=args.dtype, compile=args.compile,
                              quantize=args.quantize)
-    scan = functools.partial(local_models, args.models, device=model.device)
+    scan = functools.partial(local_models, args.models, device=model.device, quantize=args.quantize)
     return Models.around(model, args.model, scan(), load, scan)
 
 

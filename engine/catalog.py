@@ -63,25 +63,26 @@ def millions(n: int) -> str:
 
 
 def local_models(dirs: Iterable[Path] = (), *, cache_dir: Path | None = None,
-                 device: torch.device | None = None) -> list[Entry]:
+                 device: torch.device | None = None, quantize: str | None = None) -> list[Entry]:
     """The bundled model (when its package is installed), then the hub cache's models, then the folders
     under each of `dirs` (a DIR that is itself a model folder counts as one). Folders Sharpen cannot
-    load (another family, no safetensors) are left out."""
+    load (another family, no safetensors) are left out. Estimates are for the models as `--quantize`
+    (`quantize`) loads them."""
     device = device or default_device()
-    entries = [bundled_entry(device)] if bundled_installed() else []
+    entries = [bundled_entry(device, quantize)] if bundled_installed() else []
     seen = set()
     for name, folder in [*hub_folders(cache_dir), *model_folders(dirs)]:
         if folder.resolve() in seen:  # a folder given twice, or a DIR inside the hub cache
             continue
         seen.add(folder.resolve())
         try:
-            entries.append(folder_entry(name, folder, device))
+            entries.append(folder_entry(name, folder, device, quantize))
         except (OSError, ValueError) as err:  # UnsupportedModel, unreadable config or headers
             log.debug("not listed: %s (%s)", folder, err)
     return entries
 
 
-def folder_entry(name: str, folder: Path, device: torch.device) -> Entry:
+def folder_entry(name: str, folder: Path, device: torch.device, quantize: str | None = None) -> Entry:
     """The entry for a model folder, from config.json and the safetensors headers; UnsupportedModel
     for a family Sharpen cannot load."""
     from .pull import estimate
@@ -92,7 +93,7 @@ def folder_entry(name: str, folder: Path, device: torch.device) -> Entry:
     if not weights:
         raise UnsupportedModel(f"{folder}: no .safetensors weights")
     size = memory.ModelSize.of_folder(folder, config)
-    return Entry(name, family, size.params, sum(p.stat().st_size for p in weights), estimate(size, device))
+    return Entry(name, family, size.params, sum(p.stat().st_size for p in weights), estimate(size, device, quantize))
 
 
 def loaded_entry(name: str, model: DiffusionLM, family: str) -> Entry:
@@ -107,13 +108,13 @@ def bundled_installed() -> bool:
     return bool(importlib.import_module(BUNDLED_MODULE).installed())
 
 
-def bundled_entry(device: torch.device) -> Entry:
+def bundled_entry(device: torch.device, quantize: str | None = None) -> Entry:
     """The bundled model's figures (float32, its whole context, as load_model estimates it); before
     its first start has built its weights cache, none."""
     size = importlib.import_module(BUNDLED_MODULE).cached_size()
     if size is None:
         return Entry(BUNDLED, BUNDLED_FAMILY, 0, 0, None)
-    plan = memory.plan(size, torch.float32, device, tokens=size.max_length)
+    plan = memory.plan(size, torch.float32, device, tokens=size.max_length, quantize=quantize)
     return Entry(BUNDLED, BUNDLED_FAMILY, size.params, plan.weights, plan)
 
 

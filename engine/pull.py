@@ -75,9 +75,10 @@ def pull(repo_id: str, revision: str | None = None, *, cache_dir: Path | None = 
     return Pulled(repo_id, folder, family, plan)
 
 
-def estimate(size: memory.ModelSize, device: torch.device) -> memory.MemoryPlan:
-    """The estimate `load_model` makes for this model on `device` at its default dtype."""
-    return memory.plan(size, pick_dtype(device, None, size.stored), device)
+def estimate(size: memory.ModelSize, device: torch.device, quantize: str | None = None) -> memory.MemoryPlan:
+    """The estimate `load_model` makes for this model on `device` at its default dtype (`quantize`: as
+    `--quantize` loads it)."""
+    return memory.plan(size, pick_dtype(device, None, size.stored), device, quantize=quantize)
 
 
 def hub_cache() -> Path:

@@ -66,3 +66,15 @@ def test_a_revision_other_than_main_is_listed_by_its_folder(cache):
     [entry] = [e for e in local_models(cache_dir=cache, device=CPU) if e.name != BUNDLED]
     assert entry.name.endswith("/snapshots/0123456789abcdef0123456789abcdef01234567")
     assert Path(entry.name).is_dir()
+
+
+def test_the_catalog_estimates_models_as_quantize_loads_them(models_dir):
+    """The picker's figures are the ones `--quantize int8` will load (weights a quarter of float32's
+    linear layers), as load_model's own estimate is."""
+    [plain] = [e for e in local_models([models_dir / "mine"], cache_dir=models_dir / "none", device=CPU)
+               if e.name != BUNDLED]
+    [int8] = [e for e in local_models([models_dir / "mine"], cache_dir=models_dir / "none", device=CPU,
+                                      quantize="int8") if e.name != BUNDLED]
+    loaded = load_model(models_dir / "mine", device="cpu", quantize="int8")
+    assert int8.memory is not None and plain.memory is not None
+    assert int8.memory.weights < plain.memory.weights and int8.memory.total == loaded.memory.total
