@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import time
 from collections.abc import Collection
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class Run:
     stopped: bool = False  # Stop was handled: the run yields no step after it (it would land after "stopped")
     aside: Run | None = None  # the finished run this one replaced, its candidates still to be had (one deep)
     model: str = ""  # the label of the model that ran it (the picker may swap another in before Accept)
+    started: float = field(default_factory=time.monotonic)  # when it was asked for: "auto" runs several
+    # trials and checks come after the loop, so the person's wait is longer than any step's own clock
     number: int = field(default_factory=lambda: next(_RUN_NUMBERS))  # tells the editor a new run began
 
     @property

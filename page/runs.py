@@ -6,6 +6,7 @@ an `actions.Run`, its document a `Doc`.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from html import escape
 from typing import Any
@@ -68,6 +69,7 @@ def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, languag
     include. Several selections are several spans of one run. A `previous` run whose candidates are
     still on offer is set aside in the new one (`back_to_aside` brings it back), not dropped. With
     `instruction`, an instruction edit (engine/instruct.py; its guidance is the dial's)."""
+    began = time.monotonic()  # the metrics report the wait from here (auto's trials, checks, ranking)
     page = page.pinned()  # a model swapped in by the picker meanwhile does not change this run's
     model = page.model
     try:
@@ -89,7 +91,7 @@ def regenerate(page: Page, action: str, document: EditorValue, doc: Doc, languag
     def new_run(canvas: Canvas, settings: SamplerSettings = req.settings) -> Run:
         canvas = with_instruction(canvas, req.instruction, model.max_length)
         return Run(canvas, req.text, (req.start, req.end), language, doc.id, doc.revision, req.kind, settings,
-                   aside=aside, model=model.label, streamed=streamed)
+                   aside=aside, model=model.label, streamed=streamed, started=began)
     span, note, score, ties = req.span, req.note, page.score, None
     try:
         if req.lengths and page.score is not None and not resizes(model):  # "auto": every length at once
@@ -160,7 +162,7 @@ def step_outputs(run: Run, step: Step, heatmap: bool) -> tuple:
 def drawn(run: Run, step: Step, heatmap: bool) -> tuple:
     """A run's latest step drawn: the run view, the metrics, the editor's span (the buttons left as
     they are, so a step does not redraw them nor lose a click on Stop)."""
-    metrics = views.metrics_html(step, run.canvas, checked=False, streamed=run.streamed)
+    metrics = views.metrics_html(step, run.canvas, checked=False, streamed=run.streamed, waited=waited(run))
     return (*run_outputs(views.step_html(step, run.canvas, 0, heatmap), metrics, run, KEEP, KEEP, KEEP, None),
             KEEP, gr.update(live=span_live(run)))
 
@@ -195,6 +197,11 @@ def check_and_rank(run: Run, score: Scorer | None) -> None:
         rank_candidates(run, None)
 
 
+def waited(run: Run) -> float:
+    """Seconds since the run was asked for: what the person has waited (a step's own clock starts later)."""
+    return time.monotonic() - run.started
+
+
 def offered(run: Run, heatmap: bool, note: str) -> tuple:
     """The outputs of a run whose candidates are checked and ranked: the best one drawn, the list."""
     choices = [(candidate_label(run, i), i) for i in run.order]
@@ -204,7 +211,7 @@ def offered(run: Run, heatmap: bool, note: str) -> tuple:
     same = f"{repeated} candidate(s) came out the same as another even when drawn again: each text is listed once. " \
         if repeated else ""
     same += "The last run's candidates are set aside: 'Last run' brings them back. " if run.aside else ""
-    metrics = views.metrics_html(last, run.canvas, streamed=run.streamed)
+    metrics = views.metrics_html(last, run.canvas, streamed=run.streamed, waited=waited(run))
     return (*run_outputs(done_view(run, best, heatmap), metrics, run,
                          scrub_update(run), gr.update(choices=choices, value=best, visible=True), KEEP, "done"),
             note + same + verdict(run), gr.update(live=span_live(run)))
@@ -319,7 +326,8 @@ def stopped(run: Run | None) -> tuple:
         return ("<div class='sh-metrics' data-state='stopped'><b>stopped</b> before the first step</div>", KEEP,
                 *controls("stopped"), NO_RUN_SPAN)
     done = run.last.done  # Stop can arrive just after the last step
-    return (views.metrics_html(run.last, run.canvas, stopped=not done, streamed=run.streamed), scrub_update(run),
+    return (views.metrics_html(run.last, run.canvas, stopped=not done, streamed=run.streamed, waited=waited(run)),
+            scrub_update(run),
             *controls("done" if done else "stopped"), gr.update(live=span_live(run, stopped=not done)))
 
 

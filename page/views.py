@@ -129,11 +129,12 @@ def decided_count(step: Step, canvas: Canvas) -> int:
 
 
 def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: bool = True,
-                 streamed: bool = False) -> str:
+                 streamed: bool = False, waited: float | None = None) -> str:
     """The run's state, step and time so far in words; forwards, tokens per forward and tokens/s (all
     candidates counted) in its tooltip. A last step whose candidates are not yet `checked` (parsed and
     ranked) says "checking", not "done": the editor offers Accept only once they are. `streamed`: a
-    hosted model's text, whose steps are the chunks it sent (`streamed_metrics_html`)."""
+    hosted model's text, whose steps are the chunks it sent (`streamed_metrics_html`). `waited`: seconds
+    since the person asked (auto's trials and the checks included), shown in place of the step's own clock."""
     if streamed:
         return streamed_metrics_html(step, canvas, stopped, checked)
     n = decided_count(step, canvas)
@@ -143,9 +144,10 @@ def metrics_html(step: Step, canvas: Canvas, stopped: bool = False, checked: boo
              else "denoising" if not step.done else "done" if checked else "checking")
     fixing = f" · correction round {step.round}" if step.round else ""
     detail = (f"{step.forwards} forwards of the model, {per_forward:.2f} tokens per forward, {speed:.1f} tokens/s "
-              "(all candidates counted)")
+              f"(all candidates counted); the model's own time {step.elapsed:.1f} s")
+    seconds = step.elapsed if waited is None else max(waited, step.elapsed)
     return (f'<div class="sh-metrics" data-state="{state}" title="{detail}"><b>{state}</b>{fixing} · step '
-            f"{step.index + 1} · {step.elapsed:.1f} s</div>")
+            f"{step.index + 1} · {seconds:.1f} s</div>")
 
 
 def streamed_metrics_html(step: Step, canvas: Canvas, stopped: bool, checked: bool) -> str:

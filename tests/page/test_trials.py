@@ -1,5 +1,6 @@
 """"auto" length on the page: every trial length through the engine's scheduler at once, the chosen
 trial's own steps kept (no second run), a shorter span able to win, Stop cancelling the trials."""
+import re
 import threading
 import time
 
@@ -130,3 +131,19 @@ def test_the_chosen_trial_is_scored_once_to_pick_it_and_rank_it(model):
     trials = len(calls) - 1  # the original's window is scored once, to rank against it
     assert trials >= 3 and len(set(calls)) == len(calls)  # no window twice
     assert (TEXT, A, B) in calls
+
+
+def test_the_metrics_say_the_whole_wait_not_only_the_chosen_trials_own_clock(model):
+    """A person waits for auto's trials, the scoring and the ranking, not only for the chosen trial's
+    loop: the metrics' seconds count from the key press (the loop's own clock is in the tooltip)."""
+    def slow_score(document, start, end):
+        time.sleep(0.3)  # a base-model read of each trial's window
+        return -float(end - start)
+    page = Page.for_model(model, History("sqlite://"), scorer=slow_score)
+    began = time.monotonic()
+    outputs = list(regenerate(page))
+    waited = time.monotonic() - began
+    run, metrics = outputs[-1][2], outputs[-1][1]
+    shown = float(re.search(r"· ([0-9.]+) s</div>", metrics).group(1))
+    assert run.last.elapsed < 1.0 <= shown <= waited + 0.1  # 4+ windows scored at 0.3 s each
+    assert f"the model's own time {run.last.elapsed:.1f} s" in metrics
