@@ -38,15 +38,20 @@ def test_a_demonstration_model_is_labelled_as_one_and_says_how_to_load_a_real_on
     assert "demonstration" not in real and "LLaDA-8B &lt;local&gt;" in real
 
 
-def test_the_metrics_say_correcting_while_a_correction_round_runs():
-    import dataclasses
-
-    from page.views import metrics_html
+def scripted_run():
+    """A 3-slot span of a short text denoised by the scripted model: its canvas and every step."""
     codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
     model = ScriptedModel(codec, torch.randint(10, 300, (64,), generator=torch.Generator().manual_seed(0)),
                           torch.linspace(0.3, 0.9, 64))
     canvas = build_canvas(codec, "abc def ghi jkl", [Span(4, 11)])
-    steps = list(infill(model, canvas, model_settings()))
+    return canvas, list(infill(model, canvas, model_settings()))
+
+
+def test_the_metrics_say_correcting_while_a_correction_round_runs():
+    import dataclasses
+
+    from page.views import metrics_html
+    canvas, steps = scripted_run()
     undecided = dataclasses.replace(steps[0], round=1)
     assert not undecided.done  # the first step of a 3-slot span, one committed at a time
     html = metrics_html(undecided, canvas)
@@ -57,11 +62,7 @@ def test_the_metrics_say_correcting_while_a_correction_round_runs():
 
 def test_a_hosted_models_run_is_worded_as_chunks_of_text_not_forwards():
     from page.views import inspector_html, metrics_html
-    codec = TextCodec.from_tokenizer(byte_bpe_tokenizer(bos=True))
-    model = ScriptedModel(codec, torch.randint(10, 300, (64,), generator=torch.Generator().manual_seed(0)),
-                          torch.linspace(0.3, 0.9, 64))
-    canvas = build_canvas(codec, "abc def ghi jkl", [Span(4, 11)])
-    steps = list(infill(model, canvas, model_settings()))
+    canvas, steps = scripted_run()
     for step in (steps[0], steps[-1]):
         html = metrics_html(step, canvas, streamed=True)
         assert "hosted model" in html and "chunks" in html and "forwards of the model" not in html
