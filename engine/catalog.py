@@ -15,7 +15,7 @@ import torch
 
 from . import memory
 from .load import BUNDLED as BUNDLED_MODULE
-from .load import BUNDLED_FAMILY, default_device, family_module
+from .load import BUNDLED_FAMILY, default_device, estimate, family_module
 from .model import DiffusionLM, UnsupportedModel
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,14 @@ def local_models(dirs: Iterable[Path] = (), *, cache_dir: Path | None = None,
 def folder_entry(name: str, folder: Path, device: torch.device, quantize: str | None = None) -> Entry:
     """The entry for a model folder, from config.json and the safetensors headers; UnsupportedModel
     for a family Sharpen cannot load."""
-    from .pull import estimate
-
     config = json.loads((folder / "config.json").read_text())
     family = family_module(config).rsplit(".", 1)[-1]
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         raise UnsupportedModel(f"{folder}: no .safetensors weights")
     size = memory.ModelSize.of_folder(folder, config)
-    return Entry(name, family, size.params, sum(p.stat().st_size for p in weights), estimate(size, device, quantize))
+    weight_bytes = sum(p.stat().st_size for p in weights)
+    return Entry(name, family, size.params, weight_bytes, estimate(size, device, quantize=quantize))
 
 
 def loaded_entry(name: str, model: DiffusionLM, family: str) -> Entry:

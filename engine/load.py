@@ -84,11 +84,18 @@ def load_weights(source: str | Path | None, device: torch.device, dtype: torch.d
     family = family_module(config)
     loader = importlib.import_module(family).load
     size = memory.ModelSize.of_folder(folder, config)
-    plan = memory.check(memory.plan(size, pick_dtype(device, dtype, size.stored), device, quantize=quantize))
+    plan = memory.check(estimate(size, device, dtype, quantize))
     log.info("memory: %s", plan)
     model = loader(folder, config, device, dtype)
     model.memory, model.family = plan, family.rsplit(".", 1)[-1]
     return model
+
+
+def estimate(size: memory.ModelSize, device: torch.device, dtype: torch.dtype | None = None,
+             quantize: str | None = None) -> memory.MemoryPlan:
+    """The estimate `load_model` makes for a model folder of `size` on `device` (at `dtype`, default the
+    one it would pick; `quantize`: as `--quantize` loads it): also what `pull` and the picker show."""
+    return memory.plan(size, pick_dtype(device, dtype, size.stored), device, quantize=quantize)
 
 
 def pick_dtype(device: torch.device, dtype: torch.dtype | None, stored: torch.dtype) -> torch.dtype:

@@ -21,7 +21,7 @@ from typing import TextIO
 import torch
 
 from . import memory
-from .load import default_device, family_module, looks_like_repo_id, pick_device, pick_dtype
+from .load import default_device, estimate, family_module, looks_like_repo_id, pick_device
 from .model import UnsupportedModel
 
 # What every family's loader reads from a model folder, at its top level: config, weights (safetensors
@@ -73,12 +73,6 @@ def pull(repo_id: str, revision: str | None = None, *, cache_dir: Path | None = 
     say(f"pulled {repo_id} into {folder}")
     say(f"memory: {plan}" + ("" if plan.fits else " (will not fit on this machine)"))
     return Pulled(repo_id, folder, family, plan)
-
-
-def estimate(size: memory.ModelSize, device: torch.device, quantize: str | None = None) -> memory.MemoryPlan:
-    """The estimate `load_model` makes for this model on `device` at its default dtype (`quantize`: as
-    `--quantize` loads it)."""
-    return memory.plan(size, pick_dtype(device, None, size.stored), device, quantize=quantize)
 
 
 def hub_cache() -> Path:
