@@ -69,7 +69,8 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
        riding along; the guide steers the first undecided slot (engine/guide.py); read choice,
        confidence, entropy.
     3. Commit the slots the strategy ranks first, as many as it and the step budget ask for
-       (with the guide: the frontier slot, left to right).
+       (with the guide: the frontier slot, left to right; over cached context none at its
+       first forward, whose step shows the denoiser's draft: engine/guide.py).
     4. Optionally send weak earlier commits back to undecided (self-correction).
     5. Yield the step; stop once no slot is undecided (the budget guarantees that happens).
     """
