@@ -17,8 +17,8 @@ from .views import EOS_GLYPH, slot_kind, span_pieces
 def step_pieces(run: Run, step: Step, b: int) -> list[list[Any]]:
     """The span's slots at `step` for candidate `b`, in order: [text, kind, confidence, canvas position]
     (the position is what the token inspector asks about); an undecided slot with a draft is a
-"draft" piece holding it (views.has_draft). Several spans are drawn as one, the text
-    between them as "kept" pieces (never changed, nothing to inspect)."""
+    "draft" piece holding it (views.has_draft). Several spans are drawn as one, the text between
+    them as "kept" pieces (never changed, nothing to inspect)."""
     pieces: list[list[Any]] = []
     for i in range(len(run.canvas.slot_ranges)):
         if i:
