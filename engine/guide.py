@@ -17,6 +17,12 @@ k rows, not over the window. Those rows do not depend on the step's denoiser log
 hands them to the loop before its forward, as a call that rides along with it (one packed pass for
 the Llama family, where ~2 more rows cost next to nothing; alone elsewhere); `steer` then mixes.
 Each guided step syncs the host a few times (the frontier's rows).
+
+Over cached context the frontier waits one forward: the first forward runs the denoiser alone and
+commits nothing, so its step (the denoiser's draft of every slot, nothing steered yet) comes back
+without the causal read and, at a one-token span, the closing; the read rides with the second
+forward, a cached one over the same canvas (the same logits), and commits as the first would have.
+One more forward of the span's rows buys a first step drawn after the denoiser's forward alone.
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ CLOSING_TOKENS = 4   # ...this many tokens of the text after it, read by the cau
 
 class NoGuide:
     """The guide that is off: the denoiser's logits as they are, no slot guided."""
+
+    waits = 0  # forwards added to the loop's budget: the guide's first forward that commits nothing
 
     def prepare(self, tokens: torch.Tensor, todo: torch.Tensor) -> list[CausalCall]:
         """The calls to run beside this step's denoiser forward; `steer` gets their answers."""
@@ -59,8 +67,9 @@ class FrontierGuide(NoGuide):
     candidate; `seen` (B, cached) remembers their ids, so a slot sent back to undecided
     (remask_below) drops the cache from there on."""
 
-    def __init__(self, view: CausalView, layout: Layout, weight: float, context: int):
+    def __init__(self, view: CausalView, layout: Layout, weight: float, context: int, wait: bool = False):
         self.view, self.layout, self.weight = view, layout, weight
+        self.waits, self.waiting = int(wait), wait                             # the first forward: the draft
         self.first = max(0, int(layout.positions[0]) - context)
         self.past: Any = None
         self.seen: torch.Tensor | None = None                                  # (B, cached) row ids
@@ -70,7 +79,7 @@ class FrontierGuide(NoGuide):
         """The causal read of each open candidate's rows up to its frontier (the cached ones left
         out): a call to run with the denoiser's forward."""
         open_ = todo.any(-1)                                                   # (B,) not yet done
-        if not bool(open_.any()):
+        if self.waiting or not bool(open_.any()):  # the draft forward: the denoiser alone (module doc)
             self.asked = None
             return []
         at = open_.nonzero().squeeze(-1)                                       # (O,) open candidates
@@ -135,7 +144,8 @@ class FrontierGuide(NoGuide):
                 steps_left: int) -> torch.Tensor:
         """Left to right: the frontier slot alone, so every token is written by both experts; the
         strategy's choice too only where the step budget cannot wait for one token per forward."""
-        behind = todo.sum(-1) > steps_left                                     # (B,)
+        waited, self.waiting = self.waiting, False  # the draft's forward is not one the budget counted
+        behind = todo.sum(-1) > steps_left - int(waited)                       # (B,)
         return guided | (chosen & behind[:, None])
 
     def row_ids(self, tokens: torch.Tensor, rows: int) -> torch.Tensor:
@@ -156,11 +166,14 @@ class FrontierGuide(NoGuide):
 
 
 def make_guide(model: DiffusionLM, layout: Layout, settings: SamplerSettings) -> NoGuide:
-    """The guide `settings.guide` asks for: none at 0, else the model's causal view."""
+    """The guide `settings.guide` asks for: none at 0, else the model's causal view. Over cached
+    context with the budget the loop's own, the frontier waits one forward (module doc); a full
+    forward would cost another whole one, and a budget of `steps` has no forward to spare."""
     view = causal_view_for(model, settings)
     if view is None:
         return NoGuide()
-    return FrontierGuide(view, layout, settings.guide, settings.context_window or GUIDE_CONTEXT)
+    wait = settings.cache == "dual" and model.supports_cache and settings.steps is None
+    return FrontierGuide(view, layout, settings.guide, settings.context_window or GUIDE_CONTEXT, wait)
 
 
 def causal_view_for(model: DiffusionLM, settings: SamplerSettings) -> CausalView | None:
