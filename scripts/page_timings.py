@@ -34,12 +34,15 @@ from page.document_editor import EditorValue  # noqa: E402
 from page.state import NEW_DOC, Page  # noqa: E402
 
 PRESET: list[str] = []  # --preset, else the page's default for the model
+FRESH = True  # --repeated clears it
 
 
 def regenerate(page: Page, text: str, a: int, b: int, mode: str, user: str = "one") -> dict:
     """One regeneration through `runs.run_action` as the page calls it: seconds to the first drawn
     step and to the end."""
     request = SimpleNamespace(username=user, session_hash=user)
+    if FRESH:  # each edit as if its text were new: no causal read remembered from the one before
+        page.model.causal_view().remembered.forget()  # type: ignore[union-attr]
     dial = dial_values(PRESETS[PRESET[0] if PRESET else default_preset(page.model)])
     started, cpu, first = time.perf_counter(), time.process_time(), None
     # inputs as demo.py wires them: ..., length mode, N, the constraint row (starts, ends, includes), heatmap, dial
@@ -59,7 +62,12 @@ def main() -> None:
     parser.add_argument("--session-tokens", type=int,
                         help="the sessions edit spans of this many tokens in the benchmark's 512-token prose "
                              "document instead of the phrases")
+    parser.add_argument("--repeated", action="store_true",
+                        help="keep the causal reads remembered from the edit before (by default each edit starts "
+                             "fresh: the timings of auto and keep would otherwise share the same phrase's reads)")
     args = parser.parse_args()
+    global FRESH
+    FRESH = not args.repeated
     PRESET.extend([args.preset] if args.preset else [])
     torch.set_num_threads(args.threads)
     page = Page.for_model(load_model(None), History("sqlite://"))
