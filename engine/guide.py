@@ -126,8 +126,9 @@ class FrontierGuide(NoGuide):
             choices = mixed[o].topk(CLOSING_CHOICES).indices                   # (K,)
             after = tokens[at[o], ahead[o, :n]].expand(len(choices), -1)       # (K, n)
             state = self.view.pick(self.view.truncate(past, int(rows[o]) + 1), at[o].repeat(len(choices)))
-            out, _ = self.view.extend(torch.cat([choices[:, None], after], 1), state)  # (K, 1 + n, V)
-            reads = out[:, :n].float().log_softmax(-1).gather(-1, after[..., None]).squeeze(-1).sum(-1)
+            # the last token after is read by none of the n rows that score them: not fed
+            out, _ = self.view.extend(torch.cat([choices[:, None], after[:, :-1]], 1), state)  # (K, n, V)
+            reads = out.float().log_softmax(-1).gather(-1, after[..., None]).squeeze(-1).sum(-1)
             kept = torch.full_like(mixed[o], float("-inf"))
             kept[choices] = mixed[o, choices] + self.weight * reads
             mixed[o] = kept

@@ -16,13 +16,15 @@ from .llama_net import KV, LlamaNet
 REMEMBERED_READS = 4  # reads kept: an "auto" regeneration's trial windows share one text before the span
 
 
-@dataclass(frozen=True)
+@dataclass
 class Read:
-    """A causal read of `ids` from row 0: every row's keys/values and the NLL of each row's next id."""
+    """A causal read of `ids` from row 0: every row's keys/values and final hidden state, and the NLL
+    of each row's next id as far as someone asked for it (the guide needs none: no 49k-wide head)."""
 
     ids: tuple[int, ...]  # (N,) the rows, row 0 first
     past: list[KV]        # per block (1, Hkv, N, D) keys and values
-    nll: torch.Tensor     # (N - 1,) float32: -log p(ids[j + 1] | ids[:j + 1])
+    hidden: torch.Tensor  # (N, width) final-normed hidden states
+    nll: torch.Tensor     # (S,) float32, S <= N - 1: -log p(ids[j + 1] | ids[:j + 1]) for j < S
 
 
 class Base(Protocol):
@@ -79,6 +81,11 @@ class CausalReader:
     @torch.inference_mode()
     def extend(self, ids: torch.Tensor, past: list[KV] | None) -> tuple[torch.Tensor, list[KV]]:
         """(B, N) ids after the `past` rows -> (B, N, V) next-token logits, and the past with them."""
+        h, past = self.hidden(ids, past)
+        return self.project(h), past                                               # (B, N, V)
+
+    def hidden(self, ids: torch.Tensor, past: list[KV] | None) -> tuple[torch.Tensor, list[KV]]:
+        """(B, N) ids after the `past` rows -> (B, N, width) final-normed hidden states, and the past."""
         B, N = ids.shape
         n = 0 if past is None else past[0][0].shape[2]
         own = torch.ones(N, N, dtype=torch.bool, device=ids.device).tril()
@@ -87,28 +94,38 @@ class CausalReader:
         kvs: list[KV] = []
         with self.base.active() if self.base is not None else torch.inference_mode():
             h = self.net.hidden(ids, positions, contexts=past, kv_out=kvs, mask=mask)
-            logits = self.net.project(h)                                           # (B, N, V)
         if past is not None:
             kvs = [(torch.cat([pk, k], 2), torch.cat([pv, v], 2)) for (pk, pv), (k, v) in zip(past, kvs)]
-        return logits, kvs
+        return h, kvs
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., width) -> (..., V) next-token logits (the head is read as it is: no hook sees it)."""
+        return self.net.project(h)
 
     @torch.inference_mode()
-    def read(self, ids: torch.Tensor) -> Read:
-        """(N,) row ids -> their read, the rows it shares with a remembered read taken from it (the
-        last shared row read again: the id after it differs, so its NLL does), this read remembered.
-        The lock is held while reading, so trials that ask at once read their shared rows once."""
-        key = tuple(ids.tolist())
+    def read(self, ids: torch.Tensor, scored: bool = False) -> Read:
+        """(N,) row ids -> their read (with every next id's NLL when `scored`), the rows it shares
+        with a remembered read taken from it, this read remembered. The lock is held while reading,
+        so trials that ask at once read their shared rows once."""
+        key, N = tuple(ids.tolist()), len(ids)
         with self.remembered.lock:
             known, same = self.remembered.longest(key)
-            if known is not None and same == len(key):
-                return Read(key, self.cut(known.past, same), known.nll[:same - 1])
-            keep = max(0, same - 1)
-            past = self.truncate(known.past, keep) if known is not None else None
-            logits, past = self.extend(ids[None, keep:], past)                     # (1, N - keep, V)
-            own = F.cross_entropy(logits[0, :-1].float(), ids[keep + 1:], reduction="none")  # (N - 1 - keep,)
-            nll = own if known is None else torch.cat([known.nll[:keep], own])
-            read = Read(key, past, nll)
-            self.remembered.add(read)
+            past = None if known is None else self.cut(known.past, same)
+            nll = ids.new_zeros(0, dtype=torch.float32) if known is None else known.nll[:same - 1]  # targets shared
+            if known is not None and same == N:
+                hidden = known.hidden[:N]                                          # (N, width)
+            else:
+                more, past = self.hidden(ids[None, same:], past)                   # (1, N - same, width)
+                hidden = more[0] if known is None else torch.cat([known.hidden[:same], more[0]])
+            if scored and len(nll) < N - 1:
+                logits = self.project(hidden[len(nll):N - 1]).float()              # (N - 1 - S, V)
+                nll = torch.cat([nll, F.cross_entropy(logits, ids[len(nll) + 1:], reduction="none")])
+            assert past is not None  # a remembered read shares at least one row, else every row was read
+            read = Read(key, past, hidden, nll)
+            if known is not None and same == N < len(known.ids):  # inside a longer read: it keeps the scores
+                known.nll = nll if len(nll) > len(known.nll) else known.nll
+            else:
+                self.remembered.add(read)
         return read
 
     def prefix(self, ids: torch.Tensor) -> list[KV]:

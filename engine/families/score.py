@@ -67,7 +67,7 @@ class LlamaFluency:
         rows = ids if self.model.start_id is None else [self.model.start_id, *ids]
         if len(rows) < 2:
             return math.nan
-        return self.reader.read(torch.tensor(rows, device=self.model.device)).nll.mean().item()
+        return self.reader.read(torch.tensor(rows, device=self.model.device), scored=True).nll.mean().item()
 
     def window_nll(self, document: str, start: int, end: int, side: int = SIDE) -> float:
         """`nll` of document[start:end] with `side` tokens of the document either side."""

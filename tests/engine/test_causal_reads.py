@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from engine.canvas import Span, build_canvas
 from engine.families.causal import REMEMBERED_READS, CausalReader, LlamaCausalView
 from engine.families.score import LlamaFluency
+from engine.guide import CLOSING_CHOICES, CLOSING_TOKENS
 from engine.infill import infill
 from engine.loop import run
 from engine.settings import SamplerSettings
@@ -17,16 +18,22 @@ TEXT = "The quick brown fox jumps over the lazy dog. It was the best of times."
 
 
 class Counted:
-    """Wraps `reader.extend` to count the rows it runs (`reads`: and its batch size)."""
+    """Wraps a reader to count the rows it runs through the blocks (`rows`; `reads`: with the batch
+    size) and through the 49k-wide head (`heads`)."""
 
     def __init__(self, reader: CausalReader):
-        self.rows, self.reads, extend = [], [], reader.extend
+        self.rows, self.reads, self.heads = [], [], []
+        hidden, project = reader.hidden, reader.project
 
         def counting(ids, past):
             self.rows.append(ids.shape[1])
             self.reads.append(tuple(ids.shape))
-            return extend(ids, past)
-        reader.extend = counting  # type: ignore[method-assign]
+            return hidden(ids, past)
+
+        def projecting(h):
+            self.heads.append(h.numel() // h.shape[-1])
+            return project(h)
+        reader.hidden, reader.project = counting, projecting  # type: ignore[method-assign]
 
 
 def plain_nll(model, ids: torch.Tensor) -> torch.Tensor:
@@ -46,9 +53,10 @@ def test_a_read_that_begins_like_a_remembered_one_runs_only_its_new_rows(model):
     g = torch.Generator().manual_seed(0)
     first = torch.randint(3, model.vocab_size, (30,), generator=g)
     second = torch.cat([first[:20], torch.randint(3, model.vocab_size, (12,), generator=g)])
-    reader.read(first)
-    got = reader.read(second)
-    assert counted.rows == [30, 13]  # the 12 new rows and the last shared one (its next id differs)
+    reader.read(first, scored=True)
+    got = reader.read(second, scored=True)
+    assert counted.rows == [30, 12]  # the second read's 12 new rows
+    assert counted.heads == [29, 12]  # the last shared row's next id differs: scored again
     assert torch.allclose(got.nll, plain_nll(model, second), atol=1e-5)
     fresh = CausalReader(model.net).read(second)
     assert all(torch.allclose(a, b, atol=1e-5) for (a, _), (b, _) in zip(got.past, fresh.past))
@@ -57,11 +65,12 @@ def test_a_read_that_begins_like_a_remembered_one_runs_only_its_new_rows(model):
 def test_a_read_inside_a_remembered_one_runs_nothing(model):
     reader = CausalReader(model.net)
     ids = torch.randint(3, model.vocab_size, (25,), generator=torch.Generator().manual_seed(1))
-    reader.read(ids)
+    reader.read(ids)  # unscored, as the guide reads: no row through the head
     counted = Counted(reader)
-    got = reader.read(ids[:16])
-    assert counted.rows == [] and got.past[0][0].shape[2] == 16
+    got = reader.read(ids[:16], scored=True)
+    assert counted.rows == [] and counted.heads == [15] and got.past[0][0].shape[2] == 16
     assert torch.allclose(got.nll, plain_nll(model, ids[:16]), atol=1e-5)
+    assert torch.equal(reader.read(ids[:12], scored=True).nll, got.nll[:11]) and counted.heads == [15]
 
 
 def test_only_the_latest_reads_are_remembered_and_a_longer_one_replaces_its_beginning(model):
@@ -86,7 +95,7 @@ def test_the_scorers_windows_around_one_span_read_the_text_before_it_once(model)
     scores = [fluency.window_nll(d, start, start + len(d) - len(TEXT) + 4) for d in documents]
     rows = [1 + len(model.codec.encode(d)) for d in documents]  # the start row, then the window (all of it)
     before = len(model.codec.encode(TEXT[:start]))  # its last token may merge with the span's first
-    assert counted.rows[0] == rows[0] and all(n <= r - before + 1 for n, r in zip(counted.rows[1:], rows[1:]))
+    assert counted.rows[0] == rows[0] and all(n <= r - before for n, r in zip(counted.rows[1:], rows[1:]))
     for document, score in zip(documents, scores):
         ids = torch.tensor([model.start_id, *model.codec.encode(document)])
         assert score == pytest.approx(plain_nll(model, ids).mean().item(), rel=1e-5)
@@ -110,3 +119,6 @@ def test_trials_that_share_the_text_before_the_span_read_it_once_and_write_the_s
     assert [written(shared, canvas) for canvas in canvases] == alone
     (before,) = shared.remembered.reads  # the start row, the frame and the text before the span
     assert len(before) > 2 and counted.reads.count((1, len(before))) == 1  # read by the first trial only
+    assert len(before) not in counted.heads  # and not through the head: the guide needs no NLL of them
+    closings = [rows for batch, rows in counted.reads if batch == CLOSING_CHOICES]
+    assert closings and max(closings) == CLOSING_TOKENS  # each choice, then the tokens after but the last
