@@ -2,7 +2,6 @@
 what every Llama-layout family loader shares: checkpoint names, weights, tokenizer, mask id."""
 from __future__ import annotations
 
-import functools
 import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,7 +20,6 @@ from .names import NameTable, per_block
 from .packing import forward_packed, packs
 from .rows import EagerRows, SpanCache
 from .score import LlamaFluency
-from .seed import LastLead, forward_trials
 from .shard import shard_net
 
 if TYPE_CHECKING:
@@ -151,7 +149,6 @@ class LlamaDiffusionLM(DiffusionLM):
         extra = 1 if self.start_id is not None else 0
         self.max_length = (max_length or net.shape.max_length) - extra
         self.runner: EagerRows = EagerRows(net)
-        self.last_lead = LastLead()  # the latest first forward, for the trials of an "auto" length (seed.py)
 
     supports_cache = True
 
@@ -227,8 +224,7 @@ class LlamaDiffusionLM(DiffusionLM):
         # nets take one forward per call instead.
         packable = isinstance(self.net, LlamaNet) and type(self.runner) is EagerRows
         if packable and len(calls) > 1 and packs(self, calls):
-            # trials of one span at several lengths: the first forward's context read once (seed.py)
-            return forward_trials(self, self.mask_id, calls, functools.partial(forward_packed, self), self.last_lead)
+            return forward_packed(self, calls)
         return super().forward_many(calls)
 
 
