@@ -13,9 +13,11 @@ forward per token unless `steps` allows fewer, when the commit strategy adds its
 
 The causal LM reads the canvas left to right with a key/value cache: rows that every candidate has
 decided are kept, so a step that moves the frontier by k tokens costs a causal forward over about
-k rows, not over the window. Those rows do not depend on the step's denoiser logits, so `prepare`
-hands them to the loop before its forward, as a call that rides along with it (one packed pass for
-the Llama family, where ~2 more rows cost next to nothing; alone elsewhere); `steer` then mixes.
+k rows, not over the window. The text before the spans is read once for every run that shares it
+(the view's remembered reads: the trials of an "auto" length, a repeated edit). The other rows do
+not depend on the step's denoiser logits, so `prepare` hands them to the loop before its forward,
+as a call that rides along with it (one packed pass for the Llama family, where ~2 more rows cost
+next to nothing; alone elsewhere); `steer` then mixes.
 Each guided step syncs the host a few times (the frontier's rows).
 
 Over cached context the frontier waits one forward: the first forward runs the denoiser alone and
@@ -87,7 +89,7 @@ class FrontierGuide(NoGuide):
         rows = self.layout.positions[slot] - self.first                        # (O,) rows predicting them
         low, need = int(rows.min()), int(rows.max())
         ids = self.row_ids(tokens, need + 1)                                   # (B, need + 1)
-        cached = self.keep_agreeing(ids, low)
+        cached = self.keep_agreeing(ids, low) or self.shared_rows(ids, low)
         self.asked = (at, slot, rows, ids[:, :low], cached)
         return [CausalCall(self.view, ids[:, cached:], self.past)]
 
@@ -133,8 +135,9 @@ class FrontierGuide(NoGuide):
             choices = mixed[o].topk(CLOSING_CHOICES).indices                   # (K,)
             after = tokens[at[o], ahead[o, :n]].expand(len(choices), -1)       # (K, n)
             state = self.view.pick(self.view.truncate(past, int(rows[o]) + 1), at[o].repeat(len(choices)))
-            out, _ = self.view.extend(torch.cat([choices[:, None], after], 1), state)  # (K, 1 + n, V)
-            reads = out[:, :n].float().log_softmax(-1).gather(-1, after[..., None]).squeeze(-1).sum(-1)
+            # the last token after is read by none of the n rows that score them: not fed
+            out, _ = self.view.extend(torch.cat([choices[:, None], after[:, :-1]], 1), state)  # (K, n, V)
+            reads = out.float().log_softmax(-1).gather(-1, after[..., None]).squeeze(-1).sum(-1)
             kept = torch.full_like(mixed[o], float("-inf"))
             kept[choices] = mixed[o, choices] + self.weight * reads
             mixed[o] = kept
@@ -152,6 +155,15 @@ class FrontierGuide(NoGuide):
         """(B, rows) the causal LM's input: the start token, then the canvas from `first`."""
         start = torch.full((tokens.shape[0], 1), self.view.start_id, dtype=tokens.dtype, device=tokens.device)
         return torch.cat([start, tokens[:, self.first:self.first + rows - 1]], 1)[:, :rows]
+
+    def shared_rows(self, ids: torch.Tensor, low: int) -> int:
+        """With nothing cached yet: rows [0, low) from the view's remembered reads (the same text
+        before the span, read by another trial of an "auto" regeneration or an earlier edit), the
+        same in every candidate; how many. Read alone if no one has read them, so the others can."""
+        if low <= 1 or not bool((ids[:, :low] == ids[:1, :low]).all()):   # only the start row, or not shared
+            return 0
+        self.past = self.view.pick(self.view.prefix(ids[0, :low]), ids.new_zeros(ids.shape[0]))
+        return low
 
     def keep_agreeing(self, ids: torch.Tensor, low: int) -> int:
         """How many cached rows stay: none from the first whose id changed (a commit sent back to
