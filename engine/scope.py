@@ -33,6 +33,19 @@ def line_breaks(codec: TextCodec, vocab_size: int) -> torch.Tensor:
     return torch.tensor([t.count("\n") for t in token_texts(codec, vocab_size)], dtype=torch.long)
 
 
+@functools.lru_cache(maxsize=16)
+def starting_with(codec: TextCodec, vocab_size: int, words: frozenset[str]) -> torch.Tensor:
+    """(V,) True for ids whose text, leading whitespace aside, begins with one of `words` as a whole
+    word (" for", "for("; not " format"): what a correction round bans where a checker says the
+    text may not start with those words there."""
+    texts = token_texts(codec, vocab_size)
+    if not any(words):
+        return torch.zeros(len(texts), dtype=torch.bool)
+    alternatives = "|".join(re.escape(w) for w in sorted(words) if w)
+    starts = re.compile(rf"\s*(?:{alternatives})(?!\w)")
+    return torch.tensor([starts.match(t) is not None for t in texts], dtype=torch.bool)
+
+
 def whole_words(codec: TextCodec) -> frozenset[str]:
     """Lower-case words that are one token after a space (" needed"): real words to a prose
     checker, which has no dictionary of its own."""
