@@ -4,6 +4,7 @@ ERROR / MISSING nodes, Python's own compiler, and bracket balance)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from editor.compiles import unbalanced
 from editor.defects import defects
 from editor.languages import get_language, language_for
+from editor.structure import COMMENTS, Structure
 
 __all__ = ["Finding", "checker_for", "findings", "language_for"]
 from editor.validity import check_edit
@@ -47,8 +49,37 @@ def findings(language: str, before: str, after: str, span: Span, new_span: Span,
     a = new_span[0]
     old, new = before[span[0]:span[1]], after[new_span[0]:new_span[1]]
     out += [Finding("unbalanced", a + x, a + y) for x, y in unbalanced(old, new)]
+    if out:
+        out = past_comments(out, after, comments(after, info.name, new_span))
     if out and info.name == "python":
         out += opened_block(old, new, a)
+    return out
+
+
+def past_comments(found: list[Finding], after: str, notes: list[Span]) -> list[Finding]:
+    """A parser stops where the line ends, past a comment the edit wrote, and a missing closer is
+    missing at the span's end: redoing the comment's tail there leaves it a comment (`x = y and not
+    # y`). Such a finding names the comment instead: it is what hides the unfinished code."""
+    out = []
+    for f in found:
+        note = next(((a, b) for a, b in notes if a <= f.start and not after[b:f.start].strip()), None)
+        out.append(dataclasses.replace(f, start=note[0], end=note[1]) if note else f)
+    return out
+
+
+def comments(text: str, language: str, within: Span) -> list[Span]:
+    """[start, end) of each comment that lies inside `within` of `text` (tree-sitter's own nodes)."""
+    st = Structure(text, language)
+    out: list[Span] = []
+    stack = [st.tree.root_node]
+    while stack:
+        node = stack.pop()
+        place = st.span(node)
+        if place.end < within[0] or place.start > within[1]:
+            continue
+        if node.type in COMMENTS and within[0] <= place.start and place.end <= within[1]:
+            out.append((place.start, place.end))
+        stack.extend(node.children)
     return out
 
 

@@ -133,3 +133,16 @@ def test_a_block_header_that_parses_on_one_line_is_left_alone(new):
     s = FUNCTION.index(LINE)
     after = FUNCTION.replace(LINE, new, 1)
     assert findings("python", FUNCTION, after, (s, s + len(LINE)), (s, s + len(new))) == []
+
+
+@pytest.mark.parametrize("new, kind", [
+    ("\n    stdout = stdout is None and not # stdout is None", "does not parse"),  # a held-out result
+    ("\n    x = [1, # no", "unbalanced"),  # its missing closer belongs before the comment
+])
+def test_code_left_unfinished_before_a_comment_is_flagged_at_the_comment_not_past_it(new, kind):
+    s = FUNCTION.index(LINE)
+    after = FUNCTION.replace(LINE, new, 1)
+    found = [f for f in findings("python", FUNCTION, after, (s, s + len(LINE)), (s, s + len(new))) if f.kind == kind]
+    comment = new[new.index("#"):]
+    assert [after[f.start:f.end] for f in found if f.end > f.start + 1] == [comment]
+    assert all(f.start < s + len(new) for f in found)  # none past the span, where only its last slot is redone
