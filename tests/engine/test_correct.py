@@ -14,7 +14,7 @@ from engine import SamplerSettings, Span, build_canvas, load_model
 from engine.correct import CorrectingInfill, corrected
 from engine.loop import run
 from engine.scheduler import Scheduler
-from engine.scope import starting_with, token_texts
+from engine.scope import starting_with, token_texts, word_start
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-dream"
 SOURCE = inspect.getsource(textwrap)
@@ -137,3 +137,6 @@ def test_the_ids_a_word_ban_covers_begin_with_the_word_as_a_whole_word(model):
     assert " for" in banned and "if" in banned
     assert not any(t.strip().startswith(("format", "ifn", "iff")) for t in banned)
     assert not starting_with(model.codec, model.vocab_size, frozenset()).any()
+    starts = word_start(frozenset({"for", "#"}))
+    assert starts.match("\tfor") and starts.match(" for(") and not starts.match(" format")
+    assert starts.match("#include") and starts.match(" ##")  # a mark has no word boundary
