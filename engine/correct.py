@@ -6,8 +6,9 @@ Each round is a further run of the one loop (`infill`), as engine.resize runs it
 canvas is rebuilt per candidate with every slot that passed the check forced, and the slots to redo
 left free. A slot the checker pointed at may not take the token it held (a per-slot banned-token
 bias), so the same draw does not come back; where the checker also names words the text may not
-start with there, every token that begins with one of them is banned at that slot too. The checker
-is a plain callable; the entry points bring it (editor.checks knows languages; the engine knows none).
+start with there, every token that begins with one of them is banned there too (and on the slots
+before it in its span, which a later round may redo). The checker is a plain callable; the entry
+points bring it (editor.checks knows languages; the engine knows none).
 """
 from __future__ import annotations
 
@@ -118,8 +119,10 @@ class CorrectingInfill:
                     continue
                 if ranges:
                     named[b] |= self.slots_in(step.tokens[b], i, place[0], [(r[0], r[1]) for r in ranges])
-                words += [(b, self.slots_in(step.tokens[b], i, place[0], [(r[0], r[1])]) & free[b], frozenset(r[2]))
-                          for r in ranges if len(r) > 2 and r[2]]
+                for r in ranges:
+                    if len(r) > 2 and r[2]:
+                        at = self.slots_in(step.tokens[b], i, place[0], [(r[0], r[1])])
+                        words.append((b, up_to(at, self.canvas.slot_ranges[i]), frozenset(r[2])))
         named &= free
         redo = named | least_sure_neighbours(named, step.confidence, free, self.canvas.slot_ranges)
         return redo, named, words
@@ -164,6 +167,16 @@ class CorrectingInfill:
         for c, slots, starts in words:
             bias[c, slots] = bias[c, slots].masked_fill(starting_with(self.canvas.codec, V, starts), float("-inf"))
         return bias
+
+
+def up_to(slots: torch.Tensor, span: tuple[int, int]) -> torch.Tensor:
+    """(P,) every slot of `span` [a, b) from its first to the last of `slots` (P,): a word that may not
+    start the text there may not come back one slot earlier either, when a later round redoes it."""
+    out = torch.zeros_like(slots)
+    named = slots[span[0]:span[1]].nonzero()
+    if len(named):
+        out[span[0]:span[0] + int(named.max()) + 1] = True
+    return out
 
 
 def least_sure_neighbours(named: torch.Tensor, confidence: torch.Tensor, free: torch.Tensor,

@@ -11,7 +11,7 @@ import torch
 
 from editor.checks import checker_for, findings
 from engine import SamplerSettings, Span, build_canvas, load_model
-from engine.correct import CorrectingInfill, corrected
+from engine.correct import CorrectingInfill, corrected, up_to
 from engine.loop import run
 from engine.scheduler import Scheduler
 from engine.scope import starting_with, token_texts, word_start
@@ -140,3 +140,9 @@ def test_the_ids_a_word_ban_covers_begin_with_the_word_as_a_whole_word(model):
     starts = word_start(frozenset({"for", "#"}))
     assert starts.match("\tfor") and starts.match(" for(") and not starts.match(" format")
     assert starts.match("#include") and starts.match(" ##")  # a mark has no word boundary
+
+
+def test_a_word_ban_covers_its_span_from_the_start_to_the_named_slot():
+    named = torch.tensor([False, False, False, True, False, False])  # spans: slots 0-1 and 2-5
+    assert up_to(named, (2, 6)).tolist() == [False, False, True, True, False, False]
+    assert not up_to(named, (0, 2)).any()
