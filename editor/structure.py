@@ -34,7 +34,7 @@ _STRINGS = {
     "string", "string_literal", "template_string", "raw_string_literal", "interpreted_string_literal",
     "concatenated_string", "char_literal", "character_literal", "string_value", "quoted_attribute_value",
 }
-_COMMENTS = {"comment", "line_comment", "block_comment", "html_block"}
+COMMENTS = {"comment", "line_comment", "block_comment", "html_block"}
 _STATEMENTS_EXTRA = {
     "let_declaration", "lexical_declaration", "variable_declaration", "declaration", "short_var_declaration",
     "var_declaration", "const_declaration", "field_declaration", "decorated_definition", "pair",
@@ -73,7 +73,7 @@ _MATCHERS = {
     "block": lambda t: t in _BLOCKS,
     "argument list": lambda t: t in _ARGUMENTS,
     "string": lambda t: t in _STRINGS,
-    "comment": lambda t: t in _COMMENTS,
+    "comment": lambda t: t in COMMENTS,
     "statement": _is_statement,
     "expression": _is_expression,
 }

@@ -5,15 +5,17 @@ denoised again, for up to `correct_rounds` more rounds.
 Each round is a further run of the one loop (`infill`), as engine.resize runs its rounds: the
 canvas is rebuilt per candidate with every slot that passed the check forced, and the slots to redo
 left free. A slot the checker pointed at may not take the token it held (a per-slot banned-token
-bias), so the same draw does not come back. The checker is a plain callable; the entry points
-bring it (editor.checks knows languages; the engine knows none).
+bias), so the same draw does not come back; where the checker also names words the text may not
+start with there, every token that begins with one of them is banned there too (and on the slots
+before it in its span, which a later round may redo). The checker is a plain callable; the entry
+points bring it (editor.checks knows languages; the engine knows none).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 import torch
 
@@ -21,14 +23,18 @@ from .canvas import Canvas, between
 from .infill import infill
 from .loop import Step
 from .model import DiffusionLM
-from .scope import scope_bias
+from .scope import scope_bias, starting_with
 from .settings import SamplerSettings
 
 log = logging.getLogger(__name__)
 
 # (document before, document after, [start, end) of the span in before, [start, end) of its new
-# text in after) -> character ranges of `after` to redo; none when the edit reads as it should.
-Checker = Callable[[str, str, tuple[int, int], tuple[int, int]], Sequence[tuple[int, int]]]
+# text in after) -> character ranges of `after` to redo, each perhaps with words its redone text may
+# not start with (`(start, end, {"if", "for"})`); none when the edit reads as it should.
+Place = tuple[int, int] | tuple[int, int, Collection[str]]
+Checker = Callable[[str, str, tuple[int, int], tuple[int, int]], Sequence[Place]]
+# (candidate, (P,) slots, words): where a round bans every token that begins with one of the words.
+WordBan = tuple[int, torch.Tensor, frozenset[str]]
 
 
 def corrected(model: DiffusionLM, canvas: Canvas, settings: SamplerSettings,
@@ -43,7 +49,8 @@ class CorrectingInfill:
 
     1. Run `infill` (the one loop) with the scope bias (engine.scope).
     2. Check each candidate's spans; map the character ranges the checker names to slots, add the
-       less confident neighbour of each, and ban each named slot's old token there.
+       less confident neighbour of each, and ban each named slot's old token there (and the tokens
+       that begin with words the checker names).
     3. If any slot is to be redone and rounds are left, run the loop again on a canvas where every
        other slot is forced (a new seed per round); its steps carry `round` = 1, 2, ...
     `failures` holds what the checker raised (the edit then stays as it is: never into the run).
@@ -73,12 +80,12 @@ class CorrectingInfill:
             index, forwards, before = last.index + 1, last.forwards, last
             if r == self.rounds or (self.deadline is not None and time.monotonic() >= self.deadline):
                 return
-            redo, banned = self.to_redo(last)                                        # 2
+            redo, banned, words = self.to_redo(last)                                 # 2
             if not redo.any():
                 return
             self.redone.append(int(redo.sum()))
             canvas = self.next_canvas(canvas, last, redo)
-            bias = self.round_bias(scope if bias is None or bias.dim() < 3 else bias, last, banned, V)
+            bias = self.round_bias(scope if bias is None or bias.dim() < 3 else bias, last, banned, words, V)
 
     def merged(self, step: Step, before: Step | None, r: int, index: int, forwards: int) -> Step:
         """A round's step as the run's: numbered on from the last round, and the slots this round
@@ -94,9 +101,11 @@ class CorrectingInfill:
             top_ids=torch.where(kept[..., None], before.top_ids, step.top_ids),
             top_probs=torch.where(kept[..., None], before.top_probs, step.top_probs))
 
-    def to_redo(self, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, P) slots to denoise again, (B, P) the slots the checker named (their tokens get banned)."""
+    def to_redo(self, step: Step) -> tuple[torch.Tensor, torch.Tensor, list[WordBan]]:
+        """(B, P) slots to denoise again, (B, P) the slots the checker named (their tokens get banned),
+        and the words the checker says a slot may not start with."""
         named = torch.zeros(step.tokens.shape, dtype=torch.bool)
+        words: list[WordBan] = []
         free = ~self.canvas.fixed[..., self.canvas.slots].expand(step.tokens.shape)  # (B, P)
         for b, after in enumerate(step.texts):
             for i, place in enumerate(self.canvas.placed(step.tokens[b])):
@@ -109,10 +118,14 @@ class CorrectingInfill:
                     log.warning("correction skipped: the checker failed on candidate %d: %s", b, err)
                     continue
                 if ranges:
-                    named[b] |= self.slots_in(step.tokens[b], i, place[0], ranges)
+                    named[b] |= self.slots_in(step.tokens[b], i, place[0], [(r[0], r[1]) for r in ranges])
+                for r in ranges:
+                    if len(r) > 2 and r[2]:
+                        at = self.slots_in(step.tokens[b], i, place[0], [(r[0], r[1])])
+                        words.append((b, up_to(at, self.canvas.slot_ranges[i]), frozenset(r[2])))
         named &= free
         redo = named | least_sure_neighbours(named, step.confidence, free, self.canvas.slot_ranges)
-        return redo, named
+        return redo, named, words
 
     def slots_in(self, tokens: torch.Tensor, index: int, start: int, ranges: Sequence[tuple[int, int]]) -> torch.Tensor:
         """(P,) the slots of span `index` whose text overlaps any of `ranges` (characters of the
@@ -142,14 +155,28 @@ class CorrectingInfill:
         fixed[:, slots] |= ~redo
         return dataclasses.replace(canvas, ids=ids, fixed=fixed)
 
-    def round_bias(self, earlier: torch.Tensor | None, step: Step, banned: torch.Tensor, V: int) -> torch.Tensor:
+    def round_bias(self, earlier: torch.Tensor | None, step: Step, banned: torch.Tensor,
+                   words: list[WordBan], V: int) -> torch.Tensor:
         """(B, P, V) the earlier bias (the scope's, or the last round's: bans add up, so two rounds
-        do not swap the same two tokens back and forth) plus -inf on each named slot's old token."""
+        do not swap the same two tokens back and forth) plus -inf on each named slot's old token and,
+        where the checker named words, on every token that begins with one of them."""
         B, P = step.tokens.shape
         bias = torch.zeros(B, P, V) if earlier is None else earlier.expand(B, P, V).clone()
         b, p = banned.nonzero(as_tuple=True)
         bias[b, p, step.tokens[b, p].clamp(max=V - 1)] = float("-inf")
+        for c, slots, starts in words:
+            bias[c, slots] = bias[c, slots].masked_fill(starting_with(self.canvas.codec, V, starts), float("-inf"))
         return bias
+
+
+def up_to(slots: torch.Tensor, span: tuple[int, int]) -> torch.Tensor:
+    """(P,) every slot of `span` [a, b) from its first to the last of `slots` (P,): a word that may not
+    start the text there may not come back one slot earlier either, when a later round redoes it."""
+    out = torch.zeros_like(slots)
+    named = slots[span[0]:span[1]].nonzero()
+    if len(named):
+        out[span[0]:span[0] + int(named.max()) + 1] = True
+    return out
 
 
 def least_sure_neighbours(named: torch.Tensor, confidence: torch.Tensor, free: torch.Tensor,

@@ -35,6 +35,24 @@ def line_breaks(codec: TextCodec, vocab_size: int) -> torch.Tensor:
     return torch.tensor([t.count("\n") for t in token_texts(codec, vocab_size)], dtype=torch.long)
 
 
+@functools.lru_cache(maxsize=16)
+def starting_with(codec: TextCodec, vocab_size: int, words: frozenset[str]) -> torch.Tensor:
+    """(V,) True for ids whose text, leading whitespace aside, begins with one of `words`: what a
+    correction round bans where a checker says the text may not start with those words there."""
+    texts = token_texts(codec, vocab_size)
+    if not any(words):
+        return torch.zeros(len(texts), dtype=torch.bool)
+    starts = word_start(words)
+    return torch.tensor([starts.match(t) is not None for t in texts], dtype=torch.bool)
+
+
+def word_start(words: frozenset[str]) -> re.Pattern[str]:
+    """Matches text that begins, after whitespace, with one of `words` (non-empty): a word as a whole
+    word (" for", "for(", not " format"), a mark as it is ("#" also begins "#include")."""
+    ends = {w: r"(?!\w)" if re.match(r"\w", w[-1]) else "" for w in words if w}
+    return re.compile(r"\s*(?:" + "|".join(re.escape(w) + end for w, end in sorted(ends.items())) + ")")
+
+
 def whole_words(codec: TextCodec) -> frozenset[str]:
     """Lower-case words that are one token after a space (" needed"): real words to a prose
     checker, which has no dictionary of its own."""

@@ -103,8 +103,46 @@ def test_a_one_line_statement_turned_into_a_block_header_is_flagged_at_its_keywo
     assert len(opened) == 1 and after[opened[0].start:opened[0].end] == flagged
 
 
+def test_a_statement_turned_into_a_header_may_start_with_no_block_keyword_but_the_originals():
+    s = FUNCTION.index(LINE)
+    new = "\n    for line in self.tokens:"
+    after = FUNCTION.replace(LINE, new, 1)
+    place = [p for p in checker_for("python")(FUNCTION, after, (s, s + len(LINE)), (s, s + len(new))) if len(p) > 2]
+    assert len(place) == 1 and after[place[0][0]:place[0][1]] == "for"
+    assert {"for", "while", "if", "with"} <= place[0][2]  # not only the keyword it had: a round swaps them
+    text = "def f(x):\n    if x: return 1\n    return 0\n"
+    old = "\n    if x: return 1"
+    s = text.index(old)
+    new = "\n    for x in y:"
+    after = text.replace(old, new, 1)
+    opened = [f for f in findings("python", text, after, (s, s + len(old)), (s, s + len(new)))
+              if f.kind == "opens a block"]
+    assert opened and "if" not in opened[0].not_starting and "for" in opened[0].not_starting
+
+
+@pytest.mark.parametrize("new", ["\n    match = re.match(r'x', self.tokens", "\n    case(self.tokens"])
+def test_soft_keywords_used_as_names_are_not_block_headers(new):
+    s = FUNCTION.index(LINE)
+    after = FUNCTION.replace(LINE, new, 1)
+    found = findings("python", FUNCTION, after, (s, s + len(LINE)), (s, s + len(new)))
+    assert found and not [f for f in found if f.kind == "opens a block"]
+
+
 @pytest.mark.parametrize("new", ["\n    if self.tokens: return {}", "\n    self.tokens = dict()"])
 def test_a_block_header_that_parses_on_one_line_is_left_alone(new):
     s = FUNCTION.index(LINE)
     after = FUNCTION.replace(LINE, new, 1)
     assert findings("python", FUNCTION, after, (s, s + len(LINE)), (s, s + len(new))) == []
+
+
+@pytest.mark.parametrize("new, kind", [
+    ("\n    stdout = stdout is None and not # stdout is None", "does not parse"),  # a held-out result
+    ("\n    x = [1, # no", "unbalanced"),  # its missing closer belongs before the comment
+])
+def test_code_left_unfinished_before_a_comment_is_flagged_at_the_comment_not_past_it(new, kind):
+    s = FUNCTION.index(LINE)
+    after = FUNCTION.replace(LINE, new, 1)
+    found = [f for f in findings("python", FUNCTION, after, (s, s + len(LINE)), (s, s + len(new))) if f.kind == kind]
+    comment = new[new.index("#"):]
+    assert [after[f.start:f.end] for f in found if f.end > f.start + 1] == [comment]
+    assert all(f.start < s + len(new) for f in found)  # none past the span, where only its last slot is redone

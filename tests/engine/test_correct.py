@@ -11,9 +11,10 @@ import torch
 
 from editor.checks import checker_for, findings
 from engine import SamplerSettings, Span, build_canvas, load_model
-from engine.correct import CorrectingInfill, corrected
+from engine.correct import CorrectingInfill, corrected, up_to
 from engine.loop import run
 from engine.scheduler import Scheduler
+from engine.scope import starting_with, token_texts, word_start
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-dream"
 SOURCE = inspect.getsource(textwrap)
@@ -112,3 +113,36 @@ def test_rounds_run_through_the_scheduler_as_they_do_alone(model):
 def test_bad_correction_settings_are_refused_naming_the_setting(name, value, words):
     with pytest.raises(ValueError, match=re.escape(words)):
         SamplerSettings(**{name: value})
+
+
+def test_words_a_checker_names_are_banned_at_its_slot_not_only_the_token_the_slot_had(model):
+    text, a, b = LINES[0]
+    first, doc, (s, e) = edit(model, text, a, b, correct_rounds=0)
+    texts = token_texts(model.codec, model.vocab_size)
+    words = [re.match(r"\s*(\w*)", texts[i]).group(1) for i in first[-1].top_ids[0, 0].tolist()]
+    liked = frozenset(w for w in words if w)  # the words the first slot liked best ("return", "if", "def")
+    assert words[0] in liked and len(liked) >= 2  # banning only the one it took would leave the others
+
+    def checker(before, after, span, new_span):
+        return [(s, s + 1, liked)] if after == doc else []
+    steps, fixed, (s2, _) = edit(model, text, a, b, checker, correct_rounds=1)
+    assert steps[-1].round == 1 and fixed != doc
+    assert re.match(r"\s*(\w*)", fixed[s2:]).group(1) not in liked
+
+
+def test_the_ids_a_word_ban_covers_begin_with_the_word_as_a_whole_word(model):
+    texts = token_texts(model.codec, model.vocab_size)
+    ids = starting_with(model.codec, model.vocab_size, frozenset({"for", "if"})).nonzero().flatten()
+    banned = {texts[i] for i in ids.tolist()}
+    assert " for" in banned and "if" in banned
+    assert not any(t.strip().startswith(("format", "ifn", "iff")) for t in banned)
+    assert not starting_with(model.codec, model.vocab_size, frozenset()).any()
+    starts = word_start(frozenset({"for", "#"}))
+    assert starts.match("\tfor") and starts.match(" for(") and not starts.match(" format")
+    assert starts.match("#include") and starts.match(" ##")  # a mark has no word boundary
+
+
+def test_a_word_ban_covers_its_span_from_the_start_to_the_named_slot():
+    named = torch.tensor([False, False, False, True, False, False])  # spans: slots 0-1 and 2-5
+    assert up_to(named, (2, 6)).tolist() == [False, False, True, True, False, False]
+    assert not up_to(named, (0, 2)).any()
