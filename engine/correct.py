@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from .canvas import Canvas, between
+from .context import Carry
 from .infill import infill
 from .loop import Step
 from .model import DiffusionLM
@@ -62,10 +63,11 @@ class CorrectingInfill:
         scope = scope_bias(self.canvas, V) if self.settings.scope == "lines" else None
         canvas, bias, before = self.canvas, scope, None
         index = forwards = 0
+        carry = Carry() if self.settings.round_context == "carry" else None
         for r in range(self.rounds + 1):
             settings = self.settings.replace(seed=(self.settings.seed + r) % 2**63)
             last: Step | None = None
-            for step in infill(self.model, canvas, settings, bias, self.deadline):   # 1, 3
+            for step in infill(self.model, canvas, settings, bias, self.deadline, carry):   # 1, 3
                 last = self.merged(step, before, r, index, forwards)
                 yield last
             if last is None:

@@ -17,7 +17,8 @@ from typing import Any
 from .limits import MAX_CANDIDATES, MAX_DOCUMENT_TOKENS, MAX_GUIDANCE, MAX_SPAN_TOKENS, MAX_STEPS, MAX_TEMPERATURE
 
 STRATEGIES = ("low_confidence", "random", "threshold", "entropy")
-CACHES = ("none", "dual")
+CACHES = ("none", "dual", "delayed")
+ROUND_CONTEXTS = ("reread", "carry")
 SCOPES = ("lines", "off")
 MAX_STEERED = 16        # concepts one edit may steer
 MAX_WEIGHT = 100.0      # |WEIGHT|: a concept's own weight is 0..1; the package's examples use -1 and 2
@@ -182,7 +183,8 @@ class SamplerSettings:
     cache: str = setting(
         "none", "none runs the whole canvas every forward; dual caches the context's keys and values "
         "and runs only the span slots between refreshes (Fast-dLLM DualCache; models without "
-        "supports_cache run in full)", choices=CACHES)
+        "supports_cache run in full); delayed is dual that also stops running committed slots: their "
+        "keys and values join the cached context one step after the commit (dKV-Cache)", choices=CACHES)
     refresh_every: int | None = setting(
         None, "with cache dual: recompute the context every this many steps", bounds=Bounds(1, MAX_STEPS),
         slider=(0, 64, 1), none="only at the start and when a span moves to its next block")
@@ -211,6 +213,10 @@ class SamplerSettings:
         "CLI, the service and the page bring for the document's language; 3: held-out Python "
         "parses 40% -> 88%, prose defects 18% -> 0%, docs/PERFORMANCE.md)",
         bounds=Bounds(0, 8), slider=(0, 6, 1))
+    round_context: str = setting(
+        "reread", "with cache dual or delayed: a correction round rereads the window to refresh the "
+        "cached context (one full forward per round), or carry goes on from the cache the fill left "
+        "(the text outside the span has not changed; only the slots to redo run)", choices=ROUND_CONTEXTS)
     scope: str = setting(
         "lines", "scope constraints: lines keeps an edit inside what its selection spanned (no line "
         "break in a selection inside one line, no blank line inside a paragraph); off lets a span "
