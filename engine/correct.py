@@ -46,7 +46,8 @@ class CorrectingInfill:
     2. Check each candidate's spans; map the character ranges the checker names to slots, add the
        less confident neighbour of each, and ban each named slot's old token there.
     3. If any slot is to be redone and rounds are left, run the loop again on a canvas where every
-       other slot is forced (a new seed per round); its steps carry `round` = 1, 2, ...
+       other slot is forced (a new seed per round); its steps carry `round` = 1, 2, ... With
+       `round_context` "carry" the round starts from the context cache the last run left.
     `failures` holds what the checker raised (the edit then stays as it is: never into the run).
     """
 

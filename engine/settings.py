@@ -214,9 +214,10 @@ class SamplerSettings:
         "parses 40% -> 88%, prose defects 18% -> 0%, docs/PERFORMANCE.md)",
         bounds=Bounds(0, 8), slider=(0, 6, 1))
     round_context: str = setting(
-        "reread", "with cache dual or delayed: a correction round rereads the window to refresh the "
-        "cached context (one full forward per round), or carry goes on from the cache the fill left "
-        "(the text outside the span has not changed; only the slots to redo run)", choices=ROUND_CONTEXTS)
+        "reread", "with cache dual or delayed, how a correction round sees the context: reread refreshes "
+        "the cache with one full forward over the window; carry goes on from the cache the fill left "
+        "(the text outside the span has not changed), so a round runs only span rows",
+        choices=ROUND_CONTEXTS)
     scope: str = setting(
         "lines", "scope constraints: lines keeps an edit inside what its selection spanned (no line "
         "break in a selection inside one line, no blank line inside a paragraph); off lets a span "
