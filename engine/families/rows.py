@@ -92,8 +92,9 @@ class EagerRows:
 def project(net: LlamaNet | MoENet, h: torch.Tensor) -> torch.Tensor:
     """(..., R, d) hidden rows -> (..., R, V) logits, each row's as it would be among more rows: BLAS
     takes another kernel below HEAD_FLOOR rows (a matrix-vector product sums in another order), so
-    fewer rows go through the matrix product padded. A step that reads out only its undecided slots
-    thus gives them bit-identical logits to one that reads every slot."""
+    fewer rows go through the matrix product padded. On one thread a step that reads out only its
+    undecided slots thus gives them bit-identical logits to one that reads every slot (with more
+    threads MKL may split other row counts differently: the last bits may then differ)."""
     rows = h.reshape(-1, h.shape[-1])                                           # (N, d)
     short = HEAD_FLOOR - rows.shape[0]
     if short <= 0 or rows.shape[0] == 0:
