@@ -300,7 +300,7 @@ PRESETS: dict[str, SamplerSettings] = {
     # `fast` with the frontier guide at weight 1, left to right: the default of models that have a
     # causal view (the bundled one); chosen in a blind reading (docs/MODEL.md, "Frontier guide").
     "guided": SamplerSettings(strategy="threshold", threshold=0.3, tokens_per_step=1, spacing=2,
-                              cache="dual", context_window=128, guide=1.0),
+                              cache="delayed", context_window=128, round_context="carry", guide=1.0),
 }
 DEFAULT_PRESET = "fast"  # the default of models without a guide (docs/PERFORMANCE.md: why this one)
 GUIDED_PRESET = "guided"  # the default of models with one (engine.guide.default_preset)
