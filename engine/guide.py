@@ -13,10 +13,18 @@ forward per token unless `steps` allows fewer, when the commit strategy adds its
 
 The causal LM reads the canvas left to right with a key/value cache: rows that every candidate has
 decided are kept, so a step that moves the frontier by k tokens costs a causal forward over about
-k rows, not over the window. Those rows do not depend on the step's denoiser logits, so `prepare`
-hands them to the loop before its forward, as a call that rides along with it (one packed pass for
-the Llama family, where ~2 more rows cost next to nothing; alone elsewhere); `steer` then mixes.
+k rows, not over the window. The text before the spans is read once for every run that shares it
+(the view's remembered reads: the trials of an "auto" length, a repeated edit). The other rows do
+not depend on the step's denoiser logits, so `prepare` hands them to the loop before its forward,
+as a call that rides along with it (one packed pass for the Llama family, where ~2 more rows cost
+next to nothing; alone elsewhere); `steer` then mixes.
 Each guided step syncs the host a few times (the frontier's rows).
+
+Over cached context the frontier waits one forward: the first forward runs the denoiser alone and
+commits nothing, so its step (the denoiser's draft of every slot, nothing steered yet) comes back
+without the causal read and, at a one-token span, the closing; the read rides with the second
+forward, a cached one over the same canvas (the same logits), and commits as the first would have.
+One more forward of the span's rows buys a first step drawn after the denoiser's forward alone.
 """
 from __future__ import annotations
 
@@ -35,6 +43,8 @@ CLOSING_TOKENS = 4   # ...this many tokens of the text after it, read by the cau
 
 class NoGuide:
     """The guide that is off: the denoiser's logits as they are, no slot guided."""
+
+    waits = 0  # forwards added to the loop's budget: the guide's first forward that commits nothing
 
     def prepare(self, tokens: torch.Tensor, todo: torch.Tensor) -> list[CausalCall]:
         """The calls to run beside this step's denoiser forward; `steer` gets their answers."""
@@ -59,8 +69,9 @@ class FrontierGuide(NoGuide):
     candidate; `seen` (B, cached) remembers their ids, so a slot sent back to undecided
     (remask_below) drops the cache from there on."""
 
-    def __init__(self, view: CausalView, layout: Layout, weight: float, context: int):
+    def __init__(self, view: CausalView, layout: Layout, weight: float, context: int, wait: bool = False):
         self.view, self.layout, self.weight = view, layout, weight
+        self.waits, self.waiting = int(wait), wait                             # the first forward: the draft
         self.first = max(0, int(layout.positions[0]) - context)
         self.past: Any = None
         self.seen: torch.Tensor | None = None                                  # (B, cached) row ids
@@ -70,7 +81,7 @@ class FrontierGuide(NoGuide):
         """The causal read of each open candidate's rows up to its frontier (the cached ones left
         out): a call to run with the denoiser's forward."""
         open_ = todo.any(-1)                                                   # (B,) not yet done
-        if not bool(open_.any()):
+        if self.waiting or not bool(open_.any()):  # the draft forward: the denoiser alone (module doc)
             self.asked = None
             return []
         at = open_.nonzero().squeeze(-1)                                       # (O,) open candidates
@@ -78,7 +89,7 @@ class FrontierGuide(NoGuide):
         rows = self.layout.positions[slot] - self.first                        # (O,) rows predicting them
         low, need = int(rows.min()), int(rows.max())
         ids = self.row_ids(tokens, need + 1)                                   # (B, need + 1)
-        cached = self.keep_agreeing(ids, low)
+        cached = self.keep_agreeing(ids, low) or self.shared_rows(ids, low)
         self.asked = (at, slot, rows, ids[:, :low], cached)
         return [CausalCall(self.view, ids[:, cached:], self.past)]
 
@@ -124,8 +135,9 @@ class FrontierGuide(NoGuide):
             choices = mixed[o].topk(CLOSING_CHOICES).indices                   # (K,)
             after = tokens[at[o], ahead[o, :n]].expand(len(choices), -1)       # (K, n)
             state = self.view.pick(self.view.truncate(past, int(rows[o]) + 1), at[o].repeat(len(choices)))
-            out, _ = self.view.extend(torch.cat([choices[:, None], after], 1), state)  # (K, 1 + n, V)
-            reads = out[:, :n].float().log_softmax(-1).gather(-1, after[..., None]).squeeze(-1).sum(-1)
+            # the last token after is read by none of the n rows that score them: not fed
+            out, _ = self.view.extend(torch.cat([choices[:, None], after[:, :-1]], 1), state)  # (K, n, V)
+            reads = out.float().log_softmax(-1).gather(-1, after[..., None]).squeeze(-1).sum(-1)
             kept = torch.full_like(mixed[o], float("-inf"))
             kept[choices] = mixed[o, choices] + self.weight * reads
             mixed[o] = kept
@@ -135,13 +147,23 @@ class FrontierGuide(NoGuide):
                 steps_left: int) -> torch.Tensor:
         """Left to right: the frontier slot alone, so every token is written by both experts; the
         strategy's choice too only where the step budget cannot wait for one token per forward."""
-        behind = todo.sum(-1) > steps_left                                     # (B,)
+        waited, self.waiting = self.waiting, False  # the draft's forward is not one the budget counted
+        behind = todo.sum(-1) > steps_left - int(waited)                       # (B,)
         return guided | (chosen & behind[:, None])
 
     def row_ids(self, tokens: torch.Tensor, rows: int) -> torch.Tensor:
         """(B, rows) the causal LM's input: the start token, then the canvas from `first`."""
         start = torch.full((tokens.shape[0], 1), self.view.start_id, dtype=tokens.dtype, device=tokens.device)
         return torch.cat([start, tokens[:, self.first:self.first + rows - 1]], 1)[:, :rows]
+
+    def shared_rows(self, ids: torch.Tensor, low: int) -> int:
+        """With nothing cached yet: rows [0, low) from the view's remembered reads (the same text
+        before the span, read by another trial of an "auto" regeneration or an earlier edit), the
+        same in every candidate; how many. Read alone if no one has read them, so the others can."""
+        if low <= 1 or not bool((ids[:, :low] == ids[:1, :low]).all()):   # only the start row, or not shared
+            return 0
+        self.past = self.view.pick(self.view.prefix(ids[0, :low]), ids.new_zeros(ids.shape[0]))
+        return low
 
     def keep_agreeing(self, ids: torch.Tensor, low: int) -> int:
         """How many cached rows stay: none from the first whose id changed (a commit sent back to
@@ -156,11 +178,14 @@ class FrontierGuide(NoGuide):
 
 
 def make_guide(model: DiffusionLM, layout: Layout, settings: SamplerSettings) -> NoGuide:
-    """The guide `settings.guide` asks for: none at 0, else the model's causal view."""
+    """The guide `settings.guide` asks for: none at 0, else the model's causal view. Over cached
+    context with the budget the loop's own, the frontier waits one forward (module doc); a full
+    forward would cost another whole one, and a budget of `steps` has no forward to spare."""
     view = causal_view_for(model, settings)
     if view is None:
         return NoGuide()
-    return FrontierGuide(view, layout, settings.guide, settings.context_window or GUIDE_CONTEXT)
+    wait = settings.cache == "dual" and model.supports_cache and settings.steps is None
+    return FrontierGuide(view, layout, settings.guide, settings.context_window or GUIDE_CONTEXT, wait)
 
 
 def causal_view_for(model: DiffusionLM, settings: SamplerSettings) -> CausalView | None:

@@ -200,5 +200,9 @@ class InstructedView:
     def truncate(self, past: Any, rows: int) -> Any:
         return None if rows == 0 else self.view.truncate(past, rows + len(self.head))
 
+    def prefix(self, ids: torch.Tensor) -> Any:
+        head = torch.tensor(self.head, dtype=ids.dtype, device=ids.device)
+        return self.view.prefix(torch.cat([ids[:1], head, ids[1:]]))
+
     def pick(self, past: Any, index: torch.Tensor) -> Any:
         return self.view.pick(past, index)

@@ -29,7 +29,8 @@ class Step:
     committed: torch.Tensor   # (B, P) bool: slots committed by this step
     committed_at: torch.Tensor  # (B, P) step a slot was committed at; -1 if forced or undecided
     guided: torch.Tensor      # (B, P) bool: slots whose token the frontier guide steered
-    top_ids: torch.Tensor     # (B, P, K) the model's top-K tokens at each slot when it was decided
+    top_ids: torch.Tensor     # (B, P, K) the model's top-K tokens at each slot when it was decided;
+                              #           while undecided, at this forward (its draft; 0 before any)
     top_probs: torch.Tensor   # (B, P, K) their probabilities
     forwards: int             # model forwards so far
     elapsed: float            # seconds since the loop started
@@ -69,7 +70,8 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
        riding along; the guide steers the first undecided slot (engine/guide.py); read choice,
        confidence, entropy.
     3. Commit the slots the strategy ranks first, as many as it and the step budget ask for
-       (with the guide: the frontier slot, left to right).
+       (with the guide: the frontier slot, left to right; over cached context none at its
+       first forward, whose step shows the denoiser's draft: engine/guide.py).
     4. Optionally send weak earlier commits back to undecided (self-correction).
     5. Yield the step; stop once no slot is undecided (the budget guarantees that happens).
     """
@@ -86,12 +88,12 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     top_ids = torch.zeros((*todo.shape, K), dtype=torch.long, device=device)   # (B, P, K)
     top_p = torch.zeros((*todo.shape, K), device=device)
     temps = temperatures(settings, device)                                     # (B,) or None: argmax
-    budget = step_budget(settings, lay, todo)
     ban = banned_bias(model, device)
     allowed = torch.isfinite(ban).nonzero().squeeze(-1)                       # (A,) once, not per step
     ban = ban if bias is None else ban + bias.to(device)                       # (V,) or (B|1, P, V)
     context = make_context(model, lay, settings, carry)
     guide = make_guide(model, lay, settings)
+    budget = step_budget(settings, lay, todo) + guide.waits
     where = lay.positions.cpu()
     tokens[:, pos] = torch.where(todo, noise(model, todo.shape, g, allowed), tokens[:, pos])  # 1
     for step in range(budget):
@@ -108,8 +110,9 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
         tokens[:, pos] = torch.where(now, guess, tokens[:, pos])
         born = torch.where(now, step, born)
         steered = torch.where(now, guided, steered)
-        top_ids = torch.where(now[..., None], alt_ids, top_ids)
-        top_p = torch.where(now[..., None], alt_p, top_p)
+        seen = (now | todo)[..., None]  # committed now: its choices; still undecided: its draft
+        top_ids = torch.where(seen, alt_ids, top_ids)
+        top_p = torch.where(seen, alt_p, top_p)
         if settings.remask_below is not None and step < budget - 1:            # 4
             back = choose_remasks(lay, settings, ~todo & ~fixed, conf, now)
             todo |= back

@@ -28,6 +28,10 @@ class CausalView(Protocol):
     def truncate(self, past: Any, rows: int) -> Any:
         """The first `rows` rows of `past` (None for 0)."""
 
+    def prefix(self, ids: torch.Tensor) -> Any:
+        """(N,) row ids from row 0 -> their past (batch 1); rows read before with the same ids
+        before them are reused (a causal row depends only on those), not read again."""
+
     def pick(self, past: Any, index: torch.Tensor) -> Any:
         """`past` of the batch rows `index` (N,), in that order (rows may repeat)."""
 

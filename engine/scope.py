@@ -28,8 +28,10 @@ def token_texts(codec: TextCodec, vocab_size: int) -> tuple[str, ...]:
     return tuple(texts) + ("",) * (vocab_size - known)
 
 
+@functools.lru_cache(maxsize=4)
 def line_breaks(codec: TextCodec, vocab_size: int) -> torch.Tensor:
-    """(V,) how many line breaks each id's text holds."""
+    """(V,) how many line breaks each id's text holds; one tensor per codec, shared (read it, never
+    write to it): counting over the vocabulary took longer than the rest of a run's set-up."""
     return torch.tensor([t.count("\n") for t in token_texts(codec, vocab_size)], dtype=torch.long)
 
 

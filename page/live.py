@@ -16,8 +16,9 @@ from .views import EOS_GLYPH, slot_kind, span_pieces
 
 def step_pieces(run: Run, step: Step, b: int) -> list[list[Any]]:
     """The span's slots at `step` for candidate `b`, in order: [text, kind, confidence, canvas position]
-    (the position is what the token inspector asks about). Several spans are drawn as one, the text
-    between them as "kept" pieces (never changed, nothing to inspect)."""
+    (the position is what the token inspector asks about); an undecided slot with a draft is a
+    "draft" piece holding it (views.has_draft). Several spans are drawn as one, the text between
+    them as "kept" pieces (never changed, nothing to inspect)."""
     pieces: list[list[Any]] = []
     for i in range(len(run.canvas.slot_ranges)):
         if i:
@@ -30,10 +31,12 @@ def slot_pieces(run: Run, step: Step, b: int, i: int) -> list[list[Any]]:
     """Span `i`'s slots at `step` for candidate `b`, as `step_pieces` lists them."""
     start, end = run.canvas.slot_ranges[i]
     decided = span_pieces(step, run.canvas, b, start, end)
+    drafts = span_pieces(step, run.canvas, b, start, end, drafts=True)  # undecided slots' current guesses
     pieces: list[list[Any]] = []
     for s in range(start, end):
-        kind = slot_kind(step, run.canvas, b, s)
-        text = MASK_GLYPH if kind == "masked" else EOS_GLYPH if kind.endswith("eos") else decided.get(s, "")
+        kind = "draft" if s in drafts else slot_kind(step, run.canvas, b, s)
+        text = (drafts[s] if kind == "draft" else MASK_GLYPH if kind == "masked" else EOS_GLYPH if kind.endswith("eos")
+                else decided.get(s, ""))
         pieces.append([text, kind.split()[-1], round(float(step.confidence[b, s]), 2), int(step.positions[s])])
     return pieces
 

@@ -161,7 +161,8 @@ def fim_body(canvas: Canvas, settings: SamplerSettings, model: str) -> dict[str,
 def text_step(canvas: Canvas, texts: Sequence[str], chunks: int, last: Step | None, elapsed: float,
               done: bool) -> Step:
     """The step that shows each candidate's text so far committed in the span's first slots (cut
-    where it outgrows the span), the rest undecided; `done`: the rest end the text."""
+    where it outgrows the span), the rest undecided with no draft (a hosted model sends none); `done`:
+    the rest end the text."""
     codec, width = canvas.codec, int(canvas.slots.shape[0])
     assert codec.mask_id is not None and codec.eos_id is not None
     tokens = torch.full((len(texts), width), codec.mask_id)                   # (B, P)
@@ -179,7 +180,7 @@ def text_step(canvas: Canvas, texts: Sequence[str], chunks: int, last: Step | No
     ones = torch.ones(tokens.shape)
     return Step(index=index, positions=canvas.slots, tokens=tokens, masked=masked, confidence=ones,
                 committed=committed, committed_at=at, guided=torch.zeros_like(masked),
-                top_ids=tokens.unsqueeze(-1), top_probs=ones.unsqueeze(-1), forwards=chunks,
+                top_ids=tokens.unsqueeze(-1), top_probs=(~masked).float().unsqueeze(-1), forwards=chunks,
                 elapsed=elapsed, texts=tuple(
                     canvas.render(tokens[b], masked[b]) for b in range(len(texts))))
 

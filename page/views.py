@@ -43,20 +43,28 @@ def _heat(confidence: float) -> str:
     return f"background-color: hsla({confidence * 120:.0f}, 75%, 70%, 0.55)"
 
 
-def span_pieces(step: Step, canvas: Canvas, b: int, start: int, end: int) -> dict[int, str]:
+def span_pieces(step: Step, canvas: Canvas, b: int, start: int, end: int, drafts: bool = False) -> dict[int, str]:
     """Text of each decided slot of a span (slots [start, end) of P-space), cut at token edges of
     runs of decided slots (so a character split over two byte-level tokens reads whole, not as two
-    U+FFFD)."""
+    U+FFFD). `drafts`: of each undecided slot's draft instead (`has_draft`), an end token as EOS_GLYPH."""
     out: dict[int, str] = {}
     run: list[int] = []
     for s in range(start, end + 1):
-        if s < end and not bool(step.masked[b, s]):
+        if s < end and (has_draft(step, b, s) if drafts else not bool(step.masked[b, s])):
             run.append(s)
             continue
         if run:
-            out.update(zip(run, canvas.codec.pieces([int(step.tokens[b, i]) for i in run])))
+            ids = [int(step.top_ids[b, i, 0] if drafts else step.tokens[b, i]) for i in run]
+            out.update(zip(run, canvas.codec.pieces(ids)))
+            out.update({i: EOS_GLYPH for i, t in zip(run, ids) if drafts and t == canvas.codec.eos_id})
             run = []
     return out
+
+
+def has_draft(step: Step, b: int, s: int) -> bool:
+    """Whether undecided slot `s` has a draft: the model's first choice there at this step's forward
+    (engine.loop.Step.top_ids), drawn blurred until a step commits the slot."""
+    return bool(step.masked[b, s]) and float(step.top_probs[b, s, 0]) > 0
 
 
 def slot_kind(step: Step, canvas: Canvas, b: int, s: int) -> str:
@@ -72,10 +80,13 @@ def slot_kind(step: Step, canvas: Canvas, b: int, s: int) -> str:
 def token_html(step: Step, canvas: Canvas, b: int, s: int, heatmap: bool,
                text: str | None = None) -> str:
     """Span slot `s` (P-space) as a clickable <span> carrying its canvas position; the class says
-    masked / committed now / settled / forced."""
+    masked / committed now / settled / forced. A masked slot with `text` shows it as its draft."""
     c, pos = float(step.confidence[b, s]), int(step.positions[s])
     if bool(step.masked[b, s]):
         style = _heat(c) if heatmap else f"opacity: {0.25 + 0.5 * c:.2f}"
+        if text is not None:  # the model's current guess, not committed: drawn blurred (sharpen.css)
+            return (f'<span class="tok masked" data-draft="1" data-pos="{pos}" title="draft, not committed: '
+                    f'p={c:.2f}" style="{style}">{escape(text)}</span>')
         return f'<span class="tok masked" data-pos="{pos}" style="{style}">{MASK_GLYPH}</span>'
     kind = slot_kind(step, canvas, b, s)
     if text is None:
@@ -100,7 +111,7 @@ def step_html(step: Step | None, canvas: Canvas | None, candidate: int = 0, heat
     parts = [context_html(canvas.segments[0], before=True, after=False)]
     for i, (start, end) in enumerate(canvas.slot_ranges):
         parts.append('<span class="span">')
-        pieces = span_pieces(step, canvas, b, start, end)
+        pieces = span_pieces(step, canvas, b, start, end) | span_pieces(step, canvas, b, start, end, drafts=True)
         parts.extend(token_html(step, canvas, b, s, heatmap, pieces.get(s)) for s in range(start, end))
         parts.append("</span>")
         parts.append(context_html(canvas.segments[i + 1], before=i + 1 < last, after=True))

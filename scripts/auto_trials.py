@@ -24,9 +24,9 @@ import torch  # noqa: E402
 
 from editor.history import History  # noqa: E402
 from engine import PRESETS, Span, build_canvas, load_model  # noqa: E402
+from engine.codec import SIDE, window  # noqa: E402
 from engine.guide import default_preset  # noqa: E402
 from engine.length import length_score, lengths_around  # noqa: E402
-from engine.score import SIDE, window  # noqa: E402
 from engine.tools.defects import prose_cases  # noqa: E402
 from page.state import Page  # noqa: E402
 
@@ -37,7 +37,7 @@ def trials(page: Page, case: dict) -> dict:
     keep, settings, out = len(model.codec.encode(text[a:b])), PRESETS[default_preset(model)], []
     for length in lengths_around(keep):
         canvas = build_canvas(model.codec, text, [Span(a, b, length)], model.max_length)
-        steps = list(page.engine.steps(canvas, settings, "text"))
+        steps = list(page.engine_client.steps(canvas, settings, "text"))
         document = steps[-1].texts[0]
         end = len(document) - (len(text) - b)
         assert page.score is not None

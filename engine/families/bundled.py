@@ -75,10 +75,11 @@ class DefaultModel(LlamaDiffusionLM):
         return self._base
 
     def fluency(self) -> LlamaFluency | None:
-        """The base net: the adapter's LoRA deltas taken out by hooks (no second copy of the weights)."""
+        """The base net: the adapter's LoRA deltas taken out by hooks (no second copy of the weights),
+        read through the guide's causal view, so both reuse the reads either made."""
         from .score import LlamaFluency
 
-        return LlamaFluency(self, base=self.base_view()) if self.adapted else super().fluency()
+        return LlamaFluency(self, base=self.base_view() if self.adapted else None, reader=self.causal_view())
 
     def causal_view(self) -> LlamaCausalView:
         """The frontier guide's causal LM: the base net (SmolLM2-135M as trained left to right on

@@ -3,6 +3,7 @@ ranks candidates by it, `DiffusionLM.fluency`; engine.tools.quality reports it b
 BaseView, the bundled model's adapted net seen as its base."""
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,15 +14,16 @@ import torch
 import torch.nn.functional as F
 
 from ..codec import SIDE, TextCodec, window
+from .causal import CausalReader
+from .llama_net import LlamaNet
 
 if TYPE_CHECKING:
-    from .llama_net import LlamaNet
     from .moe_net import MoENet
 
 
 class ShiftedModel(Protocol):
-    """What LlamaFluency reads of its model (a LlamaDiffusionLM): the net, its causal logits, and
-    how the canvas maps onto the net's rows."""
+    """What LlamaFluency reads of its model (a LlamaDiffusionLM): the net, its tokenizer, and
+    whether a start token is the net's row 0."""
 
     @property
     def net(self) -> LlamaNet | MoENet: ...
@@ -36,30 +38,36 @@ class ShiftedModel(Protocol):
     @property
     def start_id(self) -> int | None: ...
 
-    def logits(self, ids: torch.Tensor, *, causal: bool = False) -> torch.Tensor: ...
-
 
 class LlamaFluency:
     """Per-token NLL of text under a causal LM: the net of `model` read causally, with the LoRA
     deltas that `adapter` merged into it taken out again on the fly (each adapted Linear's output
     minus scale * B(A(x)), forward hooks), so the base net is scored without a second copy of
     the weights. `adapter=None` scores the net as it is (a model that was never adapted); `base`:
-    a BaseView the model already holds (the bundled model shares one with its guide)."""
+    a BaseView the model already holds. `reader`: the causal reader to read through, whose
+    remembered reads are then shared (the bundled model's guide: its read of the text before a
+    span begins the scored window when the span is near the document's start); else its own.
+    Windows around one span share the text before it, so they are read once (CausalReader.read)."""
 
-    def __init__(self, model: ShiftedModel, adapter: Path | None = None, base: BaseView | None = None):
+    def __init__(self, model: ShiftedModel, adapter: Path | None = None, base: BaseView | None = None,
+                 reader: CausalReader | None = None):
         if not model.shifted:
             raise ValueError(f"{model.label}: fluency needs a causal (shifted-head) net")
+        if not isinstance(model.net, LlamaNet):
+            raise ValueError(f"{model.label}: fluency reads dense Llama blocks, not {type(model.net).__name__}")
         self.model = model
         self.base = base or BaseView(model.net, lora_factors(adapter, model.net) if adapter is not None else {})
+        self.reader = reader or CausalReader(model.net, self.base)
 
     @torch.inference_mode()
     def nll(self, text: str) -> float:
         """Mean NLL (nats) of `text`'s tokens, each given the ones before it."""
-        ids = torch.tensor([self.model.codec.encode(text)], device=self.model.device)    # (1, L)
-        with self.base.active():
-            logits = self.model.logits(ids, causal=True)[0].float()                       # (L, V)
-        first = 0 if self.model.start_id is not None else 1  # no start token: token 0 has no score
-        return F.cross_entropy(logits[first:], ids[0, first:]).item()
+        ids = self.model.codec.encode(text)
+        # the net's rows: the start token first where there is one, else token 0 has no score
+        rows = ids if self.model.start_id is None else [self.model.start_id, *ids]
+        if len(rows) < 2:
+            return math.nan
+        return self.reader.read(torch.tensor(rows, device=self.model.device), scored=True).nll.mean().item()
 
     def window_nll(self, document: str, start: int, end: int, side: int = SIDE) -> float:
         """`nll` of document[start:end] with `side` tokens of the document either side."""

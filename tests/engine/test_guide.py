@@ -115,6 +115,61 @@ def test_a_guided_run_marks_its_guided_commits_and_is_reproducible():
         assert text.startswith(TEXT[:start]) and text.endswith(TEXT[start + len("lazy dog"):])
 
 
+def waiting(monkeypatch, wait: bool) -> None:
+    """Guides built by the loop wait one forward (the draft) or not, whatever the settings say."""
+    import engine.guide
+    import engine.loop
+    made = engine.guide.make_guide
+
+    def make(model, layout, settings):
+        guide = made(model, layout, settings)
+        guide.waits, guide.waiting = int(wait), wait
+        return guide
+    monkeypatch.setattr(engine.loop, "make_guide", make)
+
+
+def test_over_cached_context_the_first_step_is_the_denoisers_draft_and_the_rest_as_without_it(monkeypatch):
+    """The frontier waits one forward: step 1 commits nothing and carries every slot's draft (the
+    denoiser's choices at its forward, as an unguided run's first forward sees them); the steps after
+    commit what a guide that does not wait commits, one forward later."""
+    model = Guided()
+    start = TEXT.index("lazy dog")
+    canvas = build_canvas(model.codec, TEXT, [Span(start, start + len("lazy dog"))], model.max_length)
+    settings = SamplerSettings(guide=1.0, cache="dual", seed=5)
+    assert make_guide(model, Layout.of(canvas.span_ranges, None, torch.device("cpu")), settings).waits == 1
+    steps = list(infill(model, canvas, settings))
+    plain = list(infill(model, canvas, settings.replace(guide=0.0)))
+    draft = steps[0]
+    assert not draft.committed.any() and draft.masked.all() and (draft.top_probs[..., 0] > 0).all()
+    assert torch.equal(draft.top_ids, plain[0].top_ids)  # the denoiser's own forward, nothing steered
+    waiting(monkeypatch, False)
+    direct = list(infill(model, canvas, settings))
+    assert len(steps) == len(direct) + 1 and steps[-1].forwards == direct[-1].forwards + 1
+    for a, b in zip(steps[1:], direct):
+        assert torch.equal(a.committed, b.committed) and torch.equal(a.guided, b.guided)
+        assert torch.equal(a.tokens, b.tokens) and torch.allclose(a.confidence, b.confidence, atol=1e-5)
+    assert steps[-1].texts == direct[-1].texts
+
+
+def test_a_waiting_guide_past_its_deadline_at_the_draft_still_finishes():
+    """Out of time at the draft's forward, that step is the last: it commits every slot left."""
+    import time
+    model = Guided()
+    start = TEXT.index("dog")
+    canvas = build_canvas(model.codec, TEXT, [Span(start, start + len("dog"))], model.max_length)
+    steps = list(infill(model, canvas, SamplerSettings(guide=1.0, cache="dual"), deadline=time.monotonic() - 1))
+    assert len(steps) == 1 and steps[0].done
+
+
+def test_a_guide_with_a_budget_of_steps_or_no_cache_does_not_wait():
+    model = Guided()
+    layout = Layout.of(((5, 9),), None, torch.device("cpu"))
+    for settings in (SamplerSettings(guide=1.0), SamplerSettings(guide=1.0, cache="dual", steps=3)):
+        assert make_guide(model, layout, settings).waits == 0
+        canvas = build_canvas(model.codec, TEXT, [Span(4, 20)], model.max_length)
+        assert next(iter(infill(model, canvas, settings))).committed.any()
+
+
 def test_a_guided_run_with_fewer_steps_than_tokens_still_finishes():
     model = Guided()
     start = TEXT.index("lazy dog")

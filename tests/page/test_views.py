@@ -72,3 +72,26 @@ def test_a_hosted_models_run_is_worded_as_chunks_of_text_not_forwards():
     said = inspector_html(steps[-1], canvas, 0, spot, streamed=True)
     assert "streamed by the hosted model" in said and "sure" not in said
     assert "sure" in inspector_html(steps[-1], canvas, 0, spot)  # a local model's run says how sure it was
+
+
+def test_an_undecided_slot_shows_its_draft_blurred_and_a_slot_never_read_shows_the_mask():
+    """The loop records each undecided slot's current first choice (its draft): the run view and the
+    editor's pieces draw it in place of the mask, marked as a draft; before any forward, the mask."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from engine import MASK_GLYPH
+    from page.live import slot_pieces
+    canvas, steps = scripted_run()
+    step = steps[0]
+    masked = step.masked[0].nonzero().squeeze(-1).tolist()
+    assert masked and (step.top_probs[0, masked, 0] > 0).all()
+    drafts = canvas.codec.pieces(step.top_ids[0, masked, 0].tolist())
+    pieces = slot_pieces(SimpleNamespace(canvas=canvas), step, 0, 0)
+    assert [p[0] for p in pieces if p[1] == "draft"] == drafts
+    assert not any(p[1] == "masked" for p in pieces)
+    html = step_html(step, canvas)
+    assert html.count('data-draft="1"') == len(masked) and MASK_GLYPH not in html
+    unread = dataclasses.replace(step, top_probs=torch.zeros_like(step.top_probs))
+    assert 'data-draft' not in step_html(unread, canvas) and MASK_GLYPH in step_html(unread, canvas)
+    assert [p[1] for p in slot_pieces(SimpleNamespace(canvas=canvas), unread, 0, 0)].count("masked") == len(masked)

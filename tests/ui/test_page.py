@@ -40,6 +40,12 @@ def test_regenerate_a_phrase_accept_diff_and_restore(page):
     page.keyboard.press("Enter")
     page.wait_for_selector("#live [data-step='0']")
     assert page.locator("#live .tok.masked").count() > 0  # the first step, replayed from the record
+    # its undecided slots show their drafts (the model's guesses at that forward), in the editor too
+    assert page.locator("#live .tok.masked[data-draft]").count() == page.locator("#live .tok.masked").count()
+    page.wait_for_selector("#document .cm-sh-draft")
+    page.click("#live .tok.masked >> nth=0")
+    page.wait_for_selector("#inspector :text('still masked')")
+    assert "the model's choices here" in page.inner_text("#inspector")
     page.check("#heatmap input")
     page.wait_for_selector("#live .sh-view.heatmap")
     page.uncheck("#heatmap input")

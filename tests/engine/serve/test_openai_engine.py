@@ -73,6 +73,7 @@ def test_the_stream_becomes_steps_that_only_commit(url):
             assert text.startswith(TEXT[:SPAN[0]]) and text.endswith(TEXT[SPAN[1]:])
     shown = [canvas.drafts(s.tokens[0], s.masked[0])[0].split("\u2591")[0] for s in steps]
     assert all(a == b[:len(a)] for a, b in zip(shown, shown[1:]))  # the text grows as it streams
+    assert not (steps[0].top_probs[steps[0].masked] > 0).any()  # no draft: the page draws the mask there
 
 
 def test_a_long_answer_is_cut_at_a_character_inside_the_span(url):
