@@ -126,9 +126,14 @@ def make_context(model: DiffusionLM, layout: Layout, settings: SamplerSettings,
                  carry: Carry | None = None) -> FullContext:
     """The context strategy `settings.cache` names; models without cache support run in full.
     `carry`: the cache handed on between runs over the same window (DualCache only)."""
-    if settings.cache in ("dual", "delayed") and model.supports_cache:
+    if caches_context(model, settings):
         return DualCache(model, layout, settings, carry)
     return FullContext(model, layout.positions, settings)
+
+
+def caches_context(model: DiffusionLM, settings: SamplerSettings) -> bool:
+    """Whether a run under `settings` keeps the context's keys/values (DualCache, either form)."""
+    return settings.cache in ("dual", "delayed") and model.supports_cache
 
 
 def context_window(positions: torch.Tensor, width: int | None) -> slice:
