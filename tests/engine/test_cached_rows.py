@@ -200,7 +200,8 @@ def test_both_cache_settings_count_as_cached_context_where_the_model_has_one():
     """The guide's draft step (engine.guide.make_guide) and the context strategy read this one answer."""
     from engine.context import caches_context
     model = tiny_llama(True, True)
-    assert caches_context(model, SamplerSettings(cache="dual")) and caches_context(model, SamplerSettings(cache="delayed"))
+    assert caches_context(model, SamplerSettings(cache="dual"))
+    assert caches_context(model, SamplerSettings(cache="delayed"))
     assert not caches_context(model, SamplerSettings(cache="none"))
     model.supports_cache = False
     assert not caches_context(model, SamplerSettings(cache="delayed"))
