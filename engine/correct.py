@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 import torch
 
 from .canvas import Canvas, between
+from .context import Carry
 from .infill import infill
 from .loop import Step
 from .model import DiffusionLM
@@ -52,7 +53,8 @@ class CorrectingInfill:
        less confident neighbour of each, and ban each named slot's old token there (and the tokens
        that begin with words the checker names).
     3. If any slot is to be redone and rounds are left, run the loop again on a canvas where every
-       other slot is forced (a new seed per round); its steps carry `round` = 1, 2, ...
+       other slot is forced (a new seed per round); its steps carry `round` = 1, 2, ... With
+       `round_context` "carry" the round starts from the context cache the last run left.
     `failures` holds what the checker raised (the edit then stays as it is: never into the run).
     """
 
@@ -69,10 +71,11 @@ class CorrectingInfill:
         scope = scope_bias(self.canvas, V) if self.settings.scope == "lines" else None
         canvas, bias, before = self.canvas, scope, None
         index = forwards = 0
+        carry = Carry() if self.settings.round_context == "carry" else None
         for r in range(self.rounds + 1):
             settings = self.settings.replace(seed=(self.settings.seed + r) % 2**63)
             last: Step | None = None
-            for step in infill(self.model, canvas, settings, bias, self.deadline):   # 1, 3
+            for step in infill(self.model, canvas, settings, bias, self.deadline, carry):   # 1, 3
                 last = self.merged(step, before, r, index, forwards)
                 yield last
             if last is None:

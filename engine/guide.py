@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from .commit import Layout
+from .context import caches_context
 from .model import CausalCall, CausalView, DiffusionLM
 from .settings import DEFAULT_PRESET, GUIDED_PRESET, SamplerSettings
 
@@ -184,7 +185,7 @@ def make_guide(model: DiffusionLM, layout: Layout, settings: SamplerSettings) ->
     view = causal_view_for(model, settings)
     if view is None:
         return NoGuide()
-    wait = settings.cache == "dual" and model.supports_cache and settings.steps is None
+    wait = caches_context(model, settings) and settings.steps is None
     return FrontierGuide(view, layout, settings.guide, settings.context_window or GUIDE_CONTEXT, wait)
 
 

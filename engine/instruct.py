@@ -139,9 +139,11 @@ class Guided(Delegating):
             head = torch.tensor(self.prompt.head, dtype=call.ids.dtype, device=call.ids.device)
             return [CausalCall(view, torch.cat([call.ids[:, :1], head.expand(len(call.ids), -1), call.ids[:, 1:]], 1))]
         own, bare = call.cache if call.cache is not None else (None, None)
-        out: list[Call] = [ForwardCall(*self.wrap(call.ids, call.positions, self.head), call.cached, own)]
+        out: list[Call] = [ForwardCall(*self.wrap(call.ids, call.positions, self.head), call.cached, own,
+                                       freeze=call.freeze)]
         if self.guidance > 0:
-            out.append(ForwardCall(*self.wrap(call.ids, call.positions, self.bare), call.cached, bare))
+            out.append(ForwardCall(*self.wrap(call.ids, call.positions, self.bare), call.cached, bare,
+                                   freeze=call.freeze))
         return out
 
     def answer(self, call: Call, answers: Iterator[Any]) -> Any:
@@ -170,8 +172,9 @@ class Guided(Delegating):
     def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self.forward_many([ForwardCall(ids, positions)])[0]
 
-    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        return self.forward_many([ForwardCall(ids, positions, True, cache)])[0]
+    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any,
+                      freeze: bool = False) -> tuple[torch.Tensor, Any]:
+        return self.forward_many([ForwardCall(ids, positions, True, cache, freeze=freeze)])[0]
 
     def causal_view(self) -> CausalView | None:
         view = self.model.causal_view()

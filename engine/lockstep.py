@@ -37,6 +37,7 @@ class Sent:
     positions: torch.Tensor  # (P,) on the CPU
     cached: bool
     key: int | None          # cached calls: the context cache they read (or make) on every rank
+    freeze: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,11 @@ class Leader(Routed):
         key = None
         if call.cached:
             key = call.cache.key if isinstance(call.cache, Handle) else next(self._keys)
-        return Sent(call.ids.cpu(), call.positions.cpu(), call.cached, key)
+        return Sent(call.ids.cpu(), call.positions.cpu(), call.cached, key, call.freeze)
 
     def _local(self, call: ForwardCall) -> ForwardCall:
         cache = call.cache.cache if isinstance(call.cache, Handle) else None
-        return ForwardCall(call.ids, call.positions, call.cached, cache)
+        return ForwardCall(call.ids, call.positions, call.cached, cache, freeze=call.freeze)
 
     def _answer(self, call: ForwardCall, sent: Sent, answer: Any) -> Any:
         """`answer` with rank 0's cache in a Handle (the one it came in, or a new one)."""
@@ -178,7 +179,8 @@ def follow(model: DiffusionLM, ranks: Ranks, caches: dict[int, Any] | None = Non
         if not message.calls:
             continue
         calls = [ForwardCall(c.ids.to(ranks.device), c.positions.to(ranks.device), c.cached,
-                             caches.get(c.key) if c.key is not None else None) for c in message.calls]
+                             caches.get(c.key) if c.key is not None else None, freeze=c.freeze)
+                 for c in message.calls]
         try:
             answers = model.forward_many(calls)
         except GroupBroken:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .commit import Layout, choose_commits, choose_remasks
-from .context import make_context
+from .context import Carry, make_context
 from .guide import make_guide
 from .model import DiffusionLM
 from .settings import SamplerSettings
@@ -57,12 +57,13 @@ class Step:
 
 def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int, int], ...],
             forced: torch.Tensor, settings: SamplerSettings, bias: torch.Tensor | None = None,
-            deadline: float | None = None) -> Iterator[Step]:
+            deadline: float | None = None, carry: Carry | None = None) -> Iterator[Step]:
     """Regenerate the slots in `span_ranges` of `ids` (L,), except `forced` (L,) ones. `ids` and
     `forced` may also be (B, L), one row per candidate (a correction round redoes each one's own
     slots); `bias` (V,), (P, V) or (B, P, V) is added to the logits, -inf where a slot must not
     take a token (scope constraints, engine.scope; tokens a correction round rejects). Past
     `deadline` (time.monotonic()), the next step is the last: the budget's rule commits every slot left.
+    `carry`: a context cache handed on from a run over the same window (engine.context.Carry).
 
     1. Fill every slot to decide with noise: the mask id, or random tokens for uniform models.
     2. Run the model (whole canvas, or slots over cached context), the frontier guide's causal read
@@ -90,7 +91,7 @@ def denoise(model: DiffusionLM, ids: torch.Tensor, span_ranges: tuple[tuple[int,
     ban = banned_bias(model, device)
     allowed = torch.isfinite(ban).nonzero().squeeze(-1)                       # (A,) once, not per step
     ban = ban if bias is None else ban + bias.to(device)                       # (V,) or (B|1, P, V)
-    context = make_context(model, lay, settings)
+    context = make_context(model, lay, settings, carry)
     guide = make_guide(model, lay, settings)
     budget = step_budget(settings, lay, todo) + guide.waits
     where = lay.positions.cpu()

@@ -82,6 +82,7 @@ class ForwardCall:
     cached: bool = False
     cache: Any = None
     steer: tuple[tuple[str, float], ...] = ()  # concepts set to a weight (engine/concepts.py)
+    freeze: bool = False     # with cached and no cache: the cache freezes rows no slot needs (cached_logits)
 
 
 @dataclass(frozen=True)
@@ -138,12 +139,15 @@ class DiffusionLM(ABC):
         return self.logits(ids)[:, positions]
 
     def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor,
-                      cache: Any) -> tuple[torch.Tensor, Any]:
+                      cache: Any, freeze: bool = False) -> tuple[torch.Tensor, Any]:
         """(B, P, V) logits of `positions` (P,) only, and the context cache.
 
         cache=None runs the whole canvas and returns a fresh cache of every position's keys and
-        values; with a cache, only the slots (and, for shifted heads, the slot before each) are
-        run, attending to the cached context. Families that support it set `supports_cache`.
+        values, the rows of `positions` left to run again; with a cache, only those slots (and,
+        for shifted heads, the slot before each) are run, attending to the cached context, and
+        only `positions`' logits are read out. `freeze` (taken when the cache is made): later
+        calls run only the rows the slots they score need; committed slots' rows join the context
+        once run with their token. Families that support it set `supports_cache`.
         """
         raise NotImplementedError(f"{type(self).__name__} has no context cache")
 
@@ -158,7 +162,7 @@ class DiffusionLM(ABC):
         if isinstance(call, CausalCall):
             return call.view.extend(call.ids, call.past)
         if call.cached:
-            return self.cached_logits(call.ids, call.positions, call.cache)
+            return self.cached_logits(call.ids, call.positions, call.cache, call.freeze)
         return self.logits_at(call.ids, call.positions)
 
     def shard(self, rank: int, size: int, device: torch.device) -> None:
@@ -232,8 +236,9 @@ class Delegating(DiffusionLM):
     def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self.model.logits_at(ids, positions)
 
-    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        return self.model.cached_logits(ids, positions, cache)
+    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any,
+                      freeze: bool = False) -> tuple[torch.Tensor, Any]:
+        return self.model.cached_logits(ids, positions, cache, freeze)
 
     def forward_many(self, calls: Sequence[Call]) -> list[Any]:
         return self.model.forward_many(calls)
@@ -273,8 +278,9 @@ class Routed(Delegating):
     def logits_at(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self.forward_many([ForwardCall(ids, positions)])[0]
 
-    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
-        return self.forward_many([ForwardCall(ids, positions, cached=True, cache=cache)])[0]
+    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any,
+                      freeze: bool = False) -> tuple[torch.Tensor, Any]:
+        return self.forward_many([ForwardCall(ids, positions, cached=True, cache=cache, freeze=freeze)])[0]
 
     @abstractmethod
     def forward_many(self, calls: Sequence[Call]) -> list[Any]:

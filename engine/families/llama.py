@@ -198,25 +198,41 @@ class LlamaDiffusionLM(DiffusionLM):
         return self.runner(x, None, rows)[0]
 
     @torch.inference_mode()
-    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor,
-                      cache: SpanCache | None) -> tuple[torch.Tensor, SpanCache]:
+    def cached_logits(self, ids: torch.Tensor, positions: torch.Tensor, cache: SpanCache | None,
+                      freeze: bool = False) -> tuple[torch.Tensor, SpanCache]:
         """DualCache (Fast-dLLM): a full forward keeps every block's keys/values of the context;
-        later calls run only the `active` rows (span slots plus the rows that score them) and
-        attend to that frozen context. Keys are cached after RoPE, so positions stay exact."""
+        later calls run only the active rows (the span's slots plus the rows that score them) and
+        attend to that frozen context. Keys are cached after RoPE, so positions stay exact. Only
+        `positions`' logits are read out. `freeze` (kept by the cache): a later call runs only the
+        rows of the slots it scores and of slots whose id moved since their last forward; the
+        others join the context (dKV-Cache's delayed caching, Ma et al. 2025)."""
         x = self.net_input(ids)                                                  # (B, Ln)
         if cache is None:
             out, kvs = self.runner(x, None, self.query_rows(positions), want_kv=True)
-            return out, self.span_cache(positions, kvs, x.shape[1])
-        return self.runner(x[:, cache.active], cache.active, cache.query, cache.context)[0], cache
+            return out, self.span_cache(x, positions, kvs, freeze)
+        cache, query = self.regrouped(x, positions, cache)
+        ran = x[:, cache.active]                                                 # (B, A)
+        out, kvs = self.runner(ran, cache.active, query, cache.context, want_kv=cache.freeze)
+        return out, cache.computed(ran, kvs)
 
-    def span_cache(self, positions: torch.Tensor, kvs: list[KV], rows: int) -> SpanCache:
-        """The cache of a full forward over `rows` net rows whose blocks' keys/values were `kvs`."""
+    def span_rows(self, positions: torch.Tensor) -> torch.Tensor:
+        """(A,) sorted net rows of the slots at `positions` and of the rows that score them."""
         slots = positions + (1 if self.start_id is not None else 0)
-        active = torch.cat([slots, self.query_rows(positions)]).unique()         # (A,) sorted
-        keep = torch.ones(rows, dtype=torch.bool, device=positions.device)
+        return torch.cat([slots, self.query_rows(positions)]).unique()
+
+    def span_cache(self, x: torch.Tensor, positions: torch.Tensor, kvs: list[KV], freeze: bool = False) -> SpanCache:
+        """The cache of a full forward over net input `x` (B, Ln) whose blocks' keys/values were `kvs`."""
+        active = self.span_rows(positions)                                       # (A,)
+        keep = torch.ones(x.shape[1], dtype=torch.bool, device=positions.device)
         keep[active] = False
-        query = torch.searchsorted(active, self.query_rows(positions))           # (P,) into active
-        return SpanCache(self.runner.context(kvs, keep), active, query)
+        kv = tuple((k[:, :, active], v[:, :, active]) for k, v in kvs) if freeze else ()
+        return SpanCache(self.runner.context(kvs, keep), keep.nonzero().squeeze(-1), active, x.clone(), freeze, kv)
+
+    def regrouped(self, x: torch.Tensor, positions: torch.Tensor, cache: SpanCache) -> tuple[SpanCache, torch.Tensor]:
+        """The cache a cached step over `x` (B, Ln) scoring `positions` (P,) runs with, and the (P,)
+        index into its active rows of the row that scores each slot."""
+        cache = cache.regroup(x, self.span_rows(positions), self.runner)
+        return cache, torch.searchsorted(cache.active, self.query_rows(positions))
 
     def forward_many(self, calls: Sequence[Call]) -> list[Any]:
         """Several callers' forwards as one packed pass (engine/families/packing.py); one alone as is."""

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..model import Call, CausalCall
 from .llama_net import KV, Attention, Block, LlamaNet, apply_rope, rope_tables
+from .rows import project
 
 if TYPE_CHECKING:
     from .moe_net import MoENet
@@ -38,7 +39,10 @@ class PackedModel(Protocol):
 
     def net_input(self, ids: torch.Tensor) -> torch.Tensor: ...
     def query_rows(self, positions: torch.Tensor) -> torch.Tensor: ...
-    def span_cache(self, positions: torch.Tensor, kvs: list[KV], rows: int) -> SpanCache: ...
+    def span_cache(self, x: torch.Tensor, positions: torch.Tensor, kvs: list[KV],
+                   freeze: bool = False) -> SpanCache: ...
+    def regrouped(self, x: torch.Tensor, positions: torch.Tensor,
+                  cache: SpanCache) -> tuple[SpanCache, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Piece:
     keep_kv: bool                  # a cache refresh: the rows' keys/values become the new cache
     mask: torch.Tensor | None = None  # (R, context + R) which keys each row sees (None: all)
     base: BaseView | None = None   # the rows read the net as its base (the adapter taken out)
+    cache: SpanCache | None = None  # a cached step: the cache its rows run with (regrouped)
 
     @property
     def size(self) -> int:
@@ -70,8 +75,8 @@ def piece(model: PackedModel, call: Call) -> Piece:
         return Piece(call.ids, rows + n, rows, call.past, True, mask, getattr(call.view, "base", None))
     x = model.net_input(call.ids)                                                # (B, Ln)
     if call.cached and call.cache is not None:
-        cache = call.cache
-        return Piece(x[:, cache.active], cache.active, cache.query, cache.context.kv, False)
+        cache, query = model.regrouped(x, call.positions, call.cache)
+        return Piece(x[:, cache.active], cache.active, query, cache.context.kv, cache.freeze, cache=cache)
     rows = torch.arange(x.shape[1], device=x.device)
     return Piece(x, rows, model.query_rows(call.positions), None, call.cached)
 
@@ -97,7 +102,7 @@ def forward_packed(model: PackedModel, calls: Sequence[Call]) -> list[Any]:
         h = hidden[start:start + p.size].view(*p.ids.shape, width)               # (B, R, d)
         query_rows.append(h[:, p.query].reshape(-1, width))                      # (B * P, d)
         start += p.size
-    logits = model.net.project(torch.cat(query_rows))                            # (sum B * P, V)
+    logits = project(model.net, torch.cat(query_rows))                           # (sum B * P, V)
     answers: list[Any] = []
     for call, p, rows, kv in zip(calls, pieces, logits.split([len(r) for r in query_rows]), kvs):
         out = rows.view(p.ids.shape[0], len(p.query), -1)                        # (B, P, V)
@@ -108,9 +113,10 @@ def forward_packed(model: PackedModel, calls: Sequence[Call]) -> list[Any]:
             answers.append((out, past))
         elif not call.cached:
             answers.append(out)
+        elif p.cache is not None:
+            answers.append((out, p.cache.computed(p.ids, kv or [])))
         else:
-            cache = call.cache if kv is None else model.span_cache(call.positions, kv, p.ids.shape[1])
-            answers.append((out, cache))
+            answers.append((out, model.span_cache(p.ids, call.positions, kv or [], call.freeze)))
     return answers
 
 

@@ -147,7 +147,8 @@ def test_every_sampler_setting_has_a_flag_that_reaches_the_settings():
     changed = {"steps": 7, "tokens_per_step": 2, "block_length": 3, "strategy": "entropy", "threshold": 0.5,
                "entropy_bound": 0.3, "temperature": 0.7, "seed": 11, "remask_below": 0.25, "candidates": 3,
                "candidate_temperature": 1.5, "alternatives": 2, "cache": "dual", "refresh_every": 4,
-               "context_window": 32, "spacing": 3, "guide": 1.5, "guidance": 2.5, "correct_rounds": 3, "scope": "off",
+               "context_window": 32, "spacing": 3, "guide": 1.5, "guidance": 2.5, "correct_rounds": 3,
+               "round_context": "carry", "scope": "off",
                "rough_margin": 1.5, "steer": "formal tone=2, sarcasm=-1"}
     assert set(changed) == {k.name for k in knobs()}  # a new field needs a line here
     argv = ["infill", "--text-file", "x"]

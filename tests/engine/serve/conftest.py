@@ -41,8 +41,8 @@ class Paced(DiffusionLM):
     def logits_at(self, ids, positions):
         return self.inner.logits_at(ids, positions)
 
-    def cached_logits(self, ids, positions, cache):
-        return self.inner.cached_logits(ids, positions, cache)
+    def cached_logits(self, ids, positions, cache, freeze=False):
+        return self.inner.cached_logits(ids, positions, cache, freeze)
 
     def forward_many(self, calls):
         assert self.gate.wait(30), "a test left the gate shut"
