@@ -299,8 +299,11 @@ PRESETS: dict[str, SamplerSettings] = {
     "balanced": SamplerSettings(strategy="entropy", entropy_bound=0.1),
     # `fast` with the frontier guide at weight 1, left to right: the default of models that have a
     # causal view (the bundled one); chosen in a blind reading (docs/MODEL.md, "Frontier guide").
+    # Dual, not delayed: on held-out single-line Python delayed + carry parsed 90% after the rounds,
+    # dual + carry 100% (the same edits as dual + reread, 7% less time); its spans are short, where
+    # delayed saves little (docs/PERFORMANCE.md, "Correction rounds": the presets' caches).
     "guided": SamplerSettings(strategy="threshold", threshold=0.3, tokens_per_step=1, spacing=2,
-                              cache="delayed", context_window=128, round_context="carry", guide=1.0),
+                              cache="dual", context_window=128, round_context="carry", guide=1.0),
 }
 DEFAULT_PRESET = "fast"  # the default of models without a guide (docs/PERFORMANCE.md: why this one)
 GUIDED_PRESET = "guided"  # the default of models with one (engine.guide.default_preset)
